@@ -1,0 +1,20 @@
+# Every third-party dependency comes from a Debian package installed by scripts/setup.
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+
+# Debian's libtorch 1.13 (CPU, with c10d Gloo). Its config sets TORCH_LIBRARIES/TORCH_CXX_FLAGS.
+find_package(Torch CONFIG REQUIRED)
+# A thin interface target so that folders link torch PRIVATE like any other dependency.
+add_library(bitsweep_torch INTERFACE)
+target_link_libraries(bitsweep_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(bitsweep_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+
+if(BITSWEEP_BUILD_TESTS)
+  find_package(Catch2 REQUIRED)
+endif()

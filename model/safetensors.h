@@ -1,0 +1,113 @@
+// Reading and writing safetensors checkpoints, single-file or sharded.
+//
+// Format (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N,
+// N bytes of JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}},
+// then the byte buffer; offsets are relative to the buffer start.
+//
+// Reading memory-maps each file once. Load() returns a tensor that aliases the mapping (no copy)
+// and keeps the mapping alive for as long as any such tensor exists, so weights used in their
+// stored dtype cost no extra memory. Every header is validated when a file is opened: bounds,
+// overlaps and gaps, dtype, shape/byte-size agreement. Every error names the file and tensor.
+// A Checkpoint is immutable after Open() and safe to read from several threads.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bitsweep::model {
+
+// Element types of the safetensors format that bitsweep reads and writes. Any other dtype
+// (F8_*, U16, U32, U64, C64, ...) is rejected with an error naming the file and tensor.
+enum class StDType { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kBool };
+
+// "F32" -> kF32 etc.; unknown names are an InvalidArgument naming the dtype.
+StatusOr<StDType> ParseStDType(const std::string& name);
+const char* StDTypeName(StDType dtype);
+size_t StDTypeSize(StDType dtype);
+
+struct TensorEntry {
+  std::string name;
+  StDType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;  // byte offset in the data buffer
+  uint64_t end = 0;    // one past the last byte
+  int file = 0;        // index into Checkpoint::files()
+};
+
+class MappedFile;  // defined in safetensors.cc
+
+// One checkpoint: a single `*.safetensors` file, or a directory holding either
+// `model.safetensors` or `model.safetensors.index.json` with its shards.
+class Checkpoint {
+ public:
+  // `path` is a single .safetensors file or a directory holding `model.safetensors.index.json`
+  // (every shard it names is opened once and must hold exactly the tensors the weight_map puts
+  // there), else `model.safetensors`, else exactly one *.safetensors file. Malformed files and
+  // inconsistent indexes are InvalidArgument naming the file and tensor; a missing path NotFound.
+  static StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& path);
+  ~Checkpoint();
+
+  bool Has(const std::string& name) const;
+  // Names in sorted order.
+  std::vector<std::string> Names() const;
+  StatusOr<TensorEntry> Entry(const std::string& name) const;
+  // The tensor (CPU, stored dtype and shape), aliasing the memory map without a copy; it keeps
+  // the mapping alive after this Checkpoint is destroyed. Read-only: the mapping is PROT_READ, so
+  // writing into it (in-place ops included) crashes; clone() first to modify. Exception: a tensor
+  // whose offset is not a multiple of its element size is returned as an aligned private copy.
+  // NotFound for an unknown name.
+  StatusOr<at::Tensor> Load(const std::string& name) const;
+  // The tensor converted to `dtype` in memory this process owns; when a conversion is needed
+  // the source pages are released from the resident set afterwards (MADV_DONTNEED), so
+  // loading a checkpoint in another dtype peaks at about one copy of the weights. With the
+  // stored dtype it is Load().
+  StatusOr<at::Tensor> LoadAs(const std::string& name, at::ScalarType dtype) const;
+  // All tensors whose names start with `prefix` (e.g. "model.layers.3."), keyed by full name;
+  // an empty map when none does. Same aliasing rules as Load().
+  StatusOr<std::map<std::string, at::Tensor>> LoadPrefix(const std::string& prefix) const;
+  const std::vector<std::string>& files() const { return files_; }
+  // Total bytes of tensor data over all shards.
+  uint64_t TotalBytes() const;
+
+ private:
+  Checkpoint() = default;
+  std::vector<std::string> files_;
+  std::vector<std::shared_ptr<MappedFile>> maps_;
+  std::map<std::string, TensorEntry> entries_;
+};
+
+struct WriteOptions {
+  // Shards are cut at tensor boundaries so that no shard holds more than this many bytes of
+  // tensor data, except a shard holding one tensor larger than the limit; 0 = one file.
+  uint64_t max_shard_bytes = 0;
+  // Written into "__metadata__" (e.g. {"format": "pt"}).
+  std::map<std::string, std::string> metadata = {{"format", "pt"}};
+};
+
+// Writes one safetensors file. Tensors must be CPU, dense and of a supported dtype (else
+// InvalidArgument naming the tensor); they are written in the given order, contiguous,
+// little-endian, after a header padded with spaces so the data starts 8-byte aligned. The file
+// appears atomically (temporary file in the same directory, then rename). Empty `metadata`
+// omits "__metadata__".
+Status WriteSafetensorsFile(const std::string& path,
+                            const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                            const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// Writes a checkpoint into directory `dir` (created if needed) in the Hugging Face layout:
+// `model.safetensors`, or `model-0000k-of-0000n.safetensors` shards plus
+// `model.safetensors.index.json` ({"metadata": {"total_size"}, "weight_map"}). Files
+// `model*.safetensors*` left by a previous write are removed first, so the directory never mixes
+// two layouts; other files are left alone. `options.metadata` goes into every file.
+Status WriteCheckpoint(const std::string& dir,
+                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const WriteOptions& options = {});
+
+}  // namespace bitsweep::model

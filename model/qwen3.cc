@@ -1,0 +1,372 @@
+#include "model/qwen3.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "model/safetensors.h"
+
+namespace bitsweep::model {
+namespace {
+
+// Query rows per attention chunk: the causal mask lets chunk [s, e) skip keys >= e, which
+// saves about half of the attention FLOPs at long sequence lengths and bounds the score buffer.
+constexpr int64_t kAttentionChunk = 256;
+
+at::ScalarType ToScalarType(ComputeDType d) {
+  return d == ComputeDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
+}
+
+std::string ShapeString(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+at::Tensor RotateHalf(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+using Getter = Qwen3Model::TensorGetter;
+
+class Builder {
+ public:
+  Builder(const Qwen3Config& c, at::ScalarType dtype, const Getter& get)
+      : c_(c), dtype_(dtype), get_(get) {}
+
+  StatusOr<at::Tensor> Take(const std::string& name, std::vector<int64_t> shape) {
+    ASSIGN_OR_RETURN(at::Tensor t, get_(name));
+    if (!t.sizes().equals(shape)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" has shape ", ShapeString(t.sizes()), " but config.json implies ",
+          ShapeString(shape)));
+    }
+    if (!t.is_floating_point()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\" is not floating point"));
+    }
+    // Same dtype: keep the (possibly memory-mapped) tensor as is; otherwise convert once.
+    return t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous();
+  }
+
+  StatusOr<Linear> TakeLinear(const std::string& name, int64_t out, int64_t in) {
+    ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}));
+    return Linear(std::move(w));
+  }
+
+  StatusOr<Mlp> TakeMlp(const std::string& prefix, int64_t width) {
+    Mlp m;
+    const int64_t h = c_.hidden_size;
+    ASSIGN_OR_RETURN(m.gate_proj, TakeLinear(prefix + "gate_proj", width, h));
+    ASSIGN_OR_RETURN(m.up_proj, TakeLinear(prefix + "up_proj", width, h));
+    ASSIGN_OR_RETURN(m.down_proj, TakeLinear(prefix + "down_proj", h, width));
+    return m;
+  }
+
+  StatusOr<DecoderLayer> TakeLayer(int64_t i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    const int64_t h = c_.hidden_size;
+    DecoderLayer l;
+    ASSIGN_OR_RETURN(l.input_layernorm, Take(p + "input_layernorm.weight", {h}));
+    ASSIGN_OR_RETURN(l.post_attention_layernorm, Take(p + "post_attention_layernorm.weight", {h}));
+    ASSIGN_OR_RETURN(l.q_norm, Take(p + "self_attn.q_norm.weight", {c_.head_dim}));
+    ASSIGN_OR_RETURN(l.k_norm, Take(p + "self_attn.k_norm.weight", {c_.head_dim}));
+    ASSIGN_OR_RETURN(l.q_proj, TakeLinear(p + "self_attn.q_proj", c_.q_dim(), h));
+    ASSIGN_OR_RETURN(l.k_proj, TakeLinear(p + "self_attn.k_proj", c_.kv_dim(), h));
+    ASSIGN_OR_RETURN(l.v_proj, TakeLinear(p + "self_attn.v_proj", c_.kv_dim(), h));
+    ASSIGN_OR_RETURN(l.o_proj, TakeLinear(p + "self_attn.o_proj", h, c_.q_dim()));
+    if (c_.IsMoeLayer(i)) {
+      MoeBlock moe;
+      moe.top_k = c_.num_experts_per_tok;
+      moe.norm_topk_prob = c_.norm_topk_prob;
+      ASSIGN_OR_RETURN(moe.gate, TakeLinear(p + "mlp.gate", c_.num_experts, h));
+      for (int64_t e = 0; e < c_.num_experts; ++e) {
+        ASSIGN_OR_RETURN(Mlp m,
+                         TakeMlp(absl::StrCat(p, "mlp.experts.", e, "."), c_.moe_intermediate_size));
+        moe.experts.push_back(std::move(m));
+      }
+      l.moe = std::move(moe);
+    } else {
+      ASSIGN_OR_RETURN(Mlp m, TakeMlp(p + "mlp.", c_.intermediate_size));
+      l.mlp = std::move(m);
+    }
+    return l;
+  }
+
+ private:
+  const Qwen3Config& c_;
+  at::ScalarType dtype_;
+  const Getter& get_;
+};
+
+at::Tensor Attention(const DecoderLayer& l, const Qwen3Config& c, const at::Tensor& x,
+                     const RopeTables& rope) {
+  const int64_t B = x.size(0), T = x.size(1), hd = c.head_dim;
+  // Head counts come from the (possibly column-sharded) weights, so a tensor-parallel shard
+  // runs its own heads with no change here.
+  const int64_t n_heads = l.q_proj.out_features() / hd;
+  const int64_t n_kv = l.k_proj.out_features() / hd;
+  const int64_t group = n_heads / n_kv;
+
+  at::Tensor q = RmsNorm(l.q_proj.Forward(x).view({B, T, n_heads, hd}), l.q_norm, c.rms_norm_eps);
+  at::Tensor k = RmsNorm(l.k_proj.Forward(x).view({B, T, n_kv, hd}), l.k_norm, c.rms_norm_eps);
+  at::Tensor v = l.v_proj.Forward(x).view({B, T, n_kv, hd});
+  const at::Tensor cos = rope.cos.view({T, 1, hd});
+  const at::Tensor sin = rope.sin.view({T, 1, hd});
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+
+  // Query head h = kv * group + g uses kv head `kv` (HF's repeat_kv order). Lay queries out as
+  // [B, n_kv, group, T, hd] so each kv head is one batched GEMM with no copy of K or V.
+  q = q.view({B, T, n_kv, group, hd}).permute({0, 2, 3, 1, 4}).contiguous();
+  k = k.permute({0, 2, 1, 3}).contiguous().view({B * n_kv, T, hd});
+  v = v.permute({0, 2, 1, 3}).contiguous().view({B * n_kv, T, hd});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const bool low_precision = x.scalar_type() != at::kFloat;
+
+  at::Tensor out = at::empty({B, n_kv, group, T, hd}, x.options());
+  for (int64_t s = 0; s < T; s += kAttentionChunk) {
+    const int64_t e = std::min(T, s + kAttentionChunk);
+    const int64_t n = e - s;
+    at::Tensor qc = q.narrow(3, s, n).reshape({B * n_kv, group * n, hd});
+    at::Tensor kc = k.narrow(1, 0, e);
+    at::Tensor vc = v.narrow(1, 0, e);
+    at::Tensor scores = at::baddbmm(at::empty({B * n_kv, group * n, e}, x.options()), qc,
+                                    kc.transpose(1, 2), /*beta=*/0.0, /*alpha=*/scale);
+    // Query s+i may not see keys j > s+i: only the diagonal block [s, e) has masked entries.
+    at::Tensor future = at::ones({n, n}, x.options().dtype(at::kBool)).triu(1);
+    scores.view({B * n_kv, group, n, e}).narrow(3, s, n).masked_fill_(future, -INFINITY);
+    at::Tensor probs = low_precision
+                           ? at::softmax(scores.to(at::kFloat), -1).to(x.scalar_type())
+                           : at::softmax(scores, -1);
+    out.narrow(3, s, n).copy_(at::bmm(probs, vc).view({B, n_kv, group, n, hd}));
+  }
+  at::Tensor ctx = out.permute({0, 3, 1, 2, 4}).reshape({B, T, n_heads * hd});
+  return l.o_proj.Forward(ctx);
+}
+
+}  // namespace
+
+StatusOr<ComputeDType> ParseComputeDType(const std::string& name) {
+  if (name == "fp32" || name == "float32") return ComputeDType::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return ComputeDType::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown compute dtype \"", name, "\" (expected fp32 or bf16)"));
+}
+
+const char* ComputeDTypeName(ComputeDType dtype) {
+  return dtype == ComputeDType::kBFloat16 ? "bf16" : "fp32";
+}
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * at::rsqrt(var + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+at::Tensor Mlp::Forward(const at::Tensor& x) const {
+  return down_proj.Forward(at::silu(gate_proj.Forward(x)) * up_proj.Forward(x));
+}
+
+at::Tensor MoeBlock::Forward(const at::Tensor& x) const {
+  const auto shape = x.sizes().vec();
+  at::Tensor flat = x.reshape({-1, x.size(-1)});
+  at::Tensor probs = at::softmax(gate.Forward(flat).to(at::kFloat), 1);
+  auto [weights, index] = at::topk(probs, top_k, -1);
+  if (norm_topk_prob) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  weights = weights.to(x.scalar_type());
+
+  at::Tensor out = at::zeros_like(flat);
+  // Group (token, slot) pairs by expert on the host: one gather, one expert MLP and one
+  // index_add per expert that received tokens, in expert order as HF does.
+  at::Tensor flat_index = index.reshape({-1}).to(at::kLong).contiguous();
+  at::Tensor order = at::argsort(flat_index);  // positions token * top_k + slot
+  at::Tensor counts = at::bincount(flat_index, {}, static_cast<int64_t>(experts.size()));
+  const int64_t* count = counts.data_ptr<int64_t>();
+  at::Tensor flat_weights = weights.reshape({-1});
+  int64_t begin = 0;
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const int64_t n = count[e];
+    if (n == 0) continue;
+    at::Tensor pos = order.narrow(0, begin, n);
+    begin += n;
+    at::Tensor tokens = at::div(pos, top_k, "floor");
+    at::Tensor y = experts[e].Forward(flat.index_select(0, tokens)) *
+                   flat_weights.index_select(0, pos).unsqueeze(1);
+    out.index_add_(0, tokens, y);
+  }
+  return out.view(shape);
+}
+
+std::vector<std::pair<std::string, Linear*>> DecoderLayer::Linears() {
+  std::vector<std::pair<std::string, Linear*>> out = {{"self_attn.q_proj", &q_proj},
+                                                      {"self_attn.k_proj", &k_proj},
+                                                      {"self_attn.v_proj", &v_proj},
+                                                      {"self_attn.o_proj", &o_proj}};
+  if (mlp) {
+    out.push_back({"mlp.gate_proj", &mlp->gate_proj});
+    out.push_back({"mlp.up_proj", &mlp->up_proj});
+    out.push_back({"mlp.down_proj", &mlp->down_proj});
+  }
+  if (moe) {
+    out.push_back({"mlp.gate", &moe->gate});
+    for (size_t e = 0; e < moe->experts.size(); ++e) {
+      const std::string p = absl::StrCat("mlp.experts.", e, ".");
+      out.push_back({p + "gate_proj", &moe->experts[e].gate_proj});
+      out.push_back({p + "up_proj", &moe->experts[e].up_proj});
+      out.push_back({p + "down_proj", &moe->experts[e].down_proj});
+    }
+  }
+  return out;
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
+                                                       const LoadOptions& options) {
+  ASSIGN_OR_RETURN(Qwen3Config config, LoadQwen3Config(dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
+  const Checkpoint* ck = ckpt.get();
+  const at::ScalarType dtype = ToScalarType(options.dtype);
+  auto model = Build(config, options, [ck, dtype](const std::string& name) -> StatusOr<at::Tensor> {
+    if (!ck->Has(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
+    }
+    return ck->LoadAs(name, dtype);
+  });
+  if (!model.ok()) {
+    return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
+  }
+  return model;
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromTensors(
+    const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
+    const LoadOptions& options) {
+  RETURN_IF_ERROR(config.Validate());
+  return Build(config, options, [&tensors](const std::string& name) -> StatusOr<at::Tensor> {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("missing tensor \"", name, "\""));
+    }
+    return it->second;
+  });
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(const Qwen3Config& config,
+                                                        const LoadOptions& options,
+                                                        const TensorGetter& get) {
+  auto model = std::unique_ptr<Qwen3Model>(new Qwen3Model());
+  model->config_ = config;
+  model->dtype_ = options.dtype;
+  try {
+    Builder b(model->config_, ToScalarType(options.dtype), get);
+    const int64_t V = config.vocab_size, H = config.hidden_size;
+    ASSIGN_OR_RETURN(model->embed_tokens_, b.Take("model.embed_tokens.weight", {V, H}));
+    ASSIGN_OR_RETURN(model->norm_, b.Take("model.norm.weight", {H}));
+    if (config.tie_word_embeddings) {
+      model->lm_head_ = model->embed_tokens_;
+    } else {
+      ASSIGN_OR_RETURN(model->lm_head_, b.Take("lm_head.weight", {V, H}));
+    }
+    for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+      ASSIGN_OR_RETURN(DecoderLayer l, b.TakeLayer(i));
+      model->layers_.push_back(std::move(l));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("building the model: ", e.what_without_backtrace()));
+  }
+  return model;
+}
+
+at::Tensor Qwen3Model::Embed(const at::Tensor& ids) const {
+  return at::embedding(embed_tokens_, ids);
+}
+
+RopeTables Qwen3Model::MakeRope(int64_t seq_len) const {
+  const int64_t hd = config_.head_dim;
+  // HF computes inv_freq = 1 / theta^(arange(0, hd, 2) / hd) and the angles in fp32.
+  at::Tensor exponent = at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<double>(hd);
+  at::Tensor inv_freq = 1.0 / at::pow(at::Scalar(config_.rope_theta), exponent);
+  at::Tensor pos = at::arange(seq_len, at::kLong).to(at::kFloat);
+  at::Tensor freqs = at::outer(pos, inv_freq);
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  const auto dt = ToScalarType(dtype_);
+  return {emb.cos().to(dt), emb.sin().to(dt)};
+}
+
+at::Tensor Qwen3Model::RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const {
+  const DecoderLayer& l = layers_.at(i);
+  const double eps = config_.rms_norm_eps;
+  at::Tensor h = hidden + Attention(l, config_, RmsNorm(hidden, l.input_layernorm, eps), rope);
+  at::Tensor x = RmsNorm(h, l.post_attention_layernorm, eps);
+  return h + (l.moe ? l.moe->Forward(x) : l.mlp->Forward(x));
+}
+
+at::Tensor Qwen3Model::FinalNorm(const at::Tensor& hidden) const {
+  return RmsNorm(hidden, norm_, config_.rms_norm_eps);
+}
+
+at::Tensor Qwen3Model::LmHead(const at::Tensor& normed) const {
+  return at::matmul(normed, lm_head_.t());
+}
+
+at::Tensor Qwen3Model::ForwardHidden(const at::Tensor& ids) const {
+  at::Tensor h = Embed(ids);
+  const RopeTables rope = MakeRope(ids.size(1));
+  for (int64_t i = 0; i < num_layers(); ++i) h = RunLayer(i, h, rope);
+  return FinalNorm(h);
+}
+
+at::Tensor Qwen3Model::Forward(const at::Tensor& ids) const {
+  return LmHead(ForwardHidden(ids));
+}
+
+Linear* Qwen3Model::FindLinear(const std::string& name) {
+  const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return nullptr;
+  size_t dot = name.find('.', prefix.size());
+  if (dot == std::string::npos) return nullptr;
+  int64_t i = -1;
+  try {
+    i = std::stoll(name.substr(prefix.size(), dot - prefix.size()));
+  } catch (...) {
+    return nullptr;
+  }
+  if (i < 0 || i >= num_layers()) return nullptr;
+  std::string rest = name.substr(dot + 1);
+  if (rest.size() > 7 && rest.compare(rest.size() - 7, 7, ".weight") == 0) {
+    rest.resize(rest.size() - 7);
+  }
+  for (auto& [n, lin] : layers_[i].Linears()) {
+    if (n == rest) return lin;
+  }
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::NamedTensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.push_back({"model.embed_tokens.weight", embed_tokens_});
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    DecoderLayer& l = const_cast<DecoderLayer&>(layers_[i]);
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    out.push_back({p + "input_layernorm.weight", l.input_layernorm});
+    out.push_back({p + "post_attention_layernorm.weight", l.post_attention_layernorm});
+    out.push_back({p + "self_attn.q_norm.weight", l.q_norm});
+    out.push_back({p + "self_attn.k_norm.weight", l.k_norm});
+    for (auto& [n, lin] : l.Linears()) out.push_back({p + n + ".weight", lin->weight()});
+  }
+  out.push_back({"model.norm.weight", norm_});
+  if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", lm_head_});
+  return out;
+}
+
+int64_t Qwen3Model::NumParameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : NamedTensors()) n += t.numel();
+  return n;
+}
+
+}  // namespace bitsweep::model

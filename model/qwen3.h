@@ -1,0 +1,131 @@
+// The Qwen3 decoder (dense and MoE) in libtorch, following Hugging Face's modeling_qwen3.py and
+// modeling_qwen3_moe.py (METHODS.md §3):
+//   h = embed[ids]; per layer: x = RMSNorm(h); q,k,v = x W^T; q,k = RMSNorm_{q,k} over head_dim
+//   (before RoPE); RoPE; causal GQA attention (softmax in fp32); h += o_proj(attn);
+//   h += MLP(RMSNorm(h)) with MLP = down(silu(gate x) * up x), or the top-k routed MoE block;
+//   logits = lm_head(RMSNorm(h)), lm_head tied to embed when tie_word_embeddings.
+//
+// Shapes: ids [B, T] int64; hidden [B, T, hidden]; logits [B, T, vocab]. Batches are right
+// padded: with causal attention a real token never attends to a later (padding) position, so
+// the logits of real tokens do not depend on padding and no attention mask is needed.
+// Positions are 0..T-1 for every row.
+//
+// Compute dtype is fp32 or bf16 (every op in that dtype, as HF does with torch_dtype; RMSNorm
+// statistics and softmax in fp32). Weights whose stored dtype equals the compute dtype alias the
+// checkpoint's memory map; others are converted once at load.
+//
+// Quantization calibrates layer by layer, so the model exposes Embed / RunLayer / Head and every
+// Linear by its Hugging Face module name. Forward functions build autograd graphs unless the
+// caller holds an InferenceMode guard (the evaluator does; the trainer needs gradients).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "model/linear.h"
+#include "model/qwen3_config.h"
+
+namespace bitsweep::model {
+
+class Checkpoint;
+
+enum class ComputeDType { kFloat32, kBFloat16 };
+StatusOr<ComputeDType> ParseComputeDType(const std::string& name);  // "fp32" | "bf16"
+const char* ComputeDTypeName(ComputeDType dtype);
+
+struct Mlp {
+  Linear gate_proj, up_proj, down_proj;
+  at::Tensor Forward(const at::Tensor& x) const;  // [N, hidden] or [B, T, hidden]
+};
+
+struct MoeBlock {
+  Linear gate;                // the router, [num_experts, hidden]
+  std::vector<Mlp> experts;
+  int64_t top_k = 0;
+  bool norm_topk_prob = false;
+  at::Tensor Forward(const at::Tensor& x) const;  // [B, T, hidden]
+};
+
+struct DecoderLayer {
+  at::Tensor input_layernorm, post_attention_layernorm;  // [hidden]
+  at::Tensor q_norm, k_norm;                             // [head_dim]
+  Linear q_proj, k_proj, v_proj, o_proj;
+  std::optional<Mlp> mlp;        // dense layers
+  std::optional<MoeBlock> moe;   // sparse layers
+
+  // Named linears, as HF module names relative to the layer ("self_attn.q_proj",
+  // "mlp.gate_proj", "mlp.experts.3.down_proj", "mlp.gate" for the router).
+  std::vector<std::pair<std::string, Linear*>> Linears();
+};
+
+// Positions-dependent inputs shared by every layer of one forward: RoPE tables [T, head_dim].
+struct RopeTables {
+  at::Tensor cos, sin;
+};
+
+struct LoadOptions {
+  ComputeDType dtype = ComputeDType::kFloat32;
+};
+
+class Qwen3Model {
+ public:
+  // Loads config.json and the safetensors weights from a Hugging Face model directory.
+  static StatusOr<std::unique_ptr<Qwen3Model>> Load(const std::string& dir,
+                                                    const LoadOptions& options = {});
+  // Builds a model from named tensors in HF naming (tests, the trainer, tiny checkpoints).
+  static StatusOr<std::unique_ptr<Qwen3Model>> FromTensors(
+      const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
+      const LoadOptions& options = {});
+
+  const Qwen3Config& config() const { return config_; }
+  ComputeDType dtype() const { return dtype_; }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  at::Tensor Embed(const at::Tensor& ids) const;        // [B,T] -> [B,T,hidden]
+  RopeTables MakeRope(int64_t seq_len) const;           // for positions 0..seq_len-1
+  // One decoder layer: [B,T,hidden] -> [B,T,hidden].
+  at::Tensor RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const;
+  at::Tensor FinalNorm(const at::Tensor& hidden) const;  // model.norm
+  at::Tensor LmHead(const at::Tensor& normed) const;     // [..., hidden] -> [..., vocab]
+  // Full forward: logits [B, T, vocab] in the compute dtype.
+  at::Tensor Forward(const at::Tensor& ids) const;
+  // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).
+  at::Tensor ForwardHidden(const at::Tensor& ids) const;
+
+  DecoderLayer& layer(int64_t i) { return layers_.at(i); }
+  const DecoderLayer& layer(int64_t i) const { return layers_.at(i); }
+  // A linear by full HF name ("model.layers.3.self_attn.q_proj"), or nullptr.
+  Linear* FindLinear(const std::string& name);
+  // All weights in HF naming, in the compute dtype (lm_head omitted when tied).
+  std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
+  // Total number of parameters (tied embeddings counted once).
+  int64_t NumParameters() const;
+
+ // Source of named tensors for Build: the tensor or an error naming it.
+  using TensorGetter = std::function<StatusOr<at::Tensor>(const std::string& name)>;
+
+ private:
+  Qwen3Model() = default;
+  static StatusOr<std::unique_ptr<Qwen3Model>> Build(const Qwen3Config& config,
+                                                     const LoadOptions& options,
+                                                     const TensorGetter& get);
+  Qwen3Config config_;
+  ComputeDType dtype_ = ComputeDType::kFloat32;
+  at::Tensor embed_tokens_;  // [vocab, hidden]
+  at::Tensor norm_;          // [hidden]
+  at::Tensor lm_head_;       // [vocab, hidden]; same storage as embed_tokens_ when tied
+  std::vector<DecoderLayer> layers_;
+};
+
+// RMSNorm as HF computes it: weight * (x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype).
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace bitsweep::model

@@ -1,0 +1,21 @@
+#include "model/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <malloc.h>
+
+#include <thread>
+
+namespace bitsweep::model {
+
+int ConfigureRuntime(const RuntimeOptions& options) {
+  if (options.retain_heap) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
+  int threads = options.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  return at::get_num_threads();
+}
+
+}  // namespace bitsweep::model

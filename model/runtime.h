@@ -1,0 +1,20 @@
+// Process-wide settings for running the engine on CPU; call once from main().
+#pragma once
+
+namespace bitsweep::model {
+
+struct RuntimeOptions {
+  // Intra-op threads for libtorch; 0 = every hardware thread. (Debian's libtorch otherwise
+  // follows OpenMP's default, which is 1 on some machines.)
+  int threads = 0;
+  // Keep large buffers in the heap instead of returning them to the kernel after each use:
+  // the forward allocates and frees hundreds of MB per window (logits, attention scores), and
+  // glibc's default mmap threshold turns each of those into fresh page faults (measured by
+  // bench/forward: about 0.63 -> 0.89 of matmul throughput).
+  bool retain_heap = true;
+};
+
+// Applies `options`; returns the number of intra-op threads in effect.
+int ConfigureRuntime(const RuntimeOptions& options = {});
+
+}  // namespace bitsweep::model

@@ -1,0 +1,242 @@
+#include "model/tiny_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "model/safetensors.h"
+#include "model/tokenizer.h"
+
+namespace bitsweep::model {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100 upwards.
+std::vector<std::string> ByteSymbols() {
+  std::vector<int> printable;
+  for (int b = '!'; b <= '~'; ++b) printable.push_back(b);
+  for (int b = 0xA1; b <= 0xAC; ++b) printable.push_back(b);
+  for (int b = 0xAE; b <= 0xFF; ++b) printable.push_back(b);
+  std::vector<int> code(256, -1);
+  for (int b : printable) code[b] = b;
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    if (code[b] < 0) code[b] = next++;
+  }
+  std::vector<std::string> out(256);
+  for (int b = 0; b < 256; ++b) {
+    const int c = code[b];
+    std::string s;
+    if (c < 0x80) {
+      s.push_back(static_cast<char>(c));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+    out[b] = s;
+  }
+  return out;
+}
+
+StatusOr<at::ScalarType> StoredDType(const std::string& name) {
+  if (name == "f32" || name == "fp32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "f16" || name == "fp16") return at::kHalf;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown stored dtype \"", name, "\" (expected f32, bf16 or f16)"));
+}
+
+}  // namespace
+
+Qwen3Config TinyConfig(const TinyModelOptions& o, int64_t vocab_size) {
+  Qwen3Config c;
+  c.model_type = o.moe ? "qwen3_moe" : "qwen3";
+  c.architectures = {o.moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"};
+  c.vocab_size = vocab_size;
+  c.hidden_size = o.hidden_size;
+  c.intermediate_size = o.intermediate_size;
+  c.num_hidden_layers = o.num_layers;
+  c.num_attention_heads = o.num_heads;
+  c.num_key_value_heads = o.num_kv_heads;
+  c.head_dim = o.head_dim;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 1e6;
+  c.tie_word_embeddings = o.tie_word_embeddings;
+  c.torch_dtype = o.dtype == "bf16" ? "bfloat16" : o.dtype == "f16" ? "float16" : "float32";
+  if (o.moe) {
+    c.num_experts = o.num_experts;
+    c.num_experts_per_tok = o.num_experts_per_tok;
+    c.moe_intermediate_size = o.moe_intermediate_size;
+    c.norm_topk_prob = o.norm_topk_prob;
+    c.decoder_sparse_step = 1;
+    c.router_aux_loss_coef = 0.001;
+  }
+  return c;
+}
+
+std::map<std::string, at::Tensor> RandomQwen3Weights(const Qwen3Config& c, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  std::map<std::string, at::Tensor> w;
+  auto normal = [&](std::vector<int64_t> shape, double std) {
+    return at::normal(0.0, std, shape, gen, at::TensorOptions().dtype(at::kFloat));
+  };
+  auto norm = [&](int64_t n) { return 1.0 + normal({n}, 0.1); };
+  const int64_t H = c.hidden_size, hd = c.head_dim;
+  w["model.embed_tokens.weight"] = normal({c.vocab_size, H}, 0.02);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    w[p + "input_layernorm.weight"] = norm(H);
+    w[p + "post_attention_layernorm.weight"] = norm(H);
+    w[p + "self_attn.q_norm.weight"] = norm(hd);
+    w[p + "self_attn.k_norm.weight"] = norm(hd);
+    w[p + "self_attn.q_proj.weight"] = normal({c.q_dim(), H}, 0.02);
+    w[p + "self_attn.k_proj.weight"] = normal({c.kv_dim(), H}, 0.02);
+    w[p + "self_attn.v_proj.weight"] = normal({c.kv_dim(), H}, 0.02);
+    w[p + "self_attn.o_proj.weight"] = normal({H, c.q_dim()}, 0.02);
+    auto mlp = [&](const std::string& q, int64_t width) {
+      w[q + "gate_proj.weight"] = normal({width, H}, 0.02);
+      w[q + "up_proj.weight"] = normal({width, H}, 0.02);
+      w[q + "down_proj.weight"] = normal({H, width}, 0.02);
+    };
+    if (c.IsMoeLayer(i)) {
+      // A wider router init than 0.02 so routing is decisive and top-k ties do not occur.
+      w[p + "mlp.gate.weight"] = normal({c.num_experts, H}, 0.5);
+      for (int64_t e = 0; e < c.num_experts; ++e) {
+        mlp(absl::StrCat(p, "mlp.experts.", e, "."), c.moe_intermediate_size);
+      }
+    } else {
+      mlp(p + "mlp.", c.intermediate_size);
+    }
+  }
+  w["model.norm.weight"] = norm(H);
+  if (!c.tie_word_embeddings) w["lm_head.weight"] = normal({c.vocab_size, H}, 0.02);
+  return w;
+}
+
+std::string ByteLevelTokenizerJson(
+    const std::vector<std::pair<std::string, std::string>>& merges) {
+  const std::vector<std::string> bytes = ByteSymbols();
+  json vocab = json::object();
+  int id = 0;
+  for (const std::string& s : bytes) vocab[s] = id++;
+  json merge_list = json::array();
+  for (const auto& [a, b] : merges) {
+    const std::string merged = a + b;
+    if (!vocab.contains(merged)) vocab[merged] = id++;
+    merge_list.push_back({a, b});
+  }
+  const std::string qwen2_regex =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  json tok = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens",
+       json::array({{{"id", id},
+                     {"content", "<|endoftext|>"},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}}})},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         json::array({{{"type", "Split"},
+                       {"pattern", {{"Regex", qwen2_regex}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}},
+                      {{"type", "ByteLevel"},
+                       {"add_prefix_space", false},
+                       {"trim_offsets", false},
+                       {"use_regex", false}}})}}},
+      {"post_processor",
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", false},
+        {"use_regex", false}}},
+      {"decoder",
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", false},
+        {"use_regex", false}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", merge_list}}}};
+  return tok.dump(1) + "\n";
+}
+
+Status WriteModelFolder(const std::string& out_dir, const Qwen3Config& config,
+                        const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                        const std::string& dtype, uint64_t max_shard_bytes) {
+  ASSIGN_OR_RETURN(at::ScalarType st, StoredDType(dtype));
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(out_dir, ": cannot create: ", ec.message()));
+  std::vector<std::pair<std::string, at::Tensor>> stored;
+  for (const auto& [name, t] : tensors) {
+    at::Tensor x = t.detach();
+    if (x.is_floating_point()) x = x.to(st);
+    stored.push_back({name, x.contiguous()});
+  }
+  WriteOptions wo;
+  wo.max_shard_bytes = max_shard_bytes;
+  RETURN_IF_ERROR(WriteCheckpoint(out_dir, stored, wo));
+  Qwen3Config c = config;
+  c.torch_dtype = st == at::kBFloat16 ? "bfloat16" : st == at::kHalf ? "float16" : "float32";
+  std::ofstream(out_dir + "/config.json") << c.ToJson();
+  return absl::OkStatus();
+}
+
+Status WriteTinyModel(const std::string& out_dir, const TinyModelOptions& o) {
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(out_dir, ": cannot create: ", ec.message()));
+  const std::string tok_path = out_dir + "/tokenizer.json";
+  if (o.tokenizer.empty()) {
+    std::ofstream(tok_path) << ByteLevelTokenizerJson({});
+  } else {
+    const fs::path src = fs::is_directory(o.tokenizer) ? fs::path(o.tokenizer) / "tokenizer.json"
+                                                        : fs::path(o.tokenizer);
+    fs::copy_file(src, tok_path, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InvalidArgumentError(absl::StrCat(src.string(), ": ", ec.message()));
+    const fs::path cfg = src.parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) {
+      fs::copy_file(cfg, out_dir + "/tokenizer_config.json", fs::copy_options::overwrite_existing,
+                    ec);
+    }
+  }
+  ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(tok_path));
+  int64_t vocab = o.vocab_size;
+  if (vocab == 0) vocab = (tokenizer->VocabSize() + 63) / 64 * 64;
+  if (vocab < tokenizer->VocabSize()) {
+    return absl::InvalidArgumentError(absl::StrCat("vocab_size ", vocab,
+                                                   " is smaller than the tokenizer's ",
+                                                   tokenizer->VocabSize()));
+  }
+  Qwen3Config config = TinyConfig(o, vocab);
+  RETURN_IF_ERROR(config.Validate());
+  const auto weights = RandomQwen3Weights(config, o.seed);
+  std::vector<std::pair<std::string, at::Tensor>> ordered(weights.begin(), weights.end());
+  return WriteModelFolder(out_dir, config, ordered, o.dtype, o.max_shard_bytes);
+}
+
+}  // namespace bitsweep::model

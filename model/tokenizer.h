@@ -1,0 +1,42 @@
+// Hugging Face `tokenizer.json` byte-level BPE tokenizer (the Qwen2/Qwen3 family).
+//
+// Pipeline, as the `tokenizers` library runs it for Qwen3:
+//   added tokens are split out first (longest match, in the text as given; special or not);
+//   each remaining span: NFC normalisation -> Split by the pre-tokenizer regex (PCRE2, Unicode
+//   classes) -> ByteLevel byte->unicode mapping -> BPE merges by rank -> vocabulary ids.
+// Decoding maps ids back to tokens, undoes the byte->unicode mapping and concatenates
+// (added tokens decode to their content).
+//
+// Immutable after Load(); Encode/Decode are thread-safe. Load errors name the file and the
+// offending field (missing "model", unknown model type, a merge naming an unknown token, ...).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bitsweep::model {
+
+class Tokenizer {
+ public:
+  // `path` is a tokenizer.json file, or a directory containing one.
+  static StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
+  virtual ~Tokenizer() = default;
+
+  // Token ids for `text`, exactly as Hugging Face `tokenizer(text).input_ids` with no special
+  // tokens added (Qwen3 adds none: add_bos_token is false).
+  virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
+  // The text of `ids`. Unknown ids are an InvalidArgument naming the id.
+  virtual StatusOr<std::string> Decode(const std::vector<int32_t>& ids) const = 0;
+
+  // Number of ids (regular vocabulary plus added tokens): max id + 1.
+  virtual int32_t VocabSize() const = 0;
+  // The id of a token string (regular or added), or -1.
+  virtual int32_t TokenToId(std::string_view token) const = 0;
+};
+
+}  // namespace bitsweep::model

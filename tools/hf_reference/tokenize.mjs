@@ -1,0 +1,20 @@
+// Independent reference tokenizer for bitsweep's tests: Hugging Face transformers.js.
+// usage: node tokenize.mjs TOKENIZER_DIR INPUT_JSON
+//   INPUT_JSON holds a JSON array of strings; prints a JSON array of id arrays
+//   (no special tokens added, as `tokenizer(text).input_ids` for Qwen3).
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { PreTrainedTokenizer } from '@huggingface/transformers';
+
+const [dir, input] = process.argv.slice(2);
+if (!dir || !input) {
+  console.error('usage: node tokenize.mjs TOKENIZER_DIR INPUT_JSON');
+  process.exit(2);
+}
+const tokenizerJson = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
+const configPath = join(dir, 'tokenizer_config.json');
+const config = existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+const tokenizer = new PreTrainedTokenizer(tokenizerJson, config);
+const texts = JSON.parse(readFileSync(input, 'utf8'));
+const out = texts.map((t) => tokenizer.encode(t, { add_special_tokens: false }));
+process.stdout.write(JSON.stringify(out));

@@ -1,0 +1,167 @@
+// Runs the real `bitsweep` executable as a user would.
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/testing/paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+  long max_rss_kb = 0;  // peak resident set of the child
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `bitsweep args` in a child; stdin from `input` when given.
+Run Bitsweep(const std::string& args, const std::string& scratch, const std::string& input = "") {
+  const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
+  const std::string in = scratch + "/stdin", out = scratch + "/stdout", err = scratch + "/stderr";
+  std::ofstream(in, std::ios::binary) << input;
+  const std::string cmd = "exec " + bin + " " + args + " < " + in + " > " + out + " 2> " + err;
+  Run r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.max_rss_kb = usage.ru_maxrss;
+  r.out = Slurp(out);
+  r.err = Slurp(err);
+  return r;
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string SmallDataDir(const std::string& dir) {
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += " The cat sat on mat number " + std::to_string(i) + " .\n";
+  WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
+  std::string jsonl;
+  for (int i = 0; i < 20; ++i) {
+    jsonl += nlohmann::json({{"text", std::string(300 + 10 * i, static_cast<char>('a' + i))}})
+                 .dump() + "\n";
+  }
+  WriteFile(dir + "/data/c4/docs.jsonl", jsonl);
+  return dir + "/data";
+}
+
+}  // namespace
+
+TEST_CASE("bitsweep eval --json prints one object per task with the documented fields", "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_eval_json");
+  Run make = Bitsweep("make-tiny-model --out " + dir + "/model --seed 3 --max-shard-bytes 30000",
+                      dir);
+  INFO(make.err);
+  REQUIRE(make.code == 0);
+  CHECK(fs::exists(dir + "/model/model.safetensors.index.json"));
+  const std::string data = SmallDataDir(dir);
+  Run r = Bitsweep("eval --model " + dir + "/model --tasks wikitext2,c4 --seqlen 64 "
+                   "--max-windows 3 --json --data-dir " + data, dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> objs;
+  while (std::getline(lines, line)) objs.push_back(nlohmann::json::parse(line));
+  REQUIRE(objs.size() == 2);
+  CHECK(objs[0]["task"] == "wikitext2");
+  CHECK(objs[1]["task"] == "c4");
+  CHECK(objs[1]["protocol"] == "gptq-random-segments");
+  for (const auto& j : objs) {
+    CHECK(j["windows"] == 3);
+    CHECK(j["tokens"] == 192);
+    CHECK(j["ppl"].get<double>() > 1.0);
+    CHECK(j["nll"].get<double>() == Approx(std::log(j["ppl"].get<double>())));
+  }
+}
+
+TEST_CASE("bitsweep eval names the problem for bad models, tasks and data", "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_eval_errors");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model", dir).code == 0);
+  const std::string data = SmallDataDir(dir);
+  Run bad_task = Bitsweep("eval --model " + dir + "/model --tasks wikitext3 --data-dir " + data,
+                          dir);
+  CHECK(bad_task.code != 0);
+  CHECK_THAT(bad_task.err, Contains("unknown task \"wikitext3\""));
+  Run no_model = Bitsweep("eval --model " + dir + "/nowhere --data-dir " + data, dir);
+  CHECK(no_model.code != 0);
+  CHECK_THAT(no_model.err, Contains(dir + "/nowhere"));
+  WriteFile(dir + "/model/config.json", "{\"model_type\": \"qwen3\"}");
+  Run bad_cfg = Bitsweep("eval --model " + dir + "/model --data-dir " + data, dir);
+  CHECK(bad_cfg.code != 0);
+  CHECK_THAT(bad_cfg.err, Contains("config.json") && Contains("vocab_size"));
+}
+
+TEST_CASE("bitsweep tokenize encodes standard input and --decode inverts it", "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_tokenize");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model", dir).code == 0);
+  const std::string text = "Hello, wörld!\n  two  spaces";
+  Run enc = Bitsweep("tokenize --tokenizer " + dir + "/model", dir, text);
+  REQUIRE(enc.code == 0);
+  auto ids = nlohmann::json::parse(enc.out);
+  REQUIRE(ids.is_array());
+  CHECK(ids.size() == text.size());  // the built-in byte-level tokenizer has no merges
+  Run dec = Bitsweep("tokenize --decode --tokenizer " + dir + "/model", dir, enc.out);
+  REQUIRE(dec.code == 0);
+  CHECK(dec.out == text);
+  Run bad = Bitsweep("tokenize --decode --tokenizer " + dir + "/model", dir, "[1, \"x\"]");
+  CHECK(bad.code != 0);
+  CHECK_THAT(bad.err, Contains("JSON array of token ids"));
+}
+
+// Peak RSS of an evaluation minus that of a trivially small model, against the checkpoint's
+// size in the compute dtype: weights are used from the mapping or converted once.
+TEST_CASE("Evaluating a checkpoint peaks within 1.3x its fp32 size plus activations",
+          "[cli][memory]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_memory");
+  const std::string data = SmallDataDir(dir);
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/small --hidden-size 32 --layers 1", dir)
+              .code == 0);
+  Run base = Bitsweep("eval --model " + dir + "/small --tasks wikitext2 --seqlen 64 "
+                      "--max-windows 1 --data-dir " + data, dir);
+  REQUIRE(base.code == 0);
+  for (const char* dtype : {"f32", "bf16"}) {
+    // About 150 MB of fp32 weights.
+    Run make = Bitsweep(std::string("make-tiny-model --out ") + dir + "/big --dtype " + dtype +
+                            " --hidden-size 512 --intermediate-size 2048 --layers 8 --heads 8"
+                            " --kv-heads 4 --head-dim 64 --vocab-size 32000 --untied",
+                        dir);
+    REQUIRE(make.code == 0);
+    Run r = Bitsweep("eval --model " + dir + "/big --tasks wikitext2 --seqlen 64 --max-windows 1 "
+                     "--data-dir " + data, dir);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    const double fp32_mb = (2.0 * 32000 * 512 + 8.0 * (512 * 512 * 2 + 512 * 256 * 2 +
+                                                      3.0 * 512 * 2048)) * 4 / 1e6;
+    const double extra_mb = (r.max_rss_kb - base.max_rss_kb) / 1024.0;
+    const double activations_mb = 16;  // logits 64x32000 fp32 and small buffers
+    INFO(dtype << ": checkpoint " << fp32_mb << " MB fp32, peak RSS above baseline " << extra_mb
+               << " MB");
+    CHECK(extra_mb < 1.3 * fp32_mb + activations_mb);
+  }
+}

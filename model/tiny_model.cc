@@ -55,6 +55,11 @@ StatusOr<at::ScalarType> StoredDType(const std::string& name) {
 
 }  // namespace
 
+std::string ByteLevelSymbol(uint8_t b) {
+  static const std::vector<std::string> symbols = ByteSymbols();
+  return symbols[b];
+}
+
 Qwen3Config TinyConfig(const TinyModelOptions& o, int64_t vocab_size) {
   Qwen3Config c;
   c.model_type = o.moe ? "qwen3_moe" : "qwen3";

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "model/qwen3_config.h"
@@ -42,6 +44,9 @@ Qwen3Config TinyConfig(const TinyModelOptions& options, int64_t vocab_size);
 // Random weights in HF naming, fp32: linears and embeddings ~ N(0, 0.02) (HF's
 // initializer_range), norm weights ~ 1 + N(0, 0.1) so that tests see them used.
 std::map<std::string, at::Tensor> RandomQwen3Weights(const Qwen3Config& config, uint64_t seed);
+
+// The GPT-2 byte-to-unicode symbol of byte `b` as UTF-8 ("Ġ" for a space, "a" for 'a').
+std::string ByteLevelSymbol(uint8_t b);
 
 // tokenizer.json for a byte-level BPE over the 256 byte symbols plus `merges` (pairs of token
 // strings in the byte-to-unicode alphabet, in rank order) and "<|endoftext|>" as the last id.

@@ -1,4 +1,7 @@
-// Independent reference tokenizer for bitsweep's tests: Hugging Face transformers.js.
+// Independent reference tokenizer for bitsweep's tests: Hugging Face transformers.js (pure JS).
+// Its regexes run as JS RegExp, whose \s differs from Oniguruma's (the one `tokenizers` uses) on
+// U+0085 and U+FEFF, and it matches single_word/normalized added tokens unlike `tokenizers`;
+// tokenize_rust.mjs runs `tokenizers` itself. Loads TOKENIZER_DIR only; nothing is fetched.
 // usage: node tokenize.mjs TOKENIZER_DIR INPUT_JSON
 //   INPUT_JSON holds a JSON array of strings; prints a JSON array of id arrays
 //   (no special tokens added, as `tokenizer(text).input_ids` for Qwen3).

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
+#include "cli/quantize_command.h"
 #include "eval/perplexity.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -174,7 +175,8 @@ int RunTokenize(const std::string& tokenizer_path, bool decode) {
 int main(int argc, char** argv) {
   CLI::App app{
       "bitsweep: post-training quantization studies of Qwen3 models.\n"
-      "Evaluates Hugging Face Qwen3 checkpoints (dense and MoE) on WikiText-2 and C4 perplexity."};
+      "Evaluates Hugging Face Qwen3 checkpoints (dense and MoE) on WikiText-2 and C4 perplexity\n"
+      "and quantizes them with RTN or GPTQ."};
   app.require_subcommand(1);
   bitsweep::model::RuntimeOptions runtime;
   app.add_option("--threads", runtime.threads, "CPU threads for tensor ops (0 = all cores)")
@@ -237,11 +239,15 @@ int main(int argc, char** argv) {
                    "Split the weights into shards of about this size (0 = one file)")
       ->capture_default_str();
 
+  bitsweep::cli::QuantizeFlags qf;
+  auto* quantize = bitsweep::cli::AddQuantizeCommand(app, qf);
+
   CLI11_PARSE(app, argc, argv);
   bitsweep::model::ConfigureRuntime(runtime);
 
   if (eval->parsed()) return RunEval(ef);
   if (tokenize->parsed()) return RunTokenize(tok_path, decode);
+  if (quantize->parsed()) return bitsweep::cli::RunQuantize(qf, ResolveDataDir(qf.data_dir));
   if (tiny->parsed()) {
     Status s = bitsweep::model::WriteTinyModel(tiny_out, to);
     if (!s.ok()) return Fail(s);

@@ -165,3 +165,39 @@ TEST_CASE("Evaluating a checkpoint peaks within 1.3x its fp32 size plus activati
     CHECK(extra_mb < 1.3 * fp32_mb + activations_mb);
   }
 }
+
+TEST_CASE("bitsweep quantize writes a loadable folder with its recipe and rejects bad parameters",
+          "[cli][quant]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_quantize");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 4", dir).code == 0);
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
+  WriteFile(dir + "/calib.txt", text);
+  Run q = Bitsweep("quantize --model " + dir + "/model --method gptq --wbits 3 --group 16 "
+                   "--calib " + dir + "/calib.txt --nsamples 4 --seqlen 32 --act-order --out " +
+                   dir + "/q", dir);
+  INFO(q.err);
+  REQUIRE(q.code == 0);
+  auto recipe = nlohmann::json::parse(Slurp(dir + "/q/quantization_config.json"));
+  CHECK(recipe["method"] == "gptq");
+  CHECK(recipe["wbits"] == 3);
+  CHECK(recipe["group_size"] == 16);
+  CHECK(recipe["gptq"]["act_order"] == true);
+  CHECK(recipe["calibration"]["nsamples"] == 4);
+  CHECK(recipe["linears"].size() == 2 * 7);
+  const std::string data = SmallDataDir(dir);
+  Run e = Bitsweep("eval --model " + dir + "/q --tasks wikitext2 --seqlen 64 --max-windows 2 "
+                   "--json --data-dir " + data, dir);
+  INFO(e.err);
+  CHECK(e.code == 0);
+
+  Run bad_group = Bitsweep("quantize --model " + dir + "/model --method rtn --group 48 --out " +
+                           dir + "/x", dir);
+  CHECK(bad_group.code != 0);
+  CHECK_THAT(bad_group.err, Contains("group_size = 48"));
+  CHECK_FALSE(fs::exists(dir + "/x"));
+  Run bad_method = Bitsweep("quantize --model " + dir + "/model --method hqq --out " + dir + "/x",
+                            dir);
+  CHECK(bad_method.code != 0);
+  CHECK_THAT(bad_method.err, Contains("--method"));
+}

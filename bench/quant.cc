@@ -1,0 +1,195 @@
+// bench/quant: GPTQ and RTN per decoder layer on Qwen3 layer shapes, the GPTQ core's FLOP/s
+// against the machine's matmul FLOP/s (same run), and peak RSS of quantizing a 4-layer and a
+// 16-layer model of the same width (driver memory must not grow with depth: ratio <= 1.15).
+//
+// GPTQ core FLOPs per linear [out, in]: Cholesky work ~ in^3 (inverse + two factorizations)
+// plus the error propagation 2 * out * in^2 (each column's error is pushed onto the columns
+// to its right: out * in^2 multiply-adds). The matmul reference is at::mm of [out, in] x [in, in].
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "model/qwen3.h"
+#include "model/runtime.h"
+#include "model/tiny_model.h"
+#include "quant/gptq.h"
+#include "quant/quantize_model.h"
+#include "quant/rtn.h"
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bitsweep::model::TinyModelOptions Shape(const std::string& name, int64_t layers) {
+  bitsweep::model::TinyModelOptions o;
+  o.num_layers = layers;
+  o.head_dim = 128;
+  o.vocab_size = 1024;  // the vocabulary does not take part in layer-wise quantization
+  if (name == "8b") {
+    o.hidden_size = 4096, o.intermediate_size = 12288, o.num_heads = 32, o.num_kv_heads = 8;
+  } else {
+    o.hidden_size = 1024, o.intermediate_size = 3072, o.num_heads = 16, o.num_kv_heads = 8;
+  }
+  return o;
+}
+
+bitsweep::quant::CalibrationSet RandomCalibration(int64_t n, int64_t seqlen, int64_t vocab) {
+  bitsweep::quant::CalibrationSet c;
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int32_t> s(seqlen);
+    for (auto& t : s) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      t = static_cast<int32_t>(x % static_cast<uint64_t>(vocab));
+    }
+    c.samples.push_back(std::move(s));
+  }
+  return c;
+}
+
+// Quantizes a random model of `layers` layers with GPTQ in a child process; returns its peak RSS
+// in MB and the seconds per layer.
+std::pair<double, double> QuantizeInChild(const std::string& shape, int64_t layers, int64_t n,
+                                          int64_t seqlen) {
+  int fds[2];
+  if (pipe(fds) != 0) return {0, 0};
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    auto o = Shape(shape, layers);
+    auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
+    auto m = bitsweep::model::Qwen3Model::FromTensors(
+        config, bitsweep::model::RandomQwen3Weights(config, 0));
+    auto calib = RandomCalibration(n, seqlen, o.vocab_size);
+    bitsweep::quant::QuantizeOptions qo;
+    qo.method = bitsweep::quant::Method::kGptq;
+    qo.grid.bits = 4;
+    qo.grid.group_size = 128;
+    qo.gptq.act_order = true;
+    auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
+    double per_layer = r.ok() ? r->seconds / layers : -1;
+    if (write(fds[1], &per_layer, sizeof(per_layer)) != sizeof(per_layer)) _exit(1);
+    _exit(r.ok() ? 0 : 1);
+  }
+  close(fds[1]);
+  double per_layer = -1;
+  if (read(fds[0], &per_layer, sizeof(per_layer)) != sizeof(per_layer)) per_layer = -1;
+  close(fds[0]);
+  int status = 0;
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  return {usage.ru_maxrss / 1024.0, per_layer};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string shape = "0.6b";
+  int64_t nsamples = 16, seqlen = 2048, rss_samples = 8;
+  bool skip_rss = false;
+  CLI::App app{"GPTQ/RTN time per layer, GPTQ core FLOP/s vs matmul, RSS vs depth"};
+  app.add_option("--shape", shape, "0.6b or 8b layer shapes")->capture_default_str()
+      ->check(CLI::IsMember({"0.6b", "8b"}));
+  app.add_option("--nsamples", nsamples, "Calibration samples (the study uses 128)")
+      ->capture_default_str();
+  app.add_option("--seqlen", seqlen, "Calibration sample length")->capture_default_str();
+  app.add_option("--rss-samples", rss_samples, "Calibration samples in the RSS comparison")
+      ->capture_default_str();
+  app.add_flag("--skip-rss", skip_rss, "Skip the 4- vs 16-layer RSS comparison");
+  CLI11_PARSE(app, argc, argv);
+  bitsweep::model::ConfigureRuntime();
+  c10::InferenceMode guard;
+
+  const auto o = Shape(shape, 1);
+  const int64_t H = o.hidden_size, I = o.intermediate_size;
+  std::printf("bench/quant: Qwen3-%s layer shapes, %lld x %lld calibration tokens, threads %d\n",
+              shape.c_str(), static_cast<long long>(nsamples), static_cast<long long>(seqlen),
+              at::get_num_threads());
+
+  // 1) The GPTQ core alone on each linear shape, vs matmul FLOP/s on [out, in] x [in, in].
+  struct Lin { const char* name; int64_t out, in; };
+  const std::vector<Lin> lins = {{"q_proj", o.num_heads * 128, H}, {"k_proj", o.num_kv_heads * 128, H},
+                                 {"o_proj", H, o.num_heads * 128}, {"gate_proj", I, H},
+                                 {"down_proj", H, I}};
+  double core_flops = 0, core_s = 0, mm_flops = 0, mm_s = 0;
+  for (const auto& l : lins) {
+    at::Tensor w = at::randn({l.out, l.in}) * 0.02;
+    at::Tensor x = at::randn({4 * l.in, l.in});
+    at::Tensor h = at::mm(x.t(), x) * (2.0 / x.size(0));
+    bitsweep::quant::GptqOptions g;
+    g.grid.bits = 4;
+    g.grid.group_size = 128;
+    g.act_order = true;
+    (void)bitsweep::quant::GptqQuantize(w, h, g);  // warm-up
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = bitsweep::quant::GptqQuantize(w, h, g);
+    const double s = Seconds(t0);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    const double flops = 2.0 * l.out * l.in * l.in + 1.0 * l.in * l.in * l.in;
+    core_flops += flops;
+    core_s += s;
+    at::Tensor a = at::randn({l.out, l.in}), b = at::randn({l.in, l.in});
+    (void)at::mm(a, b);
+    t0 = std::chrono::steady_clock::now();
+    at::Tensor c = at::mm(a, b);
+    mm_s += Seconds(t0);
+    mm_flops += 2.0 * l.out * l.in * l.in;
+    auto t1 = std::chrono::steady_clock::now();
+    bitsweep::quant::QuantGrid grid;
+    grid.bits = 4;
+    grid.group_size = 128;
+    (void)bitsweep::quant::RtnQuantize(w, grid);
+    std::printf("  %-9s [%5lld x %5lld]  GPTQ %.3fs  RTN %.3fs\n", l.name,
+                static_cast<long long>(l.out), static_cast<long long>(l.in), s, Seconds(t1));
+  }
+  std::printf("  GPTQ core: %.2f GFLOP/s; matmul on the same shapes: %.2f GFLOP/s; ratio %.3f\n",
+              core_flops / core_s / 1e9, mm_flops / mm_s / 1e9,
+              (core_flops / core_s) / (mm_flops / mm_s));
+
+  // 2) Seconds per decoder layer for the whole driver (forwards, Hessians, GPTQ), and RTN.
+  {
+    auto cfg = bitsweep::model::TinyConfig(Shape(shape, 2), 1024);
+    auto m = bitsweep::model::Qwen3Model::FromTensors(cfg, bitsweep::model::RandomQwen3Weights(cfg, 0));
+    auto calib = RandomCalibration(nsamples, seqlen, 1024);
+    for (auto method : {bitsweep::quant::Method::kRtn, bitsweep::quant::Method::kGptq}) {
+      bitsweep::quant::QuantizeOptions qo;
+      qo.method = method;
+      qo.grid.bits = 4;
+      qo.grid.group_size = 128;
+      qo.gptq.act_order = true;
+      auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
+      if (!r.ok()) {
+        std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+        return 1;
+      }
+      std::printf("  %s: %.2f s per decoder layer\n", bitsweep::quant::MethodName(method),
+                  r->seconds / 2);
+    }
+  }
+
+  // 3) Peak RSS, 4 vs 16 layers (separate processes).
+  if (!skip_rss) {
+    auto [rss4, s4] = QuantizeInChild(shape, 4, rss_samples, seqlen);
+    auto [rss16, s16] = QuantizeInChild(shape, 16, rss_samples, seqlen);
+    std::printf("  peak RSS (GPTQ, %lld samples): 4 layers %.0f MB, 16 layers %.0f MB, ratio %.3f "
+                "(target <= 1.15; includes the 4x larger model itself)\n",
+                static_cast<long long>(rss_samples), rss4, rss16, rss16 / rss4);
+  }
+  return 0;
+}

@@ -1,0 +1,263 @@
+// GPTQ with lazy block updates: IST-DASLab/gptq gptq.py fasterquant (METHODS.md §2.3), rewritten
+// for CPU speed. quant/reference.cc holds the column-by-column version this is tested against.
+//
+// Walk-through (shapes: W [out, in], H and Hinv [in, in], a block has n <= blocksize columns):
+//  1. Per-channel params are found once on the original W (before dead columns are zeroed).
+//  2. Dead columns (diag(H) == 0) get H[i,i] = 1 and W[:, i] = 0; static groups find their params
+//     now, on this W in the original column order.
+//  3. act_order permutes W's columns and H by descending diag(H).
+//  4. Hinv = upper Cholesky factor of (H + percdamp * mean(diag H) * I)^-1.
+//  5. For each block [i1, i2): group params whose first column lies in the block are found on the
+//     global W (updated by earlier blocks only); then every output row quantises the block's
+//     columns left to right, spreading each column's error over the block's later columns
+//     (W1[r, j] -= err * Hinv[col, j]); finally the remaining columns receive the whole block's
+//     errors in one matmul, W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:].
+//
+// Why the intra-block loop runs per output row on raw pointers: given its params, row r's
+// quantisation within a block depends on row r alone (errors propagate along a row, through
+// Hinv), so rows are independent tasks for at::parallel_for, and each row's n weights plus one
+// Hinv row stay in L1. Block-start params make that possible: fasterquant reads the global W,
+// which does not change while a block is processed, so they can be found before the loop.
+#include "quant/gptq.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace bitsweep::quant {
+namespace {
+
+// Rows per at::parallel_for task: one row of a block is at most blocksize^2 / 2 multiply-adds.
+constexpr int64_t kRowGrain = 16;
+
+std::string ShapeString(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) absl::StrAppend(&s, i ? ", " : "", t.size(i));
+  return s + "]";
+}
+
+// Quantises columns [i1, i1 + n) of one output row, compensating each column's error on the
+// block's later columns. w1: the row's n block weights (updated in place); err1: n outputs;
+// codes: n outputs; scale/zero: the row's [n_groups] params; group: n group indices;
+// hinv: [in, in] row-major. Returns the row's share of fasterquant's loss.
+double QuantizeRowBlock(float* __restrict w1, float* __restrict err1, int32_t* __restrict codes,
+                        const float* scale, const float* zero, const int64_t* group,
+                        const float* __restrict hinv, int64_t in, int64_t i1, int64_t n,
+                        float minq, float maxq) {
+  double loss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t col = i1 + i;
+    const float s = scale[group[i]];
+    const float z = zero[group[i]];
+    const float x = w1[i];
+    // Same operations, in the same order, as QuantizeCodes / DequantizeCodes (std::nearbyint
+    // rounds half to even, like torch.round), so GPTQ with H = I reproduces RTN bit for bit.
+    const float q = std::min(std::max(std::nearbyint(x / s) + z, minq), maxq);
+    const float x_hat = s * (q - z);
+    const float d = hinv[col * in + col];
+    const float diff = x - x_hat;
+    loss += diff * diff / (d * d) / 2;
+    const float err = diff / d;
+    err1[i] = err;
+    codes[i] = static_cast<int32_t>(q);
+    const float* __restrict h_row = hinv + col * in + i1;  // Hinv[col, i1:i1+n]
+    for (int64_t j = i + 1; j < n; ++j) w1[j] -= err * h_row[j];
+  }
+  return loss;
+}
+
+void StoreParams(const GroupParams& p, int64_t g, at::Tensor& scales, at::Tensor& zeros) {
+  scales.select(1, g).copy_(p.scale);
+  zeros.select(1, g).copy_(p.zero);
+}
+
+StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
+                                      const GptqOptions& options) {
+  c10::NoGradGuard no_grad;  // weights may be trainable parameters; nothing here is differentiated
+  const QuantGrid& grid = options.grid;
+  const int64_t out = w.size(0);
+  const int64_t in = w.size(1);
+  const bool grouped = grid.group_size != -1;
+  const int64_t group_size = grouped ? grid.group_size : in;
+  const int64_t n_groups = in / group_size;
+  const bool static_groups = grouped && options.static_groups;
+
+  at::Tensor H = h.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [in, in]
+  if (!at::isfinite(H).all().item<bool>()) {
+    return absl::InvalidArgumentError("GptqQuantize: h contains non-finite values");
+  }
+  at::Tensor W = w.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [out, in]
+
+  at::Tensor scales = at::zeros({out, n_groups}, at::kFloat);
+  at::Tensor zeros = at::zeros({out, n_groups}, at::kFloat);
+  if (!grouped) StoreParams(FindParams(W, grid), 0, scales, zeros);
+
+  const at::Tensor dead = H.diagonal().eq(0);  // [in]
+  H.diagonal().masked_fill_(dead, 1);
+  W.masked_fill_(dead.unsqueeze(0), 0);
+
+  if (static_groups) {
+    for (int64_t g = 0; g < n_groups; ++g) {
+      StoreParams(FindParams(W.slice(1, g * group_size, (g + 1) * group_size), grid), g, scales,
+                  zeros);
+    }
+  }
+
+  at::Tensor perm = at::arange(in, at::kLong);  // permuted position -> original column
+  if (options.act_order) {
+    perm = std::get<1>(at::sort(H.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true));
+    W = W.index_select(1, perm).contiguous();
+    H = H.index_select(0, perm).index_select(1, perm).contiguous();
+  }
+
+  H.diagonal().add_(H.diagonal().mean() * options.percdamp);
+  at::Tensor L, info;
+  std::tie(L, info) = at::linalg_cholesky_ex(H, /*upper=*/false, /*check_errors=*/false);
+  if (info.item<int64_t>() != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "GptqQuantize: the damped Hessian h is not positive definite (Cholesky failed at order ",
+        info.item<int64_t>(), "); raise percdamp or calibrate on more tokens"));
+  }
+  at::Tensor Hinv;
+  std::tie(Hinv, info) = at::linalg_cholesky_ex(at::cholesky_inverse(L), /*upper=*/true,
+                                                /*check_errors=*/false);
+  if (info.item<int64_t>() != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "GptqQuantize: the inverse of the damped Hessian h is not positive definite (Cholesky "
+        "failed at order ", info.item<int64_t>(), "); raise percdamp"));
+  }
+  Hinv = Hinv.contiguous();
+
+  // Group of each column in processing order.
+  const int64_t* perm_p = perm.data_ptr<int64_t>();
+  std::vector<int64_t> col_group(in, 0);
+  for (int64_t c = 0; c < in; ++c) {
+    if (static_groups) {
+      col_group[c] = perm_p[c] / group_size;
+    } else if (grouped) {
+      col_group[c] = c / group_size;
+    }
+  }
+
+  at::Tensor codes = at::empty({out, in}, at::kInt);  // processing order
+  std::vector<double> row_loss(out, 0.0);
+  const float* hinv_p = Hinv.data_ptr<float>();
+  const float minq = static_cast<float>(grid.minq());
+  const float maxq = static_cast<float>(grid.maxq());
+  for (int64_t i1 = 0; i1 < in; i1 += options.blocksize) {
+    const int64_t i2 = std::min(i1 + options.blocksize, in);
+    const int64_t n = i2 - i1;
+    if (grouped && !static_groups) {
+      for (int64_t c = (i1 + group_size - 1) / group_size * group_size; c < i2; c += group_size) {
+        StoreParams(FindParams(W.slice(1, c, c + group_size), grid), c / group_size, scales,
+                    zeros);
+      }
+    }
+    at::Tensor W1 = W.slice(1, i1, i2).clone(at::MemoryFormat::Contiguous);  // [out, n]
+    at::Tensor Err1 = at::empty({out, n}, at::kFloat);                        // [out, n]
+    float* w1_p = W1.data_ptr<float>();
+    float* err1_p = Err1.data_ptr<float>();
+    int32_t* codes_p = codes.data_ptr<int32_t>();
+    const float* scale_p = scales.data_ptr<float>();
+    const float* zero_p = zeros.data_ptr<float>();
+    const int64_t* group_p = col_group.data() + i1;
+    at::parallel_for(0, out, kRowGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        row_loss[r] += QuantizeRowBlock(w1_p + r * n, err1_p + r * n, codes_p + r * in + i1,
+                                        scale_p + r * n_groups, zero_p + r * n_groups, group_p,
+                                        hinv_p, in, i1, n, minq, maxq);
+      }
+    });
+    if (i2 < in) {
+      // W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]; the strided view is BLAS-compatible, so addmm_
+      // writes into W without a copy.
+      W.slice(1, i2).addmm_(Err1, Hinv.slice(0, i1, i2).slice(1, i2), /*beta=*/1, /*alpha=*/-1);
+    }
+  }
+
+  const at::Tensor invperm = at::argsort(perm);
+  at::Tensor g_idx = at::arange(in, at::kLong).div(group_size, "floor");
+  if (!static_groups) g_idx = g_idx.index_select(0, invperm);
+
+  GptqResult result;
+  result.weight.grid = grid;
+  result.weight.codes = options.act_order ? codes.index_select(1, invperm) : codes;
+  result.weight.scales = scales;
+  result.weight.zeros = zeros;
+  result.weight.g_idx = g_idx.to(at::kInt);
+  for (double l : row_loss) result.loss += l;
+  return result;
+}
+
+}  // namespace
+
+HessianAccumulator::HessianAccumulator(int64_t in_features) {
+  TORCH_CHECK(in_features > 0, "HessianAccumulator: in_features = ", in_features,
+              " must be positive");
+  h_ = at::zeros({in_features, in_features}, at::kFloat);
+}
+
+void HessianAccumulator::Add(const at::Tensor& x, int64_t sequences) {
+  const int64_t in = h_.size(0);
+  TORCH_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in, "HessianAccumulator::Add: x must be "
+              "[..., in_features = ", in, "], got ", x.defined() ? ShapeString(x) : "undefined");
+  TORCH_CHECK(sequences >= 1, "HessianAccumulator::Add: sequences = ", sequences,
+              " must be >= 1");
+  c10::NoGradGuard no_grad;
+  // add_batch: rescale the running mean, then add the new sequences' outer products.
+  const at::Tensor xs = x.reshape({-1, in}).to(at::kCPU, at::kFloat);  // [tokens, in]
+  h_.mul_(static_cast<double>(n_) / static_cast<double>(n_ + sequences));
+  n_ += sequences;
+  const at::Tensor scaled = xs * std::sqrt(2.0 / static_cast<double>(n_));
+  h_.addmm_(scaled.t(), scaled);
+}
+
+Status ValidateGptqInputs(const at::Tensor& w, const at::Tensor& h, const GptqOptions& options) {
+  if (!w.defined() || w.dim() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GptqQuantize: w must be a 2-D [out, in] tensor, got ",
+        w.defined() ? absl::StrCat(w.dim(), "-D ", ShapeString(w)) : "an undefined tensor"));
+  }
+  if (!w.is_floating_point()) {
+    return absl::InvalidArgumentError("GptqQuantize: w must be a floating-point tensor");
+  }
+  if (w.size(0) == 0) return absl::InvalidArgumentError("GptqQuantize: w has no rows");
+  const int64_t in = w.size(1);
+  RETURN_IF_ERROR(options.grid.Validate(in));
+  if (!h.defined() || h.dim() != 2 || h.size(0) != in || h.size(1) != in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GptqQuantize: h must be [in, in] = [", in, ", ", in, "] to match w ", ShapeString(w),
+        ", got ", h.defined() ? ShapeString(h) : "an undefined tensor"));
+  }
+  if (!h.is_floating_point()) {
+    return absl::InvalidArgumentError("GptqQuantize: h must be a floating-point tensor");
+  }
+  if (options.blocksize < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GptqOptions.blocksize = ", options.blocksize, " must be >= 1"));
+  }
+  if (!(options.percdamp >= 0) || !std::isfinite(options.percdamp)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GptqOptions.percdamp = ", options.percdamp, " must be finite and >= 0"));
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
+                                  const GptqOptions& options) {
+  RETURN_IF_ERROR(ValidateGptqInputs(w, h, options));
+  try {
+    return GptqQuantizeImpl(w, h, options);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("GptqQuantize: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace bitsweep::quant

@@ -1,0 +1,67 @@
+// GPTQ (Frantar et al. 2022; IST-DASLab/gptq gptq.py), METHODS.md §2.3.
+//
+// HessianAccumulator keeps H = (2/N) sum x x^T over N calibration sequences exactly as
+// GPTQ.add_batch does (the counter counts sequences, not tokens). GptqQuantize then quantises
+// columns left to right (or by descending diag(H) with act_order), compensating each column's
+// error on the not-yet-quantised columns through the upper Cholesky factor of H^-1, with lazy
+// block updates of `blocksize` columns. Dead columns (diag(H) == 0) are zeroed first.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "quant/grid.h"
+
+namespace bitsweep::quant {
+
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t in_features);
+  // x: [..., in_features], one call per calibration batch of `sequences` sequences (GPTQ's
+  // hooks see [batch, tokens, in] and count the batch).
+  // REQUIRES: x.size(-1) == in_features, sequences >= 1; otherwise throws c10::Error naming the
+  // argument (the callers' public entry points turn it into a Status) and leaves H unchanged.
+  void Add(const at::Tensor& x, int64_t sequences = 1);
+  const at::Tensor& H() const { return h_; }  // [in, in] fp32
+  int64_t sequences() const { return n_; }
+
+ private:
+  at::Tensor h_;
+  int64_t n_ = 0;
+};
+
+struct GptqOptions {
+  QuantGrid grid;               // kMinMaxWithZero in the study
+  double percdamp = 0.01;       // damping: H += percdamp * mean(diag H) * I
+  int64_t blocksize = 128;      // lazy-update block width
+  bool act_order = false;       // quantise columns by descending diag(H)
+  // With act_order: groups fixed up front on the original column order (upstream's
+  // static_groups) instead of contiguous groups in permuted order (the study's fork).
+  bool static_groups = false;
+};
+
+struct GptqResult {
+  QuantizedWeight weight;
+  double loss = 0;  // sum over columns of (w - q)^2 / d^2 / 2, GPTQ's reported error
+};
+
+// w: [out, in]; h: [in, in] from HessianAccumulator. The weight is processed in fp32.
+// InvalidArgument naming the parameter for bad shapes or options (see ValidateGptqInputs) or a
+// non-finite h; FailedPrecondition when the damped h is not positive definite (its Cholesky
+// factorisation fails: raise percdamp or calibrate on more tokens).
+// With act_order, columns are sorted by descending diag(H) with a stable sort (ties keep their
+// original order; upstream's torch.argsort leaves ties unspecified). With a group size and
+// act_order, groups are contiguous in that order (g_idx maps each original column to its group);
+// static_groups (upstream's flag, honoured with or without act_order) instead finds every group's
+// params up front on the original column order, after dead columns are zeroed.
+StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
+                                  const GptqOptions& options);
+
+// The argument checks GptqQuantize (and GptqQuantizeRef) run first: w 2-D and floating point,
+// options.grid valid for w's in_features, h [in, in] and floating point, blocksize >= 1,
+// percdamp >= 0 and finite. Each error names the parameter.
+Status ValidateGptqInputs(const at::Tensor& w, const at::Tensor& h, const GptqOptions& options);
+
+}  // namespace bitsweep::quant

@@ -1,0 +1,62 @@
+// Quantizes a loaded Qwen3 model in place, layer by layer (METHODS.md §2.0), and returns the
+// integer form of every quantized linear with per-linear reconstruction losses.
+//
+// Methods here: RTN (no calibration) and GPTQ (sequential calibration: each decoder layer's
+// inputs are captured, each group of linears gets its Hessian from a forward of the partly
+// quantized layer, and the quantized layer's outputs feed the next layer). Only decoder-block
+// linears are quantized; embeddings, norms, lm_head and the MoE router stay in full precision.
+// Memory: one set of calibration activations [nsamples, seqlen, hidden] plus the model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "quant/calibration_data.h"
+#include "quant/gptq.h"
+#include "quant/grid.h"
+
+namespace bitsweep::model {
+class Qwen3Model;
+}
+
+namespace bitsweep::quant {
+
+enum class Method { kRtn, kGptq };
+StatusOr<Method> ParseMethod(const std::string& name);
+const char* MethodName(Method m);
+
+struct QuantizeOptions {
+  Method method = Method::kGptq;
+  QuantGrid grid;                // bits and group size (kind is set by the method)
+  GptqOptions gptq;              // percdamp, blocksize, act_order, static_groups (grid ignored)
+  bool true_sequential = true;   // GPTQ: {k,v,q} | {o} | {up,gate} | {down}
+  // The study's released code ignores the group size for RTN (METHODS.md §1.5.1): with this
+  // switch RTN is per channel whatever `grid.group_size` says.
+  bool released_code = false;
+  // MoE experts routed fewer calibration tokens than this fall back to RTN (reported).
+  int64_t min_expert_tokens = 16;
+  std::function<void(int64_t layer, int64_t layers)> progress;
+};
+
+struct LinearReport {
+  std::string name;          // full HF module name
+  double loss = 0;           // GPTQ's error sum; for RTN the squared weight error
+  int64_t calib_tokens = 0;  // tokens that reached this linear (-1: no calibration)
+  std::string note;          // e.g. "fallback to RTN: 3 calibration tokens"
+};
+
+struct QuantizeResult {
+  std::vector<LinearReport> linears;
+  std::map<std::string, QuantizedWeight> weights;  // by full HF module name
+  double seconds = 0;
+};
+
+// REQUIRES: calib non-null for calibrated methods.
+StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& model, const CalibrationSet* calib,
+                                       const QuantizeOptions& options);
+
+}  // namespace bitsweep::quant

@@ -60,38 +60,37 @@ bitsweep::quant::CalibrationSet RandomCalibration(int64_t n, int64_t seqlen, int
   return c;
 }
 
-// Quantizes a random model of `layers` layers with GPTQ in a child process; returns its peak RSS
-// in MB and the seconds per layer.
-std::pair<double, double> QuantizeInChild(const std::string& shape, int64_t layers, int64_t n,
-                                          int64_t seqlen) {
-  int fds[2];
-  if (pipe(fds) != 0) return {0, 0};
+// GPTQ on a random model of `layers` layers; returns seconds per layer.
+double QuantizeRandomModel(const std::string& shape, int64_t layers, int64_t n, int64_t seqlen) {
+  auto o = Shape(shape, layers);
+  auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
+  auto m = bitsweep::model::Qwen3Model::FromTensors(
+      config, bitsweep::model::RandomQwen3Weights(config, 0));
+  auto calib = RandomCalibration(n, seqlen, o.vocab_size);
+  bitsweep::quant::QuantizeOptions qo;
+  qo.method = bitsweep::quant::Method::kGptq;
+  qo.grid.bits = 4;
+  qo.grid.group_size = 128;
+  qo.gptq.act_order = true;
+  auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
+  return r.ok() ? r->seconds / layers : -1;
+}
+
+// Runs this binary again (fork + exec: libgomp's thread pool does not survive a bare fork) in
+// child mode and returns the child's peak RSS in MB.
+double PeakRssOfChild(const std::string& self, const std::string& shape, int64_t layers, int64_t n,
+                      int64_t seqlen) {
+  const std::string l = std::to_string(layers), ns = std::to_string(n), sl = std::to_string(seqlen);
   pid_t pid = fork();
   if (pid == 0) {
-    close(fds[0]);
-    auto o = Shape(shape, layers);
-    auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
-    auto m = bitsweep::model::Qwen3Model::FromTensors(
-        config, bitsweep::model::RandomQwen3Weights(config, 0));
-    auto calib = RandomCalibration(n, seqlen, o.vocab_size);
-    bitsweep::quant::QuantizeOptions qo;
-    qo.method = bitsweep::quant::Method::kGptq;
-    qo.grid.bits = 4;
-    qo.grid.group_size = 128;
-    qo.gptq.act_order = true;
-    auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
-    double per_layer = r.ok() ? r->seconds / layers : -1;
-    if (write(fds[1], &per_layer, sizeof(per_layer)) != sizeof(per_layer)) _exit(1);
-    _exit(r.ok() ? 0 : 1);
+    execl(self.c_str(), self.c_str(), "--child-layers", l.c_str(), "--shape", shape.c_str(),
+          "--rss-samples", ns.c_str(), "--seqlen", sl.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
   }
-  close(fds[1]);
-  double per_layer = -1;
-  if (read(fds[0], &per_layer, sizeof(per_layer)) != sizeof(per_layer)) per_layer = -1;
-  close(fds[0]);
   int status = 0;
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
-  return {usage.ru_maxrss / 1024.0, per_layer};
+  return usage.ru_maxrss / 1024.0;
 }
 
 }  // namespace
@@ -100,6 +99,7 @@ int main(int argc, char** argv) {
   std::string shape = "0.6b";
   int64_t nsamples = 16, seqlen = 2048, rss_samples = 8;
   bool skip_rss = false;
+  int64_t child_layers = 0;
   CLI::App app{"GPTQ/RTN time per layer, GPTQ core FLOP/s vs matmul, RSS vs depth"};
   app.add_option("--shape", shape, "0.6b or 8b layer shapes")->capture_default_str()
       ->check(CLI::IsMember({"0.6b", "8b"}));
@@ -109,9 +109,13 @@ int main(int argc, char** argv) {
   app.add_option("--rss-samples", rss_samples, "Calibration samples in the RSS comparison")
       ->capture_default_str();
   app.add_flag("--skip-rss", skip_rss, "Skip the 4- vs 16-layer RSS comparison");
+  app.add_option("--child-layers", child_layers, "(internal) quantize N layers and exit");
   CLI11_PARSE(app, argc, argv);
   bitsweep::model::ConfigureRuntime();
   c10::InferenceMode guard;
+  if (child_layers > 0) {
+    return QuantizeRandomModel(shape, child_layers, rss_samples, seqlen) >= 0 ? 0 : 1;
+  }
 
   const auto o = Shape(shape, 1);
   const int64_t H = o.hidden_size, I = o.intermediate_size;
@@ -185,8 +189,12 @@ int main(int argc, char** argv) {
 
   // 3) Peak RSS, 4 vs 16 layers (separate processes).
   if (!skip_rss) {
-    auto [rss4, s4] = QuantizeInChild(shape, 4, rss_samples, seqlen);
-    auto [rss16, s16] = QuantizeInChild(shape, 16, rss_samples, seqlen);
+    const std::string self = "/proc/self/exe";
+    char path[4096];
+    const ssize_t len = readlink(self.c_str(), path, sizeof(path) - 1);
+    const std::string exe = len > 0 ? std::string(path, len) : std::string(argv[0]);
+    const double rss4 = PeakRssOfChild(exe, shape, 4, rss_samples, seqlen);
+    const double rss16 = PeakRssOfChild(exe, shape, 16, rss_samples, seqlen);
     std::printf("  peak RSS (GPTQ, %lld samples): 4 layers %.0f MB, 16 layers %.0f MB, ratio %.3f "
                 "(target <= 1.15; includes the 4x larger model itself)\n",
                 static_cast<long long>(rss_samples), rss4, rss16, rss16 / rss4);

@@ -1,7 +1,11 @@
 // A seeded synthetic English-like corpus that bitsweep generates itself, for training the demo
-// model. Paragraphs keep a topic (a person and a place), sentences follow a small grammar with
-// agreement, and arithmetic facts ("seven plus two is nine.") give the model exact regularities
-// to learn, so that quantization damage shows up as a clear perplexity increase.
+// model. Sections keep a place (their " = Title = " names it) and paragraphs a person, named in
+// the paragraph's first sentence so that later pronouns agree with it across many tokens;
+// sentences follow a small grammar with number and subject-verb agreement ("one coin", "three
+// foxes sleep"), lists ("a map, two coins and an apple"), copies ("gave the lamp to Leo, who kept
+// the lamp") and arithmetic facts ("seven plus two is nine.", "three times four is twelve."),
+// exact regularities for a small model to learn, so that quantization damage shows up as a
+// clear perplexity increase.
 // Deterministic per seed on every platform (own PRNG, no std:: distributions).
 #pragma once
 

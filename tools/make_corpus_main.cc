@@ -2,6 +2,7 @@
 // text, or as C4-style JSONL documents with --jsonl.
 #include <fstream>
 #include <iostream>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -1,9 +1,13 @@
 // bitsweep-train: trains a small Qwen3-architecture model on a text corpus and writes a Hugging
 // Face model folder (config.json, model.safetensors, tokenizer.json).
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -78,6 +82,8 @@ int main(int argc, char** argv) {
   app.add_option("--lr", o.lr)->capture_default_str();
   app.add_option("--warmup", o.warmup)->capture_default_str();
   app.add_option("--eval-every", o.eval_every)->capture_default_str();
+  app.add_option("--eval-windows", o.eval_windows, "Held-out windows per evaluation")
+      ->capture_default_str();
   app.add_option("--seed", o.shape.seed)->capture_default_str();
   app.add_option("--dtype", o.stored_dtype, "Stored dtype: f32, bf16, f16")->capture_default_str();
   app.add_option("--heldout-fraction", heldout_fraction)->capture_default_str();
@@ -104,11 +110,14 @@ int main(int argc, char** argv) {
   if (!tok.ok()) return Fail(std::string(tok.status().message()));
   const std::vector<int32_t> ids = (*tok)->Encode(text);
   const size_t cut = static_cast<size_t>(ids.size() * (1.0 - heldout_fraction));
-  const std::vector<int32_t> train(ids.begin(), ids.begin() + cut), held(ids.begin() + cut, ids.end());
+  const std::vector<int32_t> train(ids.begin(), ids.begin() + cut),
+      held(ids.begin() + cut, ids.end());
   const int64_t vocab = ((*tok)->VocabSize() + 63) / 64 * 64;
   std::cout << "corpus: " << text.size() << " bytes, " << ids.size() << " tokens (vocab "
             << (*tok)->VocabSize() << ", padded " << vocab << "); train " << train.size()
             << ", held-out " << held.size() << std::endl;
+  const double unigram = bitsweep::tools::UnigramLoss(train, held, vocab);
+  std::printf("unigram baseline: held-out loss %.4f (ppl %.3f)\n", unigram, std::exp(unigram));
   auto r = bitsweep::tools::TrainQwen3(
       train, held, vocab, o, out, [](const bitsweep::tools::TrainReport& r) {
         std::printf("step %6lld  train loss %.4f  held-out loss %.4f (ppl %.3f)  %.0fs\n",
@@ -117,8 +126,12 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       });
   if (!r.ok()) return Fail(std::string(r.status().message()));
-  std::printf("parameters %lld; final held-out loss %.4f (ppl %.3f); wrote %s\n",
-              static_cast<long long>(r->parameters), r->final_heldout_loss,
-              std::exp(r->final_heldout_loss), out.c_str());
+  const auto& last = r->history.back();
+  std::printf(
+      "parameters %lld; final train loss %.4f (ppl %.3f), held-out loss %.4f (ppl %.3f; "
+      "unigram %.3f); %.0fs; wrote %s\n",
+      static_cast<long long>(r->parameters), last.train_loss, std::exp(last.train_loss),
+      r->final_heldout_loss, std::exp(r->final_heldout_loss), std::exp(unigram), last.seconds,
+      out.c_str());
   return 0;
 }

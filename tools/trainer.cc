@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -42,10 +43,13 @@ StatusOr<TrainResult> TrainQwen3(const std::vector<int32_t>& train,
                                  const TrainOptions& o, const std::string& out_dir,
                                  const std::function<void(const TrainReport&)>& progress) {
   if (static_cast<int64_t>(train.size()) <= o.seqlen + 1 ||
-      static_cast<int64_t>(heldout.size()) <= o.seqlen + 1) {
+      static_cast<int64_t>(heldout.size()) < o.seqlen + 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the training and held-out streams need more than seqlen + 1 = ", o.seqlen + 1,
-        " tokens (have ", train.size(), " and ", heldout.size(), ")"));
+        "the training stream needs more than, and the held-out stream at least, seqlen + 1 = ",
+        o.seqlen + 1, " tokens (have ", train.size(), " and ", heldout.size(), ")"));
+  }
+  if (o.steps < 1 || o.batch < 1 || o.seqlen < 1) {
+    return absl::InvalidArgumentError("steps, batch and seqlen must be positive");
   }
   const model::Qwen3Config config = model::TinyConfig(o.shape, vocab_size);
   RETURN_IF_ERROR(config.Validate());
@@ -65,10 +69,14 @@ StatusOr<TrainResult> TrainQwen3(const std::vector<int32_t>& train,
                                     torch::optim::AdamWOptions(o.lr).weight_decay(0.0)));
   torch::optim::AdamW opt(groups, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}));
 
-  // Fixed held-out windows, evenly spaced.
+  // Fixed held-out windows on EvaluatePerplexity's grid (see TrainOptions::eval_windows), so
+  // that the trainer's numbers and `bitsweep eval` on the saved folder are comparable.
   std::vector<int64_t> held_starts;
-  const int64_t held_span = static_cast<int64_t>(heldout.size()) - o.seqlen - 1;
-  for (int64_t k = 0; k < o.eval_windows; ++k) held_starts.push_back(held_span * k / o.eval_windows);
+  const int64_t grid = static_cast<int64_t>(heldout.size()) / (o.seqlen + 1);
+  const int64_t held_windows = std::min(std::max<int64_t>(1, o.eval_windows), grid);
+  for (int64_t k = 0; k < held_windows; ++k) {
+    held_starts.push_back(grid * k / held_windows * (o.seqlen + 1));
+  }
   const torch::Tensor held = Windows(heldout, held_starts, o.seqlen);
   auto heldout_loss = [&]() {
     torch::NoGradGuard no_grad;
@@ -88,14 +96,15 @@ StatusOr<TrainResult> TrainQwen3(const std::vector<int32_t>& train,
   double period_loss = 0;
   int64_t period_steps = 0;
   for (int64_t step = 1; step <= o.steps; ++step) {
-    const double lr =
-        step <= o.warmup
-            ? o.lr * step / std::max<int64_t>(1, o.warmup)
-            : o.lr * 0.5 *
-                  (1 + std::cos(M_PI * (step - o.warmup) / std::max<int64_t>(1, o.steps - o.warmup)));
+    const double lr = step <= o.warmup
+                          ? o.lr * step / std::max<int64_t>(1, o.warmup)
+                          : o.lr * 0.5 *
+                                (1 + std::cos(M_PI * (step - o.warmup) /
+                                              std::max<int64_t>(1, o.steps - o.warmup)));
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     torch::Tensor starts_t = at::randint(span + 1, {o.batch}, gen, torch::kLong);
-    std::vector<int64_t> starts(starts_t.data_ptr<int64_t>(), starts_t.data_ptr<int64_t>() + o.batch);
+    std::vector<int64_t> starts(starts_t.data_ptr<int64_t>(),
+                                starts_t.data_ptr<int64_t>() + o.batch);
     torch::Tensor loss = Loss(*model, Windows(train, starts, o.seqlen));
     opt.zero_grad();
     loss.backward();
@@ -117,8 +126,19 @@ StatusOr<TrainResult> TrainQwen3(const std::vector<int32_t>& train,
     }
   }
   result.final_heldout_loss = result.history.back().heldout_loss;
-  RETURN_IF_ERROR(model::WriteModelFolder(out_dir, config, model->NamedTensors(), o.stored_dtype, 0));
+  RETURN_IF_ERROR(
+      model::WriteModelFolder(out_dir, config, model->NamedTensors(), o.stored_dtype, 0));
   return result;
+}
+
+double UnigramLoss(const std::vector<int32_t>& train, const std::vector<int32_t>& heldout,
+                   int64_t vocab_size) {
+  std::vector<double> counts(static_cast<size_t>(vocab_size), 1.0);
+  for (int32_t id : train) counts[static_cast<size_t>(id)] += 1;
+  const double total = static_cast<double>(train.size() + static_cast<size_t>(vocab_size));
+  double nll = 0;
+  for (int32_t id : heldout) nll -= std::log(counts[static_cast<size_t>(id)] / total);
+  return heldout.empty() ? 0.0 : nll / static_cast<double>(heldout.size());
 }
 
 }  // namespace bitsweep::tools

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/python_random.h"
+#include "common/wikitext.h"
 #include "eval/c4_segments.h"
 #include "model/qwen3.h"
 #include "model/tokenizer.h"
@@ -116,19 +117,7 @@ StatusOr<std::vector<int32_t>> WikiText2TestStream(const model::Tokenizer& token
   const std::string path = data_dir + "/wikitext2/wiki.test.raw";
   ASSIGN_OR_RETURN(std::string raw, ReadFile(path));
   if (raw.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": file is empty"));
-  std::string text;
-  text.reserve(raw.size() + raw.size() / 8);
-  size_t pos = 0;
-  bool first = true;
-  while (pos < raw.size()) {
-    size_t nl = raw.find('\n', pos);
-    const size_t end = nl == std::string::npos ? raw.size() : nl + 1;
-    const std::string line = raw.substr(pos, end - pos);
-    if (!first) text += "\n\n";
-    first = false;
-    if (!IsBlank(line)) text += line;
-    pos = end;
-  }
+  const std::string text = JoinWikiTextRows(raw);
   return tokenizer.Encode(text);
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/python_random.h"
+#include "common/wikitext.h"
 #include "model/tokenizer.h"
 
 namespace bitsweep::quant {
@@ -98,22 +99,6 @@ StatusOr<CalibrationSet> FromStream(const std::string& path, const std::string& 
   }
   out.description = absl::StrCat(path, " (GPTQ wikitext2 procedure, seed ", spec.seed, ")");
   return out;
-}
-
-std::string JoinWikiTextRows(const std::string& raw) {
-  std::string text;
-  size_t pos = 0;
-  bool first = true;
-  while (pos < raw.size()) {
-    const size_t nl = raw.find('\n', pos);
-    const size_t end = nl == std::string::npos ? raw.size() : nl + 1;
-    const std::string line = raw.substr(pos, end - pos);
-    if (!first) text += "\n\n";
-    first = false;
-    if (line.find_first_not_of(" \t\r\n") != std::string::npos) text += line;
-    pos = end;
-  }
-  return text;
 }
 
 }  // namespace

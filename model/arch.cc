@@ -33,4 +33,63 @@ std::vector<std::string> QuantizedLinears(const DecoderLayer& layer) {
   return SequentialGroups(layer, /*true_sequential=*/false).front();
 }
 
+std::vector<ScalingGroup> ScalingGroups(const DecoderLayer& layer, int64_t num_heads,
+                                        int64_t num_kv_heads, int64_t head_dim) {
+  using K = ScalingGroup::PrevKind;
+  std::vector<ScalingGroup> groups;
+  ScalingGroup qkv;
+  qkv.prev_kind = K::kNorm;
+  qkv.prev = "input_layernorm";
+  qkv.linears = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
+  qkv.input_of = "self_attn.q_proj";
+  qkv.module = "self_attn";
+  groups.push_back(qkv);
+
+  ScalingGroup vo;
+  vo.prev_kind = K::kLinearRows;
+  vo.prev = "self_attn.v_proj";
+  vo.linears = {"self_attn.o_proj"};
+  vo.input_of = "self_attn.o_proj";
+  vo.module = "self_attn.o_proj";
+  vo.repeat_groups = num_heads / num_kv_heads;
+  vo.head_dim = head_dim;
+  groups.push_back(vo);
+
+  ScalingGroup gu;
+  gu.prev_kind = K::kNorm;
+  gu.prev = "post_attention_layernorm";
+  gu.module = "mlp";
+  if (layer.moe) {
+    for (size_t e = 0; e < layer.moe->experts.size(); ++e) {
+      const std::string p = absl::StrCat("mlp.experts.", e, ".");
+      gu.linears.push_back(p + "gate_proj");
+      gu.linears.push_back(p + "up_proj");
+    }
+    gu.also_scaled = {"mlp.gate"};
+    gu.input_of = "mlp.gate";
+  } else {
+    gu.linears = {"mlp.gate_proj", "mlp.up_proj"};
+    gu.input_of = "mlp.gate_proj";
+  }
+  groups.push_back(gu);
+
+  auto down = [&](const std::string& p) {
+    ScalingGroup ud;
+    ud.prev_kind = K::kLinearRows;
+    ud.prev = p + "up_proj";
+    ud.linears = {p + "down_proj"};
+    ud.input_of = p + "down_proj";
+    ud.module = p + "down_proj";
+    groups.push_back(ud);
+  };
+  if (layer.moe) {
+    for (size_t e = 0; e < layer.moe->experts.size(); ++e) {
+      down(absl::StrCat("mlp.experts.", e, "."));
+    }
+  } else {
+    down("mlp.");
+  }
+  return groups;
+}
+
 }  // namespace bitsweep::model

@@ -20,4 +20,36 @@ std::vector<std::vector<std::string>> SequentialGroups(const DecoderLayer& layer
 // Every linear a weight quantizer replaces in `layer` (the groups above, flattened).
 std::vector<std::string> QuantizedLinears(const DecoderLayer& layer);
 
+// An activation-scaling group (AWQ's auto_scale, SmoothQuant's smoothing): the input columns of
+// `linears` are multiplied by s and the op producing their input (`prev`) absorbs 1/s, so the
+// FP function is unchanged. `also_scaled` are linears reading the same input that must take
+// the same column scaling to keep the function but are not quantized (the MoE router).
+struct ScalingGroup {
+  enum class PrevKind { kNorm, kLinearRows };
+  PrevKind prev_kind = PrevKind::kNorm;
+  // "input_layernorm" / "post_attention_layernorm" (a [hidden] norm weight), or a linear whose
+  // output rows are divided by s ("self_attn.v_proj", "mlp.up_proj", "mlp.experts.3.up_proj").
+  std::string prev;
+  std::vector<std::string> linears;      // scaled (and quantized) linears
+  std::vector<std::string> also_scaled;  // scaled, not quantized (router)
+  // The linear whose input is the group's input feature (x in AWQ's search).
+  std::string input_of;
+  // What AWQ matches outputs on: "self_attn" (whole attention), "mlp" (whole MLP / MoE block)
+  // or the name of a single linear.
+  std::string module;
+  // v->o under GQA: v_proj has num_kv_heads*head_dim rows and o_proj num_heads*head_dim input
+  // columns; s has v_proj's row count and is repeated over the query heads of each kv group
+  // (o column h*head_dim + d takes s[(h / (num_heads/num_kv_heads))*head_dim + d]).
+  int64_t repeat_groups = 1;   // num_heads / num_kv_heads for v->o, else 1
+  int64_t head_dim = 0;        // for v->o
+};
+
+// The groups of a Qwen3 block, in this order: input_layernorm -> q,k,v (module self_attn);
+// v_proj -> o_proj (module self_attn.o_proj; repeat_groups = num_heads/num_kv_heads);
+// post_attention_layernorm -> gate,up (module mlp; in MoE layers every expert's gate and up,
+// with the router in also_scaled); up -> down per MLP (module the down_proj itself; per expert
+// in MoE layers). `num_heads`/`num_kv_heads`/`head_dim` come from the config.
+std::vector<ScalingGroup> ScalingGroups(const DecoderLayer& layer, int64_t num_heads,
+                                        int64_t num_kv_heads, int64_t head_dim);
+
 }  // namespace bitsweep::model

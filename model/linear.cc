@@ -12,6 +12,7 @@ Linear::Linear(at::Tensor weight, ParallelStyle style, std::shared_ptr<const Col
 
 at::Tensor Linear::Forward(const at::Tensor& x) const {
   at::Tensor y = hook_ ? at::matmul(hook_(x), weight_.t()) : at::matmul(x, weight_.t());
+  if (out_hook_) y = out_hook_(y);
   if (style_ == ParallelStyle::kRow && collective_ && collective_->world_size() > 1) {
     collective_->AllReduceSum(y);
   }

@@ -8,7 +8,9 @@
 //   kRow         columns [c0, c1) of W; the input is the matching feature slice and the output
 //                is a partial sum that the layer's Collective all-reduces.
 // An optional input hook sees (and may replace) the input before the matmul: calibration uses
-// it to observe activations, SmoothQuant to fake-quantise them. Not thread-safe to mutate while
+// it to observe activations, SmoothQuant to fake-quantise them. An optional output hook sees
+// (and may replace) the local output after the matmul, before any all-reduce (SmoothQuant's
+// q/k/v output quantisation). Not thread-safe to mutate while
 // a forward runs; concurrent forwards on an unmodified Linear are fine.
 #pragma once
 
@@ -53,12 +55,16 @@ class Linear {
   // Installs (or with nullptr removes) the input hook.
   void SetInputHook(InputHook hook) { hook_ = std::move(hook); }
   bool has_input_hook() const { return static_cast<bool>(hook_); }
+  // Installs (or with nullptr removes) the output hook.
+  void SetOutputHook(InputHook hook) { out_hook_ = std::move(hook); }
+  bool has_output_hook() const { return static_cast<bool>(out_hook_); }
 
  private:
   at::Tensor weight_;
   ParallelStyle style_ = ParallelStyle::kReplicated;
   std::shared_ptr<const Collective> collective_;
   InputHook hook_;
+  InputHook out_hook_;
 };
 
 }  // namespace bitsweep::model

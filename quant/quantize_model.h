@@ -1,10 +1,13 @@
 // Quantizes a loaded Qwen3 model in place, layer by layer (METHODS.md §2.0), and returns the
 // integer form of every quantized linear with per-linear reconstruction losses.
 //
-// Methods here: RTN (no calibration) and GPTQ (sequential calibration: each decoder layer's
+// Methods: RTN (no calibration); GPTQ and BiLLM (sequential calibration: each decoder layer's
 // inputs are captured, each group of linears gets its Hessian from a forward of the partly
-// quantized layer, and the quantized layer's outputs feed the next layer). Only decoder-block
-// linears are quantized; embeddings, norms, lm_head and the MoE router stay in full precision.
+// quantized layer, and the quantized layer's outputs feed the next layer); AWQ and SmoothQuant
+// (FP-propagated: each layer's calibration inputs come from the FP model). The per-layer
+// contract is in quant/layer_job.h. Only decoder-block linears are quantized; embeddings,
+// norms, lm_head and the MoE router stay in full precision (AWQ/SmoothQuant rescale norms and
+// the router's input columns, which leaves the FP function unchanged).
 // Memory: one set of calibration activations [nsamples, seqlen, hidden] plus the model.
 #pragma once
 
@@ -15,9 +18,13 @@
 #include <vector>
 
 #include "common/status.h"
+#include "quant/awq.h"
+#include "quant/billm.h"
 #include "quant/calibration_data.h"
 #include "quant/gptq.h"
 #include "quant/grid.h"
+#include "quant/layer_job.h"
+#include "quant/smoothquant.h"
 
 namespace bitsweep::model {
 class Qwen3Model;
@@ -25,7 +32,7 @@ class Qwen3Model;
 
 namespace bitsweep::quant {
 
-enum class Method { kRtn, kGptq };
+enum class Method { kRtn, kGptq, kAwq, kSmoothQuant, kBillm };
 StatusOr<Method> ParseMethod(const std::string& name);
 const char* MethodName(Method m);
 
@@ -33,6 +40,9 @@ struct QuantizeOptions {
   Method method = Method::kGptq;
   QuantGrid grid;                // bits and group size (kind is set by the method)
   GptqOptions gptq;              // percdamp, blocksize, act_order, static_groups (grid ignored)
+  AwqOptions awq;
+  SmoothQuantOptions smoothquant;  // weights use grid.bits, per channel
+  BillmOptions billm;
   bool true_sequential = true;   // GPTQ: {k,v,q} | {o} | {up,gate} | {down}
   // The study's released code ignores the group size for RTN (METHODS.md §1.5.1): with this
   // switch RTN is per channel whatever `grid.group_size` says.
@@ -40,19 +50,6 @@ struct QuantizeOptions {
   // MoE experts routed fewer calibration tokens than this fall back to RTN (reported).
   int64_t min_expert_tokens = 16;
   std::function<void(int64_t layer, int64_t layers)> progress;
-};
-
-struct LinearReport {
-  std::string name;          // full HF module name
-  double loss = 0;           // GPTQ's error sum; for RTN the squared weight error
-  int64_t calib_tokens = 0;  // tokens that reached this linear (-1: no calibration)
-  std::string note;          // e.g. "fallback to RTN: 3 calibration tokens"
-};
-
-struct QuantizeResult {
-  std::vector<LinearReport> linears;
-  std::map<std::string, QuantizedWeight> weights;  // by full HF module name
-  double seconds = 0;
 };
 
 // REQUIRES: calib non-null for calibrated methods.

@@ -1,0 +1,63 @@
+// What the layer-wise driver (quantize_model.cc, METHODS.md §2.0) hands each method for one
+// decoder layer, and what the methods report back. Per-layer method entry points
+// (GPTQ, AWQ, SmoothQuant, BiLLM) share this contract:
+//   * job.model->layer(job.index) is loaded and may be modified in place (weights replaced by
+//     their dequantised values, norms rescaled);
+//   * *job.xs are this layer's calibration inputs ([1, T, hidden] each, compute dtype); on
+//     return they must hold the NEXT layer's inputs: the quantized layer's outputs for
+//     GPTQ/BiLLM (sequential), the FP layer's outputs for AWQ and SmoothQuant (FP-propagated);
+//   * every quantized linear gets one LinearReport (full HF name) and, for integer-grid methods,
+//     its QuantizedWeight in out->weights.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "quant/grid.h"
+
+namespace bitsweep::model {
+class Qwen3Model;
+class Linear;
+struct DecoderLayer;
+struct RopeTables;
+}  // namespace bitsweep::model
+
+namespace bitsweep::quant {
+
+struct LinearReport {
+  std::string name;          // full HF module name
+  double loss = 0;           // GPTQ/BiLLM: the error sum; RTN/AWQ/SQ: squared weight error
+  int64_t calib_tokens = 0;  // tokens that reached this linear (-1: no calibration)
+  std::string note;          // e.g. "fallback to RTN: 3 calibration tokens"
+  // Method-specific numbers (AWQ's chosen ratio, BiLLM's salient fraction and storage bits...).
+  std::map<std::string, double> stats;
+};
+
+struct QuantizeResult {
+  std::vector<LinearReport> linears;
+  std::map<std::string, QuantizedWeight> weights;  // by full HF module name (integer grids)
+  // Model-level numbers (BiLLM's effective bits as the study reports them, storage bits...).
+  std::map<std::string, double> summary;
+  double seconds = 0;
+};
+
+struct LayerJob {
+  model::Qwen3Model* model = nullptr;
+  int64_t index = 0;                     // decoder layer index
+  std::string prefix;                    // "model.layers.<index>."
+  std::vector<at::Tensor>* xs = nullptr; // calibration inputs (see the contract above)
+  const model::RopeTables* rope = nullptr;
+  // MoE experts routed fewer calibration tokens than this use the method's documented
+  // fallback (reported in LinearReport::note).
+  int64_t min_expert_tokens = 16;
+};
+
+// The linear named `name` (relative HF name, "self_attn.q_proj") in `layer`, or nullptr.
+model::Linear* FindLinearIn(model::DecoderLayer& layer, const std::string& name);
+
+}  // namespace bitsweep::quant

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "eval/perplexity.h"
+#include "quant/load.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
@@ -96,8 +97,12 @@ int RunEval(const EvalFlags& f) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   bitsweep::model::LoadOptions lo;
   lo.dtype = *dtype;
-  auto model = bitsweep::model::Qwen3Model::Load(f.model, lo);
-  if (!model.ok()) return Fail(model.status());
+  auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo);
+  if (!loaded.ok()) return Fail(loaded.status());
+  auto& model = loaded->model;
+  if (!loaded->description.empty() && !f.json) {
+    std::printf("model: %s\n", loaded->description.c_str());
+  }
 
   for (const auto& task : tasks) {
     json extra = json::object();
@@ -121,7 +126,7 @@ int RunEval(const EvalFlags& f) {
     po.max_windows = f.max_windows;
     po.batch_size = f.batch_size;
     po.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
-    auto r = bitsweep::eval::EvaluatePerplexity(**model, *stream, po);
+    auto r = bitsweep::eval::EvaluatePerplexity(*model, *stream, po);
     if (!r.ok()) return Fail(r.status());
     json j = {{"task", task},
               {"ppl", r->ppl},
@@ -133,6 +138,7 @@ int RunEval(const EvalFlags& f) {
               {"seqlen", f.seqlen},
               {"dtype", f.dtype},
               {"model", f.model},
+              {"quantization", loaded->description},
               {"seconds", r->seconds},
               {"tokens_per_second", r->tokens / std::max(r->seconds, 1e-9)}};
     j.update(extra);

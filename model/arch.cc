@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
+#include "model/qwen3_config.h"
 
 namespace bitsweep::model {
 
@@ -31,6 +32,28 @@ std::vector<std::vector<std::string>> SequentialGroups(const DecoderLayer& layer
 
 std::vector<std::string> QuantizedLinears(const DecoderLayer& layer) {
   return SequentialGroups(layer, /*true_sequential=*/false).front();
+}
+
+std::vector<std::pair<std::string, int64_t>> QuantizedLinearInFeatures(const Qwen3Config& c,
+                                                                       int64_t i) {
+  const int64_t h = c.hidden_size;
+  std::vector<std::pair<std::string, int64_t>> out = {{"self_attn.k_proj", h},
+                                                      {"self_attn.v_proj", h},
+                                                      {"self_attn.q_proj", h},
+                                                      {"self_attn.o_proj", c.q_dim()}};
+  if (c.IsMoeLayer(i)) {
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      const std::string p = absl::StrCat("mlp.experts.", e, ".");
+      out.push_back({p + "up_proj", h});
+      out.push_back({p + "gate_proj", h});
+      out.push_back({p + "down_proj", c.moe_intermediate_size});
+    }
+  } else {
+    out.push_back({"mlp.up_proj", h});
+    out.push_back({"mlp.gate_proj", h});
+    out.push_back({"mlp.down_proj", c.intermediate_size});
+  }
+  return out;
 }
 
 std::vector<ScalingGroup> ScalingGroups(const DecoderLayer& layer, int64_t num_heads,

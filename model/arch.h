@@ -6,9 +6,13 @@
 #include <string>
 #include <vector>
 
+#include <cstdint>
+#include <utility>
+
 namespace bitsweep::model {
 
 struct DecoderLayer;
+struct Qwen3Config;
 
 // GPTQ's true-sequential order: {k, v, q} | {o} | {up, gate} | {down}; in MoE layers the
 // expert MLPs take the place of the dense MLP ({experts.*.up, experts.*.gate} | {experts.*.down})
@@ -19,6 +23,11 @@ std::vector<std::vector<std::string>> SequentialGroups(const DecoderLayer& layer
 
 // Every linear a weight quantizer replaces in `layer` (the groups above, flattened).
 std::vector<std::string> QuantizedLinears(const DecoderLayer& layer);
+
+// The quantized linears of layer `i` with their in_features, from the config alone (the
+// driver validates a grid against every linear before it loads any layer).
+std::vector<std::pair<std::string, int64_t>> QuantizedLinearInFeatures(const Qwen3Config& c,
+                                                                       int64_t i);
 
 // An activation-scaling group (AWQ's auto_scale, SmoothQuant's smoothing): the input columns of
 // `linears` are multiplied by s and the op producing their input (`prev`) absorbs 1/s, so the

@@ -227,17 +227,24 @@ std::vector<std::pair<std::string, Linear*>> DecoderLayer::Linears() {
 StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
                                                        const LoadOptions& options) {
   ASSIGN_OR_RETURN(Qwen3Config config, LoadQwen3Config(dir));
-  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
-  const Checkpoint* ck = ckpt.get();
+  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir));
+  std::shared_ptr<const Checkpoint> ck(std::move(opened));
   const at::ScalarType dtype = ToScalarType(options.dtype);
-  auto model = Build(config, options, [ck, dtype](const std::string& name) -> StatusOr<at::Tensor> {
+  TensorGetter get = [ck, dtype, dir](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
     return ck->LoadAs(name, dtype);
-  });
+  };
+  auto model = Build(config, options, get);
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
+  }
+  (*model)->source_ = dir;
+  if (options.lazy_layers) {
+    (*model)->lazy_get_ = std::move(get);
+    (*model)->release_ = [ck](const std::string& name) { ck->ReleasePages(name); };
   }
   return model;
 }
@@ -253,6 +260,15 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromTensors(
     }
     return it->second;
   });
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromSource(const Qwen3Config& config,
+                                                             const TensorSource& get,
+                                                             const LoadOptions& options) {
+  RETURN_IF_ERROR(config.Validate());
+  LoadOptions o = options;
+  o.lazy_layers = false;
+  return Build(config, o, get);
 }
 
 StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(const Qwen3Config& config,
@@ -271,9 +287,12 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(const Qwen3Config& confi
     } else {
       ASSIGN_OR_RETURN(model->lm_head_, b.Take("lm_head.weight", {V, H}));
     }
-    for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-      ASSIGN_OR_RETURN(DecoderLayer l, b.TakeLayer(i));
-      model->layers_.push_back(std::move(l));
+    model->layers_.resize(config.num_hidden_layers);
+    model->loaded_.assign(config.num_hidden_layers, !options.lazy_layers);
+    if (!options.lazy_layers) {
+      for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+        ASSIGN_OR_RETURN(model->layers_[i], b.TakeLayer(i));
+      }
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("building the model: ", e.what_without_backtrace()));
@@ -297,7 +316,38 @@ RopeTables Qwen3Model::MakeRope(int64_t seq_len) const {
   return {emb.cos().to(dt), emb.sin().to(dt)};
 }
 
+Status Qwen3Model::MaterializeLayer(int64_t i) {
+  if (i < 0 || i >= num_layers()) {
+    return absl::OutOfRangeError(absl::StrCat("layer ", i, " of ", num_layers()));
+  }
+  if (loaded_[i]) return absl::OkStatus();
+  try {
+    Builder b(config_, ToScalarType(dtype_), lazy_get_);
+    auto layer = b.TakeLayer(i);
+    if (!layer.ok()) {
+      return absl::Status(layer.status().code(),
+                          absl::StrCat(source_, ": ", layer.status().message()));
+    }
+    layers_[i] = std::move(layer).value();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(source_, ": loading layer ", i, ": ", e.what_without_backtrace()));
+  }
+  loaded_[i] = true;
+  return absl::OkStatus();
+}
+
+void Qwen3Model::ReleaseLayer(int64_t i) {
+  if (!loaded_.at(i) || !lazy_get_) return;
+  if (release_) {
+    for (const auto& [name, t] : LayerTensors(i)) release_(name);
+  }
+  layers_[i] = DecoderLayer();
+  loaded_[i] = false;
+}
+
 at::Tensor Qwen3Model::RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const {
+  TORCH_CHECK(loaded_.at(i), "decoder layer ", i, " is not materialized (lazy model)");
   const DecoderLayer& l = layers_.at(i);
   const double eps = config_.rms_norm_eps;
   at::Tensor h = hidden + Attention(l, config_, RmsNorm(hidden, l.input_layernorm, eps), rope);
@@ -346,20 +396,35 @@ Linear* Qwen3Model::FindLinear(const std::string& name) {
   return nullptr;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::NamedTensors() const {
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::GlobalTensors() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   out.push_back({"model.embed_tokens.weight", embed_tokens_});
-  for (int64_t i = 0; i < num_layers(); ++i) {
-    DecoderLayer& l = const_cast<DecoderLayer&>(layers_[i]);
-    const std::string p = absl::StrCat("model.layers.", i, ".");
-    out.push_back({p + "input_layernorm.weight", l.input_layernorm});
-    out.push_back({p + "post_attention_layernorm.weight", l.post_attention_layernorm});
-    out.push_back({p + "self_attn.q_norm.weight", l.q_norm});
-    out.push_back({p + "self_attn.k_norm.weight", l.k_norm});
-    for (auto& [n, lin] : l.Linears()) out.push_back({p + n + ".weight", lin->weight()});
-  }
   out.push_back({"model.norm.weight", norm_});
   if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", lm_head_});
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::LayerTensors(int64_t i) const {
+  TORCH_CHECK(loaded_.at(i), "decoder layer ", i, " is not materialized (lazy model)");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  DecoderLayer& l = const_cast<DecoderLayer&>(layers_[i]);
+  const std::string p = absl::StrCat("model.layers.", i, ".");
+  out.push_back({p + "input_layernorm.weight", l.input_layernorm});
+  out.push_back({p + "post_attention_layernorm.weight", l.post_attention_layernorm});
+  out.push_back({p + "self_attn.q_norm.weight", l.q_norm});
+  out.push_back({p + "self_attn.k_norm.weight", l.k_norm});
+  for (auto& [n, lin] : l.Linears()) out.push_back({p + n + ".weight", lin->weight()});
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::NamedTensors() const {
+  auto global = GlobalTensors();
+  std::vector<std::pair<std::string, at::Tensor>> out = {global[0]};
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    auto layer = LayerTensors(i);
+    out.insert(out.end(), layer.begin(), layer.end());
+  }
+  out.insert(out.end(), global.begin() + 1, global.end());
   return out;
 }
 

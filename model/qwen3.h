@@ -73,6 +73,11 @@ struct RopeTables {
 
 struct LoadOptions {
   ComputeDType dtype = ComputeDType::kFloat32;
+  // Decoder layers are not read at load: MaterializeLayer(i) reads layer i and ReleaseLayer(i)
+  // drops it again (with its mapped checkpoint pages), so a driver that visits the layers in
+  // order holds about one layer at a time (the quantizer streams models this way). Running a
+  // layer that is not materialized throws c10::Error naming it. Only Load honours this.
+  bool lazy_layers = false;
 };
 
 class Qwen3Model {
@@ -84,6 +89,13 @@ class Qwen3Model {
   static StatusOr<std::unique_ptr<Qwen3Model>> FromTensors(
       const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
       const LoadOptions& options = {});
+
+  // Builds a model from any tensor source (e.g. a packed quantized checkpoint that dequantizes
+  // on the fly); each tensor is converted to the compute dtype.
+  using TensorSource = std::function<StatusOr<at::Tensor>(const std::string& name)>;
+  static StatusOr<std::unique_ptr<Qwen3Model>> FromSource(const Qwen3Config& config,
+                                                          const TensorSource& get,
+                                                          const LoadOptions& options = {});
 
   const Qwen3Config& config() const { return config_; }
   ComputeDType dtype() const { return dtype_; }
@@ -100,12 +112,23 @@ class Qwen3Model {
   // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).
   at::Tensor ForwardHidden(const at::Tensor& ids) const;
 
+  // Lazy models (LoadOptions::lazy_layers): whether layer i is in memory; read it (a no-op when
+  // it is, an error naming the tensor when the checkpoint is bad); drop it.
+  bool layer_loaded(int64_t i) const { return loaded_.at(i); }
+  Status MaterializeLayer(int64_t i);
+  void ReleaseLayer(int64_t i);
+
   DecoderLayer& layer(int64_t i) { return layers_.at(i); }
   const DecoderLayer& layer(int64_t i) const { return layers_.at(i); }
   // A linear by full HF name ("model.layers.3.self_attn.q_proj"), or nullptr.
   Linear* FindLinear(const std::string& name);
   // All weights in HF naming, in the compute dtype (lm_head omitted when tied).
+  // REQUIRES: every layer materialized.
   std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
+  // The weights outside the decoder layers (embed_tokens, norm, lm_head unless tied) and those
+  // of layer i: NamedTensors() is GlobalTensors() around every LayerTensors(i).
+  std::vector<std::pair<std::string, at::Tensor>> GlobalTensors() const;
+  std::vector<std::pair<std::string, at::Tensor>> LayerTensors(int64_t i) const;
   // Total number of parameters (tied embeddings counted once).
   int64_t NumParameters() const;
 
@@ -123,6 +146,10 @@ class Qwen3Model {
   at::Tensor norm_;          // [hidden]
   at::Tensor lm_head_;       // [vocab, hidden]; same storage as embed_tokens_ when tied
   std::vector<DecoderLayer> layers_;
+  std::string source_;        // the folder Load read, for error messages
+  std::vector<bool> loaded_;  // per layer; all true unless lazy
+  TensorGetter lazy_get_;     // lazy models: reads a tensor from the checkpoint
+  std::function<void(const std::string&)> release_;  // lazy models: drops a tensor's pages
 };
 
 // RMSNorm as HF computes it: weight * (x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype).

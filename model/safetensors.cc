@@ -675,6 +675,21 @@ StatusOr<at::Tensor> Checkpoint::Load(const std::string& name) const {
   }
 }
 
+void Checkpoint::ReleasePages(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return;
+  const TensorEntry& entry = it->second;
+  // Whole pages inside the tensor's range only; the file is unchanged and a later access
+  // faults the pages back in from it.
+  const MappedFile& map = *maps_[entry.file];
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(map.data() + entry.begin);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(map.data() + entry.end);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = end / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 StatusOr<at::Tensor> Checkpoint::LoadAs(const std::string& name, at::ScalarType dtype) const {
   ASSIGN_OR_RETURN(at::Tensor mapped, Load(name));
   if (mapped.scalar_type() == dtype) return mapped;
@@ -687,16 +702,9 @@ StatusOr<at::Tensor> Checkpoint::LoadAs(const std::string& name, at::ScalarType 
                                             "\": conversion failed: ", e.what_without_backtrace()));
   }
   mapped.reset();
-  // The source bytes are not needed again: drop their pages from this process's resident set
-  // (whole pages inside the tensor's range only; the file is unchanged, a later Load re-reads
-  // it), so converting a checkpoint never holds both copies of the weights.
-  const MappedFile& map = *maps_[entry.file];
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(map.data() + entry.begin);
-  const uintptr_t end = reinterpret_cast<uintptr_t>(map.data() + entry.end);
-  const uintptr_t first = (begin + page - 1) / page * page;
-  const uintptr_t last = end / page * page;
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  // The source bytes are not needed again: drop them from the resident set, so converting a
+  // checkpoint never holds both copies of the weights.
+  ReleasePages(name);
   return converted;
 }
 

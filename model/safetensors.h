@@ -70,6 +70,10 @@ class Checkpoint {
   // loading a checkpoint in another dtype peaks at about one copy of the weights. With the
   // stored dtype it is Load().
   StatusOr<at::Tensor> LoadAs(const std::string& name, at::ScalarType dtype) const;
+  // Drops the pages of tensor `name` from this process's resident set (MADV_DONTNEED on the
+  // whole pages inside its byte range). Tensors aliasing them stay valid: the next access reads
+  // the file again. Unknown names are ignored.
+  void ReleasePages(const std::string& name) const;
   // All tensors whose names start with `prefix` (e.g. "model.layers.3."), keyed by full name;
   // an empty map when none does. Same aliasing rules as Load().
   StatusOr<std::map<std::string, at::Tensor>> LoadPrefix(const std::string& prefix) const;

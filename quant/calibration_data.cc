@@ -83,6 +83,46 @@ StatusOr<CalibrationSet> FromDocuments(const std::string& path, const Calibratio
   return out;
 }
 
+// llm-awq's get_calib_dataset: short documents concatenated and cut into blocks.
+StatusOr<CalibrationSet> AwqBlocks(const std::string& path, const CalibrationSpec& spec,
+                                   const model::Tokenizer& tok) {
+  ASSIGN_OR_RETURN(std::vector<std::string> docs, ReadDocuments(path));
+  std::vector<int64_t> order(docs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  PythonRandom rng(spec.seed);
+  // random.shuffle: for i in reversed(range(1, n)): j = randbelow(i + 1); swap.
+  for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.RandInt(0, i)]);
+  }
+  std::vector<int32_t> all;
+  int64_t kept = 0;
+  for (int64_t i : order) {
+    if (kept == spec.nsamples) break;
+    const std::string& d = docs[i];
+    const size_t b = d.find_first_not_of(" \t\n\r\f\v");
+    if (b == std::string::npos) continue;
+    const size_t e = d.find_last_not_of(" \t\n\r\f\v");
+    const std::vector<int32_t> ids = tok.Encode(d.substr(b, e - b + 1));
+    if (ids.empty() || static_cast<int64_t>(ids.size()) > spec.seqlen) continue;
+    all.insert(all.end(), ids.begin(), ids.end());
+    ++kept;
+  }
+  const int64_t blocks = static_cast<int64_t>(all.size()) / spec.seqlen;
+  if (blocks == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the documents with at most ", spec.seqlen, " tokens hold fewer than ",
+        spec.seqlen, " tokens in all (--seqlen)"));
+  }
+  CalibrationSet out;
+  for (int64_t k = 0; k < blocks; ++k) {
+    out.samples.emplace_back(all.begin() + k * spec.seqlen, all.begin() + (k + 1) * spec.seqlen);
+  }
+  out.description = absl::StrCat(path, " (llm-awq procedure: ", kept, " documents of <= ",
+                                 spec.seqlen, " tokens, shuffled with seed ", spec.seed, ", ",
+                                 blocks, " blocks)");
+  return out;
+}
+
 // GPTQ's get_wikitext2 train loader: random windows of one token stream.
 StatusOr<CalibrationSet> FromStream(const std::string& path, const std::string& text,
                                     const CalibrationSpec& spec, const model::Tokenizer& tok) {
@@ -124,6 +164,9 @@ StatusOr<CalibrationSet> LoadCalibration(const CalibrationSpec& spec,
                         "validation documents would leak into the C4 evaluation, so pass "
                         "--calib with a JSONL/text file or a JSON file of token ids"));
     }
+    if (spec.procedure == SamplingProcedure::kAwqBlocks) {
+      return AwqBlocks(files.front(), spec, tokenizer);
+    }
     return FromDocuments(files.front(), spec, tokenizer);
   }
   if (s == "wikitext2") {
@@ -157,7 +200,10 @@ StatusOr<CalibrationSet> LoadCalibration(const CalibrationSpec& spec,
     out.description = absl::StrCat(s, " (explicit token ids)");
     return out;
   }
-  if (ext == ".jsonl") return FromDocuments(s, spec, tokenizer);
+  if (ext == ".jsonl") {
+    if (spec.procedure == SamplingProcedure::kAwqBlocks) return AwqBlocks(s, spec, tokenizer);
+    return FromDocuments(s, spec, tokenizer);
+  }
   if (!fs::exists(s)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "calibration source \"", s, "\" is neither c4, wikitext2 nor an existing file"));

@@ -25,8 +25,19 @@ class Tokenizer;
 
 namespace bitsweep::quant {
 
+// How samples are drawn from a document source (c4, .jsonl):
+//   kGptqWindows  GPTQ/BiLLM get_c4: a random document with more than seqlen tokens, a random
+//                 window of seqlen tokens in it; nsamples windows.
+//   kAwqBlocks    llm-awq get_calib_dataset: documents in a seeded shuffled order (CPython
+//                 random.shuffle; llm-awq shuffles with HF datasets' numpy generator, which is not
+//                 reproduced), stripped, those with more than seqlen tokens skipped, the first
+//                 nsamples kept, concatenated and cut into blocks of seqlen (fewer than nsamples
+//                 blocks). Text-stream sources always use GPTQ's random windows.
+enum class SamplingProcedure { kGptqWindows, kAwqBlocks };
+
 struct CalibrationSpec {
   std::string source = "c4";
+  SamplingProcedure procedure = SamplingProcedure::kGptqWindows;
   std::string data_dir;
   int64_t nsamples = 128;
   int64_t seqlen = 2048;

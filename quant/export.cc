@@ -1,44 +1,243 @@
 #include "quant/export.h"
 
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
-#include "model/tiny_model.h"
+#include "model/safetensors.h"
+#include "quant/packed.h"
 
 namespace bitsweep::quant {
 
 namespace fs = std::filesystem;
 
-Status WriteQuantizedModel(const std::string& out_dir, const std::string& source_dir,
-                           const model::Qwen3Model& model, const QuantizeResult& result,
-                           const nlohmann::json& recipe) {
-  const std::string& td = model.config().torch_dtype;
-  const std::string stored = td == "bfloat16" ? "bf16" : td == "float16" ? "f16" : "f32";
-  RETURN_IF_ERROR(model::WriteModelFolder(out_dir, model.config(), model.NamedTensors(), stored, 0));
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    const fs::path src = fs::path(source_dir) / f;
-    if (!fs::exists(src)) continue;
-    std::error_code ec;
-    fs::copy_file(src, fs::path(out_dir) / f, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::InternalError(absl::StrCat(src.string(), ": copy failed: ", ec.message()));
+namespace {
+
+constexpr const char* kPackedDir = "packed";
+
+std::string ShardName(int64_t k, int64_t n) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "model-%05lld-of-%05lld.safetensors", static_cast<long long>(k),
+                static_cast<long long>(n));
+  return buf;
+}
+
+Status WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  f.close();
+  if (!f) return absl::InternalError(absl::StrCat(path.string(), ": cannot write"));
+  return absl::OkStatus();
+}
+
+Status CopyIfPresent(const fs::path& src, const fs::path& dst) {
+  if (!fs::exists(src)) return absl::OkStatus();
+  std::error_code ec;
+  fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
+  if (ec) return absl::InternalError(absl::StrCat(src.string(), ": copy failed: ", ec.message()));
+  return absl::OkStatus();
+}
+
+at::Tensor Stored(const at::Tensor& t, at::ScalarType st) {
+  at::Tensor x = t.detach();
+  if (x.is_floating_point()) x = x.to(st);
+  return x.contiguous();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<QuantizedModelWriter>> QuantizedModelWriter::Create(
+    const std::string& out_dir, const std::string& source_dir, const model::Qwen3Model& model,
+    bool packed) {
+  std::error_code ec;
+  if (out_dir.empty()) return absl::InvalidArgumentError("--out: empty output folder");
+  if (fs::exists(out_dir) && fs::exists(source_dir) && fs::equivalent(out_dir, source_dir, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out ", out_dir, " is the source model folder; choose another folder"));
   }
+  auto w = std::unique_ptr<QuantizedModelWriter>(new QuantizedModelWriter());
+  w->out_dir_ = fs::path(out_dir).lexically_normal().string();
+  while (w->out_dir_.size() > 1 && w->out_dir_.back() == '/') w->out_dir_.pop_back();
+  w->tmp_dir_ = absl::StrCat(w->out_dir_, ".partial-", getpid());
+  w->source_dir_ = source_dir;
+  const std::string& td = model.config().torch_dtype;
+  w->stored_ = td == "bfloat16" ? at::kBFloat16 : td == "float16" ? at::kHalf : at::kFloat;
+  w->num_shards_ = model.num_layers() + 1;
+  w->packed_ = packed;
+  w->written_.assign(model.num_layers(), false);
+  fs::remove_all(w->tmp_dir_, ec);
+  fs::create_directories(fs::path(w->tmp_dir_) / (packed ? kPackedDir : ""), ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat(w->tmp_dir_, ": cannot create: ", ec.message()));
+  }
+  return w;
+}
+
+QuantizedModelWriter::~QuantizedModelWriter() {
+  if (!finished_ && !tmp_dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir_, ec);
+  }
+}
+
+Status QuantizedModelWriter::WriteShard(
+    const std::string& dir, int64_t index,
+    const std::vector<std::pair<std::string, at::Tensor>>& tensors, std::vector<Shard>* shards) {
+  Shard s;
+  s.file = ShardName(index, num_shards_);
+  for (const auto& [name, t] : tensors) {
+    s.names.push_back(name);
+    s.bytes += static_cast<uint64_t>(t.numel()) * t.element_size();
+  }
+  RETURN_IF_ERROR(model::WriteSafetensorsFile((fs::path(dir) / s.file).string(), tensors));
+  shards->push_back(std::move(s));
+  return absl::OkStatus();
+}
+
+Status QuantizedModelWriter::WriteIndex(const std::string& dir, const std::vector<Shard>& shards) {
+  nlohmann::json map = nlohmann::json::object();
+  uint64_t total = 0;
+  for (const auto& s : shards) {
+    total += s.bytes;
+    for (const auto& n : s.names) map[n] = s.file;
+  }
+  nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", map}};
+  return WriteText(fs::path(dir) / "model.safetensors.index.json", index.dump(2) + "\n");
+}
+
+Status QuantizedModelWriter::WriteLayer(const model::Qwen3Model& model, int64_t i,
+                                        const std::map<std::string, QuantizedWeight>& weights) {
+  if (finished_) return absl::FailedPreconditionError("WriteLayer after Finish");
+  if (i < 0 || i >= static_cast<int64_t>(written_.size()) || written_[i]) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", i, " is out of range or written"));
+  }
+  try {
+    std::vector<std::pair<std::string, at::Tensor>> plain, packed;
+    for (const auto& [name, t] : model.LayerTensors(i)) {
+      plain.push_back({name, Stored(t, stored_)});
+      if (!packed_) continue;
+      const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+      auto it = weights.find(module);
+      std::string why = "not quantized";
+      if (it != weights.end() && CanPack(it->second, &why)) {
+        ASSIGN_OR_RETURN(PackedWeight p, PackGptq(it->second));
+        packed.push_back({module + ".qweight", p.qweight});
+        packed.push_back({module + ".qzeros", p.qzeros});
+        packed.push_back({module + ".scales", p.scales});
+        packed.push_back({module + ".g_idx", p.g_idx});
+        ++packed_counts_["packed"];
+      } else {
+        packed.push_back({name, Stored(t, stored_)});
+        if (it != weights.end() || name.find("_proj.weight") != std::string::npos) {
+          packed_info_[module] = why;
+          ++packed_counts_["unpacked"];
+        }
+      }
+    }
+    RETURN_IF_ERROR(WriteShard(tmp_dir_, i + 2, plain, &shards_));
+    if (packed_) {
+      RETURN_IF_ERROR(
+          WriteShard((fs::path(tmp_dir_) / kPackedDir).string(), i + 2, packed, &packed_shards_));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("writing layer ", i, ": ", e.what_without_backtrace()));
+  }
+  written_[i] = true;
+  return absl::OkStatus();
+}
+
+Status QuantizedModelWriter::Finish(const model::Qwen3Model& model, const QuantizeResult& result,
+                                    const nlohmann::json& recipe) {
+  for (size_t i = 0; i < written_.size(); ++i) {
+    if (!written_[i]) return absl::FailedPreconditionError(absl::StrCat("layer ", i, " not written"));
+  }
+  std::vector<std::pair<std::string, at::Tensor>> global;
+  for (const auto& [name, t] : model.GlobalTensors()) global.push_back({name, Stored(t, stored_)});
+  const fs::path tmp(tmp_dir_);
+  const fs::path src(source_dir_);
+  RETURN_IF_ERROR(WriteShard(tmp_dir_, 1, global, &shards_));
+  RETURN_IF_ERROR(WriteIndex(tmp_dir_, shards_));
+
+  // config.json: the source's own file when it has one (keeps keys this code does not model).
+  nlohmann::json config;
+  if (fs::exists(src / "config.json")) {
+    std::ifstream f(src / "config.json");
+    config = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  }
+  if (!config.is_object()) config = nlohmann::json::parse(model.config().ToJson());
+  RETURN_IF_ERROR(WriteText(tmp / "config.json", config.dump(2) + "\n"));
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                        "special_tokens_map.json", "vocab.json", "merges.txt"}) {
+    RETURN_IF_ERROR(CopyIfPresent(src / f, tmp / f));
+  }
+
   nlohmann::json q = recipe;
   q["seconds"] = result.seconds;
+  q["summary"] = result.summary;
   nlohmann::json linears = nlohmann::json::array();
   for (const auto& l : result.linears) {
     nlohmann::json e = {{"name", l.name}, {"loss", l.loss}, {"calib_tokens", l.calib_tokens}};
     if (!l.note.empty()) e["note"] = l.note;
+    if (!l.stats.empty()) e["stats"] = l.stats;
     linears.push_back(e);
   }
   q["linears"] = linears;
-  std::ofstream f(fs::path(out_dir) / "quantization_config.json");
-  f << q.dump(2) << "\n";
-  if (!f) return absl::InternalError(absl::StrCat(out_dir, ": cannot write quantization_config.json"));
+  if (packed_) {
+    q["packed"] = {{"folder", kPackedDir},
+                   {"format", "gptq (v1: zero - 1, taken modulo 2^bits)"},
+                   {"packed_linears", packed_counts_["packed"]},
+                   {"unpacked_linears", packed_info_}};
+    const fs::path pk = tmp / kPackedDir;
+    RETURN_IF_ERROR(WriteShard(pk.string(), 1, global, &packed_shards_));
+    RETURN_IF_ERROR(WriteIndex(pk.string(), packed_shards_));
+    nlohmann::json pconfig = config;
+    pconfig["quantization_config"] = {
+        {"quant_method", "gptq"},
+        {"bits", recipe.value("wbits", 4)},
+        {"group_size", recipe.value("group_size", int64_t{-1})},
+        {"desc_act", recipe.contains("gptq") ? recipe["gptq"].value("act_order", false) : false},
+        {"sym", false},
+        {"checkpoint_format", "gptq"},
+        {"bitsweep_method", recipe.value("method", std::string("?"))}};
+    RETURN_IF_ERROR(WriteText(pk / "config.json", pconfig.dump(2) + "\n"));
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+      RETURN_IF_ERROR(CopyIfPresent(src / f, pk / f));
+    }
+    RETURN_IF_ERROR(WriteText(pk / "quantization_config.json", q.dump(2) + "\n"));
+  } else {
+    q["packed"] = nullptr;
+  }
+  RETURN_IF_ERROR(WriteText(tmp / "quantization_config.json", q.dump(2) + "\n"));
+
+  // Move into place: the old folder (if any) is replaced only now.
+  std::error_code ec;
+  const std::string old = absl::StrCat(out_dir_, ".old-", getpid());
+  if (fs::exists(out_dir_)) {
+    fs::rename(out_dir_, old, ec);
+    if (ec) return absl::InternalError(absl::StrCat(out_dir_, ": cannot replace: ", ec.message()));
+  }
+  fs::rename(tmp_dir_, out_dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat(out_dir_, ": cannot create: ", ec.message()));
+  fs::remove_all(old, ec);
+  finished_ = true;
   return absl::OkStatus();
+}
+
+Status WriteQuantizedModel(const std::string& out_dir, const std::string& source_dir,
+                           const model::Qwen3Model& model, const QuantizeResult& result,
+                           const nlohmann::json& recipe, bool packed) {
+  ASSIGN_OR_RETURN(auto writer, QuantizedModelWriter::Create(out_dir, source_dir, model, packed));
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    RETURN_IF_ERROR(writer->WriteLayer(model, i, result.weights));
+  }
+  return writer->Finish(model, result, recipe);
 }
 
 }  // namespace bitsweep::quant

@@ -1,14 +1,32 @@
 // Writes a quantized model as a Hugging Face folder any Qwen3 loader runs: dequantized weights
-// (safetensors in the source checkpoint's stored dtype), config.json, the tokenizer files, and
-// quantization_config.json with every parameter needed to reproduce it plus per-linear losses.
+// (safetensors in the source checkpoint's stored dtype, one shard per decoder layer plus one for
+// embeddings/norm/lm_head, with model.safetensors.index.json), the source config.json and
+// tokenizer files, and quantization_config.json with every parameter needed to reproduce it
+// plus per-linear losses and model-level numbers.
+//
+// With `packed`, `<out>/packed/` is a second complete folder in the GPTQ checkpoint layout
+// (quant/packed.h): quantized linears as qweight/qzeros/scales/g_idx, everything else as in the
+// dequantized folder, and config.json carrying "quantization_config" {quant_method "gptq", bits,
+// group_size, desc_act, sym, checkpoint_format "gptq"}. Linears that cannot be packed (bits
+// other than 2/3/4/8, symmetric grids, shapes that do not fill word runs) keep their dequantized
+// ".weight" there and are listed in quantization_config.json.
+//
+// The writer streams: WriteLayer is called as each decoder layer is finished (the quantizer's
+// layer sink), so only one layer is ever held for writing. Everything goes to a temporary
+// sibling folder that replaces `out_dir` only in Finish, so an interrupted run never leaves a
+// half-written model under the output name.
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "quant/quantize_model.h"
+#include "quant/layer_job.h"
 
 namespace bitsweep::model {
 class Qwen3Model;
@@ -16,10 +34,51 @@ class Qwen3Model;
 
 namespace bitsweep::quant {
 
-// `recipe` is the reproducibility record (method, bits, group, calibration, seed, version...);
-// the losses of `result` are appended under "linears".
+class QuantizedModelWriter {
+ public:
+  // Prepares the temporary folder. InvalidArgument when out_dir is the source folder.
+  static StatusOr<std::unique_ptr<QuantizedModelWriter>> Create(const std::string& out_dir,
+                                                                const std::string& source_dir,
+                                                                const model::Qwen3Model& model,
+                                                                bool packed);
+  ~QuantizedModelWriter();  // removes the temporary folder unless Finish succeeded
+
+  // Writes decoder layer i (materialized in `model`) and, when packing, its packed form from
+  // `weights` (full HF module names).
+  Status WriteLayer(const model::Qwen3Model& model, int64_t i,
+                    const std::map<std::string, QuantizedWeight>& weights);
+  // Writes the remaining tensors, indexes, configs, tokenizer files and
+  // quantization_config.json (`recipe` plus "linears", "summary", "seconds", "packed"), then
+  // moves the folder into place. REQUIRES: every layer written.
+  Status Finish(const model::Qwen3Model& model, const QuantizeResult& result,
+                const nlohmann::json& recipe);
+
+ private:
+  QuantizedModelWriter() = default;
+  struct Shard {
+    std::string file;
+    std::vector<std::string> names;
+    uint64_t bytes = 0;
+  };
+  Status WriteShard(const std::string& dir, int64_t index,
+                    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                    std::vector<Shard>* shards);
+  Status WriteIndex(const std::string& dir, const std::vector<Shard>& shards);
+
+  std::string out_dir_, tmp_dir_, source_dir_;
+  at::ScalarType stored_ = at::kFloat;
+  int64_t num_shards_ = 0;
+  bool packed_ = false;
+  bool finished_ = false;
+  std::vector<Shard> shards_, packed_shards_;
+  std::vector<bool> written_;
+  nlohmann::json packed_info_ = nlohmann::json::object();  // per-linear packing outcome
+  std::map<std::string, int64_t> packed_counts_;
+};
+
+// Non-streaming form: writes every layer of an in-memory model from result.weights.
 Status WriteQuantizedModel(const std::string& out_dir, const std::string& source_dir,
                            const model::Qwen3Model& model, const QuantizeResult& result,
-                           const nlohmann::json& recipe);
+                           const nlohmann::json& recipe, bool packed = false);
 
 }  // namespace bitsweep::quant

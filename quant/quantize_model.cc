@@ -22,7 +22,7 @@ StatusOr<LinearReport> QuantizeRtn(model::Linear& lin, const std::string& name,
                                    const QuantGrid& grid, QuantizeResult* out) {
   ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin.weight(), grid));
   at::Tensor deq = q.Dequantize();
-  LinearReport r{name, SquaredError(lin.weight(), deq), -1, ""};
+  LinearReport r{name, SquaredError(lin.weight(), deq), -1, "", {}};
   lin.SetWeight(deq);
   out->weights.emplace(name, std::move(q));
   return r;
@@ -69,7 +69,7 @@ Status RunGptqLayer(LayerJob& job, const QuantizeOptions& o, QuantizeResult* out
       g.grid = o.grid;
       ASSIGN_OR_RETURN(GptqResult q, GptqQuantize(lin.weight(), hs[k]->H(), g));
       lin.SetWeight(q.weight.Dequantize());
-      out->linears.push_back({name, q.loss, tokens[k], ""});
+      out->linears.push_back({name, q.loss, tokens[k], "", {}});
       out->weights.emplace(name, std::move(q.weight));
     }
   }
@@ -108,8 +108,7 @@ static bool NeedsCalibration(const QuantizeOptions& o) {
   }
 }
 
-StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSet* calib,
-                                       const QuantizeOptions& options) {
+QuantizeOptions NormalizedOptions(const QuantizeOptions& options) {
   QuantizeOptions o = options;
   switch (o.method) {
     case Method::kAwq: o.grid.kind = GridKind::kMinMax; break;
@@ -119,80 +118,131 @@ StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSe
       break;
     default: o.grid.kind = GridKind::kMinMaxWithZero; break;
   }
+  if (o.method == Method::kBillm) {
+    o.grid.bits = 1;
+    o.grid.group_size = o.billm.blocksize;
+  }
   if (o.released_code) {
     if (o.method == Method::kRtn) o.grid.group_size = -1;
     o.awq.scale_v_to_o = false;
     o.smoothquant.smooth = false;
   }
+  return o;
+}
+
+Status ValidateQuantizeOptions(const model::Qwen3Config& config, const QuantizeOptions& options) {
+  const QuantizeOptions o = NormalizedOptions(options);
+  auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
+  switch (o.method) {
+    case Method::kSmoothQuant:
+      if (o.smoothquant.abits < 2 || o.smoothquant.abits > 8) {
+        return bad(absl::StrCat("abits = ", o.smoothquant.abits, " is outside 2..8"));
+      }
+      if (!(o.smoothquant.alpha >= 0 && o.smoothquant.alpha <= 1)) {
+        return bad(absl::StrCat("alpha = ", o.smoothquant.alpha, " is outside [0, 1]"));
+      }
+      break;
+    case Method::kAwq:
+      if (o.awq.n_grid < 1) return bad("awq n_grid must be at least 1");
+      if (!(o.awq.max_shrink >= 0 && o.awq.max_shrink < 1)) {
+        return bad("awq max_shrink must lie in [0, 1)");
+      }
+      if (o.awq.clip_tokens < 1) return bad("awq clip_tokens must be positive");
+      break;
+    case Method::kBillm:
+      if (o.billm.blocksize < 1) return bad("billm blocksize must be positive");
+      if (o.billm.up_lim < 2) return bad("billm up_lim must be at least 2");
+      if (!(o.billm.percdamp >= 0)) return bad("percdamp must be non-negative");
+      return absl::OkStatus();  // BiLLM's blocks need not divide in_features
+    case Method::kGptq:
+      if (o.gptq.blocksize < 1) return bad("blocksize must be positive");
+      if (!(o.gptq.percdamp >= 0)) return bad("percdamp must be non-negative");
+      break;
+    case Method::kRtn: break;
+  }
+  // Every linear must accept the grid before any work starts.
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    for (const auto& [name, in] : model::QuantizedLinearInFeatures(config, i)) {
+      Status s = o.grid.Validate(in);
+      if (!s.ok()) {
+        return bad(absl::StrCat("model.layers.", i, ".", name, ": ", s.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSet* calib,
+                                       const QuantizeOptions& options) {
+  RETURN_IF_ERROR(ValidateQuantizeOptions(m.config(), options));
+  const QuantizeOptions o = NormalizedOptions(options);
   const auto start = std::chrono::steady_clock::now();
   QuantizeResult out;
   try {
     c10::InferenceMode guard;
-    // Every linear must accept the grid before any work starts (BiLLM has its own format).
-    if (o.method != Method::kBillm) {
-      for (int64_t i = 0; i < m.num_layers(); ++i) {
-        for (const auto& name : model::QuantizedLinears(m.layer(i))) {
-          Status s = o.grid.Validate(FindLinearIn(m.layer(i), name)->in_features());
-          if (!s.ok()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("model.layers.", i, ".", name, ": ", s.message()));
-          }
-        }
-      }
+    const bool calibrated = NeedsCalibration(o);
+    if (calibrated && (calib == nullptr || calib->samples.empty())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(MethodName(o.method), " needs calibration samples"));
     }
-    if (o.method == Method::kRtn) {
-      for (int64_t i = 0; i < m.num_layers(); ++i) {
-        for (const auto& name : model::QuantizedLinears(m.layer(i))) {
-          ASSIGN_OR_RETURN(LinearReport r,
-                           QuantizeRtn(*FindLinearIn(m.layer(i), name),
-                                       absl::StrCat("model.layers.", i, ".", name), o.grid, &out));
-          out.linears.push_back(r);
+    std::vector<at::Tensor> xs;
+    int64_t seqlen = 1;
+    if (calibrated) {
+      for (const auto& s : calib->samples) {
+        if (s.size() != calib->samples.front().size()) {
+          return absl::InvalidArgumentError("calibration samples must all have the same length");
         }
-        if (o.progress) o.progress(i + 1, m.num_layers());
-      }
-    } else {
-      const bool calibrated = NeedsCalibration(o);
-      if (calibrated && (calib == nullptr || calib->samples.empty())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(MethodName(o.method), " needs calibration samples"));
-      }
-      std::vector<at::Tensor> xs;
-      int64_t seqlen = 1;
-      if (calibrated) {
-        for (const auto& s : calib->samples) {
-          at::Tensor ids = at::from_blob(const_cast<int32_t*>(s.data()),
-                                         {1, static_cast<int64_t>(s.size())}, at::kInt)
-                               .to(at::kLong);
-          xs.push_back(m.Embed(ids));
-        }
-        seqlen = xs.front().size(1);
-        for (const auto& x : xs) {
-          if (x.size(1) != seqlen) {
-            return absl::InvalidArgumentError(
-                "calibration samples must all have the same length");
+        for (int32_t id : s) {
+          if (id < 0 || id >= m.config().vocab_size) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "calibration token id ", id, " is outside the vocabulary [0, ",
+                m.config().vocab_size, ")"));
           }
         }
       }
-      const model::RopeTables rope = m.MakeRope(seqlen);
-      for (int64_t i = 0; i < m.num_layers(); ++i) {
-        LayerJob job;
-        job.model = &m;
-        job.index = i;
-        job.prefix = absl::StrCat("model.layers.", i, ".");
-        job.xs = &xs;
-        job.rope = &rope;
-        job.min_expert_tokens = o.min_expert_tokens;
-        switch (o.method) {
-          case Method::kGptq: RETURN_IF_ERROR(RunGptqLayer(job, o, &out)); break;
-          case Method::kAwq: RETURN_IF_ERROR(AwqQuantizeLayer(job, o.grid, o.awq, &out)); break;
-          case Method::kSmoothQuant:
-            RETURN_IF_ERROR(SmoothQuantLayer(job, o.grid.bits, o.smoothquant, &out));
-            break;
-          case Method::kBillm: RETURN_IF_ERROR(BillmQuantizeLayer(job, o.billm, &out)); break;
-          case Method::kRtn: break;
-        }
-        if (o.progress) o.progress(i + 1, m.num_layers());
+      for (const auto& s : calib->samples) {
+        at::Tensor ids = at::from_blob(const_cast<int32_t*>(s.data()),
+                                       {1, static_cast<int64_t>(s.size())}, at::kInt)
+                             .to(at::kLong);
+        xs.push_back(m.Embed(ids));
       }
+      seqlen = xs.front().size(1);
+    }
+    const model::RopeTables rope = m.MakeRope(seqlen);
+    for (int64_t i = 0; i < m.num_layers(); ++i) {
+      RETURN_IF_ERROR(m.MaterializeLayer(i));
+      LayerJob job;
+      job.model = &m;
+      job.index = i;
+      job.prefix = absl::StrCat("model.layers.", i, ".");
+      job.xs = &xs;
+      job.rope = &rope;
+      job.min_expert_tokens = o.min_expert_tokens;
+      switch (o.method) {
+        case Method::kRtn:
+          for (const auto& name : model::QuantizedLinears(m.layer(i))) {
+            ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(*FindLinearIn(m.layer(i), name),
+                                                         job.prefix + name, o.grid, &out));
+            out.linears.push_back(r);
+          }
+          break;
+        case Method::kGptq: RETURN_IF_ERROR(RunGptqLayer(job, o, &out)); break;
+        case Method::kAwq: RETURN_IF_ERROR(AwqQuantizeLayer(job, o.grid, o.awq, &out)); break;
+        case Method::kSmoothQuant:
+          RETURN_IF_ERROR(SmoothQuantLayer(job, o.grid.bits, o.smoothquant, &out));
+          break;
+        case Method::kBillm: RETURN_IF_ERROR(BillmQuantizeLayer(job, o.billm, &out)); break;
+      }
+      if (o.layer_sink) {
+        std::map<std::string, QuantizedWeight> layer_weights;
+        for (auto it = out.weights.lower_bound(job.prefix);
+             it != out.weights.end() && it->first.rfind(job.prefix, 0) == 0;) {
+          layer_weights.insert(out.weights.extract(it++));
+        }
+        RETURN_IF_ERROR(o.layer_sink(i, layer_weights));
+        m.ReleaseLayer(i);
+      }
+      if (o.progress) o.progress(i + 1, m.num_layers());
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("quantization: ", e.what_without_backtrace()));

@@ -8,7 +8,8 @@
 // contract is in quant/layer_job.h. Only decoder-block linears are quantized; embeddings,
 // norms, lm_head and the MoE router stay in full precision (AWQ/SmoothQuant rescale norms and
 // the router's input columns, which leaves the FP function unchanged).
-// Memory: one set of calibration activations [nsamples, seqlen, hidden] plus the model.
+// Memory: one set of calibration activations [nsamples, seqlen, hidden] plus the model, or plus
+// one decoder layer with a lazy model and a layer sink (see QuantizeOptions::layer_sink).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,7 @@
 
 namespace bitsweep::model {
 class Qwen3Model;
+struct Qwen3Config;
 }
 
 namespace bitsweep::quant {
@@ -50,7 +52,22 @@ struct QuantizeOptions {
   // MoE experts routed fewer calibration tokens than this fall back to RTN (reported).
   int64_t min_expert_tokens = 16;
   std::function<void(int64_t layer, int64_t layers)> progress;
+  // Streaming: called after layer i is quantized (still in memory) with that layer's integer
+  // weights, which then leave the result; a lazy model (LoadOptions::lazy_layers) then releases
+  // the layer. With a sink, memory stays at about one decoder layer plus the calibration
+  // activations whatever the depth. Without one, every QuantizedWeight stays in the result.
+  std::function<Status(int64_t layer, std::map<std::string, QuantizedWeight>& weights)>
+      layer_sink;
 };
+
+// The options QuantizeModel actually runs: the grid kind each method uses, SmoothQuant per
+// channel, BiLLM's 1-bit blocks, and --released-code's effects (RTN per channel, no smoothing,
+// AWQ without v->o under GQA).
+QuantizeOptions NormalizedOptions(const QuantizeOptions& options);
+// InvalidArgument naming the parameter (or the first linear whose in_features the group size
+// does not divide) for options that cannot run on a model of this config. Needs no weights, so
+// callers check before loading calibration data; QuantizeModel checks again.
+Status ValidateQuantizeOptions(const model::Qwen3Config& config, const QuantizeOptions& options);
 
 // REQUIRES: calib non-null for calibrated methods.
 StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& model, const CalibrationSet* calib,

@@ -190,6 +190,20 @@ TEST_CASE("bitsweep quantize writes a loadable folder with its recipe and reject
                    "--json --data-dir " + data, dir);
   INFO(e.err);
   CHECK(e.code == 0);
+  // 3-bit packed form next to it: evaluates to the same perplexity up to fp16 scales.
+  REQUIRE(fs::exists(dir + "/q/packed/config.json"));
+  Run ep = Bitsweep("eval --model " + dir + "/q/packed --tasks wikitext2 --seqlen 64 "
+                    "--max-windows 2 --json --data-dir " + data, dir);
+  INFO(ep.err);
+  REQUIRE(ep.code == 0);
+  const auto jd = nlohmann::json::parse(e.out), jp = nlohmann::json::parse(ep.out);
+  CHECK_THAT(jp["quantization"].get<std::string>(), Contains("packed gptq 3-bit"));
+  CHECK(std::abs(jp["ppl"].get<double>() / jd["ppl"].get<double>() - 1) < 1e-3);
+
+  Run bad_option = Bitsweep("quantize --model " + dir + "/model --method gptq --abits 4 --out " +
+                            dir + "/x", dir);
+  CHECK(bad_option.code != 0);
+  CHECK_THAT(bad_option.err, Contains("--abits"));
 
   Run bad_group = Bitsweep("quantize --model " + dir + "/model --method rtn --group 48 --out " +
                            dir + "/x", dir);

@@ -1,0 +1,125 @@
+#include "quant/load.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "model/qwen3_config.h"
+#include "model/safetensors.h"
+#include "quant/packed.h"
+#include "quant/smoothquant.h"
+
+namespace bitsweep::quant {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+StatusOr<nlohmann::json> ReadJson(const fs::path& path) {
+  std::ifstream f(path);
+  if (!f) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open"));
+  nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
+  }
+  return j;
+}
+
+}  // namespace
+
+StatusOr<LoadedModel> LoadModelForEval(const std::string& dir, const model::LoadOptions& options) {
+  LoadedModel out;
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(fs::path(dir) / "config.json"));
+  const nlohmann::json qc = config.value("quantization_config", nlohmann::json());
+  if (qc.is_object()) {
+    const std::string method = qc.value("quant_method", std::string());
+    if (method != "gptq") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, "/config.json: quantization_config.quant_method \"", method,
+          "\" is not supported (bitsweep reads the packed \"gptq\" layout)"));
+    }
+    const std::string format = qc.value("checkpoint_format", std::string("gptq"));
+    if (format != "gptq") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, "/config.json: checkpoint_format \"", format, "\" is not supported (only gptq)"));
+    }
+    if (!qc.contains("bits") || !qc["bits"].is_number_integer() ||
+        !PackableBits(qc["bits"].get<int>())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/config.json: quantization_config.bits must be 2, 3, 4 or 8"));
+    }
+    const int bits = qc["bits"].get<int>();
+    const int64_t group = qc.value("group_size", int64_t{-1});
+    ASSIGN_OR_RETURN(model::Qwen3Config c, model::LoadQwen3Config(dir));
+    ASSIGN_OR_RETURN(std::unique_ptr<model::Checkpoint> opened, model::Checkpoint::Open(dir));
+    std::shared_ptr<const model::Checkpoint> ck(std::move(opened));
+    const at::ScalarType dtype =
+        options.dtype == model::ComputeDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
+    auto count = std::make_shared<int64_t>(0);
+    auto get = [ck, dtype, bits, group, count](const std::string& name) -> StatusOr<at::Tensor> {
+      if (ck->Has(name)) return ck->LoadAs(name, dtype);
+      const std::string suffix = ".weight";
+      if (name.size() > suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        const std::string module = name.substr(0, name.size() - suffix.size());
+        if (ck->Has(module + ".qweight")) {
+          PackedWeight p;
+          p.bits = bits;
+          p.group_size = group;
+          ASSIGN_OR_RETURN(p.qweight, ck->Load(module + ".qweight"));
+          if (!ck->Has(module + ".qzeros") || !ck->Has(module + ".scales") ||
+              !ck->Has(module + ".g_idx")) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(module, ": packed linear lacks qzeros, scales or g_idx"));
+          }
+          ASSIGN_OR_RETURN(p.qzeros, ck->Load(module + ".qzeros"));
+          ASSIGN_OR_RETURN(p.scales, ck->Load(module + ".scales"));
+          ASSIGN_OR_RETURN(p.g_idx, ck->Load(module + ".g_idx"));
+          auto w = UnpackGptq(p, p.scales.dim() == 2 ? p.scales.size(1) : 0,
+                              p.g_idx.dim() == 1 ? p.g_idx.size(0) : 0);
+          if (!w.ok()) {
+            return absl::InvalidArgumentError(absl::StrCat(module, ": ", w.status().message()));
+          }
+          ++*count;
+          return w->Dequantize().to(dtype);
+        }
+      }
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
+    };
+    auto m = model::Qwen3Model::FromSource(c, get, options);
+    if (!m.ok()) {
+      return absl::Status(m.status().code(), absl::StrCat(dir, ": ", m.status().message()));
+    }
+    out.model = std::move(m).value();
+    out.description = absl::StrCat("packed gptq ", bits, "-bit g", group, " (", *count,
+                                   " linears dequantized at load)");
+  } else {
+    ASSIGN_OR_RETURN(out.model, model::Qwen3Model::Load(dir, options));
+  }
+
+  const fs::path qpath = fs::path(dir) / "quantization_config.json";
+  if (fs::exists(qpath)) {
+    ASSIGN_OR_RETURN(nlohmann::json q, ReadJson(qpath));
+    if (q.value("method", std::string()) == "smoothquant") {
+      const nlohmann::json sq = q.value("smoothquant", nlohmann::json::object());
+      if (!sq.contains("abits") || !sq["abits"].is_number_integer()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(qpath.string(), ": smoothquant.abits is missing or not an integer"));
+      }
+      const int abits = sq["abits"].get<int>();
+      const bool qkv = sq.value("quantize_qkv_output", false);
+      Status s = InstallActivationQuantization(*out.model, abits, qkv);
+      if (!s.ok()) return absl::Status(s.code(), absl::StrCat(qpath.string(), ": ", s.message()));
+      absl::StrAppend(&out.description, out.description.empty() ? "" : "; ",
+                      "activation quantization a", abits, " per token",
+                      qkv ? " (q/k/v outputs too)" : "");
+    }
+  }
+  return out;
+}
+
+}  // namespace bitsweep::quant

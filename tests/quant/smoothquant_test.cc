@@ -376,6 +376,41 @@ TEST_CASE("SmoothQuantLayer calibrates on the norm outputs, smooths, quantizes, 
   }
 }
 
+TEST_CASE("SmoothQuantLayer runs in bf16: smoothing in fp32, rounded back once",
+          "[quant][smoothquant]") {
+  c10::InferenceMode guard;
+  for (bool moe : {false, true}) {
+    INFO((moe ? "MoE" : "dense"));
+    const Qwen3Config c = Config(moe);
+    const Tensors w = Weights(c, 22, /*outliers=*/true);
+    bitsweep::model::LoadOptions lo;
+    lo.dtype = bitsweep::model::ComputeDType::kBFloat16;
+    auto m = std::move(Qwen3Model::FromTensors(c, w, lo)).value();
+    auto fp = std::move(Qwen3Model::FromTensors(c, w, lo)).value();
+    const auto rope = m->MakeRope(16);
+    std::vector<at::Tensor> xs = Embed(*m, Ids(2, 16, 9));
+    const std::vector<at::Tensor> xs0 = xs;
+    SmoothQuantOptions o;
+    QuantizeResult out;
+    LayerJob job = Job(*m, 0, &xs, &rope);
+    Status st = SmoothQuantLayer(job, 8, o, &out);
+    INFO(st.ToString());
+    REQUIRE(st.ok());
+    CHECK(m->layer(0).input_layernorm.scalar_type() == at::kBFloat16);
+    CHECK(m->layer(0).post_attention_layernorm.scalar_type() == at::kBFloat16);
+    CHECK(m->layer(0).q_proj.weight().scalar_type() == at::kBFloat16);
+    if (moe) CHECK(m->layer(0).moe->gate.weight().scalar_type() == at::kBFloat16);
+    for (size_t k = 0; k < xs.size(); ++k) {
+      CHECK(xs[k].scalar_type() == at::kBFloat16);
+      CHECK(at::equal(xs[k], fp->RunLayer(0, xs0[k], rope)));
+      // W8 weights after smoothing, rounded to bf16: the dense layer stays within a few percent
+      // of FP (measured 2.7%). Not for MoE: bf16 rounding of the rescaled router flips near-tied
+      // top-k choices, and one re-routed token dominates a max-error measure.
+      if (!moe) CHECK(RelDiff(m->RunLayer(0, xs0[k], rope), xs[k]) < 0.05);
+    }
+  }
+}
+
 TEST_CASE("Without smoothing SmoothQuantLayer is per-channel abs-max RTN of the FP weights",
           "[quant][smoothquant]") {
   c10::InferenceMode guard;

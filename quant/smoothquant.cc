@@ -1,13 +1,261 @@
+// SmoothQuant, METHODS.md §2.5 (intended algorithm) and §1.3/§1.5.2 (what the study runs).
+// Sources: mit-han-lab/smoothquant calibration.py get_act_scales (hooks on every nn.Linear
+// input: max over tokens of |x|, per channel, kept in fp32), smooth.py smooth_ln_fcs_llama_like
+// and smooth_lm (Llama: input_layernorm -> q,k,v with q_proj's act scales; post_attention_layernorm
+// -> gate,up with gate_proj's; Mixtral: post_attention_layernorm -> [router, experts' w1, w3]
+// with the router's act scales), fake_quant.py (W8A8Linear: per-channel abs-max weights,
+// dynamic per-token abs-max inputs, q/k/v outputs too when quantize_bmm_input).
+//
+// Numerics: upstream casts act_scales to the weight dtype and computes w_max, s and the
+// in-place div_/mul_ in that dtype (fp16 on its GPU runs). We compute w_max and s in fp32 and
+// round only the rescaled norm and weights back to the model's dtype: identical in fp32,
+// at most one rounding step apart per element in bf16.
 #include "quant/smoothquant.h"
 
-namespace bitsweep::quant {
+#include <ATen/ATen.h>
 
-Status SmoothQuantLayer(LayerJob&, int, const SmoothQuantOptions&, QuantizeResult*) {
-  return absl::UnimplementedError("SmoothQuant is not implemented yet");
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "model/qwen3.h"
+#include "quant/rtn.h"
+
+namespace bitsweep::quant {
+namespace {
+
+// smooth.py and fake_quant.py clamp every max from below by this.
+constexpr double kMinScale = 1e-5;
+constexpr int kMinBits = 2;  // a 1-bit symmetric grid has the single level 0
+constexpr int kMaxBits = 8;
+
+Status ValidateAlpha(double alpha) {
+  if (!(alpha >= 0.0 && alpha <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SmoothQuant alpha = ", alpha, " is out of range 0..1"));
+  }
+  return absl::OkStatus();
 }
 
-Status InstallActivationQuantization(model::Qwen3Model&, int, bool) {
-  return absl::UnimplementedError("activation quantization is not implemented yet");
+// The norm weight a kNorm group's `prev` names (ScalingGroups' "input_layernorm" /
+// "post_attention_layernorm"), or nullptr.
+at::Tensor* NormIn(model::DecoderLayer& layer, const std::string& name) {
+  if (name == "input_layernorm") return &layer.input_layernorm;
+  if (name == "post_attention_layernorm") return &layer.post_attention_layernorm;
+  return nullptr;
+}
+
+std::vector<model::ScalingGroup> NormGroups(const model::Qwen3Model& m, int64_t i) {
+  const auto& c = m.config();
+  std::vector<model::ScalingGroup> out;
+  for (auto& g :
+       model::ScalingGroups(m.layer(i), c.num_attention_heads, c.num_key_value_heads, c.head_dim)) {
+    if (g.prev_kind == model::ScalingGroup::PrevKind::kNorm) out.push_back(std::move(g));
+  }
+  return out;
+}
+
+double SquaredError(const at::Tensor& w, const at::Tensor& q) {
+  return (w.to(at::kFloat) - q).pow(2).sum().item<double>();
+}
+
+Status SmoothLayerImpl(model::DecoderLayer& layer, const std::vector<model::ScalingGroup>& groups,
+                       const std::map<std::string, at::Tensor>& act_max, double alpha,
+                       std::map<std::string, at::Tensor>* applied) {
+  // Resolve and check everything first so that an error leaves the layer untouched.
+  struct Resolved {
+    at::Tensor* norm;
+    std::vector<model::Linear*> fcs;  // linears then also_scaled
+    at::Tensor act;
+    const model::ScalingGroup* group;
+  };
+  std::vector<Resolved> todo;
+  for (const auto& g : groups) {
+    if (g.prev_kind != model::ScalingGroup::PrevKind::kNorm) continue;
+    Resolved r{NormIn(layer, g.prev), {}, {}, &g};
+    if (r.norm == nullptr) return absl::NotFoundError("SmoothLayer: no norm named " + g.prev);
+    for (const auto* names : {&g.linears, &g.also_scaled}) {
+      for (const auto& name : *names) {
+        model::Linear* lin = FindLinearIn(layer, name);
+        if (lin == nullptr) return absl::NotFoundError("SmoothLayer: no linear named " + name);
+        if (lin->in_features() != r.norm->numel()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("SmoothLayer: ", name, " has ", lin->in_features(),
+                           " input features but ", g.prev, " has ", r.norm->numel(), " channels"));
+        }
+        r.fcs.push_back(lin);
+      }
+    }
+    auto it = act_max.find(g.input_of);
+    if (it == act_max.end() || !it->second.defined()) {
+      return absl::InvalidArgumentError("SmoothLayer: act_max has no entry for " + g.input_of);
+    }
+    const at::Tensor a = it->second.to(at::kFloat);
+    if (a.dim() != 1 || a.numel() != r.norm->numel()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SmoothLayer: act_max[", g.input_of, "] must be [", r.norm->numel(), "]"));
+    }
+    if (!at::isfinite(a).all().item<bool>() || a.lt(0).any().item<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat("SmoothLayer: act_max[", g.input_of,
+                                                     "] has negative or non-finite entries"));
+    }
+    r.act = a;
+    todo.push_back(std::move(r));
+  }
+  for (Resolved& r : todo) {
+    // weight_scales = cat([fc.weight.abs().max(dim=0)]).max(dim=0) over every fc of the group.
+    at::Tensor w_max;
+    for (model::Linear* lin : r.fcs) {
+      at::Tensor m = lin->weight().abs().amax(0).to(at::kFloat);
+      w_max = w_max.defined() ? at::maximum(w_max, m) : m;
+    }
+    const at::Tensor s = SmoothingScales(r.act, w_max, alpha);
+    *r.norm = (r.norm->to(at::kFloat) / s).to(r.norm->scalar_type());
+    for (model::Linear* lin : r.fcs) lin->SetWeight(lin->weight().to(at::kFloat) * s.view({1, -1}));
+    if (applied != nullptr) (*applied)[r.group->prev] = s;
+  }
+  return absl::OkStatus();
+}
+
+Status SmoothQuantLayerImpl(LayerJob& job, int wbits, const SmoothQuantOptions& options,
+                            QuantizeResult* out) {
+  model::Qwen3Model& m = *job.model;
+  const int64_t i = job.index;
+  model::DecoderLayer& layer = m.layer(i);
+  std::vector<at::Tensor>& xs = *job.xs;
+  const std::vector<model::ScalingGroup> groups = NormGroups(m, i);
+
+  // Calibration (smoothing only): one FP forward records max_t |x| per input channel of each
+  // group's input linear; its outputs are the FP layer's outputs, the next layer's inputs.
+  std::map<std::string, at::Tensor> act_max;
+  std::map<std::string, int64_t> tokens;
+  std::map<std::string, int64_t> group_tokens;  // by quantized linear name
+  if (options.smooth) {
+    std::vector<model::Linear*> hooked;
+    for (const auto& g : groups) {
+      model::Linear* lin = FindLinearIn(layer, g.input_of);
+      if (lin == nullptr) return absl::NotFoundError("SmoothQuant: no linear " + g.input_of);
+      at::Tensor* slot = &act_max[g.input_of];
+      int64_t* count = &tokens[g.input_of];
+      lin->SetInputHook([slot, count](const at::Tensor& x) {
+        const int64_t c = x.size(-1);
+        at::Tensor mx = x.abs().reshape({-1, c}).amax(0).to(at::kFloat);
+        *slot = slot->defined() ? at::maximum(*slot, mx) : mx;
+        *count += x.numel() / c;
+        return x;
+      });
+      hooked.push_back(lin);
+    }
+    try {
+      for (at::Tensor& x : xs) x = m.RunLayer(i, x, *job.rope);
+    } catch (...) {
+      for (model::Linear* lin : hooked) lin->SetInputHook(nullptr);
+      throw;
+    }
+    for (model::Linear* lin : hooked) lin->SetInputHook(nullptr);
+    RETURN_IF_ERROR(SmoothLayerImpl(layer, groups, act_max, options.alpha, nullptr));
+    for (const auto& g : groups) {
+      for (const auto& name : g.linears) group_tokens[name] = tokens[g.input_of];
+    }
+  } else {
+    // The released code: nothing to calibrate; keep the FP propagation when inputs exist.
+    for (at::Tensor& x : xs) x = m.RunLayer(i, x, *job.rope);
+  }
+
+  QuantGrid grid;
+  grid.bits = wbits;
+  grid.group_size = -1;
+  grid.kind = GridKind::kSymAbsMax;
+  for (const auto& name : model::QuantizedLinears(layer)) {
+    model::Linear* lin = FindLinearIn(layer, name);
+    if (lin == nullptr) return absl::NotFoundError("SmoothQuant: no linear " + name);
+    ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin->weight(), grid));
+    at::Tensor deq = q.Dequantize();
+    const std::string full = job.prefix + name;
+    auto t = group_tokens.find(name);
+    const bool smoothed = t != group_tokens.end();
+    LinearReport r;
+    r.name = full;
+    r.loss = SquaredError(lin->weight(), deq);
+    r.calib_tokens = smoothed ? t->second : -1;
+    r.stats = {{"alpha", options.alpha}, {"smoothed", smoothed ? 1.0 : 0.0}};
+    lin->SetWeight(deq);
+    out->linears.push_back(std::move(r));
+    out->weights.insert_or_assign(full, std::move(q));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+at::Tensor SmoothingScales(const at::Tensor& act_max, const at::Tensor& w_max, double alpha) {
+  TORCH_CHECK(act_max.sizes().equals(w_max.sizes()), "SmoothingScales: act_max ", act_max.sizes(),
+              " and w_max ", w_max.sizes(), " differ");
+  const at::Tensor a = act_max.to(at::kFloat);
+  const at::Tensor w = w_max.to(at::kFloat).clamp_min(kMinScale);
+  return (a.pow(alpha) / w.pow(1.0 - alpha)).clamp_min(kMinScale);
+}
+
+Status SmoothLayer(model::DecoderLayer& layer, const std::vector<model::ScalingGroup>& groups,
+                   const std::map<std::string, at::Tensor>& act_max, double alpha,
+                   std::map<std::string, at::Tensor>* applied) {
+  RETURN_IF_ERROR(ValidateAlpha(alpha));
+  try {
+    return SmoothLayerImpl(layer, groups, act_max, alpha, applied);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("SmoothLayer: ", e.what_without_backtrace()));
+  }
+}
+
+Status SmoothQuantLayer(LayerJob& job, int wbits, const SmoothQuantOptions& options,
+                        QuantizeResult* out) {
+  if (job.model == nullptr || job.xs == nullptr || job.rope == nullptr || out == nullptr) {
+    return absl::InvalidArgumentError(
+        "SmoothQuantLayer: job.model, job.xs, job.rope and out must be set");
+  }
+  if (job.index < 0 || job.index >= job.model->num_layers()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SmoothQuantLayer: job.index = ", job.index, " is not a layer"));
+  }
+  if (wbits < kMinBits || wbits > kMaxBits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SmoothQuant wbits = ", wbits, " is out of range ", kMinBits, "..", kMaxBits));
+  }
+  RETURN_IF_ERROR(ValidateAlpha(options.alpha));
+  if (options.smooth && job.xs->empty()) {
+    return absl::InvalidArgumentError(
+        "SmoothQuantLayer: smoothing needs calibration inputs (job.xs is empty)");
+  }
+  try {
+    return SmoothQuantLayerImpl(job, wbits, options, out);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("SmoothQuant layer ", job.index, ": ", e.what_without_backtrace()));
+  }
+}
+
+Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool qkv_output) {
+  if (abits < kMinBits || abits > kMaxBits) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SmoothQuant abits = ", abits, " is out of range ", kMinBits, "..", kMaxBits));
+  }
+  // W8A8Linear.forward: q_x = act_quant(x); y = linear(q_x, W); return output_quant(y).
+  // Upstream quantises x in place, so k_proj/v_proj (gate/up) see the already quantised
+  // q_proj (gate_proj) input; per-token abs-max fake quantisation is idempotent up to one
+  // rounding of the scale, so quantising each linear's own copy is the same function.
+  const auto quantize = [abits](const at::Tensor& x) { return FakeQuantizePerToken(x, abits); };
+  for (int64_t i = 0; i < model.num_layers(); ++i) {
+    model::DecoderLayer& layer = model.layer(i);
+    for (const auto& name : model::QuantizedLinears(layer)) {
+      model::Linear* lin = FindLinearIn(layer, name);
+      if (lin == nullptr) return absl::NotFoundError("InstallActivationQuantization: " + name);
+      lin->SetInputHook(quantize);
+    }
+    for (model::Linear* lin : {&layer.q_proj, &layer.k_proj, &layer.v_proj}) {
+      lin->SetOutputHook(qkv_output ? model::Linear::InputHook(quantize) : nullptr);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace bitsweep::quant

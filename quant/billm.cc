@@ -287,7 +287,8 @@ StatusOr<BillmResult> BillmQuantizeImpl(const at::Tensor& w, const at::Tensor& h
   if (info.item<int64_t>() != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "BillmQuantize: the inverse of the damped Hessian h is not positive definite (Cholesky "
-        "failed at order ", info.item<int64_t>(), "); raise percdamp"));
+        "failed at order ",
+        info.item<int64_t>(), "); raise percdamp"));
   }
   Hc = Hc.contiguous();
   const at::Tensor hdiag = Hc.diagonal().contiguous();
@@ -363,8 +364,8 @@ StatusOr<at::Tensor> BillmHighOrderResidual(const at::Tensor& x, const at::Tenso
     return absl::InvalidArgumentError("BillmHighOrderResidual: x must be a 2-D float tensor");
   }
   if (!mask.defined() || mask.sizes() != x.sizes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "BillmHighOrderResidual: mask must have x's shape ", ShapeString(x)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("BillmHighOrderResidual: mask must have x's shape ", ShapeString(x)));
   }
   if (order < 1) {
     return absl::InvalidArgumentError(
@@ -374,7 +375,8 @@ StatusOr<at::Tensor> BillmHighOrderResidual(const at::Tensor& x, const at::Tenso
     c10::NoGradGuard no_grad;
     return HighOrderResidualImpl(x.to(at::kFloat), mask.to(at::kBool).to(at::kFloat), order);
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("BillmHighOrderResidual: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("BillmHighOrderResidual: ", e.what_without_backtrace()));
   }
 }
 
@@ -425,8 +427,8 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
       if (tokens[k] < job.min_expert_tokens && names[k].find("experts.") != std::string::npos) {
         // No 1-bit RTN exists: binarise without data, H = I (saliency by magnitude^2).
         H = at::eye(lin.in_features(), at::kFloat);
-        note = absl::StrCat("fallback to BiLLM with H = I: ", tokens[k],
-                            " calibration tokens (< ", job.min_expert_tokens, ")");
+        note = absl::StrCat("fallback to BiLLM with H = I: ", tokens[k], " calibration tokens (< ",
+                            job.min_expert_tokens, ")");
       }
       hs[k].reset();
       StatusOr<BillmResult> q = BillmQuantize(lin.weight(), H, options);

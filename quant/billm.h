@@ -46,13 +46,13 @@ struct BillmOptions {
 };
 
 struct BillmResult {
-  at::Tensor weight;               // binarised weight, dequantised, [out, in] fp32
+  at::Tensor weight;  // binarised weight, dequantised, [out, in] fp32
   // fasterquant's "error": sum over all weights of (w - q)^2 / d^2 / 2 with d = Hc[col, col]
   // (the diagonal of the upper Cholesky factor of H^-1), as GPTQ reports it.
   double loss = 0;
-  double salient_fraction = 0;     // salient columns / all columns (whole weight)
+  double salient_fraction = 0;             // salient columns / all columns (whole weight)
   double salient_fraction_last_block = 0;  // what the study's run.py accounts
-  double storage_bits = 0;         // full cost per weight: signs, bitmaps, per-row alpha/mu
+  double storage_bits = 0;                 // full cost per weight: signs, bitmaps, per-row alpha/mu
   // Region of each weight, [out, in] int8: 0 = M1 (|T| below the break point), 1 = M2,
   // 2 = M3 (salient column, order 2).
   at::Tensor region;

@@ -4,27 +4,27 @@
 // region, dead columns, bit accounting), the per-layer entry point on tiny dense and MoE models,
 // and the argument errors.
 // Headers that pull in ATen come before Catch2 so that Catch2's CHECK overrides glog's.
+// clang-format off
 #include "quant/billm.h"
 #include "quant/gptq.h"
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
+#include "tests/testing/paths.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-#include <sys/wait.h>
-
-#include "tests/testing/paths.h"
+// clang-format on
 
 namespace {
 
@@ -163,8 +163,10 @@ TEST_CASE("BillmQuantize equals the python transcription of upstream fasterquant
       o.saliency = metric;
       const BillmResult got = QuantizeOrDie(w, h, o);
       const at::Tensor ref_w = ReadRaw(dir + "/ref." + name + ".weight", {rows, cols}, at::kFloat);
-      const at::Tensor ref_region = ReadRaw(dir + "/ref." + name + ".region", {rows, cols}, at::kChar);
-      const nlohmann::json meta = nlohmann::json::parse(std::ifstream(dir + "/ref." + name + ".json"));
+      const at::Tensor ref_region =
+          ReadRaw(dir + "/ref." + name + ".region", {rows, cols}, at::kChar);
+      const nlohmann::json meta =
+          nlohmann::json::parse(std::ifstream(dir + "/ref." + name + ".json"));
       // Same masks: same salient columns, same break point.
       CHECK(got.region.equal(ref_region));
       const std::vector<int64_t> ks = meta["salient"];
@@ -179,8 +181,10 @@ TEST_CASE("BillmQuantize equals the python transcription of upstream fasterquant
   }
 }
 
-TEST_CASE("BiLLM weights take at most 2 values per row, block and order-1 region, 4 in the "
-          "salient region", "[quant][billm]") {
+TEST_CASE(
+    "BiLLM weights take at most 2 values per row, block and order-1 region, 4 in the "
+    "salient region",
+    "[quant][billm]") {
   const int64_t rows = 12, cols = 384;
   at::manual_seed(5);
   const at::Tensor w = at::randn({rows, cols}) * 0.02;
@@ -423,4 +427,20 @@ TEST_CASE("BiLLM timing at Qwen3-0.6B layer shapes", "[.][billm_timing]") {
   WARN("effective bits (study) " << run.out.summary.at("billm_effective_bits_study")
                                  << ", storage bits " << run.out.summary.at("billm_storage_bits"));
   CHECK(run.out.linears.size() == 14);
+}
+
+// Not run by default: seconds of BillmQuantize alone per Qwen3-0.6B linear shape.
+TEST_CASE("BiLLM timing of BillmQuantize at Qwen3-0.6B linear shapes", "[.][billm_timing]") {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {2048, 1024}, {1024, 1024}, {1024, 2048}, {3072, 1024}, {1024, 3072}};
+  for (const auto& [out, in] : shapes) {
+    at::manual_seed(12);
+    const at::Tensor w = at::randn({out, in}) * 0.02;
+    const at::Tensor h = RandomHessian(in, 2 * in, -1, 13);
+    const auto start = std::chrono::steady_clock::now();
+    const BillmResult r = QuantizeOrDie(w, h, BillmOptions{});
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    WARN("[" << out << ", " << in << "]: " << secs << " s, salient " << r.salient_fraction);
+  }
 }

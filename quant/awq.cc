@@ -4,7 +4,7 @@
 // (auto_clip_layer/apply_clip), quantizer.py (pseudo_quantize_tensor = our kMinMax grid).
 // duo_scaling follows AutoAWQ (casper-hansen/AutoAWQ awq/quantize/quantizer.py,
 // AwqQuantizer._search_best_scale / _compute_best_scale):
-//   weight  = cat([fc.weight for fc in layers], 0).view(-1, group_size)
+//   weight  = cat([fc.weight for fc in layers], 0).view(-1, group_size)   # per channel: in
 //   w_scale = |weight| / (amax(|weight|, dim=1) + 1e-6), viewed back to [rows, in]
 //   w_mean  = w_scale.mean(0)                                  # per input channel
 //   scales  = (x_mean^r / (w_mean^(1-r) + 1e-4)).clamp(min=1e-4); scales /= sqrt(max*min);

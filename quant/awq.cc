@@ -113,9 +113,8 @@ bool IsVToO(const ScalingGroup& g) { return g.head_dim > 0; }
 using Module = std::function<at::Tensor(const at::Tensor&)>;
 
 // The function whose output a group's search matches (ScalingGroup::module).
-StatusOr<Module> MatchedModule(const model::Qwen3Model& m, int64_t i,
-                               const model::RopeTables& rope, model::DecoderLayer& layer,
-                               const ScalingGroup& g) {
+StatusOr<Module> MatchedModule(const model::Qwen3Model& m, int64_t i, const model::RopeTables& rope,
+                               model::DecoderLayer& layer, const ScalingGroup& g) {
   if (g.module == "self_attn") {
     return Module([&m, i, &rope](const at::Tensor& x) { return m.SelfAttention(i, x, rope); });
   }
@@ -166,8 +165,8 @@ struct GroupResult {
 // (s = 1) is tried: the loss of plain quantization.
 StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
                                   const model::RopeTables& rope, model::DecoderLayer& layer,
-                                  const ScalingGroup& g, const at::Tensor& x,
-                                  const QuantGrid& grid, int n_grid, bool duo) {
+                                  const ScalingGroup& g, const at::Tensor& x, const QuantGrid& grid,
+                                  int n_grid, bool duo) {
   std::vector<model::Linear*> lins;
   std::vector<at::Tensor> orig;
   for (const auto& name : g.linears) {
@@ -189,7 +188,8 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
     for (const auto& w : orig) ws.push_back(w.to(at::kFloat));
     const at::Tensor w = at::cat(ws, 0).abs();
     const at::Tensor wg = w.view({-1, GroupSize(grid, in)});
-    const at::Tensor w_scale = (wg / (wg.amax(1, /*keepdim=*/true) + kWeightScaleEps)).view({-1, in});
+    const at::Tensor w_scale =
+        (wg / (wg.amax(1, /*keepdim=*/true) + kWeightScaleEps)).view({-1, in});
     w_mean = MeanOverRepeats(w_scale.mean(0), rep, g.head_dim);
   }
 
@@ -206,9 +206,9 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
   try {
     for (int k = 0; k < n_grid; ++k) {
       const double ratio = static_cast<double>(k) / n_grid;
-      at::Tensor s = duo ? (x_mean.pow(ratio) / (w_mean.pow(1.0 - ratio) + kDuoEps))
-                               .clamp_min(kMinScale)
-                         : x_mean.pow(ratio).clamp_min(kMinScale);
+      at::Tensor s =
+          duo ? (x_mean.pow(ratio) / (w_mean.pow(1.0 - ratio) + kDuoEps)).clamp_min(kMinScale)
+              : x_mean.pow(ratio).clamp_min(kMinScale);
       s = s / (s.max() * s.min()).sqrt();
       if (duo) s.masked_fill_(s.isinf().logical_or(s.isnan()), 1.0);
       const at::Tensor s_row = RepeatScale(s, rep, g.head_dim).unsqueeze(0);
@@ -321,9 +321,9 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
   const int64_t rows = std::max<int64_t>(1, kClipBatchFloats / std::max<int64_t>(1, ng * t));
   for (int64_t r0 = 0; r0 < out; r0 += rows) {
     const int64_t nb = std::min(rows, out - r0);
-    const at::Tensor wb = wf.narrow(0, r0, nb);                            // [nb, ng, gs]
-    const at::Tensor org_out = at::bmm(wb.permute({1, 0, 2}), xg);          // [ng, nb, t]
-    const at::Tensor max_b = org_max.narrow(0, r0, nb);                    // [nb, ng]
+    const at::Tensor wb = wf.narrow(0, r0, nb);                     // [nb, ng, gs]
+    const at::Tensor org_out = at::bmm(wb.permute({1, 0, 2}), xg);  // [ng, nb, t]
+    const at::Tensor max_b = org_max.narrow(0, r0, nb);             // [nb, ng]
     at::Tensor best = r.max_val.narrow(0, r0, nb);
     at::Tensor steps = r.steps.narrow(0, r0, nb);
     at::Tensor min_err = at::full({nb, ng}, kInitialClipError, at::kFloat);
@@ -332,7 +332,7 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
       const at::Tensor mv = max_val.unsqueeze(-1);
       const at::Tensor cur = at::minimum(at::maximum(wb, -mv), mv).reshape({nb * ng, gs});
       const at::Tensor q = FakeQuantize(cur, FindParams(cur, g), g).view({nb, ng, gs});
-      const at::Tensor cur_out = at::bmm(q.permute({1, 0, 2}), xg);  // [ng, nb, t]
+      const at::Tensor cur_out = at::bmm(q.permute({1, 0, 2}), xg);    // [ng, nb, t]
       const at::Tensor err = (cur_out - org_out).pow(2).mean(-1).t();  // [nb, ng]
       const at::Tensor better = err.lt(min_err);
       min_err = at::where(better, err, min_err);
@@ -365,7 +365,8 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
       return absl::InternalError("AWQ: linear " + n + " is missing or in no scaling group");
     }
     Status s = g.Validate(lin->in_features());
-    if (!s.ok()) return absl::InvalidArgumentError(job.prefix + n + ": " + std::string(s.message()));
+    if (!s.ok())
+      return absl::InvalidArgumentError(job.prefix + n + ": " + std::string(s.message()));
   }
 
   // 1. One FP forward: every linear's input, and the FP outputs (the next layer's inputs).
@@ -498,8 +499,8 @@ Status AwqApplyScale(model::DecoderLayer& layer, const ScalingGroup& group, cons
   const int64_t rep = std::max<int64_t>(1, group.repeat_groups);
   if (rep > 1 && (group.head_dim <= 0 || n % group.head_dim != 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "AwqApplyScale: s has ", n, " entries, not a multiple of group.head_dim = ",
-        group.head_dim, " (needed with repeat_groups = ", rep, ")"));
+        "AwqApplyScale: s has ", n, " entries, not a multiple of group.head_dim = ", group.head_dim,
+        " (needed with repeat_groups = ", rep, ")"));
   }
   try {
     c10::NoGradGuard no_grad;
@@ -508,8 +509,8 @@ Status AwqApplyScale(model::DecoderLayer& layer, const ScalingGroup& group, cons
     if (group.prev_kind == ScalingGroup::PrevKind::kNorm) {
       norm = FindNorm(layer, group.prev);
       if (norm == nullptr || norm->numel() != n) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "AwqApplyScale: group.prev \"", group.prev, "\" is not a norm of ", n, " entries"));
+        return absl::InvalidArgumentError(absl::StrCat("AwqApplyScale: group.prev \"", group.prev,
+                                                       "\" is not a norm of ", n, " entries"));
       }
     } else {
       prev = FindLinearIn(layer, group.prev);
@@ -556,8 +557,8 @@ StatusOr<AwqClip> AwqSearchClip(const at::Tensor& w, const at::Tensor& x, const 
   }
   if (!x.defined() || x.dim() < 2 || !x.is_floating_point() || x.size(-1) != w.size(1) ||
       Tokens(x) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AwqSearchClip: x must be a float [tokens, ", w.size(1), "] tensor with tokens > 0"));
+    return absl::InvalidArgumentError(absl::StrCat("AwqSearchClip: x must be a float [tokens, ",
+                                                   w.size(1), "] tensor with tokens > 0"));
   }
   RETURN_IF_ERROR(ValidateOptions(options));
   QuantGrid g = grid;
@@ -575,7 +576,8 @@ Status AwqQuantizeLayer(LayerJob& job, const QuantGrid& grid, const AwqOptions& 
                         QuantizeResult* out) {
   if (out == nullptr) return absl::InvalidArgumentError("AwqQuantizeLayer: out is null");
   if (job.model == nullptr || job.xs == nullptr || job.rope == nullptr) {
-    return absl::InvalidArgumentError("AwqQuantizeLayer: job.model, job.xs and job.rope are required");
+    return absl::InvalidArgumentError(
+        "AwqQuantizeLayer: job.model, job.xs and job.rope are required");
   }
   if (job.index < 0 || job.index >= job.model->num_layers()) {
     return absl::InvalidArgumentError(
@@ -588,10 +590,10 @@ Status AwqQuantizeLayer(LayerJob& job, const QuantGrid& grid, const AwqOptions& 
   const int64_t seq = job.rope->cos.defined() ? job.rope->cos.size(0) : -1;
   for (const at::Tensor& x : *job.xs) {
     if (!x.defined() || x.dim() != 3 || x.size(2) != hidden || x.size(1) != seq) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "AwqQuantizeLayer: job.xs must hold [B, ", seq, ", ", hidden,
-          "] tensors (sequence length of job.rope), got ",
-          x.defined() ? Shape(x.sizes()) : std::string("an undefined tensor")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("AwqQuantizeLayer: job.xs must hold [B, ", seq, ", ", hidden,
+                       "] tensors (sequence length of job.rope), got ",
+                       x.defined() ? Shape(x.sizes()) : std::string("an undefined tensor")));
     }
   }
   RETURN_IF_ERROR(ValidateOptions(options));

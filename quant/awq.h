@@ -34,11 +34,11 @@ struct ScalingGroup;
 namespace bitsweep::quant {
 
 struct AwqOptions {
-  int n_grid = 20;              // ratios 0, 1/n_grid, ..., (n_grid-1)/n_grid
-  bool duo_scaling = false;     // AutoAWQ's x^r / w^(1-r) form instead of llm-awq's x^r
-  bool clip = true;             // run the clip search (auto_clip)
-  double max_shrink = 0.5;      // clip search: shrink steps 0 .. max_shrink*n_grid - 1
-  int64_t clip_tokens = 512;    // clip search: tokens subsampled (n_sample_token)
+  int n_grid = 20;            // ratios 0, 1/n_grid, ..., (n_grid-1)/n_grid
+  bool duo_scaling = false;   // AutoAWQ's x^r / w^(1-r) form instead of llm-awq's x^r
+  bool clip = true;           // run the clip search (auto_clip)
+  double max_shrink = 0.5;    // clip search: shrink steps 0 .. max_shrink*n_grid - 1
+  int64_t clip_tokens = 512;  // clip search: tokens subsampled (n_sample_token)
   // v_proj -> o_proj scaling under GQA with the scale shared by the query heads of each kv
   // group (faithful default). false reproduces llm-awq/Q3Q: skipped unless v.shape == o.shape.
   bool scale_v_to_o = true;

@@ -6,11 +6,6 @@
 // with the documented small-expert fallback; v->o skipping as llm-awq does; the errors.
 // Headers that pull in ATen come before Catch2 so that Catch2's CHECK overrides glog's.
 #include "quant/awq.h"
-#include "model/arch.h"
-#include "model/qwen3.h"
-#include "model/runtime.h"
-#include "model/tiny_model.h"
-#include "quant/rtn.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -23,6 +18,12 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "model/arch.h"
+#include "model/qwen3.h"
+#include "model/runtime.h"
+#include "model/tiny_model.h"
+#include "quant/rtn.h"
 
 namespace {
 
@@ -230,6 +231,19 @@ TEST_CASE("AWQ with one ratio (s = 1) and no clip is plain min-max RTN of every 
   for (size_t k = 0; k < ys.size(); ++k) CHECK(at::equal(t->xs[k], ys[k]));
 }
 
+TEST_CASE("Qwen3Model::SelfAttention (AWQ's self_attn module) is RunLayer's attention sub-block",
+          "[quant][awq]") {
+  auto t = MakeTiny(false, 10);
+  const model::DecoderLayer& l = t->m->layer(0);
+  const double eps = t->m->config().rms_norm_eps;
+  for (const auto& x : t->xs) {
+    const at::Tensor h =
+        x + t->m->SelfAttention(0, model::RmsNorm(x, l.input_layernorm, eps), t->rope);
+    const at::Tensor y = h + l.mlp->Forward(model::RmsNorm(h, l.post_attention_layernorm, eps));
+    CHECK(at::equal(y, t->m->RunLayer(0, x, t->rope)));
+  }
+}
+
 TEST_CASE("AWQ scale application keeps the FP layer: norm->fcs, v->o under GQA, up->down, router",
           "[quant][awq]") {
   const bool moe = GENERATE(false, true);
@@ -263,9 +277,10 @@ TEST_CASE("AWQ scale application keeps the FP layer: norm->fcs, v->o under GQA, 
   }
 }
 
-TEST_CASE("AWQ quantizes every linear: codes in range, model weights are the dequantized codes, "
-          "next-layer inputs are the FP outputs, chosen loss <= ratio-0 loss",
-          "[quant][awq]") {
+TEST_CASE(
+    "AWQ quantizes every linear: codes in range, model weights are the dequantized codes, "
+    "next-layer inputs are the FP outputs, chosen loss <= ratio-0 loss",
+    "[quant][awq]") {
   const int64_t group = GENERATE(int64_t{-1}, int64_t{32});
   const bool duo = GENERATE(false, true);
   auto t = MakeTiny(false, 13);
@@ -294,9 +309,10 @@ TEST_CASE("AWQ quantizes every linear: codes in range, model weights are the deq
   for (size_t k = 0; k < ys.size(); ++k) CHECK(at::equal(t->xs[k], ys[k]));
 }
 
-TEST_CASE("AWQ clip search picks the per-(row, group) minimum of a plain-loop reference and "
-          "never increases the error over no clipping",
-          "[quant][awq]") {
+TEST_CASE(
+    "AWQ clip search picks the per-(row, group) minimum of a plain-loop reference and "
+    "never increases the error over no clipping",
+    "[quant][awq]") {
   at::manual_seed(21);
   const int64_t out = 12, in = 64, gs = 16, tokens = 100;
   const int bits = 3;
@@ -316,7 +332,8 @@ TEST_CASE("AWQ clip search picks the per-(row, group) minimum of a plain-loop re
   for (int64_t row = 0; row < out; ++row) {
     for (int64_t g0 = 0; g0 < in; g0 += gs) {
       float org_max = 0;
-      for (int64_t k = 0; k < gs; ++k) org_max = std::max(org_max, std::fabs(float(W[row][g0 + k])));
+      for (int64_t k = 0; k < gs; ++k)
+        org_max = std::max(org_max, std::fabs(float(W[row][g0 + k])));
       std::vector<double> err;
       for (int i_s = 0; i_s < 10; ++i_s) {
         const float mv = org_max * static_cast<float>(1.0 - i_s / 20.0);
@@ -348,9 +365,10 @@ TEST_CASE("AWQ clip search picks the per-(row, group) minimum of a plain-loop re
   CHECK(clipped > 0);
 }
 
-TEST_CASE("AWQ scale search of post_attention_layernorm -> gate,up agrees with a plain-loop "
-          "reference",
-          "[quant][awq]") {
+TEST_CASE(
+    "AWQ scale search of post_attention_layernorm -> gate,up agrees with a plain-loop "
+    "reference",
+    "[quant][awq]") {
   const bool duo = GENERATE(false, true);
   const int bits = 3;
   const int64_t gs = 32;
@@ -408,13 +426,15 @@ TEST_CASE("AWQ scale search of post_attention_layernorm -> gate,up agrees with a
                  : std::pow(x_mean[c], ratio);
       s[c] = std::max(s[c], 1e-4);
     }
-    const double norm = std::sqrt(*std::max_element(s.begin(), s.end()) *
-                                  *std::min_element(s.begin(), s.end()));
+    const double norm =
+        std::sqrt(*std::max_element(s.begin(), s.end()) * *std::min_element(s.begin(), s.end()));
     for (auto& v : s) v /= norm;
-    const Matrix y = RefMlp(X, RefScaledQuant(wg, s, gs, bits), RefScaledQuant(wu, s, gs, bits), wd);
+    const Matrix y =
+        RefMlp(X, RefScaledQuant(wg, s, gs, bits), RefScaledQuant(wu, s, gs, bits), wd);
     double e = 0;
     for (size_t tk = 0; tk < y.size(); ++tk) {
-      for (size_t j = 0; j < y[tk].size(); ++j) e += (y[tk][j] - org[tk][j]) * (y[tk][j] - org[tk][j]);
+      for (size_t j = 0; j < y[tk].size(); ++j)
+        e += (y[tk][j] - org[tk][j]) * (y[tk][j] - org[tk][j]);
     }
     loss.push_back(e / (y.size() * y[0].size()));
     scales.push_back(s);
@@ -455,8 +475,8 @@ TEST_CASE("AWQ runs through a MoE layer; experts with few routed tokens keep s =
   std::vector<int64_t> sorted = count;
   std::sort(sorted.begin(), sorted.end());
   REQUIRE(sorted.front() < sorted.back());
-  t->job.min_expert_tokens = sorted[n_experts / 2] > sorted.front() ? sorted[n_experts / 2]
-                                                                    : sorted.back();
+  t->job.min_expert_tokens =
+      sorted[n_experts / 2] > sorted.front() ? sorted[n_experts / 2] : sorted.back();
   const auto orig = Weights(*t);
   const QuantizeResult r = Run(*t, Grid(4, 16), AwqOptions{});
 
@@ -492,9 +512,10 @@ TEST_CASE("AWQ runs through a MoE layer; experts with few routed tokens keep s =
   for (size_t k = 0; k < ys.size(); ++k) CHECK(at::equal(t->xs[k], ys[k]));
 }
 
-TEST_CASE("AWQ v->o under GQA: shared per-kv-group scale by default, skipped like llm-awq "
-          "without scale_v_to_o",
-          "[quant][awq]") {
+TEST_CASE(
+    "AWQ v->o under GQA: shared per-kv-group scale by default, skipped like llm-awq "
+    "without scale_v_to_o",
+    "[quant][awq]") {
   const std::string o_name = "model.layers.0.self_attn.o_proj";
   {
     auto t = MakeTiny(false, 16);

@@ -355,6 +355,11 @@ at::Tensor Qwen3Model::RunLayer(int64_t i, const at::Tensor& hidden, const RopeT
   return h + (l.moe ? l.moe->Forward(x) : l.mlp->Forward(x));
 }
 
+at::Tensor Qwen3Model::SelfAttention(int64_t i, const at::Tensor& normed,
+                                     const RopeTables& rope) const {
+  return Attention(layers_.at(i), config_, normed, rope);
+}
+
 at::Tensor Qwen3Model::FinalNorm(const at::Tensor& hidden) const {
   return RmsNorm(hidden, norm_, config_.rms_norm_eps);
 }

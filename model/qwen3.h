@@ -105,6 +105,10 @@ class Qwen3Model {
   RopeTables MakeRope(int64_t seq_len) const;           // for positions 0..seq_len-1
   // One decoder layer: [B,T,hidden] -> [B,T,hidden].
   at::Tensor RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const;
+  // The attention sub-block of layer i (HF's self_attn: q/k/v, q/k norms, RoPE, causal GQA
+  // attention, o_proj) on its normed input, without the residual: [B,T,hidden] -> [B,T,hidden].
+  // AWQ matches this module's output when it scales q/k/v.
+  at::Tensor SelfAttention(int64_t i, const at::Tensor& normed, const RopeTables& rope) const;
   at::Tensor FinalNorm(const at::Tensor& hidden) const;  // model.norm
   at::Tensor LmHead(const at::Tensor& normed) const;     // [..., hidden] -> [..., vocab]
   // Full forward: logits [B, T, vocab] in the compute dtype.

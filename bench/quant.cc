@@ -5,6 +5,7 @@
 // GPTQ core FLOPs per linear [out, in]: Cholesky work ~ in^3 (inverse + two factorizations)
 // plus the error propagation 2 * out * in^2 (each column's error is pushed onto the columns
 // to its right: out * in^2 multiply-adds). The matmul reference is at::mm of [out, in] x [in, in].
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,8 @@
 #include <c10/core/InferenceMode.h>
 
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -23,6 +26,7 @@
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
+#include "quant/export.h"
 #include "quant/gptq.h"
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
@@ -60,36 +64,58 @@ bitsweep::quant::CalibrationSet RandomCalibration(int64_t n, int64_t seqlen, int
   return c;
 }
 
-// GPTQ on a random model of `layers` layers; returns seconds per layer.
-double QuantizeRandomModel(const std::string& shape, int64_t layers, int64_t n, int64_t seqlen) {
+// Writes a random model of `layers` layers to `dir` (f32), for the streaming RSS comparison.
+bool WriteRandomModel(const std::string& dir, const std::string& shape, int64_t layers) {
   auto o = Shape(shape, layers);
   auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
-  auto m = bitsweep::model::Qwen3Model::FromTensors(
-      config, bitsweep::model::RandomQwen3Weights(config, 0));
-  auto calib = RandomCalibration(n, seqlen, o.vocab_size);
+  auto w = bitsweep::model::RandomQwen3Weights(config, 0);
+  std::vector<std::pair<std::string, at::Tensor>> ordered(w.begin(), w.end());
+  return bitsweep::model::WriteModelFolder(dir, config, ordered, "f32", 0).ok();
+}
+
+// The production path (as `bitsweep quantize` runs it): a lazy model streamed layer by layer
+// through GPTQ into a QuantizedModelWriter. Returns 0 on success.
+int QuantizeFolderStreaming(const std::string& dir, int64_t n, int64_t seqlen) {
+  bitsweep::model::LoadOptions lo;
+  lo.lazy_layers = true;
+  auto m = bitsweep::model::Qwen3Model::Load(dir, lo);
+  if (!m.ok()) return 1;
+  auto calib = RandomCalibration(n, seqlen, (*m)->config().vocab_size);
   bitsweep::quant::QuantizeOptions qo;
   qo.method = bitsweep::quant::Method::kGptq;
   qo.grid.bits = 4;
   qo.grid.group_size = 128;
   qo.gptq.act_order = true;
+  auto writer = bitsweep::quant::QuantizedModelWriter::Create(dir + ".q", dir, **m, true);
+  if (!writer.ok()) return 1;
+  qo.layer_sink = [&](int64_t i, std::map<std::string, bitsweep::quant::QuantizedWeight>& w) {
+    bitsweep::Status st = (*writer)->WriteLayer(**m, i, w);
+    malloc_trim(0);  // as `bitsweep quantize` does after each layer
+    return st;
+  };
   auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
-  return r.ok() ? r->seconds / layers : -1;
+  if (!r.ok()) {
+    std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  return (*writer)->Finish(**m, *r, {{"method", "gptq"}, {"wbits", 4}}).ok() ? 0 : 1;
 }
 
 // Runs this binary again (fork + exec: libgomp's thread pool does not survive a bare fork) in
 // child mode and returns the child's peak RSS in MB.
-double PeakRssOfChild(const std::string& self, const std::string& shape, int64_t layers, int64_t n,
+double PeakRssOfChild(const std::string& self, const std::string& dir, int64_t n,
                       int64_t seqlen) {
-  const std::string l = std::to_string(layers), ns = std::to_string(n), sl = std::to_string(seqlen);
+  const std::string ns = std::to_string(n), sl = std::to_string(seqlen);
   pid_t pid = fork();
   if (pid == 0) {
-    execl(self.c_str(), self.c_str(), "--child-layers", l.c_str(), "--shape", shape.c_str(),
-          "--rss-samples", ns.c_str(), "--seqlen", sl.c_str(), static_cast<char*>(nullptr));
+    execl(self.c_str(), self.c_str(), "--child-model", dir.c_str(), "--rss-samples", ns.c_str(),
+          "--seqlen", sl.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   int status = 0;
   struct rusage usage {};
   wait4(pid, &status, 0, &usage);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
   return usage.ru_maxrss / 1024.0;
 }
 
@@ -99,8 +125,8 @@ int main(int argc, char** argv) {
   std::string shape = "0.6b";
   int64_t nsamples = 16, seqlen = 2048, rss_samples = 8;
   bool skip_rss = false;
-  int64_t child_layers = 0;
-  CLI::App app{"GPTQ/RTN time per layer, GPTQ core FLOP/s vs matmul, RSS vs depth"};
+  std::string child_model, scratch = "/tmp/bitsweep-bench-quant";
+  CLI::App app{"Seconds per layer for every method, GPTQ core FLOP/s vs matmul, RSS vs depth"};
   app.add_option("--shape", shape, "0.6b or 8b layer shapes")->capture_default_str()
       ->check(CLI::IsMember({"0.6b", "8b"}));
   app.add_option("--nsamples", nsamples, "Calibration samples (the study uses 128)")
@@ -109,13 +135,13 @@ int main(int argc, char** argv) {
   app.add_option("--rss-samples", rss_samples, "Calibration samples in the RSS comparison")
       ->capture_default_str();
   app.add_flag("--skip-rss", skip_rss, "Skip the 4- vs 16-layer RSS comparison");
-  app.add_option("--child-layers", child_layers, "(internal) quantize N layers and exit");
+  app.add_option("--scratch", scratch, "Folder for the RSS comparison's model files")
+      ->capture_default_str();
+  app.add_option("--child-model", child_model, "(internal) stream-quantize this folder, exit");
   CLI11_PARSE(app, argc, argv);
   bitsweep::model::ConfigureRuntime();
   c10::InferenceMode guard;
-  if (child_layers > 0) {
-    return QuantizeRandomModel(shape, child_layers, rss_samples, seqlen) >= 0 ? 0 : 1;
-  }
+  if (!child_model.empty()) return QuantizeFolderStreaming(child_model, rss_samples, seqlen);
 
   const auto o = Shape(shape, 1);
   const int64_t H = o.hidden_size, I = o.intermediate_size;
@@ -166,23 +192,27 @@ int main(int argc, char** argv) {
               core_flops / core_s / 1e9, mm_flops / mm_s / 1e9,
               (core_flops / core_s) / (mm_flops / mm_s));
 
-  // 2) Seconds per decoder layer for the whole driver (forwards, Hessians, GPTQ), and RTN.
+  // 2) Seconds per decoder layer for the whole driver of each method (forwards, statistics,
+  //    searches, quantization). A fresh random 2-layer model per method.
   {
+    using M = bitsweep::quant::Method;
     auto cfg = bitsweep::model::TinyConfig(Shape(shape, 2), 1024);
-    auto m = bitsweep::model::Qwen3Model::FromTensors(cfg, bitsweep::model::RandomQwen3Weights(cfg, 0));
     auto calib = RandomCalibration(nsamples, seqlen, 1024);
-    for (auto method : {bitsweep::quant::Method::kRtn, bitsweep::quant::Method::kGptq}) {
+    for (auto method : {M::kRtn, M::kGptq, M::kAwq, M::kSmoothQuant, M::kBillm}) {
+      auto m = bitsweep::model::Qwen3Model::FromTensors(cfg,
+                                                        bitsweep::model::RandomQwen3Weights(cfg, 0));
       bitsweep::quant::QuantizeOptions qo;
       qo.method = method;
-      qo.grid.bits = 4;
+      qo.grid.bits = method == M::kSmoothQuant ? 8 : 4;
       qo.grid.group_size = 128;
       qo.gptq.act_order = true;
       auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
       if (!r.ok()) {
-        std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-        return 1;
+        std::printf("  %-11s: %s\n", bitsweep::quant::MethodName(method),
+                    r.status().ToString().c_str());
+        continue;
       }
-      std::printf("  %s: %.2f s per decoder layer\n", bitsweep::quant::MethodName(method),
+      std::printf("  %-11s: %.2f s per decoder layer\n", bitsweep::quant::MethodName(method),
                   r->seconds / 2);
     }
   }
@@ -193,11 +223,19 @@ int main(int argc, char** argv) {
     char path[4096];
     const ssize_t len = readlink(self.c_str(), path, sizeof(path) - 1);
     const std::string exe = len > 0 ? std::string(path, len) : std::string(argv[0]);
-    const double rss4 = PeakRssOfChild(exe, shape, 4, rss_samples, seqlen);
-    const double rss16 = PeakRssOfChild(exe, shape, 16, rss_samples, seqlen);
-    std::printf("  peak RSS (GPTQ, %lld samples): 4 layers %.0f MB, 16 layers %.0f MB, ratio %.3f "
-                "(target <= 1.15; includes the 4x larger model itself)\n",
-                static_cast<long long>(rss_samples), rss4, rss16, rss16 / rss4);
+    const std::string d4 = scratch + "/layers4", d16 = scratch + "/layers16";
+    if (!WriteRandomModel(d4, shape, 4) || !WriteRandomModel(d16, shape, 16)) {
+      std::fprintf(stderr, "cannot write the RSS models under %s\n", scratch.c_str());
+      return 1;
+    }
+    const double rss4 = PeakRssOfChild(exe, d4, rss_samples, seqlen);
+    const double rss16 = PeakRssOfChild(exe, d16, rss_samples, seqlen);
+    std::printf("  peak RSS (streaming GPTQ from disk to disk, %lld x %lld tokens): 4 layers "
+                "%.0f MB, 16 layers %.0f MB, ratio %.3f (target <= 1.15)\n",
+                static_cast<long long>(rss_samples), static_cast<long long>(seqlen), rss4, rss16,
+                rss16 / rss4);
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
   }
   return 0;
 }

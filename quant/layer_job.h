@@ -31,7 +31,8 @@ namespace bitsweep::quant {
 
 struct LinearReport {
   std::string name;          // full HF module name
-  double loss = 0;           // GPTQ/BiLLM: the error sum; RTN/AWQ/SQ: squared weight error
+  double loss = 0;           // GPTQ/BiLLM: the error sum; RTN/SQ: squared weight error;
+                             // AWQ: its group's best scale-search loss (quant/awq.h)
   int64_t calib_tokens = 0;  // tokens that reached this linear (-1: no calibration)
   std::string note;          // e.g. "fallback to RTN: 3 calibration tokens"
   // Method-specific numbers (AWQ's chosen ratio, BiLLM's salient fraction and storage bits...).

@@ -1,5 +1,6 @@
 // bitsweep-make-corpus: writes the seeded synthetic corpus (tools/corpus.h) as WikiText-style
-// text, or as C4-style JSONL documents with --jsonl.
+// text (raw rows, or joined as the evaluation joins them with --joined), or as C4-style JSONL
+// documents with --jsonl.
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -7,12 +8,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/wikitext.h"
 #include "tools/corpus.h"
 
 int main(int argc, char** argv) {
   bitsweep::tools::CorpusOptions o;
   std::string out;
   size_t docs = 0, doc_bytes = 4000;
+  bool joined = false;
   CLI::App app{"Write bitsweep's seeded synthetic corpus"};
   app.add_option("--out", out, "Output file")->required();
   app.add_option("--seed", o.seed)->capture_default_str();
@@ -20,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("--jsonl", docs, "Write N JSONL documents instead of text");
   app.add_option("--doc-bytes", doc_bytes, "Approximate bytes per JSONL document")
       ->capture_default_str();
+  app.add_flag("--joined", joined,
+               "Text mode: join the rows as the WikiText-2 evaluation does (blank lines between "
+               "rows), the layout calibration text should have");
   CLI11_PARSE(app, argc, argv);
   std::ofstream f(out, std::ios::binary);
   if (!f) {
@@ -31,7 +37,8 @@ int main(int argc, char** argv) {
       f << nlohmann::json({{"text", d}}).dump() << "\n";
     }
   } else {
-    f << bitsweep::tools::GenerateCorpus(o);
+    const std::string text = bitsweep::tools::GenerateCorpus(o);
+    f << (joined ? bitsweep::JoinWikiTextRows(text) : text);
   }
   return 0;
 }

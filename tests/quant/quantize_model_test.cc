@@ -6,6 +6,7 @@
 #include "model/tokenizer.h"
 #include "quant/calibration_data.h"
 #include "quant/quantize_model.h"
+#include "quant/smoothquant.h"
 #include "tools/corpus.h"
 
 #include <catch2/catch.hpp>
@@ -51,7 +52,7 @@ Demo& GetDemo() {
   return *d;
 }
 
-double Perplexity(Method method, int bits, int64_t group) {
+double Perplexity(Method method, int bits, int64_t group, int abits = 0) {
   Demo& d = GetDemo();
   auto m = bitsweep::model::Qwen3Model::Load(d.dir);
   REQUIRE(m.ok());
@@ -61,9 +62,13 @@ double Perplexity(Method method, int bits, int64_t group) {
     o.grid.bits = bits;
     o.grid.group_size = group;
     o.gptq.act_order = true;
+    o.smoothquant.abits = abits > 0 ? abits : 8;
     auto r = bitsweep::quant::QuantizeModel(**m, &d.calib, o);
     INFO(r.status().ToString());
     REQUIRE(r.ok());
+    if (method == Method::kSmoothQuant) {
+      REQUIRE(bitsweep::quant::InstallActivationQuantization(**m, abits, false).ok());
+    }
   }
   bitsweep::eval::PerplexityOptions po;
   po.seqlen = 256;
@@ -97,4 +102,30 @@ TEST_CASE("On the demo model 8-bit is near FP and GPTQ beats RTN at 3 and 4 bits
     CHECK(ppl["gptq w3" + g] < ppl["rtn w3" + g]);
     CHECK(ppl["rtn w3" + g] > ppl["rtn w8" + g]);
   }
+}
+
+TEST_CASE("On the demo model AWQ is no worse than RTN at 3 and 4 bits, SmoothQuant W8A8 is near "
+          "FP and BiLLM is far better than RTN at 1 bit",
+          "[quant][demo][slow]") {
+  const double fp = Perplexity(Method::kRtn, 16, -1);
+  std::map<std::string, double> ppl;
+  auto run = [&](const std::string& key, Method m, int bits, int64_t group, int abits = 0) {
+    ppl[key] = Perplexity(m, bits, group, abits);
+    WARN(key << ": ppl " << ppl[key] << " (fp " << fp << ")");
+  };
+  for (int bits : {4, 3}) {
+    const std::string b = std::to_string(bits);
+    run("rtn w" + b, Method::kRtn, bits, 64);
+    run("awq w" + b, Method::kAwq, bits, 64);
+    CHECK(ppl["awq w" + b] <= ppl["rtn w" + b] * 1.002);
+  }
+  CHECK(ppl["awq w3"] < ppl["rtn w3"]);
+  run("smoothquant w8a8", Method::kSmoothQuant, 8, -1, 8);
+  run("smoothquant w8a4", Method::kSmoothQuant, 8, -1, 4);
+  CHECK(ppl["smoothquant w8a8"] < fp * 1.01);
+  CHECK(ppl["smoothquant w8a4"] > ppl["smoothquant w8a8"]);
+  run("rtn w1 g128", Method::kRtn, 1, 128);
+  run("billm w1", Method::kBillm, 1, 128);
+  CHECK(ppl["billm w1"] * 3 < ppl["rtn w1 g128"]);
+  CHECK(ppl["billm w1"] > fp);
 }

@@ -400,37 +400,20 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
     const std::vector<std::string> names = model::QuantizedLinears(layer);
 
     // One forward collects every linear's H (no true-sequential re-runs).
-    std::vector<std::unique_ptr<HessianAccumulator>> hs;
-    std::vector<int64_t> tokens(names.size(), 0);
-    std::vector<model::Linear*> lins;
-    for (size_t k = 0; k < names.size(); ++k) {
-      model::Linear* lin = FindLinearIn(layer, names[k]);
-      if (lin == nullptr) return absl::InternalError("BiLLM: no linear " + names[k]);
-      lins.push_back(lin);
-      hs.push_back(std::make_unique<HessianAccumulator>(lin->in_features()));
-      HessianAccumulator* hacc = hs.back().get();
-      int64_t* count = &tokens[k];
-      lin->SetInputHook([hacc, count](const at::Tensor& x) {
-        hacc->Add(x, 1);
-        *count += x.numel() / x.size(-1);
-        return x;
-      });
-    }
-    for (const at::Tensor& x : xs) (void)m.RunLayer(i, x, rope);
-    for (model::Linear* lin : lins) lin->SetInputHook(nullptr);
+    ASSIGN_OR_RETURN(LayerHessians lh, CollectHessians(job, names));
 
     for (size_t k = 0; k < names.size(); ++k) {
-      model::Linear& lin = *lins[k];
+      model::Linear& lin = *lh.linears[k];
       const std::string name = job.prefix + names[k];
-      at::Tensor H = hs[k]->H();
+      at::Tensor H = lh.h[k]->H();
       std::string note;
-      if (tokens[k] < job.min_expert_tokens && names[k].find("experts.") != std::string::npos) {
+      if (lh.tokens[k] < job.min_expert_tokens && names[k].find("experts.") != std::string::npos) {
         // No 1-bit RTN exists: binarise without data, H = I (saliency by magnitude^2).
         H = at::eye(lin.in_features(), at::kFloat);
-        note = absl::StrCat("fallback to BiLLM with H = I: ", tokens[k], " calibration tokens (< ",
+        note = absl::StrCat("fallback to BiLLM with H = I: ", lh.tokens[k], " calibration tokens (< ",
                             job.min_expert_tokens, ")");
       }
-      hs[k].reset();
+      lh.h[k].reset();
       StatusOr<BillmResult> q = BillmQuantize(lin.weight(), H, options);
       if (!q.ok()) {
         return absl::Status(q.status().code(), absl::StrCat(name, ": ", q.status().message()));
@@ -439,7 +422,7 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
       LinearReport r;
       r.name = name;
       r.loss = q->loss;
-      r.calib_tokens = tokens[k];
+      r.calib_tokens = lh.tokens[k];
       r.note = note;
       r.stats = {{"salient_fraction", q->salient_fraction},
                  {"salient_fraction_last_block", q->salient_fraction_last_block},

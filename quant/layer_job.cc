@@ -1,6 +1,8 @@
 #include "quant/layer_job.h"
 
+#include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
+#include "quant/gptq.h"
 
 namespace bitsweep::quant {
 
@@ -9,6 +11,37 @@ model::Linear* FindLinearIn(model::DecoderLayer& layer, const std::string& name)
     if (n == name) return lin;
   }
   return nullptr;
+}
+
+StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::string>& names) {
+  model::DecoderLayer& layer = job.model->layer(job.index);
+  LayerHessians out;
+  out.tokens.assign(names.size(), 0);
+  for (size_t k = 0; k < names.size(); ++k) {
+    model::Linear* lin = FindLinearIn(layer, names[k]);
+    if (lin == nullptr) {
+      return absl::InternalError(absl::StrCat(job.prefix, names[k], ": no such linear"));
+    }
+    out.linears.push_back(lin);
+    out.h.push_back(std::make_unique<HessianAccumulator>(lin->in_features()));
+  }
+  for (size_t k = 0; k < names.size(); ++k) {
+    HessianAccumulator* h = out.h[k].get();
+    int64_t* count = &out.tokens[k];
+    out.linears[k]->SetInputHook([h, count](const at::Tensor& x) {
+      h->Add(x, 1);
+      *count += x.numel() / x.size(-1);
+      return x;
+    });
+  }
+  try {
+    for (const at::Tensor& x : *job.xs) (void)job.model->RunLayer(job.index, x, *job.rope);
+  } catch (...) {
+    for (model::Linear* lin : out.linears) lin->SetInputHook(nullptr);
+    throw;
+  }
+  for (model::Linear* lin : out.linears) lin->SetInputHook(nullptr);
+  return out;
 }
 
 }  // namespace bitsweep::quant

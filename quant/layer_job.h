@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,5 +61,18 @@ struct LayerJob {
 
 // The linear named `name` (relative HF name, "self_attn.q_proj") in `layer`, or nullptr.
 model::Linear* FindLinearIn(model::DecoderLayer& layer, const std::string& name);
+
+class HessianAccumulator;
+
+// GPTQ's and BiLLM's calibration pass: one forward of job's layer over *job.xs with input hooks
+// that accumulate H = 2/N sum x x^T for each linear in `names` (relative names) and count the
+// tokens that reached it (MoE experts see only their routed tokens). Hooks are removed before
+// returning; *job.xs is not changed.
+struct LayerHessians {
+  std::vector<model::Linear*> linears;                     // in the order of `names`
+  std::vector<std::unique_ptr<HessianAccumulator>> h;      // reset each one once used
+  std::vector<int64_t> tokens;
+};
+StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::string>& names);
 
 }  // namespace bitsweep::quant

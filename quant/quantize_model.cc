@@ -36,40 +36,24 @@ Status RunGptqLayer(LayerJob& job, const QuantizeOptions& o, QuantizeResult* out
   model::DecoderLayer& layer = m.layer(i);
   const std::string& prefix = job.prefix;
   for (const auto& group : model::SequentialGroups(layer, o.true_sequential)) {
-    std::vector<std::unique_ptr<HessianAccumulator>> hs;
-    std::vector<int64_t> tokens(group.size(), 0);
-    std::vector<model::Linear*> lins;
+    ASSIGN_OR_RETURN(LayerHessians lh, CollectHessians(job, group));
     for (size_t k = 0; k < group.size(); ++k) {
-      model::Linear* lin = FindLinearIn(layer, group[k]);
-      if (lin == nullptr) return absl::InternalError("no linear " + group[k]);
-      lins.push_back(lin);
-      hs.push_back(std::make_unique<HessianAccumulator>(lin->in_features()));
-      HessianAccumulator* h = hs.back().get();
-      int64_t* count = &tokens[k];
-      lin->SetInputHook([h, count](const at::Tensor& x) {
-        h->Add(x, 1);
-        *count += x.numel() / x.size(-1);
-        return x;
-      });
-    }
-    for (const at::Tensor& x : xs) (void)m.RunLayer(i, x, rope);
-    for (size_t k = 0; k < group.size(); ++k) {
-      model::Linear& lin = *lins[k];
-      lin.SetInputHook(nullptr);
+      model::Linear& lin = *lh.linears[k];
       const std::string name = prefix + group[k];
-      if (tokens[k] < job.min_expert_tokens && group[k].find("experts.") != std::string::npos) {
+      if (lh.tokens[k] < job.min_expert_tokens && group[k].find("experts.") != std::string::npos) {
         ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(lin, name, o.grid, out));
-        r.calib_tokens = tokens[k];
-        r.note = absl::StrCat("fallback to RTN: ", tokens[k], " calibration tokens (< ",
+        r.calib_tokens = lh.tokens[k];
+        r.note = absl::StrCat("fallback to RTN: ", lh.tokens[k], " calibration tokens (< ",
                               o.min_expert_tokens, ")");
         out->linears.push_back(r);
         continue;
       }
       GptqOptions g = o.gptq;
       g.grid = o.grid;
-      ASSIGN_OR_RETURN(GptqResult q, GptqQuantize(lin.weight(), hs[k]->H(), g));
+      ASSIGN_OR_RETURN(GptqResult q, GptqQuantize(lin.weight(), lh.h[k]->H(), g));
       lin.SetWeight(q.weight.Dequantize());
-      out->linears.push_back({name, q.loss, tokens[k], "", {}});
+      lh.h[k].reset();
+      out->linears.push_back({name, q.loss, lh.tokens[k], "", {}});
       out->weights.emplace(name, std::move(q.weight));
     }
   }

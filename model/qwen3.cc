@@ -40,9 +40,9 @@ class Builder {
   StatusOr<at::Tensor> Take(const std::string& name, std::vector<int64_t> shape) {
     ASSIGN_OR_RETURN(at::Tensor t, get_(name));
     if (!t.sizes().equals(shape)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor \"", name, "\" has shape ", ShapeString(t.sizes()), " but config.json implies ",
-          ShapeString(shape)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\" has shape ", ShapeString(t.sizes()),
+                       " but config.json implies ", ShapeString(shape)));
     }
     if (!t.is_floating_point()) {
       return absl::InvalidArgumentError(
@@ -84,8 +84,8 @@ class Builder {
       moe.norm_topk_prob = c_.norm_topk_prob;
       ASSIGN_OR_RETURN(moe.gate, TakeLinear(p + "mlp.gate", c_.num_experts, h));
       for (int64_t e = 0; e < c_.num_experts; ++e) {
-        ASSIGN_OR_RETURN(Mlp m,
-                         TakeMlp(absl::StrCat(p, "mlp.experts.", e, "."), c_.moe_intermediate_size));
+        ASSIGN_OR_RETURN(
+            Mlp m, TakeMlp(absl::StrCat(p, "mlp.experts.", e, "."), c_.moe_intermediate_size));
         moe.experts.push_back(std::move(m));
       }
       l.moe = std::move(moe);
@@ -114,8 +114,9 @@ at::Tensor Attention(const DecoderLayer& l, const Qwen3Config& c, const at::Tens
   at::Tensor q = RmsNorm(l.q_proj.Forward(x).view({B, T, n_heads, hd}), l.q_norm, c.rms_norm_eps);
   at::Tensor k = RmsNorm(l.k_proj.Forward(x).view({B, T, n_kv, hd}), l.k_norm, c.rms_norm_eps);
   at::Tensor v = l.v_proj.Forward(x).view({B, T, n_kv, hd});
-  const at::Tensor cos = rope.cos.view({T, 1, hd});
-  const at::Tensor sin = rope.sin.view({T, 1, hd});
+  const bool per_row = rope.cos.dim() == 3;
+  const at::Tensor cos = per_row ? rope.cos.view({B, T, 1, hd}) : rope.cos.view({T, 1, hd});
+  const at::Tensor sin = per_row ? rope.sin.view({B, T, 1, hd}) : rope.sin.view({T, 1, hd});
   q = q * cos + RotateHalf(q) * sin;
   k = k * cos + RotateHalf(k) * sin;
 
@@ -128,20 +129,43 @@ at::Tensor Attention(const DecoderLayer& l, const Qwen3Config& c, const at::Tens
   const bool low_precision = x.scalar_type() != at::kFloat;
 
   at::Tensor out = at::empty({B, n_kv, group, T, hd}, x.options());
+  const bool tree = rope.visible_end.defined();
   for (int64_t s = 0; s < T; s += kAttentionChunk) {
     const int64_t e = std::min(T, s + kAttentionChunk);
     const int64_t n = e - s;
     at::Tensor qc = q.narrow(3, s, n).reshape({B * n_kv, group * n, hd});
     at::Tensor kc = k.narrow(1, 0, e);
     at::Tensor vc = v.narrow(1, 0, e);
-    at::Tensor scores = at::baddbmm(at::empty({B * n_kv, group * n, e}, x.options()), qc,
-                                    kc.transpose(1, 2), /*beta=*/0.0, /*alpha=*/scale);
-    // Query s+i may not see keys j > s+i: only the diagonal block [s, e) has masked entries.
-    at::Tensor future = at::ones({n, n}, x.options().dtype(at::kBool)).triu(1);
-    scores.view({B * n_kv, group, n, e}).narrow(3, s, n).masked_fill_(future, -INFINITY);
-    at::Tensor probs = low_precision
-                           ? at::softmax(scores.to(at::kFloat), -1).to(x.scalar_type())
-                           : at::softmax(scores, -1);
+    at::Tensor key_pos, key_end;  // prefix-tree rows: the gathered keys and their ends
+    if (tree) {
+      // Keys whose subtree ends before the chunk starts are invisible to all of its queries
+      // (in every row): gather only the others, so attention costs ancestors + chunk, not T.
+      at::Tensor end = rope.visible_end.narrow(1, 0, e);  // [B, e]
+      key_pos = end.gt(s).any(0).nonzero().view({-1});    // [K]
+      if (key_pos.size(0) < e) {
+        kc = kc.index_select(1, key_pos);
+        vc = vc.index_select(1, key_pos);
+        end = end.index_select(1, key_pos);
+      }
+      key_end = end;
+    }
+    const int64_t K = kc.size(1);
+    // (q k^T) * scale as HF's eager attention. Not baddbmm over an empty tensor with beta 0:
+    // with libtorch 1.13 in bf16 that gave NaN now and then (the input seems to be read).
+    at::Tensor scores = at::bmm(qc, kc.transpose(1, 2)).mul_(scale);
+    if (tree) {
+      // Key j is visible to query i iff j <= i < visible_end[j].
+      at::Tensor qi = at::arange(s, e, at::kLong).view({1, n, 1});
+      at::Tensor kj = key_pos.view({1, 1, K});
+      at::Tensor blocked = kj.gt(qi).logical_or(qi.ge(key_end.view({B, 1, K})));  // [B, n, K]
+      scores.view({B, n_kv, group, n, K}).masked_fill_(blocked.view({B, 1, 1, n, K}), -INFINITY);
+    } else {
+      // Query s+i may not see keys j > s+i: only the diagonal block [s, e) has masked entries.
+      at::Tensor future = at::ones({n, n}, x.options().dtype(at::kBool)).triu(1);
+      scores.view({B * n_kv, group, n, e}).narrow(3, s, n).masked_fill_(future, -INFINITY);
+    }
+    at::Tensor probs = low_precision ? at::softmax(scores.to(at::kFloat), -1).to(x.scalar_type())
+                                     : at::softmax(scores, -1);
     out.narrow(3, s, n).copy_(at::bmm(probs, vc).view({B, n_kv, group, n, hd}));
   }
   at::Tensor ctx = out.permute({0, 3, 1, 2, 4}).reshape({B, T, n_heads * hd});
@@ -232,8 +256,7 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   const at::ScalarType dtype = ToScalarType(options.dtype);
   TensorGetter get = [ck, dtype, dir](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checkpoint has no tensor \"", name, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
     return ck->LoadAs(name, dtype);
   };
@@ -304,16 +327,26 @@ at::Tensor Qwen3Model::Embed(const at::Tensor& ids) const {
   return at::embedding(embed_tokens_, ids);
 }
 
-RopeTables Qwen3Model::MakeRope(int64_t seq_len) const {
-  const int64_t hd = config_.head_dim;
-  // HF computes inv_freq = 1 / theta^(arange(0, hd, 2) / hd) and the angles in fp32.
+namespace {
+// RoPE tables for integer positions of any shape: [..., head_dim]. HF computes
+// inv_freq = 1 / theta^(arange(0, hd, 2) / hd) and the angles in fp32.
+RopeTables RopeForPositions(const Qwen3Config& c, at::ScalarType dt, const at::Tensor& positions) {
+  const int64_t hd = c.head_dim;
   at::Tensor exponent = at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<double>(hd);
-  at::Tensor inv_freq = 1.0 / at::pow(at::Scalar(config_.rope_theta), exponent);
-  at::Tensor pos = at::arange(seq_len, at::kLong).to(at::kFloat);
-  at::Tensor freqs = at::outer(pos, inv_freq);
+  at::Tensor inv_freq = 1.0 / at::pow(at::Scalar(c.rope_theta), exponent);
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;
   at::Tensor emb = at::cat({freqs, freqs}, -1);
-  const auto dt = ToScalarType(dtype_);
-  return {emb.cos().to(dt), emb.sin().to(dt)};
+  return {emb.cos().to(dt), emb.sin().to(dt), at::Tensor()};
+}
+}  // namespace
+
+RopeTables Qwen3Model::MakeRope(int64_t seq_len) const {
+  return RopeForPositions(config_, ToScalarType(dtype_), at::arange(seq_len, at::kLong));
+}
+
+RopeTables Qwen3Model::MakeRope(const at::Tensor& positions) const {
+  TORCH_CHECK(positions.dim() == 2, "MakeRope: positions must be [B, T]");
+  return RopeForPositions(config_, ToScalarType(dtype_), positions);
 }
 
 Status Qwen3Model::MaterializeLayer(int64_t i) {
@@ -369,15 +402,16 @@ at::Tensor Qwen3Model::LmHead(const at::Tensor& normed) const {
 }
 
 at::Tensor Qwen3Model::ForwardHidden(const at::Tensor& ids) const {
+  return ForwardHidden(ids, MakeRope(ids.size(1)));
+}
+
+at::Tensor Qwen3Model::ForwardHidden(const at::Tensor& ids, const RopeTables& rope) const {
   at::Tensor h = Embed(ids);
-  const RopeTables rope = MakeRope(ids.size(1));
   for (int64_t i = 0; i < num_layers(); ++i) h = RunLayer(i, h, rope);
   return FinalNorm(h);
 }
 
-at::Tensor Qwen3Model::Forward(const at::Tensor& ids) const {
-  return LmHead(ForwardHidden(ids));
-}
+at::Tensor Qwen3Model::Forward(const at::Tensor& ids) const { return LmHead(ForwardHidden(ids)); }
 
 Linear* Qwen3Model::FindLinear(const std::string& name) {
   const std::string prefix = "model.layers.";

@@ -66,9 +66,16 @@ struct DecoderLayer {
   std::vector<std::pair<std::string, Linear*>> Linears();
 };
 
-// Positions-dependent inputs shared by every layer of one forward: RoPE tables [T, head_dim].
+// Position-dependent inputs shared by every layer of one forward.
+//  cos, sin: RoPE tables, [T, head_dim] for positions 0..T-1 in every row, or [B, T, head_dim]
+//    for per-row positions (MakeRope(positions)).
+//  visible_end: undefined for plain causal attention; else [B, T] int64 and key j of row b is
+//    visible to query i iff j <= i < visible_end[b][j]. A prefix tree laid out in preorder with
+//    visible_end = the end of each node's subtree lets every token see exactly its ancestors,
+//    so several sequences that share prefixes run as one row (the log-likelihood engine).
 struct RopeTables {
   at::Tensor cos, sin;
+  at::Tensor visible_end;
 };
 
 struct LoadOptions {
@@ -103,6 +110,7 @@ class Qwen3Model {
 
   at::Tensor Embed(const at::Tensor& ids) const;        // [B,T] -> [B,T,hidden]
   RopeTables MakeRope(int64_t seq_len) const;           // for positions 0..seq_len-1
+  RopeTables MakeRope(const at::Tensor& positions) const;  // [B, T] int64 positions
   // One decoder layer: [B,T,hidden] -> [B,T,hidden].
   at::Tensor RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const;
   // The attention sub-block of layer i (HF's self_attn: q/k/v, q/k norms, RoPE, causal GQA
@@ -115,6 +123,8 @@ class Qwen3Model {
   at::Tensor Forward(const at::Tensor& ids) const;
   // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).
   at::Tensor ForwardHidden(const at::Tensor& ids) const;
+  // The same over explicit positions and visibility (RopeTables above).
+  at::Tensor ForwardHidden(const at::Tensor& ids, const RopeTables& rope) const;
 
   // Lazy models (LoadOptions::lazy_layers): whether layer i is in memory; read it (a no-op when
   // it is, an error naming the tensor when the checkpoint is bad); drop it.

@@ -215,3 +215,130 @@ TEST_CASE("bitsweep quantize writes a loadable folder with its recipe and reject
   CHECK(bad_method.code != 0);
   CHECK_THAT(bad_method.err, Contains("--method"));
 }
+
+namespace {
+
+// A data folder with small PIQA, BoolQ and MMLU files in their published layouts.
+std::string AccuracyDataDir(const std::string& dir) {
+  std::string piqa, labels;
+  for (int i = 0; i < 6; ++i) {
+    piqa += nlohmann::json({{"goal", "How do I open jar " + std::to_string(i) + "?"},
+                            {"sol1", "Twist the lid."},
+                            {"sol2", "Hit it with a fish number " + std::to_string(i) + "."}})
+                .dump() + "\n";
+    labels += std::to_string(i % 2) + "\n";
+  }
+  WriteFile(dir + "/data/piqa/valid.jsonl", piqa);
+  WriteFile(dir + "/data/piqa/valid-labels.lst", labels);
+  std::string boolq;
+  for (int i = 0; i < 5; ++i) {
+    boolq += nlohmann::json({{"question", "is the sky blue " + std::to_string(i)},
+                             {"passage", "Sky -- The sky is blue on a clear day."},
+                             {"idx", i},
+                             {"label", i % 2 ? "true" : "false"}})
+                 .dump() + "\n";
+  }
+  WriteFile(dir + "/data/boolq/val.jsonl", boolq);
+  for (const std::string subject : {"astronomy", "marketing"}) {
+    std::string dev, test;
+    for (int i = 0; i < 5; ++i) dev += "Dev question " + std::to_string(i) + "?,a,b,c,d,B\n";
+    for (int i = 0; i < 3; ++i) {
+      test += "\"Test question " + std::to_string(i) + ", about " + subject + "?\",w,x,y,z," +
+              std::string(1, static_cast<char>('A' + i)) + "\n";
+    }
+    WriteFile(dir + "/data/mmlu/dev/" + subject + "_dev.csv", dev);
+    WriteFile(dir + "/data/mmlu/test/" + subject + "_test.csv", test);
+  }
+  return dir + "/data";
+}
+
+std::vector<nlohmann::json> JsonLines(const std::string& out) {
+  std::istringstream lines(out);
+  std::string line;
+  std::vector<nlohmann::json> objs;
+  while (std::getline(lines, line)) objs.push_back(nlohmann::json::parse(line));
+  return objs;
+}
+
+}  // namespace
+
+TEST_CASE("bitsweep eval scores accuracy tasks on original, packed and SmoothQuant models",
+          "[cli][quant]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_eval_accuracy");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 6", dir).code == 0);
+  const std::string data = AccuracyDataDir(dir);
+  WriteFile(dir + "/mine.jsonl",
+            "{\"context\": \"Two plus two is\", \"choices\": [\"four\", \"five\"], \"gold\": 0}\n"
+            "{\"context\": \"The sky is\", \"choices\": [\"blue\", \"loud\", \"seven\"], \"gold\": 0}\n");
+  const std::string tasks = " --tasks piqa,boolq,mmlu," + dir + "/mine.jsonl --limit 4 --json " +
+                            "--data-dir " + data;
+  Run r = Bitsweep("eval --model " + dir + "/model" + tasks, dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  auto objs = JsonLines(r.out);
+  REQUIRE(objs.size() == 4);
+  CHECK(objs[0]["task"] == "piqa");
+  CHECK(objs[0]["n"] == 4);
+  CHECK(objs[0]["available"] == 6);
+  CHECK(objs[0]["limited"] == true);
+  CHECK(objs[0]["limit"] == 4);
+  CHECK(objs[0].contains("acc_norm"));
+  CHECK(objs[0]["stderr"].contains("acc_norm"));
+  CHECK(objs[1]["task"] == "boolq");
+  CHECK_FALSE(objs[1].contains("acc_norm"));  // lm-eval reports acc only for BoolQ
+  CHECK(objs[1]["stderr"]["acc"].get<double>() >= 0);
+  CHECK(objs[2]["task"] == "mmlu");
+  CHECK(objs[2]["n"] == 6);  // 3 questions in each of 2 subjects (under the limit)
+  CHECK(objs[2]["limited"] == false);
+  CHECK(objs[2]["subjects"]["astronomy"]["n"] == 3);
+  CHECK(objs[2]["categories"]["STEM"]["n"] == 3);
+  CHECK(objs[2]["categories"]["other (business, health, misc.)"]["n"] == 3);
+  CHECK(objs[3]["task"] == "mine");
+  CHECK(objs[3]["n"] == 2);
+  for (const auto& j : objs) {
+    CHECK(j["acc"].get<double>() >= 0);
+    CHECK(j["acc"].get<double>() <= 1);
+  }
+
+  // Same scores without prefix reuse.
+  Run plain = Bitsweep("eval --model " + dir + "/model --no-prefix-reuse" + tasks, dir);
+  REQUIRE(plain.code == 0);
+  auto plain_objs = JsonLines(plain.out);
+  REQUIRE(plain_objs.size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(plain_objs[i]["acc"] == objs[i]["acc"]);
+    CHECK(plain_objs[i]["engine"]["tokens"].get<int64_t>() >=
+          objs[i]["engine"]["tokens"].get<int64_t>());
+  }
+
+  // Quantized forms: the packed RTN folder and SmoothQuant's activation quantisation.
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
+  WriteFile(dir + "/calib.txt", text);
+  REQUIRE(Bitsweep("quantize --model " + dir + "/model --method rtn --wbits 4 --group 16 --out " +
+                   dir + "/rtn", dir).code == 0);
+  Run sq_make = Bitsweep("quantize --model " + dir + "/model --method smoothquant --wbits 8 "
+                         "--abits 8 --calib " + dir + "/calib.txt --nsamples 4 --seqlen 32 "
+                         "--out " + dir + "/sq", dir);
+  INFO(sq_make.err);
+  REQUIRE(sq_make.code == 0);
+  for (const std::string q : {"/rtn/packed", "/sq"}) {
+    Run e = Bitsweep("eval --model " + dir + q + tasks, dir);
+    INFO(q << ": " << e.err);
+    REQUIRE(e.code == 0);
+    auto qo = JsonLines(e.out);
+    REQUIRE(qo.size() == 4);
+    CHECK_FALSE(qo[0]["quantization"].get<std::string>().empty());
+    CHECK(qo[2]["n"] == 6);
+  }
+
+  WriteFile(dir + "/bad.jsonl", "{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n"
+                                "{\"context\": \"c\", \"choices\": \"ab\", \"gold\": 0}\n");
+  Run bad = Bitsweep("eval --model " + dir + "/model --tasks " + dir + "/bad.jsonl", dir);
+  CHECK(bad.code != 0);
+  CHECK_THAT(bad.err, Contains("bad.jsonl:2") && Contains("\"choices\""));
+  Run bad_task = Bitsweep("eval --model " + dir + "/model --tasks piqa,mmlu5 --data-dir " + data,
+                          dir);
+  CHECK(bad_task.code != 0);
+  CHECK_THAT(bad_task.err, Contains("unknown task \"mmlu5\""));
+}

@@ -1,0 +1,262 @@
+#include "eval/loglikelihood.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "model/qwen3.h"
+
+namespace bitsweep::eval {
+namespace {
+
+// Positions whose logits are read per LM-head call: bounds the [chunk, vocab] fp32 buffer.
+constexpr int64_t kHeadChunk = 64;
+
+// One request after truncation: the tokens fed to the model and what its scored positions
+// predict. Position p of `input` predicts input[p + 1] (or, for the last one, the final token).
+struct Prepared {
+  std::vector<int32_t> input;
+  std::vector<int32_t> targets;  // the continuation; scored positions are the last targets.size()
+};
+
+// A forward row: tokens in storage order with their RoPE positions and visibility ends.
+struct Row {
+  std::vector<int32_t> ids;
+  std::vector<int64_t> pos;
+  std::vector<int64_t> end;     // empty = plain causal row
+  std::vector<int64_t> parent;  // prefix-tree rows only
+  // For each request placed in this row: its index and the storage index of each scored
+  // position, in continuation order.
+  std::vector<std::pair<size_t, std::vector<int64_t>>> placed;
+};
+
+int64_t CommonPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return static_cast<int64_t>(i);
+}
+
+std::vector<int64_t> ScoredTail(const std::vector<int64_t>& storage_of_depth, size_t n) {
+  return std::vector<int64_t>(storage_of_depth.end() - static_cast<int64_t>(n),
+                              storage_of_depth.end());
+}
+
+std::vector<Row> PlainRows(const std::vector<Prepared>& reqs) {
+  std::vector<Row> rows;
+  rows.reserve(reqs.size());
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    Row row;
+    row.ids = reqs[r].input;
+    const int64_t L = static_cast<int64_t>(row.ids.size());
+    row.pos.resize(L);
+    std::iota(row.pos.begin(), row.pos.end(), 0);
+    std::vector<int64_t> storage(L);
+    std::iota(storage.begin(), storage.end(), 0);
+    row.placed.push_back({r, ScoredTail(storage, reqs[r].targets.size())});
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// Requests in token order share their longest common prefixes with their predecessor, and each
+// new suffix hangs off the rightmost path of the tree built so far, so appending it keeps the
+// row in preorder: the subtree of every node is the contiguous range [node, end[node]).
+std::vector<Row> PrefixTreeRows(const std::vector<Prepared>& reqs, int64_t max_row_tokens) {
+  std::vector<size_t> order(reqs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return reqs[a].input < reqs[b].input; });
+  std::vector<Row> rows;
+  Row row;
+  std::vector<int64_t> path;  // storage index of the previous request's token at each depth
+  const std::vector<int32_t>* prev = nullptr;
+  auto close = [&]() {
+    if (row.ids.empty()) return;
+    const int64_t n = static_cast<int64_t>(row.ids.size());
+    row.end.resize(n);
+    for (int64_t i = 0; i < n; ++i) row.end[i] = i + 1;
+    for (int64_t i = n - 1; i >= 0; --i) {
+      if (row.parent[i] >= 0) row.end[row.parent[i]] = std::max(row.end[row.parent[i]], row.end[i]);
+    }
+    rows.push_back(std::move(row));
+    row = Row();
+    path.clear();
+    prev = nullptr;
+  };
+  for (size_t r : order) {
+    const std::vector<int32_t>& in = reqs[r].input;
+    const int64_t L = static_cast<int64_t>(in.size());
+    int64_t shared = prev ? CommonPrefix(*prev, in) : 0;
+    if (!row.ids.empty() && static_cast<int64_t>(row.ids.size()) + (L - shared) > max_row_tokens) {
+      close();
+      shared = 0;
+    }
+    path.resize(L);
+    for (int64_t d = shared; d < L; ++d) {
+      const int64_t idx = static_cast<int64_t>(row.ids.size());
+      row.ids.push_back(in[d]);
+      row.pos.push_back(d);
+      row.parent.push_back(d == 0 ? -1 : path[d - 1]);
+      path[d] = idx;
+    }
+    row.placed.push_back({r, ScoredTail(path, reqs[r].targets.size())});
+    prev = &in;
+  }
+  close();
+  return rows;
+}
+
+}  // namespace
+
+StatusOr<LoglikelihoodRun> ScoreLoglikelihood(const model::Qwen3Model& model,
+                                              const std::vector<LoglikelihoodRequest>& requests,
+                                              const LoglikelihoodOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const model::Qwen3Config& config = model.config();
+  int64_t max_length = options.max_length;
+  if (max_length <= 0) {
+    max_length = config.max_position_embeddings > 0 ? config.max_position_embeddings : 2048;
+  }
+  if (options.batch_size < 1 || options.max_batch_tokens < 1 || options.max_row_tokens < 1) {
+    return absl::InvalidArgumentError(
+        "batch_size, max_batch_tokens and max_row_tokens must be positive");
+  }
+
+  std::vector<Prepared> reqs(requests.size());
+  int64_t longest = 0;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const LoglikelihoodRequest& q = requests[r];
+    if (q.context.empty() || q.continuation.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log-likelihood request ", r, " has an empty ",
+                       q.context.empty() ? "context" : "continuation"));
+    }
+    if (static_cast<int64_t>(q.continuation.size()) > max_length) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log-likelihood request ", r, ": continuation of ", q.continuation.size(),
+                       " tokens exceeds the context limit of ", max_length));
+    }
+    std::vector<int32_t> whole = q.context;
+    whole.insert(whole.end(), q.continuation.begin(), q.continuation.end());
+    for (int32_t t : whole) {
+      if (t < 0 || t >= config.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("log-likelihood request ", r, ": token id ",
+                                                       t, " outside the vocabulary (",
+                                                       config.vocab_size, ")"));
+      }
+    }
+    const int64_t keep = std::min<int64_t>(static_cast<int64_t>(whole.size()), max_length + 1);
+    reqs[r].input.assign(whole.end() - keep, whole.end() - 1);
+    reqs[r].targets = q.continuation;
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(reqs[r].input.size()));
+  }
+
+  std::vector<Row> rows = options.prefix_reuse
+                              ? PrefixTreeRows(reqs, std::max(options.max_row_tokens, longest))
+                              : PlainRows(reqs);
+  // Longest rows first (lm-eval's order: the first batch shows whether memory suffices).
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const Row& a, const Row& b) { return a.ids.size() > b.ids.size(); });
+
+  LoglikelihoodRun run;
+  run.results.resize(requests.size());
+  run.rows = static_cast<int64_t>(rows.size());
+  int64_t done = 0;
+  c10::InferenceMode guard;
+  for (size_t first = 0; first < rows.size();) {
+    const int64_t T = static_cast<int64_t>(rows[first].ids.size());
+    size_t last = first + 1;
+    while (last < rows.size() && static_cast<int64_t>(last - first) < options.batch_size &&
+           static_cast<int64_t>(last - first + 1) * T <= options.max_batch_tokens) {
+      ++last;
+    }
+    const int64_t B = static_cast<int64_t>(last - first);
+    bool tree = false;
+    at::Tensor ids = at::zeros({B, T}, at::kLong);
+    at::Tensor pos = at::zeros({B, T}, at::kLong);
+    at::Tensor end = at::full({B, T}, T, at::kLong);
+    auto ids_a = ids.accessor<int64_t, 2>();
+    auto pos_a = pos.accessor<int64_t, 2>();
+    auto end_a = end.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+      const Row& row = rows[first + b];
+      tree = tree || !row.end.empty();
+      for (size_t i = 0; i < row.ids.size(); ++i) {
+        ids_a[b][i] = row.ids[i];
+        pos_a[b][i] = row.pos[i];
+        if (!row.end.empty()) end_a[b][i] = row.end[i];
+      }
+      run.tokens += static_cast<int64_t>(row.ids.size());
+    }
+    run.padded_tokens += B * T;
+    ++run.forwards;
+
+    model::RopeTables rope;
+    if (tree) {
+      rope = model.MakeRope(pos);
+      rope.visible_end = end;
+    } else {
+      rope = model.MakeRope(T);
+    }
+    at::Tensor hidden = model.ForwardHidden(ids, rope);
+    hidden = hidden.view({B * T, hidden.size(-1)});
+
+    // Unique flat positions to read, and per scored token: (request, which unique position).
+    std::vector<int64_t> flat;
+    std::vector<int64_t> slot_of(B * T, -1);
+    struct Read {
+      size_t request;
+      int64_t slot;
+      int32_t target;
+    };
+    std::vector<Read> reads;
+    for (int64_t b = 0; b < B; ++b) {
+      for (const auto& [r, storage] : rows[first + b].placed) {
+        const std::vector<int32_t>& targets = reqs[r].targets;
+        run.results[r] = {0.0, true};
+        for (size_t k = 0; k < targets.size(); ++k) {
+          const int64_t f = b * T + storage[k];
+          if (slot_of[f] < 0) {
+            slot_of[f] = static_cast<int64_t>(flat.size());
+            flat.push_back(f);
+          }
+          reads.push_back({r, slot_of[f], targets[k]});
+        }
+      }
+    }
+    const int64_t U = static_cast<int64_t>(flat.size());
+    at::Tensor flat_t = at::from_blob(flat.data(), {U}, at::kLong).clone();
+    // Per unique slot: the fp32 log-softmax row is needed only at the targets read from it.
+    std::vector<std::vector<size_t>> reads_of_slot(U);
+    for (size_t i = 0; i < reads.size(); ++i) reads_of_slot[reads[i].slot].push_back(i);
+    for (int64_t s = 0; s < U; s += kHeadChunk) {
+      const int64_t n = std::min(kHeadChunk, U - s);
+      at::Tensor h = hidden.index_select(0, flat_t.narrow(0, s, n));
+      at::Tensor logits = model.LmHead(h).to(at::kFloat);
+      at::Tensor logprobs = at::log_softmax(logits, -1);
+      at::Tensor argmax = logits.argmax(-1);
+      auto lp = logprobs.accessor<float, 2>();
+      auto am = argmax.accessor<int64_t, 1>();
+      for (int64_t j = 0; j < n; ++j) {
+        for (size_t i : reads_of_slot[s + j]) {
+          const Read& rd = reads[i];
+          LoglikelihoodResult& res = run.results[rd.request];
+          res.logprob += static_cast<double>(lp[j][rd.target]);
+          res.greedy = res.greedy && am[j] == rd.target;
+        }
+      }
+    }
+    for (int64_t b = 0; b < B; ++b) done += static_cast<int64_t>(rows[first + b].placed.size());
+    if (options.progress) options.progress(done, static_cast<int64_t>(requests.size()));
+    first = last;
+  }
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return run;
+}
+
+}  // namespace bitsweep::eval

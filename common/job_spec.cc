@@ -126,6 +126,27 @@ StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q) {
   return out;
 }
 
+StatusOr<EvalConfig> NormalizeEvalConfig(const EvalConfig& eval) {
+  EvalConfig e = eval;
+  auto task = LookupTask(e.task);
+  if (!task.ok()) return InField("eval.task", task.status());
+  if (std::string_view((*task)->name) == "file") e.task = NormalizePath(e.task);
+  if (e.limit < 0) return Invalid("eval.limit", "must be 0 (all) or positive");
+  if (e.num_fewshot == -1) e.num_fewshot = (*task)->default_num_fewshot;
+  if (e.num_fewshot < 0) return Invalid("eval.num_fewshot", "must be non-negative");
+  if ((*task)->kind == TaskKind::kPerplexity) {
+    if (e.num_fewshot != 0) return Invalid("eval.num_fewshot", "perplexity tasks take no shots");
+    if (e.seqlen < 2) return Invalid("eval.seqlen", "must be at least 2");
+  } else {
+    e.seqlen = 0;  // the window length means nothing to choice tasks
+  }
+  if (e.batch_size < 1) return Invalid("eval.batch_size", "must be positive");
+  if (!IsDType(e.dtype)) {
+    return Invalid("eval.dtype", absl::StrCat("fp32 or bf16, got \"", e.dtype, "\""));
+  }
+  return e;
+}
+
 StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec) {
   JobSpec out;
   if (spec.model.empty()) return Invalid("model", "empty path");
@@ -149,24 +170,7 @@ StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec) {
     out.calibration = c;
   }
 
-  EvalConfig e = spec.eval;
-  auto task = LookupTask(e.task);
-  if (!task.ok()) return InField("eval.task", task.status());
-  if (std::string_view((*task)->name) == "file") e.task = NormalizePath(e.task);
-  if (e.limit < 0) return Invalid("eval.limit", "must be 0 (all) or positive");
-  if (e.num_fewshot == -1) e.num_fewshot = (*task)->default_num_fewshot;
-  if (e.num_fewshot < 0) return Invalid("eval.num_fewshot", "must be non-negative");
-  if ((*task)->kind == TaskKind::kPerplexity) {
-    if (e.num_fewshot != 0) return Invalid("eval.num_fewshot", "perplexity tasks take no shots");
-    if (e.seqlen < 2) return Invalid("eval.seqlen", "must be at least 2");
-  } else {
-    e.seqlen = 0;  // the window length means nothing to choice tasks
-  }
-  if (e.batch_size < 1) return Invalid("eval.batch_size", "must be positive");
-  if (!IsDType(e.dtype)) {
-    return Invalid("eval.dtype", absl::StrCat("fp32 or bf16, got \"", e.dtype, "\""));
-  }
-  out.eval = e;
+  ASSIGN_OR_RETURN(out.eval, NormalizeEvalConfig(spec.eval));
 
   out.priority = spec.priority;
   if (spec.max_attempts < 1) return Invalid("max_attempts", "must be at least 1");
@@ -203,9 +207,8 @@ std::string JobSpec::ArtifactKey() const {
   return key;
 }
 
-std::string JobSpec::JobKey() const {
-  std::string key = ArtifactKey();
-  key += "|eval/v1";
+std::string EvalKey(const EvalConfig& eval) {
+  std::string key = "eval/v1";
   AppendField(key, "task", eval.task);
   AppendField(key, "limit", absl::StrCat(eval.limit));
   AppendField(key, "num_fewshot", absl::StrCat(eval.num_fewshot));
@@ -214,6 +217,8 @@ std::string JobSpec::JobKey() const {
   AppendField(key, "dtype", eval.dtype);
   return key;
 }
+
+std::string JobSpec::JobKey() const { return absl::StrCat(ArtifactKey(), "|", EvalKey(eval)); }
 
 std::string DescribeQuant(const QuantConfig& q) {
   if (q.method == "fp") return "fp";

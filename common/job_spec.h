@@ -76,6 +76,10 @@ StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q);
 // The method's defaults fill fields left at 0 / -1; `calibration` is dropped when the method
 // uses none and created with the method's defaults when it does and is absent.
 StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec);
+// The eval part of NormalizeJobSpec, errors naming eval.* fields.
+StatusOr<EvalConfig> NormalizeEvalConfig(const EvalConfig& eval);
+// REQUIRES: `eval` is normalised. JobKey() == ArtifactKey() + "|" + EvalKey(eval).
+std::string EvalKey(const EvalConfig& eval);
 
 // JSON object with every field; FromJson rejects unknown fields and returns a normalised spec.
 std::string JobSpecToJson(const JobSpec& spec);

@@ -80,6 +80,7 @@ TEST_CASE("Jobs needing the same quantized model share the artifact key, not the
   const JobSpec piqa = Normalized(Gptq4("piqa"));
   CHECK(wiki.ArtifactKey() == piqa.ArtifactKey());
   CHECK(wiki.JobKey() != piqa.JobKey());
+  CHECK(wiki.JobKey() == wiki.ArtifactKey() + "|" + EvalKey(wiki.eval));
 
   JobSpec act = Gptq4();
   act.quant.options["act_order"] = "true";

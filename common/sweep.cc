@@ -1,0 +1,552 @@
+#include "common/sweep.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace bitsweep {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Debian's Abseil has its own string_view type; public signatures use std::string_view.
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+std::string S(absl::string_view s) { return std::string(s); }
+
+// ---- YAML reading: every error says file:line:column and the field's path --------------------
+
+class YamlReader {
+ public:
+  explicit YamlReader(std::string source) : source_(std::move(source)) {}
+
+  Status Error(const YAML::Node& at, std::string_view field, std::string_view message) const {
+    return Error(at.Mark(), field, message);
+  }
+  Status Error(const YAML::Mark& mark, std::string_view field, std::string_view message) const {
+    std::string where = source_;
+    if (!mark.is_null()) absl::StrAppend(&where, ":", mark.line + 1, ":", mark.column + 1);
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", AV(field), ": ", AV(message)));
+  }
+
+  // Unknown keys are errors: a misspelt key would otherwise silently fall back to a default.
+  Status CheckKeys(const YAML::Node& map, std::string_view field,
+                   const std::vector<std::string>& allowed) const {
+    if (!map.IsMap()) return Error(map, field, "expected a mapping");
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const std::string key = it->first.Scalar();
+      // yaml-cpp keeps the first of two equal keys; the second would be silently ignored.
+      if (!seen.insert(key).second) return Error(it->first, Join(field, key), "duplicate key");
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        return Error(it->first, Join(field, key),
+                     absl::StrCat("unknown key (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  static std::string Join(std::string_view field, std::string_view key) {
+    return field.empty() ? std::string(key) : absl::StrCat(AV(field), ".", AV(key));
+  }
+  static std::string Index(std::string_view field, size_t i) {
+    return absl::StrCat(AV(field), "[", i, "]");
+  }
+
+  StatusOr<std::string> String(const YAML::Node& n, std::string_view field) const {
+    if (!n.IsScalar()) return Error(n, field, "expected a string");
+    return n.Scalar();
+  }
+  StatusOr<int64_t> Int(const YAML::Node& n, std::string_view field, int64_t min,
+                        int64_t max) const {
+    if (!n.IsScalar()) return Error(n, field, "expected an integer");
+    const std::string& s = n.Scalar();
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
+      return Error(n, field, absl::StrCat("expected an integer, got \"", s, "\""));
+    }
+    if (v < min || v > max) {
+      return Error(n, field, absl::StrCat("must be in ", min, "..", max, ", got ", v));
+    }
+    return v;
+  }
+  StatusOr<double> Double(const YAML::Node& n, std::string_view field, double min) const {
+    if (!n.IsScalar()) return Error(n, field, "expected a number");
+    const std::string& s = n.Scalar();
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) {
+      return Error(n, field, absl::StrCat("expected a number, got \"", s, "\""));
+    }
+    if (v < min) return Error(n, field, absl::StrCat("must be at least ", min));
+    return v;
+  }
+  StatusOr<bool> Bool(const YAML::Node& n, std::string_view field) const {
+    const std::string s = n.IsScalar() ? absl::AsciiStrToLower(n.Scalar()) : "";
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    return Error(n, field, "expected true or false");
+  }
+  // A scalar or a sequence of scalars.
+  StatusOr<std::vector<int>> IntList(const YAML::Node& n, std::string_view field, int64_t min,
+                                     int64_t max) const {
+    std::vector<int> out;
+    if (n.IsScalar()) {
+      ASSIGN_OR_RETURN(int64_t v, Int(n, field, min, max));
+      out.push_back(static_cast<int>(v));
+      return out;
+    }
+    if (!n.IsSequence() || n.size() == 0) {
+      return Error(n, field, "expected an integer or a non-empty list of integers");
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      ASSIGN_OR_RETURN(int64_t v, Int(n[i], Index(field, i), min, max));
+      out.push_back(static_cast<int>(v));
+    }
+    return out;
+  }
+
+ private:
+  std::string source_;
+};
+
+// A present, non-null child of a mapping.
+YAML::Node Child(const YAML::Node& map, const char* key) {
+  YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+  return n;
+}
+
+Status ReadResources(const YamlReader& r, const YAML::Node& n, std::string_view field,
+                     Resources* res) {
+  if (YAML::Node v = Child(n, "devices")) {
+    ASSIGN_OR_RETURN(int64_t d, r.Int(v, YamlReader::Join(field, "devices"), 1, 1 << 16));
+    res->devices = static_cast<int>(d);
+  }
+  if (YAML::Node v = Child(n, "tp")) {
+    ASSIGN_OR_RETURN(int64_t tp, r.Int(v, YamlReader::Join(field, "tp"), 1, 1 << 16));
+    res->tp = static_cast<int>(tp);
+  }
+  if (YAML::Node v = Child(n, "memory_gb")) {
+    ASSIGN_OR_RETURN(res->memory_gb, r.Double(v, YamlReader::Join(field, "memory_gb"), 0));
+  }
+  if (res->tp > res->devices) {
+    return r.Error(n, YamlReader::Join(field, "tp"),
+                   absl::StrCat("tp ", res->tp, " exceeds devices ", res->devices));
+  }
+  return absl::OkStatus();
+}
+
+Status ReadCalibration(const YamlReader& r, const YAML::Node& n, std::string_view field,
+                       CalibrationOverride* c) {
+  RETURN_IF_ERROR(r.CheckKeys(n, field, {"source", "nsamples", "seqlen", "seed", "dtype"}));
+  if (YAML::Node v = Child(n, "source")) {
+    ASSIGN_OR_RETURN(c->source, r.String(v, YamlReader::Join(field, "source")));
+  }
+  if (YAML::Node v = Child(n, "nsamples")) {
+    ASSIGN_OR_RETURN(c->nsamples, r.Int(v, YamlReader::Join(field, "nsamples"), 1, 1 << 30));
+  }
+  if (YAML::Node v = Child(n, "seqlen")) {
+    ASSIGN_OR_RETURN(c->seqlen, r.Int(v, YamlReader::Join(field, "seqlen"), 2, 1 << 24));
+  }
+  if (YAML::Node v = Child(n, "seed")) {
+    ASSIGN_OR_RETURN(
+        c->seed, r.Int(v, YamlReader::Join(field, "seed"), 0, std::numeric_limits<int64_t>::max()));
+  }
+  if (YAML::Node v = Child(n, "dtype")) {
+    ASSIGN_OR_RETURN(std::string d, r.String(v, YamlReader::Join(field, "dtype")));
+    if (d != "fp32" && d != "bf16") {
+      return r.Error(v, YamlReader::Join(field, "dtype"), "expected fp32 or bf16");
+    }
+    c->dtype = d;
+  }
+  return absl::OkStatus();
+}
+
+Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<SweepMethod>* out) {
+  if (!list.IsSequence()) return r.Error(list, "methods", "expected a list");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node n = list[i];
+    const std::string field = YamlReader::Index("methods", i);
+    RETURN_IF_ERROR(
+        r.CheckKeys(n, field, {"method", "wbits", "abits", "group", "options", "calibration"}));
+    SweepMethod base;
+    if (YAML::Node v = Child(n, "wbits")) {
+      ASSIGN_OR_RETURN(base.wbits, r.IntList(v, field + ".wbits", 0, 64));
+    }
+    if (YAML::Node v = Child(n, "abits")) {
+      ASSIGN_OR_RETURN(base.abits, r.IntList(v, field + ".abits", 0, 64));
+    }
+    if (YAML::Node v = Child(n, "group")) {
+      ASSIGN_OR_RETURN(base.group, r.IntList(v, field + ".group", -1, 1 << 24));
+      for (size_t g = 0; g < base.group.size(); ++g) {
+        if (base.group[g] == 0) {
+          return r.Error(v.IsSequence() ? v[g] : v, field + ".group",
+                         "must be -1 (per channel) or positive");
+        }
+      }
+    }
+    if (YAML::Node v = Child(n, "calibration")) {
+      RETURN_IF_ERROR(ReadCalibration(r, v, field + ".calibration", &base.calibration));
+    }
+    const YAML::Node m = Child(n, "method");
+    if (!m) return r.Error(n, field + ".method", "missing");
+    std::vector<std::pair<std::string, YAML::Node>> names;
+    if (m.IsSequence()) {
+      for (size_t k = 0; k < m.size(); ++k) {
+        ASSIGN_OR_RETURN(std::string s, r.String(m[k], YamlReader::Index(field + ".method", k)));
+        names.emplace_back(s, m[k]);
+      }
+    } else {
+      ASSIGN_OR_RETURN(std::string s, r.String(m, field + ".method"));
+      names.emplace_back(s, m);
+    }
+    if (names.empty()) return r.Error(m, field + ".method", "empty list");
+    for (const auto& [name, node] : names) {
+      auto row = LookupMethod(name);
+      if (!row.ok()) return r.Error(node, field + ".method", S(row.status().message()));
+      if ((*row)->method == QuantMethod::kFp) {
+        return r.Error(node, field + ".method",
+                       "the unquantized baseline is requested with `baseline: true`");
+      }
+      SweepMethod sm = base;
+      sm.method = name;
+      if (sm.wbits.empty()) {
+        if ((*row)->min_wbits != (*row)->max_wbits) {
+          return r.Error(n, field + ".wbits",
+                         absl::StrCat("missing (", name, " takes ",
+                                      BitsRange((*row)->min_wbits, (*row)->max_wbits), ")"));
+        }
+        sm.wbits = {(*row)->min_wbits};
+      }
+      if (YAML::Node opts = Child(n, "options")) {
+        if (!opts.IsMap()) return r.Error(opts, field + ".options", "expected a mapping");
+        for (auto it = opts.begin(); it != opts.end(); ++it) {
+          const std::string key = it->first.Scalar();
+          const std::string of = absl::StrCat(field, ".options.", key);
+          auto opt = LookupOption(**row, key);
+          if (!opt.ok()) return r.Error(it->first, of, S(opt.status().message()));
+          if (!it->second.IsScalar()) return r.Error(it->second, of, "expected a scalar");
+          auto value = NormalizeOptionValue(**opt, it->second.Scalar());
+          if (!value.ok()) return r.Error(it->second, of, S(value.status().message()));
+          sm.options[key] = *value;
+        }
+      }
+      out->push_back(std::move(sm));
+    }
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
+  if (!root.IsMap()) return r.Error(root, "sweep", "expected a mapping at the top level");
+  RETURN_IF_ERROR(r.CheckKeys(root, "",
+                              {"name", "priority", "max_attempts", "baseline", "resources",
+                               "models", "methods", "tasks", "calibration", "eval"}));
+  SweepSpec s;
+  const YAML::Node name = Child(root, "name");
+  if (!name) return r.Error(root, "name", "missing");
+  ASSIGN_OR_RETURN(s.name, r.String(name, "name"));
+  if (s.name.empty()) return r.Error(name, "name", "empty");
+  if (YAML::Node v = Child(root, "priority")) {
+    ASSIGN_OR_RETURN(int64_t p, r.Int(v, "priority", -1000000, 1000000));
+    s.priority = static_cast<int>(p);
+  }
+  if (YAML::Node v = Child(root, "max_attempts")) {
+    ASSIGN_OR_RETURN(int64_t a, r.Int(v, "max_attempts", 1, 1000));
+    s.max_attempts = static_cast<int>(a);
+  }
+  if (YAML::Node v = Child(root, "baseline")) {
+    ASSIGN_OR_RETURN(s.baseline, r.Bool(v, "baseline"));
+  }
+  Resources defaults;
+  if (YAML::Node v = Child(root, "resources")) {
+    RETURN_IF_ERROR(r.CheckKeys(v, "resources", {"devices", "memory_gb", "tp"}));
+    RETURN_IF_ERROR(ReadResources(r, v, "resources", &defaults));
+  }
+
+  const YAML::Node models = Child(root, "models");
+  if (!models) return r.Error(root, "models", "missing");
+  if (!models.IsSequence() || models.size() == 0) {
+    return r.Error(models, "models", "expected a non-empty list");
+  }
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string field = YamlReader::Index("models", i);
+    SweepModel m;
+    m.resources = defaults;
+    if (models[i].IsMap()) {
+      RETURN_IF_ERROR(r.CheckKeys(models[i], field, {"path", "devices", "memory_gb", "tp"}));
+      const YAML::Node p = Child(models[i], "path");
+      if (!p) return r.Error(models[i], field + ".path", "missing");
+      ASSIGN_OR_RETURN(m.path, r.String(p, field + ".path"));
+      RETURN_IF_ERROR(ReadResources(r, models[i], field, &m.resources));
+    } else {
+      ASSIGN_OR_RETURN(m.path, r.String(models[i], field));
+    }
+    if (m.path.empty()) return r.Error(models[i], field, "empty path");
+    m.path = NormalizePath(m.path);
+    s.models.push_back(std::move(m));
+  }
+
+  if (YAML::Node v = Child(root, "methods")) RETURN_IF_ERROR(ReadMethods(r, v, &s.methods));
+
+  const YAML::Node tasks = Child(root, "tasks");
+  if (!tasks) return r.Error(root, "tasks", "missing");
+  if (!tasks.IsSequence() || tasks.size() == 0) {
+    return r.Error(tasks, "tasks", "expected a non-empty list");
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const std::string field = YamlReader::Index("tasks", i);
+    SweepTask t;
+    YAML::Node name_node = tasks[i];
+    if (tasks[i].IsMap()) {
+      RETURN_IF_ERROR(r.CheckKeys(tasks[i], field, {"task", "limit", "num_fewshot"}));
+      name_node.reset(Child(tasks[i], "task"));  // reset: operator= would write into the tree
+      if (!name_node) return r.Error(tasks[i], field + ".task", "missing");
+      if (YAML::Node v = Child(tasks[i], "limit")) {
+        ASSIGN_OR_RETURN(t.limit,
+                         r.Int(v, field + ".limit", 0, std::numeric_limits<int32_t>::max()));
+      }
+      if (YAML::Node v = Child(tasks[i], "num_fewshot")) {
+        ASSIGN_OR_RETURN(int64_t k, r.Int(v, field + ".num_fewshot", 0, 1000));
+        t.num_fewshot = static_cast<int>(k);
+      }
+    }
+    ASSIGN_OR_RETURN(t.task, r.String(name_node, field));
+    auto row = LookupTask(t.task);
+    if (!row.ok()) return r.Error(name_node, field, S(row.status().message()));
+    if ((*row)->kind == TaskKind::kPerplexity && t.num_fewshot.value_or(0) != 0) {
+      return r.Error(tasks[i], field + ".num_fewshot", "perplexity tasks take no shots");
+    }
+    s.tasks.push_back(std::move(t));
+  }
+
+  if (YAML::Node v = Child(root, "calibration")) {
+    RETURN_IF_ERROR(ReadCalibration(r, v, "calibration", &s.calibration));
+  }
+  if (YAML::Node e = Child(root, "eval")) {
+    RETURN_IF_ERROR(r.CheckKeys(e, "eval", {"seqlen", "batch_size", "dtype", "limit"}));
+    if (YAML::Node v = Child(e, "seqlen")) {
+      ASSIGN_OR_RETURN(s.eval.seqlen, r.Int(v, "eval.seqlen", 2, 1 << 24));
+    }
+    if (YAML::Node v = Child(e, "batch_size")) {
+      ASSIGN_OR_RETURN(s.eval.batch_size, r.Int(v, "eval.batch_size", 1, 1 << 20));
+    }
+    if (YAML::Node v = Child(e, "limit")) {
+      ASSIGN_OR_RETURN(s.eval.limit,
+                       r.Int(v, "eval.limit", 0, std::numeric_limits<int32_t>::max()));
+    }
+    if (YAML::Node v = Child(e, "dtype")) {
+      ASSIGN_OR_RETURN(s.eval.dtype, r.String(v, "eval.dtype"));
+      if (s.eval.dtype != "fp32" && s.eval.dtype != "bf16") {
+        return r.Error(v, "eval.dtype", "expected fp32 or bf16");
+      }
+    }
+  }
+  if (s.methods.empty() && !s.baseline) {
+    return r.Error(root, "methods", "no methods and baseline: false: the sweep has no jobs");
+  }
+  return s;
+}
+
+// ---- expansion -------------------------------------------------------------------------------
+
+// The in_features of a model's quantized linears, by config.json key.
+using InFeatures = std::vector<std::pair<std::string, int64_t>>;
+
+StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
+                                                   const std::string& root) {
+  fs::path dir = model;
+  if (!root.empty() && dir.is_relative()) dir = fs::path(root) / dir;
+  const fs::path file = dir / "config.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return std::optional<InFeatures>();
+  std::ifstream in(file);
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    InFeatures f;
+    auto get = [&](const char* key) -> int64_t {
+      auto it = j.find(key);
+      return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+    };
+    for (const char* key : {"hidden_size", "intermediate_size", "moe_intermediate_size"}) {
+      if (int64_t v = get(key); v > 0) f.emplace_back(key, v);
+    }
+    // o_proj reads num_attention_heads * head_dim features, which Qwen3 sets apart from hidden.
+    const int64_t heads = get("num_attention_heads");
+    int64_t head_dim = get("head_dim");
+    if (head_dim == 0 && heads > 0) head_dim = get("hidden_size") / heads;
+    if (heads > 0 && head_dim > 0) f.emplace_back("num_attention_heads*head_dim", heads * head_dim);
+    return std::optional<InFeatures>(std::move(f));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(file.string(), ": ", e.what()));
+  }
+}
+
+// Why `q` (not yet normalised) makes no sense for any model, or "" when it does.
+std::string ModelIndependentReason(const MethodInfo& row, const QuantConfig& q) {
+  if (q.wbits < row.min_wbits || q.wbits > row.max_wbits) {
+    if (row.method == QuantMethod::kBillm) {
+      return absl::StrCat("billm binarizes weights: it takes 1 weight bit, not ", q.wbits);
+    }
+    return absl::StrCat(row.name, " takes ", BitsRange(row.min_wbits, row.max_wbits),
+                        " weight bits, not ", q.wbits);
+  }
+  if (!row.takes_abits && q.abits != 0) {
+    return absl::StrCat(row.name, " is weight-only: activation bits (", q.abits, ") do not apply");
+  }
+  if (row.takes_abits && (q.abits < row.min_abits || q.abits > row.max_abits)) {
+    return absl::StrCat(row.name, " takes ", BitsRange(row.min_abits, row.max_abits),
+                        " activation bits, not ", q.abits);
+  }
+  if (!row.group_size_applies && q.group_size != -1) {
+    return absl::StrCat(row.name,
+                        row.method == QuantMethod::kBillm
+                            ? " works in blocksize-column blocks (option blocksize)"
+                            : " quantizes weights per channel",
+                        ": group ", q.group_size, " does not apply");
+  }
+  return "";
+}
+
+CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
+                                   const CalibrationOverride& method) {
+  CalibrationConfig c;
+  c.source = method.source.value_or(sweep.source.value_or(""));
+  c.nsamples = method.nsamples.value_or(sweep.nsamples.value_or(0));
+  c.seqlen = method.seqlen.value_or(sweep.seqlen.value_or(0));
+  c.seed = method.seed.value_or(sweep.seed.value_or(-1));
+  c.dtype = method.dtype.value_or(sweep.dtype.value_or("fp32"));
+  return c;
+}
+
+}  // namespace
+
+StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name) {
+  const YamlReader reader{std::string(source_name)};
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml));
+    return ParseImpl(reader, root);
+  } catch (const YAML::Exception& e) {
+    return reader.Error(e.mark, "syntax", e.msg);
+  }
+}
+
+StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the sweep file"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseSweepYaml(text.str(), path);
+}
+
+StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {
+  ExpandedSweep out;
+  std::unordered_set<std::string> job_keys;
+  std::set<std::string> reported;  // each skip once; model-independent ones not per model
+
+  // Tasks resolved once: the same EvalConfigs serve every model and quant config, and each job
+  // then costs a copy and a key (10,000 jobs in milliseconds, bench/sweep.cc).
+  std::vector<EvalConfig> evals;
+  std::vector<std::string> eval_keys;
+  for (const SweepTask& t : spec.tasks) {
+    EvalConfig e = spec.eval;
+    e.task = t.task;
+    if (t.limit) e.limit = *t.limit;
+    if (t.num_fewshot) e.num_fewshot = *t.num_fewshot;
+    ASSIGN_OR_RETURN(e, NormalizeEvalConfig(e));
+    eval_keys.push_back(EvalKey(e));
+    evals.push_back(std::move(e));
+  }
+
+  auto add_jobs = [&](const SweepModel& model, const QuantConfig& q,
+                      const std::optional<CalibrationConfig>& calib) -> Status {
+    JobSpec j;
+    j.model = model.path;
+    j.quant = q;
+    j.calibration = calib;
+    j.priority = spec.priority;
+    j.max_attempts = spec.max_attempts;
+    j.resources = model.resources;
+    j.eval = evals.front();
+    ASSIGN_OR_RETURN(JobSpec n, NormalizeJobSpec(j));
+    const std::string artifact = n.ArtifactKey();
+    for (size_t i = 0; i < evals.size(); ++i) {
+      if (!job_keys.insert(absl::StrCat(artifact, "|", eval_keys[i])).second) continue;
+      n.eval = evals[i];
+      out.jobs.push_back(n);
+    }
+    return absl::OkStatus();
+  };
+
+  for (const SweepModel& model : spec.models) {
+    ASSIGN_OR_RETURN(std::optional<InFeatures> in_features,
+                     ReadInFeatures(model.path, options.model_root));
+    if (spec.baseline) RETURN_IF_ERROR(add_jobs(model, QuantConfig{}, std::nullopt));
+    for (const SweepMethod& m : spec.methods) {
+      const MethodInfo& row = **LookupMethod(m.method);
+      const std::vector<int> abits = m.abits.empty() ? std::vector<int>{0} : m.abits;
+      const std::vector<int> groups =
+          m.group.empty() ? std::vector<int>{row.default_group_size} : m.group;
+      for (int w : m.wbits) {
+        for (int a : abits) {
+          for (int g : groups) {
+            QuantConfig q;
+            q.method = m.method;
+            q.wbits = w;
+            q.abits = a == 0 && row.takes_abits ? 8 : a;
+            q.group_size = g;
+            q.options = m.options;
+            const std::string reason = ModelIndependentReason(row, q);
+            if (!reason.empty()) {
+              const std::string what = DescribeQuant(q);
+              if (reported.insert(what).second) out.skipped.push_back({what, reason});
+              continue;
+            }
+            ASSIGN_OR_RETURN(QuantConfig nq, NormalizeQuantConfig(q));
+            if (nq.group_size > 0 && in_features) {
+              std::string why;
+              for (const auto& [key, features] : *in_features) {
+                if (features % nq.group_size != 0) {
+                  why = absl::StrCat("group ", nq.group_size, " does not divide ", key, " = ",
+                                     features, " (config.json)");
+                  break;
+                }
+              }
+              if (!why.empty()) {
+                std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
+                if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+                continue;
+              }
+            }
+            std::optional<CalibrationConfig> calib;
+            if (NeedsCalibration(nq)) calib = MergeCalibration(spec.calibration, m.calibration);
+            RETURN_IF_ERROR(add_jobs(model, nq, calib));
+          }
+        }
+      }
+    }
+  }
+  if (out.jobs.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sweep ", spec.name, ": every combination was skipped"));
+  }
+  return out;
+}
+
+}  // namespace bitsweep

@@ -1,0 +1,99 @@
+// A sweep: the grid of an experiment (models x quant configs x tasks), as written in a YAML file,
+// and its expansion into de-duplicated JobSpecs.
+//
+// ParseSweepYaml validates everything that does not depend on a model (names, types, option
+// names and values, unknown keys are errors naming the field and the file:line:column).
+// ExpandSweep then lists every job and every combination it leaves out with the reason
+// (billm at 4 bits, abits for a weight-only method, a group size that does not divide a model's
+// in_features as read from its config.json). Plain values and pure functions except that
+// ExpandSweep reads config.json files; thread-compatible.
+//
+// File format (examples/sweeps/*.yaml):
+//   name: study                       # required
+//   priority: 0                       # default 0; higher runs first
+//   max_attempts: 3                   # default 3
+//   baseline: true                    # default true: the fp model on every task
+//   resources: {devices: 1, memory_gb: 0, tp: 1}        # default for every model
+//   models: [/models/Qwen3-8B, {path: /models/Qwen3-32B, devices: 2, memory_gb: 80, tp: 2}]
+//   methods:
+//     - {method: gptq, wbits: [2, 3, 4], group: [128], options: {act_order: true},
+//        calibration: {nsamples: 64}}   # method may be a list (its options must apply to
+//                                         # every method listed); wbits/abits/group a scalar
+//   tasks: [wikitext2, {task: mmlu, num_fewshot: 5, limit: 100}, data/heldout.jsonl]
+//   calibration: {source: c4, nsamples: .., seqlen: .., seed: .., dtype: fp32}  # else per method
+//   eval: {seqlen: 2048, batch_size: 1, dtype: fp32, limit: 0}
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/job_spec.h"
+#include "common/status.h"
+
+namespace bitsweep {
+
+struct SweepModel {
+  std::string path;
+  Resources resources;
+};
+
+// Fields left unset fall back to the sweep's calibration, then to the method's defaults.
+struct CalibrationOverride {
+  std::optional<std::string> source, dtype;
+  std::optional<int64_t> nsamples, seqlen, seed;
+};
+
+struct SweepMethod {
+  std::string method;
+  std::vector<int> wbits;  // empty: the method's only width (billm 1); else required
+  std::vector<int> abits;  // empty: 0 (weight-only) / 8 (smoothquant)
+  std::vector<int> group;  // empty: the method's default (128, or -1 where none applies)
+  std::map<std::string, std::string> options;  // canonical values
+  CalibrationOverride calibration;
+};
+
+struct SweepTask {
+  std::string task;
+  std::optional<int64_t> limit;
+  std::optional<int> num_fewshot;
+};
+
+struct SweepSpec {
+  std::string name;
+  int priority = 0;
+  int max_attempts = 3;
+  bool baseline = true;
+  std::vector<SweepModel> models;
+  std::vector<SweepMethod> methods;
+  std::vector<SweepTask> tasks;
+  CalibrationOverride calibration;
+  EvalConfig eval;  // task unused; limit is every task's default
+};
+
+// `source_name` prefixes error positions ("study.yaml:12:5: methods[1].wbits[0]: ...").
+StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name);
+StatusOr<SweepSpec> ParseSweepFile(const std::string& path);
+
+struct SkippedCombination {
+  std::string description;  // "gptq w1 g128" or "/models/Qwen3-8B: rtn w4 g96"
+  std::string reason;
+};
+
+struct ExpandedSweep {
+  std::vector<JobSpec> jobs;  // normalised; unique JobKey; baseline first per model
+  std::vector<SkippedCombination> skipped;
+};
+
+struct ExpandOptions {
+  // Relative model paths are looked up under this folder for config.json ("" = the working
+  // directory). Job specs keep the paths as written.
+  std::string model_root;
+};
+
+// INVALID_ARGUMENT for what no skip can fix (an empty grid, an unreadable config.json).
+StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options = {});
+
+}  // namespace bitsweep

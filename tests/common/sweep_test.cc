@@ -1,0 +1,240 @@
+#include "common/sweep.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <string>
+
+#include "tests/testing/paths.h"
+
+using namespace bitsweep;
+
+namespace {
+
+ExpandedSweep Expand(const std::string& yaml) {
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  INFO(e.status().ToString());
+  REQUIRE(e.ok());
+  return *e;
+}
+
+std::string ParseError(const std::string& yaml) {
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  REQUIRE_FALSE(spec.ok());
+  CHECK(spec.status().code() == absl::StatusCode::kInvalidArgument);
+  return std::string(spec.status().message());
+}
+
+const char* kHeader = "name: t\nmodels: [/models/absent]\ntasks: [wikitext2]\n";
+
+}  // namespace
+
+TEST_CASE("The study sweep expands to 7 models x 28 configs x 9 tasks, skipping 1-bit GPTQ/AWQ") {
+  auto spec = ParseSweepFile(testing::SourceDir() + "/examples/sweeps/study.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  CHECK(spec->name == "qwen3-study");
+  CHECK(spec->models.size() == 7);
+  auto e = ExpandSweep(*spec);
+  REQUIRE(e.ok());
+  // fp + rtn w1..8 + gptq w2..8 + awq w2..8 + smoothquant w{4,8}a{4,8} + billm w1 = 28.
+  CHECK(e->jobs.size() == 7 * 28 * 9);
+  REQUIRE(e->skipped.size() == 2);
+  CHECK(e->skipped[0].description == "gptq w1 g128");
+  CHECK(e->skipped[0].reason == "gptq takes 2..8 weight bits, not 1");
+  CHECK(e->skipped[1].description == "awq w1 g128");
+
+  std::map<std::string, int> per_method;
+  std::set<std::string> artifacts, job_keys;
+  for (const JobSpec& j : e->jobs) {
+    ++per_method[j.quant.method];
+    artifacts.insert(j.ArtifactKey());
+    job_keys.insert(j.JobKey());
+    REQUIRE(JobSpecToJson(*NormalizeJobSpec(j)) == JobSpecToJson(j));  // already normalised
+  }
+  CHECK(job_keys.size() == e->jobs.size());
+  CHECK(per_method["fp"] == 7 * 9);
+  CHECK(per_method["rtn"] == 7 * 8 * 9);
+  CHECK(per_method["smoothquant"] == 7 * 4 * 9);
+  CHECK(per_method["billm"] == 7 * 9);
+  CHECK(artifacts.size() == 7 * 28);  // one quantized model serves all nine tasks
+
+  const JobSpec& first = e->jobs.front();
+  CHECK(first.model == "/models/Qwen3-0.6B");
+  CHECK(first.quant.method == "fp");
+  CHECK(first.resources.memory_gb == 24);
+  for (const JobSpec& j : e->jobs) {
+    if (j.model == "/models/Qwen3-32B") {
+      CHECK(j.resources.tp == 2);
+      CHECK(j.resources.devices == 2);
+    }
+    if (j.eval.task == "mmlu") CHECK(j.eval.num_fewshot == 5);
+    if (j.quant.method == "awq" && j.calibration) CHECK(j.calibration->seqlen == 512);
+  }
+}
+
+TEST_CASE("The demo sweep expands to 12 configs x 2 tasks on the shipped model") {
+  auto spec = ParseSweepFile(testing::SourceDir() + "/examples/sweeps/demo.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  REQUIRE(e.ok());
+  CHECK(e->skipped.empty());
+  CHECK(e->jobs.size() == 24);
+  for (const JobSpec& j : e->jobs) {
+    CHECK(j.model == "models/demo");
+    CHECK(j.eval.limit == 32);
+    CHECK(j.eval.seqlen == 256);
+    if (j.calibration) {
+      CHECK(j.calibration->source == "build/demo/calib.txt");
+      CHECK(j.calibration->nsamples == 32);
+      CHECK(j.calibration->seed ==
+            (j.quant.method == "gptq" || j.quant.method == "billm" ? 0 : 42));
+    }
+  }
+}
+
+TEST_CASE("Nonsense combinations are skipped once each with the reason") {
+  const ExpandedSweep e = Expand(R"(
+name: t
+tasks: [wikitext2]
+models: [/models/a, /models/b]
+methods:
+  - {method: billm, wbits: [1, 4]}
+  - {method: gptq, wbits: 4, abits: [0, 8], group: 128}
+  - {method: smoothquant, wbits: 8, abits: [1, 8], group: [-1, 128]}
+)");
+  std::map<std::string, std::string> skipped;
+  for (const auto& s : e.skipped) skipped[s.description] = s.reason;
+  CHECK(skipped.size() == e.skipped.size());  // listed once, not once per model
+  CHECK(skipped.at("billm w4") == "billm binarizes weights: it takes 1 weight bit, not 4");
+  CHECK(skipped.at("gptq w4a8 g128") == "gptq is weight-only: activation bits (8) do not apply");
+  CHECK(skipped.at("smoothquant w8a1") == "smoothquant takes 2..8 activation bits, not 1");
+  CHECK(skipped.at("smoothquant w8a8 g128") ==
+        "smoothquant quantizes weights per channel: group 128 does not apply");
+  CHECK(e.skipped.size() == 5);  // + smoothquant w8a1 g128
+  // Per model: fp, billm w1, gptq w4 g128, smoothquant w8a8; one task.
+  CHECK(e.jobs.size() == 2 * 4);
+}
+
+TEST_CASE("Groups that do not divide the model's in_features are skipped naming config.json") {
+  const ExpandedSweep e = Expand(R"(
+name: t
+models: [models/demo, /models/absent]
+methods: [{method: rtn, wbits: 4, group: [64, 96, 512]}]
+tasks: [wikitext2]
+baseline: false
+)");
+  // models/demo: hidden 256, intermediate 512, 4 heads x 64: 64 divides, 96 and 512 do not.
+  REQUIRE(e.skipped.size() == 2);
+  CHECK(e.skipped[0].description == "models/demo: rtn w4 g96");
+  CHECK(e.skipped[0].reason == "group 96 does not divide hidden_size = 256 (config.json)");
+  CHECK(e.skipped[1].description == "models/demo: rtn w4 g512");
+  // The absent model keeps all three: its shapes are unknown here.
+  CHECK(e.jobs.size() == 1 + 3);
+}
+
+TEST_CASE("Calibration comes from the method entry, then the sweep, then the method's defaults") {
+  const ExpandedSweep e = Expand(std::string(kHeader) + R"(
+baseline: false
+calibration: {source: wikitext2, seed: 7}
+methods:
+  - {method: gptq, wbits: 4, calibration: {nsamples: 16}}
+  - {method: awq, wbits: 4}
+  - {method: rtn, wbits: 4}
+)");
+  REQUIRE(e.jobs.size() == 3);
+  const CalibrationConfig& gptq = *e.jobs[0].calibration;
+  CHECK(gptq.source == "wikitext2");
+  CHECK(gptq.seed == 7);
+  CHECK(gptq.nsamples == 16);
+  CHECK(gptq.seqlen == 2048);
+  const CalibrationConfig& awq = *e.jobs[1].calibration;
+  CHECK(awq.nsamples == 128);
+  CHECK(awq.seqlen == 512);
+  CHECK(awq.seed == 7);
+  CHECK_FALSE(e.jobs[2].calibration.has_value());
+}
+
+TEST_CASE("Combinations that mean the same job are expanded once") {
+  const ExpandedSweep e = Expand(std::string(kHeader) + R"(
+methods:
+  - {method: rtn, wbits: [4, 4], group: 128}
+  - {method: rtn, wbits: 4, options: {released_code: false}}
+  - {method: rtn, wbits: 4, group: [64, 128], options: {released_code: true}}
+  - {method: gptq, wbits: 4, options: {act_order: false, percdamp: 0.010}}
+  - {method: gptq, wbits: 4}
+)");
+  // fp, rtn w4 g128, rtn released (per channel, whatever the group), gptq w4 g128.
+  CHECK(e.jobs.size() == 4);
+}
+
+TEST_CASE("The FP baseline job is the same in two different sweeps") {
+  const ExpandedSweep a = Expand(std::string(kHeader) + "methods: [{method: rtn, wbits: 4}]\n");
+  const ExpandedSweep b = Expand(std::string(kHeader) +
+                                 "priority: 5\ncalibration: {nsamples: 8}\n"
+                                 "methods: [{method: gptq, wbits: 3}]\n");
+  REQUIRE(a.jobs.front().quant.method == "fp");
+  REQUIRE(b.jobs.front().quant.method == "fp");
+  CHECK(a.jobs.front().JobKey() == b.jobs.front().JobKey());
+}
+
+TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
+  CHECK(ParseError(std::string(kHeader) + "method: [{method: rtn, wbits: 4}]\n") ==
+        "t.yaml:4:1: method: unknown key (allowed: name, priority, max_attempts, baseline, "
+        "resources, models, methods, tasks, calibration, eval)");
+  CHECK(ParseError(std::string(kHeader) + "methods:\n  - method: rtn\n    wbits: four\n") ==
+        "t.yaml:6:12: methods[0].wbits: expected an integer, got \"four\"");
+  CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: gtpq, wbits: 4}\n") ==
+        "t.yaml:5:14: methods[0].method: unknown method \"gtpq\" (known: fp, rtn, gptq, awq, "
+        "smoothquant, billm)");
+  CHECK_THAT(ParseError(std::string(kHeader) +
+                        "methods:\n  - {method: gptq, wbits: 4, options: {act_ordr: true}}\n"),
+             Catch::StartsWith("t.yaml:5:40: methods[0].options.act_ordr: unknown option "
+                               "\"act_ordr\" for gptq"));
+  CHECK_THAT(ParseError(std::string(kHeader) +
+                        "methods:\n  - {method: gptq, wbits: 4, options: {alpha: 0.5}}\n"),
+             Catch::Contains("option \"alpha\" applies to smoothquant, not gptq"));
+  CHECK_THAT(ParseError(std::string(kHeader) +
+                        "methods:\n  - {method: awq, wbits: 4, options: {awq_n_grid: 0}}\n"),
+             Catch::StartsWith("t.yaml:5:51: methods[0].options.awq_n_grid: option awq_n_grid: "
+                               "expected an integer in 1..1000"));
+  CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: gptq}\n") ==
+        "t.yaml:5:5: methods[0].wbits: missing (gptq takes 2..8)");
+  CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: rtn, wbits: 4, group: 0}\n") ==
+        "t.yaml:5:36: methods[0].group: must be -1 (per channel) or positive");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [wikitext2, hellaswagg]\n") ==
+        "t.yaml:3:20: tasks[1]: unknown task \"hellaswagg\" (known: wikitext2, c4, piqa, "
+        "arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu, or a path to a .jsonl/.txt "
+        "file for perplexity)");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [{task: c4, num_fewshot: 5}]\n") ==
+        "t.yaml:3:9: tasks[0].num_fewshot: perplexity tasks take no shots");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, tp: 4, devices: 2}\ntasks: [c4]\n") ==
+        "t.yaml:3:5: models[0].tp: tp 4 exceeds devices 2");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\neval: {dtype: fp16}\n") ==
+        "t.yaml:4:15: eval.dtype: expected fp32 or bf16");
+  CHECK(ParseError("name: t\nmodels: [/m]\n") == "t.yaml:1:1: tasks: missing");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\nmodels: [/n]\n") ==
+        "t.yaml:4:1: models: duplicate key");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\nbaseline: maybe\n") ==
+        "t.yaml:4:11: baseline: expected true or false");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\nbaseline: false\n") ==
+        "t.yaml:1:1: methods: no methods and baseline: false: the sweep has no jobs");
+  CHECK_THAT(ParseError("name: t\nmodels: [/m\ntasks: [c4]\n"), Catch::StartsWith("t.yaml:3:"));
+  CHECK_THAT(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\n"
+                        "methods: [{method: fp}]\n"),
+             Catch::Contains("baseline: true"));
+}
+
+TEST_CASE("A missing sweep file is an error naming the file") {
+  auto spec = ParseSweepFile("/nonexistent/sweep.yaml");
+  REQUIRE_FALSE(spec.ok());
+  CHECK_THAT(std::string(spec.status().message()), Catch::StartsWith("/nonexistent/sweep.yaml"));
+}

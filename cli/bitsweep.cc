@@ -16,10 +16,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
-#include "eval/loglikelihood.h"
-#include "eval/mmlu.h"
-#include "eval/perplexity.h"
-#include "eval/tasks.h"
+#include "eval/run_task.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
@@ -86,181 +83,18 @@ struct EvalFlags {
   bool json = false;
 };
 
-enum class TaskKind { kPerplexity, kChoice, kMmlu };
-
-StatusOr<TaskKind> ClassifyTask(const std::string& t) {
-  if (t == "wikitext2" || t == "c4") return TaskKind::kPerplexity;
-  if (t == "mmlu") return TaskKind::kMmlu;
-  const auto& names = bitsweep::eval::ChoiceTaskNames();
-  if (std::find(names.begin(), names.end(), t) != names.end()) return TaskKind::kChoice;
-  if (t.size() > 6 && t.compare(t.size() - 6, 6, ".jsonl") == 0) return TaskKind::kChoice;
-  return absl::InvalidArgumentError(
-      "unknown task \"" + t +
-      "\" (tasks: wikitext2, c4, piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq, "
-      "mmlu, or a path to a .jsonl file of {context, choices, gold} lines)");
-}
-
-json GroupJson(const bitsweep::eval::MmluGroup& g) {
-  return {{"acc", g.acc.value}, {"stderr", g.acc.stderr_}, {"n", g.n}};
-}
-
-StatusOr<json> RunPerplexityTask(const EvalFlags& f, const std::string& task,
-                                 const bitsweep::model::Qwen3Model& model,
-                                 const bitsweep::model::Tokenizer& tokenizer,
-                                 const std::string& data_dir) {
-  json extra = json::object();
-  StatusOr<std::vector<int32_t>> stream = absl::UnknownError("unset");
-  if (task == "wikitext2") {
-    stream = bitsweep::eval::WikiText2TestStream(tokenizer, data_dir);
-  } else {
-    auto c4 = bitsweep::eval::C4ValidationStream(tokenizer, data_dir, f.seqlen);
-    if (c4.ok()) {
-      extra["protocol"] = c4->protocol;
-      extra["file"] = c4->file;
-      stream = std::move(c4->tokens);
-    } else {
-      stream = c4.status();
-    }
-  }
-  if (!stream.ok()) return stream.status();
-  Progress progress(task, "windows");
-  bitsweep::eval::PerplexityOptions po;
-  po.seqlen = f.seqlen;
-  po.max_windows = f.max_windows;
-  po.batch_size = f.batch_size;
-  po.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
-  ASSIGN_OR_RETURN(auto r, bitsweep::eval::EvaluatePerplexity(model, *stream, po));
-  json j = {{"task", task},
-            {"ppl", r.ppl},
-            {"nll", r.nll},
-            {"windows", r.windows},
-            {"tokens", r.tokens},
-            {"predictions", r.predictions},
-            {"stream_tokens", r.stream_tokens},
-            {"seqlen", f.seqlen},
-            {"seconds", r.seconds},
-            {"tokens_per_second", r.tokens / std::max(r.seconds, 1e-9)}};
-  j.update(extra);
-  if (!f.json) {
-    std::printf("%-13s ppl %10.4f  nll %.6f  windows %lld  tokens %lld  (%.1fs, %.0f tok/s)\n",
-                task.c_str(), r.ppl, r.nll, static_cast<long long>(r.windows),
-                static_cast<long long>(r.tokens), r.seconds, r.tokens / std::max(r.seconds, 1e-9));
-  }
-  return j;
-}
-
-bitsweep::eval::LoglikelihoodOptions EngineOptions(const EvalFlags& f) {
-  bitsweep::eval::LoglikelihoodOptions o;
-  o.batch_size = f.batch_size_given ? f.batch_size : 16;
-  o.prefix_reuse = !f.no_prefix_reuse;
-  return o;
-}
-
-json EngineJson(const bitsweep::eval::LoglikelihoodRun& e) {
-  return {{"forwards", e.forwards}, {"tokens", e.tokens}, {"padded_tokens", e.padded_tokens}};
-}
-
-StatusOr<json> RunChoiceTask(const EvalFlags& f, const std::string& task,
-                             const bitsweep::model::Qwen3Model& model,
-                             const bitsweep::model::Tokenizer& tokenizer,
-                             const std::string& data_dir) {
-  ASSIGN_OR_RETURN(auto data, bitsweep::eval::LoadChoiceTask(task, data_dir));
-  Progress progress(data.name, "requests");
-  bitsweep::eval::ChoiceTaskOptions o;
-  o.limit = f.limit;
-  o.engine = EngineOptions(f);
-  o.engine.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
-  ASSIGN_OR_RETURN(auto r, bitsweep::eval::EvaluateChoiceTask(model, tokenizer, data, o));
-  json stderr_j = {{"acc", r.acc.stderr_}};
-  json j = {{"task", data.name}, {"acc", r.acc.value}};
-  if (r.has_acc_norm) {
-    j["acc_norm"] = r.acc_norm.value;
-    stderr_j["acc_norm"] = r.acc_norm.stderr_;
-  }
-  j["stderr"] = stderr_j;
-  j["n"] = r.n;
-  j["available"] = r.available;
-  j["limited"] = r.limited;
-  if (r.limited) j["limit"] = f.limit;
-  j["num_fewshot"] = 0;
-  j["source"] = data.source;
-  if (!data.note.empty()) j["note"] = data.note;
-  j["seconds"] = r.engine.seconds;
-  j["engine"] = EngineJson(r.engine);
-  if (!f.json) {
-    std::printf("%-13s acc %.4f ± %.4f", data.name.c_str(), r.acc.value, r.acc.stderr_);
-    if (r.has_acc_norm) std::printf("  acc_norm %.4f ± %.4f", r.acc_norm.value, r.acc_norm.stderr_);
-    std::printf("  n %lld", static_cast<long long>(r.n));
-    if (r.limited)
-      std::printf(" (--limit: first %lld of %lld)", static_cast<long long>(r.n),
-                  static_cast<long long>(r.available));
-    std::printf("  (%.1fs)\n", r.engine.seconds);
-    if (!data.note.empty()) std::printf("%-13s note: %s\n", "", data.note.c_str());
-  }
-  return j;
-}
-
-StatusOr<json> RunMmluTask(const EvalFlags& f, const bitsweep::model::Qwen3Model& model,
-                           const bitsweep::model::Tokenizer& tokenizer,
-                           const std::string& data_dir) {
-  Progress progress("mmlu", "requests");
-  bitsweep::eval::MmluOptions o;
-  o.ntrain = f.num_fewshot;
-  o.limit = f.limit;
-  o.engine = EngineOptions(f);
-  o.engine.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
-  ASSIGN_OR_RETURN(auto r, bitsweep::eval::EvaluateMmlu(model, tokenizer, data_dir, o));
-  json j = {{"task", "mmlu"},
-            {"acc", r.overall.acc.value},
-            {"stderr", {{"acc", r.overall.acc.stderr_}}},
-            {"n", r.n},
-            {"available", r.available},
-            {"limited", r.limited},
-            {"num_fewshot", f.num_fewshot},
-            {"shots_reduced", r.shots_reduced}};
-  if (r.limited) j["limit"] = f.limit;
-  json cats = json::object(), subcats = json::object(), subjects = json::object();
-  for (const auto& [k, v] : r.categories) cats[k] = GroupJson(v);
-  for (const auto& [k, v] : r.subcategories) subcats[k] = GroupJson(v);
-  for (const auto& [k, v] : r.subjects) subjects[k] = GroupJson(v);
-  j["categories"] = cats;
-  j["subcategories"] = subcats;
-  j["subjects"] = subjects;
-  j["seconds"] = r.engine.seconds;
-  j["engine"] = EngineJson(r.engine);
-  if (!f.json) {
-    std::printf("%-13s acc %.4f ± %.4f  n %lld", "mmlu", r.overall.acc.value, r.overall.acc.stderr_,
-                static_cast<long long>(r.n));
-    if (r.limited)
-      std::printf(" (--limit: first %lld questions of each subject)",
-                  static_cast<long long>(f.limit));
-    std::printf("  (%.1fs)\n", r.engine.seconds);
-    for (const auto& [k, v] : r.categories) {
-      std::printf("  %-32s acc %.4f ± %.4f  n %lld\n", k.c_str(), v.acc.value, v.acc.stderr_,
-                  static_cast<long long>(v.n));
-    }
-  }
-  return j;
-}
-
 int RunEval(const EvalFlags& f) {
   auto dtype = bitsweep::model::ParseComputeDType(f.dtype);
   if (!dtype.ok()) return Fail(dtype.status());
   std::vector<std::string> tasks = absl::StrSplit(f.tasks, ',', absl::SkipEmpty());
   if (tasks.empty()) return Fail(absl::InvalidArgumentError("--tasks names no task"));
-  std::vector<TaskKind> kinds;
-  bool needs_data = false;
+  std::vector<bitsweep::eval::EvalTaskKind> kinds;
   for (const auto& t : tasks) {
-    auto k = ClassifyTask(t);
+    auto k = bitsweep::eval::ClassifyEvalTask(t);
     if (!k.ok()) return Fail(k.status());
     kinds.push_back(*k);
-    needs_data = needs_data || t.find(".jsonl") == std::string::npos;
   }
   const std::string data_dir = ResolveDataDir(f.data_dir);
-  if (needs_data && data_dir.empty()) {
-    return Fail(
-        absl::InvalidArgumentError("no evaluation data: pass --data-dir or set BITSWEEP_DATA_DIR"));
-  }
   auto tokenizer = bitsweep::model::Tokenizer::Load(f.model);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   bitsweep::model::LoadOptions lo;
@@ -273,23 +107,34 @@ int RunEval(const EvalFlags& f) {
   }
 
   for (size_t i = 0; i < tasks.size(); ++i) {
-    StatusOr<json> j = absl::UnknownError("unset");
-    switch (kinds[i]) {
-      case TaskKind::kPerplexity:
-        j = RunPerplexityTask(f, tasks[i], *model, **tokenizer, data_dir);
-        break;
-      case TaskKind::kChoice:
-        j = RunChoiceTask(f, tasks[i], *model, **tokenizer, data_dir);
-        break;
-      case TaskKind::kMmlu:
-        j = RunMmluTask(f, *model, **tokenizer, data_dir);
-        break;
+    const bool ppl = kinds[i] == bitsweep::eval::EvalTaskKind::kPerplexity;
+    std::string label = tasks[i];
+    if (label.size() > 6 && label.compare(label.size() - 6, 6, ".jsonl") == 0) {
+      label = fs::path(label).stem().string();
     }
-    if (!j.ok()) return Fail(j.status());
-    (*j)["dtype"] = f.dtype;
-    (*j)["model"] = f.model;
-    (*j)["quantization"] = loaded->description;
-    if (f.json) std::cout << j->dump() << std::endl;
+    Progress progress(label, ppl ? "windows" : "requests");
+    bitsweep::eval::TaskSettings s;
+    s.task = tasks[i];
+    s.data_dir = data_dir;
+    s.seqlen = f.seqlen;
+    s.max_windows = f.max_windows;
+    s.ppl_batch_size = f.batch_size;
+    s.limit = f.limit;
+    s.num_fewshot = f.num_fewshot;
+    s.batch_size = f.batch_size_given ? f.batch_size : 16;
+    s.prefix_reuse = !f.no_prefix_reuse;
+    s.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
+    auto out = bitsweep::eval::RunEvalTask(*model, **tokenizer, s);
+    if (!out.ok()) return Fail(out.status());
+    if (f.json) {
+      json j = json::parse(out->json);
+      j["dtype"] = f.dtype;
+      j["model"] = f.model;
+      j["quantization"] = loaded->description;
+      std::cout << j.dump() << std::endl;
+    } else {
+      std::fputs(out->summary.c_str(), stdout);
+    }
   }
   return 0;
 }

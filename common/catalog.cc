@@ -187,10 +187,11 @@ const std::vector<TaskInfo>& TaskTable() {
 
 const TaskInfo& FileTask() {
   static const TaskInfo row{"file",
-                            TaskKind::kPerplexity,
-                            {"ppl"},
+                            TaskKind::kMultipleChoice,
+                            {"acc", "acc_norm"},
                             0,
-                            "perplexity over a local .jsonl ({\"text\"} per line) or text file"};
+                            "a custom multiple-choice task: a .jsonl file of {\"context\", "
+                            "\"choices\", \"gold\"} lines, scored as lm-eval scores them"};
   return row;
 }
 
@@ -227,8 +228,7 @@ const MethodInfo& MethodRow(QuantMethod method) {
 
 bool IsTaskPath(std::string_view name) {
   const absl::string_view n = AV(name);
-  return absl::StrContains(n, '/') || absl::EndsWith(n, ".jsonl") || absl::EndsWith(n, ".json") ||
-         absl::EndsWith(n, ".txt") || absl::EndsWith(n, ".raw");
+  return absl::EndsWith(n, ".jsonl");
 }
 
 StatusOr<const TaskInfo*> LookupTask(std::string_view name) {
@@ -240,7 +240,7 @@ StatusOr<const TaskInfo*> LookupTask(std::string_view name) {
   if (IsTaskPath(name)) return &FileTask();
   return absl::InvalidArgumentError(
       absl::StrCat("unknown task \"", AV(name), "\" (known: ", absl::StrJoin(names, ", "),
-                   ", or a path to a .jsonl/.txt file for perplexity)"));
+                   ", or a path to a .jsonl file of {context, choices, gold} lines)"));
 }
 
 const char* TaskKindName(TaskKind kind) {

@@ -53,7 +53,7 @@ struct MethodInfo {
 enum class TaskKind { kPerplexity, kMultipleChoice, kKShot };
 
 struct TaskInfo {
-  const char* name;  // "wikitext2", ...; "file" for a perplexity task over a .jsonl/.txt path
+  const char* name;  // "wikitext2", ...; "file" for a custom multiple-choice .jsonl task
   TaskKind kind;
   std::vector<const char*> metrics;  // as lm-eval / the perplexity protocol reports them
   int default_num_fewshot;           // 0 except mmlu (5)
@@ -68,8 +68,8 @@ const std::vector<TaskInfo>& Tasks();
 // INVALID_ARGUMENT naming the known names when `name` is not a row.
 StatusOr<const MethodInfo*> LookupMethod(std::string_view name);
 const MethodInfo& MethodRow(QuantMethod method);
-// A catalog task name, or a path to a local text file (contains '/' or ends in .jsonl, .json,
-// .txt, .raw), which is evaluated as perplexity and returns the "file" row.
+// A catalog task name, or a path to a .jsonl file of {"context", "choices", "gold"} lines (a
+// custom multiple-choice task, as `bitsweep eval` takes it), which returns the "file" row.
 StatusOr<const TaskInfo*> LookupTask(std::string_view name);
 bool IsTaskPath(std::string_view name);
 const char* TaskKindName(TaskKind kind);

@@ -79,11 +79,12 @@ TEST_CASE("The task catalog gives each task its kind and lm-eval's metrics") {
   CHECK(std::string(TaskKindName(mmlu.kind)) == "k_shot");
 }
 
-TEST_CASE("A task given as a file path is perplexity over that file; other unknown names fail") {
-  auto t = LookupTask("data/heldout.jsonl");
+TEST_CASE("A task given as a .jsonl path is a custom multiple-choice task; other unknown names fail") {
+  auto t = LookupTask("data/facts.jsonl");
   REQUIRE(t.ok());
   CHECK(std::string((*t)->name) == "file");
-  CHECK((*t)->kind == TaskKind::kPerplexity);
+  CHECK((*t)->kind == TaskKind::kMultipleChoice);
+  CHECK_FALSE(LookupTask("data/heldout.txt").ok());
   auto bad = LookupTask("wikitext");
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(std::string(bad.status().message()), Catch::Contains("wikitext2"));

@@ -78,7 +78,7 @@ TEST_CASE("The study sweep expands to 7 models x 28 configs x 9 tasks, skipping 
   }
 }
 
-TEST_CASE("The demo sweep expands to 12 configs x 2 tasks on the shipped model") {
+TEST_CASE("The demo sweep expands to 12 configs x 3 tasks on the shipped model") {
   auto spec = ParseSweepFile(testing::SourceDir() + "/examples/sweeps/demo.yaml");
   INFO(spec.status().ToString());
   REQUIRE(spec.ok());
@@ -87,11 +87,12 @@ TEST_CASE("The demo sweep expands to 12 configs x 2 tasks on the shipped model")
   auto e = ExpandSweep(*spec, o);
   REQUIRE(e.ok());
   CHECK(e->skipped.empty());
-  CHECK(e->jobs.size() == 24);
+  CHECK(e->jobs.size() == 36);
   for (const JobSpec& j : e->jobs) {
     CHECK(j.model == "models/demo");
-    CHECK(j.eval.limit == 32);
-    CHECK(j.eval.seqlen == 256);
+    const bool ppl = j.eval.task == "wikitext2" || j.eval.task == "c4";
+    CHECK(j.eval.limit == (ppl ? 32 : 0));
+    CHECK(j.eval.seqlen == (ppl ? 256 : 0));
     if (j.calibration) {
       CHECK(j.calibration->source == "build/demo/calib.txt");
       CHECK(j.calibration->nsamples == 32);
@@ -212,8 +213,8 @@ TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
         "t.yaml:5:36: methods[0].group: must be -1 (per channel) or positive");
   CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [wikitext2, hellaswagg]\n") ==
         "t.yaml:3:20: tasks[1]: unknown task \"hellaswagg\" (known: wikitext2, c4, piqa, "
-        "arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu, or a path to a .jsonl/.txt "
-        "file for perplexity)");
+        "arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu, or a path to a .jsonl file of "
+        "{context, choices, gold} lines)");
   CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [{task: c4, num_fewshot: 5}]\n") ==
         "t.yaml:3:9: tasks[0].num_fewshot: perplexity tasks take no shots");
   CHECK(ParseError("name: t\nmodels:\n  - {path: /m, tp: 4, devices: 2}\ntasks: [c4]\n") ==

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <pqxx/pqxx>
@@ -56,6 +57,25 @@ std::string NumberArray(const std::vector<T>& values) {
   return out + "}";
 }
 
+// Runs `sql` as a prepared statement named after its hash: PostgreSQL plans each distinct
+// statement once per connection instead of on every call (planning the lease query costs more
+// than running it). pqxx registers an identical definition once and prepares it lazily.
+template <typename... Args>
+pqxx::result Exec(pqxx::work& tx, const std::string& sql, Args&&... args) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "bitsweep_%016zx", std::hash<std::string>{}(sql));
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+template <typename... Args>
+pqxx::row Exec1(pqxx::work& tx, const std::string& sql, Args&&... args) {
+  pqxx::result r = Exec(tx, sql, std::forward<Args>(args)...);
+  if (r.size() != 1) {
+    throw pqxx::unexpected_rows("expected one row, got " + std::to_string(r.size()));
+  }
+  return r[0];
+}
+
 std::string StateName(JobState s) { return std::string(JobStateName(s)); }
 std::string EventName(JobEvent e) { return std::string(JobEventName(e)); }
 
@@ -90,7 +110,71 @@ StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   return j;
 }
 
-// A bounded pool: connections that broke are dropped, so the next caller reconnects.
+// `('PENDING')`: an event's source states as an SQL list literal. Only for the lease query,
+// whose partial indexes PostgreSQL matches against literal states, never against parameters;
+// the text comes from the transition table, never from a caller.
+std::string StateList(JobEvent event) {
+  std::string out = "(";
+  for (JobState st : SourceStates(event)) {
+    if (out.size() > 1) out += ", ";
+    out += "'" + std::string(JobStateName(st)) + "'";
+  }
+  return out + ")";
+}
+
+// Candidates: the first kLeaseWindow due, fitting jobs of every sweep (by priority, then age)
+// plus the first kAffinityWindow on each artifact the worker holds, each an index range scan
+// instead of a sort of every pending job. The window exceeds the number of concurrent leasers, so
+// rows they hold locked never hide a free job. The outer query ranks (priority, held artifact,
+// sweep with the fewest held jobs, age) and locks the first row nobody holds: SKIP LOCKED lets
+// concurrent leasers take different rows instead of queueing. $1 now (us), $2 devices, $3
+// memory_gb, $4 tp, $5 worker id.
+constexpr int kLeaseWindow = 128;
+// Affinity only reorders; it need not see past the first few jobs of each held artifact.
+constexpr int kAffinityWindow = 16;
+constexpr std::size_t kAnalyzeAfterJobs = 1000;
+const std::string& LeaseQuery() {
+  static const std::string* query = [] {
+    const std::string pending = StateList(JobEvent::kLease);
+    const std::string held = StateList(JobEvent::kHeartbeat);
+    const std::string fits = " AND c.not_before <= " + Ts(1) +
+                             " AND c.devices <= $2 AND c.memory_gb <= $3 AND c.tp <= $4";
+    const std::string window = std::to_string(kLeaseWindow);
+    return new std::string(
+        "WITH w AS (SELECT artifacts FROM workers WHERE id = $5), "
+        "held AS (SELECT sweep_id, count(*) AS n FROM jobs WHERE state IN " +
+        held +
+        " GROUP BY sweep_id), "
+        "cand AS ("
+        "  (SELECT x.id FROM sweeps s CROSS JOIN LATERAL ("
+        "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
+        pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
+        ") x) "
+        "  UNION "
+        "  (SELECT y.id FROM w CROSS JOIN LATERAL unnest(w.artifacts) AS a(key) "
+        "   CROSS JOIN LATERAL ("
+        "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.key AND c.state IN " +
+        pending + fits + " ORDER BY c.priority DESC, c.id LIMIT " +
+        std::to_string(kAffinityWindow) +
+        ") y)) "
+        // = ANY(ARRAY(...)) keeps this a primary-key lookup even when the statistics of a
+        // freshly loaded jobs table would make the planner scan every pending job.
+        "SELECT j.id, j.state FROM jobs j LEFT JOIN held h ON h.sweep_id = j.sweep_id "
+        "WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
+        pending +
+        " "
+        "ORDER BY j.priority DESC, "
+        "  (j.artifact_key <> '' AND j.artifact_key = ANY(coalesce((SELECT artifacts FROM w), "
+        "'{}'::text[]))) DESC, "
+        "  coalesce(h.n, 0), j.id "
+        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+  }();
+  return *query;
+}
+
+// A bounded, first-come-first-served pool: callers beyond max_connections queue in arrival
+// order (a plain condition variable lets some waiters starve, which shows as a lease p99 far
+// above the p50). Connections that broke are dropped, so the next caller reconnects.
 class ConnectionPool {
  public:
   ConnectionPool(std::string conninfo, int max) : conninfo_(std::move(conninfo)), max_(max) {}
@@ -99,13 +183,20 @@ class ConnectionPool {
   std::unique_ptr<pqxx::connection> Acquire() {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
-      if (!idle_.empty()) {
+      if (waiters_.empty() && !idle_.empty()) {
         auto c = std::move(idle_.back());
         idle_.pop_back();
         return c;
       }
-      ++open_;
+      if (waiters_.empty() && open_ < max_) {
+        ++open_;
+      } else {
+        Waiter me;
+        waiters_.push_back(&me);
+        me.cv.wait(lock, [&] { return me.ready; });
+        if (me.conn != nullptr) return std::move(me.conn);
+        // Handed an empty slot (its connection broke): open a new one in it.
+      }
     }
     try {
       return std::make_unique<pqxx::connection>(conninfo_);
@@ -118,21 +209,32 @@ class ConnectionPool {
   // nullptr (or a closed connection) gives the slot back without keeping the connection.
   void Release(std::unique_ptr<pqxx::connection> c) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (c != nullptr && c->is_open()) {
+    if (c != nullptr && !c->is_open()) c.reset();
+    if (!waiters_.empty()) {
+      Waiter* next = waiters_.front();
+      waiters_.pop_front();
+      next->conn = std::move(c);
+      next->ready = true;
+      next->cv.notify_one();
+    } else if (c != nullptr) {
       idle_.push_back(std::move(c));
     } else {
       --open_;
     }
-    cv_.notify_one();
   }
 
  private:
+  struct Waiter {
+    std::condition_variable cv;
+    bool ready = false;
+    std::unique_ptr<pqxx::connection> conn;
+  };
   const std::string conninfo_;
   const int max_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::deque<Waiter*> waiters_;                          // guarded by mu_
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
-  int open_ = 0;                                         // guarded by mu_
+  int open_ = 0;                                         // guarded by mu_, idle or lent
 };
 
 class PgJobStore final : public JobStore {
@@ -242,10 +344,11 @@ absl::Duration PgJobStore::Backoff(int32_t attempt) const {
 }
 
 StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::work& tx, int64_t job_id) {
-  pqxx::result r = tx.exec_params(
-      "SELECT state, lease_epoch, attempt, max_attempts, coalesce(worker_id, 0), artifact_key "
-      "FROM jobs WHERE id = $1 FOR UPDATE",
-      job_id);
+  pqxx::result r =
+      Exec(tx,
+           "SELECT state, lease_epoch, attempt, max_attempts, coalesce(worker_id, 0), artifact_key "
+           "FROM jobs WHERE id = $1 FOR UPDATE",
+           job_id);
   if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
   Locked l;
   ASSIGN_OR_RETURN(l.state, StateOf(r[0][0]));
@@ -260,12 +363,12 @@ StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::work& tx, int64_t job_id)
 Status PgJobStore::AppendEvent(pqxx::work& tx, int64_t job_id, absl::Time now, JobState from,
                                JobState to, JobEvent event, int64_t epoch, int64_t worker_id,
                                const std::string& reason) {
-  tx.exec_params(
-      "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
-      "worker_id, reason) VALUES ($1, " +
-          Ts(2) + ", $3, $4, $5, $6, NULLIF($7, 0::bigint), $8)",
-      job_id, Micros(now), StateName(from), StateName(to), EventName(event), epoch, worker_id,
-      reason);
+  Exec(tx,
+       "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
+       "worker_id, reason) VALUES ($1, " +
+           Ts(2) + ", $3, $4, $5, $6, NULLIF($7, 0::bigint), $8)",
+       job_id, Micros(now), StateName(from), StateName(to), EventName(event), epoch, worker_id,
+       reason);
   return absl::OkStatus();
 }
 
@@ -274,13 +377,13 @@ StatusOr<JobState> PgJobStore::Transition(pqxx::work& tx, int64_t job_id, const 
                                           const std::string& set_sql, absl::Time not_before,
                                           const std::string& reason) {
   ASSIGN_OR_RETURN(JobState to, Apply(job.state, event));
-  pqxx::result r =
-      tx.exec_params("UPDATE jobs SET state = $4, updated_at = " + Ts(1) + set_sql +
-                         " WHERE id = $5 AND lease_epoch = $6 AND state = ANY($7::text[])"
-                         // Types $2 and $3 when set_sql does not use them.
-                         " AND $2::bigint IS NOT NULL AND $3::text IS NOT NULL",
-                     Micros(now), Micros(not_before), reason, StateName(to), job_id, job.epoch,
-                     SourceStatesArray(event));
+  pqxx::result r = Exec(tx,
+                        "UPDATE jobs SET state = $4, updated_at = " + Ts(1) + set_sql +
+                            " WHERE id = $5 AND lease_epoch = $6 AND state = ANY($7::text[])"
+                            // Types $2 and $3 when set_sql does not use them.
+                            " AND $2::bigint IS NOT NULL AND $3::text IS NOT NULL",
+                        Micros(now), Micros(not_before), reason, StateName(to), job_id, job.epoch,
+                        SourceStatesArray(event));
   if (r.affected_rows() != 1) {
     return absl::InternalError("job " + std::to_string(job_id) + ": " + EventName(event) +
                                " guard matched no row although the row was locked");
@@ -302,10 +405,10 @@ bool PgJobStore::AlreadyApplied(pqxx::work& tx, int64_t job_id, int64_t epoch,
                                 const std::vector<JobEvent>& kinds) {
   std::vector<std::string> names;
   for (JobEvent e : kinds) names.push_back(EventName(e));
-  return !tx.exec_params(
-                "SELECT 1 FROM job_events WHERE job_id = $1 AND epoch = $2 AND "
-                "event = ANY($3::text[]) LIMIT 1",
-                job_id, epoch, TextArray(names))
+  return !Exec(tx,
+               "SELECT 1 FROM job_events WHERE job_id = $1 AND epoch = $2 AND "
+               "event = ANY($3::text[]) LIMIT 1",
+               job_id, epoch, TextArray(names))
               .empty();
 }
 
@@ -340,49 +443,55 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
   const std::string keys_array = TextArray(keys), specs_array = TextArray(specs);
   int64_t sweep_id = 0;
   RETURN_IF_ERROR(Transact("SubmitSweep " + request_id, [&](pqxx::work& tx) -> Status {
-    pqxx::result r = tx.exec_params(
-        "INSERT INTO sweeps (request_id, name, spec, priority, created_at) "
-        "VALUES ($1, $2, $3::json, $4, " +
-            Ts(5) + ") ON CONFLICT (request_id) DO NOTHING RETURNING id",
-        request_id, name, spec_json, priority, Micros(now));
+    pqxx::result r = Exec(tx,
+                          "INSERT INTO sweeps (request_id, name, spec, priority, created_at) "
+                          "VALUES ($1, $2, $3::json, $4, " +
+                              Ts(5) + ") ON CONFLICT (request_id) DO NOTHING RETURNING id",
+                          request_id, name, spec_json, priority, Micros(now));
     if (r.empty()) {  // a replay: answer with the original sweep
-      sweep_id = tx.exec_params1("SELECT id FROM sweeps WHERE request_id = $1", request_id)[0]
-                     .as<int64_t>();
+      sweep_id =
+          Exec1(tx, "SELECT id FROM sweeps WHERE request_id = $1", request_id)[0].as<int64_t>();
       return absl::OkStatus();
     }
     sweep_id = r[0][0].as<int64_t>();
     if (jobs.empty()) return absl::OkStatus();
     // One statement per batch (10,000 jobs in one round trip); SUBMIT events for new rows only.
-    tx.exec_params(
-        "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
-        "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
-        "priority, max_attempts, devices, memory_gb, tp)), "
-        "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
-        "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
-        "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
-        "memory_gb, tp, " +
-            Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
-            " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
-            "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
-            "SELECT id, " +
-            Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins",
-        keys_array, TextArray(artifacts), specs_array, NumberArray(priorities),
-        NumberArray(max_attempts), NumberArray(devices), NumberArray(memory), NumberArray(tps),
-        sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
-        "sweep " + std::to_string(sweep_id));
-    pqxx::result conflict = tx.exec_params(
-        "SELECT j.job_key FROM jobs j JOIN unnest($1::text[], $2::text[]) AS t(job_key, spec) "
-        "ON j.job_key = t.job_key WHERE j.spec::text <> t.spec LIMIT 1",
-        keys_array, specs_array);
+    Exec(tx,
+         "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+         "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
+         "priority, max_attempts, devices, memory_gb, tp)), "
+         "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
+         "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
+         "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
+         "memory_gb, tp, " +
+             Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
+             " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
+             "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
+             "SELECT id, " +
+             Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins",
+         keys_array, TextArray(artifacts), specs_array, NumberArray(priorities),
+         NumberArray(max_attempts), NumberArray(devices), NumberArray(memory), NumberArray(tps),
+         sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
+         "sweep " + std::to_string(sweep_id));
+    if (jobs.size() >= kAnalyzeAfterJobs) {
+      // A large batch changes the table's shape: refresh the planner's statistics now rather
+      // than when autovacuum gets to it, so the lease query keeps its primary-key plan.
+      tx.exec("ANALYZE jobs");
+    }
+    pqxx::result conflict =
+        Exec(tx,
+             "SELECT j.job_key FROM jobs j JOIN unnest($1::text[], $2::text[]) AS t(job_key, spec) "
+             "ON j.job_key = t.job_key WHERE j.spec::text <> t.spec LIMIT 1",
+             keys_array, specs_array);
     if (!conflict.empty()) {
       return absl::AlreadyExistsError("SubmitSweep " + request_id + ": job_key '" +
                                       conflict[0][0].as<std::string>() +
                                       "' already exists with a different spec");
     }
-    tx.exec_params(
-        "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
-        "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
-        sweep_id, keys_array);
+    Exec(tx,
+         "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
+         "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
+         sweep_id, keys_array);
     return absl::OkStatus();
   }));
   return sweep_id;
@@ -392,7 +501,7 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
   if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
   int64_t id = 0;
   RETURN_IF_ERROR(Transact("RegisterWorker " + worker.name, [&](pqxx::work& tx) -> Status {
-    id = tx.exec_params1(
+    id = Exec1(tx,
                "INSERT INTO workers (name, devices, memory_gb, tp, labels, artifacts, "
                "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, $6::text[], " +
                    Ts(7) + ", " + Ts(7) +
@@ -415,43 +524,29 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Ca
   std::optional<LeasedJob> leased;
   RETURN_IF_ERROR(Transact("Lease", [&](pqxx::work& tx) -> Status {
     leased.reset();
-    pqxx::result w = tx.exec_params(
-        "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1 RETURNING id", worker_id,
-        Micros(now));
+    pqxx::result w =
+        Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1 RETURNING id",
+             worker_id, Micros(now));
     if (w.empty()) {
       return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
                                  " is not registered");
     }
-    // SKIP LOCKED: concurrent leasers each take a different row instead of queueing.
-    pqxx::result pick = tx.exec_params(
-        "SELECT j.id, j.state, j.attempt, j.max_attempts, j.lease_epoch "
-        "FROM jobs j "
-        "LEFT JOIN (SELECT sweep_id, count(*) AS held FROM jobs "
-        "           WHERE state = ANY($7::text[]) GROUP BY sweep_id) h "
-        "  ON h.sweep_id = j.sweep_id "
-        "WHERE j.state = ANY($1::text[]) AND j.not_before <= " +
-            Ts(2) +
-            " AND j.devices <= $3 AND j.memory_gb <= $4 AND j.tp <= $5 "
-            "ORDER BY j.priority DESC, "
-            "  (j.artifact_key <> '' AND j.artifact_key = ANY(coalesce("
-            "     (SELECT artifacts FROM workers WHERE id = $6), '{}'::text[]))) DESC, "
-            "  coalesce(h.held, 0), j.id "
-            "LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
-        SourceStatesArray(JobEvent::kLease), Micros(now), offer.devices, offer.memory_gb, offer.tp,
-        worker_id, SourceStatesArray(JobEvent::kHeartbeat));
+    pqxx::result pick =
+        Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp, worker_id);
     if (pick.empty()) return absl::OkStatus();
     const int64_t job_id = pick[0][0].as<int64_t>();
     ASSIGN_OR_RETURN(JobState from, StateOf(pick[0][1]));
     ASSIGN_OR_RETURN(JobState to, Apply(from, JobEvent::kLease));
-    pqxx::result r = tx.exec_params(
-        "UPDATE jobs SET state = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1, "
-        "worker_id = $2, lease_deadline = " +
-            Ts(3) + ", leased_at = " + Ts(4) + ", renewed_at = " + Ts(4) +
-            ", updated_at = " + Ts(4) +
-            " WHERE id = $5 AND state = ANY($6::text[]) "
-            "RETURNING lease_epoch, attempt, job_key, artifact_key, spec::text",
-        StateName(to), worker_id, Micros(now + ttl), Micros(now), job_id,
-        SourceStatesArray(JobEvent::kLease));
+    pqxx::result r =
+        Exec(tx,
+             "UPDATE jobs SET state = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1, "
+             "worker_id = $2, lease_deadline = " +
+                 Ts(3) + ", leased_at = " + Ts(4) + ", renewed_at = " + Ts(4) +
+                 ", updated_at = " + Ts(4) +
+                 " WHERE id = $5 AND state = ANY($6::text[]) "
+                 "RETURNING lease_epoch, attempt, job_key, artifact_key, spec::text",
+             StateName(to), worker_id, Micros(now + ttl), Micros(now), job_id,
+             SourceStatesArray(JobEvent::kLease));
     if (r.empty()) return absl::InternalError("Lease: locked job guard matched no row");
     LeasedJob l;
     l.job_id = job_id;
@@ -475,11 +570,12 @@ StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, ab
   RETURN_IF_ERROR(Transact("Heartbeat", [&](pqxx::work& tx) -> Status {
     // A heartbeat keeps the state (a self-transition), so it renews the lease without a
     // job_events row: the history records changes, not liveness.
-    pqxx::result r = tx.exec_params(
-        "UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
-            " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
-            "RETURNING state, cancel_requested, worker_id",
-        job_id, epoch, Micros(now + ttl), Micros(now), SourceStatesArray(JobEvent::kHeartbeat));
+    pqxx::result r = Exec(tx,
+                          "UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
+                              " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
+                              "RETURNING state, cancel_requested, worker_id",
+                          job_id, epoch, Micros(now + ttl), Micros(now),
+                          SourceStatesArray(JobEvent::kHeartbeat));
     if (r.empty()) {
       ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
       return Fenced("Heartbeat", job_id, epoch, job);
@@ -488,8 +584,8 @@ StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, ab
     RETURN_IF_ERROR(Apply(state, JobEvent::kHeartbeat).status());
     reply.cancel_requested = r[0][1].as<bool>() || state == JobState::kCancelRequested;
     if (!r[0][2].is_null()) {
-      tx.exec_params("UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1",
-                     r[0][2].as<int64_t>(), Micros(now));
+      Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1",
+           r[0][2].as<int64_t>(), Micros(now));
     }
     return absl::OkStatus();
   }));
@@ -528,21 +624,21 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
                                 ", finished_at = " + Ts(1) + ", lease_deadline = NULL", now,
                                 "completed by worker " + std::to_string(job.worker_id)));
     if (to == JobState::kSucceeded && !metrics.empty()) {
-      tx.exec_params(
-          "INSERT INTO results (job_id, metric, value, stderr, n, provenance, created_at) "
-          "SELECT $1, metric, value, stderr, n, provenance::json, " +
-              Ts(7) +
-              " FROM unnest($2::text[], $3::float8[], $4::float8[], $5::bigint[], $6::text[]) "
-              "AS t(metric, value, stderr, n, provenance)",
-          job_id, TextArray(metrics), NumberArray(values), NumberArray(stderrs), NumberArray(ns),
-          TextArray(provenance), Micros(now));
+      Exec(tx,
+           "INSERT INTO results (job_id, metric, value, stderr, n, provenance, created_at) "
+           "SELECT $1, metric, value, stderr, n, provenance::json, " +
+               Ts(7) +
+               " FROM unnest($2::text[], $3::float8[], $4::float8[], $5::bigint[], $6::text[]) "
+               "AS t(metric, value, stderr, n, provenance)",
+           job_id, TextArray(metrics), NumberArray(values), NumberArray(stderrs), NumberArray(ns),
+           TextArray(provenance), Micros(now));
     }
     if (to == JobState::kSucceeded && !job.artifact_key.empty() && job.worker_id != 0) {
       // The worker now holds this job's checkpoint: later leases prefer sending it jobs on it.
-      tx.exec_params(
-          "UPDATE workers SET artifacts = array_append(artifacts, $2) "
-          "WHERE id = $1 AND NOT ($2 = ANY(artifacts))",
-          job.worker_id, job.artifact_key);
+      Exec(tx,
+           "UPDATE workers SET artifacts = array_append(artifacts, $2) "
+           "WHERE id = $1 AND NOT ($2 = ANY(artifacts))",
+           job.worker_id, job.artifact_key);
     }
     return absl::OkStatus();
   });
@@ -577,9 +673,10 @@ StatusOr<int64_t> PgJobStore::ExpireLeases(absl::Time now) {
   RETURN_IF_ERROR(Transact("ExpireLeases", [&](pqxx::work& tx) -> Status {
     expired = 0;
     pqxx::result due =
-        tx.exec_params("SELECT id FROM jobs WHERE state = ANY($1::text[]) AND lease_deadline < " +
-                           Ts(2) + " ORDER BY id FOR UPDATE SKIP LOCKED",
-                       SourceStatesArray(JobEvent::kExpire), Micros(now));
+        Exec(tx,
+             "SELECT id FROM jobs WHERE state = ANY($1::text[]) AND lease_deadline < " + Ts(2) +
+                 " ORDER BY id FOR UPDATE SKIP LOCKED",
+             SourceStatesArray(JobEvent::kExpire), Micros(now));
     for (const pqxx::row& row : due) {
       const int64_t job_id = row[0].as<int64_t>();
       ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
@@ -608,19 +705,20 @@ StatusOr<int64_t> PgJobStore::CancelSweep(int64_t sweep_id, const std::string& r
   int64_t changed = 0;
   RETURN_IF_ERROR(Transact("CancelSweep", [&](pqxx::work& tx) -> Status {
     changed = 0;
-    if (tx.exec_params("UPDATE sweeps SET state = 'CANCELED' WHERE id = $1", sweep_id)
-            .affected_rows() == 0) {
+    if (Exec(tx, "UPDATE sweeps SET state = 'CANCELED' WHERE id = $1", sweep_id).affected_rows() ==
+        0) {
       return absl::NotFoundError("CancelSweep: sweep " + std::to_string(sweep_id) +
                                  " does not exist");
     }
     // Jobs another active sweep still asks for keep running for that sweep.
-    pqxx::result victims = tx.exec_params(
-        "SELECT j.id FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
-        "WHERE sj.sweep_id = $1 AND j.state = ANY($2::text[]) AND NOT EXISTS ("
-        "  SELECT 1 FROM sweep_jobs o JOIN sweeps s ON s.id = o.sweep_id "
-        "  WHERE o.job_id = j.id AND o.sweep_id <> $1 AND s.state = 'ACTIVE') "
-        "ORDER BY j.id",
-        sweep_id, SourceStatesArray(JobEvent::kCancel));
+    pqxx::result victims =
+        Exec(tx,
+             "SELECT j.id FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
+             "WHERE sj.sweep_id = $1 AND j.state = ANY($2::text[]) AND NOT EXISTS ("
+             "  SELECT 1 FROM sweep_jobs o JOIN sweeps s ON s.id = o.sweep_id "
+             "  WHERE o.job_id = j.id AND o.sweep_id <> $1 AND s.state = 'ACTIVE') "
+             "ORDER BY j.id",
+             sweep_id, SourceStatesArray(JobEvent::kCancel));
     for (const pqxx::row& row : victims) {
       const int64_t job_id = row[0].as<int64_t>();
       ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
@@ -654,11 +752,13 @@ Status PgJobStore::CancelJob(int64_t job_id, const std::string& reason, absl::Ti
 }
 
 StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::work& tx, bool one, int64_t sweep_id) {
-  pqxx::result r = tx.exec_params("SELECT id, request_id, name, spec::text, priority, state, " +
-                                      Us("created_at") +
-                                      " FROM sweeps WHERE ($1 = false OR id = $2) ORDER BY id",
-                                  one, sweep_id);
-  pqxx::result counts = tx.exec_params(
+  pqxx::result r =
+      Exec(tx,
+           "SELECT id, request_id, name, spec::text, priority, state, " + Us("created_at") +
+               " FROM sweeps WHERE ($1 = false OR id = $2) ORDER BY id",
+           one, sweep_id);
+  pqxx::result counts = Exec(
+      tx,
       "SELECT sj.sweep_id, j.state, count(*) FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
       "WHERE ($1 = false OR sj.sweep_id = $2) GROUP BY 1, 2",
       one, sweep_id);
@@ -710,8 +810,7 @@ StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
 StatusOr<JobInfo> PgJobStore::GetJob(int64_t job_id) {
   JobInfo job;
   RETURN_IF_ERROR(Transact("GetJob", [&](pqxx::work& tx) -> Status {
-    pqxx::result r =
-        tx.exec_params("SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
+    pqxx::result r = Exec(tx, "SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
     if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
     ASSIGN_OR_RETURN(job, JobFromRow(r[0]));
     return absl::OkStatus();
@@ -723,10 +822,11 @@ StatusOr<std::vector<JobInfo>> PgJobStore::ListJobs(int64_t sweep_id) {
   std::vector<JobInfo> jobs;
   RETURN_IF_ERROR(Transact("ListJobs", [&](pqxx::work& tx) -> Status {
     jobs.clear();
-    pqxx::result r = tx.exec_params("SELECT " + kJobColumns +
-                                        " FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
-                                        "WHERE sj.sweep_id = $1 ORDER BY j.id",
-                                    sweep_id);
+    pqxx::result r = Exec(tx,
+                          "SELECT " + kJobColumns +
+                              " FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
+                              "WHERE sj.sweep_id = $1 ORDER BY j.id",
+                          sweep_id);
     for (const pqxx::row& row : r) {
       ASSIGN_OR_RETURN(JobInfo j, JobFromRow(row));
       jobs.push_back(std::move(j));
@@ -740,15 +840,16 @@ StatusOr<std::vector<JobResultRow>> PgJobStore::Results(const ResultFilter& filt
   std::vector<JobResultRow> out;
   RETURN_IF_ERROR(Transact("Results", [&](pqxx::work& tx) -> Status {
     out.clear();
-    pqxx::result r = tx.exec_params(
-        "SELECT r.job_id, j.job_key, r.metric, r.value, r.stderr, r.n, r.provenance::text "
-        "FROM results r JOIN jobs j ON j.id = r.job_id "
-        "WHERE ($1 = false OR EXISTS (SELECT 1 FROM sweep_jobs sj "
-        "                             WHERE sj.job_id = r.job_id AND sj.sweep_id = $2)) "
-        "AND ($3 = false OR j.job_key = $4) AND ($5 = false OR r.metric = $6) "
-        "ORDER BY r.job_id, r.metric",
-        filter.sweep_id.has_value(), filter.sweep_id.value_or(0), filter.job_key.has_value(),
-        filter.job_key.value_or(""), filter.metric.has_value(), filter.metric.value_or(""));
+    pqxx::result r =
+        Exec(tx,
+             "SELECT r.job_id, j.job_key, r.metric, r.value, r.stderr, r.n, r.provenance::text "
+             "FROM results r JOIN jobs j ON j.id = r.job_id "
+             "WHERE ($1 = false OR EXISTS (SELECT 1 FROM sweep_jobs sj "
+             "                             WHERE sj.job_id = r.job_id AND sj.sweep_id = $2)) "
+             "AND ($3 = false OR j.job_key = $4) AND ($5 = false OR r.metric = $6) "
+             "ORDER BY r.job_id, r.metric",
+             filter.sweep_id.has_value(), filter.sweep_id.value_or(0), filter.job_key.has_value(),
+             filter.job_key.value_or(""), filter.metric.has_value(), filter.metric.value_or(""));
     for (const pqxx::row& row : r) {
       JobResultRow x;
       x.job_id = row[0].as<int64_t>();
@@ -769,10 +870,11 @@ StatusOr<std::vector<JobEventRow>> PgJobStore::Events(int64_t job_id) {
   std::vector<JobEventRow> out;
   RETURN_IF_ERROR(Transact("Events", [&](pqxx::work& tx) -> Status {
     out.clear();
-    pqxx::result r = tx.exec_params("SELECT " + Us("at") +
-                                        ", from_state, to_state, event, epoch, worker_id, reason "
-                                        "FROM job_events WHERE job_id = $1 ORDER BY id",
-                                    job_id);
+    pqxx::result r = Exec(tx,
+                          "SELECT " + Us("at") +
+                              ", from_state, to_state, event, epoch, worker_id, reason "
+                              "FROM job_events WHERE job_id = $1 ORDER BY id",
+                          job_id);
     for (const pqxx::row& row : r) {
       JobEventRow e;
       e.at = FromMicros(row[0].as<int64_t>());

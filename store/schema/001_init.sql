@@ -69,9 +69,14 @@ CREATE TABLE jobs (
   updated_at        timestamptz NOT NULL,
   finished_at       timestamptz
 );
--- Lease candidates and lease expiry scan only live jobs.
-CREATE INDEX jobs_pending ON jobs (priority DESC, id) WHERE state = 'PENDING';
-CREATE INDEX jobs_held ON jobs (lease_deadline) WHERE state IN ('LEASED', 'CANCEL_REQUESTED');
+-- Lease candidates (per sweep and per artifact, in lease order), held jobs (fairness counts,
+-- lease expiry): partial indexes over live jobs only.
+CREATE INDEX jobs_pending_sweep ON jobs (sweep_id, priority DESC, id) WHERE state = 'PENDING';
+CREATE INDEX jobs_pending_artifact ON jobs (artifact_key, priority DESC, id)
+  WHERE state = 'PENDING';
+CREATE INDEX jobs_held_sweep ON jobs (sweep_id) WHERE state IN ('LEASED', 'CANCEL_REQUESTED');
+CREATE INDEX jobs_held_deadline ON jobs (lease_deadline)
+  WHERE state IN ('LEASED', 'CANCEL_REQUESTED');
 CREATE INDEX jobs_state ON jobs (state);
 CREATE INDEX jobs_sweep ON jobs (sweep_id);
 

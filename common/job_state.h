@@ -1,0 +1,92 @@
+// The job lifecycle: states, events and the one transition table (STYLE.md P9).
+//
+// Every state change of a job, in the store's SQL and in the coordinator's code, is an entry of
+// kJobTransitions applied through Apply(). The store builds its SQL guards from SourceStates()
+// (`... WHERE state = ANY($sources)`), so the database cannot disagree with this table.
+// Everything here is pure and thread-safe.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bitsweep {
+
+enum class JobState {
+  kPending,          // waiting for a worker; not_before may hold it back after a retryable failure
+  kLeased,           // held by one worker under (lease_epoch, lease_deadline)
+  kSucceeded,        // terminal: result rows written in the same transaction
+  kFailed,           // terminal: fatal failure, or retryable failures exhausted max_attempts
+  kCanceled,         // terminal
+  kCancelRequested,  // still leased; the worker learns of the cancel on its next heartbeat
+};
+inline constexpr int kNumJobStates = 6;
+
+enum class JobEvent {
+  kSubmit,     // (new) -> PENDING; never applied to an existing state
+  kLease,      // a worker takes the job: lease_epoch += 1, attempt += 1
+  kHeartbeat,  // the holder renews its lease; the state is kept
+  kComplete,   // the holder finished; results are written when it lands in SUCCEEDED
+  kRetry,      // retryable failure (or expired lease) with attempts left: back to PENDING
+  kFail,       // fatal failure, or attempts exhausted
+  kExpire,     // the lease deadline passed without a heartbeat (attempts left)
+  kCancel,     // a client cancels the job or its sweep
+};
+inline constexpr int kNumJobEvents = 8;
+
+// Upper-case names as stored in PostgreSQL ("PENDING", "CANCEL_REQUESTED", "LEASE", ...).
+std::string_view JobStateName(JobState state);
+std::string_view JobEventName(JobEvent event);
+// Inverse of the names above; INVALID_ARGUMENT naming the unknown text.
+StatusOr<JobState> ParseJobState(std::string_view name);
+StatusOr<JobEvent> ParseJobEvent(std::string_view name);
+
+bool IsTerminal(JobState state);
+
+// One row of the table: `event` moves a job in any of `sources` to `destination`.
+struct JobTransition {
+  JobEvent event;
+  std::array<JobState, 2> sources;
+  std::size_t num_sources;
+  JobState destination;
+};
+
+// The lifecycle of STYLE.md P9. An event may have several rows (one per destination); no two
+// rows share an (event, source) pair (the test checks). "PENDING or FAILED" in the prose table
+// is split into kRetry / kExpire (-> PENDING) and kFail (-> FAILED): the store picks the event
+// from retryable and attempt < max_attempts, and an expired lease with no attempts left is a
+// kFail whose reason says "lease expired".
+inline constexpr std::array<JobTransition, 13> kJobTransitions = {{
+    {JobEvent::kLease, {JobState::kPending}, 1, JobState::kLeased},
+    {JobEvent::kHeartbeat, {JobState::kLeased}, 1, JobState::kLeased},
+    {JobEvent::kHeartbeat, {JobState::kCancelRequested}, 1, JobState::kCancelRequested},
+    {JobEvent::kComplete, {JobState::kLeased}, 1, JobState::kSucceeded},
+    {JobEvent::kComplete, {JobState::kCancelRequested}, 1, JobState::kCanceled},
+    {JobEvent::kRetry, {JobState::kLeased}, 1, JobState::kPending},
+    {JobEvent::kRetry, {JobState::kCancelRequested}, 1, JobState::kCanceled},
+    {JobEvent::kFail, {JobState::kLeased}, 1, JobState::kFailed},
+    {JobEvent::kFail, {JobState::kCancelRequested}, 1, JobState::kCanceled},
+    {JobEvent::kExpire, {JobState::kLeased}, 1, JobState::kPending},
+    {JobEvent::kExpire, {JobState::kCancelRequested}, 1, JobState::kCanceled},
+    {JobEvent::kCancel, {JobState::kPending}, 1, JobState::kCanceled},
+    {JobEvent::kCancel, {JobState::kLeased}, 1, JobState::kCancelRequested},
+}};
+
+// The state a new job starts in (the kSubmit destination).
+inline constexpr JobState kInitialJobState = JobState::kPending;
+
+// The destination of `event` from `state`, or FAILED_PRECONDITION naming both when the table
+// has no such row. kSubmit is never possible from an existing state.
+StatusOr<JobState> Apply(JobState state, JobEvent event);
+
+// Every state from which `event` is possible, in enum order (for SQL guards).
+std::vector<JobState> SourceStates(JobEvent event);
+
+// `{PENDING,LEASED}`: SourceStates(event) as a PostgreSQL text[] literal, passed as a parameter.
+std::string SourceStatesArray(JobEvent event);
+
+}  // namespace bitsweep

@@ -1,0 +1,928 @@
+#include "store/job_store.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <set>
+
+#include "store/migrations.h"
+#include "store/pg_status.h"
+
+namespace bitsweep::store {
+
+namespace {
+
+// Times cross the wire as int64 microseconds since the epoch: exact both ways.
+std::string Ts(int param) {
+  return "('epoch'::timestamptz + ($" + std::to_string(param) +
+         "::bigint) * interval '1 microsecond')";
+}
+std::string Us(const std::string& column) {
+  return "(extract(epoch from " + column + ") * 1000000)::bigint";
+}
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+// PostgreSQL array literals for unnest(): the whole batch is one parameter per column.
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+template <typename T>
+std::string NumberArray(const std::vector<T>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    if constexpr (std::is_floating_point_v<T>) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.17g", static_cast<double>(values[i]));
+      out += buf;
+    } else {
+      out += std::to_string(values[i]);
+    }
+  }
+  return out + "}";
+}
+
+// Runs `sql` as a prepared statement named after its hash: PostgreSQL plans each distinct
+// statement once per connection instead of on every call (planning the lease query costs more
+// than running it). pqxx registers an identical definition once and prepares it lazily.
+template <typename... Args>
+pqxx::result Exec(pqxx::work& tx, const std::string& sql, Args&&... args) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "bitsweep_%016zx", std::hash<std::string>{}(sql));
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+template <typename... Args>
+pqxx::row Exec1(pqxx::work& tx, const std::string& sql, Args&&... args) {
+  pqxx::result r = Exec(tx, sql, std::forward<Args>(args)...);
+  if (r.size() != 1) {
+    throw pqxx::unexpected_rows("expected one row, got " + std::to_string(r.size()));
+  }
+  return r[0];
+}
+
+std::string StateName(JobState s) { return std::string(JobStateName(s)); }
+std::string EventName(JobEvent e) { return std::string(JobEventName(e)); }
+
+StatusOr<JobState> StateOf(const pqxx::field& f) { return ParseJobState(f.as<std::string>()); }
+
+const std::string kJobColumns =
+    "j.id, j.sweep_id, j.job_key, j.artifact_key, j.spec::text, j.state, j.priority, j.attempt, "
+    "j.max_attempts, j.lease_epoch, j.worker_id, " +
+    Us("j.lease_deadline") + ", " + Us("j.not_before") +
+    ", j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error";
+
+StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
+  JobInfo j;
+  j.id = r[0].as<int64_t>();
+  j.sweep_id = r[1].as<int64_t>();
+  j.job_key = r[2].as<std::string>();
+  j.artifact_key = r[3].as<std::string>();
+  j.spec_json = r[4].as<std::string>();
+  ASSIGN_OR_RETURN(j.state, StateOf(r[5]));
+  j.priority = r[6].as<int32_t>();
+  j.attempt = r[7].as<int32_t>();
+  j.max_attempts = r[8].as<int32_t>();
+  j.lease_epoch = r[9].as<int64_t>();
+  if (!r[10].is_null()) j.worker_id = r[10].as<int64_t>();
+  if (!r[11].is_null()) j.lease_deadline = FromMicros(r[11].as<int64_t>());
+  j.not_before = FromMicros(r[12].as<int64_t>());
+  j.cancel_requested = r[13].as<bool>();
+  j.needs.devices = r[14].as<int32_t>();
+  j.needs.memory_gb = r[15].as<double>();
+  j.needs.tp = r[16].as<int32_t>();
+  j.last_error = r[17].as<std::string>();
+  return j;
+}
+
+// `('PENDING')`: an event's source states as an SQL list literal. Only for the lease query,
+// whose partial indexes PostgreSQL matches against literal states, never against parameters;
+// the text comes from the transition table, never from a caller.
+std::string StateList(JobEvent event) {
+  std::string out = "(";
+  for (JobState st : SourceStates(event)) {
+    if (out.size() > 1) out += ", ";
+    out += "'" + std::string(JobStateName(st)) + "'";
+  }
+  return out + ")";
+}
+
+// Candidates: the first kLeaseWindow due, fitting jobs of every sweep (by priority, then age)
+// plus the first kAffinityWindow on each artifact the worker holds, each an index range scan
+// instead of a sort of every pending job. The window exceeds the number of concurrent leasers, so
+// rows they hold locked never hide a free job. The outer query ranks (priority, held artifact,
+// sweep with the fewest held jobs, age) and locks the first row nobody holds: SKIP LOCKED lets
+// concurrent leasers take different rows instead of queueing. $1 now (us), $2 devices, $3
+// memory_gb, $4 tp, $5 worker id.
+constexpr int kLeaseWindow = 128;
+// Affinity only reorders; it need not see past the first few jobs of each held artifact.
+constexpr int kAffinityWindow = 16;
+constexpr std::size_t kAnalyzeAfterJobs = 1000;
+const std::string& LeaseQuery() {
+  static const std::string* query = [] {
+    const std::string pending = StateList(JobEvent::kLease);
+    const std::string held = StateList(JobEvent::kHeartbeat);
+    const std::string fits = " AND c.not_before <= " + Ts(1) +
+                             " AND c.devices <= $2 AND c.memory_gb <= $3 AND c.tp <= $4";
+    const std::string window = std::to_string(kLeaseWindow);
+    return new std::string(
+        "WITH w AS (SELECT artifacts FROM workers WHERE id = $5), "
+        "held AS (SELECT sweep_id, count(*) AS n FROM jobs WHERE state IN " +
+        held +
+        " GROUP BY sweep_id), "
+        "cand AS ("
+        "  (SELECT x.id FROM sweeps s CROSS JOIN LATERAL ("
+        "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
+        pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
+        ") x) "
+        "  UNION "
+        "  (SELECT y.id FROM w CROSS JOIN LATERAL unnest(w.artifacts) AS a(key) "
+        "   CROSS JOIN LATERAL ("
+        "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.key AND c.state IN " +
+        pending + fits + " ORDER BY c.priority DESC, c.id LIMIT " +
+        std::to_string(kAffinityWindow) +
+        ") y)) "
+        // = ANY(ARRAY(...)) keeps this a primary-key lookup even when the statistics of a
+        // freshly loaded jobs table would make the planner scan every pending job.
+        "SELECT j.id, j.state FROM jobs j LEFT JOIN held h ON h.sweep_id = j.sweep_id "
+        "WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
+        pending +
+        " "
+        "ORDER BY j.priority DESC, "
+        "  (j.artifact_key <> '' AND j.artifact_key = ANY(coalesce((SELECT artifacts FROM w), "
+        "'{}'::text[]))) DESC, "
+        "  coalesce(h.n, 0), j.id "
+        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+  }();
+  return *query;
+}
+
+// A bounded, first-come-first-served pool: callers beyond max_connections queue in arrival
+// order (a plain condition variable lets some waiters starve, which shows as a lease p99 far
+// above the p50). Connections that broke are dropped, so the next caller reconnects.
+class ConnectionPool {
+ public:
+  ConnectionPool(std::string conninfo, int max) : conninfo_(std::move(conninfo)), max_(max) {}
+
+  // Throws what pqxx::connection throws (broken_connection when the server is down).
+  std::unique_ptr<pqxx::connection> Acquire() {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (waiters_.empty() && !idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+      if (waiters_.empty() && open_ < max_) {
+        ++open_;
+      } else {
+        Waiter me;
+        waiters_.push_back(&me);
+        me.cv.wait(lock, [&] { return me.ready; });
+        if (me.conn != nullptr) return std::move(me.conn);
+        // Handed an empty slot (its connection broke): open a new one in it.
+      }
+    }
+    try {
+      return std::make_unique<pqxx::connection>(conninfo_);
+    } catch (...) {
+      Release(nullptr);
+      throw;
+    }
+  }
+
+  // nullptr (or a closed connection) gives the slot back without keeping the connection.
+  void Release(std::unique_ptr<pqxx::connection> c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (c != nullptr && !c->is_open()) c.reset();
+    if (!waiters_.empty()) {
+      Waiter* next = waiters_.front();
+      waiters_.pop_front();
+      next->conn = std::move(c);
+      next->ready = true;
+      next->cv.notify_one();
+    } else if (c != nullptr) {
+      idle_.push_back(std::move(c));
+    } else {
+      --open_;
+    }
+  }
+
+ private:
+  struct Waiter {
+    std::condition_variable cv;
+    bool ready = false;
+    std::unique_ptr<pqxx::connection> conn;
+  };
+  const std::string conninfo_;
+  const int max_;
+  std::mutex mu_;
+  std::deque<Waiter*> waiters_;                          // guarded by mu_
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
+  int open_ = 0;                                         // guarded by mu_, idle or lent
+};
+
+class PgJobStore final : public JobStore {
+ public:
+  PgJobStore(const std::string& conninfo, const JobStoreOptions& options)
+      : options_(options), pool_(conninfo, options.max_connections) {}
+
+  StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
+                                const std::string& spec_json, int32_t priority,
+                                const std::vector<NewJob>& jobs, absl::Time now) override;
+  StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) override;
+  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, const Capabilities& offer,
+                                           absl::Time now, absl::Duration ttl) override;
+  StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
+                                     absl::Duration ttl) override;
+  Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
+                  absl::Time now) override;
+  Status Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
+              absl::Time now) override;
+  StatusOr<int64_t> ExpireLeases(absl::Time now) override;
+  StatusOr<int64_t> CancelSweep(int64_t sweep_id, const std::string& reason,
+                                absl::Time now) override;
+  Status CancelJob(int64_t job_id, const std::string& reason, absl::Time now) override;
+  StatusOr<SweepInfo> GetSweep(int64_t sweep_id) override;
+  StatusOr<std::vector<SweepInfo>> ListSweeps() override;
+  StatusOr<JobInfo> GetJob(int64_t job_id) override;
+  StatusOr<std::vector<JobInfo>> ListJobs(int64_t sweep_id) override;
+  StatusOr<std::vector<JobResultRow>> Results(const ResultFilter& filter) override;
+  StatusOr<std::vector<JobEventRow>> Events(int64_t job_id) override;
+  StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
+
+ private:
+  // Runs `body` in one transaction; commits when it returns OK, rolls back otherwise.
+  // Serialization failures and deadlocks are retried a few times, then ABORTED (P7).
+  Status Transact(const std::string& what, const std::function<Status(pqxx::work&)>& body);
+
+  // The row of a job locked for update, with what every transition needs.
+  struct Locked {
+    JobState state;
+    int64_t epoch;
+    int32_t attempt, max_attempts;
+    int64_t worker_id;  // 0: none
+    std::string artifact_key;
+  };
+  static StatusOr<Locked> LockJob(pqxx::work& tx, int64_t job_id);
+  // Moves a locked job along `event` (guarded by its source states and epoch) and records it.
+  // `set_sql` adds assignments using $1 = now (us), $2 = not_before (us), $3 = reason.
+  StatusOr<JobState> Transition(pqxx::work& tx, int64_t job_id, const Locked& job, JobEvent event,
+                                absl::Time now, const std::string& set_sql, absl::Time not_before,
+                                const std::string& reason);
+  static Status AppendEvent(pqxx::work& tx, int64_t job_id, absl::Time now, JobState from,
+                            JobState to, JobEvent event, int64_t epoch, int64_t worker_id,
+                            const std::string& reason);
+  // Lease gone: NOT_FOUND, stale epoch or wrong state -> FAILED_PRECONDITION.
+  static Status Fenced(const std::string& what, int64_t job_id, int64_t epoch, const Locked& job);
+  // True when an event of `kinds` was already recorded for (job, epoch): a replayed call.
+  static bool AlreadyApplied(pqxx::work& tx, int64_t job_id, int64_t epoch,
+                             const std::vector<JobEvent>& kinds);
+  absl::Duration Backoff(int32_t attempt) const;
+
+  const JobStoreOptions options_;
+  ConnectionPool pool_;
+};
+
+Status PgJobStore::Transact(const std::string& what,
+                            const std::function<Status(pqxx::work&)>& body) {
+  constexpr int kMaxTries = 5;
+  for (int attempt = 1;; ++attempt) {
+    std::unique_ptr<pqxx::connection> conn;
+    try {
+      conn = pool_.Acquire();
+      pqxx::work tx(*conn);
+      Status st = body(tx);
+      if (st.ok()) {
+        tx.commit();
+      } else {
+        tx.abort();
+      }
+      pool_.Release(std::move(conn));
+      return st;
+    } catch (const pqxx::transaction_rollback&) {
+      pool_.Release(std::move(conn));
+      if (attempt < kMaxTries) continue;
+      return StatusFromCurrentException(what);
+    } catch (const pqxx::in_doubt_error&) {
+      pool_.Release(nullptr);  // the commit may have landed: only the caller may retry
+      return StatusFromCurrentException(what);
+    } catch (const pqxx::broken_connection&) {
+      // Nothing was committed, so one retry on a fresh connection is safe; it turns a pooled
+      // connection that died with a server restart into a reconnect instead of an error.
+      pool_.Release(nullptr);
+      if (attempt == 1) continue;
+      return StatusFromCurrentException(what);
+    } catch (...) {
+      // A connection in an unknown state is never reused.
+      if (CurrentExceptionBreaksConnection()) conn.reset();
+      pool_.Release(std::move(conn));
+      return StatusFromCurrentException(what);
+    }
+  }
+}
+
+absl::Duration PgJobStore::Backoff(int32_t attempt) const {
+  absl::Duration d = options_.backoff_base;
+  for (int i = 1; i < attempt && d < options_.backoff_max; ++i) d *= 2;
+  return std::min(d, options_.backoff_max);
+}
+
+StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::work& tx, int64_t job_id) {
+  pqxx::result r =
+      Exec(tx,
+           "SELECT state, lease_epoch, attempt, max_attempts, coalesce(worker_id, 0), artifact_key "
+           "FROM jobs WHERE id = $1 FOR UPDATE",
+           job_id);
+  if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
+  Locked l;
+  ASSIGN_OR_RETURN(l.state, StateOf(r[0][0]));
+  l.epoch = r[0][1].as<int64_t>();
+  l.attempt = r[0][2].as<int32_t>();
+  l.max_attempts = r[0][3].as<int32_t>();
+  l.worker_id = r[0][4].as<int64_t>();
+  l.artifact_key = r[0][5].as<std::string>();
+  return l;
+}
+
+Status PgJobStore::AppendEvent(pqxx::work& tx, int64_t job_id, absl::Time now, JobState from,
+                               JobState to, JobEvent event, int64_t epoch, int64_t worker_id,
+                               const std::string& reason) {
+  Exec(tx,
+       "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
+       "worker_id, reason) VALUES ($1, " +
+           Ts(2) + ", $3, $4, $5, $6, NULLIF($7, 0::bigint), $8)",
+       job_id, Micros(now), StateName(from), StateName(to), EventName(event), epoch, worker_id,
+       reason);
+  return absl::OkStatus();
+}
+
+StatusOr<JobState> PgJobStore::Transition(pqxx::work& tx, int64_t job_id, const Locked& job,
+                                          JobEvent event, absl::Time now,
+                                          const std::string& set_sql, absl::Time not_before,
+                                          const std::string& reason) {
+  ASSIGN_OR_RETURN(JobState to, Apply(job.state, event));
+  pqxx::result r = Exec(tx,
+                        "UPDATE jobs SET state = $4, updated_at = " + Ts(1) + set_sql +
+                            " WHERE id = $5 AND lease_epoch = $6 AND state = ANY($7::text[])"
+                            // Types $2 and $3 when set_sql does not use them.
+                            " AND $2::bigint IS NOT NULL AND $3::text IS NOT NULL",
+                        Micros(now), Micros(not_before), reason, StateName(to), job_id, job.epoch,
+                        SourceStatesArray(event));
+  if (r.affected_rows() != 1) {
+    return absl::InternalError("job " + std::to_string(job_id) + ": " + EventName(event) +
+                               " guard matched no row although the row was locked");
+  }
+  RETURN_IF_ERROR(
+      AppendEvent(tx, job_id, now, job.state, to, event, job.epoch, job.worker_id, reason));
+  return to;
+}
+
+Status PgJobStore::Fenced(const std::string& what, int64_t job_id, int64_t epoch,
+                          const Locked& job) {
+  return absl::FailedPreconditionError(what + ": job " + std::to_string(job_id) +
+                                       " is not held under lease epoch " + std::to_string(epoch) +
+                                       " (current epoch " + std::to_string(job.epoch) + ", state " +
+                                       StateName(job.state) + ")");
+}
+
+bool PgJobStore::AlreadyApplied(pqxx::work& tx, int64_t job_id, int64_t epoch,
+                                const std::vector<JobEvent>& kinds) {
+  std::vector<std::string> names;
+  for (JobEvent e : kinds) names.push_back(EventName(e));
+  return !Exec(tx,
+               "SELECT 1 FROM job_events WHERE job_id = $1 AND epoch = $2 AND "
+               "event = ANY($3::text[]) LIMIT 1",
+               job_id, epoch, TextArray(names))
+              .empty();
+}
+
+StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const std::string& name,
+                                          const std::string& spec_json, int32_t priority,
+                                          const std::vector<NewJob>& jobs, absl::Time now) {
+  if (request_id.empty()) return absl::InvalidArgumentError("SubmitSweep: request_id is empty");
+  std::vector<std::string> keys, artifacts, specs;
+  std::vector<int32_t> priorities, max_attempts, devices, tps;
+  std::vector<double> memory;
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const NewJob& j = jobs[i];
+    const std::string where = "SubmitSweep: jobs[" + std::to_string(i) + "] ";
+    if (j.job_key.empty()) return absl::InvalidArgumentError(where + "job_key is empty");
+    if (!seen.insert(j.job_key).second) {
+      return absl::InvalidArgumentError(where + "job_key '" + j.job_key + "' repeats");
+    }
+    if (j.max_attempts < 1) return absl::InvalidArgumentError(where + "max_attempts < 1");
+    if (j.needs.devices < 0 || j.needs.memory_gb < 0 || j.needs.tp < 1) {
+      return absl::InvalidArgumentError(where + "needs: devices/memory_gb < 0 or tp < 1");
+    }
+    keys.push_back(j.job_key);
+    artifacts.push_back(j.artifact_key);
+    specs.push_back(j.spec_json);
+    priorities.push_back(j.priority);
+    max_attempts.push_back(j.max_attempts);
+    devices.push_back(j.needs.devices);
+    memory.push_back(j.needs.memory_gb);
+    tps.push_back(j.needs.tp);
+  }
+  const std::string keys_array = TextArray(keys), specs_array = TextArray(specs);
+  int64_t sweep_id = 0;
+  RETURN_IF_ERROR(Transact("SubmitSweep " + request_id, [&](pqxx::work& tx) -> Status {
+    pqxx::result r = Exec(tx,
+                          "INSERT INTO sweeps (request_id, name, spec, priority, created_at) "
+                          "VALUES ($1, $2, $3::json, $4, " +
+                              Ts(5) + ") ON CONFLICT (request_id) DO NOTHING RETURNING id",
+                          request_id, name, spec_json, priority, Micros(now));
+    if (r.empty()) {  // a replay: answer with the original sweep
+      sweep_id =
+          Exec1(tx, "SELECT id FROM sweeps WHERE request_id = $1", request_id)[0].as<int64_t>();
+      return absl::OkStatus();
+    }
+    sweep_id = r[0][0].as<int64_t>();
+    if (jobs.empty()) return absl::OkStatus();
+    // One statement per batch (10,000 jobs in one round trip); SUBMIT events for new rows only.
+    Exec(tx,
+         "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+         "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
+         "priority, max_attempts, devices, memory_gb, tp)), "
+         "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
+         "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
+         "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
+         "memory_gb, tp, " +
+             Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
+             " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
+             "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
+             "SELECT id, " +
+             Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins",
+         keys_array, TextArray(artifacts), specs_array, NumberArray(priorities),
+         NumberArray(max_attempts), NumberArray(devices), NumberArray(memory), NumberArray(tps),
+         sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
+         "sweep " + std::to_string(sweep_id));
+    if (jobs.size() >= kAnalyzeAfterJobs) {
+      // A large batch changes the table's shape: refresh the planner's statistics now rather
+      // than when autovacuum gets to it, so the lease query keeps its primary-key plan.
+      tx.exec("ANALYZE jobs");
+    }
+    pqxx::result conflict =
+        Exec(tx,
+             "SELECT j.job_key FROM jobs j JOIN unnest($1::text[], $2::text[]) AS t(job_key, spec) "
+             "ON j.job_key = t.job_key WHERE j.spec::text <> t.spec LIMIT 1",
+             keys_array, specs_array);
+    if (!conflict.empty()) {
+      return absl::AlreadyExistsError("SubmitSweep " + request_id + ": job_key '" +
+                                      conflict[0][0].as<std::string>() +
+                                      "' already exists with a different spec");
+    }
+    Exec(tx,
+         "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
+         "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
+         sweep_id, keys_array);
+    return absl::OkStatus();
+  }));
+  return sweep_id;
+}
+
+StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now) {
+  if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
+  int64_t id = 0;
+  RETURN_IF_ERROR(Transact("RegisterWorker " + worker.name, [&](pqxx::work& tx) -> Status {
+    id = Exec1(tx,
+               "INSERT INTO workers (name, devices, memory_gb, tp, labels, artifacts, "
+               "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, $6::text[], " +
+                   Ts(7) + ", " + Ts(7) +
+                   ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
+                   "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
+                   "artifacts = EXCLUDED.artifacts, last_heartbeat = EXCLUDED.last_heartbeat "
+                   "RETURNING id",
+               worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
+               worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
+               Micros(now))[0]
+             .as<int64_t>();
+    return absl::OkStatus();
+  }));
+  return id;
+}
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Capabilities& offer,
+                                                     absl::Time now, absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
+  std::optional<LeasedJob> leased;
+  RETURN_IF_ERROR(Transact("Lease", [&](pqxx::work& tx) -> Status {
+    leased.reset();
+    pqxx::result w =
+        Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1 RETURNING id",
+             worker_id, Micros(now));
+    if (w.empty()) {
+      return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
+                                 " is not registered");
+    }
+    pqxx::result pick =
+        Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp, worker_id);
+    if (pick.empty()) return absl::OkStatus();
+    const int64_t job_id = pick[0][0].as<int64_t>();
+    ASSIGN_OR_RETURN(JobState from, StateOf(pick[0][1]));
+    ASSIGN_OR_RETURN(JobState to, Apply(from, JobEvent::kLease));
+    pqxx::result r =
+        Exec(tx,
+             "UPDATE jobs SET state = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1, "
+             "worker_id = $2, lease_deadline = " +
+                 Ts(3) + ", leased_at = " + Ts(4) + ", renewed_at = " + Ts(4) +
+                 ", updated_at = " + Ts(4) +
+                 " WHERE id = $5 AND state = ANY($6::text[]) "
+                 "RETURNING lease_epoch, attempt, job_key, artifact_key, spec::text",
+             StateName(to), worker_id, Micros(now + ttl), Micros(now), job_id,
+             SourceStatesArray(JobEvent::kLease));
+    if (r.empty()) return absl::InternalError("Lease: locked job guard matched no row");
+    LeasedJob l;
+    l.job_id = job_id;
+    l.epoch = r[0][0].as<int64_t>();
+    l.attempt = r[0][1].as<int32_t>();
+    l.job_key = r[0][2].as<std::string>();
+    l.artifact_key = r[0][3].as<std::string>();
+    l.spec_json = r[0][4].as<std::string>();
+    l.deadline = FromMicros(Micros(now + ttl));
+    RETURN_IF_ERROR(AppendEvent(tx, job_id, now, from, to, JobEvent::kLease, l.epoch, worker_id,
+                                "attempt " + std::to_string(l.attempt)));
+    leased = std::move(l);
+    return absl::OkStatus();
+  }));
+  return leased;
+}
+
+StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
+                                               absl::Duration ttl) {
+  HeartbeatReply reply;
+  RETURN_IF_ERROR(Transact("Heartbeat", [&](pqxx::work& tx) -> Status {
+    // A heartbeat keeps the state (a self-transition), so it renews the lease without a
+    // job_events row: the history records changes, not liveness.
+    pqxx::result r = Exec(tx,
+                          "UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
+                              " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
+                              "RETURNING state, cancel_requested, worker_id",
+                          job_id, epoch, Micros(now + ttl), Micros(now),
+                          SourceStatesArray(JobEvent::kHeartbeat));
+    if (r.empty()) {
+      ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+      return Fenced("Heartbeat", job_id, epoch, job);
+    }
+    ASSIGN_OR_RETURN(JobState state, StateOf(r[0][0]));
+    RETURN_IF_ERROR(Apply(state, JobEvent::kHeartbeat).status());
+    reply.cancel_requested = r[0][1].as<bool>() || state == JobState::kCancelRequested;
+    if (!r[0][2].is_null()) {
+      Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1",
+           r[0][2].as<int64_t>(), Micros(now));
+    }
+    return absl::OkStatus();
+  }));
+  return reply;
+}
+
+Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
+                            absl::Time now) {
+  std::vector<std::string> metrics, provenance;
+  std::vector<double> values, stderrs;
+  std::vector<int64_t> ns;
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const JobResultRow& r = results[i];
+    if (r.metric.empty() || !seen.insert(r.metric).second) {
+      return absl::InvalidArgumentError("Complete: results[" + std::to_string(i) +
+                                        "].metric is empty or repeated ('" + r.metric + "')");
+    }
+    metrics.push_back(r.metric);
+    values.push_back(r.value);
+    stderrs.push_back(r.stderr_value);
+    ns.push_back(r.n);
+    provenance.push_back(r.provenance_json.empty() ? "{}" : r.provenance_json);
+  }
+  return Transact("Complete", [&](pqxx::work& tx) -> Status {
+    ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+    if (job.epoch == epoch && IsTerminal(job.state) &&
+        AlreadyApplied(tx, job_id, epoch, {JobEvent::kComplete})) {
+      return absl::OkStatus();  // a replay of a Complete that landed
+    }
+    if (job.epoch != epoch || !Apply(job.state, JobEvent::kComplete).ok()) {
+      return Fenced("Complete", job_id, epoch, job);
+    }
+    ASSIGN_OR_RETURN(JobState to,
+                     Transition(tx, job_id, job, JobEvent::kComplete, now,
+                                ", finished_at = " + Ts(1) + ", lease_deadline = NULL", now,
+                                "completed by worker " + std::to_string(job.worker_id)));
+    if (to == JobState::kSucceeded && !metrics.empty()) {
+      Exec(tx,
+           "INSERT INTO results (job_id, metric, value, stderr, n, provenance, created_at) "
+           "SELECT $1, metric, value, stderr, n, provenance::json, " +
+               Ts(7) +
+               " FROM unnest($2::text[], $3::float8[], $4::float8[], $5::bigint[], $6::text[]) "
+               "AS t(metric, value, stderr, n, provenance)",
+           job_id, TextArray(metrics), NumberArray(values), NumberArray(stderrs), NumberArray(ns),
+           TextArray(provenance), Micros(now));
+    }
+    if (to == JobState::kSucceeded && !job.artifact_key.empty() && job.worker_id != 0) {
+      // The worker now holds this job's checkpoint: later leases prefer sending it jobs on it.
+      Exec(tx,
+           "UPDATE workers SET artifacts = array_append(artifacts, $2) "
+           "WHERE id = $1 AND NOT ($2 = ANY(artifacts))",
+           job.worker_id, job.artifact_key);
+    }
+    return absl::OkStatus();
+  });
+}
+
+Status PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
+                        absl::Time now) {
+  return Transact("Fail", [&](pqxx::work& tx) -> Status {
+    ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+    const JobEvent event =
+        retryable && job.attempt < job.max_attempts ? JobEvent::kRetry : JobEvent::kFail;
+    if (job.epoch == epoch &&
+        AlreadyApplied(tx, job_id, epoch, {JobEvent::kRetry, JobEvent::kFail})) {
+      return absl::OkStatus();  // a replay of a Fail that landed
+    }
+    if (job.epoch != epoch || !Apply(job.state, event).ok()) {
+      return Fenced("Fail", job_id, epoch, job);
+    }
+    const absl::Time not_before = now + Backoff(job.attempt);
+    ASSIGN_OR_RETURN(JobState to, Apply(job.state, event));
+    const std::string set =
+        to == JobState::kPending
+            ? ", not_before = " + Ts(2) +
+                  ", worker_id = NULL, lease_deadline = NULL, last_error = $3"
+            : ", finished_at = " + Ts(1) + ", lease_deadline = NULL, last_error = $3";
+    return Transition(tx, job_id, job, event, now, set, not_before, reason).status();
+  });
+}
+
+StatusOr<int64_t> PgJobStore::ExpireLeases(absl::Time now) {
+  int64_t expired = 0;
+  RETURN_IF_ERROR(Transact("ExpireLeases", [&](pqxx::work& tx) -> Status {
+    expired = 0;
+    pqxx::result due =
+        Exec(tx,
+             "SELECT id FROM jobs WHERE state = ANY($1::text[]) AND lease_deadline < " + Ts(2) +
+                 " ORDER BY id FOR UPDATE SKIP LOCKED",
+             SourceStatesArray(JobEvent::kExpire), Micros(now));
+    for (const pqxx::row& row : due) {
+      const int64_t job_id = row[0].as<int64_t>();
+      ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+      // An expired lease is a retryable failure; with no attempts left it is a FAIL.
+      const bool exhausted = job.state == JobState::kLeased && job.attempt >= job.max_attempts;
+      const JobEvent event = exhausted ? JobEvent::kFail : JobEvent::kExpire;
+      ASSIGN_OR_RETURN(JobState to, Apply(job.state, event));
+      const std::string set =
+          to == JobState::kPending
+              ? ", not_before = " + Ts(2) +
+                    ", worker_id = NULL, lease_deadline = NULL, last_error = $3"
+              : ", finished_at = " + Ts(1) + ", lease_deadline = NULL, last_error = $3";
+      const std::string reason = exhausted ? "lease expired; attempts exhausted" : "lease expired";
+      RETURN_IF_ERROR(
+          Transition(tx, job_id, job, event, now, set, now + Backoff(job.attempt), reason)
+              .status());
+      ++expired;
+    }
+    return absl::OkStatus();
+  }));
+  return expired;
+}
+
+StatusOr<int64_t> PgJobStore::CancelSweep(int64_t sweep_id, const std::string& reason,
+                                          absl::Time now) {
+  int64_t changed = 0;
+  RETURN_IF_ERROR(Transact("CancelSweep", [&](pqxx::work& tx) -> Status {
+    changed = 0;
+    if (Exec(tx, "UPDATE sweeps SET state = 'CANCELED' WHERE id = $1", sweep_id).affected_rows() ==
+        0) {
+      return absl::NotFoundError("CancelSweep: sweep " + std::to_string(sweep_id) +
+                                 " does not exist");
+    }
+    // Jobs another active sweep still asks for keep running for that sweep.
+    pqxx::result victims =
+        Exec(tx,
+             "SELECT j.id FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
+             "WHERE sj.sweep_id = $1 AND j.state = ANY($2::text[]) AND NOT EXISTS ("
+             "  SELECT 1 FROM sweep_jobs o JOIN sweeps s ON s.id = o.sweep_id "
+             "  WHERE o.job_id = j.id AND o.sweep_id <> $1 AND s.state = 'ACTIVE') "
+             "ORDER BY j.id",
+             sweep_id, SourceStatesArray(JobEvent::kCancel));
+    for (const pqxx::row& row : victims) {
+      const int64_t job_id = row[0].as<int64_t>();
+      ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+      if (!Apply(job.state, JobEvent::kCancel).ok()) continue;  // moved on since the scan
+      ASSIGN_OR_RETURN(JobState to, Apply(job.state, JobEvent::kCancel));
+      const std::string set = to == JobState::kCanceled
+                                  ? ", finished_at = " + Ts(1) + ", cancel_requested = true"
+                                  : ", cancel_requested = true";
+      RETURN_IF_ERROR(Transition(tx, job_id, job, JobEvent::kCancel, now, set, now,
+                                 "sweep " + std::to_string(sweep_id) + " canceled: " + reason)
+                          .status());
+      ++changed;
+    }
+    return absl::OkStatus();
+  }));
+  return changed;
+}
+
+Status PgJobStore::CancelJob(int64_t job_id, const std::string& reason, absl::Time now) {
+  return Transact("CancelJob", [&](pqxx::work& tx) -> Status {
+    ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+    if (job.state == JobState::kCanceled || job.state == JobState::kCancelRequested) {
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(JobState to, Apply(job.state, JobEvent::kCancel));
+    const std::string set = to == JobState::kCanceled
+                                ? ", finished_at = " + Ts(1) + ", cancel_requested = true"
+                                : ", cancel_requested = true";
+    return Transition(tx, job_id, job, JobEvent::kCancel, now, set, now, reason).status();
+  });
+}
+
+StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::work& tx, bool one, int64_t sweep_id) {
+  pqxx::result r =
+      Exec(tx,
+           "SELECT id, request_id, name, spec::text, priority, state, " + Us("created_at") +
+               " FROM sweeps WHERE ($1 = false OR id = $2) ORDER BY id",
+           one, sweep_id);
+  pqxx::result counts = Exec(
+      tx,
+      "SELECT sj.sweep_id, j.state, count(*) FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
+      "WHERE ($1 = false OR sj.sweep_id = $2) GROUP BY 1, 2",
+      one, sweep_id);
+  std::vector<SweepInfo> out;
+  std::map<int64_t, std::size_t> index;
+  for (const pqxx::row& row : r) {
+    SweepInfo s;
+    s.id = row[0].as<int64_t>();
+    s.request_id = row[1].as<std::string>();
+    s.name = row[2].as<std::string>();
+    s.spec_json = row[3].as<std::string>();
+    s.priority = row[4].as<int32_t>();
+    s.state = row[5].as<std::string>();
+    s.created_at = FromMicros(row[6].as<int64_t>());
+    for (int i = 0; i < kNumJobStates; ++i) s.jobs_by_state[static_cast<JobState>(i)] = 0;
+    index[s.id] = out.size();
+    out.push_back(std::move(s));
+  }
+  for (const pqxx::row& row : counts) {
+    auto it = index.find(row[0].as<int64_t>());
+    if (it == index.end()) continue;
+    ASSIGN_OR_RETURN(JobState state, StateOf(row[1]));
+    out[it->second].jobs_by_state[state] = row[2].as<int64_t>();
+  }
+  return out;
+}
+
+StatusOr<SweepInfo> PgJobStore::GetSweep(int64_t sweep_id) {
+  std::vector<SweepInfo> sweeps;
+  RETURN_IF_ERROR(Transact("GetSweep", [&](pqxx::work& tx) -> Status {
+    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, true, sweep_id));
+    return absl::OkStatus();
+  }));
+  if (sweeps.empty()) {
+    return absl::NotFoundError("sweep " + std::to_string(sweep_id) + " does not exist");
+  }
+  return sweeps[0];
+}
+
+StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
+  std::vector<SweepInfo> sweeps;
+  RETURN_IF_ERROR(Transact("ListSweeps", [&](pqxx::work& tx) -> Status {
+    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, false, 0));
+    return absl::OkStatus();
+  }));
+  return sweeps;
+}
+
+StatusOr<JobInfo> PgJobStore::GetJob(int64_t job_id) {
+  JobInfo job;
+  RETURN_IF_ERROR(Transact("GetJob", [&](pqxx::work& tx) -> Status {
+    pqxx::result r = Exec(tx, "SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
+    if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
+    ASSIGN_OR_RETURN(job, JobFromRow(r[0]));
+    return absl::OkStatus();
+  }));
+  return job;
+}
+
+StatusOr<std::vector<JobInfo>> PgJobStore::ListJobs(int64_t sweep_id) {
+  std::vector<JobInfo> jobs;
+  RETURN_IF_ERROR(Transact("ListJobs", [&](pqxx::work& tx) -> Status {
+    jobs.clear();
+    pqxx::result r = Exec(tx,
+                          "SELECT " + kJobColumns +
+                              " FROM jobs j JOIN sweep_jobs sj ON sj.job_id = j.id "
+                              "WHERE sj.sweep_id = $1 ORDER BY j.id",
+                          sweep_id);
+    for (const pqxx::row& row : r) {
+      ASSIGN_OR_RETURN(JobInfo j, JobFromRow(row));
+      jobs.push_back(std::move(j));
+    }
+    return absl::OkStatus();
+  }));
+  return jobs;
+}
+
+StatusOr<std::vector<JobResultRow>> PgJobStore::Results(const ResultFilter& filter) {
+  std::vector<JobResultRow> out;
+  RETURN_IF_ERROR(Transact("Results", [&](pqxx::work& tx) -> Status {
+    out.clear();
+    pqxx::result r =
+        Exec(tx,
+             "SELECT r.job_id, j.job_key, r.metric, r.value, r.stderr, r.n, r.provenance::text "
+             "FROM results r JOIN jobs j ON j.id = r.job_id "
+             "WHERE ($1 = false OR EXISTS (SELECT 1 FROM sweep_jobs sj "
+             "                             WHERE sj.job_id = r.job_id AND sj.sweep_id = $2)) "
+             "AND ($3 = false OR j.job_key = $4) AND ($5 = false OR r.metric = $6) "
+             "ORDER BY r.job_id, r.metric",
+             filter.sweep_id.has_value(), filter.sweep_id.value_or(0), filter.job_key.has_value(),
+             filter.job_key.value_or(""), filter.metric.has_value(), filter.metric.value_or(""));
+    for (const pqxx::row& row : r) {
+      JobResultRow x;
+      x.job_id = row[0].as<int64_t>();
+      x.job_key = row[1].as<std::string>();
+      x.metric = row[2].as<std::string>();
+      x.value = row[3].as<double>();
+      x.stderr_value = row[4].as<double>();
+      x.n = row[5].as<int64_t>();
+      x.provenance_json = row[6].as<std::string>();
+      out.push_back(std::move(x));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<std::vector<JobEventRow>> PgJobStore::Events(int64_t job_id) {
+  std::vector<JobEventRow> out;
+  RETURN_IF_ERROR(Transact("Events", [&](pqxx::work& tx) -> Status {
+    out.clear();
+    pqxx::result r = Exec(tx,
+                          "SELECT " + Us("at") +
+                              ", from_state, to_state, event, epoch, worker_id, reason "
+                              "FROM job_events WHERE job_id = $1 ORDER BY id",
+                          job_id);
+    for (const pqxx::row& row : r) {
+      JobEventRow e;
+      e.at = FromMicros(row[0].as<int64_t>());
+      if (!row[1].is_null()) {
+        ASSIGN_OR_RETURN(e.from, StateOf(row[1]));
+      }
+      ASSIGN_OR_RETURN(e.to, StateOf(row[2]));
+      ASSIGN_OR_RETURN(e.event, ParseJobEvent(row[3].as<std::string>()));
+      e.epoch = row[4].as<int64_t>();
+      if (!row[5].is_null()) e.worker_id = row[5].as<int64_t>();
+      e.reason = row[6].as<std::string>();
+      out.push_back(std::move(e));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<std::map<JobState, int64_t>> PgJobStore::CountJobsByState() {
+  std::map<JobState, int64_t> counts;
+  for (int i = 0; i < kNumJobStates; ++i) counts[static_cast<JobState>(i)] = 0;
+  RETURN_IF_ERROR(Transact("CountJobsByState", [&](pqxx::work& tx) -> Status {
+    for (const pqxx::row& row : tx.exec("SELECT state, count(*) FROM jobs GROUP BY state")) {
+      ASSIGN_OR_RETURN(JobState s, StateOf(row[0]));
+      counts[s] = row[1].as<int64_t>();
+    }
+    return absl::OkStatus();
+  }));
+  return counts;
+}
+
+}  // namespace
+
+Status JobStoreOptions::Validate() const {
+  if (max_connections < 1) {
+    return absl::InvalidArgumentError("JobStoreOptions.max_connections must be >= 1");
+  }
+  if (backoff_base < absl::ZeroDuration() || backoff_max < backoff_base) {
+    return absl::InvalidArgumentError("JobStoreOptions: need 0 <= backoff_base <= backoff_max");
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& conninfo,
+                                                   const JobStoreOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  RETURN_IF_ERROR(Migrate(conninfo).status());
+  return std::unique_ptr<JobStore>(new PgJobStore(conninfo, options));
+}
+
+}  // namespace bitsweep::store

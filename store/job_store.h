@@ -1,0 +1,172 @@
+// JobStore: sweeps, jobs, leases and results in PostgreSQL; the coordinator's single source of
+// truth (STYLE.md P9, P10, P11).
+//
+// Every job state change goes through common/job_state.h Apply(), is guarded in SQL by the
+// table's source states (and, for worker calls, by the lease epoch), and appends a job_events
+// row in the same transaction. Time is always a parameter; the store never reads a clock.
+// Errors follow P7: FAILED_PRECONDITION for a stale epoch or impossible transition, UNAVAILABLE
+// when PostgreSQL is unreachable (the next call reconnects), ABORTED when a conflict persisted
+// after retries, NOT_FOUND for unknown ids, INVALID_ARGUMENT naming the bad field.
+// Thread-safe: calls borrow connections from an internal pool.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/job_state.h"
+#include "common/status.h"
+
+namespace bitsweep::store {
+
+struct JobStoreOptions {
+  // Most connections open at once; callers beyond it wait for one. Default 16.
+  int max_connections = 16;
+  // Retryable failures wait backoff_base * 2^(attempt-1), capped at backoff_max, before the job
+  // may be leased again.
+  absl::Duration backoff_base = absl::Seconds(1);
+  absl::Duration backoff_max = absl::Minutes(5);
+  Status Validate() const;
+};
+
+// What a job needs from a worker, and what a worker offers.
+struct Capabilities {
+  int32_t devices = 0;   // accelerators (0: CPU only)
+  double memory_gb = 0;  // memory per job
+  int32_t tp = 1;        // tensor-parallel degree
+};
+
+struct NewJob {
+  std::string job_key;       // unique content key; a key already stored is linked, not copied
+  std::string artifact_key;  // checkpoint the job loads (lease prefers workers holding it)
+  std::string spec_json;     // the job spec (valid JSON)
+  int32_t priority = 0;      // higher first
+  int32_t max_attempts = 3;  // >= 1
+  Capabilities needs;
+};
+
+struct JobResultRow {
+  std::string metric;
+  double value = 0;
+  double stderr_value = 0;
+  int64_t n = 0;
+  std::string provenance_json = "{}";
+  int64_t job_id = 0;   // filled when read back
+  std::string job_key;  // filled when read back
+};
+
+struct WorkerInfo {
+  std::string name;  // unique; registering a known name updates that worker
+  Capabilities capabilities;
+  std::string labels_json = "{}";
+  std::vector<std::string> artifacts;  // artifact keys already loaded
+};
+
+struct LeasedJob {
+  int64_t job_id = 0;
+  std::string job_key;
+  std::string artifact_key;
+  std::string spec_json;
+  int64_t epoch = 0;  // fencing token: every later call about this job carries it
+  int32_t attempt = 0;
+  absl::Time deadline;
+};
+
+struct HeartbeatReply {
+  bool cancel_requested = false;
+};
+
+struct JobInfo {
+  int64_t id = 0;
+  int64_t sweep_id = 0;  // the sweep that first submitted it
+  std::string job_key, artifact_key, spec_json;
+  JobState state = JobState::kPending;
+  int32_t priority = 0, attempt = 0, max_attempts = 0;
+  int64_t lease_epoch = 0;
+  std::optional<int64_t> worker_id;
+  std::optional<absl::Time> lease_deadline;
+  absl::Time not_before;
+  bool cancel_requested = false;
+  Capabilities needs;
+  std::string last_error;
+};
+
+struct SweepInfo {
+  int64_t id = 0;
+  std::string request_id, name, spec_json;
+  int32_t priority = 0;
+  std::string state;  // ACTIVE or CANCELED
+  absl::Time created_at;
+  std::map<JobState, int64_t> jobs_by_state;  // of the jobs this sweep asked for
+};
+
+struct JobEventRow {
+  absl::Time at;
+  std::optional<JobState> from;  // empty for SUBMIT
+  JobState to = JobState::kPending;
+  JobEvent event = JobEvent::kSubmit;
+  int64_t epoch = 0;
+  std::optional<int64_t> worker_id;
+  std::string reason;
+};
+
+struct ResultFilter {
+  std::optional<int64_t> sweep_id;
+  std::optional<std::string> job_key;
+  std::optional<std::string> metric;
+};
+
+class JobStore {
+ public:
+  // Connects to `conninfo` (libpq syntax; PG* environment variables apply) and migrates.
+  static StatusOr<std::unique_ptr<JobStore>> Open(const std::string& conninfo,
+                                                  const JobStoreOptions& options = {});
+  virtual ~JobStore() = default;
+
+  // Idempotent by request_id: a replay returns the original sweep id and changes nothing.
+  // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs).
+  virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
+                                        const std::string& spec_json, int32_t priority,
+                                        const std::vector<NewJob>& jobs, absl::Time now) = 0;
+  virtual StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) = 0;
+
+  // Leases the best pending job that fits `offer` with not_before <= now: highest priority,
+  // then artifacts the worker holds, then the sweep with the fewest held jobs, then the oldest.
+  // nullopt when none fits. NOT_FOUND for an unregistered worker.
+  virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, const Capabilities& offer,
+                                                   absl::Time now, absl::Duration ttl) = 0;
+  // Renews the lease to now + ttl. FAILED_PRECONDITION when the epoch is no longer current.
+  virtual StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
+                                             absl::Duration ttl) = 0;
+  // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED.
+  // A replay with the same epoch after success returns OK and writes nothing.
+  virtual Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
+                          absl::Time now) = 0;
+  // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED.
+  virtual Status Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
+                      absl::Time now) = 0;
+  // Treats every lease with deadline < now as a retryable failure; returns how many expired.
+  virtual StatusOr<int64_t> ExpireLeases(absl::Time now) = 0;
+
+  // PENDING -> CANCELED, LEASED -> CANCEL_REQUESTED; jobs another active sweep still needs are
+  // kept. Idempotent. Returns the number of jobs changed.
+  virtual StatusOr<int64_t> CancelSweep(int64_t sweep_id, const std::string& reason,
+                                        absl::Time now) = 0;
+  // OK if the job is already canceled or cancel-requested; FAILED_PRECONDITION when finished.
+  virtual Status CancelJob(int64_t job_id, const std::string& reason, absl::Time now) = 0;
+
+  virtual StatusOr<SweepInfo> GetSweep(int64_t sweep_id) = 0;
+  virtual StatusOr<std::vector<SweepInfo>> ListSweeps() = 0;
+  virtual StatusOr<JobInfo> GetJob(int64_t job_id) = 0;
+  virtual StatusOr<std::vector<JobInfo>> ListJobs(int64_t sweep_id) = 0;
+  virtual StatusOr<std::vector<JobResultRow>> Results(const ResultFilter& filter) = 0;
+  virtual StatusOr<std::vector<JobEventRow>> Events(int64_t job_id) = 0;
+  // Every state (zero included), for metrics.
+  virtual StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
+};
+
+}  // namespace bitsweep::store

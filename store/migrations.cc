@@ -1,0 +1,44 @@
+#include "store/migrations.h"
+
+#include <pqxx/pqxx>
+
+#include "store/pg_status.h"
+
+namespace bitsweep::store {
+
+namespace {
+// pg_advisory_xact_lock key: "bitsweep" in ASCII, shared by every coordinator.
+constexpr long long kMigrationLockKey = 0x6269747377656570LL;
+}  // namespace
+
+StatusOr<int> Migrate(const std::string& conninfo) {
+  int version = 0;
+  std::string current = "connect";
+  try {
+    pqxx::connection conn(conninfo);
+    for (const internal::Migration& m : internal::Migrations()) {
+      current = std::string("migration ") + m.name;
+      pqxx::work tx(conn);
+      tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
+      // Inside the lock: concurrent CREATE TABLE IF NOT EXISTS would race on pg_type.
+      tx.exec(
+          "CREATE TABLE IF NOT EXISTS schema_version ("
+          " version integer PRIMARY KEY, name text NOT NULL,"
+          " applied_at timestamptz NOT NULL DEFAULT now())");
+      pqxx::result done =
+          tx.exec_params("SELECT 1 FROM schema_version WHERE version = $1", m.version);
+      if (done.empty()) {
+        tx.exec(m.sql);
+        tx.exec_params("INSERT INTO schema_version (version, name) VALUES ($1, $2)", m.version,
+                       std::string(m.name));
+      }
+      tx.commit();
+      version = m.version;
+    }
+  } catch (...) {
+    return StatusFromCurrentException(current);
+  }
+  return version;
+}
+
+}  // namespace bitsweep::store

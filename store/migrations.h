@@ -1,0 +1,28 @@
+// Versioned schema migrations: store/schema/NNN_name.sql, embedded into the binary at build time.
+//
+// Migrate() applies, in version order, every migration not yet recorded in schema_version, each
+// in one transaction that also records it. Each transaction first takes a transaction-scoped
+// advisory lock, so coordinators starting at once apply every file exactly once. Idempotent.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bitsweep::store {
+
+namespace internal {
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+// Generated from store/schema/*.sql (store/embed_sql.cmake), ascending versions.
+const std::vector<Migration>& Migrations();
+}  // namespace internal
+
+// Applies pending migrations over a fresh connection to `conninfo`; returns the schema version.
+StatusOr<int> Migrate(const std::string& conninfo);
+
+}  // namespace bitsweep::store

@@ -1,0 +1,102 @@
+#include "common/job_state.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <utility>
+
+namespace bitsweep {
+namespace {
+
+using S = JobState;
+using E = JobEvent;
+
+// The expected lifecycle, written out independently of kJobTransitions (STYLE.md P9 table).
+const std::map<std::pair<S, E>, S>& Expected() {
+  static const auto* m = new std::map<std::pair<S, E>, S>{
+      {{S::kPending, E::kLease}, S::kLeased},
+      {{S::kLeased, E::kHeartbeat}, S::kLeased},
+      {{S::kCancelRequested, E::kHeartbeat}, S::kCancelRequested},
+      {{S::kLeased, E::kComplete}, S::kSucceeded},
+      {{S::kCancelRequested, E::kComplete}, S::kCanceled},
+      {{S::kLeased, E::kRetry}, S::kPending},
+      {{S::kCancelRequested, E::kRetry}, S::kCanceled},
+      {{S::kLeased, E::kFail}, S::kFailed},
+      {{S::kCancelRequested, E::kFail}, S::kCanceled},
+      {{S::kLeased, E::kExpire}, S::kPending},
+      {{S::kCancelRequested, E::kExpire}, S::kCanceled},
+      {{S::kPending, E::kCancel}, S::kCanceled},
+      {{S::kLeased, E::kCancel}, S::kCancelRequested},
+  };
+  return *m;
+}
+
+TEST_CASE("Apply follows the lifecycle table for every state and event pair", "[job_state]") {
+  int possible = 0;
+  for (int s = 0; s < kNumJobStates; ++s) {
+    for (int e = 0; e < kNumJobEvents; ++e) {
+      const S state = static_cast<S>(s);
+      const E event = static_cast<E>(e);
+      INFO(JobStateName(state) << " + " << JobEventName(event));
+      StatusOr<S> got = Apply(state, event);
+      auto it = Expected().find({state, event});
+      if (it == Expected().end()) {
+        REQUIRE(got.status().code() == absl::StatusCode::kFailedPrecondition);
+        CHECK(got.status().message().find(std::string(JobStateName(state))) != std::string::npos);
+        CHECK(got.status().message().find(std::string(JobEventName(event))) != std::string::npos);
+      } else {
+        REQUIRE(got.ok());
+        CHECK(*got == it->second);
+        ++possible;
+      }
+    }
+  }
+  CHECK(possible == static_cast<int>(Expected().size()));
+}
+
+TEST_CASE("terminal states accept no event and submit applies to no existing state",
+          "[job_state]") {
+  for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled}) {
+    CHECK(IsTerminal(terminal));
+    for (int e = 0; e < kNumJobEvents; ++e) CHECK_FALSE(Apply(terminal, static_cast<E>(e)).ok());
+  }
+  CHECK(SourceStates(E::kSubmit).empty());
+  CHECK(kInitialJobState == S::kPending);
+  CHECK_FALSE(IsTerminal(S::kCancelRequested));
+}
+
+TEST_CASE("no two table rows share an event and a source state", "[job_state]") {
+  std::set<std::pair<E, S>> seen;
+  for (const JobTransition& t : kJobTransitions) {
+    REQUIRE(t.num_sources >= 1);
+    REQUIRE(t.num_sources <= t.sources.size());
+    for (std::size_t i = 0; i < t.num_sources; ++i) {
+      CHECK(seen.insert({t.event, t.sources[i]}).second);
+    }
+  }
+}
+
+TEST_CASE("source states of an event feed the SQL guard as a text array", "[job_state]") {
+  CHECK(SourceStatesArray(E::kLease) == "{PENDING}");
+  CHECK(SourceStatesArray(E::kHeartbeat) == "{LEASED,CANCEL_REQUESTED}");
+  CHECK(SourceStatesArray(E::kCancel) == "{PENDING,LEASED}");
+  CHECK(SourceStatesArray(E::kSubmit) == "{}");
+}
+
+TEST_CASE("state and event names round trip and unknown names are rejected", "[job_state]") {
+  for (int s = 0; s < kNumJobStates; ++s) {
+    auto parsed = ParseJobState(JobStateName(static_cast<S>(s)));
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == static_cast<S>(s));
+  }
+  for (int e = 0; e < kNumJobEvents; ++e) {
+    auto parsed = ParseJobEvent(JobEventName(static_cast<E>(e)));
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == static_cast<E>(e));
+  }
+  CHECK(ParseJobState("RUNNING").status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(ParseJobEvent("").status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace bitsweep

@@ -112,6 +112,11 @@ void Coordinator::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_.HasBeenNotified()) return;
   stopping_.store(true);
+  if (server_ && server_->GetHealthCheckService() != nullptr) {
+    server_->GetHealthCheckService()->Shutdown();  // health checks answer NOT_SERVING from now
+  }
+  // gRPC 1.51 also waits out the deadline while clients keep idle connections open (workers
+  // and watchers always do), so `grace` is in practice how long shutdown takes.
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
   if (!stop_reaper_.HasBeenNotified()) stop_reaper_.Notify();
   if (reaper_.joinable()) reaper_.join();

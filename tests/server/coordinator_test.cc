@@ -52,10 +52,11 @@ struct Running {
   std::unique_ptr<v1::WorkerGateway::Stub> worker;
 };
 
-Running Start(ServerConfig config = {}) {
+Running Start(ServerConfig config = {}, bool with_metrics = false) {
   config.db = testing::FreshDatabase();
   config.listen = "127.0.0.1:0";
-  config.metrics_listen = "127.0.0.1:0";
+  // Only the metrics test serves /metrics: stopping the exposer (civetweb) takes ~2 s.
+  config.metrics_listen = with_metrics ? "127.0.0.1:0" : "";
   config.reaper_interval = absl::Milliseconds(50);
   config.watch_poll_interval = absl::Milliseconds(20);
   auto started = Coordinator::Start(config);
@@ -466,7 +467,7 @@ TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
 
 TEST_CASE("the metrics endpoint serves the job gauges and RPC histograms in valid text format",
           "[pg][grpc]") {
-  Running r = Start();
+  Running r = Start(ServerConfig(), /*with_metrics=*/true);
   REQUIRE(r.coordinator->metrics_port() > 0);
   Submit(r, "req-m", kSweepYaml);
   const int64_t worker = RegisterWorker(r, "host-m/0");

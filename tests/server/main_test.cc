@@ -1,0 +1,140 @@
+// The bitsweep-coordinator executable: flags, environment tokens, refusal of remote listening,
+// graceful shutdown on SIGTERM. Runs the built binary as a child process.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "bitsweep/v1/coordinator.grpc.pb.h"
+#include "tests/testing/local_pg.h"
+#include "tests/testing/paths.h"
+
+namespace bitsweep::server {
+namespace {
+
+std::string Binary() { return testing::BinaryDir() + "/server/bitsweep-coordinator"; }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A child process running the coordinator; its stderr goes to a file. Killed if still running.
+struct Child {
+  pid_t pid = -1;
+  std::string stderr_path;
+  ~Child() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  // The exit status, or -1 if it did not exit within `timeout`.
+  int Wait(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return -1;
+  }
+};
+
+std::unique_ptr<Child> Spawn(const std::string& name, const std::vector<std::string>& args,
+                             const std::string& client_token_env = "") {
+  auto child = std::make_unique<Child>();
+  child->stderr_path = testing::ScratchDir(name) + "/stderr.txt";
+  std::vector<std::string> argv = {Binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child->pid = ::fork();
+  REQUIRE(child->pid >= 0);
+  if (child->pid == 0) {
+    FILE* err = std::freopen(child->stderr_path.c_str(), "w", stderr);
+    if (err == nullptr) ::_exit(126);
+    if (!client_token_env.empty()) ::setenv("BITSWEEP_CLIENT_TOKEN", client_token_env.c_str(), 1);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+// Polls the child's stderr for "(port N)"; 0 if it exits or says nothing in time.
+int WaitForPort(Child& child, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    const std::string text = ReadFile(child.stderr_path);
+    const auto at = text.find("(port ");
+    if (at != std::string::npos) return std::atoi(text.c_str() + at + 6);
+    int status = 0;
+    if (::waitpid(child.pid, &status, WNOHANG) == child.pid) {
+      child.pid = -1;
+      return 0;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return 0;
+}
+
+TEST_CASE("the coordinator binary serves with the environment's token and stops on SIGTERM",
+          "[pg][grpc]") {
+  const std::string db = testing::FreshDatabase();
+  auto child =
+      Spawn("server-main-sigterm",
+            {"--db", db, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--lease-ttl", "30"},
+            "env-client-token");
+  const int port = WaitForPort(*child, absl::Seconds(30));
+  INFO(ReadFile(child->stderr_path));
+  REQUIRE(port > 0);
+  CHECK(ReadFile(child->stderr_path).find("loopback only") != std::string::npos);
+
+  auto stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  v1::ListSweepsResponse sweeps;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    CHECK(stub->ListSweeps(&ctx, v1::ListSweepsRequest(), &sweeps).error_code() ==
+          grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.AddMetadata("authorization", "Bearer env-client-token");
+    const grpc::Status st = stub->ListSweeps(&ctx, v1::ListSweepsRequest(), &sweeps);
+    INFO(st.error_message());
+    CHECK(st.ok());
+  }
+  // An open connection makes gRPC wait out the whole shutdown grace period (5 s): close it.
+  stub.reset();
+  REQUIRE(::kill(child->pid, SIGTERM) == 0);
+  CHECK(child->Wait(absl::Seconds(20)) == 0);
+  CHECK(ReadFile(child->stderr_path).find("SIGTERM") != std::string::npos);
+}
+
+TEST_CASE("the coordinator binary refuses a remote address without TLS and tokens") {
+  auto child = Spawn("server-main-remote", {"--db", "host=127.0.0.1", "--listen", "0.0.0.0:0"});
+  CHECK(child->Wait(absl::Seconds(20)) == 1);
+  const std::string err = ReadFile(child->stderr_path);
+  INFO(err);
+  CHECK(err.find("listen") != std::string::npos);
+  CHECK(err.find("insecure_allow_remote") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace bitsweep::server

@@ -465,6 +465,51 @@ TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   }
 }
 
+// Runs the next operation on `cq` to completion; false when it failed.
+bool Await(grpc::CompletionQueue& cq, void* expected_tag) {
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok)) return false;
+  return ok && tag == expected_tag;
+}
+
+TEST_CASE("server reflection lists both bitsweep services", "[pg][grpc]") {
+  Running r = Start();
+  grpc::GenericStub stub(r.channel);
+  grpc::CompletionQueue cq;
+  auto ctx = Ctx();
+  auto call = stub.PrepareCall(
+      ctx.get(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* const tag = reinterpret_cast<void*>(1);
+  call->StartCall(tag);
+  REQUIRE(Await(cq, tag));
+  grpc::Slice list_services(
+      std::string("\x3a\x00", 2));  // ServerReflectionRequest{list_services: ""}
+  grpc::ByteBuffer request(&list_services, 1);
+  call->Write(request, tag);
+  REQUIRE(Await(cq, tag));
+  call->WritesDone(tag);
+  REQUIRE(Await(cq, tag));
+  grpc::ByteBuffer response;
+  call->Read(&response, tag);
+  REQUIRE(Await(cq, tag));
+  grpc::Status status;
+  call->Finish(&status, tag);
+  REQUIRE(Await(cq, tag));
+  REQUIRE_RPC_OK(status);
+  std::vector<grpc::Slice> slices;
+  REQUIRE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  CHECK(bytes.find("bitsweep.v1.Coordinator") != std::string::npos);
+  CHECK(bytes.find("bitsweep.v1.WorkerGateway") != std::string::npos);
+  cq.Shutdown();
+  void* ignored_tag;
+  bool ignored_ok;
+  while (cq.Next(&ignored_tag, &ignored_ok)) {
+  }
+}
+
 TEST_CASE("the metrics endpoint serves the job gauges and RPC histograms in valid text format",
           "[pg][grpc]") {
   Running r = Start(ServerConfig(), /*with_metrics=*/true);

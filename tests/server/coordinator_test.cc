@@ -415,6 +415,84 @@ TEST_CASE("canceling a sweep cancels pending jobs and asks leased ones to stop",
         grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_CASE("a retryable failure returns the job to pending and a fatal one fails it for good",
+          "[pg][grpc]") {
+  Running r = Start();
+  auto sweep = Submit(r, "req-f", kOverlappingYaml).sweep();
+  const int64_t worker = RegisterWorker(r, "host-f/0");
+  auto first = Lease(r, worker);
+  auto second = Lease(r, worker);
+  REQUIRE(first.has_job());
+  REQUIRE(second.has_job());
+  auto fail = [&](const v1::LeaseResponse& lease, bool retryable, const std::string& reason) {
+    v1::FailRequest req;
+    req.set_worker_id(worker);
+    req.set_job_id(lease.job_id());
+    req.set_lease_epoch(lease.lease_epoch());
+    req.set_reason(reason);
+    req.set_retryable(retryable);
+    v1::FailResponse resp;
+    return r.worker->Fail(Ctx().get(), req, &resp);
+  };
+  REQUIRE_RPC_OK(fail(first, true, "worker ran out of disk"));
+  REQUIRE_RPC_OK(fail(second, false, "config.json: missing"));
+  const v1::Job retried = FindJob(r, first.job_id());
+  CHECK(retried.state() == v1::JOB_STATE_PENDING);
+  CHECK(retried.error().find("out of disk") != std::string::npos);
+  const v1::Job failed = FindJob(r, second.job_id());
+  CHECK(failed.state() == v1::JOB_STATE_FAILED);
+  CHECK(failed.error().find("config.json") != std::string::npos);
+  // A replayed Fail is OK and changes nothing (P10); the lease itself is gone.
+  REQUIRE_RPC_OK(fail(first, true, "worker ran out of disk"));
+  CHECK(FindJob(r, first.job_id()).attempt() == 1);
+  v1::HeartbeatResponse hb;
+  CHECK(Heartbeat(r, worker, first.job_id(), first.lease_epoch(), 0.5, "x", &hb).error_code() ==
+        grpc::StatusCode::FAILED_PRECONDITION);
+
+  v1::ListJobsRequest only_failed;
+  only_failed.set_sweep_id(sweep.id());
+  only_failed.set_state(v1::JOB_STATE_FAILED);
+  v1::ListJobsResponse listed;
+  REQUIRE_RPC_OK(r.client->ListJobs(Ctx().get(), only_failed, &listed));
+  REQUIRE(listed.jobs_size() == 1);
+  CHECK(listed.jobs(0).id() == second.job_id());
+}
+
+TEST_CASE("a pending job can be canceled alone and unknown ids are NOT_FOUND", "[pg][grpc]") {
+  Running r = Start();
+  auto sweep = Submit(r, "req-j", kOverlappingYaml).sweep();
+  v1::ListJobsRequest list;
+  list.set_sweep_id(sweep.id());
+  list.set_limit(1);
+  v1::ListJobsResponse jobs;
+  REQUIRE_RPC_OK(r.client->ListJobs(Ctx().get(), list, &jobs));
+  REQUIRE(jobs.jobs_size() == 1);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(jobs.jobs(0).id());
+  v1::Job canceled;
+  REQUIRE_RPC_OK(r.client->CancelJob(Ctx().get(), cancel, &canceled));
+  CHECK(canceled.state() == v1::JOB_STATE_CANCELED);
+  v1::GetSweepRequest get;
+  get.set_sweep_id(sweep.id());
+  v1::Sweep after;
+  REQUIRE_RPC_OK(r.client->GetSweep(Ctx().get(), get, &after));
+  CHECK(after.canceled() == 1);
+  CHECK(after.pending() == 2);
+
+  get.set_sweep_id(424242);
+  CHECK(r.client->GetSweep(Ctx().get(), get, &after).error_code() == grpc::StatusCode::NOT_FOUND);
+  auto ctx = Ctx();
+  auto watch = r.client->WatchSweep(ctx.get(), get);
+  v1::Sweep ignored;
+  CHECK_FALSE(watch->Read(&ignored));
+  CHECK(watch->Finish().error_code() == grpc::StatusCode::NOT_FOUND);
+  v1::LeaseRequest lease;
+  lease.set_worker_id(999);
+  v1::LeaseResponse lease_resp;
+  CHECK(r.worker->Lease(Ctx().get(), lease, &lease_resp).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUTHENTICATED",
           "[pg][grpc]") {
   ServerConfig config;

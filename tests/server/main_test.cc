@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -134,6 +135,31 @@ TEST_CASE("the coordinator binary refuses a remote address without TLS and token
   INFO(err);
   CHECK(err.find("listen") != std::string::npos);
   CHECK(err.find("insecure_allow_remote") != std::string::npos);
+}
+
+TEST_CASE("the coordinator neither links libtorch nor includes torch or libpqxx headers") {
+  // STYLE.md P2: the coordinator builds in seconds and runs on any node.
+  FILE* pipe = ::popen(("readelf -d '" + Binary() + "' 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string needed;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) needed.append(buf, n);
+  const int rc = ::pclose(pipe);
+  if (rc != 0 && needed.find("NEEDED") == std::string::npos) {
+    WARN("readelf unavailable: linking not checked");
+  } else {
+    INFO(needed);
+    CHECK(needed.find("libgrpc++") != std::string::npos);
+    CHECK(needed.find("torch") == std::string::npos);
+    CHECK(needed.find("libc10") == std::string::npos);
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(testing::SourceDir() + "/server")) {
+    const std::string text = ReadFile(entry.path().string());
+    INFO(entry.path().string());
+    for (const char* banned : {"<torch/", "<ATen/", "<c10/", "<pqxx/"}) {
+      CHECK(text.find(banned) == std::string::npos);
+    }
+  }
 }
 
 }  // namespace

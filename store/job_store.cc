@@ -181,7 +181,7 @@ const std::string& LeaseQuery() {
         "  coalesce(h.n, 0), j.id "
         "LIMIT 1 FOR UPDATE OF j SKIP LOCKED), "
         // The guarded LEASE transition, its job_events row and the worker's liveness, all in
-        // this one autocommitted statement: the lease path is the coordinator's hot path.
+        // this one statement: the lease path is the coordinator's hot path.
         "u AS (UPDATE jobs SET state = " +
         DestinationCase(JobEvent::kLease, "jobs.state") +
         ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $5, "
@@ -304,10 +304,8 @@ class PgJobStore final : public JobStore {
  private:
   // Runs `body` in one transaction; commits when it returns OK, rolls back otherwise.
   // Serialization failures and deadlocks are retried a few times, then ABORTED (P7).
-  // `autocommit`: the body is one statement, run without BEGIN/COMMIT round trips.
   Status Transact(const std::string& what,
-                  const std::function<Status(pqxx::transaction_base&)>& body,
-                  bool autocommit = false);
+                  const std::function<Status(pqxx::transaction_base&)>& body);
 
   // The row of a job locked for update, with what every transition needs.
   struct Locked {
@@ -336,45 +334,43 @@ class PgJobStore final : public JobStore {
 };
 
 Status PgJobStore::Transact(const std::string& what,
-                            const std::function<Status(pqxx::transaction_base&)>& body,
-                            bool autocommit) {
+                            const std::function<Status(pqxx::transaction_base&)>& body) {
   constexpr int kMaxTries = 5;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<pqxx::connection> conn;
+    bool acquired = false;  // Acquire() gives its slot back itself when connecting fails
+    // A connection in an unknown state is never reused.
+    auto give_back = [&](bool keep) {
+      if (acquired) pool_.Release(keep ? std::move(conn) : nullptr);
+      acquired = false;
+    };
     try {
       conn = pool_.Acquire();
-      Status st;
-      if (autocommit) {
-        pqxx::nontransaction tx(*conn);
-        st = body(tx);
+      acquired = true;
+      pqxx::work tx(*conn);
+      Status st = body(tx);
+      if (st.ok()) {
+        tx.commit();
       } else {
-        pqxx::work tx(*conn);
-        st = body(tx);
-        if (st.ok()) {
-          tx.commit();
-        } else {
-          tx.abort();
-        }
+        tx.abort();
       }
-      pool_.Release(std::move(conn));
+      give_back(true);
       return st;
     } catch (const pqxx::transaction_rollback&) {
-      pool_.Release(std::move(conn));
+      give_back(true);
       if (attempt < kMaxTries) continue;
       return StatusFromCurrentException(what);
     } catch (const pqxx::in_doubt_error&) {
-      pool_.Release(nullptr);  // the commit may have landed: only the caller may retry
+      give_back(false);  // the commit may have landed: only the caller may retry
       return StatusFromCurrentException(what);
     } catch (const pqxx::broken_connection&) {
-      // Nothing was committed, so one retry on a fresh connection is safe; it turns a pooled
-      // connection that died with a server restart into a reconnect instead of an error.
-      pool_.Release(nullptr);
+      give_back(false);
+      // Before COMMIT nothing was committed, so one retry on a fresh connection is safe; it
+      // turns a pooled connection that died with a server restart into a reconnect.
       if (attempt == 1) continue;
       return StatusFromCurrentException(what);
     } catch (...) {
-      // A connection in an unknown state is never reused.
-      if (CurrentExceptionBreaksConnection()) conn.reset();
-      pool_.Release(std::move(conn));
+      give_back(!CurrentExceptionBreaksConnection());
       return StatusFromCurrentException(what);
     }
   }
@@ -562,37 +558,34 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Ca
                                                      absl::Time now, absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
   std::optional<LeasedJob> leased;
-  RETURN_IF_ERROR(Transact(
-      "Lease",
-      [&](pqxx::transaction_base& tx) -> Status {
-        leased.reset();
-        pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb,
-                              offer.tp, worker_id, Micros(now + ttl));
-        if (r.size() != 1) return absl::InternalError("Lease: expected one row");
-        if (r[0][8].as<int64_t>() == 0) {
-          return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
-                                     " is not registered");
-        }
-        if (r[0][0].is_null()) return absl::OkStatus();
-        ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
-        ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
-        StatusOr<JobState> want = Apply(from, JobEvent::kLease);
-        if (!want.ok() || *want != to) {
-          return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
-                                     StateName(to) + ", which the transition table does not allow");
-        }
-        LeasedJob l;
-        l.job_id = r[0][0].as<int64_t>();
-        l.epoch = r[0][3].as<int64_t>();
-        l.attempt = r[0][4].as<int32_t>();
-        l.job_key = r[0][5].as<std::string>();
-        l.artifact_key = r[0][6].as<std::string>();
-        l.spec_json = r[0][7].as<std::string>();
-        l.deadline = FromMicros(Micros(now + ttl));
-        leased = std::move(l);
-        return absl::OkStatus();
-      },
-      /*autocommit=*/true));
+  RETURN_IF_ERROR(Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
+    leased.reset();
+    pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp,
+                          worker_id, Micros(now + ttl));
+    if (r.size() != 1) return absl::InternalError("Lease: expected one row");
+    if (r[0][8].as<int64_t>() == 0) {
+      return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
+                                 " is not registered");
+    }
+    if (r[0][0].is_null()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
+    ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
+    StatusOr<JobState> want = Apply(from, JobEvent::kLease);
+    if (!want.ok() || *want != to) {
+      return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
+                                 StateName(to) + ", which the transition table does not allow");
+    }
+    LeasedJob l;
+    l.job_id = r[0][0].as<int64_t>();
+    l.epoch = r[0][3].as<int64_t>();
+    l.attempt = r[0][4].as<int32_t>();
+    l.job_key = r[0][5].as<std::string>();
+    l.artifact_key = r[0][6].as<std::string>();
+    l.spec_json = r[0][7].as<std::string>();
+    l.deadline = FromMicros(Micros(now + ttl));
+    leased = std::move(l);
+    return absl::OkStatus();
+  }));
   return leased;
 }
 

@@ -6,6 +6,7 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)  # core + pull (the coordinator's /metrics)
 find_package(yaml-cpp CONFIG REQUIRED)  # Debian's target: yaml-cpp
 find_package(OpenSSL REQUIRED)          # OpenSSL::Crypto for SHA-256 job keys
 find_package(PkgConfig REQUIRED)

@@ -1,0 +1,126 @@
+#include "server/coordinator.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <prometheus/exposer.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "server/coordinator_service.h"
+#include "server/job_board.h"
+#include "server/metrics.h"
+#include "server/worker_gateway.h"
+
+namespace bitsweep::server {
+namespace {
+
+StatusOr<std::string> ReadPem(const std::string& field, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(field, ": cannot read '", path, "'"));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": '", path, "' is empty"));
+  }
+  return text.str();
+}
+
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& config) {
+  if (!config.tls()) return grpc::InsecureServerCredentials();
+  ASSIGN_OR_RETURN(std::string cert, ReadPem("tls_cert", config.tls_cert));
+  ASSIGN_OR_RETURN(std::string key, ReadPem("tls_key", config.tls_key));
+  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!config.tls_ca.empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadPem("tls_ca", config.tls_ca));
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  options.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(ServerConfig config) : config_(std::move(config)) {}
+
+StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& config) {
+  RETURN_IF_ERROR(config.Validate());
+  ASSIGN_OR_RETURN(auto credentials, Credentials(config));
+  std::unique_ptr<Coordinator> c(new Coordinator(config));
+  ASSIGN_OR_RETURN(c->store_, store::JobStore::Open(config.db));
+  c->metrics_ = std::make_unique<ServerMetrics>(c->store_.get());
+  c->metrics_->SetConfig(config.tls(), !config.client_token.empty() || !config.worker_token.empty(),
+                         absl::ToDoubleSeconds(config.lease_ttl));
+  c->board_ = std::make_unique<JobBoard>();
+
+  ServiceDeps deps;
+  deps.store = c->store_.get();
+  deps.metrics = c->metrics_.get();
+  deps.board = c->board_.get();
+  deps.lease_ttl = config.lease_ttl;
+  deps.watch_poll_interval = config.watch_poll_interval;
+  deps.stopping = &c->stopping_;
+  c->coordinator_service_ = std::make_unique<CoordinatorService>(deps, config.client_token);
+  c->worker_service_ = std::make_unique<WorkerGatewayService>(deps, config.worker_token);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, credentials, &c->port_);
+  builder.RegisterService(c->coordinator_service_.get());
+  builder.RegisterService(c->worker_service_.get());
+  c->server_ = builder.BuildAndStart();
+  if (c->server_ == nullptr || c->port_ == 0) {
+    if (c->server_) c->server_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("listen: cannot listen on '", config.listen, "' (in use or not local?)"));
+  }
+
+  if (!config.metrics_listen.empty()) {
+    try {
+      c->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
+    } catch (const std::exception& e) {
+      c->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat("metrics_listen: cannot listen on '",
+                                                 config.metrics_listen, "': ", e.what()));
+    }
+    c->exposer_->RegisterCollectable(c->metrics_->registry());
+    c->exposer_->RegisterCollectable(c->metrics_->store_gauges());
+    const auto ports = c->exposer_->GetListeningPorts();
+    c->metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
+  c->reaper_ = std::thread([raw = c.get()] { raw->ReapLoop(); });
+  return c;
+}
+
+void Coordinator::ReapLoop() {
+  while (!stop_reaper_.WaitForNotificationWithTimeout(config_.reaper_interval)) {
+    auto expired = store_->ExpireLeases(absl::Now());
+    if (!expired.ok()) {
+      std::fprintf(stderr, "bitsweep-coordinator: lease reaper: %s\n",
+                   expired.status().ToString().c_str());
+    } else if (*expired > 0) {
+      metrics_->CountTransition(JobEvent::kExpire, static_cast<double>(*expired));
+    }
+  }
+}
+
+void Coordinator::Shutdown(absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_.HasBeenNotified()) return;
+  stopping_.store(true);
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+  if (!stop_reaper_.HasBeenNotified()) stop_reaper_.Notify();
+  if (reaper_.joinable()) reaper_.join();
+  exposer_.reset();
+  shut_down_.Notify();
+}
+
+void Coordinator::Wait() { shut_down_.WaitForNotification(); }
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+}  // namespace bitsweep::server

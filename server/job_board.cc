@@ -1,0 +1,47 @@
+#include "server/job_board.h"
+
+#include <utility>
+
+namespace bitsweep::server {
+
+void JobBoard::PutWorker(int64_t worker_id, WorkerEntry entry) {
+  absl::MutexLock lock(&mu_);
+  workers_[worker_id] = std::move(entry);
+}
+
+std::optional<WorkerEntry> JobBoard::Worker(int64_t worker_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return std::nullopt;
+  return it->second;
+}
+
+void JobBoard::Leased(int64_t job_id, LeaseEntry entry) {
+  absl::MutexLock lock(&mu_);
+  leases_[job_id] = std::move(entry);
+  progress_.erase(job_id);
+}
+
+void JobBoard::SetProgress(int64_t job_id, JobProgress progress) {
+  absl::MutexLock lock(&mu_);
+  progress_[job_id] = std::move(progress);
+}
+
+std::optional<JobProgress> JobBoard::Progress(int64_t job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = progress_.find(job_id);
+  if (it == progress_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<LeaseEntry> JobBoard::Finished(int64_t job_id) {
+  absl::MutexLock lock(&mu_);
+  progress_.erase(job_id);
+  auto it = leases_.find(job_id);
+  if (it == leases_.end()) return std::nullopt;
+  LeaseEntry entry = std::move(it->second);
+  leases_.erase(it);
+  return entry;
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,89 @@
+// bitsweep-coordinator: flags -> ServerConfig, then Coordinator::Start, then wait for SIGTERM or
+// SIGINT and shut down gracefully (in-flight RPCs get a few seconds to finish).
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "server/coordinator.h"
+#include "server/server_config.h"
+
+namespace {
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using bitsweep::server::ServerConfig;
+  ServerConfig config;
+  double lease_ttl_s = 60;
+  CLI::App app{"bitsweep-coordinator: schedules sweep jobs on workers over gRPC"};
+  app.add_option("--listen", config.listen,
+                 "gRPC address host:port; a non-loopback host needs TLS and both tokens, or "
+                 "--insecure-allow-remote")
+      ->capture_default_str();
+  app.add_option("--db", config.db,
+                 "libpq conninfo of the job database (PG* environment variables apply)")
+      ->required();
+  app.add_option("--metrics-listen", config.metrics_listen,
+                 "Prometheus /metrics address host:port (\"\" disables it)")
+      ->capture_default_str();
+  app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--client-token", config.client_token,
+                 "bearer token Coordinator RPCs must carry (env BITSWEEP_CLIENT_TOKEN)");
+  app.add_option("--worker-token", config.worker_token,
+                 "bearer token WorkerGateway RPCs must carry (env BITSWEEP_WORKER_TOKEN)");
+  app.add_option("--tls-cert", config.tls_cert, "server certificate chain (PEM); enables TLS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", config.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", config.tls_ca,
+                 "CA bundle (PEM) for client certificates: requires mutual TLS")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--insecure-allow-remote", config.insecure_allow_remote,
+               "allow a non-loopback --listen without TLS and tokens (trusted networks only)");
+  CLI11_PARSE(app, argc, argv);
+  config.lease_ttl = absl::Seconds(lease_ttl_s);
+  if (config.client_token.empty()) config.client_token = EnvOr("BITSWEEP_CLIENT_TOKEN", "");
+  if (config.worker_token.empty()) config.worker_token = EnvOr("BITSWEEP_WORKER_TOKEN", "");
+
+  // Block the signals before any thread starts, so every thread inherits the mask and only
+  // sigwait below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto coordinator = bitsweep::server::Coordinator::Start(config);
+  if (!coordinator.ok()) {
+    std::fprintf(stderr, "bitsweep-coordinator: %s\n", coordinator.status().ToString().c_str());
+    return 1;
+  }
+  const auto& c = **coordinator;
+  std::fprintf(
+      stderr,
+      "bitsweep-coordinator: gRPC on %s (port %d)%s, tls=%s%s, client auth=%s, worker "
+      "auth=%s, lease ttl %gs, metrics %s\n",
+      config.listen.c_str(), c.port(), config.ListensOnLoopbackOnly() ? " -- loopback only" : "",
+      config.tls() ? "on" : "off", config.tls_ca.empty() ? "" : " (mutual)",
+      config.client_token.empty() ? "off" : "bearer token",
+      config.worker_token.empty() ? "off" : "bearer token", lease_ttl_s,
+      config.metrics_listen.empty() ? "off"
+                                    : ("http://" + config.metrics_listen + "/metrics (port " +
+                                       std::to_string(c.metrics_port()) + ")")
+                                          .c_str());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "bitsweep-coordinator: %s, shutting down\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*coordinator)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,93 @@
+#include "server/proto_convert.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace bitsweep::server {
+
+v1::JobState ToProto(JobState state) {
+  switch (state) {
+    case JobState::kPending:
+      return v1::JOB_STATE_PENDING;
+    case JobState::kLeased:
+      return v1::JOB_STATE_LEASED;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCanceled:
+      return v1::JOB_STATE_CANCELED;
+    case JobState::kCancelRequested:
+      return v1::JOB_STATE_CANCEL_REQUESTED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+StatusOr<std::optional<JobState>> FromProto(v1::JobState state, const std::string& field) {
+  switch (state) {
+    case v1::JOB_STATE_UNSPECIFIED:
+      return std::optional<JobState>();
+    case v1::JOB_STATE_PENDING:
+      return std::optional<JobState>(JobState::kPending);
+    case v1::JOB_STATE_LEASED:
+      return std::optional<JobState>(JobState::kLeased);
+    case v1::JOB_STATE_SUCCEEDED:
+      return std::optional<JobState>(JobState::kSucceeded);
+    case v1::JOB_STATE_FAILED:
+      return std::optional<JobState>(JobState::kFailed);
+    case v1::JOB_STATE_CANCELED:
+      return std::optional<JobState>(JobState::kCanceled);
+    case v1::JOB_STATE_CANCEL_REQUESTED:
+      return std::optional<JobState>(JobState::kCancelRequested);
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": unknown job state ", static_cast<int>(state)));
+  }
+}
+
+void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out) {
+  out->Clear();
+  out->set_id(sweep.id);
+  out->set_name(sweep.name);
+  out->set_priority(sweep.priority);
+  out->set_created_at(absl::ToUnixSeconds(sweep.created_at));
+  auto count = [&](JobState s) -> int64_t {
+    auto it = sweep.jobs_by_state.find(s);
+    return it == sweep.jobs_by_state.end() ? 0 : it->second;
+  };
+  out->set_pending(count(JobState::kPending));
+  out->set_leased(count(JobState::kLeased) + count(JobState::kCancelRequested));
+  out->set_succeeded(count(JobState::kSucceeded));
+  out->set_failed(count(JobState::kFailed));
+  out->set_canceled(count(JobState::kCanceled));
+  int64_t total = 0;
+  for (const auto& [state, n] : sweep.jobs_by_state) total += n;
+  out->set_total(total);
+  out->set_finished(out->pending() == 0 && out->leased() == 0);
+}
+
+void JobToProto(const store::JobInfo& job, const std::string& worker_name,
+                const std::optional<JobProgress>& progress, v1::Job* out) {
+  out->Clear();
+  out->set_id(job.id);
+  out->set_job_key(job.job_key);
+  out->set_spec_json(job.spec_json);
+  out->set_state(ToProto(job.state));
+  out->set_attempt(job.attempt);
+  out->set_max_attempts(job.max_attempts);
+  if (!worker_name.empty()) {
+    out->set_worker(worker_name);
+  } else if (job.worker_id) {
+    out->set_worker(absl::StrCat("worker-", *job.worker_id));
+  }
+  out->set_error(job.last_error);
+  if (job.state == JobState::kSucceeded) {
+    out->set_progress(1.0);
+  } else if (progress &&
+             (job.state == JobState::kLeased || job.state == JobState::kCancelRequested)) {
+    out->set_progress(progress->progress);
+    out->set_phase(progress->phase);
+  }
+  out->set_priority(job.priority);
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,24 @@
+// Conversions between store/common value types and bitsweep.v1 messages. Pure functions.
+#pragma once
+
+#include <string>
+
+#include "bitsweep/v1/coordinator.pb.h"
+#include "common/job_state.h"
+#include "server/job_board.h"
+#include "store/job_store.h"
+
+namespace bitsweep::server {
+
+v1::JobState ToProto(JobState state);
+// INVALID_ARGUMENT naming `field` for an unknown value; nullopt for JOB_STATE_UNSPECIFIED.
+StatusOr<std::optional<JobState>> FromProto(v1::JobState state, const std::string& field);
+
+// Counts by state; LEASED includes CANCEL_REQUESTED (still held by a worker). finished when no
+// job is pending or held.
+void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out);
+// `worker_name` "" when unknown; `progress` from the JobBoard when the job is running.
+void JobToProto(const store::JobInfo& job, const std::string& worker_name,
+                const std::optional<JobProgress>& progress, v1::Job* out);
+
+}  // namespace bitsweep::server

@@ -1,0 +1,44 @@
+#include "server/rpc_guard.h"
+
+#include <string_view>
+
+namespace bitsweep::server {
+namespace {
+
+// Compares without an early exit, so the time taken does not reveal how much of a guessed
+// token was right.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
+  if (token_.empty()) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing 'authorization: Bearer <token>' metadata");
+  }
+  const std::string_view value(it->second.data(), it->second.size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (value.substr(0, kBearer.size()) != kBearer ||
+      !ConstantTimeEquals(value.substr(kBearer.size()), token_)) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
+  }
+  return grpc::Status::OK;
+}
+
+void RpcGuard::Record(const std::string& method, const grpc::Status& status, double seconds) const {
+  const std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  metrics_->ObserveRpc(method, code, seconds);
+}
+
+}  // namespace bitsweep::server

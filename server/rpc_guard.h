@@ -1,0 +1,44 @@
+// RpcGuard: what every RPC handler of one service does around its body: check the bearer
+// token, convert the body's absl::Status to a grpc::Status (codes 1:1), and record
+// bitsweep_rpc_duration_seconds{method,code}. Thread-safe (immutable after construction).
+#pragma once
+
+#include <grpcpp/server_context.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "server/metrics.h"
+#include "server/status_convert.h"
+
+namespace bitsweep::server {
+
+class RpcGuard {
+ public:
+  // `token` empty: no authentication. `metrics` must outlive the guard.
+  RpcGuard(ServerMetrics* metrics, std::string token)
+      : metrics_(metrics), token_(std::move(token)) {}
+
+  // UNAUTHENTICATED unless `context` carries "authorization: Bearer <token>".
+  grpc::Status Authenticate(const grpc::ServerContext& context) const;
+
+  // Runs `body` (returning absl::Status) after authentication, and records the outcome.
+  template <typename Body>
+  grpc::Status Run(const std::string& method, grpc::ServerContext* context, Body&& body) const {
+    const absl::Time start = absl::Now();
+    grpc::Status status = Authenticate(*context);
+    if (status.ok()) status = ToGrpcStatus(body());
+    Record(method, status, absl::ToDoubleSeconds(absl::Now() - start));
+    return status;
+  }
+
+  void Record(const std::string& method, const grpc::Status& status, double seconds) const;
+
+ private:
+  ServerMetrics* metrics_;
+  std::string token_;
+};
+
+}  // namespace bitsweep::server

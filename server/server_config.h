@@ -1,0 +1,50 @@
+// ServerConfig: everything the coordinator needs to start, with documented defaults (STYLE.md P8).
+// main.cc fills it from flags and the environment; tests fill it directly. Plain value type.
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "common/status.h"
+
+namespace bitsweep::server {
+
+struct ServerConfig {
+  // gRPC listen address "host:port"; port 0 picks a free one (Coordinator::port() tells which).
+  // Default loopback only: a non-loopback host needs TLS and both tokens, or
+  // insecure_allow_remote.
+  std::string listen = "127.0.0.1:50051";
+  // libpq conninfo of the job database (PG* environment variables apply). Required.
+  std::string db;
+  // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = no exposer.
+  std::string metrics_listen = "127.0.0.1:9464";
+  // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
+  absl::Duration lease_ttl = absl::Seconds(60);
+  // How often the lease reaper calls JobStore::ExpireLeases(now).
+  absl::Duration reaper_interval = absl::Seconds(2);
+  // How often WatchSweep polls the store for changed counts.
+  absl::Duration watch_poll_interval = absl::Milliseconds(500);
+  // Bearer tokens: when non-empty, Coordinator RPCs need "authorization: Bearer <client_token>"
+  // and WorkerGateway RPCs "authorization: Bearer <worker_token>" (UNAUTHENTICATED otherwise).
+  std::string client_token;
+  std::string worker_token;
+  // PEM files. cert and key together enable TLS; ca additionally requires and verifies client
+  // certificates (mutual TLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  // Allows listening on a non-loopback address without TLS and tokens (trusted networks only).
+  bool insecure_allow_remote = false;
+
+  bool tls() const { return !tls_cert.empty(); }
+  // Whether `listen` names a loopback host (127.x.x.x, ::1, localhost).
+  bool ListensOnLoopbackOnly() const;
+  // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
+  // address without TLS and tokens (unless insecure_allow_remote), non-positive durations.
+  Status Validate() const;
+};
+
+// Whether the host part of "host:port" ("[::1]:50051", "localhost:1") is a loopback address.
+bool IsLoopbackAddress(const std::string& host_port);
+
+}  // namespace bitsweep::server

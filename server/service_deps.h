@@ -1,0 +1,26 @@
+// ServiceDeps: what both gRPC services share, owned by the Coordinator, which outlives them.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+#include "absl/time/time.h"
+#include "server/job_board.h"
+#include "server/metrics.h"
+#include "store/job_store.h"
+
+namespace bitsweep::server {
+
+struct ServiceDeps {
+  store::JobStore* store = nullptr;
+  ServerMetrics* metrics = nullptr;
+  JobBoard* board = nullptr;
+  absl::Duration lease_ttl = absl::Seconds(60);
+  absl::Duration watch_poll_interval = absl::Milliseconds(500);
+  // The only clock the services read (P11): absl::Now in production.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+  // Set when the server is shutting down; WatchSweep streams end at their next poll.
+  const std::atomic<bool>* stopping = nullptr;
+};
+
+}  // namespace bitsweep::server

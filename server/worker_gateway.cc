@@ -1,0 +1,168 @@
+#include "server/worker_gateway.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/catalog.h"
+#include "common/job_spec.h"
+
+namespace bitsweep::server {
+namespace {
+
+// Metric labels for a leased job: catalog names only (a task given as a file path is "file"),
+// so the label sets stay small whatever the sweeps contain.
+LeaseEntry LeaseLabels(const std::string& spec_json, absl::Time now) {
+  LeaseEntry entry;
+  entry.leased_at = now;
+  entry.method = "unknown";
+  entry.task = "unknown";
+  auto spec = JobSpecFromJson(spec_json);
+  if (spec.ok()) {
+    if (LookupMethod(spec->quant.method).ok()) entry.method = spec->quant.method;
+    entry.task = IsTaskPath(spec->eval.task) ? "file" : spec->eval.task;
+    if (!LookupTask(entry.task).ok()) entry.task = "file";
+  }
+  return entry;
+}
+
+// The worker's provenance object plus who ran the job under which lease (the coordinator is
+// the one that knows both for sure).
+StatusOr<std::string> Provenance(const v1::CompleteRequest& request, const std::string& worker) {
+  nlohmann::json provenance = nlohmann::json::object();
+  if (!request.provenance_json().empty()) {
+    provenance = nlohmann::json::parse(request.provenance_json(), nullptr, false);
+    if (provenance.is_discarded() || !provenance.is_object()) {
+      return absl::InvalidArgumentError("provenance_json: not a JSON object");
+    }
+  }
+  provenance["worker_id"] = request.worker_id();
+  if (!worker.empty()) provenance["worker"] = worker;
+  provenance["lease_epoch"] = request.lease_epoch();
+  return provenance.dump();
+}
+
+}  // namespace
+
+grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
+                                            const v1::RegisterRequest* request,
+                                            v1::RegisterResponse* response) {
+  return guard_.Run("Register", context, [&]() -> Status {
+    if (request->name().empty()) return absl::InvalidArgumentError("name: empty");
+    if (request->devices() < 0) return absl::InvalidArgumentError("devices: must be >= 0");
+    if (request->max_tp() < 0) return absl::InvalidArgumentError("max_tp: must be >= 0");
+    if (!(request->memory_gb() >= 0)) return absl::InvalidArgumentError("memory_gb: must be >= 0");
+    store::WorkerInfo info;
+    info.name = request->name();
+    info.capabilities.devices = request->devices();
+    info.capabilities.memory_gb = request->memory_gb();
+    info.capabilities.tp = std::max(1, request->max_tp());
+    info.artifacts.assign(request->artifacts().begin(), request->artifacts().end());
+    ASSIGN_OR_RETURN(int64_t worker_id, deps_.store->RegisterWorker(info, deps_.now()));
+    deps_.board->PutWorker(worker_id, WorkerEntry{info.name, info.capabilities});
+    response->set_worker_id(worker_id);
+    response->set_lease_ttl_seconds(absl::ToDoubleSeconds(deps_.lease_ttl));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
+                                         const v1::LeaseRequest* request,
+                                         v1::LeaseResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::Status status = guard_.Run("Lease", context, [&]() -> Status {
+    auto worker = deps_.board->Worker(request->worker_id());
+    if (!worker) {
+      return absl::NotFoundError(absl::StrCat("worker_id: ", request->worker_id(),
+                                              " is not registered with this coordinator "
+                                              "(it may have restarted): call Register again"));
+    }
+    const absl::Time now = deps_.now();
+    ASSIGN_OR_RETURN(
+        std::optional<store::LeasedJob> leased,
+        deps_.store->Lease(request->worker_id(), worker->capabilities, now, deps_.lease_ttl));
+    response->set_lease_ttl_seconds(absl::ToDoubleSeconds(deps_.lease_ttl));
+    if (!leased) {
+      response->set_has_job(false);
+      return absl::OkStatus();
+    }
+    response->set_has_job(true);
+    response->set_job_id(leased->job_id);
+    response->set_lease_epoch(leased->epoch);
+    response->set_attempt(leased->attempt);
+    response->set_spec_json(leased->spec_json);
+    response->set_artifact_key(leased->artifact_key);
+    deps_.board->Leased(leased->job_id, LeaseLabels(leased->spec_json, now));
+    deps_.metrics->CountTransition(JobEvent::kLease);
+    return absl::OkStatus();
+  });
+  deps_.metrics->ObserveLease(absl::ToDoubleSeconds(absl::Now() - start));
+  return status;
+}
+
+grpc::Status WorkerGatewayService::Heartbeat(grpc::ServerContext* context,
+                                             const v1::HeartbeatRequest* request,
+                                             v1::HeartbeatResponse* response) {
+  return guard_.Run("Heartbeat", context, [&]() -> Status {
+    deps_.metrics->CountHeartbeat();
+    ASSIGN_OR_RETURN(store::HeartbeatReply reply,
+                     deps_.store->Heartbeat(request->job_id(), request->lease_epoch(), deps_.now(),
+                                            deps_.lease_ttl));
+    const double progress =
+        std::isfinite(request->progress()) ? std::clamp(request->progress(), 0.0, 1.0) : 0.0;
+    deps_.board->SetProgress(request->job_id(), JobProgress{progress, request->phase()});
+    response->set_cancel_requested(reply.cancel_requested);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
+                                            const v1::CompleteRequest* request,
+                                            v1::CompleteResponse* response) {
+  return guard_.Run("Complete", context, [&]() -> Status {
+    std::string worker_name;
+    if (auto w = deps_.board->Worker(request->worker_id())) worker_name = w->name;
+    ASSIGN_OR_RETURN(std::string provenance, Provenance(*request, worker_name));
+    std::vector<store::JobResultRow> rows;
+    for (const auto& metric : request->metrics()) {
+      if (metric.name().empty()) return absl::InvalidArgumentError("metrics[].name: empty");
+      store::JobResultRow row;
+      row.metric = metric.name();
+      row.value = metric.value();
+      row.stderr_value = metric.stderr();
+      row.n = metric.n();
+      row.provenance_json = provenance;
+      rows.push_back(std::move(row));
+    }
+    const absl::Time now = deps_.now();
+    RETURN_IF_ERROR(deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
+    // A replayed Complete finds no lease on the board and counts nothing twice.
+    if (auto lease = deps_.board->Finished(request->job_id())) {
+      deps_.metrics->CountTransition(JobEvent::kComplete);
+      // After a cancel request, Complete lands in CANCELED: not a completed job.
+      auto job = deps_.store->GetJob(request->job_id());
+      if (!job.ok() || job->state != JobState::kSucceeded) return absl::OkStatus();
+      deps_.metrics->CountJobCompleted(lease->method, lease->task);
+      deps_.metrics->ObserveJobCompleted(lease->method, lease->task,
+                                         absl::ToDoubleSeconds(now - lease->leased_at));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status WorkerGatewayService::Fail(grpc::ServerContext* context,
+                                        const v1::FailRequest* request,
+                                        v1::FailResponse* response) {
+  return guard_.Run("Fail", context, [&]() -> Status {
+    RETURN_IF_ERROR(deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
+                                      request->retryable(), deps_.now()));
+    if (deps_.board->Finished(request->job_id())) {
+      auto job = deps_.store->GetJob(request->job_id());
+      const bool retried = job.ok() && job->state == JobState::kPending;
+      deps_.metrics->CountTransition(retried ? JobEvent::kRetry : JobEvent::kFail);
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,69 @@
+#include "server/server_config.h"
+
+#include <catch2/catch.hpp>
+
+namespace bitsweep::server {
+namespace {
+
+ServerConfig Valid() {
+  ServerConfig c;
+  c.db = "host=127.0.0.1 dbname=x";
+  return c;
+}
+
+TEST_CASE("loopback addresses are recognised in every spelling") {
+  CHECK(IsLoopbackAddress("127.0.0.1:50051"));
+  CHECK(IsLoopbackAddress("127.1.2.3:0"));
+  CHECK(IsLoopbackAddress("localhost:1"));
+  CHECK(IsLoopbackAddress("[::1]:50051"));
+  CHECK_FALSE(IsLoopbackAddress("0.0.0.0:50051"));
+  CHECK_FALSE(IsLoopbackAddress("[::]:50051"));
+  CHECK_FALSE(IsLoopbackAddress("10.0.0.5:50051"));
+}
+
+TEST_CASE("the default config is valid once a database is given and listens on loopback") {
+  ServerConfig c = Valid();
+  CHECK(c.Validate().ok());
+  CHECK(c.ListensOnLoopbackOnly());
+  c.db.clear();
+  CHECK(c.Validate().message().find("db") != absl::string_view::npos);
+}
+
+TEST_CASE("a remote listen address needs TLS and both tokens unless insecure is allowed") {
+  ServerConfig c = Valid();
+  c.listen = "0.0.0.0:50051";
+  Status s = c.Validate();
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message().find("listen") != absl::string_view::npos);
+  c.tls_cert = "cert.pem";
+  c.tls_key = "key.pem";
+  c.client_token = "c";
+  CHECK_FALSE(c.Validate().ok());  // the worker token is missing
+  c.worker_token = "w";
+  CHECK(c.Validate().ok());
+  ServerConfig insecure = Valid();
+  insecure.listen = "0.0.0.0:50051";
+  insecure.insecure_allow_remote = true;
+  CHECK(insecure.Validate().ok());
+}
+
+TEST_CASE("half-configured TLS and malformed addresses are rejected naming the field") {
+  ServerConfig c = Valid();
+  c.tls_cert = "cert.pem";
+  CHECK(c.Validate().message().find("tls_key") != absl::string_view::npos);
+  c = Valid();
+  c.tls_ca = "ca.pem";
+  CHECK(c.Validate().message().find("tls_ca") != absl::string_view::npos);
+  c = Valid();
+  c.listen = "127.0.0.1";
+  CHECK(c.Validate().message().find("listen") != absl::string_view::npos);
+  c = Valid();
+  c.metrics_listen = "127.0.0.1:99999";
+  CHECK(c.Validate().message().find("metrics_listen") != absl::string_view::npos);
+  c = Valid();
+  c.lease_ttl = absl::ZeroDuration();
+  CHECK(c.Validate().message().find("lease_ttl") != absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace bitsweep::server

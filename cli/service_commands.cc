@@ -384,8 +384,8 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
     shutdown();
     return Fail(sub.status());
   }
-  std::printf(
-      "local: submitted sweep %lld \"%s\": %lld jobs%s\n",
+  std::fprintf(
+      stderr, "local: submitted sweep %lld \"%s\": %lld jobs%s\n",
       static_cast<long long>(sub->sweep().id()), sub->sweep().name().c_str(),
       static_cast<long long>(sub->sweep().total()),
       sub->skipped_size() ? absl::StrCat(", ", sub->skipped_size(), " skipped").c_str() : "");

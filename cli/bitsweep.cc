@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
+#include "cli/service_commands.h"
 #include "eval/run_task.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -263,10 +264,20 @@ int main(int argc, char** argv) {
 
   bitsweep::cli::QuantizeFlags qf;
   auto* quantize = bitsweep::cli::AddQuantizeCommand(app, qf);
+  bitsweep::cli::ServiceFlags sf;
+  bitsweep::cli::AddServiceCommands(app, sf);
+  std::string local_data_dir;
+  app.get_subcommand("local")->add_option(
+      "--data-dir", local_data_dir,
+      "Evaluation data for the workers (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
 
   CLI11_PARSE(app, argc, argv);
   bitsweep::model::ConfigureRuntime(runtime);
 
+  {
+    const int rc = bitsweep::cli::RunServiceCommand(app, sf, ResolveDataDir(local_data_dir));
+    if (rc >= 0) return rc;
+  }
   if (eval->parsed()) {
     ef.batch_size_given = eval->count("--batch-size") > 0;
     return RunEval(ef);

@@ -7,7 +7,7 @@ namespace {
 constexpr std::array<std::string_view, kNumJobStates> kStateNames = {
     "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELED", "CANCEL_REQUESTED"};
 constexpr std::array<std::string_view, kNumJobEvents> kEventNames = {
-    "SUBMIT", "LEASE", "HEARTBEAT", "COMPLETE", "RETRY", "FAIL", "EXPIRE", "CANCEL"};
+    "SUBMIT", "LEASE", "HEARTBEAT", "COMPLETE", "RETRY", "FAIL", "EXPIRE", "CANCEL", "RESUBMIT"};
 
 }  // namespace
 

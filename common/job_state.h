@@ -35,8 +35,9 @@ enum class JobEvent {
   kFail,       // fatal failure, or attempts exhausted
   kExpire,     // the lease deadline passed without a heartbeat (attempts left)
   kCancel,     // a client cancels the job or its sweep
+  kResubmit,   // a new sweep asks for a job a canceled sweep had dropped: it runs again
 };
-inline constexpr int kNumJobEvents = 8;
+inline constexpr int kNumJobEvents = 9;
 
 // Upper-case names as stored in PostgreSQL ("PENDING", "CANCEL_REQUESTED", "LEASE", ...).
 std::string_view JobStateName(JobState state);
@@ -60,7 +61,7 @@ struct JobTransition {
 // is split into kRetry / kExpire (-> PENDING) and kFail (-> FAILED): the store picks the event
 // from retryable and attempt < max_attempts, and an expired lease with no attempts left is a
 // kFail whose reason says "lease expired".
-inline constexpr std::array<JobTransition, 13> kJobTransitions = {{
+inline constexpr std::array<JobTransition, 14> kJobTransitions = {{
     {JobEvent::kLease, {JobState::kPending}, 1, JobState::kLeased},
     {JobEvent::kHeartbeat, {JobState::kLeased}, 1, JobState::kLeased},
     {JobEvent::kHeartbeat, {JobState::kCancelRequested}, 1, JobState::kCancelRequested},
@@ -74,6 +75,7 @@ inline constexpr std::array<JobTransition, 13> kJobTransitions = {{
     {JobEvent::kExpire, {JobState::kCancelRequested}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kPending}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kLeased}, 1, JobState::kCancelRequested},
+    {JobEvent::kResubmit, {JobState::kCanceled}, 1, JobState::kPending},
 }};
 
 // The state a new job starts in (the kSubmit destination).

@@ -61,14 +61,14 @@ std::string NumberArray(const std::vector<T>& values) {
 // statement once per connection instead of on every call (planning the lease query costs more
 // than running it). pqxx registers an identical definition once and prepares it lazily.
 template <typename... Args>
-pqxx::result Exec(pqxx::work& tx, const std::string& sql, Args&&... args) {
+pqxx::result Exec(pqxx::transaction_base& tx, const std::string& sql, Args&&... args) {
   char name[32];
   std::snprintf(name, sizeof(name), "bitsweep_%016zx", std::hash<std::string>{}(sql));
   tx.conn().prepare(name, sql);
   return tx.exec_prepared(name, std::forward<Args>(args)...);
 }
 template <typename... Args>
-pqxx::row Exec1(pqxx::work& tx, const std::string& sql, Args&&... args) {
+pqxx::row Exec1(pqxx::transaction_base& tx, const std::string& sql, Args&&... args) {
   pqxx::result r = Exec(tx, sql, std::forward<Args>(args)...);
   if (r.size() != 1) {
     throw pqxx::unexpected_rows("expected one row, got " + std::to_string(r.size()));
@@ -122,14 +122,26 @@ std::string StateList(JobEvent event) {
   return out + ")";
 }
 
+// `CASE col WHEN 'PENDING' THEN 'LEASED' END`: where `event` takes each source, per the table.
+std::string DestinationCase(JobEvent event, const std::string& column) {
+  std::string out = "CASE " + column;
+  for (JobState from : SourceStates(event)) {
+    out += " WHEN '" + std::string(JobStateName(from)) + "' THEN '" +
+           std::string(JobStateName(*Apply(from, event))) + "'";
+  }
+  return out + " END";
+}
+
 // Candidates: the first kLeaseWindow due, fitting jobs of every sweep (by priority, then age)
 // plus the first kAffinityWindow on each artifact the worker holds, each an index range scan
-// instead of a sort of every pending job. The window exceeds the number of concurrent leasers, so
-// rows they hold locked never hide a free job. The outer query ranks (priority, held artifact,
-// sweep with the fewest held jobs, age) and locks the first row nobody holds: SKIP LOCKED lets
-// concurrent leasers take different rows instead of queueing. $1 now (us), $2 devices, $3
-// memory_gb, $4 tp, $5 worker id.
-constexpr int kLeaseWindow = 128;
+// instead of a sort of every pending job. A row is locked only while a Lease transaction runs
+// (then it leaves the pending index), so the window need only exceed the number of concurrent
+// Lease transactions (the connection pools of all coordinators) for locked rows never to hide
+// a free job; a window that is too small only makes a worker ask again, never double-leases. The
+// outer query ranks (priority, held artifact, sweep with the fewest held jobs, age) and locks the
+// first row nobody holds: SKIP LOCKED lets concurrent leasers take different rows instead of
+// queueing. $1 now (us), $2 devices, $3 memory_gb, $4 tp, $5 worker id.
+constexpr int kLeaseWindow = 64;
 // Affinity only reorders; it need not see past the first few jobs of each held artifact.
 constexpr int kAffinityWindow = 16;
 constexpr std::size_t kAnalyzeAfterJobs = 1000;
@@ -156,18 +168,41 @@ const std::string& LeaseQuery() {
         "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.key AND c.state IN " +
         pending + fits + " ORDER BY c.priority DESC, c.id LIMIT " +
         std::to_string(kAffinityWindow) +
-        ") y)) "
+        ") y)), "
         // = ANY(ARRAY(...)) keeps this a primary-key lookup even when the statistics of a
         // freshly loaded jobs table would make the planner scan every pending job.
-        "SELECT j.id, j.state FROM jobs j LEFT JOIN held h ON h.sweep_id = j.sweep_id "
+        "pick AS (SELECT j.id, j.state FROM jobs j LEFT JOIN held h ON h.sweep_id = j.sweep_id "
         "WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
         pending +
-        " "
+        " AND EXISTS (SELECT 1 FROM w) "
         "ORDER BY j.priority DESC, "
         "  (j.artifact_key <> '' AND j.artifact_key = ANY(coalesce((SELECT artifacts FROM w), "
         "'{}'::text[]))) DESC, "
         "  coalesce(h.n, 0), j.id "
-        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED");
+        "LIMIT 1 FOR UPDATE OF j SKIP LOCKED), "
+        // The guarded LEASE transition, its job_events row and the worker's liveness, all in
+        // this one statement: the lease path is the coordinator's hot path.
+        "u AS (UPDATE jobs SET state = " +
+        DestinationCase(JobEvent::kLease, "jobs.state") +
+        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $5, "
+        "lease_deadline = " +
+        Ts(6) + ", leased_at = " + Ts(1) + ", renewed_at = " + Ts(1) + ", updated_at = " + Ts(1) +
+        " FROM pick WHERE jobs.id = pick.id AND jobs.state IN " + pending +
+        " RETURNING jobs.id, pick.state AS from_state, jobs.state AS to_state, "
+        "jobs.lease_epoch, jobs.attempt, jobs.job_key, jobs.artifact_key, jobs.spec::text AS "
+        "spec), "
+        "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
+        "worker_id, reason) SELECT id, " +
+        Ts(1) + ", from_state, to_state, '" + std::string(JobEventName(JobEvent::kLease)) +
+        "', lease_epoch, $5, 'attempt ' || attempt FROM u), "
+        "wk AS (UPDATE workers SET last_heartbeat = " +
+        Ts(1) +
+        " WHERE id = $5 RETURNING id) "
+        "SELECT u.id, u.from_state, u.to_state, u.lease_epoch, u.attempt, u.job_key, "
+        "u.artifact_key, u.spec, (SELECT count(*) FROM wk) FROM u "
+        "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM "
+        "wk) "
+        "WHERE NOT EXISTS (SELECT 1 FROM u)");
   }();
   return *query;
 }
@@ -269,7 +304,8 @@ class PgJobStore final : public JobStore {
  private:
   // Runs `body` in one transaction; commits when it returns OK, rolls back otherwise.
   // Serialization failures and deadlocks are retried a few times, then ABORTED (P7).
-  Status Transact(const std::string& what, const std::function<Status(pqxx::work&)>& body);
+  Status Transact(const std::string& what,
+                  const std::function<Status(pqxx::transaction_base&)>& body);
 
   // The row of a job locked for update, with what every transition needs.
   struct Locked {
@@ -278,20 +314,18 @@ class PgJobStore final : public JobStore {
     int32_t attempt, max_attempts;
     int64_t worker_id;  // 0: none
     std::string artifact_key;
+    bool worker_holds_artifact;
   };
-  static StatusOr<Locked> LockJob(pqxx::work& tx, int64_t job_id);
+  static StatusOr<Locked> LockJob(pqxx::transaction_base& tx, int64_t job_id);
   // Moves a locked job along `event` (guarded by its source states and epoch) and records it.
   // `set_sql` adds assignments using $1 = now (us), $2 = not_before (us), $3 = reason.
-  StatusOr<JobState> Transition(pqxx::work& tx, int64_t job_id, const Locked& job, JobEvent event,
-                                absl::Time now, const std::string& set_sql, absl::Time not_before,
-                                const std::string& reason);
-  static Status AppendEvent(pqxx::work& tx, int64_t job_id, absl::Time now, JobState from,
-                            JobState to, JobEvent event, int64_t epoch, int64_t worker_id,
-                            const std::string& reason);
+  StatusOr<JobState> Transition(pqxx::transaction_base& tx, int64_t job_id, const Locked& job,
+                                JobEvent event, absl::Time now, const std::string& set_sql,
+                                absl::Time not_before, const std::string& reason);
   // Lease gone: NOT_FOUND, stale epoch or wrong state -> FAILED_PRECONDITION.
   static Status Fenced(const std::string& what, int64_t job_id, int64_t epoch, const Locked& job);
   // True when an event of `kinds` was already recorded for (job, epoch): a replayed call.
-  static bool AlreadyApplied(pqxx::work& tx, int64_t job_id, int64_t epoch,
+  static bool AlreadyApplied(pqxx::transaction_base& tx, int64_t job_id, int64_t epoch,
                              const std::vector<JobEvent>& kinds);
   absl::Duration Backoff(int32_t attempt) const;
 
@@ -300,12 +334,19 @@ class PgJobStore final : public JobStore {
 };
 
 Status PgJobStore::Transact(const std::string& what,
-                            const std::function<Status(pqxx::work&)>& body) {
+                            const std::function<Status(pqxx::transaction_base&)>& body) {
   constexpr int kMaxTries = 5;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<pqxx::connection> conn;
+    bool acquired = false;  // Acquire() gives its slot back itself when connecting fails
+    // A connection in an unknown state is never reused.
+    auto give_back = [&](bool keep) {
+      if (acquired) pool_.Release(keep ? std::move(conn) : nullptr);
+      acquired = false;
+    };
     try {
       conn = pool_.Acquire();
+      acquired = true;
       pqxx::work tx(*conn);
       Status st = body(tx);
       if (st.ok()) {
@@ -313,25 +354,23 @@ Status PgJobStore::Transact(const std::string& what,
       } else {
         tx.abort();
       }
-      pool_.Release(std::move(conn));
+      give_back(true);
       return st;
     } catch (const pqxx::transaction_rollback&) {
-      pool_.Release(std::move(conn));
+      give_back(true);
       if (attempt < kMaxTries) continue;
       return StatusFromCurrentException(what);
     } catch (const pqxx::in_doubt_error&) {
-      pool_.Release(nullptr);  // the commit may have landed: only the caller may retry
+      give_back(false);  // the commit may have landed: only the caller may retry
       return StatusFromCurrentException(what);
     } catch (const pqxx::broken_connection&) {
-      // Nothing was committed, so one retry on a fresh connection is safe; it turns a pooled
-      // connection that died with a server restart into a reconnect instead of an error.
-      pool_.Release(nullptr);
+      give_back(false);
+      // Before COMMIT nothing was committed, so one retry on a fresh connection is safe; it
+      // turns a pooled connection that died with a server restart into a reconnect.
       if (attempt == 1) continue;
       return StatusFromCurrentException(what);
     } catch (...) {
-      // A connection in an unknown state is never reused.
-      if (CurrentExceptionBreaksConnection()) conn.reset();
-      pool_.Release(std::move(conn));
+      give_back(!CurrentExceptionBreaksConnection());
       return StatusFromCurrentException(what);
     }
   }
@@ -343,11 +382,13 @@ absl::Duration PgJobStore::Backoff(int32_t attempt) const {
   return std::min(d, options_.backoff_max);
 }
 
-StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::work& tx, int64_t job_id) {
+StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::transaction_base& tx, int64_t job_id) {
   pqxx::result r =
       Exec(tx,
-           "SELECT state, lease_epoch, attempt, max_attempts, coalesce(worker_id, 0), artifact_key "
-           "FROM jobs WHERE id = $1 FOR UPDATE",
+           "SELECT j.state, j.lease_epoch, j.attempt, j.max_attempts, coalesce(j.worker_id, 0), "
+           "j.artifact_key, coalesce(j.artifact_key = ANY((SELECT w.artifacts FROM workers w "
+           "WHERE w.id = j.worker_id)::text[]), false) "
+           "FROM jobs j WHERE j.id = $1 FOR UPDATE OF j",
            job_id);
   if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
   Locked l;
@@ -357,39 +398,32 @@ StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::work& tx, int64_t job_id)
   l.max_attempts = r[0][3].as<int32_t>();
   l.worker_id = r[0][4].as<int64_t>();
   l.artifact_key = r[0][5].as<std::string>();
+  l.worker_holds_artifact = r[0][6].as<bool>();
   return l;
 }
 
-Status PgJobStore::AppendEvent(pqxx::work& tx, int64_t job_id, absl::Time now, JobState from,
-                               JobState to, JobEvent event, int64_t epoch, int64_t worker_id,
-                               const std::string& reason) {
-  Exec(tx,
-       "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
-       "worker_id, reason) VALUES ($1, " +
-           Ts(2) + ", $3, $4, $5, $6, NULLIF($7, 0::bigint), $8)",
-       job_id, Micros(now), StateName(from), StateName(to), EventName(event), epoch, worker_id,
-       reason);
-  return absl::OkStatus();
-}
-
-StatusOr<JobState> PgJobStore::Transition(pqxx::work& tx, int64_t job_id, const Locked& job,
-                                          JobEvent event, absl::Time now,
+StatusOr<JobState> PgJobStore::Transition(pqxx::transaction_base& tx, int64_t job_id,
+                                          const Locked& job, JobEvent event, absl::Time now,
                                           const std::string& set_sql, absl::Time not_before,
                                           const std::string& reason) {
   ASSIGN_OR_RETURN(JobState to, Apply(job.state, event));
-  pqxx::result r = Exec(tx,
-                        "UPDATE jobs SET state = $4, updated_at = " + Ts(1) + set_sql +
-                            " WHERE id = $5 AND lease_epoch = $6 AND state = ANY($7::text[])"
-                            // Types $2 and $3 when set_sql does not use them.
-                            " AND $2::bigint IS NOT NULL AND $3::text IS NOT NULL",
-                        Micros(now), Micros(not_before), reason, StateName(to), job_id, job.epoch,
-                        SourceStatesArray(event));
-  if (r.affected_rows() != 1) {
+  // The guarded update and its job_events row in one statement (one round trip per change).
+  pqxx::result r =
+      Exec(tx,
+           "WITH u AS (UPDATE jobs SET state = $4, updated_at = " + Ts(1) + set_sql +
+               " WHERE id = $5 AND lease_epoch = $6 AND state = ANY($7::text[]) RETURNING id) "
+               "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, worker_id, "
+               "reason) SELECT u.id, " +
+               Ts(1) +
+               ", $8, $4, $9, $6, NULLIF($10, 0::bigint), $3 FROM u "
+               // Types $2 when set_sql does not use it.
+               "WHERE $2::bigint IS NOT NULL RETURNING job_id",
+           Micros(now), Micros(not_before), reason, StateName(to), job_id, job.epoch,
+           SourceStatesArray(event), StateName(job.state), EventName(event), job.worker_id);
+  if (r.size() != 1) {
     return absl::InternalError("job " + std::to_string(job_id) + ": " + EventName(event) +
                                " guard matched no row although the row was locked");
   }
-  RETURN_IF_ERROR(
-      AppendEvent(tx, job_id, now, job.state, to, event, job.epoch, job.worker_id, reason));
   return to;
 }
 
@@ -401,7 +435,7 @@ Status PgJobStore::Fenced(const std::string& what, int64_t job_id, int64_t epoch
                                        StateName(job.state) + ")");
 }
 
-bool PgJobStore::AlreadyApplied(pqxx::work& tx, int64_t job_id, int64_t epoch,
+bool PgJobStore::AlreadyApplied(pqxx::transaction_base& tx, int64_t job_id, int64_t epoch,
                                 const std::vector<JobEvent>& kinds) {
   std::vector<std::string> names;
   for (JobEvent e : kinds) names.push_back(EventName(e));
@@ -442,7 +476,7 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
   }
   const std::string keys_array = TextArray(keys), specs_array = TextArray(specs);
   int64_t sweep_id = 0;
-  RETURN_IF_ERROR(Transact("SubmitSweep " + request_id, [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("SubmitSweep " + request_id, [&](pqxx::transaction_base& tx) -> Status {
     pqxx::result r = Exec(tx,
                           "INSERT INTO sweeps (request_id, name, spec, priority, created_at) "
                           "VALUES ($1, $2, $3::json, $4, " +
@@ -492,6 +526,24 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
          "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
          "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
          sweep_id, keys_array);
+    // Jobs a canceled sweep dropped run again for this one (and count toward its fairness);
+    // succeeded and failed jobs keep their outcome, which this sweep sees.
+    pqxx::result revive = Exec(tx,
+                               "SELECT id FROM jobs WHERE job_key = ANY($1::text[]) "
+                               "AND state = ANY($2::text[]) ORDER BY id",
+                               keys_array, SourceStatesArray(JobEvent::kResubmit));
+    for (const pqxx::row& row : revive) {
+      const int64_t job_id = row[0].as<int64_t>();
+      ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+      if (!Apply(job.state, JobEvent::kResubmit).ok()) continue;  // moved on since the scan
+      RETURN_IF_ERROR(Transition(tx, job_id, job, JobEvent::kResubmit, now,
+                                 ", not_before = " + Ts(2) +
+                                     ", attempt = 0, cancel_requested = false, "
+                                     "finished_at = NULL, worker_id = NULL, last_error = ''",
+                                 now, "sweep " + std::to_string(sweep_id))
+                          .status());
+      Exec(tx, "UPDATE jobs SET sweep_id = $1 WHERE id = $2", sweep_id, job_id);
+    }
     return absl::OkStatus();
   }));
   return sweep_id;
@@ -500,21 +552,23 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
 StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now) {
   if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
   int64_t id = 0;
-  RETURN_IF_ERROR(Transact("RegisterWorker " + worker.name, [&](pqxx::work& tx) -> Status {
-    id = Exec1(tx,
-               "INSERT INTO workers (name, devices, memory_gb, tp, labels, artifacts, "
-               "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, $6::text[], " +
-                   Ts(7) + ", " + Ts(7) +
-                   ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
-                   "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
-                   "artifacts = EXCLUDED.artifacts, last_heartbeat = EXCLUDED.last_heartbeat "
-                   "RETURNING id",
-               worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
-               worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
-               Micros(now))[0]
-             .as<int64_t>();
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(
+      Transact("RegisterWorker " + worker.name, [&](pqxx::transaction_base& tx) -> Status {
+        id =
+            Exec1(tx,
+                  "INSERT INTO workers (name, devices, memory_gb, tp, labels, artifacts, "
+                  "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, $6::text[], " +
+                      Ts(7) + ", " + Ts(7) +
+                      ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
+                      "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
+                      "artifacts = EXCLUDED.artifacts, last_heartbeat = EXCLUDED.last_heartbeat "
+                      "RETURNING id",
+                  worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
+                  worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
+                  Micros(now))[0]
+                .as<int64_t>();
+        return absl::OkStatus();
+      }));
   return id;
 }
 
@@ -522,42 +576,31 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Ca
                                                      absl::Time now, absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
   std::optional<LeasedJob> leased;
-  RETURN_IF_ERROR(Transact("Lease", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
     leased.reset();
-    pqxx::result w =
-        Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1 RETURNING id",
-             worker_id, Micros(now));
-    if (w.empty()) {
+    pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp,
+                          worker_id, Micros(now + ttl));
+    if (r.size() != 1) return absl::InternalError("Lease: expected one row");
+    if (r[0][8].as<int64_t>() == 0) {
       return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
                                  " is not registered");
     }
-    pqxx::result pick =
-        Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp, worker_id);
-    if (pick.empty()) return absl::OkStatus();
-    const int64_t job_id = pick[0][0].as<int64_t>();
-    ASSIGN_OR_RETURN(JobState from, StateOf(pick[0][1]));
-    ASSIGN_OR_RETURN(JobState to, Apply(from, JobEvent::kLease));
-    pqxx::result r =
-        Exec(tx,
-             "UPDATE jobs SET state = $1, lease_epoch = lease_epoch + 1, attempt = attempt + 1, "
-             "worker_id = $2, lease_deadline = " +
-                 Ts(3) + ", leased_at = " + Ts(4) + ", renewed_at = " + Ts(4) +
-                 ", updated_at = " + Ts(4) +
-                 " WHERE id = $5 AND state = ANY($6::text[]) "
-                 "RETURNING lease_epoch, attempt, job_key, artifact_key, spec::text",
-             StateName(to), worker_id, Micros(now + ttl), Micros(now), job_id,
-             SourceStatesArray(JobEvent::kLease));
-    if (r.empty()) return absl::InternalError("Lease: locked job guard matched no row");
+    if (r[0][0].is_null()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
+    ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
+    StatusOr<JobState> want = Apply(from, JobEvent::kLease);
+    if (!want.ok() || *want != to) {
+      return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
+                                 StateName(to) + ", which the transition table does not allow");
+    }
     LeasedJob l;
-    l.job_id = job_id;
-    l.epoch = r[0][0].as<int64_t>();
-    l.attempt = r[0][1].as<int32_t>();
-    l.job_key = r[0][2].as<std::string>();
-    l.artifact_key = r[0][3].as<std::string>();
-    l.spec_json = r[0][4].as<std::string>();
+    l.job_id = r[0][0].as<int64_t>();
+    l.epoch = r[0][3].as<int64_t>();
+    l.attempt = r[0][4].as<int32_t>();
+    l.job_key = r[0][5].as<std::string>();
+    l.artifact_key = r[0][6].as<std::string>();
+    l.spec_json = r[0][7].as<std::string>();
     l.deadline = FromMicros(Micros(now + ttl));
-    RETURN_IF_ERROR(AppendEvent(tx, job_id, now, from, to, JobEvent::kLease, l.epoch, worker_id,
-                                "attempt " + std::to_string(l.attempt)));
     leased = std::move(l);
     return absl::OkStatus();
   }));
@@ -567,7 +610,7 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Ca
 StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                                absl::Duration ttl) {
   HeartbeatReply reply;
-  RETURN_IF_ERROR(Transact("Heartbeat", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("Heartbeat", [&](pqxx::transaction_base& tx) -> Status {
     // A heartbeat keeps the state (a self-transition), so it renews the lease without a
     // job_events row: the history records changes, not liveness.
     pqxx::result r = Exec(tx,
@@ -610,7 +653,7 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
     ns.push_back(r.n);
     provenance.push_back(r.provenance_json.empty() ? "{}" : r.provenance_json);
   }
-  return Transact("Complete", [&](pqxx::work& tx) -> Status {
+  return Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     if (job.epoch == epoch && IsTerminal(job.state) &&
         AlreadyApplied(tx, job_id, epoch, {JobEvent::kComplete})) {
@@ -633,7 +676,8 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
            job_id, TextArray(metrics), NumberArray(values), NumberArray(stderrs), NumberArray(ns),
            TextArray(provenance), Micros(now));
     }
-    if (to == JobState::kSucceeded && !job.artifact_key.empty() && job.worker_id != 0) {
+    if (to == JobState::kSucceeded && !job.artifact_key.empty() && job.worker_id != 0 &&
+        !job.worker_holds_artifact) {
       // The worker now holds this job's checkpoint: later leases prefer sending it jobs on it.
       Exec(tx,
            "UPDATE workers SET artifacts = array_append(artifacts, $2) "
@@ -646,7 +690,7 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
 
 Status PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
                         absl::Time now) {
-  return Transact("Fail", [&](pqxx::work& tx) -> Status {
+  return Transact("Fail", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     const JobEvent event =
         retryable && job.attempt < job.max_attempts ? JobEvent::kRetry : JobEvent::kFail;
@@ -670,7 +714,7 @@ Status PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason
 
 StatusOr<int64_t> PgJobStore::ExpireLeases(absl::Time now) {
   int64_t expired = 0;
-  RETURN_IF_ERROR(Transact("ExpireLeases", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("ExpireLeases", [&](pqxx::transaction_base& tx) -> Status {
     expired = 0;
     pqxx::result due =
         Exec(tx,
@@ -703,7 +747,7 @@ StatusOr<int64_t> PgJobStore::ExpireLeases(absl::Time now) {
 StatusOr<int64_t> PgJobStore::CancelSweep(int64_t sweep_id, const std::string& reason,
                                           absl::Time now) {
   int64_t changed = 0;
-  RETURN_IF_ERROR(Transact("CancelSweep", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("CancelSweep", [&](pqxx::transaction_base& tx) -> Status {
     changed = 0;
     if (Exec(tx, "UPDATE sweeps SET state = 'CANCELED' WHERE id = $1", sweep_id).affected_rows() ==
         0) {
@@ -738,7 +782,7 @@ StatusOr<int64_t> PgJobStore::CancelSweep(int64_t sweep_id, const std::string& r
 }
 
 Status PgJobStore::CancelJob(int64_t job_id, const std::string& reason, absl::Time now) {
-  return Transact("CancelJob", [&](pqxx::work& tx) -> Status {
+  return Transact("CancelJob", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     if (job.state == JobState::kCanceled || job.state == JobState::kCancelRequested) {
       return absl::OkStatus();
@@ -751,7 +795,8 @@ Status PgJobStore::CancelJob(int64_t job_id, const std::string& reason, absl::Ti
   });
 }
 
-StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::work& tx, bool one, int64_t sweep_id) {
+StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::transaction_base& tx, bool one,
+                                            int64_t sweep_id) {
   pqxx::result r =
       Exec(tx,
            "SELECT id, request_id, name, spec::text, priority, state, " + Us("created_at") +
@@ -788,7 +833,7 @@ StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::work& tx, bool one, int64_t sw
 
 StatusOr<SweepInfo> PgJobStore::GetSweep(int64_t sweep_id) {
   std::vector<SweepInfo> sweeps;
-  RETURN_IF_ERROR(Transact("GetSweep", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("GetSweep", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, true, sweep_id));
     return absl::OkStatus();
   }));
@@ -800,7 +845,7 @@ StatusOr<SweepInfo> PgJobStore::GetSweep(int64_t sweep_id) {
 
 StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
   std::vector<SweepInfo> sweeps;
-  RETURN_IF_ERROR(Transact("ListSweeps", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("ListSweeps", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, false, 0));
     return absl::OkStatus();
   }));
@@ -809,7 +854,7 @@ StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
 
 StatusOr<JobInfo> PgJobStore::GetJob(int64_t job_id) {
   JobInfo job;
-  RETURN_IF_ERROR(Transact("GetJob", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("GetJob", [&](pqxx::transaction_base& tx) -> Status {
     pqxx::result r = Exec(tx, "SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
     if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
     ASSIGN_OR_RETURN(job, JobFromRow(r[0]));
@@ -820,7 +865,7 @@ StatusOr<JobInfo> PgJobStore::GetJob(int64_t job_id) {
 
 StatusOr<std::vector<JobInfo>> PgJobStore::ListJobs(int64_t sweep_id) {
   std::vector<JobInfo> jobs;
-  RETURN_IF_ERROR(Transact("ListJobs", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("ListJobs", [&](pqxx::transaction_base& tx) -> Status {
     jobs.clear();
     pqxx::result r = Exec(tx,
                           "SELECT " + kJobColumns +
@@ -838,7 +883,7 @@ StatusOr<std::vector<JobInfo>> PgJobStore::ListJobs(int64_t sweep_id) {
 
 StatusOr<std::vector<JobResultRow>> PgJobStore::Results(const ResultFilter& filter) {
   std::vector<JobResultRow> out;
-  RETURN_IF_ERROR(Transact("Results", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("Results", [&](pqxx::transaction_base& tx) -> Status {
     out.clear();
     pqxx::result r =
         Exec(tx,
@@ -868,7 +913,7 @@ StatusOr<std::vector<JobResultRow>> PgJobStore::Results(const ResultFilter& filt
 
 StatusOr<std::vector<JobEventRow>> PgJobStore::Events(int64_t job_id) {
   std::vector<JobEventRow> out;
-  RETURN_IF_ERROR(Transact("Events", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("Events", [&](pqxx::transaction_base& tx) -> Status {
     out.clear();
     pqxx::result r = Exec(tx,
                           "SELECT " + Us("at") +
@@ -896,7 +941,7 @@ StatusOr<std::vector<JobEventRow>> PgJobStore::Events(int64_t job_id) {
 StatusOr<std::map<JobState, int64_t>> PgJobStore::CountJobsByState() {
   std::map<JobState, int64_t> counts;
   for (int i = 0; i < kNumJobStates; ++i) counts[static_cast<JobState>(i)] = 0;
-  RETURN_IF_ERROR(Transact("CountJobsByState", [&](pqxx::work& tx) -> Status {
+  RETURN_IF_ERROR(Transact("CountJobsByState", [&](pqxx::transaction_base& tx) -> Status {
     for (const pqxx::row& row : tx.exec("SELECT state, count(*) FROM jobs GROUP BY state")) {
       ASSIGN_OR_RETURN(JobState s, StateOf(row[0]));
       counts[s] = row[1].as<int64_t>();

@@ -128,7 +128,8 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // Idempotent by request_id: a replay returns the original sweep id and changes nothing.
-  // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs).
+  // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs); a
+  // SUCCEEDED or FAILED one keeps its outcome, a CANCELED one is resubmitted (PENDING again).
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
                                         const std::vector<NewJob>& jobs, absl::Time now) = 0;

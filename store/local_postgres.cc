@@ -239,15 +239,19 @@ Status LocalPostgres::InitDb() {
       "--encoding=UTF8", "--no-locale", "--no-instructions"};
   if (!options_.fsync) argv.push_back("--no-sync");
   RETURN_IF_ERROR(Run("initdb", argv, true));
-  std::ofstream conf(dir / "postgresql.conf", std::ios::app);
-  conf << "\n# bitsweep LocalPostgres: settings rewritten at every start\n"
-       << "include_if_exists = 'bitsweep.conf'\n";
-  if (!conf) return absl::InternalError("cannot append to " + (dir / "postgresql.conf").string());
   return absl::OkStatus();
 }
 
 Status LocalPostgres::StartServer() {
   const fs::path dir(options_.data_dir);
+  if (ReadFile((dir / "postgresql.conf").string()).find("'bitsweep.conf'") == std::string::npos) {
+    std::ofstream conf(dir / "postgresql.conf", std::ios::app);
+    conf << "\n# bitsweep LocalPostgres: settings rewritten at every start\n"
+         << "include_if_exists = 'bitsweep.conf'\n";
+    if (!conf) {
+      return absl::InternalError("cannot append to " + (dir / "postgresql.conf").string());
+    }
+  }
   {
     std::ofstream conf(dir / "bitsweep.conf", std::ios::trunc);
     conf << "listen_addresses = '127.0.0.1'\n"

@@ -27,6 +27,7 @@ const std::map<std::pair<S, E>, S>& Expected() {
       {{S::kCancelRequested, E::kExpire}, S::kCanceled},
       {{S::kPending, E::kCancel}, S::kCanceled},
       {{S::kLeased, E::kCancel}, S::kCancelRequested},
+      {{S::kCanceled, E::kResubmit}, S::kPending},
   };
   return *m;
 }
@@ -54,11 +55,14 @@ TEST_CASE("Apply follows the lifecycle table for every state and event pair", "[
   CHECK(possible == static_cast<int>(Expected().size()));
 }
 
-TEST_CASE("terminal states accept no event and submit applies to no existing state",
+TEST_CASE("terminal states accept only a resubmit of a canceled job, submit no state",
           "[job_state]") {
   for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled}) {
     CHECK(IsTerminal(terminal));
-    for (int e = 0; e < kNumJobEvents; ++e) CHECK_FALSE(Apply(terminal, static_cast<E>(e)).ok());
+    for (int e = 0; e < kNumJobEvents; ++e) {
+      const bool resubmit = terminal == S::kCanceled && static_cast<E>(e) == E::kResubmit;
+      CHECK(Apply(terminal, static_cast<E>(e)).ok() == resubmit);
+    }
   }
   CHECK(SourceStates(E::kSubmit).empty());
   CHECK(kInitialJobState == S::kPending);

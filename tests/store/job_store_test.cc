@@ -336,6 +336,36 @@ TEST_CASE("canceling one sweep keeps jobs another active sweep still needs", "[p
   CHECK(jobs->at(0).state == JobState::kPending);
 }
 
+TEST_CASE("a new sweep asking for jobs of a canceled sweep runs them again", "[pg]") {
+  auto store = OpenFresh();
+  auto a = store->SubmitSweep("ra", "a", "{}", 0, {Job("k")}, kT0);
+  REQUIRE_OK(a);
+  const int64_t w = Worker(*store, "w");
+  LeasedJob first = MustLease(*store, w, kT0);
+  REQUIRE_OK(store->Fail(first.job_id, first.epoch, "flaky", true, kT0));
+  REQUIRE_OK(store->CancelSweep(*a, "user", kT0));
+  CHECK(StateOf(*store, first.job_id) == JobState::kCanceled);
+
+  auto b = store->SubmitSweep("rb", "b", "{}", 0, {Job("k")}, kT0 + absl::Seconds(5));
+  REQUIRE_OK(b);
+  auto job = store->GetJob(first.job_id);
+  REQUIRE_OK(job);
+  CHECK(job->state == JobState::kPending);
+  CHECK(job->sweep_id == *b);
+  CHECK(job->attempt == 0);
+  CHECK(job->lease_epoch == first.epoch);  // fencing tokens never go back
+  LeasedJob again = MustLease(*store, w, kT0 + absl::Seconds(5));
+  CHECK(again.job_id == first.job_id);
+  CHECK(again.epoch == first.epoch + 1);
+  CHECK(again.attempt == 1);
+  auto events = store->Events(first.job_id);
+  REQUIRE_OK(events);
+  REQUIRE(events->size() == 6);  // SUBMIT LEASE RETRY CANCEL RESUBMIT LEASE
+  CHECK(events->at(4).event == JobEvent::kResubmit);
+  CHECK(events->at(4).from == JobState::kCanceled);
+  CHECK(events->at(4).to == JobState::kPending);
+}
+
 TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   JobStoreOptions options;
   options.max_connections = 32;

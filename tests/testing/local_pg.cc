@@ -1,22 +1,44 @@
 #include "tests/testing/local_pg.h"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <memory>
 
 #include "tests/testing/paths.h"
 
 namespace bitsweep::testing {
 
-store::LocalPostgres& LocalPg() {
-  static std::unique_ptr<store::LocalPostgres> pg = [] {
+namespace {
+
+// Stops the server and deletes its scratch directory when the test binary exits (ctest runs
+// every test case as its own process, each with its own server, so directories would pile up).
+struct OwnedServer {
+  std::unique_ptr<store::LocalPostgres> pg;
+  std::string scratch;
+
+  OwnedServer() : scratch(ScratchDir("local-pg-" + std::to_string(::getpid()))) {
     store::LocalPostgresOptions options;
-    options.data_dir = ScratchDir("local-pg-" + std::to_string(::getpid())) + "/data";
+    options.data_dir = scratch + "/data";
     options.fsync = false;
     auto started = store::LocalPostgres::Start(options);
     if (!started.ok()) FAIL("cannot start a private PostgreSQL: " << started.status().ToString());
-    return std::move(started).value();
-  }();
-  return *pg;
+    pg = std::move(started).value();
+  }
+  ~OwnedServer() {
+    if (pg != nullptr) pg->Stop().IgnoreError();
+    pg.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(scratch, ec);
+  }
+};
+
+}  // namespace
+
+store::LocalPostgres& LocalPg() {
+  static OwnedServer server;
+  return *server.pg;
 }
 
 std::string FreshDatabase() {

@@ -1,0 +1,36 @@
+// The service side of the `bitsweep` command: a gRPC client of the coordinator (submit, status,
+// watch, results, cancel), the launchers of the coordinator and worker binaries, and `local`,
+// which runs the whole system on one machine (a private PostgreSQL, the coordinator, N workers).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace bitsweep::cli {
+
+struct ServiceFlags {
+  std::string coordinator = "127.0.0.1:50051";
+  std::string token;   // client bearer token (default $BITSWEEP_CLIENT_TOKEN)
+  std::string tls_ca;  // CA certificate: TLS to the coordinator
+  std::string sweep_file;
+  int64_t sweep_id = 0;
+  int64_t job_id = 0;
+  std::string format = "table";  // table | csv | json | markdown
+  bool wait = false;
+  // local
+  int workers = 2;
+  std::string state_dir = "bitsweep-local";
+  std::string data_dir;
+  int threads_per_worker = 0;
+};
+
+// Registers submit, status, watch, results, cancel and local on `app`.
+void AddServiceCommands(CLI::App& app, ServiceFlags& flags);
+// Runs whichever of them was parsed; -1 when none was.
+int RunServiceCommand(CLI::App& app, const ServiceFlags& flags, const std::string& data_dir);
+
+}  // namespace bitsweep::cli

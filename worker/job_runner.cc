@@ -1,0 +1,207 @@
+#include "worker/job_runner.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "eval/run_task.h"
+#include "model/qwen3.h"
+#include "model/tokenizer.h"
+#include "quant/load.h"
+#include "quant/pipeline.h"
+
+#ifndef BITSWEEP_VERSION
+#define BITSWEEP_VERSION "dev"
+#endif
+
+namespace bitsweep::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool Bool(const std::map<std::string, std::string>& o, const char* k) {
+  auto it = o.find(k);
+  return it != o.end() && it->second == "true";
+}
+template <typename T>
+void Num(const std::map<std::string, std::string>& o, const char* k, T* out) {
+  auto it = o.find(k);
+  if (it == o.end()) return;
+  std::istringstream in(it->second);
+  in >> *out;
+}
+
+quant::QuantizeRequest ToRequest(const JobSpec& s, const std::string& out,
+                                 const std::string& data_dir) {
+  quant::QuantizeRequest r;
+  r.model = s.model;
+  r.out = out;
+  r.data_dir = data_dir;
+  r.method = s.quant.method;
+  r.wbits = s.quant.wbits;
+  if (s.quant.abits > 0) r.abits = s.quant.abits;
+  r.group = s.quant.group_size;
+  const auto& o = s.quant.options;
+  r.act_order = Bool(o, "act_order");
+  r.static_groups = Bool(o, "static_groups");
+  r.no_true_sequential = o.count("true_sequential") && !Bool(o, "true_sequential");
+  r.released_code = Bool(o, "released_code");
+  Num(o, "percdamp", &r.percdamp);
+  Num(o, "blocksize", &r.blocksize);
+  Num(o, "alpha", &r.alpha);
+  r.qkv_output = Bool(o, "qkv_output");
+  Num(o, "awq_n_grid", &r.awq_n_grid);
+  r.awq_duo_scaling = Bool(o, "awq_duo_scaling");
+  r.awq_no_clip = Bool(o, "awq_no_clip");
+  Num(o, "awq_max_shrink", &r.awq_max_shrink);
+  Num(o, "awq_clip_tokens", &r.awq_clip_tokens);
+  if (o.count("billm_saliency")) r.billm_saliency = o.at("billm_saliency");
+  Num(o, "billm_up_lim", &r.billm_up_lim);
+  if (s.calibration) {
+    r.calib = s.calibration->source;
+    r.nsamples = s.calibration->nsamples;
+    r.seqlen = s.calibration->seqlen;
+    r.seed = s.calibration->seed;
+    r.dtype = s.calibration->dtype;
+  }
+  return r;
+}
+
+// An exclusive advisory lock held for the object's lifetime.
+class FileLock {
+ public:
+  static StatusOr<std::unique_ptr<FileLock>> Acquire(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return absl::UnavailableError(absl::StrCat(path, ": cannot open lock file"));
+    if (::flock(fd, LOCK_EX) != 0) {
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat(path, ": flock failed"));
+    }
+    return std::unique_ptr<FileLock>(new FileLock(fd));
+  }
+  ~FileLock() {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// sha256 over config.json and the safetensors index (or the single file's size): cheap, and
+// changes whenever the checkpoint does.
+std::string CheckpointDigest(const std::string& dir) {
+  std::string blob;
+  for (const char* f :
+       {"config.json", "model.safetensors.index.json", "quantization_config.json"}) {
+    std::ifstream in(fs::path(dir) / f, std::ios::binary);
+    if (in) blob += std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".safetensors") {
+      blob += e.path().filename().string() + ":" + std::to_string(e.file_size(ec));
+    }
+  }
+  return Sha256Hex(blob);
+}
+
+}  // namespace
+
+std::string ArtifactDir(const std::string& artifact_root, const JobSpec& spec) {
+  return (fs::path(artifact_root) / Sha256Hex(spec.ArtifactKey())).string();
+}
+
+StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
+                            const JobProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  JobOutcome out;
+  json prov = {{"code_version", BITSWEEP_VERSION},
+               {"job_key", spec.JobKey()},
+               {"artifact_key", spec.ArtifactKey()},
+               {"model", spec.model}};
+  std::string model_dir = spec.model;
+  double quantize_seconds = 0;
+  const bool eval_heavy = spec.quant.method == "fp";
+  if (!eval_heavy) {
+    if (config.artifact_root.empty()) {
+      return absl::InvalidArgumentError("no artifact directory configured (--artifacts)");
+    }
+    std::error_code ec;
+    fs::create_directories(config.artifact_root, ec);
+    model_dir = ArtifactDir(config.artifact_root, spec);
+    ASSIGN_OR_RETURN(auto lock, FileLock::Acquire(model_dir + ".lock"));
+    if (fs::exists(fs::path(model_dir) / "quantization_config.json")) {
+      out.artifact_reused = true;
+    } else {
+      if (fs::exists(model_dir)) fs::remove_all(model_dir, ec);  // a crashed producer's leftovers
+      const auto tq = std::chrono::steady_clock::now();
+      auto r = quant::QuantizeFolder(
+          ToRequest(spec, model_dir, config.data_dir), [&](int64_t done, int64_t total) {
+            if (progress) {
+              progress(0.7 * static_cast<double>(done) / static_cast<double>(total),
+                       absl::StrCat("quantize layer ", done, "/", total));
+            }
+          });
+      if (!r.ok()) return r.status();
+      quantize_seconds = Seconds(tq);
+    }
+  }
+  prov["artifact_reused"] = out.artifact_reused;
+  prov["quantize_seconds"] = quantize_seconds;
+  prov["checkpoint_digest"] = CheckpointDigest(spec.model);
+  if (spec.calibration) {
+    prov["calibration"] = {{"source", spec.calibration->source},
+                           {"nsamples", spec.calibration->nsamples},
+                           {"seqlen", spec.calibration->seqlen},
+                           {"seed", spec.calibration->seed},
+                           {"dtype", spec.calibration->dtype}};
+  }
+
+  if (progress) progress(0.7, "load model for eval");
+  ASSIGN_OR_RETURN(auto tokenizer, model::Tokenizer::Load(spec.model));
+  ASSIGN_OR_RETURN(model::ComputeDType dtype, model::ParseComputeDType(spec.eval.dtype));
+  model::LoadOptions lo;
+  lo.dtype = dtype;
+  ASSIGN_OR_RETURN(quant::LoadedModel loaded, quant::LoadModelForEval(model_dir, lo));
+  eval::TaskSettings s;
+  s.task = spec.eval.task;
+  s.data_dir = config.data_dir;
+  if (spec.eval.seqlen > 0) s.seqlen = spec.eval.seqlen;
+  s.max_windows = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? spec.eval.limit : 0;
+  s.limit = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? 0 : spec.eval.limit;
+  s.ppl_batch_size = std::max<int64_t>(1, spec.eval.batch_size);
+  if (spec.eval.num_fewshot >= 0) s.num_fewshot = spec.eval.num_fewshot;
+  const std::string task = spec.eval.task;
+  s.progress = [&](int64_t done, int64_t total) {
+    if (progress && total > 0) {
+      progress(0.7 + 0.3 * static_cast<double>(done) / static_cast<double>(total),
+               absl::StrCat("eval ", task, " ", done, "/", total));
+    }
+  };
+  const auto te = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(eval::TaskOutcome r, eval::RunEvalTask(*loaded.model, *tokenizer, s));
+  for (const auto& m : r.metrics) out.metrics.push_back({m.name, m.value, m.stderr_, m.n});
+  prov["eval_seconds"] = Seconds(te);
+  prov["seconds"] = Seconds(t0);
+  prov["quant"] = DescribeQuant(spec.quant);
+  if (!loaded.description.empty()) prov["loaded_as"] = loaded.description;
+  prov["eval"] = json::parse(r.json);
+  out.provenance_json = prov.dump();
+  return out;
+}
+
+}  // namespace bitsweep::worker

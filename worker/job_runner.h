@@ -1,0 +1,47 @@
+// RunJob: one job of a sweep on this machine, as a plain function (the worker process runs it in
+// a child process, so that a crash, an out-of-memory kill or a cancellation takes only the job):
+//   1. the quantized model: the FP checkpoint itself for the baseline; otherwise the artifact
+//      <artifact_root>/<sha256(artifact key)>, produced once by quant::QuantizeFolder under an
+//      exclusive flock on <dir>.lock (so concurrent workers sharing the directory never produce
+//      it twice) and reused by every later job that needs it;
+//   2. the evaluation task (eval::RunEvalTask) on that model;
+//   3. the metric rows and the provenance (checkpoint digest, code version, seed, calibration,
+//      timings) the coordinator stores.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/job_spec.h"
+#include "common/status.h"
+
+namespace bitsweep::worker {
+
+struct RunnerConfig {
+  std::string artifact_root;  // shared directory of quantized models
+  std::string data_dir;       // evaluation and calibration data (../shared/data layout)
+};
+
+struct MetricRow {
+  std::string name;
+  double value = 0, stderr_ = 0;
+  int64_t n = 0;
+};
+
+struct JobOutcome {
+  std::vector<MetricRow> metrics;
+  std::string provenance_json;
+  bool artifact_reused = false;
+};
+
+// (fraction in [0, 1], phase) — e.g. (0.3, "quantize layer 9/28").
+using JobProgress = std::function<void(double, const std::string&)>;
+
+StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
+                            const JobProgress& progress);
+
+// The artifact folder of a spec: <artifact_root>/<sha256(ArtifactKey())>.
+std::string ArtifactDir(const std::string& artifact_root, const JobSpec& spec);
+
+}  // namespace bitsweep::worker

@@ -1,0 +1,74 @@
+// bitsweep-worker: leases jobs from a coordinator and runs them (quantize once per artifact,
+// then evaluate), one child process per job. `bitsweep-worker run-job ...` is that child.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdlib>
+#include <iostream>
+
+#include "model/runtime.h"
+#include "worker/service.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "bitsweep-worker: registers with a coordinator, leases jobs that fit this machine and runs "
+      "them (quantize once per artifact, then evaluate), each in a child process."};
+  bitsweep::worker::WorkerOptions o;
+  if (const char* t = std::getenv("BITSWEEP_WORKER_TOKEN")) o.token = t;
+  app.add_option("--coordinator", o.coordinator, "Coordinator address host:port")
+      ->capture_default_str();
+  app.add_option("--name", o.name, "Worker name (default worker-<pid>)");
+  app.add_option("--token", o.token, "Worker bearer token (default $BITSWEEP_WORKER_TOKEN)");
+  app.add_option("--tls-ca", o.tls_ca, "CA certificate: use TLS to the coordinator");
+  app.add_option("--tls-cert", o.tls_cert, "Client certificate (mutual TLS)");
+  app.add_option("--tls-key", o.tls_key, "Client key (mutual TLS)");
+  app.add_option("--artifacts", o.artifact_root, "Shared directory of quantized models")
+      ->required();
+  app.add_option("--data-dir", o.data_dir, "Evaluation and calibration data folder");
+  app.add_option("--devices", o.devices, "Devices offered to one job")->capture_default_str();
+  app.add_option("--memory-gb", o.memory_gb, "Memory offered to one job (0 = unspecified)")
+      ->capture_default_str();
+  app.add_option("--max-tp", o.max_tp, "Largest tensor-parallel size")->capture_default_str();
+  app.add_option("--poll-seconds", o.poll_seconds, "Wait between empty leases")
+      ->capture_default_str();
+  app.add_option("--idle-exit-seconds", o.idle_exit_seconds,
+                 "Exit after this long without a job (0 = never)")
+      ->capture_default_str();
+  bitsweep::model::RuntimeOptions ro;
+  app.add_option("--threads", ro.threads, "CPU threads per job (0 = all)")->capture_default_str();
+
+  std::string spec, result, progress;
+  auto* run = app.add_subcommand("run-job", "(internal) run one job spec in this process");
+  run->add_option("--spec", spec)->required();
+  run->add_option("--result", result)->required();
+  run->add_option("--progress", progress)->required();
+  // The child reuses --artifacts / --data-dir given after run-job.
+  run->add_option("--artifacts", o.artifact_root);
+  run->add_option("--data-dir", o.data_dir);
+  app.get_option("--artifacts")->required(false);
+  CLI11_PARSE(app, argc, argv);
+
+  if (run->parsed()) {
+    bitsweep::model::ConfigureRuntime(ro);
+    return bitsweep::worker::RunJobChild(spec, result, progress, o.artifact_root, o.data_dir);
+  }
+  if (o.artifact_root.empty()) {
+    std::cerr << "bitsweep-worker: --artifacts is required\n";
+    return 2;
+  }
+  signal(SIGTERM, OnSignal);
+  signal(SIGINT, OnSignal);
+  auto s = bitsweep::worker::RunWorker(o, &g_stop);
+  if (!s.ok()) {
+    std::cerr << "bitsweep-worker: error: " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,278 @@
+#include "worker/service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "bitsweep/v1/worker.grpc.pb.h"
+#include "common/job_spec.h"
+#include "worker/job_runner.h"
+
+namespace bitsweep::worker {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = bitsweep::v1;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+class Client {
+ public:
+  explicit Client(const WorkerOptions& o) : o_(o) {
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    if (!o.tls_ca.empty()) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = Slurp(o.tls_ca);
+      if (!o.tls_cert.empty()) ssl.pem_cert_chain = Slurp(o.tls_cert);
+      if (!o.tls_key.empty()) ssl.pem_private_key = Slurp(o.tls_key);
+      creds = grpc::SslCredentials(ssl);
+    } else {
+      creds = grpc::InsecureChannelCredentials();
+    }
+    stub_ = pb::WorkerGateway::NewStub(grpc::CreateChannel(o.coordinator, creds));
+  }
+
+  template <typename Req, typename Resp, typename Call>
+  Status Do(const char* what, const Req& req, Resp* resp, Call call) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (!o_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + o_.token);
+    return FromGrpc((stub_.get()->*call)(&ctx, req, resp), what);
+  }
+
+  pb::WorkerGateway::Stub* stub() { return stub_.get(); }
+
+ private:
+  const WorkerOptions& o_;
+  std::unique_ptr<pb::WorkerGateway::Stub> stub_;
+};
+
+void Log(const std::string& name, const std::string& msg) {
+  std::fprintf(stderr, "[worker %s] %s\n", name.c_str(), msg.c_str());
+  std::fflush(stderr);
+}
+
+struct ChildResult {
+  bool ok = false;
+  bool retryable = true;
+  bool canceled = false;
+  std::string reason;
+  std::string result_json;
+};
+
+}  // namespace
+
+int RunJobChild(const std::string& spec_path, const std::string& result_path,
+                const std::string& progress_path, const std::string& artifact_root,
+                const std::string& data_dir) {
+  auto write = [&](const json& j) {
+    const std::string tmp = result_path + ".tmp";
+    std::ofstream(tmp, std::ios::binary) << j.dump();
+    fs::rename(tmp, result_path);
+  };
+  auto fail = [&](const Status& s) {
+    write({{"error", std::string(s.message())}, {"code", static_cast<int>(s.code())}});
+    return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound
+               ? 2
+               : 1;
+  };
+  auto spec = JobSpecFromJson(Slurp(spec_path));
+  if (!spec.ok()) return fail(spec.status());
+  RunnerConfig config{artifact_root, data_dir};
+  auto progress = [&](double f, const std::string& phase) {
+    const std::string tmp = progress_path + ".tmp";
+    std::ofstream(tmp) << f << "\t" << phase;
+    std::error_code ec;
+    fs::rename(tmp, progress_path, ec);
+  };
+  StatusOr<JobOutcome> r = absl::UnknownError("unset");
+  try {
+    r = RunJob(*spec, config, progress);
+  } catch (const std::exception& e) {
+    r = absl::InternalError(e.what());
+  }
+  if (!r.ok()) return fail(r.status());
+  json metrics = json::array();
+  for (const auto& m : r->metrics) {
+    metrics.push_back({{"name", m.name}, {"value", m.value}, {"stderr", m.stderr_}, {"n", m.n}});
+  }
+  write({{"metrics", metrics}, {"provenance", json::parse(r->provenance_json)}});
+  return 0;
+}
+
+Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
+  Client client(o);
+  const std::string name = o.name.empty() ? absl::StrCat("worker-", getpid()) : o.name;
+  const std::string self = o.self_exe.empty() ? "/proc/self/exe" : o.self_exe;
+
+  // Register (the coordinator may still be starting: retry UNAVAILABLE for a while).
+  pb::RegisterRequest reg;
+  reg.set_name(name);
+  reg.set_devices(o.devices);
+  reg.set_memory_gb(o.memory_gb);
+  reg.set_max_tp(o.max_tp);
+  pb::RegisterResponse reg_resp;
+  Status st;
+  for (int i = 0; i < 60; ++i) {
+    st = client.Do("Register", reg, &reg_resp, &pb::WorkerGateway::Stub::Register);
+    if (st.code() != absl::StatusCode::kUnavailable || (stop && *stop)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  RETURN_IF_ERROR(st);
+  const int64_t worker_id = reg_resp.worker_id();
+  const double ttl = reg_resp.lease_ttl_seconds() > 0 ? reg_resp.lease_ttl_seconds() : 60;
+  Log(name, absl::StrCat("registered as worker ", worker_id, " with ", o.coordinator));
+
+  const std::string scratch =
+      (fs::temp_directory_path() / absl::StrCat("bitsweep-worker-", getpid())).string();
+  fs::create_directories(scratch);
+  auto idle_since = Clock::now();
+  while (!(stop && *stop)) {
+    pb::LeaseRequest lr;
+    lr.set_worker_id(worker_id);
+    pb::LeaseResponse lease;
+    Status ls = client.Do("Lease", lr, &lease, &pb::WorkerGateway::Stub::Lease);
+    if (!ls.ok() || !lease.has_job()) {
+      if (!ls.ok()) Log(name, ls.ToString());
+      if (o.idle_exit_seconds > 0 &&
+          std::chrono::duration<double>(Clock::now() - idle_since).count() > o.idle_exit_seconds) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double>(o.poll_seconds));
+      continue;
+    }
+    Log(name, absl::StrCat("leased job ", lease.job_id(), " epoch ", lease.lease_epoch()));
+    const std::string spec_path = absl::StrCat(scratch, "/job-", lease.job_id(), ".json");
+    const std::string result_path = spec_path + ".result";
+    const std::string progress_path = spec_path + ".progress";
+    std::ofstream(spec_path, std::ios::binary) << lease.spec_json();
+    std::error_code ec;
+    fs::remove(result_path, ec);
+    fs::remove(progress_path, ec);
+
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl(self.c_str(), "bitsweep-worker", "run-job", "--spec", spec_path.c_str(), "--result",
+            result_path.c_str(), "--progress", progress_path.c_str(), "--artifacts",
+            o.artifact_root.c_str(), "--data-dir", o.data_dir.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ChildResult cr;
+    bool lost = false;
+    int status = 0;
+    auto last_beat = Clock::now();
+    auto kill_deadline = Clock::time_point::max();
+    while (true) {
+      const pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) break;
+      const auto now = Clock::now();
+      if (now >= kill_deadline) kill(pid, SIGKILL);
+      if (std::chrono::duration<double>(now - last_beat).count() >= ttl / 3 && !lost) {
+        last_beat = now;
+        pb::HeartbeatRequest hb;
+        hb.set_worker_id(worker_id);
+        hb.set_job_id(lease.job_id());
+        hb.set_lease_epoch(lease.lease_epoch());
+        std::istringstream p(Slurp(progress_path));
+        double frac = 0;
+        std::string phase;
+        p >> frac;
+        std::getline(p >> std::ws, phase);
+        hb.set_progress(frac);
+        hb.set_phase(phase);
+        pb::HeartbeatResponse hr;
+        Status hs = client.Do("Heartbeat", hb, &hr, &pb::WorkerGateway::Stub::Heartbeat);
+        const bool fenced = hs.code() == absl::StatusCode::kFailedPrecondition;
+        if (fenced || hr.cancel_requested() || (stop && *stop)) {
+          Log(name, absl::StrCat("stopping job ", lease.job_id(), ": ",
+                                 fenced                  ? "lease lost"
+                                 : hr.cancel_requested() ? "canceled"
+                                                         : "shutdown"));
+          lost = fenced;
+          cr.canceled = hr.cancel_requested();
+          kill(pid, SIGTERM);
+          kill_deadline = now + std::chrono::seconds(5);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    idle_since = Clock::now();
+    if (lost) continue;  // fenced: another attempt owns the job now; discard our work
+    const std::string result = Slurp(result_path);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !cr.canceled) {
+      json r = json::parse(result, nullptr, false);
+      pb::CompleteRequest c;
+      c.set_worker_id(worker_id);
+      c.set_job_id(lease.job_id());
+      c.set_lease_epoch(lease.lease_epoch());
+      for (const auto& m : r["metrics"]) {
+        pb::Metric* pm = c.add_metrics();
+        pm->set_name(m["name"].get<std::string>());
+        pm->set_value(m["value"].get<double>());
+        pm->set_stderr(m["stderr"].get<double>());
+        pm->set_n(m["n"].get<int64_t>());
+      }
+      json prov = r["provenance"];
+      prov["worker"] = name;
+      prov["attempt"] = lease.attempt();
+      c.set_provenance_json(prov.dump());
+      pb::CompleteResponse cresp;
+      Status cs;
+      for (int i = 0; i < 10; ++i) {  // Complete is idempotent for the same epoch
+        cs = client.Do("Complete", c, &cresp, &pb::WorkerGateway::Stub::Complete);
+        if (cs.code() != absl::StatusCode::kUnavailable) break;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+      Log(name, absl::StrCat("job ", lease.job_id(),
+                             cs.ok() ? " succeeded" : " complete: ", cs.ok() ? "" : cs.ToString()));
+      continue;
+    }
+    pb::FailRequest f;
+    f.set_worker_id(worker_id);
+    f.set_job_id(lease.job_id());
+    f.set_lease_epoch(lease.lease_epoch());
+    if (cr.canceled) {
+      f.set_reason("canceled");
+      f.set_retryable(false);
+    } else if (WIFSIGNALED(status)) {
+      f.set_reason(absl::StrCat("job process killed by signal ", WTERMSIG(status),
+                                WTERMSIG(status) == SIGKILL ? " (out of memory?)" : ""));
+      f.set_retryable(true);
+    } else {
+      json r = json::parse(result, nullptr, false);
+      f.set_reason(r.is_object() && r.contains("error")
+                       ? r["error"].get<std::string>()
+                       : absl::StrCat("job process exited with status ", WEXITSTATUS(status)));
+      f.set_retryable(WEXITSTATUS(status) != 2);
+    }
+    pb::FailResponse fresp;
+    Status fs_ = client.Do("Fail", f, &fresp, &pb::WorkerGateway::Stub::Fail);
+    Log(name, absl::StrCat("job ", lease.job_id(), " failed: ", f.reason(),
+                           fs_.ok() ? "" : " (" + fs_.ToString() + ")"));
+  }
+  fs::remove_all(scratch);
+  return absl::OkStatus();
+}
+
+}  // namespace bitsweep::worker

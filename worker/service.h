@@ -1,0 +1,42 @@
+// The worker process: registers with the coordinator, leases jobs that fit it, runs each one in
+// a child process (`bitsweep-worker run-job`, so that a crash or an out-of-memory kill costs only
+// that attempt), heartbeats with the child's progress while it runs, and completes or fails the
+// job. A heartbeat answered with cancel_requested, or FAILED_PRECONDITION (the lease was taken
+// away), kills the child promptly; its work is discarded.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace bitsweep::worker {
+
+struct WorkerOptions {
+  std::string coordinator = "127.0.0.1:50051";
+  std::string name;                       // default: hostname-pid
+  std::string token;                      // worker bearer token ("" = none)
+  std::string tls_ca, tls_cert, tls_key;  // TLS to the coordinator when tls_ca is set
+  std::string artifact_root;              // shared directory of quantized models
+  std::string data_dir;
+  int devices = 1;
+  double memory_gb = 0;
+  int max_tp = 1;
+  double poll_seconds = 1.0;     // wait between empty leases
+  double idle_exit_seconds = 0;  // > 0: exit after this long without a job
+  std::string self_exe;          // this binary (for run-job children); default /proc/self/exe
+};
+
+// Runs until *stop becomes true (or the idle limit passes). Errors only for a failed
+// registration; job failures are reported to the coordinator and the loop goes on.
+Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
+
+// The child side: reads a JobSpec JSON file, runs it, writes {"metrics": [...], "provenance":
+// {...}} or {"error": message, "code": absl code} to result_path, progress lines to
+// progress_path. Returns the process exit code (0 ok, 2 bad input, 1 other failure).
+int RunJobChild(const std::string& spec_path, const std::string& result_path,
+                const std::string& progress_path, const std::string& artifact_root,
+                const std::string& data_dir);
+
+}  // namespace bitsweep::worker

@@ -126,21 +126,25 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
   const std::string name = o.name.empty() ? absl::StrCat("worker-", getpid()) : o.name;
   const std::string self = o.self_exe.empty() ? "/proc/self/exe" : o.self_exe;
 
-  // Register (the coordinator may still be starting: retry UNAVAILABLE for a while).
+  // Register (the coordinator may still be starting: retry UNAVAILABLE for a while). A
+  // restarted coordinator forgets registrations: Lease answers NOT_FOUND and we register again.
   pb::RegisterRequest reg;
   reg.set_name(name);
   reg.set_devices(o.devices);
   reg.set_memory_gb(o.memory_gb);
   reg.set_max_tp(o.max_tp);
+  auto do_register = [&](pb::RegisterResponse* resp) {
+    Status st;
+    for (int i = 0; i < 120; ++i) {
+      st = client.Do("Register", reg, resp, &pb::WorkerGateway::Stub::Register);
+      if (st.code() != absl::StatusCode::kUnavailable || (stop && *stop)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return st;
+  };
   pb::RegisterResponse reg_resp;
-  Status st;
-  for (int i = 0; i < 60; ++i) {
-    st = client.Do("Register", reg, &reg_resp, &pb::WorkerGateway::Stub::Register);
-    if (st.code() != absl::StatusCode::kUnavailable || (stop && *stop)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  RETURN_IF_ERROR(st);
-  const int64_t worker_id = reg_resp.worker_id();
+  RETURN_IF_ERROR(do_register(&reg_resp));
+  int64_t worker_id = reg_resp.worker_id();
   const double ttl = reg_resp.lease_ttl_seconds() > 0 ? reg_resp.lease_ttl_seconds() : 60;
   Log(name, absl::StrCat("registered as worker ", worker_id, " with ", o.coordinator));
 
@@ -153,6 +157,11 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
     lr.set_worker_id(worker_id);
     pb::LeaseResponse lease;
     Status ls = client.Do("Lease", lr, &lease, &pb::WorkerGateway::Stub::Lease);
+    if (ls.code() == absl::StatusCode::kNotFound) {
+      Log(name, "the coordinator does not know this worker (restarted?): registering again");
+      if (do_register(&reg_resp).ok()) worker_id = reg_resp.worker_id();
+      continue;
+    }
     if (!ls.ok() || !lease.has_job()) {
       if (!ls.ok()) Log(name, ls.ToString());
       if (o.idle_exit_seconds > 0 &&

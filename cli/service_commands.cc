@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -50,6 +51,10 @@ std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
+
+// Set by SIGINT/SIGTERM during `bitsweep local`: stop watching and tear everything down.
+std::atomic<bool> g_interrupted{false};
+void OnInterrupt(int) { g_interrupted = true; }
 
 class Client {
  public:
@@ -141,6 +146,7 @@ StatusOr<pb::Sweep> Watch(Client& c, int64_t sweep_id, bool print, FILE* out = s
       if (print && tty) std::fprintf(out, "\n");
       return s;
     }
+    if (g_interrupted) return absl::CancelledError("interrupted");
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
@@ -327,6 +333,9 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
     return Fail(absl::NotFoundError(f.sweep_file + ": cannot open sweep file"));
   }
   const fs::path state = fs::absolute(f.state_dir);
+  // Ctrl-C stops the workers, the coordinator and PostgreSQL instead of orphaning them.
+  signal(SIGINT, OnInterrupt);
+  signal(SIGTERM, OnInterrupt);
   fs::create_directories(state / "logs");
   std::fprintf(stderr, "local: state in %s (PostgreSQL data, artifacts, logs)\n", state.c_str());
   store::LocalPostgresOptions po;

@@ -457,6 +457,7 @@ StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
 
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {
   ExpandedSweep out;
+  std::vector<size_t> task_of;  // per job: its task's index (for the final order)
   std::unordered_set<std::string> job_keys;
   std::set<std::string> reported;  // each skip once; model-independent ones not per model
 
@@ -490,6 +491,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
       if (!job_keys.insert(absl::StrCat(artifact, "|", eval_keys[i])).second) continue;
       n.eval = evals[i];
       out.jobs.push_back(n);
+      task_of.push_back(i);
     }
     return absl::OkStatus();
   };
@@ -546,6 +548,17 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
     return absl::InvalidArgumentError(
         absl::StrCat("sweep ", spec.name, ": every combination was skipped"));
   }
+  // Task-major order (jobs are leased oldest first): the first jobs of a sweep need different
+  // artifacts, so parallel workers quantize different models instead of one waiting for the
+  // other's artifact; later tasks then reuse what the first produced.
+  std::vector<size_t> order(out.jobs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return task_of[a] < task_of[b]; });
+  std::vector<JobSpec> sorted;
+  sorted.reserve(order.size());
+  for (size_t i : order) sorted.push_back(std::move(out.jobs[i]));
+  out.jobs = std::move(sorted);
   return out;
 }
 

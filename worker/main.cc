@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
     std::cerr << "bitsweep-worker: --artifacts is required\n";
     return 2;
   }
+  o.threads = ro.threads;
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
   auto s = bitsweep::worker::RunWorker(o, &g_stop);

@@ -184,9 +184,11 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
     const pid_t pid = fork();
     if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
-      execl(self.c_str(), "bitsweep-worker", "run-job", "--spec", spec_path.c_str(), "--result",
-            result_path.c_str(), "--progress", progress_path.c_str(), "--artifacts",
-            o.artifact_root.c_str(), "--data-dir", o.data_dir.c_str(), static_cast<char*>(nullptr));
+      const std::string threads = std::to_string(o.threads);
+      execl(self.c_str(), "bitsweep-worker", "--threads", threads.c_str(), "run-job", "--spec",
+            spec_path.c_str(), "--result", result_path.c_str(), "--progress",
+            progress_path.c_str(), "--artifacts", o.artifact_root.c_str(), "--data-dir",
+            o.data_dir.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     ChildResult cr;

@@ -26,6 +26,7 @@ struct WorkerOptions {
   double poll_seconds = 1.0;     // wait between empty leases
   double idle_exit_seconds = 0;  // > 0: exit after this long without a job
   std::string self_exe;          // this binary (for run-job children); default /proc/self/exe
+  int threads = 0;               // CPU threads of each job process (0 = all cores)
 };
 
 // Runs until *stop becomes true (or the idle limit passes). Errors only for a failed

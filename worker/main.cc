@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   app.add_option("--idle-exit-seconds", o.idle_exit_seconds,
                  "Exit after this long without a job (0 = never)")
       ->capture_default_str();
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
   bitsweep::model::RuntimeOptions ro;
   app.add_option("--threads", ro.threads, "CPU threads per job (0 = all)")->capture_default_str();
 

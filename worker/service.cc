@@ -18,6 +18,7 @@
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "common/job_spec.h"
 #include "worker/job_runner.h"
+#include "worker/metrics.h"
 
 namespace bitsweep::worker {
 namespace {
@@ -123,8 +124,15 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
 }
 
 Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
-  Client client(o);
   const std::string name = o.name.empty() ? absl::StrCat("worker-", getpid()) : o.name;
+  WorkerMetrics metrics(kWorkerVersion);
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!o.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(o.metrics_listen, metrics.registry()));
+    Log(name, absl::StrCat("metrics on http://", o.metrics_listen, "/metrics (port ",
+                           metrics_server->port(), ")"));
+  }
+  Client client(o);
   const std::string self = o.self_exe.empty() ? "/proc/self/exe" : o.self_exe;
 
   // Register (the coordinator may still be starting: retry UNAVAILABLE for a while). A
@@ -191,6 +199,13 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
             o.data_dir.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
+    metrics.SetBusy(true);
+    const auto job_start = Clock::now();
+    auto observe = [&](const std::string& outcome, const std::string& result_json) {
+      metrics.ObserveJob(lease.spec_json(), outcome,
+                         std::chrono::duration<double>(Clock::now() - job_start).count(),
+                         result_json);
+    };
     ChildResult cr;
     bool lost = false;
     int status = 0;
@@ -217,6 +232,7 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
         pb::HeartbeatResponse hr;
         Status hs = client.Do("Heartbeat", hb, &hr, &pb::WorkerGateway::Stub::Heartbeat);
         const bool fenced = hs.code() == absl::StatusCode::kFailedPrecondition;
+        metrics.CountHeartbeat(hs.ok() ? "ok" : fenced ? "fenced" : "error");
         if (fenced || hr.cancel_requested() || (stop && *stop)) {
           Log(name, absl::StrCat("stopping job ", lease.job_id(), ": ",
                                  fenced                  ? "lease lost"
@@ -231,7 +247,11 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     idle_since = Clock::now();
-    if (lost) continue;  // fenced: another attempt owns the job now; discard our work
+    metrics.SetBusy(false);
+    if (lost) {  // fenced: another attempt owns the job now; discard our work
+      observe("lost", "");
+      continue;
+    }
     const std::string result = Slurp(result_path);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !cr.canceled) {
       json r = json::parse(result, nullptr, false);
@@ -257,6 +277,10 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
         if (cs.code() != absl::StatusCode::kUnavailable) break;
         std::this_thread::sleep_for(std::chrono::seconds(1));
       }
+      observe(cs.ok()                                              ? "succeeded"
+              : cs.code() == absl::StatusCode::kFailedPrecondition ? "lost"
+                                                                   : "failed",
+              result);
       Log(name, absl::StrCat("job ", lease.job_id(),
                              cs.ok() ? " succeeded" : " complete: ", cs.ok() ? "" : cs.ToString()));
       continue;
@@ -279,6 +303,7 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
                        : absl::StrCat("job process exited with status ", WEXITSTATUS(status)));
       f.set_retryable(WEXITSTATUS(status) != 2);
     }
+    observe(cr.canceled ? "canceled" : "failed", result);
     pb::FailResponse fresp;
     Status fs_ = client.Do("Fail", f, &fresp, &pb::WorkerGateway::Stub::Fail);
     Log(name, absl::StrCat("job ", lease.job_id(), " failed: ", f.reason(),

@@ -27,10 +27,12 @@ struct WorkerOptions {
   double idle_exit_seconds = 0;  // > 0: exit after this long without a job
   std::string self_exe;          // this binary (for run-job children); default /proc/self/exe
   int threads = 0;               // CPU threads of each job process (0 = all cores)
+  std::string metrics_listen;    // host:port of the Prometheus /metrics endpoint ("" = off)
 };
 
-// Runs until *stop becomes true (or the idle limit passes). Errors only for a failed
-// registration; job failures are reported to the coordinator and the loop goes on.
+// Runs until *stop becomes true (or the idle limit passes). Errors only for a metrics_listen
+// that cannot be bound or a failed registration; job failures are reported to the coordinator
+// and the loop goes on.
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
 
 // The child side: reads a JobSpec JSON file, runs it, writes {"metrics": [...], "provenance":

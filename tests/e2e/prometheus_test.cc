@@ -1,0 +1,217 @@
+// Metrics on the real system: a coordinator and a worker serve /metrics, a real Prometheus
+// server (the Debian package) scrapes both while a tiny sweep runs, and its query API reports
+// the jobs each of them saw.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "store/local_postgres.h"
+#include "tests/testing/paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const char kPrometheus[] = "/usr/bin/prometheus";
+const char kPromtool[] = "/usr/bin/promtool";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (f) {
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+void Stop(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+}
+
+int Run(const std::string& command) {
+  const int s = std::system(command.c_str());
+  return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
+}
+
+int Cli(const std::string& args, const std::string& out) {
+  const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
+  return Run(bin + " " + args + " > " + out + " 2>> " + out + ".err");
+}
+
+// A TCP port nothing listens on right now (the kernel's pick; released before use).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The value of an instant query that yields exactly one sample; nullopt otherwise.
+std::optional<double> Query(const std::string& prometheus, const std::string& expr,
+                            const std::string& out) {
+  if (Run("curl -sfG 'http://" + prometheus + "/api/v1/query' --data-urlencode 'query=" + expr +
+          "' > " + out + " 2>/dev/null") != 0) {
+    return std::nullopt;
+  }
+  const auto j = nlohmann::json::parse(Slurp(out), nullptr, false);
+  if (!j.is_object() || j.value("status", "") != "success") return std::nullopt;
+  const auto& result = j["data"]["result"];
+  if (!result.is_array() || result.size() != 1) return std::nullopt;
+  return std::stod(result[0]["value"][1].get<std::string>());
+}
+
+// Polls `expr` until it equals `want` (Prometheus scrapes every second).
+std::optional<double> WaitForValue(const std::string& prometheus, const std::string& expr,
+                                   double want, const std::string& out, int seconds) {
+  std::optional<double> v;
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    v = Query(prometheus, expr, out);
+    if (v && *v == want) return v;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "A real Prometheus server scrapes the coordinator and a worker and reports the jobs of a "
+    "finished sweep",
+    "[e2e][pg][grpc][prometheus]") {
+  if (!fs::exists(kPrometheus)) {
+    WARN("skipped: " << kPrometheus << " is not installed (Debian package prometheus)");
+    return;
+  }
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_prometheus");
+  const std::string bin = bitsweep::testing::BinaryDir();
+  REQUIRE(Cli("make-tiny-model --out " + dir + "/model --seed 9", dir + "/make") == 0);
+  WriteFile(dir + "/facts.jsonl",
+            "{\"context\": \"The cat number one sat on the\", \"choices\": [\"mat\", \"dog\"], "
+            "\"gold\": 0}\n");
+  // rtn w4 g16 and the fp baseline on one task: two jobs.
+  WriteFile(dir + "/sweep.yaml", "name: prom\nmodels: [" + dir +
+                                     "/model]\n"
+                                     "methods:\n  - {method: [rtn], wbits: [4], group: [16]}\n"
+                                     "tasks: [" +
+                                     dir + "/facts.jsonl]\n");
+
+  bitsweep::store::LocalPostgresOptions po;
+  po.data_dir = dir + "/pg";
+  po.fsync = false;
+  auto pg = bitsweep::store::LocalPostgres::Start(po);
+  INFO(pg.status().ToString());
+  REQUIRE(pg.ok());
+  auto db = (*pg)->CreateDatabase("prom");
+  REQUIRE(db.ok());
+
+  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string coord_metrics = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string worker_metrics = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string prom = "127.0.0.1:" + std::to_string(FreePort());
+  pid_t coord = Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db,
+                       "--metrics-listen", coord_metrics},
+                      dir + "/coordinator.log");
+  pid_t worker =
+      Spawn({bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w0", "--artifacts",
+             dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads",
+             "1", "--metrics-listen", worker_metrics},
+            dir + "/worker.log");
+  pid_t prometheus = -1;
+  // Everything started here stops at the end, also when a REQUIRE fails.
+  struct Cleanup {
+    std::vector<pid_t*> pids;
+    ~Cleanup() {
+      for (pid_t* p : pids) Stop(*p);
+    }
+  } cleanup;
+  cleanup.pids = {&prometheus, &worker, &coord};
+
+  REQUIRE(Cli("submit " + dir + "/sweep.yaml --coordinator " + addr, dir + "/submit") == 0);
+  INFO(Slurp(dir + "/submit"));
+  REQUIRE(Cli("watch 1 --coordinator " + addr, dir + "/watch") == 0);
+
+  // The worker's exposition is valid Prometheus text (promtool lints names, help and types).
+  REQUIRE(Run("curl -sf http://" + worker_metrics + "/metrics > " + dir + "/worker.metrics") == 0);
+  const std::string text = Slurp(dir + "/worker.metrics");
+  INFO(text);
+  CHECK(text.find("bitsweep_worker_info{version=") != std::string::npos);
+  CHECK(text.find("bitsweep_worker_busy 0") != std::string::npos);
+  CHECK(text.find("bitsweep_worker_jobs_total{method=\"rtn\",outcome=\"succeeded\",task_kind="
+                  "\"multiple_choice\"} 1") != std::string::npos);
+  CHECK(text.find("bitsweep_worker_artifact_cache_total{result=\"miss\"}") != std::string::npos);
+  if (fs::exists(kPromtool)) {
+    CHECK(Run(std::string(kPromtool) + " check metrics < " + dir + "/worker.metrics > " + dir +
+              "/promtool.out 2>&1") == 0);
+    INFO(Slurp(dir + "/promtool.out"));
+  }
+
+  WriteFile(dir + "/prometheus.yml",
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: coordinator\n"
+            "    static_configs: [{targets: ['" +
+                coord_metrics +
+                "']}]\n"
+                "  - job_name: worker\n"
+                "    static_configs: [{targets: ['" +
+                worker_metrics + "']}]\n");
+  prometheus = Spawn({kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+                      "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
+                     dir + "/prometheus.log");
+  const std::string q = dir + "/query.json";
+  CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
+  CHECK(WaitForValue(prom, "up{job=\"worker\"}", 1, q, 30).value_or(-1) == 1);
+  // The coordinator counts the jobs in PostgreSQL; the worker counts the jobs it ran.
+  CHECK(WaitForValue(prom, "bitsweep_jobs{state=\"succeeded\"}", 2, q, 30).value_or(-1) == 2);
+  CHECK(WaitForValue(prom, "sum(bitsweep_worker_jobs_total{outcome=\"succeeded\"})", 2, q, 30)
+            .value_or(-1) == 2);
+  CHECK(WaitForValue(prom, "sum(bitsweep_worker_jobs_total)", 2, q, 30).value_or(-1) == 2);
+  CHECK(WaitForValue(prom,
+                     "sum(bitsweep_worker_job_duration_seconds_count{method=\"rtn\","
+                     "task_kind=\"multiple_choice\"})",
+                     1, q, 30)
+            .value_or(-1) == 1);
+}

@@ -1,0 +1,80 @@
+// WorkerMetrics: every Prometheus family of a worker process, built once at start-up (STYLE.md
+// P13). Labels are low-cardinality only: catalog method and task kind, job outcome, heartbeat
+// result, cache result; never job ids, paths or worker names. Thread-safe (prometheus-cpp
+// families and metrics are).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+
+namespace bitsweep::worker {
+
+// The worker build's version, as bitsweep_worker_info{version} reports it.
+inline constexpr char kWorkerVersion[] = "0.1.0";
+
+class WorkerMetrics {
+ public:
+  // Sets bitsweep_worker_info{version} = 1.
+  explicit WorkerMetrics(const std::string& version);
+
+  std::shared_ptr<prometheus::Collectable> registry() const { return registry_; }
+
+  // bitsweep_worker_busy: 1 while a job's child process runs.
+  void SetBusy(bool busy) { busy_->Set(busy ? 1 : 0); }
+  // result: "ok", "error" or "fenced".
+  void CountHeartbeat(const std::string& result);
+  // One finished job. `spec_json` is the leased JobSpec (method and task kind labels; "unknown"
+  // when it does not parse); outcome: "succeeded", "failed", "canceled" or "lost"; `result_json`
+  // is the child's result file ({"metrics", "provenance"}; may be empty): a succeeded job counts
+  // an artifact cache hit or miss (provenance.artifact_reused) and, for a perplexity task, sets
+  // bitsweep_worker_tokens_per_second (provenance.eval.tokens_per_second).
+  void ObserveJob(const std::string& spec_json, const std::string& outcome, double seconds,
+                  const std::string& result_json);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* jobs_;
+  prometheus::Family<prometheus::Histogram>* job_duration_;
+  prometheus::Family<prometheus::Counter>* heartbeats_;
+  prometheus::Gauge* busy_;
+  prometheus::Family<prometheus::Counter>* cache_;
+  prometheus::Gauge* tokens_per_second_;
+};
+
+// A minimal HTTP server for GET /metrics (Prometheus text format 0.0.4), one connection at a
+// time, on its own thread. The worker cannot use prometheus::Exposer: civetweb starts its
+// threads with a fixed small stack, and glibc refuses such a stack in a process whose static TLS
+// is as large as libtorch's ("Cannot create threads", EINVAL without a clone).
+class MetricsServer {
+ public:
+  // Listens on `address` (IPv4 "host:port"; port 0 = any free one) and serves `collectable`.
+  static StatusOr<std::unique_ptr<MetricsServer>> Start(
+      const std::string& address, std::shared_ptr<prometheus::Collectable> collectable);
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable);
+  void Serve();
+
+  int fd_;
+  int port_;
+  std::shared_ptr<prometheus::Collectable> collectable_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace bitsweep::worker

@@ -194,9 +194,9 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
       const std::string threads = std::to_string(o.threads);
       execl(self.c_str(), "bitsweep-worker", "--threads", threads.c_str(), "run-job", "--spec",
-            spec_path.c_str(), "--result", result_path.c_str(), "--progress",
-            progress_path.c_str(), "--artifacts", o.artifact_root.c_str(), "--data-dir",
-            o.data_dir.c_str(), static_cast<char*>(nullptr));
+            spec_path.c_str(), "--result", result_path.c_str(), "--progress", progress_path.c_str(),
+            "--artifacts", o.artifact_root.c_str(), "--data-dir", o.data_dir.c_str(),
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     metrics.SetBusy(true);
@@ -253,8 +253,11 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
       continue;
     }
     const std::string result = Slurp(result_path);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !cr.canceled) {
-      json r = json::parse(result, nullptr, false);
+    const json parsed = json::parse(result, nullptr, false);
+    const bool valid_result = parsed.is_object() && parsed.contains("metrics") &&
+                              parsed["metrics"].is_array() && parsed.contains("provenance");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !cr.canceled && valid_result) {
+      const json& r = parsed;
       pb::CompleteRequest c;
       c.set_worker_id(worker_id);
       c.set_job_id(lease.job_id());
@@ -297,10 +300,11 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
                                 WTERMSIG(status) == SIGKILL ? " (out of memory?)" : ""));
       f.set_retryable(true);
     } else {
-      json r = json::parse(result, nullptr, false);
-      f.set_reason(r.is_object() && r.contains("error")
+      const json& r = parsed;
+      f.set_reason(r.is_object() && r.contains("error") && r["error"].is_string()
                        ? r["error"].get<std::string>()
-                       : absl::StrCat("job process exited with status ", WEXITSTATUS(status)));
+                       : absl::StrCat("job process exited with status ", WEXITSTATUS(status),
+                                      " without a valid result"));
       f.set_retryable(WEXITSTATUS(status) != 2);
     }
     observe(cr.canceled ? "canceled" : "failed", result);

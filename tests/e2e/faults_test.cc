@@ -18,60 +18,19 @@
 
 #include "store/local_postgres.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using bitsweep::testing::Slurp;
+using bitsweep::testing::WriteFile;
 using Clock = std::chrono::steady_clock;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
-}
-
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-void Kill(pid_t pid, int sig) {
-  kill(pid, sig);
-  waitpid(pid, nullptr, 0);
-}
 
 int Cli(const std::string& args, const std::string& out) {
   const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
   const int s = std::system((bin + " " + args + " > " + out + " 2>> " + out + ".err").c_str());
   return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
-}
-
-// Waits until `path` contains `text` (or the deadline passes).
-bool WaitFor(const std::string& path, const std::string& text, int seconds) {
-  const auto end = Clock::now() + std::chrono::seconds(seconds);
-  while (Clock::now() < end) {
-    if (Slurp(path).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
 }
 
 }  // namespace
@@ -126,12 +85,13 @@ TEST_CASE(
                                                 "--lease-ttl",
                                                 "3"};
   auto worker = [&](int i) {
-    return Spawn({bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name",
-                  "w" + std::to_string(i), "--artifacts", dir + "/artifacts", "--data-dir",
-                  dir + "/data", "--poll-seconds", "0.2", "--threads", "1"},
-                 dir + "/worker-" + std::to_string(i) + ".log");
+    return bitsweep::testing::Spawn(
+        {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w" + std::to_string(i),
+         "--artifacts", dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2",
+         "--threads", "1"},
+        dir + "/worker-" + std::to_string(i) + ".log");
   };
-  pid_t coord = Spawn(coordinator, dir + "/coordinator.log");
+  pid_t coord = bitsweep::testing::Spawn(coordinator, dir + "/coordinator.log");
   std::vector<pid_t> workers = {worker(0), worker(1)};
 
   REQUIRE(Cli("submit " + dir + "/sweep.yaml --coordinator " + addr, dir + "/submit") == 0);
@@ -140,14 +100,14 @@ TEST_CASE(
   REQUIRE(submitted.rfind("sweep 1 ", 0) == 0);
 
   // 1. SIGKILL a worker while it holds a job: its lease expires and the job runs elsewhere.
-  REQUIRE(WaitFor(dir + "/worker-0.log", "leased job", 60));
-  Kill(workers[0], SIGKILL);
+  REQUIRE(bitsweep::testing::WaitForText(dir + "/worker-0.log", "leased job", 60));
+  bitsweep::testing::Signal(workers[0], SIGKILL);
   workers[0] = worker(2);
   // 2. Kill the coordinator mid-sweep and start it again: it continues from the database.
-  REQUIRE(WaitFor(dir + "/worker-1.log", "succeeded", 120));
-  Kill(coord, SIGKILL);
+  REQUIRE(bitsweep::testing::WaitForText(dir + "/worker-1.log", "succeeded", 120));
+  bitsweep::testing::Signal(coord, SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  coord = Spawn(coordinator, dir + "/coordinator.log");
+  coord = bitsweep::testing::Spawn(coordinator, dir + "/coordinator.log");
   // 3. Restart PostgreSQL under the running system.
   std::this_thread::sleep_for(std::chrono::seconds(2));
   REQUIRE((*pg)->Restart().ok());
@@ -170,8 +130,8 @@ TEST_CASE(
   CHECK(status.find("FAILED") == std::string::npos);
   CHECK(status.find("PENDING") == std::string::npos);
 
-  for (pid_t w : workers) Kill(w, SIGTERM);
-  Kill(coord, SIGTERM);
+  for (pid_t w : workers) bitsweep::testing::Signal(w, SIGTERM);
+  bitsweep::testing::Signal(coord, SIGTERM);
   // No job process outlives its worker (they die with their parent).
   CHECK(std::system(("pgrep -f '[r]un-job --spec " + fs::temp_directory_path().string() +
                      "/bitsweep-worker' > /dev/null")

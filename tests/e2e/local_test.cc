@@ -13,22 +13,18 @@
 #include <sstream>
 
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using bitsweep::testing::Slurp;
+using bitsweep::testing::WriteFile;
 
 struct Run {
   int code = -1;
   std::string out, err;
 };
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Run Bitsweep(const std::string& args, const std::string& scratch) {
   const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
@@ -40,11 +36,6 @@ Run Bitsweep(const std::string& args, const std::string& scratch) {
   r.out = Slurp(out);
   r.err = Slurp(err);
   return r;
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
 }
 
 int CountLeases(const std::string& logs) {

@@ -20,43 +20,17 @@
 
 #include "store/local_postgres.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using bitsweep::testing::Slurp;
+using bitsweep::testing::WriteFile;
 using Clock = std::chrono::steady_clock;
 
 const char kPrometheus[] = "/usr/bin/prometheus";
 const char kPromtool[] = "/usr/bin/promtool";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << text;
-}
-
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 void Stop(pid_t pid) {
   if (pid <= 0) return;
@@ -72,20 +46,6 @@ int Run(const std::string& command) {
 int Cli(const std::string& args, const std::string& out) {
   const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
   return Run(bin + " " + args + " > " + out + " 2>> " + out + ".err");
-}
-
-// A TCP port nothing listens on right now (the kernel's pick; released before use).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
 }
 
 // The value of an instant query that yields exactly one sample; nullopt otherwise.
@@ -147,18 +107,18 @@ TEST_CASE(
   auto db = (*pg)->CreateDatabase("prom");
   REQUIRE(db.ok());
 
-  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string coord_metrics = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string worker_metrics = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string prom = "127.0.0.1:" + std::to_string(FreePort());
-  pid_t coord = Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db,
-                       "--metrics-listen", coord_metrics},
-                      dir + "/coordinator.log");
-  pid_t worker =
-      Spawn({bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w0", "--artifacts",
-             dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads",
-             "1", "--metrics-listen", worker_metrics},
-            dir + "/worker.log");
+  const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  const std::string coord_metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  const std::string worker_metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  const std::string prom = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
+                                          "--db", *db, "--metrics-listen", coord_metrics},
+                                         dir + "/coordinator.log");
+  pid_t worker = bitsweep::testing::Spawn(
+      {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w0", "--artifacts",
+       dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads", "1",
+       "--metrics-listen", worker_metrics},
+      dir + "/worker.log");
   pid_t prometheus = -1;
   // Everything started here stops at the end, also when a REQUIRE fails.
   struct Cleanup {
@@ -198,9 +158,10 @@ TEST_CASE(
                 "  - job_name: worker\n"
                 "    static_configs: [{targets: ['" +
                 worker_metrics + "']}]\n");
-  prometheus = Spawn({kPrometheus, "--config.file=" + dir + "/prometheus.yml",
-                      "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
-                     dir + "/prometheus.log");
+  prometheus = bitsweep::testing::Spawn(
+      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
+      dir + "/prometheus.log");
   const std::string q = dir + "/query.json";
   CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
   CHECK(WaitForValue(prom, "up{job=\"worker\"}", 1, q, 30).value_or(-1) == 1);

@@ -1,0 +1,24 @@
+// Helpers for tests that run the project's binaries as separate processes (e2e, CLI).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace bitsweep::testing {
+
+// The whole file ("" when it cannot be read).
+std::string Slurp(const std::string& path);
+// Writes `text` to `path`, creating parent directories.
+void WriteFile(const std::string& path, const std::string& text);
+// Starts argv[0] (an absolute path) with stdout and stderr appended to `log`.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log);
+// Sends `sig` and reaps the process.
+void Signal(pid_t pid, int sig);
+// A loopback TCP port nothing listens on right now (the kernel's pick, released before use).
+int FreePort();
+// Polls `path` until it contains `text`; false after `seconds`.
+bool WaitForText(const std::string& path, const std::string& text, int seconds);
+
+}  // namespace bitsweep::testing

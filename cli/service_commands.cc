@@ -219,7 +219,6 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format) {
     std::printf("no results yet\n");
     return 0;
   }
-  const char sep = format == "csv" ? ',' : '|';
   auto cell = [&](const Cell& v, bool is_ppl) {
     if (!v.has) return std::string("-");
     return is_ppl ? absl::StrFormat("%.3f", v.value) : absl::StrFormat("%.4f", v.value);
@@ -264,7 +263,6 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format) {
       std::printf("%s\n", rule.c_str());
     }
   }
-  (void)sep;
   return 0;
 }
 

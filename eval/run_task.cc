@@ -34,10 +34,10 @@ json GroupJson(const MmluGroup& g) {
   return {{"acc", g.acc.value}, {"stderr", g.acc.stderr_}, {"n", g.n}};
 }
 
-StatusOr<TaskOutcome> RunPerplexityTask(const TaskSettings& s, const std::string& task,
-                                        const model::Qwen3Model& model,
-                                        const model::Tokenizer& tokenizer,
-                                        const std::string& data_dir) {
+StatusOr<TaskOutcome> RunPerplexityTask(const TaskSettings& s, const model::Qwen3Model& model,
+                                        const model::Tokenizer& tokenizer) {
+  const std::string& task = s.task;
+  const std::string& data_dir = s.data_dir;
   json extra = json::object();
   StatusOr<std::vector<int32_t>> stream = absl::UnknownError("unset");
   if (task == "wikitext2") {
@@ -95,11 +95,9 @@ json EngineJson(const LoglikelihoodRun& e) {
   return {{"forwards", e.forwards}, {"tokens", e.tokens}, {"padded_tokens", e.padded_tokens}};
 }
 
-StatusOr<TaskOutcome> RunChoiceTask(const TaskSettings& s, const std::string& task,
-                                    const model::Qwen3Model& model,
-                                    const model::Tokenizer& tokenizer,
-                                    const std::string& data_dir) {
-  ASSIGN_OR_RETURN(auto data, LoadChoiceTask(task, data_dir));
+StatusOr<TaskOutcome> RunChoiceTask(const TaskSettings& s, const model::Qwen3Model& model,
+                                    const model::Tokenizer& tokenizer) {
+  ASSIGN_OR_RETURN(auto data, LoadChoiceTask(s.task, s.data_dir));
   ChoiceTaskOptions o;
   o.limit = s.limit;
   o.engine = EngineOptions(s);
@@ -145,7 +143,8 @@ StatusOr<TaskOutcome> RunChoiceTask(const TaskSettings& s, const std::string& ta
 }
 
 StatusOr<TaskOutcome> RunMmluTask(const TaskSettings& s, const model::Qwen3Model& model,
-                                  const model::Tokenizer& tokenizer, const std::string& data_dir) {
+                                  const model::Tokenizer& tokenizer) {
+  const std::string& data_dir = s.data_dir;
   MmluOptions o;
   o.ntrain = s.num_fewshot;
   o.limit = s.limit;
@@ -208,11 +207,11 @@ StatusOr<TaskOutcome> RunEvalTask(const model::Qwen3Model& model, const model::T
   try {
     switch (kind) {
       case EvalTaskKind::kPerplexity:
-        return RunPerplexityTask(s, s.task, model, tokenizer, s.data_dir);
+        return RunPerplexityTask(s, model, tokenizer);
       case EvalTaskKind::kChoice:
-        return RunChoiceTask(s, s.task, model, tokenizer, s.data_dir);
+        return RunChoiceTask(s, model, tokenizer);
       case EvalTaskKind::kMmlu:
-        return RunMmluTask(s, model, tokenizer, s.data_dir);
+        return RunMmluTask(s, model, tokenizer);
     }
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(s.task, ": ", e.what()));

@@ -135,8 +135,8 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
                {"model", spec.model}};
   std::string model_dir = spec.model;
   double quantize_seconds = 0;
-  const bool eval_heavy = spec.quant.method == "fp";
-  if (!eval_heavy) {
+  const bool baseline = spec.quant.method == "fp";  // evaluates the checkpoint itself
+  if (!baseline) {
     if (config.artifact_root.empty()) {
       return absl::InvalidArgumentError("no artifact directory configured (--artifacts)");
     }

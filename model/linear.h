@@ -19,17 +19,9 @@
 #include <functional>
 #include <memory>
 
-namespace bitsweep::model {
+#include "model/collective.h"
 
-// Sum across the ranks of a tensor-parallel group. The single-process default is the identity.
-class Collective {
- public:
-  virtual ~Collective() = default;
-  // In place: every rank ends with the element-wise sum over ranks.
-  virtual void AllReduceSum(at::Tensor& t) const = 0;
-  virtual int rank() const = 0;
-  virtual int world_size() const = 0;
-};
+namespace bitsweep::model {
 
 enum class ParallelStyle { kReplicated, kColumn, kRow };
 
@@ -51,6 +43,8 @@ class Linear {
   int64_t in_features() const;
   int64_t out_features() const;
   ParallelStyle style() const { return style_; }
+  // The group a kRow linear all-reduces over (nullptr: none, the output stays a partial sum).
+  const std::shared_ptr<const Collective>& collective() const { return collective_; }
 
   // Installs (or with nullptr removes) the input hook.
   void SetInputHook(InputHook hook) { hook_ = std::move(hook); }

@@ -34,10 +34,23 @@ using Getter = Qwen3Model::TensorGetter;
 
 class Builder {
  public:
-  Builder(const Qwen3Config& c, at::ScalarType dtype, const Getter& get)
-      : c_(c), dtype_(dtype), get_(get) {}
+  // `tp`: the tensor-parallel group (nullptr = whole model). `release`, when set, drops a
+  // checkpoint tensor's pages after a shard of it was copied out.
+  Builder(const Qwen3Config& c, at::ScalarType dtype, const Getter& get,
+          std::shared_ptr<const Collective> tp = nullptr,
+          std::function<void(const std::string&)> release = nullptr)
+      : c_(c),
+        dtype_(dtype),
+        get_(get),
+        tp_(std::move(tp)),
+        rank_(tp_ ? tp_->rank() : 0),
+        world_(tp_ ? tp_->world_size() : 1),
+        release_(std::move(release)) {}
 
-  StatusOr<at::Tensor> Take(const std::string& name, std::vector<int64_t> shape) {
+  // Tensor `name` of full shape `shape`; with shard_dim >= 0 under TP, only this rank's equal
+  // part of dimension shard_dim.
+  StatusOr<at::Tensor> Take(const std::string& name, std::vector<int64_t> shape,
+                            int shard_dim = -1) {
     ASSIGN_OR_RETURN(at::Tensor t, get_(name));
     if (!t.sizes().equals(shape)) {
       return absl::InvalidArgumentError(
@@ -48,21 +61,51 @@ class Builder {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor \"", name, "\" is not floating point"));
     }
+    if (shard_dim >= 0 && world_ > 1) {
+      const ShardRange r = EvenShard(shape[shard_dim], rank_, world_);
+      return Own(name, t, t.narrow(shard_dim, r.begin, r.size));
+    }
+    if (world_ > 1) return Own(name, t, t);
     // Same dtype: keep the (possibly memory-mapped) tensor as is; otherwise convert once.
     return t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous();
   }
 
-  StatusOr<Linear> TakeLinear(const std::string& name, int64_t out, int64_t in) {
-    ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}));
-    return Linear(std::move(w));
+  // The vocabulary-parallel shard of an lm_head-shaped [V, H] tensor: rows
+  // [r*S, min(V, (r+1)*S)) with S = ceil(V/W), zero-padded to S rows.
+  at::Tensor VocabShard(const at::Tensor& full) const {
+    const int64_t V = full.size(0), S = (V + world_ - 1) / world_;
+    const int64_t begin = std::min(V, rank_ * S), end = std::min(V, begin + S);
+    at::Tensor rows = full.narrow(0, begin, end - begin);
+    if (end - begin == S) return rows;
+    at::Tensor padded = at::zeros({S, full.size(1)}, full.options());
+    padded.narrow(0, 0, end - begin).copy_(rows);
+    return padded;
   }
 
-  StatusOr<Mlp> TakeMlp(const std::string& prefix, int64_t width) {
+  StatusOr<at::Tensor> TakeVocabShard(const std::string& name, int64_t V, int64_t H) {
+    ASSIGN_OR_RETURN(at::Tensor full, Take(name, {V, H}));
+    return world_ > 1 ? VocabShard(full).contiguous() : full;
+  }
+
+  // `reduce`: a row-parallel linear all-reduces its output (false: it stays a partial sum that
+  // the caller reduces, as the MoE block does once for all its experts).
+  StatusOr<Linear> TakeLinear(const std::string& name, int64_t out, int64_t in,
+                              ParallelStyle style = ParallelStyle::kReplicated,
+                              bool reduce = true) {
+    if (world_ == 1) style = ParallelStyle::kReplicated;
+    const int dim = style == ParallelStyle::kColumn ? 0 : style == ParallelStyle::kRow ? 1 : -1;
+    ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}, dim));
+    return Linear(std::move(w), style, style == ParallelStyle::kRow && reduce ? tp_ : nullptr);
+  }
+
+  StatusOr<Mlp> TakeMlp(const std::string& prefix, int64_t width, bool reduce) {
     Mlp m;
     const int64_t h = c_.hidden_size;
-    ASSIGN_OR_RETURN(m.gate_proj, TakeLinear(prefix + "gate_proj", width, h));
-    ASSIGN_OR_RETURN(m.up_proj, TakeLinear(prefix + "up_proj", width, h));
-    ASSIGN_OR_RETURN(m.down_proj, TakeLinear(prefix + "down_proj", h, width));
+    ASSIGN_OR_RETURN(m.gate_proj,
+                     TakeLinear(prefix + "gate_proj", width, h, ParallelStyle::kColumn));
+    ASSIGN_OR_RETURN(m.up_proj, TakeLinear(prefix + "up_proj", width, h, ParallelStyle::kColumn));
+    ASSIGN_OR_RETURN(m.down_proj,
+                     TakeLinear(prefix + "down_proj", h, width, ParallelStyle::kRow, reduce));
     return m;
   }
 
@@ -74,32 +117,47 @@ class Builder {
     ASSIGN_OR_RETURN(l.post_attention_layernorm, Take(p + "post_attention_layernorm.weight", {h}));
     ASSIGN_OR_RETURN(l.q_norm, Take(p + "self_attn.q_norm.weight", {c_.head_dim}));
     ASSIGN_OR_RETURN(l.k_norm, Take(p + "self_attn.k_norm.weight", {c_.head_dim}));
-    ASSIGN_OR_RETURN(l.q_proj, TakeLinear(p + "self_attn.q_proj", c_.q_dim(), h));
-    ASSIGN_OR_RETURN(l.k_proj, TakeLinear(p + "self_attn.k_proj", c_.kv_dim(), h));
-    ASSIGN_OR_RETURN(l.v_proj, TakeLinear(p + "self_attn.v_proj", c_.kv_dim(), h));
-    ASSIGN_OR_RETURN(l.o_proj, TakeLinear(p + "self_attn.o_proj", h, c_.q_dim()));
+    const auto col = ParallelStyle::kColumn;
+    ASSIGN_OR_RETURN(l.q_proj, TakeLinear(p + "self_attn.q_proj", c_.q_dim(), h, col));
+    ASSIGN_OR_RETURN(l.k_proj, TakeLinear(p + "self_attn.k_proj", c_.kv_dim(), h, col));
+    ASSIGN_OR_RETURN(l.v_proj, TakeLinear(p + "self_attn.v_proj", c_.kv_dim(), h, col));
+    ASSIGN_OR_RETURN(l.o_proj,
+                     TakeLinear(p + "self_attn.o_proj", h, c_.q_dim(), ParallelStyle::kRow));
     if (c_.IsMoeLayer(i)) {
       MoeBlock moe;
       moe.top_k = c_.num_experts_per_tok;
       moe.norm_topk_prob = c_.norm_topk_prob;
+      if (world_ > 1) moe.collective = tp_;
       ASSIGN_OR_RETURN(moe.gate, TakeLinear(p + "mlp.gate", c_.num_experts, h));
       for (int64_t e = 0; e < c_.num_experts; ++e) {
-        ASSIGN_OR_RETURN(
-            Mlp m, TakeMlp(absl::StrCat(p, "mlp.experts.", e, "."), c_.moe_intermediate_size));
+        ASSIGN_OR_RETURN(Mlp m, TakeMlp(absl::StrCat(p, "mlp.experts.", e, "."),
+                                        c_.moe_intermediate_size, /*reduce=*/false));
         moe.experts.push_back(std::move(m));
       }
       l.moe = std::move(moe);
     } else {
-      ASSIGN_OR_RETURN(Mlp m, TakeMlp(p + "mlp.", c_.intermediate_size));
+      ASSIGN_OR_RETURN(Mlp m, TakeMlp(p + "mlp.", c_.intermediate_size, /*reduce=*/true));
       l.mlp = std::move(m);
     }
     return l;
   }
 
  private:
+  // A shard owned by this process in the compute dtype; the source's pages are released when
+  // the shard had to be copied out of them.
+  at::Tensor Own(const std::string& name, const at::Tensor& source, const at::Tensor& shard) {
+    at::Tensor out =
+        shard.scalar_type() == dtype_ ? shard.contiguous() : shard.to(dtype_).contiguous();
+    if (release_ && !out.is_alias_of(source)) release_(name);
+    return out;
+  }
+
   const Qwen3Config& c_;
   at::ScalarType dtype_;
   const Getter& get_;
+  std::shared_ptr<const Collective> tp_;
+  int rank_, world_;
+  std::function<void(const std::string&)> release_;
 };
 
 at::Tensor Attention(const DecoderLayer& l, const Qwen3Config& c, const at::Tensor& x,
@@ -223,6 +281,8 @@ at::Tensor MoeBlock::Forward(const at::Tensor& x) const {
                    flat_weights.index_select(0, pos).unsqueeze(1);
     out.index_add_(0, tokens, y);
   }
+  // Under TP each expert's down_proj gave a partial sum: one all-reduce for the whole block.
+  if (collective && collective->world_size() > 1) collective->AllReduceSum(out);
   return out.view(shape);
 }
 
@@ -254,20 +314,26 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir));
   std::shared_ptr<const Checkpoint> ck(std::move(opened));
   const at::ScalarType dtype = ToScalarType(options.dtype);
-  TensorGetter get = [ck, dtype, dir](const std::string& name) -> StatusOr<at::Tensor> {
+  // Under TP the builder narrows the mapped tensor to this rank's shard before converting it,
+  // so a rank reads and converts only its shard.
+  const bool sharded = options.tp && options.tp->world_size() > 1;
+  TensorGetter get = [ck, dtype, sharded](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
-    return ck->LoadAs(name, dtype);
+    return sharded ? ck->Load(name) : ck->LoadAs(name, dtype);
   };
-  auto model = Build(config, options, get);
+  std::function<void(const std::string&)> release = [ck](const std::string& name) {
+    ck->ReleasePages(name);
+  };
+  auto model = Build(config, options, get, sharded ? release : nullptr);
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
   }
   (*model)->source_ = dir;
   if (options.lazy_layers) {
     (*model)->lazy_get_ = std::move(get);
-    (*model)->release_ = [ck](const std::string& name) { ck->ReleasePages(name); };
+    (*model)->release_ = release;
   }
   return model;
 }
@@ -294,21 +360,27 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromSource(const Qwen3Config& 
   return Build(config, o, get);
 }
 
-StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(const Qwen3Config& config,
-                                                        const LoadOptions& options,
-                                                        const TensorGetter& get) {
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
+    const Qwen3Config& config, const LoadOptions& options, const TensorGetter& get,
+    const std::function<void(const std::string&)>& release) {
   auto model = std::unique_ptr<Qwen3Model>(new Qwen3Model());
   model->config_ = config;
   model->dtype_ = options.dtype;
+  model->tp_ = options.tp ? options.tp : SingleProcessCollective();
+  if (model->tp_->world_size() > 1) {
+    RETURN_IF_ERROR(ValidateTensorParallel(config, model->tp_->world_size()));
+  }
   try {
-    Builder b(model->config_, ToScalarType(options.dtype), get);
+    Builder b(model->config_, ToScalarType(options.dtype), get, model->tp_, release);
     const int64_t V = config.vocab_size, H = config.hidden_size;
     ASSIGN_OR_RETURN(model->embed_tokens_, b.Take("model.embed_tokens.weight", {V, H}));
     ASSIGN_OR_RETURN(model->norm_, b.Take("model.norm.weight", {H}));
     if (config.tie_word_embeddings) {
-      model->lm_head_ = model->embed_tokens_;
+      model->lm_head_ = model->tp_->world_size() > 1
+                            ? b.VocabShard(model->embed_tokens_).contiguous()
+                            : model->embed_tokens_;
     } else {
-      ASSIGN_OR_RETURN(model->lm_head_, b.Take("lm_head.weight", {V, H}));
+      ASSIGN_OR_RETURN(model->lm_head_, b.TakeVocabShard("lm_head.weight", V, H));
     }
     model->layers_.resize(config.num_hidden_layers);
     model->loaded_.assign(config.num_hidden_layers, !options.lazy_layers);
@@ -355,7 +427,8 @@ Status Qwen3Model::MaterializeLayer(int64_t i) {
   }
   if (loaded_[i]) return absl::OkStatus();
   try {
-    Builder b(config_, ToScalarType(dtype_), lazy_get_);
+    Builder b(config_, ToScalarType(dtype_), lazy_get_, tp_,
+              tp_->world_size() > 1 ? release_ : nullptr);
     auto layer = b.TakeLayer(i);
     if (!layer.ok()) {
       return absl::Status(layer.status().code(),
@@ -398,7 +471,10 @@ at::Tensor Qwen3Model::FinalNorm(const at::Tensor& hidden) const {
 }
 
 at::Tensor Qwen3Model::LmHead(const at::Tensor& normed) const {
-  return at::matmul(normed, lm_head_.t());
+  at::Tensor local = at::matmul(normed, lm_head_.t());
+  if (tp_->world_size() == 1) return local;
+  // Vocabulary-parallel: every rank computed ceil(V/W) logits; gather and drop the padding.
+  return tp_->AllGather(local, -1).narrow(-1, 0, config_.vocab_size).contiguous();
 }
 
 at::Tensor Qwen3Model::ForwardHidden(const at::Tensor& ids) const {
@@ -465,6 +541,69 @@ std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::NamedTensors() const
   }
   out.insert(out.end(), global.begin() + 1, global.end());
   return out;
+}
+
+namespace {
+at::Tensor GatherLinear(const Collective& tp, const Linear& lin) {
+  switch (lin.style()) {
+    case ParallelStyle::kColumn:
+      return tp.AllGather(lin.weight(), 0);
+    case ParallelStyle::kRow:
+      return tp.AllGather(lin.weight(), 1);
+    case ParallelStyle::kReplicated:
+      break;
+  }
+  return lin.weight();
+}
+}  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::FullGlobalTensors() const {
+  if (tp_->world_size() == 1) return GlobalTensors();
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.push_back({"model.embed_tokens.weight", embed_tokens_});
+  out.push_back({"model.norm.weight", norm_});
+  if (!config_.tie_word_embeddings) {
+    out.push_back({"lm_head.weight", tp_->AllGather(lm_head_, 0).narrow(0, 0, config_.vocab_size)});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::FullLayerTensors(int64_t i) const {
+  if (tp_->world_size() == 1) return LayerTensors(i);
+  TORCH_CHECK(loaded_.at(i), "decoder layer ", i, " is not materialized (lazy model)");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  DecoderLayer& l = const_cast<DecoderLayer&>(layers_[i]);
+  const std::string p = absl::StrCat("model.layers.", i, ".");
+  out.push_back({p + "input_layernorm.weight", l.input_layernorm});
+  out.push_back({p + "post_attention_layernorm.weight", l.post_attention_layernorm});
+  out.push_back({p + "self_attn.q_norm.weight", l.q_norm});
+  out.push_back({p + "self_attn.k_norm.weight", l.k_norm});
+  for (auto& [n, lin] : l.Linears()) out.push_back({p + n + ".weight", GatherLinear(*tp_, *lin)});
+  return out;
+}
+
+Status ValidateTensorParallel(const Qwen3Config& c, int world) {
+  if (world < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", world, " < 1"));
+  }
+  bool dense = false, moe = false;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) (c.IsMoeLayer(i) ? moe : dense) = true;
+  const std::vector<std::pair<const char*, int64_t>> dims = {
+      {"num_attention_heads", c.num_attention_heads},
+      {"num_key_value_heads", c.num_key_value_heads},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", dense ? c.intermediate_size : 0},
+      {"moe_intermediate_size", moe ? c.moe_intermediate_size : 0}};
+  for (const auto& [name, value] : dims) {
+    if (value % world != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor-parallel size ", world, " does not divide ", name, " = ", value,
+          name == std::string("num_key_value_heads")
+              ? " (KV heads are sharded, not replicated: choose a size that divides it)"
+              : ""));
+    }
+  }
+  return absl::OkStatus();
 }
 
 int64_t Qwen3Model::NumParameters() const {

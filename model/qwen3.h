@@ -14,6 +14,20 @@
 // statistics and softmax in fp32). Weights whose stored dtype equals the compute dtype alias the
 // checkpoint's memory map; others are converted once at load.
 //
+// Tensor parallelism (LoadOptions::tp, a Collective of W ranks; Megatron-LM's layout): each
+// rank holds 1/W of every decoder layer and reads only its shard from the checkpoint.
+//   q/k/v_proj, gate/up_proj   column-parallel: rows of W (whole heads: rank r runs query heads
+//                              [r*nh/W, ...) and their KV heads [r*nkv/W, ...); MLP columns)
+//   o_proj, down_proj          row-parallel: the matching input columns; the partial outputs
+//                              are summed by one all-reduce (per MoE block, not per expert)
+//   MoE experts                every expert sharded like the dense MLP; the router replicated
+//   lm_head                    vocabulary-parallel: rows [r*ceil(V/W), ...), logits gathered
+//   embed_tokens, norms        replicated
+// W must divide the attention heads, the KV heads (they are not replicated), the MLP widths and
+// hidden_size (ValidateTensorParallel says which does not). Hidden states are replicated: every
+// rank calls the same forward on the same input and gets the same output, up to the order of
+// the all-reduce's sums (logits within ~1e-6 relative in fp32).
+//
 // Quantization calibrates layer by layer, so the model exposes Embed / RunLayer / Head and every
 // Linear by its Hugging Face module name. Forward functions build autograd graphs unless the
 // caller holds an InferenceMode guard (the evaluator does; the trainer needs gradients).
@@ -47,8 +61,9 @@ struct Mlp {
 };
 
 struct MoeBlock {
-  Linear gate;                // the router, [num_experts, hidden]
-  std::vector<Mlp> experts;
+  Linear gate;               // the router, [num_experts, hidden]
+  std::vector<Mlp> experts;  // under TP each expert's down_proj output is a partial sum ...
+  std::shared_ptr<const Collective> collective;  // ... that Forward all-reduces once (or null)
   int64_t top_k = 0;
   bool norm_topk_prob = false;
   at::Tensor Forward(const at::Tensor& x) const;  // [B, T, hidden]
@@ -58,8 +73,8 @@ struct DecoderLayer {
   at::Tensor input_layernorm, post_attention_layernorm;  // [hidden]
   at::Tensor q_norm, k_norm;                             // [head_dim]
   Linear q_proj, k_proj, v_proj, o_proj;
-  std::optional<Mlp> mlp;        // dense layers
-  std::optional<MoeBlock> moe;   // sparse layers
+  std::optional<Mlp> mlp;       // dense layers
+  std::optional<MoeBlock> moe;  // sparse layers
 
   // Named linears, as HF module names relative to the layer ("self_attn.q_proj",
   // "mlp.gate_proj", "mlp.experts.3.down_proj", "mlp.gate" for the router).
@@ -85,7 +100,13 @@ struct LoadOptions {
   // order holds about one layer at a time (the quantizer streams models this way). Running a
   // layer that is not materialized throws c10::Error naming it. Only Load honours this.
   bool lazy_layers = false;
+  // Tensor parallelism: this process is rank tp->rank() of tp->world_size() and loads only its
+  // shard (layout above). nullptr: the whole model.
+  std::shared_ptr<const Collective> tp;
 };
+
+// INVALID_ARGUMENT naming the dimension a tensor-parallel size `world` does not divide.
+Status ValidateTensorParallel(const Qwen3Config& config, int world);
 
 class Qwen3Model {
  public:
@@ -106,10 +127,12 @@ class Qwen3Model {
 
   const Qwen3Config& config() const { return config_; }
   ComputeDType dtype() const { return dtype_; }
+  // The tensor-parallel group (a world of one when the model is whole); never null.
+  const std::shared_ptr<const Collective>& tp() const { return tp_; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
-  at::Tensor Embed(const at::Tensor& ids) const;        // [B,T] -> [B,T,hidden]
-  RopeTables MakeRope(int64_t seq_len) const;           // for positions 0..seq_len-1
+  at::Tensor Embed(const at::Tensor& ids) const;           // [B,T] -> [B,T,hidden]
+  RopeTables MakeRope(int64_t seq_len) const;              // for positions 0..seq_len-1
   RopeTables MakeRope(const at::Tensor& positions) const;  // [B, T] int64 positions
   // One decoder layer: [B,T,hidden] -> [B,T,hidden].
   at::Tensor RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const;
@@ -136,29 +159,36 @@ class Qwen3Model {
   const DecoderLayer& layer(int64_t i) const { return layers_.at(i); }
   // A linear by full HF name ("model.layers.3.self_attn.q_proj"), or nullptr.
   Linear* FindLinear(const std::string& name);
-  // All weights in HF naming, in the compute dtype (lm_head omitted when tied).
+  // All weights in HF naming, in the compute dtype (lm_head omitted when tied). Under tensor
+  // parallelism these are this rank's shards; the Full* variants below gather whole tensors.
   // REQUIRES: every layer materialized.
   std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
   // The weights outside the decoder layers (embed_tokens, norm, lm_head unless tied) and those
   // of layer i: NamedTensors() is GlobalTensors() around every LayerTensors(i).
   std::vector<std::pair<std::string, at::Tensor>> GlobalTensors() const;
   std::vector<std::pair<std::string, at::Tensor>> LayerTensors(int64_t i) const;
+  // GlobalTensors() / LayerTensors(i) with every shard gathered into the whole tensor (the
+  // layout of a TP=1 model). Collective: under TP every rank must call it.
+  std::vector<std::pair<std::string, at::Tensor>> FullGlobalTensors() const;
+  std::vector<std::pair<std::string, at::Tensor>> FullLayerTensors(int64_t i) const;
   // Total number of parameters (tied embeddings counted once).
   int64_t NumParameters() const;
 
- // Source of named tensors for Build: the tensor or an error naming it.
+  // Source of named tensors for Build: the tensor or an error naming it.
   using TensorGetter = std::function<StatusOr<at::Tensor>(const std::string& name)>;
 
  private:
   Qwen3Model() = default;
-  static StatusOr<std::unique_ptr<Qwen3Model>> Build(const Qwen3Config& config,
-                                                     const LoadOptions& options,
-                                                     const TensorGetter& get);
+  static StatusOr<std::unique_ptr<Qwen3Model>> Build(
+      const Qwen3Config& config, const LoadOptions& options, const TensorGetter& get,
+      const std::function<void(const std::string&)>& release = nullptr);
   Qwen3Config config_;
   ComputeDType dtype_ = ComputeDType::kFloat32;
   at::Tensor embed_tokens_;  // [vocab, hidden]
   at::Tensor norm_;          // [hidden]
-  at::Tensor lm_head_;       // [vocab, hidden]; same storage as embed_tokens_ when tied
+  at::Tensor lm_head_;       // [vocab, hidden] (TP: this rank's rows, zero-padded to
+                             // ceil(V/W)); same storage as embed_tokens_ when tied and whole
+  std::shared_ptr<const Collective> tp_;
   std::vector<DecoderLayer> layers_;
   std::string source_;        // the folder Load read, for error messages
   std::vector<bool> loaded_;  // per layer; all true unless lazy

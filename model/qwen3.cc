@@ -582,6 +582,70 @@ std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::FullLayerTensors(int
   return out;
 }
 
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::GatherLayer(int64_t i) const {
+  const auto tensors = FullLayerTensors(i);
+  const std::map<std::string, at::Tensor> named(tensors.begin(), tensors.end());
+  auto whole = std::unique_ptr<Qwen3Model>(new Qwen3Model());
+  whole->config_ = config_;
+  whole->dtype_ = dtype_;
+  whole->tp_ = SingleProcessCollective();
+  whole->embed_tokens_ = embed_tokens_;
+  whole->norm_ = norm_;
+  whole->layers_.resize(layers_.size());
+  whole->loaded_.assign(layers_.size(), false);
+  TensorGetter get = [&named](const std::string& name) -> StatusOr<at::Tensor> {
+    auto it = named.find(name);
+    if (it == named.end()) return absl::InternalError("GatherLayer: no tensor " + name);
+    return it->second;
+  };
+  try {
+    Builder b(config_, ToScalarType(dtype_), get);
+    ASSIGN_OR_RETURN(whole->layers_[i], b.TakeLayer(i));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("gathering layer ", i, ": ", e.what_without_backtrace()));
+  }
+  whole->loaded_[i] = true;
+  return whole;
+}
+
+Status Qwen3Model::ScatterLayer(int64_t i, const Qwen3Model& whole) {
+  DecoderLayer& l = layers_.at(i);
+  DecoderLayer& w = const_cast<DecoderLayer&>(whole.layers_.at(i));
+  l.input_layernorm = w.input_layernorm;
+  l.post_attention_layernorm = w.post_attention_layernorm;
+  l.q_norm = w.q_norm;
+  l.k_norm = w.k_norm;
+  auto mine = l.Linears();
+  auto theirs = w.Linears();
+  if (mine.size() != theirs.size()) return absl::InternalError("ScatterLayer: layer mismatch");
+  const int rank = tp_->rank(), world = tp_->world_size();
+  try {
+    for (size_t k = 0; k < mine.size(); ++k) {
+      Linear& a = *mine[k].second;
+      const at::Tensor& full = theirs[k].second->weight();
+      switch (a.style()) {
+        case ParallelStyle::kColumn: {
+          const ShardRange r = EvenShard(full.size(0), rank, world);
+          a.SetWeight(full.narrow(0, r.begin, r.size));
+          break;
+        }
+        case ParallelStyle::kRow: {
+          const ShardRange r = EvenShard(full.size(1), rank, world);
+          a.SetWeight(full.narrow(1, r.begin, r.size));
+          break;
+        }
+        case ParallelStyle::kReplicated:
+          a.SetWeight(full);
+          break;
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("scattering layer ", i, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
 Status ValidateTensorParallel(const Qwen3Config& c, int world) {
   if (world < 1) {
     return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", world, " < 1"));

@@ -171,6 +171,12 @@ class Qwen3Model {
   // layout of a TP=1 model). Collective: under TP every rank must call it.
   std::vector<std::pair<std::string, at::Tensor>> FullGlobalTensors() const;
   std::vector<std::pair<std::string, at::Tensor>> FullLayerTensors(int64_t i) const;
+  // Tensor parallelism, for algorithms that need a whole layer: a world-of-one model holding
+  // only layer i, whole (gathered from every rank's shard; collective), with this model's
+  // embeddings and final norm and no lm_head; and the inverse, which writes layer i of `whole`
+  // back (its norms, and this rank's shard of each linear's weight).
+  StatusOr<std::unique_ptr<Qwen3Model>> GatherLayer(int64_t i) const;
+  Status ScatterLayer(int64_t i, const Qwen3Model& whole);
   // Total number of parameters (tied embeddings counted once).
   int64_t NumParameters() const;
 

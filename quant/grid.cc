@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/collective.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -35,18 +36,18 @@ Status QuantGrid::Validate(int64_t in_features) const {
         absl::StrCat("QuantGrid.bits = ", bits, " is out of range ", kMinBits, "..", kMaxBits));
   }
   if (kind == GridKind::kSymAbsMax && bits < kMinSymBits) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "QuantGrid.bits = ", bits, " is out of range ", kMinSymBits, "..", kMaxBits,
-        " for the symmetric abs-max grid (1 bit leaves the single level 0)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("QuantGrid.bits = ", bits, " is out of range ", kMinSymBits, "..", kMaxBits,
+                     " for the symmetric abs-max grid (1 bit leaves the single level 0)"));
   }
   if (in_features <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("in_features = ", in_features, " must be positive"));
   }
   if (group_size != -1 && (group_size <= 0 || in_features % group_size != 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("QuantGrid.group_size = ", group_size, " does not divide in_features = ",
-                     in_features, " (use -1 for one group per output channel)"));
+    return absl::InvalidArgumentError(absl::StrCat("QuantGrid.group_size = ", group_size,
+                                                   " does not divide in_features = ", in_features,
+                                                   " (use -1 for one group per output channel)"));
   }
   return absl::OkStatus();
 }
@@ -112,13 +113,15 @@ at::Tensor QuantizedWeight::Dequantize() const {
   return scales.index_select(1, idx) * (codes.to(at::kFloat) - zeros.index_select(1, idx));
 }
 
-at::Tensor FakeQuantizePerToken(const at::Tensor& x, int bits) {
+at::Tensor FakeQuantizePerToken(const at::Tensor& x, int bits, const model::Collective* features) {
   TORCH_CHECK(bits >= kMinSymBits && bits <= kMaxTokenBits, "FakeQuantizePerToken: bits = ", bits,
               " is out of range ", kMinSymBits, "..", kMaxTokenBits);
   TORCH_CHECK(x.dim() >= 1, "FakeQuantizePerToken: x must have a last (channel) dimension");
   const double qmax = static_cast<double>((int64_t{1} << (bits - 1)) - 1);
   const at::Tensor xf = x.to(at::kFloat);
-  const at::Tensor scale = xf.abs().amax(-1, /*keepdim=*/true).clamp_min(kMinRange) / qmax;
+  at::Tensor absmax = xf.abs().amax(-1, /*keepdim=*/true);
+  if (features != nullptr && features->world_size() > 1) features->AllReduceMax(absmax);
+  const at::Tensor scale = absmax.clamp_min(kMinRange) / qmax;
   return (at::round(xf / scale) * scale).to(x.scalar_type());
 }
 

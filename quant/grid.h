@@ -23,17 +23,21 @@
 
 #include "common/status.h"
 
+namespace bitsweep::model {
+class Collective;
+}  // namespace bitsweep::model
+
 namespace bitsweep::quant {
 
 enum class GridKind { kMinMaxWithZero, kMinMax, kSymAbsMax };
 
 struct QuantGrid {
-  int bits = 4;              // 1..8
-  int64_t group_size = -1;   // -1 = per output channel; otherwise divides in_features
+  int bits = 4;             // 1..8
+  int64_t group_size = -1;  // -1 = per output channel; otherwise divides in_features
   GridKind kind = GridKind::kMinMaxWithZero;
 
-  int64_t maxq() const;      // largest code: 2^bits - 1 (asymmetric) or 2^(bits-1) - 1 (symmetric)
-  int64_t minq() const;      // smallest code: 0 (asymmetric) or -maxq() (symmetric)
+  int64_t maxq() const;  // largest code: 2^bits - 1 (asymmetric) or 2^(bits-1) - 1 (symmetric)
+  int64_t minq() const;  // smallest code: 0 (asymmetric) or -maxq() (symmetric)
   // InvalidArgument naming the parameter when bits are out of range (1..8; 2..8 for kSymAbsMax,
   // whose 1-bit grid would have the single level 0) or the group size does not divide
   // `in_features`.
@@ -74,6 +78,9 @@ struct QuantizedWeight {
 
 // Fake-quantises activations per token (last dimension) with a symmetric abs-max grid of `bits`
 // (SmoothQuant's dynamic per-token activation quantiser); returns a tensor of x's dtype.
-at::Tensor FakeQuantizePerToken(const at::Tensor& x, int bits);
+// With `features` set, x holds this rank's slice of each token's features and the abs-max is
+// all-reduced over the group first, so the result equals the whole-vector quantisation.
+at::Tensor FakeQuantizePerToken(const at::Tensor& x, int bits,
+                                const model::Collective* features = nullptr);
 
 }  // namespace bitsweep::quant

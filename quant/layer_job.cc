@@ -23,13 +23,19 @@ StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::st
       return absl::InternalError(absl::StrCat(job.prefix, names[k], ": no such linear"));
     }
     out.linears.push_back(lin);
-    out.h.push_back(std::make_unique<HessianAccumulator>(lin->in_features()));
+    // A row-parallel linear (tensor parallelism) sees a slice of its input features; its
+    // Hessian is over the whole input, gathered from every rank in the hook below.
+    const bool gather = lin->style() == model::ParallelStyle::kRow;
+    out.h.push_back(std::make_unique<HessianAccumulator>(
+        lin->in_features() * (gather ? job.model->tp()->world_size() : 1)));
   }
+  const std::shared_ptr<const model::Collective> tp = job.model->tp();
   for (size_t k = 0; k < names.size(); ++k) {
     HessianAccumulator* h = out.h[k].get();
     int64_t* count = &out.tokens[k];
-    out.linears[k]->SetInputHook([h, count](const at::Tensor& x) {
-      h->Add(x, 1);
+    const bool gather = out.linears[k]->style() == model::ParallelStyle::kRow;
+    out.linears[k]->SetInputHook([h, count, gather, tp](const at::Tensor& x) {
+      h->Add(gather ? tp->AllGather(x, -1) : x, 1);
       *count += x.numel() / x.size(-1);
       return x;
     });

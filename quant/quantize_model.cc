@@ -8,8 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/arch.h"
+#include "model/collective.h"
 #include "model/qwen3.h"
 #include "quant/rtn.h"
+#include "quant/tensor_parallel.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -18,12 +20,26 @@ double SquaredError(const at::Tensor& w, const at::Tensor& q) {
   return (w.to(at::kFloat) - q).pow(2).sum().item<double>();
 }
 
-StatusOr<LinearReport> QuantizeRtn(model::Linear& lin, const std::string& name,
-                                   const QuantGrid& grid, QuantizeResult* out) {
-  ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin.weight(), grid));
-  at::Tensor deq = q.Dequantize();
-  LinearReport r{name, SquaredError(lin.weight(), deq), -1, "", {}};
-  lin.SetWeight(deq);
+// The sum over the tensor-parallel group of each rank's share of a loss.
+double SumOverRanks(const model::Collective& tp, double local) {
+  if (tp.world_size() == 1) return local;
+  at::Tensor t = at::full({1}, local, at::kDouble);
+  tp.AllReduceSum(t);
+  return t.item<double>();
+}
+
+StatusOr<LinearReport> QuantizeRtn(const model::Collective& tp, model::Linear& lin,
+                                   const std::string& name, const QuantGrid& grid,
+                                   QuantizeResult* out) {
+  double error = 0;
+  ASSIGN_OR_RETURN(
+      QuantizedWeight q,
+      QuantizeRowsSharded(tp, lin, [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+        ASSIGN_OR_RETURN(QuantizedWeight piece, RtnQuantize(rows, grid));
+        error = SquaredError(rows, piece.Dequantize());
+        return piece;
+      }));
+  LinearReport r{name, SumOverRanks(tp, error), -1, "", {}};
   out->weights.emplace(name, std::move(q));
   return r;
 }
@@ -41,7 +57,7 @@ Status RunGptqLayer(LayerJob& job, const QuantizeOptions& o, QuantizeResult* out
       model::Linear& lin = *lh.linears[k];
       const std::string name = prefix + group[k];
       if (lh.tokens[k] < job.min_expert_tokens && group[k].find("experts.") != std::string::npos) {
-        ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(lin, name, o.grid, out));
+        ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(*m.tp(), lin, name, o.grid, out));
         r.calib_tokens = lh.tokens[k];
         r.note = absl::StrCat("fallback to RTN: ", lh.tokens[k], " calibration tokens (< ",
                               o.min_expert_tokens, ")");
@@ -50,11 +66,19 @@ Status RunGptqLayer(LayerJob& job, const QuantizeOptions& o, QuantizeResult* out
       }
       GptqOptions g = o.gptq;
       g.grid = o.grid;
-      ASSIGN_OR_RETURN(GptqResult q, GptqQuantize(lin.weight(), lh.h[k]->H(), g));
-      lin.SetWeight(q.weight.Dequantize());
+      // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
+      double loss = 0;
+      const at::Tensor& H = lh.h[k]->H();
+      ASSIGN_OR_RETURN(QuantizedWeight q,
+                       QuantizeRowsSharded(
+                           *m.tp(), lin, [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+                             ASSIGN_OR_RETURN(GptqResult r, GptqQuantize(rows, H, g));
+                             loss = r.loss;
+                             return std::move(r.weight);
+                           }));
       lh.h[k].reset();
-      out->linears.push_back({name, q.loss, lh.tokens[k], "", {}});
-      out->weights.emplace(name, std::move(q.weight));
+      out->linears.push_back({name, SumOverRanks(*m.tp(), loss), lh.tokens[k], "", {}});
+      out->weights.emplace(name, std::move(q));
     }
   }
   for (at::Tensor& x : xs) x = m.RunLayer(i, x, rope);
@@ -75,32 +99,44 @@ StatusOr<Method> ParseMethod(const std::string& name) {
 
 const char* MethodName(Method m) {
   switch (m) {
-    case Method::kRtn: return "rtn";
-    case Method::kGptq: return "gptq";
-    case Method::kAwq: return "awq";
-    case Method::kSmoothQuant: return "smoothquant";
-    case Method::kBillm: return "billm";
+    case Method::kRtn:
+      return "rtn";
+    case Method::kGptq:
+      return "gptq";
+    case Method::kAwq:
+      return "awq";
+    case Method::kSmoothQuant:
+      return "smoothquant";
+    case Method::kBillm:
+      return "billm";
   }
   return "?";
 }
 
 static bool NeedsCalibration(const QuantizeOptions& o) {
   switch (o.method) {
-    case Method::kRtn: return false;
-    case Method::kSmoothQuant: return o.smoothquant.smooth && !o.released_code;
-    default: return true;
+    case Method::kRtn:
+      return false;
+    case Method::kSmoothQuant:
+      return o.smoothquant.smooth && !o.released_code;
+    default:
+      return true;
   }
 }
 
 QuantizeOptions NormalizedOptions(const QuantizeOptions& options) {
   QuantizeOptions o = options;
   switch (o.method) {
-    case Method::kAwq: o.grid.kind = GridKind::kMinMax; break;
+    case Method::kAwq:
+      o.grid.kind = GridKind::kMinMax;
+      break;
     case Method::kSmoothQuant:
       o.grid.kind = GridKind::kSymAbsMax;
       o.grid.group_size = -1;
       break;
-    default: o.grid.kind = GridKind::kMinMaxWithZero; break;
+    default:
+      o.grid.kind = GridKind::kMinMaxWithZero;
+      break;
   }
   if (o.method == Method::kBillm) {
     o.grid.bits = 1;
@@ -142,7 +178,8 @@ Status ValidateQuantizeOptions(const model::Qwen3Config& config, const QuantizeO
       if (o.gptq.blocksize < 1) return bad("blocksize must be positive");
       if (!(o.gptq.percdamp >= 0)) return bad("percdamp must be non-negative");
       break;
-    case Method::kRtn: break;
+    case Method::kRtn:
+      break;
   }
   // Every linear must accept the grid before any work starts.
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
@@ -178,9 +215,9 @@ StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSe
         }
         for (int32_t id : s) {
           if (id < 0 || id >= m.config().vocab_size) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "calibration token id ", id, " is outside the vocabulary [0, ",
-                m.config().vocab_size, ")"));
+            return absl::InvalidArgumentError(absl::StrCat("calibration token id ", id,
+                                                           " is outside the vocabulary [0, ",
+                                                           m.config().vocab_size, ")"));
           }
         }
       }
@@ -205,17 +242,28 @@ StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSe
       switch (o.method) {
         case Method::kRtn:
           for (const auto& name : model::QuantizedLinears(m.layer(i))) {
-            ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(*FindLinearIn(m.layer(i), name),
+            ASSIGN_OR_RETURN(LinearReport r, QuantizeRtn(*m.tp(), *FindLinearIn(m.layer(i), name),
                                                          job.prefix + name, o.grid, &out));
             out.linears.push_back(r);
           }
           break;
-        case Method::kGptq: RETURN_IF_ERROR(RunGptqLayer(job, o, &out)); break;
-        case Method::kAwq: RETURN_IF_ERROR(AwqQuantizeLayer(job, o.grid, o.awq, &out)); break;
-        case Method::kSmoothQuant:
-          RETURN_IF_ERROR(SmoothQuantLayer(job, o.grid.bits, o.smoothquant, &out));
+        case Method::kGptq:
+          RETURN_IF_ERROR(RunGptqLayer(job, o, &out));
           break;
-        case Method::kBillm: RETURN_IF_ERROR(BillmQuantizeLayer(job, o.billm, &out)); break;
+        // These searches couple rows: each layer is quantized whole (quant/tensor_parallel.h).
+        case Method::kAwq:
+          RETURN_IF_ERROR(RunOnWholeLayer(
+              job, [&](LayerJob& j) { return AwqQuantizeLayer(j, o.grid, o.awq, &out); }));
+          break;
+        case Method::kSmoothQuant:
+          RETURN_IF_ERROR(RunOnWholeLayer(job, [&](LayerJob& j) {
+            return SmoothQuantLayer(j, o.grid.bits, o.smoothquant, &out);
+          }));
+          break;
+        case Method::kBillm:
+          RETURN_IF_ERROR(RunOnWholeLayer(
+              job, [&](LayerJob& j) { return BillmQuantizeLayer(j, o.billm, &out); }));
+          break;
       }
       if (o.layer_sink) {
         std::map<std::string, QuantizedWeight> layer_weights;

@@ -244,15 +244,27 @@ Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool q
   // q_proj (gate_proj) input; per-token abs-max fake quantisation is idempotent up to one
   // rounding of the scale, so quantising each linear's own copy is the same function.
   const auto quantize = [abits](const at::Tensor& x) { return FakeQuantizePerToken(x, abits); };
+  // Under tensor parallelism a token's features are split over the ranks where a linear's
+  // input (row-parallel) or output (column-parallel q/k/v) is sharded: the per-token abs-max is
+  // then reduced over the group, so every rank quantises with the whole token's scale.
+  const std::shared_ptr<const model::Collective> tp = model.tp();
+  const auto quantize_split = [abits, tp](const at::Tensor& x) {
+    return FakeQuantizePerToken(x, abits, tp.get());
+  };
   for (int64_t i = 0; i < model.num_layers(); ++i) {
     model::DecoderLayer& layer = model.layer(i);
     for (const auto& name : model::QuantizedLinears(layer)) {
       model::Linear* lin = FindLinearIn(layer, name);
       if (lin == nullptr) return absl::NotFoundError("InstallActivationQuantization: " + name);
-      lin->SetInputHook(quantize);
+      lin->SetInputHook(lin->style() == model::ParallelStyle::kRow
+                            ? model::Linear::InputHook(quantize_split)
+                            : model::Linear::InputHook(quantize));
     }
     for (model::Linear* lin : {&layer.q_proj, &layer.k_proj, &layer.v_proj}) {
-      lin->SetOutputHook(qkv_output ? model::Linear::InputHook(quantize) : nullptr);
+      const bool split = lin->style() == model::ParallelStyle::kColumn;
+      model::Linear::InputHook hook;
+      if (qkv_output) hook = split ? model::Linear::InputHook(quantize_split) : quantize;
+      lin->SetOutputHook(hook);
     }
   }
   return absl::OkStatus();

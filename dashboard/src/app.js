@@ -220,6 +220,7 @@
     }
     main.appendChild(el('h2', { text: 'Spec' }));
     main.appendChild(el('pre', { id: 'spec', text: JSON.stringify(j.spec, null, 2) }));
+    return ['SUCCEEDED', 'FAILED', 'CANCELED'].includes(j.state) ? 'final' : '';
   }
 
   function stop() {
@@ -240,8 +241,9 @@
     else show = showSweeps;
     main.textContent = '';
     const tick = async () => {
+      let final = false;
       try {
-        await show();
+        final = (await show()) === 'final';
         statusLine.textContent = 'updated ' + new Date().toLocaleTimeString();
         statusLine.className = 'muted';
       } catch (e) {
@@ -249,8 +251,8 @@
         statusLine.textContent = 'error: ' + e.message;
         statusLine.className = 'error';
       }
-      // Job pages are read once (their events are history); lists and sweeps update live.
-      if (mine === generation && !hash.startsWith('#/job/')) timer = setTimeout(tick, kPollMs);
+      // A finished job's page no longer changes; everything else updates live.
+      if (mine === generation && !final) timer = setTimeout(tick, kPollMs);
     };
     tick();
   }

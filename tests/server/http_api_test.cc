@@ -12,6 +12,7 @@
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "server/coordinator.h"
 #include "tests/testing/local_pg.h"
+#include "tests/testing/paths.h"
 
 namespace bitsweep::server {
 namespace {
@@ -235,6 +236,50 @@ TEST_CASE(
   CHECK(GetJson(r, "/api/jobs/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/sweeps/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/results?sweep=x", 400).contains("error"));
+}
+
+TEST_CASE("with TLS configured the dashboard is served over HTTPS with the gRPC certificate",
+          "[pg][grpc][http]") {
+  if (std::system("openssl version > /dev/null 2>&1") != 0) {
+    WARN("skipped: the openssl command is not installed");
+    return;
+  }
+  const std::string dir = testing::ScratchDir("server-http-tls");
+  const std::string make =
+      "cd '" + dir +
+      "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+      "server.key -out server.pem -days 2 -subj /CN=localhost -addext "
+      "subjectAltName=DNS:localhost,IP:127.0.0.1 > openssl.log 2>&1";
+  REQUIRE(std::system(make.c_str()) == 0);
+  ServerConfig config;
+  config.db = testing::FreshDatabase();
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.http_listen = "127.0.0.1:0";
+  config.client_token = "tls-token";
+  config.tls_cert = dir + "/server.pem";
+  config.tls_key = dir + "/server.key";
+  auto coordinator = Coordinator::Start(config);
+  INFO(coordinator.status().ToString());
+  REQUIRE(coordinator.ok());
+  const int port = (*coordinator)->http_port();
+
+  httplib::SSLClient https("127.0.0.1", port);
+  https.set_ca_cert_path((dir + "/server.pem").c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_read_timeout(20, 0);
+  auto res = https.Get("/api/sweeps", {{"Authorization", "Bearer tls-token"}});
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(json::parse(res->body)["sweeps"].empty());
+  auto unauthenticated = https.Get("/api/sweeps");
+  REQUIRE(unauthenticated);
+  CHECK(unauthenticated->status == 401);
+  // Plain HTTP gets no answer from the TLS port.
+  httplib::Client plain("127.0.0.1", port);
+  plain.set_read_timeout(5, 0);
+  auto refused = plain.Get("/api/sweeps", {{"Authorization", "Bearer tls-token"}});
+  CHECK((!refused || refused->status != 200));
 }
 
 }  // namespace

@@ -69,8 +69,9 @@
         class: (row.baseline ? 'baseline' : '') + (row.model !== lastModel ? ' model-start' : ''),
         'data-model': row.model, 'data-label': row.label,
       });
+      // The model is named once, on its first (baseline) row, as in the study's tables.
+      tr.appendChild(el('td', { class: 'model', text: row.model !== lastModel ? row.model : '' }));
       lastModel = row.model;
-      tr.appendChild(el('td', { class: 'model', text: row.model }));
       tr.appendChild(el('td', { text: row.method }));
       tr.appendChild(el('td', { text: bitsLabel(row) }));
       tr.appendChild(el('td', { text: row.baseline ? '' : (row.group === -1 ? 'channel' : String(row.group)) }));
@@ -88,7 +89,12 @@
           ? el('a', { class: 'value', href: opts.jobHref(cell.job_id), text: text })
           : el('span', { class: 'value', text: text }));
         const b = base[row.model] && base[row.model].cells[c.name];
-        if (!row.baseline && b) {
+        // A difference that rounds to nothing at the shown precision is neither worse nor better.
+        const same = b && formatValue(c, cell.value) === formatValue(c, b.value);
+        if (!row.baseline && b && same) {
+          td.classList.add('same');
+          td.appendChild(el('span', { class: 'delta', text: '±0' }));
+        } else if (!row.baseline && b) {
           const bad = badness(c, cell.value, b.value);
           const alpha = (0.12 + 0.55 * Math.abs(bad)).toFixed(2);
           td.style.background = bad > 0 ? `rgba(220, 50, 47, ${alpha})` : `rgba(40, 160, 70, ${alpha})`;

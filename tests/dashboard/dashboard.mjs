@@ -4,6 +4,8 @@
 //
 //   node dashboard.mjs --node-modules DIR --url http://127.0.0.1:PORT/ --token T --sweep N
 //        --canceled M --job J --expected FILE.json --report FILE.html --out DIR
+//   node dashboard.mjs --live 1 --node-modules DIR --url ... --token T --sweep N --out DIR
+//        (started before the worker: the open page must follow the sweep to its end)
 //
 // FILE.json: {"cells": [{"label", "column", "value", "text"}], "columns": [...]}, the numbers
 // the coordinator returned over gRPC (QueryResults), with the text the table must show.
@@ -15,7 +17,7 @@ const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 const require = createRequire(path.join(args['node-modules'], 'noop.js'));
 const { chromium } = require('playwright-core');
-const expected = JSON.parse(fs.readFileSync(args.expected, 'utf8'));
+const expected = args.expected ? JSON.parse(fs.readFileSync(args.expected, 'utf8')) : null;
 fs.mkdirSync(args.out, { recursive: true });
 
 const failures = [];
@@ -78,6 +80,45 @@ async function checkPlots(page, where) {
 
 const browser = await chromium.launch({ executablePath: args.chromium || '/usr/bin/chromium',
                                         headless: true, args: ['--no-sandbox'] });
+
+async function login(page, base) {
+  await page.goto(base + '/');
+  await page.waitForSelector('form.token input', { timeout: 15000 });
+  await page.fill('form.token input', args.token);
+  await page.click('form.token button');
+  await page.waitForSelector('table#sweeps', { timeout: 15000 });
+}
+
+// --live 1: opened before any worker runs, the sweep's page must follow it to the end by
+// itself (polling), without a reload.
+if (args.live) {
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const base = args.url.replace(/\/$/, '');
+    await login(page, base);
+    await page.goto(`${base}/#/sweep/${args.sweep}`);
+    await page.waitForSelector('#sweep-status', { timeout: 15000 });
+    const done = async () => (await page.locator('#sweep-top td.num').first().textContent()).trim();
+    const before = await done();
+    await shot(page, 'live-0-before.png');
+    console.log('live: watching sweep ' + args.sweep + ' at ' + before);
+    await page.waitForFunction(() => {
+      const s = document.getElementById('sweep-status');
+      return s && s.textContent === 'finished';
+    }, null, { timeout: 600000, polling: 200 });
+    const after = await done();
+    await shot(page, 'live-1-finished.png');
+    const [n, total] = after.split('/').map(Number);
+    check(before.startsWith('0/'), `live: the page first showed the sweep not started (${before})`);
+    check(n === total && total > 0, `live: the page followed the sweep to ${after} without a reload`);
+    check(await page.locator('table.results tbody tr').count() > 0, 'live: the results table appeared');
+  } finally {
+    await browser.close();
+  }
+  console.log(failures.length === 0 ? 'live: all checks passed' : `live: ${failures.length} checks failed`);
+  process.exit(failures.length === 0 ? 0 : 1);
+}
+
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('pageerror', (e) => check(false, 'no script error on the page: ' + e.message));
@@ -86,6 +127,7 @@ try {
   // The API needs the token: the page asks for it once and keeps it for the session.
   await page.goto(base + '/');
   await page.waitForSelector('form.token input', { timeout: 15000 });
+  check(await page.locator('table#sweeps').count() === 0, 'nothing is shown before the token is given');
   await shot(page, '0-token.png');
   await page.fill('form.token input', args.token);
   await page.click('form.token button');

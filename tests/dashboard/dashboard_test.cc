@@ -140,6 +140,22 @@ TEST_CASE(
   REQUIRE_RPC_OK(client->SubmitSweep(Ctx().get(), submit, &sweep));
   REQUIRE(sweep.sweep().total() == 14);
 
+  // The sweep's page, opened before any worker runs, must follow it to its end by itself.
+  const std::string shots = dir + "/screenshots";
+  const std::string script = bitsweep::testing::SourceDir() + "/tests/dashboard/dashboard.mjs";
+  const std::string url = "http://127.0.0.1:" + std::to_string(http_port) + "/";
+  pid_t live = bitsweep::testing::Spawn(
+      {"/usr/bin/env", "node", script, "--live", "1", "--node-modules", node_modules, "--url", url,
+       "--token", kToken, "--sweep", std::to_string(sweep.sweep().id()), "--out", shots},
+      dir + "/live.out");
+  struct StopLive {
+    pid_t pid;
+    ~StopLive() {
+      if (pid > 0) bitsweep::testing::Signal(pid, SIGTERM);
+    }
+  } stop_live{live};
+  REQUIRE(bitsweep::testing::WaitForText(dir + "/live.out", "live: watching", 120));
+
   // A real worker runs the sweep (quantizes, evaluates, reports through the WorkerGateway).
   pid_t worker =
       bitsweep::testing::Spawn({bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name",
@@ -165,6 +181,20 @@ TEST_CASE(
   INFO(Slurp(dir + "/worker.log"));
   REQUIRE(state.finished());
   REQUIRE(state.succeeded() == 14);
+  int live_status = -1;
+  for (int i = 0; i < 600 && live_status == -1; ++i) {
+    int status = 0;
+    if (waitpid(live, &status, WNOHANG) == live) {
+      live_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  stop_live.pid = live_status == -1 ? live : -1;
+  {
+    INFO(Slurp(dir + "/live.out"));
+    CHECK(live_status == 0);
+  }
   // No worker from here on: the next sweep's new job stays pending until it is canceled.
   bitsweep::testing::Signal(worker, SIGTERM);
   stop_worker.pid = -1;
@@ -236,14 +266,12 @@ TEST_CASE(
   CHECK(html.find("<script src=") == std::string::npos);  // nothing loaded from elsewhere
   CHECK(html.find("uPlot") != std::string::npos);
 
-  const std::string shots = dir + "/screenshots";
   const std::string out = dir + "/dashboard.out";
-  const int rc = Run(
-      "node " + bitsweep::testing::SourceDir() + "/tests/dashboard/dashboard.mjs --node-modules " +
-      node_modules + " --url http://127.0.0.1:" + std::to_string(http_port) + "/ --token " +
-      kToken + " --sweep " + std::to_string(sweep.sweep().id()) + " --canceled " +
-      std::to_string(sweep2.sweep().id()) + " --job " + std::to_string(job_id) + " --expected " +
-      dir + "/expected.json --report " + report + " --out " + shots + " > " + out + " 2>&1");
+  const int rc = Run("node " + script + " --node-modules " + node_modules + " --url " + url +
+                     " --token " + kToken + " --sweep " + std::to_string(sweep.sweep().id()) +
+                     " --canceled " + std::to_string(sweep2.sweep().id()) + " --job " +
+                     std::to_string(job_id) + " --expected " + dir + "/expected.json --report " +
+                     report + " --out " + shots + " > " + out + " 2>&1");
   std::cout << "dashboard screenshots: " << shots << "\n";
   INFO(Slurp(out));
   CHECK(rc == 0);

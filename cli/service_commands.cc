@@ -27,7 +27,9 @@
 #include "absl/strings/str_format.h"
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "common/job_spec.h"
+#include "common/results_table.h"
 #include "common/status.h"
+#include "dashboard/assets.h"
 #include "store/local_postgres.h"
 
 namespace bitsweep::cli {
@@ -151,13 +153,23 @@ StatusOr<pb::Sweep> Watch(Client& c, int64_t sweep_id, bool print, FILE* out = s
   }
 }
 
-struct Cell {
-  double value = 0, stderr_ = 0;
-  bool has = false;
-};
+Status WriteOutput(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    std::cout << text;
+    return absl::OkStatus();
+  }
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("--output: cannot write '", path, "'"));
+  std::fprintf(stderr, "bitsweep: wrote %s\n", path.c_str());
+  return absl::OkStatus();
+}
 
-// The study's table: rows model x method x bits x group (FP baseline first), columns tasks.
-int PrintResults(Client& c, int64_t sweep_id, const std::string& format) {
+// The study's table (common/results_table.h): rows model x method x bits x group (FP baseline
+// first), columns tasks; as text, csv, markdown, json rows, or a self-contained HTML report.
+int PrintResults(Client& c, int64_t sweep_id, const std::string& format,
+                 const std::string& output = "") {
   pb::QueryResultsRequest req;
   req.set_sweep_id(sweep_id);
   pb::QueryResultsResponse resp;
@@ -177,71 +189,46 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format) {
                       {"n", r.metric().n()},
                       {"provenance", json::parse(r.provenance_json(), nullptr, false)}});
     }
-    std::cout << rows.dump(2) << "\n";
-    return 0;
+    st = WriteOutput(output, rows.dump(2) + "\n");
+    return st.ok() ? 0 : Fail(st);
   }
-  struct RowKey {
-    std::string model;
-    int fp;  // 0 for the baseline: sorts first
-    std::string method;
-    int wbits, abits, group;
-    std::string label;
-    bool operator<(const RowKey& o) const {
-      return std::tie(model, fp, method, wbits, abits, group, label) <
-             std::tie(o.model, o.fp, o.method, o.wbits, o.abits, o.group, o.label);
-    }
-  };
-  std::map<RowKey, std::map<std::string, Cell>> table;
-  std::vector<std::string> columns;
+  std::vector<ResultInput> inputs;
+  inputs.reserve(resp.rows_size());
   for (const auto& r : resp.rows()) {
-    auto spec = JobSpecFromJson(r.spec_json());
-    if (!spec.ok()) continue;
-    const std::string& m = r.metric().name();
-    const bool ppl = m == "ppl";
-    if (!ppl && m != "acc") continue;  // the headline metric of each task
-    std::string task = spec->eval.task;
-    if (task.size() > 6 && task.compare(task.size() - 6, 6, ".jsonl") == 0) {
-      task = fs::path(task).stem().string();
-    }
-    const std::string col = task + (ppl ? " ppl" : " acc");
-    if (std::find(columns.begin(), columns.end(), col) == columns.end()) columns.push_back(col);
-    const bool fp = spec->quant.method == "fp";
-    RowKey k{spec->model,
-             fp ? 0 : 1,
-             spec->quant.method,
-             spec->quant.wbits,
-             spec->quant.abits,
-             spec->quant.group_size,
-             fp ? std::string("FP (baseline)") : DescribeQuant(spec->quant)};
-    table[k][col] = {r.metric().value(), r.metric().stderr(), true};
+    inputs.push_back({r.job_id(), r.spec_json(), r.metric().name(), r.metric().value(),
+                      r.metric().stderr(), r.metric().n()});
   }
-  if (table.empty()) {
-    std::printf("no results yet\n");
-    return 0;
+  const ResultsTable table = PivotResults(inputs);
+  if (format == "html") {
+    const std::string title =
+        sweep_id > 0 ? absl::StrCat("bitsweep results: sweep ", sweep_id) : "bitsweep results";
+    st = WriteOutput(output, dashboard::RenderReport(title, ResultsTableToJson(table)));
+    return st.ok() ? 0 : Fail(st);
   }
-  auto cell = [&](const Cell& v, bool is_ppl) {
-    if (!v.has) return std::string("-");
-    return is_ppl ? absl::StrFormat("%.3f", v.value) : absl::StrFormat("%.4f", v.value);
-  };
+  if (table.rows.empty()) {
+    st = WriteOutput(output, "no results yet\n");
+    return st.ok() ? 0 : Fail(st);
+  }
   std::vector<std::vector<std::string>> lines;
   std::vector<std::string> header = {"model", "quantization"};
-  header.insert(header.end(), columns.begin(), columns.end());
+  for (const auto& col : table.columns) header.push_back(col.name);
   lines.push_back(header);
-  for (const auto& [k, cells] : table) {
-    std::vector<std::string> line = {k.model, k.label};
-    for (const auto& col : columns) {
-      auto it = cells.find(col);
-      line.push_back(cell(it == cells.end() ? Cell{} : it->second,
-                          col.size() > 4 && col.compare(col.size() - 4, 4, " ppl") == 0));
+  for (const auto& row : table.rows) {
+    std::vector<std::string> line = {row.model, row.label};
+    for (const auto& col : table.columns) {
+      auto it = row.cells.find(col.name);
+      line.push_back(it == row.cells.end() ? "-" : FormatResultValue(col, it->second.value));
     }
     lines.push_back(line);
   }
+  std::string text;
   if (format == "csv") {
     for (const auto& l : lines) {
-      for (size_t i = 0; i < l.size(); ++i) std::printf("%s%s", i ? "," : "", l[i].c_str());
-      std::printf("\n");
+      for (size_t i = 0; i < l.size(); ++i) absl::StrAppend(&text, i ? "," : "", l[i]);
+      text += "\n";
     }
-    return 0;
+    st = WriteOutput(output, text);
+    return st.ok() ? 0 : Fail(st);
   }
   std::vector<size_t> w(header.size(), 0);
   for (const auto& l : lines) {
@@ -253,17 +240,18 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format) {
       out += absl::StrFormat("%-*s", static_cast<int>(w[i]), lines[r][i]);
       out += format == "markdown" ? " | " : "  ";
     }
-    std::printf("%s\n", out.c_str());
+    absl::StrAppend(&text, out, "\n");
     if (r == 0) {
       std::string rule = format == "markdown" ? "|" : "";
       for (size_t i = 0; i < w.size(); ++i) {
         rule += std::string(w[i] + (format == "markdown" ? 2 : 0), '-');
         rule += format == "markdown" ? "|" : "  ";
       }
-      std::printf("%s\n", rule.c_str());
+      absl::StrAppend(&text, rule, "\n");
     }
   }
-  return 0;
+  st = WriteOutput(output, text);
+  return st.ok() ? 0 : Fail(st);
 }
 
 std::string ExeDir() {
@@ -349,11 +337,15 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   const int port = FreePort();
   const std::string addr = absl::StrCat("127.0.0.1:", port);
   const int metrics_port = FreePort();
+  const int http_port = FreePort();
   pid_t coord = Spawn({*coordinator_bin, "--listen", addr, "--db", conninfo, "--metrics-listen",
-                       absl::StrCat("127.0.0.1:", metrics_port)},
+                       absl::StrCat("127.0.0.1:", metrics_port), "--http-listen",
+                       absl::StrCat("127.0.0.1:", http_port)},
                       (state / "logs" / "coordinator.log").string());
-  std::fprintf(stderr, "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics)\n", addr.c_str(),
-               metrics_port);
+  std::fprintf(stderr,
+               "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
+               "http://127.0.0.1:%d/)\n",
+               addr.c_str(), metrics_port, http_port);
   std::vector<pid_t> workers;
   for (int i = 0; i < f.workers; ++i) {
     std::vector<std::string> argv = {*worker_bin,
@@ -439,9 +431,13 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   auto* results = app.add_subcommand(
       "results", "Results pivoted like the study's tables (rows model x method x bits x group)");
   results->add_option("sweep_id", f.sweep_id, "Sweep id (default: every sweep)");
-  results->add_option("--format", f.format, "table, csv, json or markdown")
+  results
+      ->add_option("--format", f.format,
+                   "table, csv, json, markdown, or html (one self-contained page with the "
+                   "dashboard's tables and plots)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"table", "csv", "json", "markdown"}));
+      ->check(CLI::IsMember({"table", "csv", "json", "markdown", "html"}));
+  results->add_option("--output", f.output, "Write to this file instead of standard output");
   common(results);
   auto* cancel = app.add_subcommand("cancel", "Cancel a sweep (or one job with --job)");
   cancel->add_option("sweep_id", f.sweep_id, "Sweep id");
@@ -505,7 +501,7 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
     auto w = Watch(client, f.sweep_id, true);
     return w.ok() ? 0 : Fail(w.status());
   }
-  if (parsed("results")) return PrintResults(client, f.sweep_id, f.format);
+  if (parsed("results")) return PrintResults(client, f.sweep_id, f.format, f.output);
   if (parsed("cancel")) {
     grpc::ClientContext ctx;
     client.Prepare(&ctx);

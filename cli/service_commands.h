@@ -19,7 +19,8 @@ struct ServiceFlags {
   std::string sweep_file;
   int64_t sweep_id = 0;
   int64_t job_id = 0;
-  std::string format = "table";  // table | csv | json | markdown
+  std::string format = "table";  // table | csv | json | markdown | html
+  std::string output;            // results: a file instead of stdout
   bool wait = false;
   // local
   int workers = 2;

@@ -12,6 +12,8 @@ find_package(OpenSSL REQUIRED)          # OpenSSL::Crypto for SHA-256 job keys
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+# cpp-httplib (libcpp-httplib-dev, built with OpenSSL): the coordinator's dashboard server.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
 # Debian's libtorch 1.13 (CPU, with c10d Gloo). Its config sets TORCH_LIBRARIES/TORCH_CXX_FLAGS.
 find_package(Torch CONFIG REQUIRED)

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/coordinator_service.h"
+#include "server/http_api.h"
 #include "server/job_board.h"
 #include "server/metrics.h"
 #include "server/worker_gateway.h"
@@ -92,6 +93,20 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
     const auto ports = c->exposer_->GetListeningPorts();
     c->metrics_port_ = ports.empty() ? 0 : ports.front();
   }
+  if (!config.http_listen.empty()) {
+    HttpApiOptions http;
+    http.listen = config.http_listen;
+    http.client_token = config.client_token;
+    http.tls_cert = config.tls_cert;
+    http.tls_key = config.tls_key;
+    http.tls_ca = config.tls_ca;
+    auto api = HttpApi::Start(http, deps);
+    if (!api.ok()) {
+      c->server_->Shutdown();
+      return api.status();
+    }
+    c->http_ = std::move(*api);
+  }
   c->reaper_ = std::thread([raw = c.get()] { raw->ReapLoop(); });
   return c;
 }
@@ -121,8 +136,11 @@ void Coordinator::Shutdown(absl::Duration grace) {
   if (!stop_reaper_.HasBeenNotified()) stop_reaper_.Notify();
   if (reaper_.joinable()) reaper_.join();
   exposer_.reset();
+  if (http_) http_->Stop();
   shut_down_.Notify();
 }
+
+int Coordinator::http_port() const { return http_ ? http_->port() : 0; }
 
 void Coordinator::Wait() { shut_down_.WaitForNotification(); }
 

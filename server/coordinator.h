@@ -1,6 +1,7 @@
 // Coordinator: the bitsweep coordinator process in one object. Start() opens (and migrates) the
 // job store, starts the gRPC server with the Coordinator and WorkerGateway services, the
-// default health service and server reflection, the Prometheus exposer, and the lease reaper
+// default health service and server reflection, the Prometheus exposer, the web dashboard
+// (HttpApi, when config.http_listen is set), and the lease reaper
 // (JobStore::ExpireLeases(now) every reaper_interval). The destructor shuts everything down.
 //
 //   ServerConfig config;  config.db = "host=... dbname=...";  config.listen = "127.0.0.1:0";
@@ -31,6 +32,7 @@ class Exposer;
 namespace bitsweep::server {
 
 class CoordinatorService;
+class HttpApi;
 class JobBoard;
 class ServerMetrics;
 class WorkerGatewayService;
@@ -48,11 +50,13 @@ class Coordinator {
   int port() const { return port_; }
   // The bound /metrics port; 0 when config.metrics_listen is empty.
   int metrics_port() const { return metrics_port_; }
+  // The bound dashboard (HTTP) port; 0 when config.http_listen is empty.
+  int http_port() const;
   const ServerConfig& config() const { return config_; }
   store::JobStore& store() { return *store_; }
 
   // Ends WatchSweep streams, lets in-flight RPCs finish for up to `grace`, then cancels them;
-  // stops the reaper and the exposer. Idempotent.
+  // stops the reaper, the exposer and the dashboard. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown() has completed.
   void Wait();
@@ -69,6 +73,7 @@ class Coordinator {
   std::unique_ptr<WorkerGatewayService> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HttpApi> http_;
   int port_ = 0;
   int metrics_port_ = 0;
   std::atomic<bool> stopping_{false};

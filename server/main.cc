@@ -21,6 +21,7 @@ std::string EnvOr(const char* name, const std::string& fallback) {
 int main(int argc, char** argv) {
   using bitsweep::server::ServerConfig;
   ServerConfig config;
+  config.http_listen = "127.0.0.1:8080";
   double lease_ttl_s = 60;
   CLI::App app{"bitsweep-coordinator: schedules sweep jobs on workers over gRPC"};
   app.add_option("--listen", config.listen,
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--metrics-listen", config.metrics_listen,
                  "Prometheus /metrics address host:port (\"\" disables it)")
+      ->capture_default_str();
+  app.add_option("--http-listen", config.http_listen,
+                 "web dashboard and JSON API address host:port (\"\" disables it); a "
+                 "non-loopback host needs TLS and --client-token, or --insecure-allow-remote")
       ->capture_default_str();
   app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
       ->capture_default_str()
@@ -47,7 +52,8 @@ int main(int argc, char** argv) {
                  "CA bundle (PEM) for client certificates: requires mutual TLS")
       ->check(CLI::ExistingFile);
   app.add_flag("--insecure-allow-remote", config.insecure_allow_remote,
-               "allow a non-loopback --listen without TLS and tokens (trusted networks only)");
+               "allow a non-loopback --listen or --http-listen without TLS and tokens (trusted "
+               "networks only)");
   CLI11_PARSE(app, argc, argv);
   config.lease_ttl = absl::Seconds(lease_ttl_s);
   if (config.client_token.empty()) config.client_token = EnvOr("BITSWEEP_CLIENT_TOKEN", "");
@@ -70,7 +76,7 @@ int main(int argc, char** argv) {
   std::fprintf(
       stderr,
       "bitsweep-coordinator: gRPC on %s (port %d)%s, tls=%s%s, client auth=%s, worker "
-      "auth=%s, lease ttl %gs, metrics %s\n",
+      "auth=%s, lease ttl %gs, metrics %s, dashboard %s\n",
       config.listen.c_str(), c.port(), config.ListensOnLoopbackOnly() ? " -- loopback only" : "",
       config.tls() ? "on" : "off", config.tls_ca.empty() ? "" : " (mutual)",
       config.client_token.empty() ? "off" : "bearer token",
@@ -78,7 +84,12 @@ int main(int argc, char** argv) {
       config.metrics_listen.empty() ? "off"
                                     : ("http://" + config.metrics_listen + "/metrics (port " +
                                        std::to_string(c.metrics_port()) + ")")
-                                          .c_str());
+                                          .c_str(),
+      config.http_listen.empty()
+          ? "off"
+          : (std::string(config.tls() ? "https://" : "http://") + config.http_listen + "/ (port " +
+             std::to_string(c.http_port()) + ")")
+                .c_str());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -1,12 +1,11 @@
 #include "server/rpc_guard.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace bitsweep::server {
 namespace {
 
-// Compares without an early exit, so the time taken does not reveal how much of a guessed
-// token was right.
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -18,6 +17,13 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+bool BearerTokenMatches(std::string_view authorization, std::string_view token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  return authorization.substr(0, kBearer.size()) == kBearer &&
+         ConstantTimeEquals(authorization.substr(std::min(kBearer.size(), authorization.size())),
+                            token);
+}
+
 grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
   if (token_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
@@ -26,10 +32,7 @@ grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing 'authorization: Bearer <token>' metadata");
   }
-  const std::string_view value(it->second.data(), it->second.size());
-  constexpr std::string_view kBearer = "Bearer ";
-  if (value.substr(0, kBearer.size()) != kBearer ||
-      !ConstantTimeEquals(value.substr(kBearer.size()), token_)) {
+  if (!BearerTokenMatches(std::string_view(it->second.data(), it->second.size()), token_)) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
   }
   return grpc::Status::OK;

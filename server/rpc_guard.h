@@ -6,6 +6,7 @@
 #include <grpcpp/server_context.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -14,6 +15,11 @@
 #include "server/status_convert.h"
 
 namespace bitsweep::server {
+
+// Whether an Authorization value ("Bearer <token>") carries `token`; compares in constant time,
+// so the time taken does not reveal how much of a guessed token was right. Shared by the gRPC
+// services and the HTTP API, which accept the same client token.
+bool BearerTokenMatches(std::string_view authorization, std::string_view token);
 
 class RpcGuard {
  public:

@@ -43,6 +43,7 @@ bool ServerConfig::ListensOnLoopbackOnly() const { return IsLoopbackAddress(list
 Status ServerConfig::Validate() const {
   RETURN_IF_ERROR(CheckAddress("listen", listen));
   if (!metrics_listen.empty()) RETURN_IF_ERROR(CheckAddress("metrics_listen", metrics_listen));
+  if (!http_listen.empty()) RETURN_IF_ERROR(CheckAddress("http_listen", http_listen));
   if (db.empty()) return absl::InvalidArgumentError("db: the libpq conninfo is empty");
   if (lease_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lease_ttl: must be positive");
@@ -65,6 +66,13 @@ Status ServerConfig::Validate() const {
         "listen: '", listen,
         "' is not a loopback address; remote listening needs TLS (tls_cert, tls_key) and both "
         "client_token and worker_token, or insecure_allow_remote"));
+  }
+  if (!http_listen.empty() && !IsLoopbackAddress(http_listen) && !insecure_allow_remote &&
+      (!tls() || client_token.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "http_listen: '", http_listen,
+        "' is not a loopback address; a remote dashboard needs TLS (tls_cert, tls_key) and "
+        "client_token, or insecure_allow_remote"));
   }
   return absl::OkStatus();
 }

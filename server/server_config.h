@@ -18,6 +18,11 @@ struct ServerConfig {
   std::string db;
   // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = no exposer.
   std::string metrics_listen = "127.0.0.1:9464";
+  // Dashboard and its JSON API over HTTP ("host:port", port 0 = a free one); "" = off (the
+  // bitsweep-coordinator binary defaults to 127.0.0.1:8080). Same rules as `listen`: a
+  // non-loopback host needs TLS (served as HTTPS with tls_cert/tls_key) and client_token, or
+  // insecure_allow_remote. The API takes client_token, as the Coordinator RPCs do.
+  std::string http_listen;
   // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
   absl::Duration lease_ttl = absl::Seconds(60);
   // How often the lease reaper calls JobStore::ExpireLeases(now).
@@ -40,7 +45,8 @@ struct ServerConfig {
   // Whether `listen` names a loopback host (127.x.x.x, ::1, localhost).
   bool ListensOnLoopbackOnly() const;
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
-  // address without TLS and tokens (unless insecure_allow_remote), non-positive durations.
+  // address without TLS and tokens (unless insecure_allow_remote; for http_listen TLS and the
+  // client token), non-positive durations.
   Status Validate() const;
 };
 

@@ -82,6 +82,8 @@ TEST_CASE(
                                                 *db,
                                                 "--metrics-listen",
                                                 "",
+                                                "--http-listen",
+                                                "",
                                                 "--lease-ttl",
                                                 "3"};
   auto worker = [&](int i) {

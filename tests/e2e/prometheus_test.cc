@@ -111,9 +111,10 @@ TEST_CASE(
   const std::string coord_metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
   const std::string worker_metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
   const std::string prom = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
-  pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
-                                          "--db", *db, "--metrics-listen", coord_metrics},
-                                         dir + "/coordinator.log");
+  pid_t coord =
+      bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db,
+                                "--metrics-listen", coord_metrics, "--http-listen", ""},
+                               dir + "/coordinator.log");
   pid_t worker = bitsweep::testing::Spawn(
       {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w0", "--artifacts",
        dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads", "1",

@@ -95,10 +95,10 @@ int WaitForPort(Child& child, absl::Duration timeout) {
 TEST_CASE("the coordinator binary serves with the environment's token and stops on SIGTERM",
           "[pg][grpc]") {
   const std::string db = testing::FreshDatabase();
-  auto child =
-      Spawn("server-main-sigterm",
-            {"--db", db, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--lease-ttl", "30"},
-            "env-client-token");
+  auto child = Spawn("server-main-sigterm",
+                     {"--db", db, "--listen", "127.0.0.1:0", "--metrics-listen", "",
+                      "--http-listen", "", "--lease-ttl", "30"},
+                     "env-client-token");
   const int port = WaitForPort(*child, absl::Seconds(30));
   INFO(ReadFile(child->stderr_path));
   REQUIRE(port > 0);

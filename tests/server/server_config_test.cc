@@ -65,5 +65,24 @@ TEST_CASE("half-configured TLS and malformed addresses are rejected naming the f
   CHECK(c.Validate().message().find("lease_ttl") != absl::string_view::npos);
 }
 
+TEST_CASE("a remote dashboard address needs TLS and the client token, or insecure_allow_remote") {
+  ServerConfig c = Valid();
+  c.http_listen = "127.0.0.1:0";
+  CHECK(c.Validate().ok());
+  c.http_listen = "0.0.0.0:8080";
+  CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
+  c.tls_cert = "cert.pem";
+  c.tls_key = "key.pem";
+  CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
+  c.client_token = "secret";
+  CHECK(c.Validate().ok());
+  c = Valid();
+  c.http_listen = "0.0.0.0:8080";
+  c.insecure_allow_remote = true;
+  CHECK(c.Validate().ok());
+  c.http_listen = "localhost";
+  CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
+}
+
 }  // namespace
 }  // namespace bitsweep::server

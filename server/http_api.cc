@@ -1,0 +1,299 @@
+#include "server/http_api.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/job_spec.h"
+#include "common/results_table.h"
+#include "dashboard/assets.h"
+#include "server/proto_convert.h"
+#include "server/rpc_guard.h"
+
+namespace bitsweep::server {
+namespace {
+
+using nlohmann::json;
+
+int HttpCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+json SweepJson(const store::SweepInfo& info) {
+  v1::Sweep s;  // the gRPC message's counting rules (LEASED includes CANCEL_REQUESTED, finished)
+  SweepToProto(info, &s);
+  return {{"id", s.id()},
+          {"name", s.name()},
+          {"priority", s.priority()},
+          {"created_at", s.created_at()},
+          {"state", info.state},
+          {"pending", s.pending()},
+          {"leased", s.leased()},
+          {"succeeded", s.succeeded()},
+          {"failed", s.failed()},
+          {"canceled", s.canceled()},
+          {"total", s.total()},
+          {"finished", s.finished()}};
+}
+
+json JobJson(const store::JobInfo& info, JobBoard& board) {
+  std::string worker_name;
+  if (info.worker_id) {
+    if (auto w = board.Worker(*info.worker_id)) worker_name = w->name;
+  }
+  v1::Job j;
+  JobToProto(info, worker_name, board.Progress(info.id), &j);
+  json out = {{"id", j.id()},
+              {"sweep_id", info.sweep_id},
+              {"job_key", j.job_key()},
+              {"state", std::string(JobStateName(info.state))},
+              {"attempt", j.attempt()},
+              {"max_attempts", j.max_attempts()},
+              {"priority", j.priority()},
+              {"worker", j.worker()},
+              {"error", j.error()},
+              {"progress", j.progress()},
+              {"phase", j.phase()}};
+  auto spec = JobSpecFromJson(info.spec_json);
+  if (spec.ok()) {
+    out["model"] = spec->model;
+    out["method"] = spec->quant.method;
+    out["wbits"] = spec->quant.wbits;
+    out["abits"] = spec->quant.abits;
+    out["group"] = spec->quant.group_size;
+    out["quantization"] = spec->quant.method == "fp" ? "fp" : DescribeQuant(spec->quant);
+    out["task"] = spec->eval.task;
+  }
+  out["spec"] = json::parse(info.spec_json, nullptr, false);
+  return out;
+}
+
+StatusOr<int64_t> PathId(const httplib::Request& req, const char* field) {
+  int64_t id = 0;
+  if (req.matches.size() < 2 || !absl::SimpleAtoi(req.matches[1].str(), &id) || id <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not a positive integer"));
+  }
+  return id;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
+                                                  const ServiceDeps& deps) {
+  std::unique_ptr<HttpApi> api(new HttpApi());
+  api->deps_ = deps;
+  api->token_ = options.client_token;
+  if (!options.tls_cert.empty()) {
+    api->server_ = std::make_unique<httplib::SSLServer>(
+        options.tls_cert.c_str(), options.tls_key.c_str(),
+        options.tls_ca.empty() ? nullptr : options.tls_ca.c_str());
+  } else {
+    api->server_ = std::make_unique<httplib::Server>();
+  }
+  if (!api->server_->is_valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_cert, tls_key: the HTTP server cannot use '", options.tls_cert, "' and '",
+                     options.tls_key, "'"));
+  }
+  const auto colon = options.listen.rfind(':');
+  std::string host = options.listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("http_listen: '", options.listen, "' is not host:port"));
+  }
+  api->Route();
+  if (port == 0) {
+    api->port_ = api->server_->bind_to_any_port(host);
+  } else if (api->server_->bind_to_port(host, port)) {
+    api->port_ = port;
+  }
+  if (api->port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("http_listen: cannot listen on '", options.listen, "' (in use?)"));
+  }
+  // The socket is already listening: connections queue until the accept loop runs.
+  api->thread_ = std::thread([raw = api->server_.get()] { raw->listen_after_bind(); });
+  return api;
+}
+
+void HttpApi::Route() {
+  httplib::Server& s = *server_;
+  // Every /api/ request is authenticated before routing; the page and assets hold no data.
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (token_.empty() || req.path.rfind("/api/", 0) != 0) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (BearerTokenMatches(req.get_header_value("Authorization"), token_)) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_content(json{{"error", "missing or invalid 'Authorization: Bearer <token>'"}}.dump(),
+                    "application/json");
+    deps_.metrics->ObserveRpc("http", "UNAUTHENTICATED", 0);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  // Runs `body` (filling a JSON answer), mapping its Status to an HTTP code, and records it in
+  // bitsweep_rpc_duration_seconds under one low-cardinality method name per route.
+  auto handle = [this](const std::string& method,
+                       std::function<Status(const httplib::Request&, json*)> body) {
+    return [this, method, body](const httplib::Request& req, httplib::Response& res) {
+      const absl::Time start = absl::Now();
+      json out;
+      Status st;
+      try {
+        st = body(req, &out);
+      } catch (const std::exception& e) {  // nlohmann or std: never let it reach httplib
+        st = absl::InternalError(e.what());
+      }
+      if (st.ok()) {
+        res.set_content(out.dump(), "application/json");
+      } else {
+        res.status = HttpCode(st.code());
+        res.set_content(json{{"error", std::string(st.message())}}.dump(), "application/json");
+      }
+      res.set_header("Cache-Control", "no-store");
+      deps_.metrics->ObserveRpc(method, absl::StatusCodeToString(st.code()),
+                                absl::ToDoubleSeconds(absl::Now() - start));
+    };
+  };
+
+  s.Get("/api/sweeps", handle("HttpListSweeps", [this](const httplib::Request&, json* out) {
+          ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps_.store->ListSweeps());
+          std::sort(sweeps.begin(), sweeps.end(),
+                    [](const auto& a, const auto& b) { return a.id > b.id; });
+          json list = json::array();
+          for (const auto& sweep : sweeps) list.push_back(SweepJson(sweep));
+          *out = {{"sweeps", std::move(list)}};
+          return absl::OkStatus();
+        }));
+
+  s.Get(R"(/api/sweeps/(\d+))",
+        handle("HttpGetSweep", [this](const httplib::Request& req, json* out) {
+          ASSIGN_OR_RETURN(int64_t id, PathId(req, "sweep id"));
+          ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(id));
+          ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs, deps_.store->ListJobs(id));
+          json list = json::array();
+          for (const auto& job : jobs) list.push_back(JobJson(job, *deps_.board));
+          *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}};
+          return absl::OkStatus();
+        }));
+
+  s.Get("/api/results", handle("HttpQueryResults", [this](const httplib::Request& req, json* out) {
+          store::ResultFilter filter;
+          if (req.has_param("sweep")) {
+            int64_t id = 0;
+            if (!absl::SimpleAtoi(req.get_param_value("sweep"), &id) || id <= 0) {
+              return absl::InvalidArgumentError("sweep: not a positive integer");
+            }
+            RETURN_IF_ERROR(deps_.store->GetSweep(id).status());
+            filter.sweep_id = id;
+          }
+          ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
+          std::map<int64_t, std::string> spec_by_job;
+          std::vector<ResultInput> inputs;
+          json list = json::array();
+          for (const auto& row : rows) {
+            auto it = spec_by_job.find(row.job_id);
+            if (it == spec_by_job.end()) {
+              ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(row.job_id));
+              it = spec_by_job.emplace(row.job_id, job.spec_json).first;
+            }
+            inputs.push_back(
+                {row.job_id, it->second, row.metric, row.value, row.stderr_value, row.n});
+            list.push_back({{"job_id", row.job_id},
+                            {"job_key", row.job_key},
+                            {"metric", row.metric},
+                            {"value", row.value},
+                            {"stderr", row.stderr_value},
+                            {"n", row.n}});
+          }
+          *out = {{"table", json::parse(ResultsTableToJson(PivotResults(inputs)))},
+                  {"rows", std::move(list)}};
+          return absl::OkStatus();
+        }));
+
+  s.Get(R"(/api/jobs/(\d+))", handle("HttpGetJob", [this](const httplib::Request& req, json* out) {
+          ASSIGN_OR_RETURN(int64_t id, PathId(req, "job id"));
+          ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(id));
+          ASSIGN_OR_RETURN(std::vector<store::JobEventRow> events, deps_.store->Events(id));
+          store::ResultFilter filter;
+          filter.job_key = job.job_key;
+          ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
+          json event_list = json::array();
+          for (const auto& e : events) {
+            json item = {{"at", absl::ToDoubleSeconds(e.at - absl::UnixEpoch())},
+                         {"event", std::string(JobEventName(e.event))},
+                         {"to", std::string(JobStateName(e.to))},
+                         {"epoch", e.epoch},
+                         {"reason", e.reason}};
+            item["from"] = e.from ? json(std::string(JobStateName(*e.from))) : json(nullptr);
+            if (e.worker_id) {
+              auto w = deps_.board->Worker(*e.worker_id);
+              item["worker"] = w ? w->name : absl::StrCat("worker-", *e.worker_id);
+            }
+            event_list.push_back(std::move(item));
+          }
+          json results = json::array();
+          for (const auto& r : rows) {
+            results.push_back({{"metric", r.metric},
+                               {"value", r.value},
+                               {"stderr", r.stderr_value},
+                               {"n", r.n},
+                               {"provenance", json::parse(r.provenance_json, nullptr, false)}});
+          }
+          *out = {{"job", JobJson(job, *deps_.board)},
+                  {"events", std::move(event_list)},
+                  {"results", std::move(results)}};
+          return absl::OkStatus();
+        }));
+
+  auto serve = [](const std::string& name, httplib::Response& res) {
+    const dashboard::Asset* asset = dashboard::FindAsset(name);
+    if (asset == nullptr) {
+      res.status = 404;
+      res.set_content("not found", "text/plain");
+      return;
+    }
+    res.set_content(std::string(asset->data), std::string(asset->content_type));
+  };
+  s.Get("/",
+        [serve](const httplib::Request&, httplib::Response& res) { serve("index.html", res); });
+  s.Get("/index.html",
+        [serve](const httplib::Request&, httplib::Response& res) { serve("index.html", res); });
+  s.Get(R"(/assets/([A-Za-z0-9_.\-]+))",
+        [serve](const httplib::Request& req, httplib::Response& res) {
+          serve(req.matches[1].str(), res);
+        });
+}
+
+void HttpApi::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+HttpApi::~HttpApi() { Stop(); }
+
+}  // namespace bitsweep::server

@@ -1,0 +1,185 @@
+// Drives the bitsweep dashboard and the HTML report in Debian's headless Chromium and checks
+// what a person would see. Run by dashboard_test.cc, which prepared a real coordinator with real
+// results; every check failure is printed and makes the exit status 1.
+//
+//   node dashboard.mjs --node-modules DIR --url http://127.0.0.1:PORT/ --token T --sweep N
+//        --canceled M --job J --expected FILE.json --report FILE.html --out DIR
+//   node dashboard.mjs --live 1 --node-modules DIR --url ... --token T --sweep N --out DIR
+//        (started before the worker: the open page must follow the sweep to its end)
+//
+// FILE.json: {"cells": [{"label", "column", "value", "text"}], "columns": [...]}, the numbers
+// the coordinator returned over gRPC (QueryResults), with the text the table must show.
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+const require = createRequire(path.join(args['node-modules'], 'noop.js'));
+const { chromium } = require('playwright-core');
+const expected = args.expected ? JSON.parse(fs.readFileSync(args.expected, 'utf8')) : null;
+fs.mkdirSync(args.out, { recursive: true });
+
+const failures = [];
+function check(ok, what) {
+  console.log((ok ? 'ok   ' : 'FAIL ') + what);
+  if (!ok) failures.push(what);
+}
+
+async function shot(page, name) {
+  const file = path.join(args.out, name);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log('screenshot ' + file);
+}
+
+// Every expected cell shows the stored number (as the CLI formats it) and carries it exactly.
+async function checkCells(page, where) {
+  for (const c of expected.cells) {
+    const sel = `table.results tr[data-label="${c.label}"] td[data-column="${c.column}"]`;
+    const td = page.locator(sel);
+    const n = await td.count();
+    if (n !== 1) { check(false, `${where}: one cell for ${c.label} / ${c.column} (found ${n})`); continue; }
+    const text = (await td.locator('.value').textContent()).trim();
+    const value = Number(await td.getAttribute('data-value'));
+    check(text === c.text && value === c.value,
+          `${where}: ${c.label} / ${c.column} shows ${c.text} (${c.value}); got ${text} (${value})`);
+  }
+  const baseline = page.locator('table.results tr.baseline').first();
+  check(await baseline.count() === 1 && (await baseline.getAttribute('data-label')) === 'FP (baseline)',
+        `${where}: the FP baseline is a row`);
+  const first = await page.locator('table.results tbody tr').first().getAttribute('data-label');
+  check(first === 'FP (baseline)', `${where}: the FP baseline is on top (first row ${first})`);
+  const worse = await page.locator('table.results td.worse').count();
+  check(worse > 0, `${where}: quantized cells worse than the baseline are colour-coded (${worse})`);
+}
+
+// Each plot is a uPlot canvas with drawn pixels and one legend entry per line.
+async function checkPlots(page, where) {
+  const plots = page.locator('figure.plot');
+  const n = await plots.count();
+  check(n >= expected.columns.length, `${where}: one plot per metric (${n} for ${expected.columns.length} columns)`);
+  for (let i = 0; i < n; i++) {
+    const stats = await plots.nth(i).evaluate((fig) => {
+      const canvas = fig.querySelector('canvas');
+      if (!canvas) return null;
+      const ctx = canvas.getContext('2d');
+      const img = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+      let drawn = 0;
+      for (let p = 3; p < img.length; p += 4) if (img[p] !== 0) drawn++;
+      return { w: canvas.width, h: canvas.height, drawn,
+               series: fig.querySelectorAll('.u-legend .u-series').length,
+               column: fig.dataset.column, points: Number(fig.dataset.points) };
+    });
+    check(stats && stats.w > 100 && stats.h > 100 && stats.drawn > 500,
+          `${where}: plot ${i} (${stats && stats.column}) has a drawn canvas (${JSON.stringify(stats)})`);
+    // one line per method series and the FP line (uPlot may list the x series too)
+    check(stats && stats.series >= expected.series + 1,
+          `${where}: plot ${i} has a line per method and the FP baseline (${stats && stats.series} legend entries)`);
+  }
+}
+
+const browser = await chromium.launch({ executablePath: args.chromium || '/usr/bin/chromium',
+                                        headless: true, args: ['--no-sandbox'] });
+
+async function login(page, base) {
+  await page.goto(base + '/');
+  await page.waitForSelector('form.token input', { timeout: 15000 });
+  await page.fill('form.token input', args.token);
+  await page.click('form.token button');
+  await page.waitForSelector('table#sweeps', { timeout: 15000 });
+}
+
+// --live 1: opened before any worker runs, the sweep's page must follow it to the end by
+// itself (polling), without a reload.
+if (args.live) {
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const base = args.url.replace(/\/$/, '');
+    await login(page, base);
+    await page.goto(`${base}/#/sweep/${args.sweep}`);
+    await page.waitForSelector('#sweep-status', { timeout: 15000 });
+    const done = async () => (await page.locator('#sweep-top td.num').first().textContent()).trim();
+    const before = await done();
+    await shot(page, 'live-0-before.png');
+    console.log('live: watching sweep ' + args.sweep + ' at ' + before);
+    await page.waitForFunction(() => {
+      const s = document.getElementById('sweep-status');
+      return s && s.textContent === 'finished';
+    }, null, { timeout: 600000, polling: 200 });
+    const after = await done();
+    await shot(page, 'live-1-finished.png');
+    const [n, total] = after.split('/').map(Number);
+    check(before.startsWith('0/'), `live: the page first showed the sweep not started (${before})`);
+    check(n === total && total > 0, `live: the page followed the sweep to ${after} without a reload`);
+    check(await page.locator('table.results tbody tr').count() > 0, 'live: the results table appeared');
+  } finally {
+    await browser.close();
+  }
+  console.log(failures.length === 0 ? 'live: all checks passed' : `live: ${failures.length} checks failed`);
+  process.exit(failures.length === 0 ? 0 : 1);
+}
+
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on('pageerror', (e) => check(false, 'no script error on the page: ' + e.message));
+  const base = args.url.replace(/\/$/, '');
+
+  // The API needs the token: the page asks for it once and keeps it for the session.
+  await page.goto(base + '/');
+  await page.waitForSelector('form.token input', { timeout: 15000 });
+  check(await page.locator('table#sweeps').count() === 0, 'nothing is shown before the token is given');
+  await shot(page, '0-token.png');
+  await page.fill('form.token input', args.token);
+  await page.click('form.token button');
+  await page.waitForSelector('table#sweeps', { timeout: 15000 });
+  const status = async (id) => (await page.locator(`#sweeps tr[data-sweep-id="${id}"] .sweep-status`).textContent()).trim();
+  check(await status(args.sweep) === 'finished', `sweep ${args.sweep} shows as finished`);
+  check(await status(args.canceled) === 'canceled', `sweep ${args.canceled} shows as canceled`);
+  await shot(page, '1-sweeps.png');
+
+  await page.goto(`${base}/#/sweep/${args.sweep}`);
+  await page.waitForSelector('table.results', { timeout: 15000 });
+  await page.waitForSelector('figure.plot canvas', { timeout: 15000 });
+  await checkCells(page, 'dashboard');
+  await checkPlots(page, 'dashboard');
+  const jobs = await page.locator('table#jobs tbody tr').count();
+  check(jobs === expected.jobs, `dashboard: the sweep lists its ${expected.jobs} jobs (${jobs})`);
+  await shot(page, '2-sweep-results.png');
+
+  await page.goto(`${base}/#/sweep/${args.canceled}`);
+  await page.waitForSelector('#sweep-status', { timeout: 15000 });
+  check((await page.locator('#sweep-status').textContent()).trim() === 'canceled',
+        `the page of sweep ${args.canceled} shows it canceled`);
+  check(await page.locator('table#jobs .badge.CANCELED').count() >= 1, 'its canceled job shows as canceled');
+  await shot(page, '3-canceled-sweep.png');
+
+  await page.goto(`${base}/#/job/${args.job}`);
+  await page.waitForSelector('table#events', { timeout: 15000 });
+  const events = await page.locator('table#events tbody tr').allTextContents();
+  check(events.length >= 3, `job ${args.job}: its events are listed (${events.length})`);
+  check(events.some((e) => e.includes('LEASE')) && events.some((e) => e.includes('SUCCEEDED')),
+        `job ${args.job}: lease and success events are shown`);
+  check(events.some((e) => e.includes('dash-worker')), `job ${args.job}: the worker is named in its events`);
+  const provenance = await page.locator('#provenance').textContent();
+  check(provenance.includes('code_version'), `job ${args.job}: its provenance is shown`);
+  const facts = await page.locator('dl.facts').textContent();
+  check(facts.includes('ran') && facts.includes('waited'), `job ${args.job}: its timings are shown`);
+  await shot(page, '4-job.png');
+
+  // The self-contained report: no network at all, the same table and plots.
+  const offline = await browser.newContext({ offline: true, viewport: { width: 1400, height: 900 } });
+  const report = await offline.newPage();
+  report.on('pageerror', (e) => check(false, 'no script error in the report: ' + e.message));
+  let requests = 0;
+  report.on('request', (r) => { if (!r.url().startsWith('file:')) requests++; });
+  await report.goto('file://' + path.resolve(args.report));
+  await report.waitForSelector('figure.plot canvas', { timeout: 15000 });
+  await checkCells(report, 'report');
+  await checkPlots(report, 'report');
+  check(requests === 0, `the report loads nothing from the network (${requests} requests)`);
+  await shot(report, '5-report.png');
+} finally {
+  await browser.close();
+}
+console.log(failures.length === 0 ? 'dashboard: all checks passed' : `dashboard: ${failures.length} checks failed`);
+process.exit(failures.length === 0 ? 0 : 1);

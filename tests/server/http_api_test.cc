@@ -1,0 +1,286 @@
+// The dashboard's JSON API (server/http_api) on a real coordinator and a real PostgreSQL: jobs
+// are completed through the WorkerGateway over loopback gRPC, then read back over HTTP.
+#include "server/http_api.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "bitsweep/v1/coordinator.grpc.pb.h"
+#include "bitsweep/v1/worker.grpc.pb.h"
+#include "server/coordinator.h"
+#include "tests/testing/local_pg.h"
+#include "tests/testing/paths.h"
+
+namespace bitsweep::server {
+namespace {
+
+using nlohmann::json;
+
+// fp, rtn w3 and rtn w4 (group 64) of one model on wikitext2: 3 jobs. The model need not exist.
+constexpr const char* kSweepYaml = R"(name: dash
+models: [/nonexistent/qwen3-tiny]
+methods:
+  - {method: rtn, wbits: [3, 4], group: [64]}
+tasks: [wikitext2]
+)";
+constexpr const char* kOtherYaml = R"(name: other
+models: [/nonexistent/qwen3-tiny]
+methods:
+  - {method: gptq, wbits: [2], group: [64]}
+tasks: [wikitext2]
+)";
+
+struct Running {
+  std::unique_ptr<Coordinator> coordinator;
+  std::unique_ptr<v1::Coordinator::Stub> client;
+  std::unique_ptr<v1::WorkerGateway::Stub> worker;
+  std::unique_ptr<httplib::Client> http;
+  std::string token;
+};
+
+Running Start(const std::string& token) {
+  ServerConfig config;
+  config.db = testing::FreshDatabase();
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.http_listen = "127.0.0.1:0";
+  config.client_token = token;
+  auto started = Coordinator::Start(config);
+  if (!started.ok()) FAIL("Coordinator::Start: " << started.status().ToString());
+  Running r;
+  r.coordinator = std::move(started).value();
+  REQUIRE(r.coordinator->http_port() > 0);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(r.coordinator->port()),
+                                     grpc::InsecureChannelCredentials());
+  r.client = v1::Coordinator::NewStub(channel);
+  r.worker = v1::WorkerGateway::NewStub(channel);
+  r.http = std::make_unique<httplib::Client>("127.0.0.1", r.coordinator->http_port());
+  r.http->set_read_timeout(20, 0);
+  r.token = token;
+  return r;
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  return ctx;
+}
+
+#define REQUIRE_RPC_OK(expr)                               \
+  do {                                                     \
+    const grpc::Status st_ = (expr);                       \
+    INFO(st_.error_code() << ": " << st_.error_message()); \
+    REQUIRE(st_.ok());                                     \
+  } while (0)
+
+int64_t Submit(Running& r, const std::string& request_id, const std::string& yaml) {
+  v1::SubmitSweepRequest req;
+  req.set_request_id(request_id);
+  req.set_sweep_yaml(yaml);
+  v1::SubmitSweepResponse resp;
+  REQUIRE_RPC_OK(r.client->SubmitSweep(Ctx(r.token).get(), req, &resp));
+  return resp.sweep().id();
+}
+
+// Leases every pending job as worker "w-http" and completes it with ppl = 10 + 8 - wbits (the
+// baseline 10, rtn w4 14, rtn w3 15). Returns job id -> ppl.
+std::map<int64_t, double> RunAll(Running& r) {
+  v1::RegisterRequest reg;
+  reg.set_name("w-http");
+  reg.set_devices(1);
+  reg.set_memory_gb(64);
+  reg.set_max_tp(1);
+  v1::RegisterResponse worker;
+  REQUIRE_RPC_OK(r.worker->Register(Ctx("").get(), reg, &worker));
+  std::map<int64_t, double> done;
+  while (true) {
+    v1::LeaseRequest lease;
+    lease.set_worker_id(worker.worker_id());
+    v1::LeaseResponse job;
+    REQUIRE_RPC_OK(r.worker->Lease(Ctx("").get(), lease, &job));
+    if (!job.has_job()) break;
+    const auto spec = json::parse(job.spec_json());
+    const int wbits = spec["quant"]["wbits"].get<int>();
+    const double ppl = spec["quant"]["method"] == "fp" ? 10.0 : 10.0 + 8 - wbits;
+    v1::CompleteRequest complete;
+    complete.set_worker_id(worker.worker_id());
+    complete.set_job_id(job.job_id());
+    complete.set_lease_epoch(job.lease_epoch());
+    auto* m = complete.add_metrics();
+    m->set_name("ppl");
+    m->set_value(ppl);
+    m->set_n(8);
+    complete.set_provenance_json(R"({"code_version": "http-test", "worker": "w-http"})");
+    v1::CompleteResponse ok;
+    REQUIRE_RPC_OK(r.worker->Complete(Ctx("").get(), complete, &ok));
+    done[job.job_id()] = ppl;
+  }
+  return done;
+}
+
+json GetJson(Running& r, const std::string& path, int want_status = 200) {
+  httplib::Headers headers;
+  if (!r.token.empty()) headers.emplace("Authorization", "Bearer " + r.token);
+  auto res = r.http->Get(path.c_str(), headers);
+  REQUIRE(res);
+  INFO(path << " -> " << res->status << " " << res->body);
+  REQUIRE(res->status == want_status);
+  CHECK(res->get_header_value("Content-Type") == "application/json");
+  return json::parse(res->body);
+}
+
+TEST_CASE("the dashboard API answers 401 without the client token and JSON with it",
+          "[pg][grpc][http]") {
+  Running r = Start("s3cret");
+  Submit(r, "auth-1", kSweepYaml);
+  auto none = r.http->Get("/api/sweeps");
+  REQUIRE(none);
+  CHECK(none->status == 401);
+  CHECK(json::parse(none->body).contains("error"));
+  auto wrong = r.http->Get("/api/sweeps", {{"Authorization", "Bearer s3cre"}});
+  REQUIRE(wrong);
+  CHECK(wrong->status == 401);
+  auto not_bearer = r.http->Get("/api/results", {{"Authorization", "s3cret"}});
+  REQUIRE(not_bearer);
+  CHECK(not_bearer->status == 401);
+  json sweeps = GetJson(r, "/api/sweeps");
+  REQUIRE(sweeps["sweeps"].size() == 1);
+  CHECK(sweeps["sweeps"][0]["name"] == "dash");
+  // The page itself holds no data and loads without the token (it asks for it).
+  auto page = r.http->Get("/");
+  REQUIRE(page);
+  CHECK(page->status == 200);
+  CHECK(page->body.find("/assets/app.js") != std::string::npos);
+  auto chart = r.http->Get("/assets/uPlot.iife.min.js");
+  REQUIRE(chart);
+  CHECK(chart->status == 200);
+  CHECK(chart->body.find("uPlot") != std::string::npos);
+  CHECK(r.http->Get("/assets/nope.js")->status == 404);
+}
+
+TEST_CASE(
+    "the dashboard API returns sweeps with counts, a sweep's jobs, the pivoted results and a "
+    "job's events and provenance",
+    "[pg][grpc][http]") {
+  Running r = Start("");
+  const int64_t sweep = Submit(r, "dash-1", kSweepYaml);
+  const std::map<int64_t, double> done = RunAll(r);
+  REQUIRE(done.size() == 3);
+  const int64_t other = Submit(r, "dash-2", kOtherYaml);
+  v1::CancelSweepRequest cancel;
+  cancel.set_sweep_id(other);
+  v1::Sweep canceled;
+  REQUIRE_RPC_OK(r.client->CancelSweep(Ctx("").get(), cancel, &canceled));
+
+  json sweeps = GetJson(r, "/api/sweeps")["sweeps"];
+  REQUIRE(sweeps.size() == 2);
+  CHECK(sweeps[0]["id"] == other);  // newest first
+  CHECK(sweeps[0]["state"] == "CANCELED");
+  CHECK(sweeps[0]["canceled"] == 1);
+  CHECK(sweeps[0]["succeeded"] == 1);
+  CHECK(sweeps[0]["finished"] == true);
+  CHECK(sweeps[1]["state"] == "ACTIVE");
+  CHECK(sweeps[1]["succeeded"] == 3);
+  CHECK(sweeps[1]["total"] == 3);
+  CHECK(sweeps[1]["finished"] == true);
+
+  json detail = GetJson(r, "/api/sweeps/" + std::to_string(sweep));
+  CHECK(detail["sweep"]["name"] == "dash");
+  REQUIRE(detail["jobs"].size() == 3);
+  for (const auto& job : detail["jobs"]) {
+    CHECK(job["state"] == "SUCCEEDED");
+    CHECK(job["worker"] == "w-http");
+    CHECK(job["task"] == "wikitext2");
+    CHECK(job["progress"] == 1.0);
+  }
+
+  json results = GetJson(r, "/api/results?sweep=" + std::to_string(sweep));
+  const json& table = results["table"];
+  REQUIRE(table["columns"].size() == 1);
+  CHECK(table["columns"][0]["name"] == "wikitext2 ppl");
+  REQUIRE(table["rows"].size() == 3);
+  CHECK(table["rows"][0]["baseline"] == true);
+  CHECK(table["rows"][1]["label"] == "rtn w3 g64");
+  CHECK(table["rows"][2]["label"] == "rtn w4 g64");
+  for (const auto& row : table["rows"]) {
+    const auto& cell = row["cells"]["wikitext2 ppl"];
+    CHECK(cell["value"].get<double>() == done.at(cell["job_id"].get<int64_t>()));
+  }
+  CHECK(results["rows"].size() == 3);
+  // Every sweep's results when no sweep is named; the canceled sweep shares only the baseline,
+  // which had already succeeded.
+  CHECK(GetJson(r, "/api/results")["table"]["rows"].size() == 3);
+  const json shared = GetJson(r, "/api/results?sweep=" + std::to_string(other))["table"]["rows"];
+  REQUIRE(shared.size() == 1);
+  CHECK(shared[0]["baseline"] == true);
+
+  const int64_t job_id = done.begin()->first;
+  json job = GetJson(r, "/api/jobs/" + std::to_string(job_id));
+  CHECK(job["job"]["id"] == job_id);
+  CHECK(job["job"]["sweep_id"] == sweep);
+  REQUIRE(job["events"].size() == 3);
+  CHECK(job["events"][0]["event"] == "SUBMIT");
+  CHECK(job["events"][0]["from"].is_null());
+  CHECK(job["events"][1]["event"] == "LEASE");
+  CHECK(job["events"][1]["worker"] == "w-http");
+  CHECK(job["events"][2]["to"] == "SUCCEEDED");
+  CHECK(job["events"][2]["at"].get<double>() >= job["events"][0]["at"].get<double>());
+  REQUIRE(job["results"].size() == 1);
+  CHECK(job["results"][0]["value"].get<double>() == done.at(job_id));
+  CHECK(job["results"][0]["provenance"]["code_version"] == "http-test");
+
+  CHECK(GetJson(r, "/api/jobs/999999", 404).contains("error"));
+  CHECK(GetJson(r, "/api/sweeps/999999", 404).contains("error"));
+  CHECK(GetJson(r, "/api/results?sweep=x", 400).contains("error"));
+}
+
+TEST_CASE("with TLS configured the dashboard is served over HTTPS with the gRPC certificate",
+          "[pg][grpc][http]") {
+  if (std::system("openssl version > /dev/null 2>&1") != 0) {
+    WARN("skipped: the openssl command is not installed");
+    return;
+  }
+  const std::string dir = testing::ScratchDir("server-http-tls");
+  const std::string make =
+      "cd '" + dir +
+      "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+      "server.key -out server.pem -days 2 -subj /CN=localhost -addext "
+      "subjectAltName=DNS:localhost,IP:127.0.0.1 > openssl.log 2>&1";
+  REQUIRE(std::system(make.c_str()) == 0);
+  ServerConfig config;
+  config.db = testing::FreshDatabase();
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "";
+  config.http_listen = "127.0.0.1:0";
+  config.client_token = "tls-token";
+  config.tls_cert = dir + "/server.pem";
+  config.tls_key = dir + "/server.key";
+  auto coordinator = Coordinator::Start(config);
+  INFO(coordinator.status().ToString());
+  REQUIRE(coordinator.ok());
+  const int port = (*coordinator)->http_port();
+
+  httplib::SSLClient https("127.0.0.1", port);
+  https.set_ca_cert_path((dir + "/server.pem").c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_read_timeout(20, 0);
+  auto res = https.Get("/api/sweeps", {{"Authorization", "Bearer tls-token"}});
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(json::parse(res->body)["sweeps"].empty());
+  auto unauthenticated = https.Get("/api/sweeps");
+  REQUIRE(unauthenticated);
+  CHECK(unauthenticated->status == 401);
+  // Plain HTTP gets no answer from the TLS port.
+  httplib::Client plain("127.0.0.1", port);
+  plain.set_read_timeout(5, 0);
+  auto refused = plain.Get("/api/sweeps", {{"Authorization", "Bearer tls-token"}});
+  CHECK((!refused || refused->status != 200));
+}
+
+}  // namespace
+}  // namespace bitsweep::server

@@ -1,5 +1,6 @@
 #include "server/rpc_guard.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace bitsweep::server {
@@ -19,7 +20,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 }  // namespace
 
 grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
-  if (token_.empty()) return grpc::Status::OK;
+  if (tokens_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -28,8 +29,12 @@ grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
   }
   const std::string_view value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
-  if (value.substr(0, kBearer.size()) != kBearer ||
-      !ConstantTimeEquals(value.substr(kBearer.size()), token_)) {
+  // Every token is compared (no early exit), so the time taken reveals at most how many there are.
+  bool accepted = false;
+  for (const std::string& token : tokens_) {
+    accepted |= ConstantTimeEquals(value.substr(std::min(kBearer.size(), value.size())), token);
+  }
+  if (value.substr(0, kBearer.size()) != kBearer || !accepted) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
   }
   return grpc::Status::OK;

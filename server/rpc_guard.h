@@ -7,21 +7,24 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "server/metrics.h"
+#include "server/server_config.h"
 #include "server/status_convert.h"
 
 namespace bitsweep::server {
 
 class RpcGuard {
  public:
-  // `token` empty: no authentication. `metrics` must outlive the guard.
-  RpcGuard(ServerMetrics* metrics, std::string token)
-      : metrics_(metrics), token_(std::move(token)) {}
+  // `tokens` empty: no authentication; else one token or a comma-separated list of tokens, any
+  // of which is accepted (rotation). `metrics` must outlive the guard.
+  RpcGuard(ServerMetrics* metrics, const std::string& tokens)
+      : metrics_(metrics), tokens_(SplitTokenList(tokens)) {}
 
-  // UNAUTHENTICATED unless `context` carries "authorization: Bearer <token>".
+  // UNAUTHENTICATED unless `context` carries "authorization: Bearer <t>" for one of the tokens.
   grpc::Status Authenticate(const grpc::ServerContext& context) const;
 
   // Runs `body` (returning absl::Status) after authentication, and records the outcome.
@@ -38,7 +41,7 @@ class RpcGuard {
 
  private:
   ServerMetrics* metrics_;
-  std::string token_;
+  std::vector<std::string> tokens_;
 };
 
 }  // namespace bitsweep::server

@@ -516,6 +516,30 @@ TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUT
   REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-secret").get(), reg, &reg_resp));
 }
 
+TEST_CASE("a comma-separated token list accepts each of its tokens, so tokens can be rotated",
+          "[pg][grpc]") {
+  ServerConfig config;
+  config.client_token = "client-old,client-new";
+  config.worker_token = "worker-old,worker-new";
+  Running r = Start(config);
+  v1::ListSweepsResponse sweeps;
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-old").get(), v1::ListSweepsRequest(), &sweeps));
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-new").get(), v1::ListSweepsRequest(), &sweeps));
+  for (const char* wrong : {"client-old,client-new", "client-", "client-newer", "worker-new", ""}) {
+    INFO("token '" << wrong << "'");
+    CHECK(r.client->ListSweeps(Ctx(wrong).get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
+          grpc::StatusCode::UNAUTHENTICATED);
+  }
+  v1::RegisterRequest reg;
+  v1::RegisterResponse reg_resp;
+  reg.set_name("w-old");
+  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-old").get(), reg, &reg_resp));
+  reg.set_name("w-new");
+  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-new").get(), reg, &reg_resp));
+  CHECK(r.worker->Register(Ctx("client-new").get(), reg, &reg_resp).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   Running r = Start();
   grpc::GenericStub stub(r.channel);

@@ -9,7 +9,8 @@
 //    patches); any other kustomization key is an error, never silently ignored. Where a real
 //    kustomize is on the PATH (`kubectl kustomize`), each render is compared with its output.
 //  * Every rendered object against the Kubernetes API schemas (kubernetes-models) and the
-//    prometheus-operator CRD schemas, rejecting unknown kinds.
+//    prometheus-operator CRD schemas, rejecting unknown kinds, and unknown (misspelt) fields
+//    as a strict API server would (strict_fields.mjs).
 //  * Cross-references: selectors match pod labels, Service target ports and ServiceMonitor
 //    ports exist, ConfigMap keys, Secrets (deploy/k8s/secrets.example.yaml) and PVCs exist,
 //    container args are flags that server/main.cc / worker/main.cc define, gRPC probes on the
@@ -29,6 +30,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import jsonpatch from "fast-json-patch";
+import { unknownFields } from "./strict_fields.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -181,6 +183,9 @@ async function checkSchemas(objs, errors, where) {
     } catch (e) {
       errors.push(`${where}: ${id(o)}: ${e.message}`);
     }
+    const unknown = unknownFields(o);
+    if (unknown === null) errors.push(`${where}: ${id(o)}: no field declarations for ${o.apiVersion} ${o.kind}`);
+    for (const u of unknown ?? []) errors.push(`${where}: ${id(o)}: ${u}`);
   }
 }
 
@@ -612,6 +617,9 @@ async function selfTest() {
     ["replicas is not an integer", plain, (o) => { find(o, "Deployment", "bitsweep-coordinator").spec.replicas = "one"; }, "must be integer"],
     ["a gRPC probe port by name", plain, (o) => { coord(o).readinessProbe.grpc.port = "grpc"; }, "must be integer"],
     ["an unknown kind", plain, (o) => { o.push({ apiVersion: "v1", kind: "Servcie", metadata: { name: "x" } }); }, "no schema"],
+    ["a misspelt container field", plain, (o) => { coord(o).readinesProbe = coord(o).readinessProbe; delete coord(o).readinessProbe; }, "unknown field 'readinesProbe'"],
+    ["a misspelt alert field", plain, (o) => { find(o, "PrometheusRule", "bitsweep").spec.groups[0].rules[0].fro = "5m"; }, "unknown field 'fro'"],
+    ["a misspelt metadata field", plain, (o) => { find(o, "Service", "bitsweep-worker").metadata.lables = {}; }, "unknown field 'lables'"],
     ["a malformed quantity", plain, (o) => { worker(o).resources.limits.memory = "lots"; }, "quantity"],
     ["a Service selecting nothing", plain, (o) => { find(o, "Service", "bitsweep-coordinator").spec.selector = { app: "nope" }; }, "selects no pod"],
     ["a selector not matching its template", plain, (o) => { find(o, "StatefulSet", "bitsweep-worker").spec.selector.matchLabels["x"] = "y"; }, "does not match"],

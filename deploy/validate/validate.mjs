@@ -21,8 +21,8 @@
 //    and `promtool test rules` on it; every metric and label name in alerts and in the Grafana
 //    dashboard is one that server/metrics.cc or worker/metrics.cc exports; every dashboard
 //    query parses (promtool checks it as a recording rule).
-//  * Dockerfiles: non-root USER, ENTRYPOINT the real binaries, CMake targets and output paths
-//    that exist in the tree.
+//  * Dockerfiles: syntax (dockerfile-utils), non-root USER, ENTRYPOINT the real binaries, CMake
+//    targets and output paths that exist in the tree.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,6 +30,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import jsonpatch from "fast-json-patch";
+import { validate as lintDockerfile } from "dockerfile-utils";
 import { unknownFields } from "./strict_fields.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -506,6 +507,9 @@ function executables() {
 
 export function checkDockerfile(name, text, errors) {
   const where = `deploy/docker/${name}`;
+  // Syntax: instructions, their flags and arguments (dockerfile-utils, the linter of VS Code's
+  // Docker extension); warnings count as problems too.
+  for (const d of lintDockerfile(text)) errors.push(`${where}:${d.range.start.line + 1}: ${d.message}`);
   const exes = executables();
   const lines = text.replace(/\\\n/g, " ").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
   const stages = [];
@@ -687,13 +691,14 @@ async function selfTest() {
   for (const [what, text, expect] of [
     ["a Dockerfile running as root", coordDocker.replace(/^USER .*$/m, "USER root"), "non-root"],
     ["a Dockerfile with another entry point", coordDocker.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT ["/bin/sh"]'), "ENTRYPOINT"],
+    ["a Dockerfile with a misspelt instruction flag", coordDocker.replace("COPY --from=build", "COPY --form=build"), "Unknown flag: form"],
     ["a Dockerfile building a missing target", coordDocker.replace("--target bitsweep-coordinator", "--target bitsweep-coordinatorr"), "does not exist"],
   ]) {
     errors = [];
     checkDockerfile("coordinator.Dockerfile", text, errors);
     if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (${JSON.stringify(errors)})`);
   }
-  return { failures, count: cases.length + 3 + 2 + 3 + 1 + 3 };
+  return { failures, count: cases.length + 3 + 2 + 3 + 1 + 4 };
 }
 
 function writePrometheusRule() {

@@ -567,6 +567,42 @@ TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   }
 }
 
+TEST_CASE(
+    "with tokens configured, the health service still answers without a token (Kubernetes probes)",
+    "[pg][grpc]") {
+  ServerConfig config;
+  config.client_token = "client-secret";
+  config.worker_token = "worker-secret";
+  Running r = Start(config);
+  grpc::GenericStub stub(r.channel);
+  grpc::CompletionQueue cq;
+  auto ctx = Ctx();  // no authorization metadata, as the kubelet's gRPC probe sends none
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
+  auto call = stub.PrepareUnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  REQUIRE(cq.Next(&tag, &ok));
+  REQUIRE(ok);
+  REQUIRE_RPC_OK(status);
+  std::vector<grpc::Slice> slices;
+  REQUIRE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  CHECK(bytes == std::string("\x08\x01", 2));  // SERVING
+  // The bitsweep services on the same port still refuse the missing token.
+  v1::ListSweepsResponse sweeps;
+  CHECK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 // Runs the next operation on `cq` to completion; false when it failed.
 bool Await(grpc::CompletionQueue& cq, void* expected_tag) {
   void* tag = nullptr;

@@ -22,7 +22,8 @@
 //    dashboard is one that server/metrics.cc or worker/metrics.cc exports; every dashboard
 //    query parses (promtool checks it as a recording rule).
 //  * Dockerfiles: syntax (dockerfile-utils), non-root USER, ENTRYPOINT the real binaries, CMake
-//    targets and output paths that exist in the tree.
+//    targets and output paths that exist in the tree; where the binaries are built, every shared
+//    library they load comes from a package the image installs (dpkg, apt-cache, ldd).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -537,6 +538,73 @@ export function checkDockerfile(name, text, errors) {
   if (!final.some((l) => l.includes(`/usr/local/bin/${expected}`) && /^COPY\s/i.test(l))) errors.push(`${where}: the final stage does not copy ${expected}`);
 }
 
+// ---- runtime packages of the images -------------------------------------------------------------
+
+// Which Debian package ships each (x86_64) shared library installed here (dpkg's file lists).
+function libraryPackages() {
+  const dir = "/var/lib/dpkg/info";
+  const out = new Map();
+  for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".list"))) {
+    const pkg = f.slice(0, -5).split(":")[0];
+    for (const line of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
+      if (!/^\/(usr\/)?lib\//.test(line) || !/\.so(\.|$)/.test(line) || /\/(lib32|libx32)\/|i386/.test(line)) continue;
+      const name = path.basename(line);
+      if (!out.has(name) || line.includes("/x86_64-linux-gnu/")) out.set(name, pkg);
+    }
+  }
+  return out;
+}
+
+// The packages apt would install for `pkgs` (and what debian:12 has already: the closure of apt).
+function aptClosure(pkgs) {
+  const r = run("apt-cache", ["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+    "--no-breaks", "--no-replaces", "--no-enhances", "apt", ...pkgs]);
+  if (!r.ok) return null;
+  return new Set(r.out.split("\n").filter((l) => l && !l.startsWith(" ")).map((l) => l.replace(/:any$/, "")));
+}
+
+// With the binaries built (as scripts/test builds them) and dpkg/apt available: every shared
+// library the image's binaries load belongs to a package its final stage installs (or to one
+// they depend on, or to debian:12 itself). The CUDA image brings its own libtorch: not checked.
+const RUNTIME_BINARIES = {
+  "coordinator.Dockerfile": ["server/bitsweep-coordinator"],
+  "worker.Dockerfile": ["worker/bitsweep-worker", "cli/bitsweep"],
+};
+function checkRuntimePackages(errors, notes, texts = {}) {
+  const build = process.env.BITSWEEP_BUILD_DIR || path.join(ROOT, "build");
+  let libs = null;
+  for (const [docker, bins] of Object.entries(RUNTIME_BINARIES)) {
+    const where = `deploy/docker/${docker}`;
+    const present = bins.filter((b) => fs.existsSync(path.join(build, b)));
+    if (present.length !== bins.length) {
+      notes.push(`${where}: runtime packages not checked (${bins.join(", ")} not built in ${rel(build)})`);
+      continue;
+    }
+    const text = (texts[docker] ?? fs.readFileSync(path.join(DEPLOY, "docker", docker), "utf8")).replace(/\\\n/g, " ");
+    const final = text.slice(text.lastIndexOf("\nFROM "));
+    const install = final.match(/apt-get install ([^&]*)/);
+    if (!install) { errors.push(`${where}: the final stage installs no packages`); continue; }
+    const pkgs = install[1].split(/\s+/).filter((w) => w && !w.startsWith("-"));
+    const closure = aptClosure(pkgs);
+    if (!closure || !fs.existsSync("/var/lib/dpkg/info")) {
+      notes.push(`${where}: runtime packages not checked (no apt-cache or dpkg here)`);
+      continue;
+    }
+    libs ??= libraryPackages();
+    const before = errors.length;
+    for (const b of bins) {
+      const ldd = run("ldd", [path.join(build, b)]);
+      if (!ldd.ok) { errors.push(`${where}: ldd ${b} failed: ${ldd.out}`); continue; }
+      for (const m of ldd.out.matchAll(/^\s*(\S+) => (\S+)/gm)) {
+        const pkg = libs.get(m[1]) ?? libs.get(path.basename(fs.realpathSync(m[2])));
+        if (!pkg) errors.push(`${where}: ${b} loads ${m[1]}, which no Debian package installed here ships`);
+        else if (!closure.has(pkg)) errors.push(`${where}: ${b} loads ${m[1]} from '${pkg}', which the final stage does not install`);
+      }
+    }
+    if (errors.length === before) notes.push(`${where}: every shared library of ${bins.join(", ")} comes from its packages`);
+  }
+}
+
 // ---- driver ----------------------------------------------------------------------------------
 
 // A kustomize of version 4 or later inside kubectl (older ones lack inline `patches`); a
@@ -614,6 +682,7 @@ async function validateAll() {
   for (const f of fs.readdirSync(path.join(DEPLOY, "docker")).filter((f) => f.endsWith(".Dockerfile"))) {
     checkDockerfile(f, fs.readFileSync(path.join(DEPLOY, "docker", f), "utf8"), errors);
   }
+  checkRuntimePackages(errors, notes);
   const objects = Object.values(rendered).reduce((n, o) => n + o.length, 0);
   return { errors, notes, summary: `${Object.keys(rendered).length} renders (${objects} objects), ${alerts.length} alerts, ${dash?.panels?.length ?? 0} dashboard panels` };
 }
@@ -707,7 +776,18 @@ async function selfTest() {
     checkDockerfile("coordinator.Dockerfile", text, errors);
     if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (${JSON.stringify(errors)})`);
   }
-  return { failures, count: cases.length + 3 + 2 + 3 + 1 + 4 };
+  // The runtime package check, where the coordinator is built.
+  let extra = 0;
+  const notes = [];
+  errors = [];
+  checkRuntimePackages(errors, notes, { "coordinator.Dockerfile": coordDocker.replace(" libpqxx-6.4", "") });
+  if (notes.some((n) => n.includes("coordinator.Dockerfile") && n.includes("not checked"))) {
+    console.log("note: bitsweep-coordinator is not built: the runtime package check was not self-tested");
+  } else {
+    extra = 1;
+    if (!errors.some((e) => e.includes("libpqxx"))) failures.push(`an image missing a runtime package: not rejected (${JSON.stringify(errors)})`);
+  }
+  return { failures, count: cases.length + 3 + 2 + 3 + 1 + 4 + extra };
 }
 
 function writePrometheusRule() {

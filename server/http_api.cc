@@ -99,7 +99,7 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
                                                   const ServiceDeps& deps) {
   std::unique_ptr<HttpApi> api(new HttpApi());
   api->deps_ = deps;
-  api->token_ = options.client_token;
+  api->tokens_ = SplitTokenList(options.client_token);
   if (!options.tls_cert.empty()) {
     api->server_ = std::make_unique<httplib::SSLServer>(
         options.tls_cert.c_str(), options.tls_key.c_str(),
@@ -141,10 +141,10 @@ void HttpApi::Route() {
   httplib::Server& s = *server_;
   // Every /api/ request is authenticated before routing; the page and assets hold no data.
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (token_.empty() || req.path.rfind("/api/", 0) != 0) {
+    if (tokens_.empty() || req.path.rfind("/api/", 0) != 0) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    if (BearerTokenMatches(req.get_header_value("Authorization"), token_)) {
+    if (BearerTokenMatches(req.get_header_value("Authorization"), tokens_)) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     res.status = 401;

@@ -59,7 +59,7 @@ class HttpApi {
   void Route();
 
   ServiceDeps deps_;
-  std::string token_;
+  std::vector<std::string> tokens_;  // empty: no authentication
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -42,9 +42,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--client-token", config.client_token,
-                 "bearer token Coordinator RPCs must carry (env BITSWEEP_CLIENT_TOKEN)");
+                 "bearer token Coordinator RPCs must carry; several separated by commas are "
+                 "each accepted, for rotation (env BITSWEEP_CLIENT_TOKEN)");
   app.add_option("--worker-token", config.worker_token,
-                 "bearer token WorkerGateway RPCs must carry (env BITSWEEP_WORKER_TOKEN)");
+                 "bearer token WorkerGateway RPCs must carry; several separated by commas are "
+                 "each accepted, for rotation (env BITSWEEP_WORKER_TOKEN)");
   app.add_option("--tls-cert", config.tls_cert, "server certificate chain (PEM); enables TLS")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", config.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);

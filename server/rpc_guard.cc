@@ -17,22 +17,24 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-bool BearerTokenMatches(std::string_view authorization, std::string_view token) {
+bool BearerTokenMatches(std::string_view authorization, const std::vector<std::string>& tokens) {
   constexpr std::string_view kBearer = "Bearer ";
-  return authorization.substr(0, kBearer.size()) == kBearer &&
-         ConstantTimeEquals(authorization.substr(std::min(kBearer.size(), authorization.size())),
-                            token);
+  const std::string_view given = authorization.substr(std::min(kBearer.size(), authorization.size()));
+  // Every token is compared (no early exit), so the time taken reveals at most how many there are.
+  bool accepted = false;
+  for (const std::string& token : tokens) accepted |= ConstantTimeEquals(given, token);
+  return authorization.substr(0, kBearer.size()) == kBearer && accepted;
 }
 
 grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
-  if (token_.empty()) return grpc::Status::OK;
+  if (tokens_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing 'authorization: Bearer <token>' metadata");
   }
-  if (!BearerTokenMatches(std::string_view(it->second.data(), it->second.size()), token_)) {
+  if (!BearerTokenMatches(std::string_view(it->second.data(), it->second.size()), tokens_)) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
   }
   return grpc::Status::OK;

@@ -8,26 +8,29 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "server/metrics.h"
+#include "server/server_config.h"
 #include "server/status_convert.h"
 
 namespace bitsweep::server {
 
-// Whether an Authorization value ("Bearer <token>") carries `token`; compares in constant time,
-// so the time taken does not reveal how much of a guessed token was right. Shared by the gRPC
-// services and the HTTP API, which accept the same client token.
-bool BearerTokenMatches(std::string_view authorization, std::string_view token);
+// Whether an Authorization value ("Bearer <token>") carries one of `tokens`; compares in
+// constant time, so the time taken does not reveal how much of a guessed token was right.
+// Shared by the gRPC services and the HTTP API, which accept the same client tokens.
+bool BearerTokenMatches(std::string_view authorization, const std::vector<std::string>& tokens);
 
 class RpcGuard {
  public:
-  // `token` empty: no authentication. `metrics` must outlive the guard.
-  RpcGuard(ServerMetrics* metrics, std::string token)
-      : metrics_(metrics), token_(std::move(token)) {}
+  // `tokens` empty: no authentication; else one token or a comma-separated list of tokens, any
+  // of which is accepted (rotation). `metrics` must outlive the guard.
+  RpcGuard(ServerMetrics* metrics, const std::string& tokens)
+      : metrics_(metrics), tokens_(SplitTokenList(tokens)) {}
 
-  // UNAUTHENTICATED unless `context` carries "authorization: Bearer <token>".
+  // UNAUTHENTICATED unless `context` carries "authorization: Bearer <t>" for one of the tokens.
   grpc::Status Authenticate(const grpc::ServerContext& context) const;
 
   // Runs `body` (returning absl::Status) after authentication, and records the outcome.
@@ -44,7 +47,7 @@ class RpcGuard {
 
  private:
   ServerMetrics* metrics_;
-  std::string token_;
+  std::vector<std::string> tokens_;
 };
 
 }  // namespace bitsweep::server

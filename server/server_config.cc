@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace bitsweep::server {
 namespace {
@@ -30,7 +31,27 @@ Status CheckAddress(const std::string& field, const std::string& host_port) {
   return absl::OkStatus();
 }
 
+Status CheckTokenList(const std::string& field, const std::string& tokens) {
+  if (tokens.empty()) return absl::OkStatus();
+  for (const std::string& token : SplitTokenList(tokens)) {
+    if (token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": an entry of the comma-separated token list is empty"));
+    }
+    if (token.find_first_of(" \t\r\n") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": a token contains whitespace (a stray newline from a file?)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::vector<std::string> SplitTokenList(const std::string& tokens) {
+  if (tokens.empty()) return {};
+  return absl::StrSplit(tokens, ',');
+}
 
 bool IsLoopbackAddress(const std::string& host_port) {
   std::string host, port;
@@ -54,6 +75,8 @@ Status ServerConfig::Validate() const {
   if (watch_poll_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("watch_poll_interval: must be positive");
   }
+  RETURN_IF_ERROR(CheckTokenList("client_token", client_token));
+  RETURN_IF_ERROR(CheckTokenList("worker_token", worker_token));
   if (tls_cert.empty() != tls_key.empty()) {
     return absl::InvalidArgumentError("tls_cert, tls_key: give both or neither");
   }

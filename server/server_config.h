@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/status.h"
@@ -31,6 +32,8 @@ struct ServerConfig {
   absl::Duration watch_poll_interval = absl::Milliseconds(500);
   // Bearer tokens: when non-empty, Coordinator RPCs need "authorization: Bearer <client_token>"
   // and WorkerGateway RPCs "authorization: Bearer <worker_token>" (UNAUTHENTICATED otherwise).
+  // Each may list several tokens separated by commas ("old,new"), any of which is accepted, so
+  // a token can be rotated without a moment where clients or workers are refused.
   std::string client_token;
   std::string worker_token;
   // PEM files. cert and key together enable TLS; ca additionally requires and verifies client
@@ -46,9 +49,13 @@ struct ServerConfig {
   bool ListensOnLoopbackOnly() const;
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
   // address without TLS and tokens (unless insecure_allow_remote; for http_listen TLS and the
-  // client token), non-positive durations.
+  // client token), non-positive durations, a token list with an empty entry or whitespace.
   Status Validate() const;
 };
+
+// The tokens of a comma-separated list ("a,b" -> {"a", "b"}; "" -> {}). Entries are kept as
+// written; ServerConfig::Validate rejects empty ones and whitespace.
+std::vector<std::string> SplitTokenList(const std::string& tokens);
 
 // Whether the host part of "host:port" ("[::1]:50051", "localhost:1") is a loopback address.
 bool IsLoopbackAddress(const std::string& host_port);

@@ -516,6 +516,30 @@ TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUT
   REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-secret").get(), reg, &reg_resp));
 }
 
+TEST_CASE("a comma-separated token list accepts each of its tokens, so tokens can be rotated",
+          "[pg][grpc]") {
+  ServerConfig config;
+  config.client_token = "client-old,client-new";
+  config.worker_token = "worker-old,worker-new";
+  Running r = Start(config);
+  v1::ListSweepsResponse sweeps;
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-old").get(), v1::ListSweepsRequest(), &sweeps));
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-new").get(), v1::ListSweepsRequest(), &sweeps));
+  for (const char* wrong : {"client-old,client-new", "client-", "client-newer", "worker-new", ""}) {
+    INFO("token '" << wrong << "'");
+    CHECK(r.client->ListSweeps(Ctx(wrong).get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
+          grpc::StatusCode::UNAUTHENTICATED);
+  }
+  v1::RegisterRequest reg;
+  v1::RegisterResponse reg_resp;
+  reg.set_name("w-old");
+  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-old").get(), reg, &reg_resp));
+  reg.set_name("w-new");
+  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-new").get(), reg, &reg_resp));
+  CHECK(r.worker->Register(Ctx("client-new").get(), reg, &reg_resp).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   Running r = Start();
   grpc::GenericStub stub(r.channel);
@@ -538,6 +562,42 @@ TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   std::string bytes;
   for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   CHECK(bytes == std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+TEST_CASE(
+    "with tokens configured, the health service still answers without a token (Kubernetes probes)",
+    "[pg][grpc]") {
+  ServerConfig config;
+  config.client_token = "client-secret";
+  config.worker_token = "worker-secret";
+  Running r = Start(config);
+  grpc::GenericStub stub(r.channel);
+  grpc::CompletionQueue cq;
+  auto ctx = Ctx();  // no authorization metadata, as the kubelet's gRPC probe sends none
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
+  auto call = stub.PrepareUnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  REQUIRE(cq.Next(&tag, &ok));
+  REQUIRE(ok);
+  REQUIRE_RPC_OK(status);
+  std::vector<grpc::Slice> slices;
+  REQUIRE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  CHECK(bytes == std::string("\x08\x01", 2));  // SERVING
+  // The bitsweep services on the same port still refuse the missing token.
+  v1::ListSweepsResponse sweeps;
+  CHECK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }

@@ -47,6 +47,24 @@ TEST_CASE("a remote listen address needs TLS and both tokens unless insecure is 
   CHECK(insecure.Validate().ok());
 }
 
+TEST_CASE(
+    "a token list splits on commas and an empty entry or whitespace is rejected naming the field") {
+  CHECK(SplitTokenList("").empty());
+  CHECK(SplitTokenList("a") == std::vector<std::string>{"a"});
+  CHECK(SplitTokenList("old,new") == std::vector<std::string>{"old", "new"});
+  ServerConfig c = Valid();
+  c.client_token = "old,new";
+  c.worker_token = "w";
+  CHECK(c.Validate().ok());
+  c.client_token = "old,";
+  CHECK(c.Validate().message().find("client_token") != absl::string_view::npos);
+  c.client_token = "old";
+  c.worker_token = "w1,,w2";
+  CHECK(c.Validate().message().find("worker_token") != absl::string_view::npos);
+  c.worker_token = "w1\n";
+  CHECK(c.Validate().message().find("worker_token") != absl::string_view::npos);
+}
+
 TEST_CASE("half-configured TLS and malformed addresses are rejected naming the field") {
   ServerConfig c = Valid();
   c.tls_cert = "cert.pem";

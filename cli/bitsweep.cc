@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
+#include "cli/tp_run.h"
 #include "eval/run_task.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -82,6 +83,7 @@ struct EvalFlags {
   std::string dtype = "fp32";
   std::string data_dir;
   bool json = false;
+  int tp = 1;
 };
 
 int RunEval(const EvalFlags& f) {
@@ -95,15 +97,20 @@ int RunEval(const EvalFlags& f) {
     if (!k.ok()) return Fail(k.status());
     kinds.push_back(*k);
   }
+  auto tp = bitsweep::cli::StartTensorParallel(f.tp);
+  if (!tp.ok()) return Fail(tp.status());
+  if (tp->launched) return tp->rc;
+  const bool leader = tp->rank == 0;  // under TP only rank 0 prints
   const std::string data_dir = ResolveDataDir(f.data_dir);
   auto tokenizer = bitsweep::model::Tokenizer::Load(f.model);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   bitsweep::model::LoadOptions lo;
   lo.dtype = *dtype;
+  lo.tp = tp->tp;
   auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo);
   if (!loaded.ok()) return Fail(loaded.status());
   auto& model = loaded->model;
-  if (!loaded->description.empty() && !f.json) {
+  if (!loaded->description.empty() && !f.json && leader) {
     std::printf("model: %s\n", loaded->description.c_str());
   }
 
@@ -124,14 +131,18 @@ int RunEval(const EvalFlags& f) {
     s.num_fewshot = f.num_fewshot;
     s.batch_size = f.batch_size_given ? f.batch_size : 16;
     s.prefix_reuse = !f.no_prefix_reuse;
-    s.progress = [&](int64_t d, int64_t t) { progress.Update(d, t); };
+    s.progress = [&](int64_t d, int64_t t) {
+      if (leader) progress.Update(d, t);
+    };
     auto out = bitsweep::eval::RunEvalTask(*model, **tokenizer, s);
     if (!out.ok()) return Fail(out.status());
+    if (!leader) continue;
     if (f.json) {
       json j = json::parse(out->json);
       j["dtype"] = f.dtype;
       j["model"] = f.model;
       j["quantization"] = loaded->description;
+      j["tensor_parallel"] = f.tp;
       std::cout << j.dump() << std::endl;
     } else {
       std::fputs(out->summary.c_str(), stdout);
@@ -166,6 +177,7 @@ int RunTokenize(const std::string& tokenizer_path, bool decode) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bitsweep::cli::SetCommandLine(argc, argv);
   CLI::App app{
       "bitsweep: post-training quantization studies of Qwen3 models.\n"
       "Quantizes Hugging Face Qwen3 checkpoints (dense and MoE) with RTN, GPTQ, AWQ, SmoothQuant\n"
@@ -216,6 +228,11 @@ int main(int argc, char** argv) {
   eval->add_option("--data-dir", ef.data_dir,
                    "Evaluation data folder (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
   eval->add_flag("--json", ef.json, "Print one JSON object per task");
+  eval->add_option("--tp", ef.tp,
+                   "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "
+                   "of the model; results equal those with 1")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
 
   std::string tok_path;
   bool decode = false;

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
+#include "cli/tp_run.h"
 #include "quant/pipeline.h"
 
 namespace bitsweep::cli {
@@ -86,21 +88,36 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
               "Reproduce the study's released code: RTN ignores --group, SmoothQuant does no "
               "smoothing, AWQ skips v->o under GQA (README: faithful vs released)");
   q->add_option("--data-dir", f.data_dir, "Data folder for c4/wikitext2 calibration");
+  q->add_option("--tp", f.tp,
+                "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "
+                "of the model; the output is the same as with 1")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   return q;
 }
 
 int RunQuantize(const QuantizeFlags& f, const std::string& data_dir) {
   quant::QuantizeRequest request = f;
   request.data_dir = data_dir;
-  const bool tty = isatty(2) != 0;
-  auto r = quant::QuantizeFolder(request, [tty](int64_t done, int64_t total) {
-    if (tty)
-      std::fprintf(stderr, "\rquantize: layer %lld/%lld", static_cast<long long>(done),
-                   static_cast<long long>(total));
-    if (tty && done == total) std::fprintf(stderr, "\n");
-  });
+  auto tp = StartTensorParallel(f.tp);
+  if (!tp.ok()) {
+    std::cerr << "bitsweep: error: " << tp.status().message() << "\n";
+    return 2;
+  }
+  if (tp->launched) return tp->rc;
+  const bool tty = isatty(2) != 0 && tp->rank == 0;
+  auto r = quant::QuantizeFolder(
+      request,
+      [tty](int64_t done, int64_t total) {
+        if (tty)
+          std::fprintf(stderr, "\rquantize: layer %lld/%lld", static_cast<long long>(done),
+                       static_cast<long long>(total));
+        if (tty && done == total) std::fprintf(stderr, "\n");
+      },
+      tp->tp);
   if (!r.ok()) {
-    std::cerr << "bitsweep: error: " << r.status().message() << "\n";
+    std::cerr << "bitsweep: error" << (f.tp > 1 ? absl::StrCat(" (rank ", tp->rank, ")") : "")
+              << ": " << r.status().message() << "\n";
     return r.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   std::printf("quantized %lld linears with %s w%d g%lld in %.1fs; wrote %s%s\n",

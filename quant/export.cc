@@ -1,8 +1,7 @@
 #include "quant/export.h"
 
-#include <unistd.h>
-
 #include <ATen/ATen.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -119,7 +118,7 @@ Status QuantizedModelWriter::WriteLayer(const model::Qwen3Model& model, int64_t 
   }
   try {
     std::vector<std::pair<std::string, at::Tensor>> plain, packed;
-    for (const auto& [name, t] : model.LayerTensors(i)) {
+    for (const auto& [name, t] : model.FullLayerTensors(i)) {
       plain.push_back({name, Stored(t, stored_)});
       if (!packed_) continue;
       const std::string module = name.substr(0, name.size() - std::string(".weight").size());
@@ -146,8 +145,7 @@ Status QuantizedModelWriter::WriteLayer(const model::Qwen3Model& model, int64_t 
           WriteShard((fs::path(tmp_dir_) / kPackedDir).string(), i + 2, packed, &packed_shards_));
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("writing layer ", i, ": ", e.what_without_backtrace()));
+    return absl::InternalError(absl::StrCat("writing layer ", i, ": ", e.what_without_backtrace()));
   }
   written_[i] = true;
   return absl::OkStatus();
@@ -156,10 +154,12 @@ Status QuantizedModelWriter::WriteLayer(const model::Qwen3Model& model, int64_t 
 Status QuantizedModelWriter::Finish(const model::Qwen3Model& model, const QuantizeResult& result,
                                     const nlohmann::json& recipe) {
   for (size_t i = 0; i < written_.size(); ++i) {
-    if (!written_[i]) return absl::FailedPreconditionError(absl::StrCat("layer ", i, " not written"));
+    if (!written_[i])
+      return absl::FailedPreconditionError(absl::StrCat("layer ", i, " not written"));
   }
   std::vector<std::pair<std::string, at::Tensor>> global;
-  for (const auto& [name, t] : model.GlobalTensors()) global.push_back({name, Stored(t, stored_)});
+  for (const auto& [name, t] : model.FullGlobalTensors())
+    global.push_back({name, Stored(t, stored_)});
   const fs::path tmp(tmp_dir_);
   const fs::path src(source_dir_);
   RETURN_IF_ERROR(WriteShard(tmp_dir_, 1, global, &shards_));
@@ -238,6 +238,14 @@ Status WriteQuantizedModel(const std::string& out_dir, const std::string& source
     RETURN_IF_ERROR(writer->WriteLayer(model, i, result.weights));
   }
   return writer->Finish(model, result, recipe);
+}
+
+void QuantizedModelWriter::FollowLayer(const model::Qwen3Model& model, int64_t i) {
+  (void)model.FullLayerTensors(i);
+}
+
+void QuantizedModelWriter::FollowFinish(const model::Qwen3Model& model) {
+  (void)model.FullGlobalTensors();
 }
 
 }  // namespace bitsweep::quant

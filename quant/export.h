@@ -20,10 +20,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "quant/layer_job.h"
@@ -52,6 +51,12 @@ class QuantizedModelWriter {
   // moves the folder into place. REQUIRES: every layer written.
   Status Finish(const model::Qwen3Model& model, const QuantizeResult& result,
                 const nlohmann::json& recipe);
+
+  // Tensor parallelism: WriteLayer and Finish gather whole tensors from every rank
+  // (Qwen3Model::Full*Tensors). Rank 0 writes; every other rank calls these at the same points
+  // to take part in the same gathers.
+  static void FollowLayer(const model::Qwen3Model& model, int64_t i);
+  static void FollowFinish(const model::Qwen3Model& model);
 
  private:
   QuantizedModelWriter() = default;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "model/collective.h"
 #include "model/qwen3.h"
 #include "model/tokenizer.h"
 #include "quant/calibration_data.h"
@@ -44,7 +45,8 @@ CalibDefaults DefaultsFor(Method m) {
 }  // namespace
 
 StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
-                                              const LayerProgress& progress) {
+                                              const LayerProgress& progress,
+                                              std::shared_ptr<const model::Collective> tp) {
   const std::string& data_dir = f.data_dir;
   auto fail = [](const Status& s) { return s; };
   auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
@@ -81,6 +83,11 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   model::LoadOptions lo;
   lo.dtype = *dtype;
   lo.lazy_layers = true;  // the driver streams: one decoder layer in memory at a time
+  lo.tp = tp;
+  if ((tp ? tp->world_size() : 1) != f.tp) {
+    return bad(absl::StrCat("tp = ", f.tp, " but the tensor-parallel group has ",
+                            tp ? tp->world_size() : 1, " ranks"));
+  }
   auto loaded = model::Qwen3Model::Load(f.model, lo);
   if (!loaded.ok()) return fail(loaded.status());
   model::Qwen3Model& mdl = **loaded;
@@ -127,7 +134,9 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
                            {"compute_dtype", f.dtype},
                            {"released_code", f.released_code},
                            {"source_model", f.model},
-                           {"code_version", BITSWEEP_VERSION}};
+                           {"code_version", BITSWEEP_VERSION},
+                           // Provenance only: TP gives the same weights as one device.
+                           {"tensor_parallel", mdl.tp()->world_size()}};
   if (m == Method::kGptq) {
     recipe["gptq"] = {{"percdamp", f.percdamp},
                       {"blocksize", f.blocksize},
@@ -185,10 +194,21 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   const bool packed =
       !f.no_packed && PackableBits(wbits) && m != Method::kSmoothQuant && m != Method::kBillm;
   recipe["packed_requested"] = packed;
-  auto writer = QuantizedModelWriter::Create(f.out, f.model, mdl, packed);
-  if (!writer.ok()) return fail(writer.status());
+  // Under tensor parallelism rank 0 writes; the other ranks take part in its gathers.
+  const bool writes = mdl.tp()->rank() == 0;
+  std::unique_ptr<QuantizedModelWriter> writer;
+  if (writes) {
+    auto created = QuantizedModelWriter::Create(f.out, f.model, mdl, packed);
+    if (!created.ok()) return fail(created.status());
+    writer = std::move(created).value();
+  }
   o.layer_sink = [&](int64_t i, std::map<std::string, QuantizedWeight>& w) {
-    Status st = (*writer)->WriteLayer(mdl, i, w);
+    Status st;
+    if (writes) {
+      st = writer->WriteLayer(mdl, i, w);
+    } else {
+      QuantizedModelWriter::FollowLayer(mdl, i);
+    }
     // The layer's buffers are free now: hand the heap's free pages back to the kernel, so the
     // retained heap (fast for the forwards) does not grow with depth.
     malloc_trim(0);
@@ -197,8 +217,12 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   o.progress = progress;
   auto r = QuantizeModel(mdl, calibrated ? &calib : nullptr, o);
   if (!r.ok()) return fail(r.status());
-  Status s = (*writer)->Finish(mdl, *r, recipe);
-  if (!s.ok()) return fail(s);
+  if (writes) {
+    Status s = writer->Finish(mdl, *r, recipe);
+    if (!s.ok()) return fail(s);
+  } else {
+    QuantizedModelWriter::FollowFinish(mdl);
+  }
   QuantizeFolderReport report;
   report.linears = static_cast<int64_t>(r->linears.size());
   report.wbits = wbits;

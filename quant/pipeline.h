@@ -8,9 +8,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "common/status.h"
+
+namespace bitsweep::model {
+class Collective;
+}  // namespace bitsweep::model
 
 namespace bitsweep::quant {
 
@@ -35,6 +40,9 @@ struct QuantizeRequest {
   int64_t awq_clip_tokens = 512;
   std::string billm_saliency = "hessian";
   int64_t billm_up_lim = 50;
+  // Tensor-parallel ranks the caller launches (cli/tp_run.h); QuantizeFolder checks that its
+  // group has this many. The result does not depend on it.
+  int tp = 1;
 };
 
 struct QuantizeFolderReport {
@@ -49,7 +57,10 @@ struct QuantizeFolderReport {
 // Called after each decoder layer with (layers done, layers total).
 using LayerProgress = std::function<void(int64_t, int64_t)>;
 
-StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& request,
-                                              const LayerProgress& progress = nullptr);
+// `tp`: run as one rank of a tensor-parallel group (quant/tensor_parallel.h); every rank calls
+// QuantizeFolder with the same request, rank 0 writes the output folder. nullptr: one process.
+StatusOr<QuantizeFolderReport> QuantizeFolder(
+    const QuantizeRequest& request, const LayerProgress& progress = nullptr,
+    std::shared_ptr<const model::Collective> tp = nullptr);
 
 }  // namespace bitsweep::quant

@@ -1,4 +1,5 @@
 // Runs the real `bitsweep` executable as a user would.
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -6,11 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <vector>
 
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 
 namespace {
 
@@ -63,8 +66,9 @@ std::string SmallDataDir(const std::string& dir) {
   WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
   std::string jsonl;
   for (int i = 0; i < 20; ++i) {
-    jsonl += nlohmann::json({{"text", std::string(300 + 10 * i, static_cast<char>('a' + i))}})
-                 .dump() + "\n";
+    jsonl +=
+        nlohmann::json({{"text", std::string(300 + 10 * i, static_cast<char>('a' + i))}}).dump() +
+        "\n";
   }
   WriteFile(dir + "/data/c4/docs.jsonl", jsonl);
   return dir + "/data";
@@ -74,14 +78,17 @@ std::string SmallDataDir(const std::string& dir) {
 
 TEST_CASE("bitsweep eval --json prints one object per task with the documented fields", "[cli]") {
   const std::string dir = bitsweep::testing::ScratchDir("cli_eval_json");
-  Run make = Bitsweep("make-tiny-model --out " + dir + "/model --seed 3 --max-shard-bytes 30000",
-                      dir);
+  Run make =
+      Bitsweep("make-tiny-model --out " + dir + "/model --seed 3 --max-shard-bytes 30000", dir);
   INFO(make.err);
   REQUIRE(make.code == 0);
   CHECK(fs::exists(dir + "/model/model.safetensors.index.json"));
   const std::string data = SmallDataDir(dir);
-  Run r = Bitsweep("eval --model " + dir + "/model --tasks wikitext2,c4 --seqlen 64 "
-                   "--max-windows 3 --json --data-dir " + data, dir);
+  Run r = Bitsweep("eval --model " + dir +
+                       "/model --tasks wikitext2,c4 --seqlen 64 "
+                       "--max-windows 3 --json --data-dir " +
+                       data,
+                   dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
   std::istringstream lines(r.out);
@@ -104,8 +111,8 @@ TEST_CASE("bitsweep eval names the problem for bad models, tasks and data", "[cl
   const std::string dir = bitsweep::testing::ScratchDir("cli_eval_errors");
   REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model", dir).code == 0);
   const std::string data = SmallDataDir(dir);
-  Run bad_task = Bitsweep("eval --model " + dir + "/model --tasks wikitext3 --data-dir " + data,
-                          dir);
+  Run bad_task =
+      Bitsweep("eval --model " + dir + "/model --tasks wikitext3 --data-dir " + data, dir);
   CHECK(bad_task.code != 0);
   CHECK_THAT(bad_task.err, Contains("unknown task \"wikitext3\""));
   Run no_model = Bitsweep("eval --model " + dir + "/nowhere --data-dir " + data, dir);
@@ -140,10 +147,14 @@ TEST_CASE("Evaluating a checkpoint peaks within 1.3x its fp32 size plus activati
           "[cli][memory]") {
   const std::string dir = bitsweep::testing::ScratchDir("cli_memory");
   const std::string data = SmallDataDir(dir);
-  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/small --hidden-size 32 --layers 1", dir)
-              .code == 0);
-  Run base = Bitsweep("eval --model " + dir + "/small --tasks wikitext2 --seqlen 64 "
-                      "--max-windows 1 --data-dir " + data, dir);
+  REQUIRE(
+      Bitsweep("make-tiny-model --out " + dir + "/small --hidden-size 32 --layers 1", dir).code ==
+      0);
+  Run base = Bitsweep("eval --model " + dir +
+                          "/small --tasks wikitext2 --seqlen 64 "
+                          "--max-windows 1 --data-dir " +
+                          data,
+                      dir);
   REQUIRE(base.code == 0);
   for (const char* dtype : {"f32", "bf16"}) {
     // About 150 MB of fp32 weights.
@@ -152,12 +163,15 @@ TEST_CASE("Evaluating a checkpoint peaks within 1.3x its fp32 size plus activati
                             " --kv-heads 4 --head-dim 64 --vocab-size 32000 --untied",
                         dir);
     REQUIRE(make.code == 0);
-    Run r = Bitsweep("eval --model " + dir + "/big --tasks wikitext2 --seqlen 64 --max-windows 1 "
-                     "--data-dir " + data, dir);
+    Run r = Bitsweep("eval --model " + dir +
+                         "/big --tasks wikitext2 --seqlen 64 --max-windows 1 "
+                         "--data-dir " +
+                         data,
+                     dir);
     INFO(r.err);
     REQUIRE(r.code == 0);
-    const double fp32_mb = (2.0 * 32000 * 512 + 8.0 * (512 * 512 * 2 + 512 * 256 * 2 +
-                                                      3.0 * 512 * 2048)) * 4 / 1e6;
+    const double fp32_mb =
+        (2.0 * 32000 * 512 + 8.0 * (512 * 512 * 2 + 512 * 256 * 2 + 3.0 * 512 * 2048)) * 4 / 1e6;
     const double extra_mb = (r.max_rss_kb - base.max_rss_kb) / 1024.0;
     const double activations_mb = 16;  // logits 64x32000 fp32 and small buffers
     INFO(dtype << ": checkpoint " << fp32_mb << " MB fp32, peak RSS above baseline " << extra_mb
@@ -171,11 +185,14 @@ TEST_CASE("bitsweep quantize writes a loadable folder with its recipe and reject
   const std::string dir = bitsweep::testing::ScratchDir("cli_quantize");
   REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 4", dir).code == 0);
   std::string text;
-  for (int i = 0; i < 300; ++i) text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
+  for (int i = 0; i < 300; ++i)
+    text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
   WriteFile(dir + "/calib.txt", text);
-  Run q = Bitsweep("quantize --model " + dir + "/model --method gptq --wbits 3 --group 16 "
-                   "--calib " + dir + "/calib.txt --nsamples 4 --seqlen 32 --act-order --out " +
-                   dir + "/q", dir);
+  Run q = Bitsweep("quantize --model " + dir +
+                       "/model --method gptq --wbits 3 --group 16 "
+                       "--calib " +
+                       dir + "/calib.txt --nsamples 4 --seqlen 32 --act-order --out " + dir + "/q",
+                   dir);
   INFO(q.err);
   REQUIRE(q.code == 0);
   auto recipe = nlohmann::json::parse(Slurp(dir + "/q/quantization_config.json"));
@@ -186,32 +203,38 @@ TEST_CASE("bitsweep quantize writes a loadable folder with its recipe and reject
   CHECK(recipe["calibration"]["nsamples"] == 4);
   CHECK(recipe["linears"].size() == 2 * 7);
   const std::string data = SmallDataDir(dir);
-  Run e = Bitsweep("eval --model " + dir + "/q --tasks wikitext2 --seqlen 64 --max-windows 2 "
-                   "--json --data-dir " + data, dir);
+  Run e = Bitsweep("eval --model " + dir +
+                       "/q --tasks wikitext2 --seqlen 64 --max-windows 2 "
+                       "--json --data-dir " +
+                       data,
+                   dir);
   INFO(e.err);
   CHECK(e.code == 0);
   // 3-bit packed form next to it: evaluates to the same perplexity up to fp16 scales.
   REQUIRE(fs::exists(dir + "/q/packed/config.json"));
-  Run ep = Bitsweep("eval --model " + dir + "/q/packed --tasks wikitext2 --seqlen 64 "
-                    "--max-windows 2 --json --data-dir " + data, dir);
+  Run ep = Bitsweep("eval --model " + dir +
+                        "/q/packed --tasks wikitext2 --seqlen 64 "
+                        "--max-windows 2 --json --data-dir " +
+                        data,
+                    dir);
   INFO(ep.err);
   REQUIRE(ep.code == 0);
   const auto jd = nlohmann::json::parse(e.out), jp = nlohmann::json::parse(ep.out);
   CHECK_THAT(jp["quantization"].get<std::string>(), Contains("packed gptq 3-bit"));
   CHECK(std::abs(jp["ppl"].get<double>() / jd["ppl"].get<double>() - 1) < 1e-3);
 
-  Run bad_option = Bitsweep("quantize --model " + dir + "/model --method gptq --abits 4 --out " +
-                            dir + "/x", dir);
+  Run bad_option = Bitsweep(
+      "quantize --model " + dir + "/model --method gptq --abits 4 --out " + dir + "/x", dir);
   CHECK(bad_option.code != 0);
   CHECK_THAT(bad_option.err, Contains("--abits"));
 
-  Run bad_group = Bitsweep("quantize --model " + dir + "/model --method rtn --group 48 --out " +
-                           dir + "/x", dir);
+  Run bad_group = Bitsweep(
+      "quantize --model " + dir + "/model --method rtn --group 48 --out " + dir + "/x", dir);
   CHECK(bad_group.code != 0);
   CHECK_THAT(bad_group.err, Contains("group_size = 48"));
   CHECK_FALSE(fs::exists(dir + "/x"));
-  Run bad_method = Bitsweep("quantize --model " + dir + "/model --method hqq --out " + dir + "/x",
-                            dir);
+  Run bad_method =
+      Bitsweep("quantize --model " + dir + "/model --method hqq --out " + dir + "/x", dir);
   CHECK(bad_method.code != 0);
   CHECK_THAT(bad_method.err, Contains("--method"));
 }
@@ -225,7 +248,8 @@ std::string AccuracyDataDir(const std::string& dir) {
     piqa += nlohmann::json({{"goal", "How do I open jar " + std::to_string(i) + "?"},
                             {"sol1", "Twist the lid."},
                             {"sol2", "Hit it with a fish number " + std::to_string(i) + "."}})
-                .dump() + "\n";
+                .dump() +
+            "\n";
     labels += std::to_string(i % 2) + "\n";
   }
   WriteFile(dir + "/data/piqa/valid.jsonl", piqa);
@@ -236,7 +260,8 @@ std::string AccuracyDataDir(const std::string& dir) {
                              {"passage", "Sky -- The sky is blue on a clear day."},
                              {"idx", i},
                              {"label", i % 2 ? "true" : "false"}})
-                 .dump() + "\n";
+                 .dump() +
+             "\n";
   }
   WriteFile(dir + "/data/boolq/val.jsonl", boolq);
   for (const std::string subject : {"astronomy", "marketing"}) {
@@ -267,11 +292,12 @@ TEST_CASE("bitsweep eval scores accuracy tasks on original, packed and SmoothQua
   const std::string dir = bitsweep::testing::ScratchDir("cli_eval_accuracy");
   REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 6", dir).code == 0);
   const std::string data = AccuracyDataDir(dir);
-  WriteFile(dir + "/mine.jsonl",
-            "{\"context\": \"Two plus two is\", \"choices\": [\"four\", \"five\"], \"gold\": 0}\n"
-            "{\"context\": \"The sky is\", \"choices\": [\"blue\", \"loud\", \"seven\"], \"gold\": 0}\n");
-  const std::string tasks = " --tasks piqa,boolq,mmlu," + dir + "/mine.jsonl --limit 4 --json " +
-                            "--data-dir " + data;
+  WriteFile(
+      dir + "/mine.jsonl",
+      "{\"context\": \"Two plus two is\", \"choices\": [\"four\", \"five\"], \"gold\": 0}\n"
+      "{\"context\": \"The sky is\", \"choices\": [\"blue\", \"loud\", \"seven\"], \"gold\": 0}\n");
+  const std::string tasks =
+      " --tasks piqa,boolq,mmlu," + dir + "/mine.jsonl --limit 4 --json " + "--data-dir " + data;
   Run r = Bitsweep("eval --model " + dir + "/model" + tasks, dir);
   INFO(r.err);
   REQUIRE(r.code == 0);
@@ -313,13 +339,21 @@ TEST_CASE("bitsweep eval scores accuracy tasks on original, packed and SmoothQua
 
   // Quantized forms: the packed RTN folder and SmoothQuant's activation quantisation.
   std::string text;
-  for (int i = 0; i < 300; ++i) text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
+  for (int i = 0; i < 300; ++i)
+    text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
   WriteFile(dir + "/calib.txt", text);
   REQUIRE(Bitsweep("quantize --model " + dir + "/model --method rtn --wbits 4 --group 16 --out " +
-                   dir + "/rtn", dir).code == 0);
-  Run sq_make = Bitsweep("quantize --model " + dir + "/model --method smoothquant --wbits 8 "
-                         "--abits 8 --calib " + dir + "/calib.txt --nsamples 4 --seqlen 32 "
-                         "--out " + dir + "/sq", dir);
+                       dir + "/rtn",
+                   dir)
+              .code == 0);
+  Run sq_make = Bitsweep("quantize --model " + dir +
+                             "/model --method smoothquant --wbits 8 "
+                             "--abits 8 --calib " +
+                             dir +
+                             "/calib.txt --nsamples 4 --seqlen 32 "
+                             "--out " +
+                             dir + "/sq",
+                         dir);
   INFO(sq_make.err);
   REQUIRE(sq_make.code == 0);
   for (const std::string q : {"/rtn/packed", "/sq"}) {
@@ -332,13 +366,144 @@ TEST_CASE("bitsweep eval scores accuracy tasks on original, packed and SmoothQua
     CHECK(qo[2]["n"] == 6);
   }
 
-  WriteFile(dir + "/bad.jsonl", "{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n"
-                                "{\"context\": \"c\", \"choices\": \"ab\", \"gold\": 0}\n");
+  WriteFile(dir + "/bad.jsonl",
+            "{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0}\n"
+            "{\"context\": \"c\", \"choices\": \"ab\", \"gold\": 0}\n");
   Run bad = Bitsweep("eval --model " + dir + "/model --tasks " + dir + "/bad.jsonl", dir);
   CHECK(bad.code != 0);
   CHECK_THAT(bad.err, Contains("bad.jsonl:2") && Contains("\"choices\""));
-  Run bad_task = Bitsweep("eval --model " + dir + "/model --tasks piqa,mmlu5 --data-dir " + data,
-                          dir);
+  Run bad_task =
+      Bitsweep("eval --model " + dir + "/model --tasks piqa,mmlu5 --data-dir " + data, dir);
   CHECK(bad_task.code != 0);
   CHECK_THAT(bad_task.err, Contains("unknown task \"mmlu5\""));
+}
+
+namespace {
+
+// The pids whose parent is `parent` (from /proc/*/stat).
+std::vector<pid_t> Children(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::istringstream stat(Slurp(e.path().string() + "/stat"));
+    std::string pid, comm, state;
+    long ppid = 0;
+    stat >> pid >> comm >> state >> ppid;
+    if (ppid == parent) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("bitsweep eval --tp 2 runs two ranks and prints the perplexity of --tp 1", "[cli][tp]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_eval_tp");
+  const std::string demo = bitsweep::testing::SourceDir() + "/models/demo";
+  const std::string args = "eval --model " + demo +
+                           " --tasks wikitext2 --seqlen 128 "
+                           "--max-windows 6 --batch-size 2 --json --data-dir " +
+                           demo + "/heldout";
+  Run one = Bitsweep(args, dir);
+  INFO(one.err);
+  REQUIRE(one.code == 0);
+  Run two = Bitsweep(args + " --tp 2", dir);
+  INFO(two.err);
+  REQUIRE(two.code == 0);
+  const auto a = JsonLines(one.out), b = JsonLines(two.out);
+  REQUIRE(a.size() == 1);
+  REQUIRE(b.size() == 1);  // only rank 0 prints
+  CHECK(b[0]["tensor_parallel"] == 2);
+  const double p1 = a[0]["ppl"].get<double>(), p2 = b[0]["ppl"].get<double>();
+  CHECK(std::abs(p2 - p1) / p1 < 5e-7);
+
+  Run bad = Bitsweep(
+      "eval --model " + demo + " --tasks wikitext2 --tp 3 --data-dir " + demo + "/heldout", dir);
+  CHECK(bad.code != 0);
+  CHECK_THAT(bad.err, Contains("does not divide num_attention_heads = 4"));
+}
+
+TEST_CASE("bitsweep quantize --tp 2 writes the same weights as --tp 1", "[cli][tp]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_quantize_tp");
+  const std::string demo = bitsweep::testing::SourceDir() + "/models/demo";
+  std::string calib;
+  for (int i = 0; i < 300; ++i) calib += "the model reads line " + std::to_string(i) + " of text\n";
+  WriteFile(dir + "/calib.txt", calib);
+  auto ppl = [&](const std::string& model) {
+    Run r = Bitsweep("eval --model " + model +
+                         " --tasks wikitext2 --seqlen 128 --max-windows 4 "
+                         "--json --data-dir " +
+                         demo + "/heldout",
+                     dir);
+    REQUIRE(r.code == 0);
+    return JsonLines(r.out).at(0)["ppl"].get<double>();
+  };
+  for (const std::string method : {"rtn", "awq", "gptq"}) {
+    INFO(method);
+    const std::string calibration =
+        method == "rtn" ? "" : " --calib " + dir + "/calib.txt --nsamples 4 --seqlen 64";
+    const std::string args = "quantize --model " + demo + " --method " + method +
+                             " --wbits 3 --group 64" + calibration + " --out " + dir + "/";
+    Run one = Bitsweep(args + method + "-tp1", dir);
+    INFO(one.err);
+    REQUIRE(one.code == 0);
+    Run two = Bitsweep(args + method + "-tp2 --tp 2", dir);
+    INFO(two.err);
+    REQUIRE(two.code == 0);
+    const auto recipe =
+        nlohmann::json::parse(Slurp(dir + "/" + method + "-tp2/quantization_config.json"));
+    CHECK(recipe["tensor_parallel"] == 2);
+    if (method == "gptq") {
+      // GPTQ on 256 calibration tokens (a rank-deficient, damped Hessian) amplifies the last-bit
+      // differences of the all-reduce's sum order into different rounding decisions from layer
+      // 0's MLP on (measured: 0.2% of layer 0's gate codes, more in later layers). The
+      // code-for-code check is on random models in tests/tp; here both must be equally good.
+      CHECK(std::abs(ppl(dir + "/gptq-tp2") / ppl(dir + "/gptq-tp1") - 1) < 0.02);
+      continue;
+    }
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(dir + "/" + method + "-tp1")) {
+      if (e.path().extension() != ".safetensors") continue;
+      ++files;
+      const std::string other = dir + "/" + method + "-tp2/" + e.path().filename().string();
+      INFO(e.path().filename());
+      CHECK((Slurp(e.path().string()) == Slurp(other)));
+    }
+    CHECK(files > 0);
+  }
+}
+
+TEST_CASE("A rank killed mid-job fails the whole job naming the rank and leaves no process",
+          "[cli][tp]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_tp_kill");
+  const std::string demo = bitsweep::testing::SourceDir() + "/models/demo";
+  const std::string log = dir + "/launcher.log";
+  fs::remove(log);
+  const pid_t launcher = bitsweep::testing::Spawn(
+      {bitsweep::testing::BinaryDir() + "/cli/bitsweep", "eval", "--model", demo, "--tasks",
+       "wikitext2", "--seqlen", "256", "--data-dir", demo + "/heldout", "--tp", "2"},
+      log);
+  std::vector<pid_t> ranks;
+  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ranks = Children(launcher);
+  }
+  REQUIRE(ranks.size() == 2);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // let them rendezvous and start
+  // Kill the rank whose environment says rank 1.
+  pid_t victim = -1;
+  for (pid_t p : ranks) {
+    if (Slurp("/proc/" + std::to_string(p) + "/environ")
+            .find(std::string("BITSWEEP_TP_RANK=1") + '\0') != std::string::npos) {
+      victim = p;
+    }
+  }
+  REQUIRE(victim > 0);
+  kill(victim, SIGKILL);
+  int status = 0;
+  waitpid(launcher, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK_THAT(Slurp(log), Contains("rank 1 of 2 was killed by signal 9"));
+  for (pid_t p : ranks) CHECK_FALSE(fs::exists("/proc/" + std::to_string(p)));
 }

@@ -1,0 +1,56 @@
+#include "cli/tp_run.h"
+
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/tp_launch.h"
+#include "model/collective_gloo.h"
+
+namespace bitsweep::cli {
+namespace {
+std::vector<std::string>& CommandLine() {
+  static std::vector<std::string> argv;
+  return argv;
+}
+}  // namespace
+
+void SetCommandLine(int argc, char** argv) { CommandLine().assign(argv, argv + argc); }
+
+StatusOr<TpRun> StartTensorParallel(int tp) {
+  if (tp < 1) return absl::InvalidArgumentError(absl::StrCat("--tp ", tp, " must be at least 1"));
+  ASSIGN_OR_RETURN(std::optional<TpEnv> env, TpEnvFromEnvironment());
+  TpRun run;
+  if (!env) {
+    if (tp == 1) return run;
+    // The launcher: the same command line, as `tp` ranks of this very executable.
+    std::vector<std::string> argv = CommandLine();
+    char self[PATH_MAX];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || argv.empty()) return absl::InternalError("cannot find this executable");
+    argv[0] = std::string(self, n);
+    run.launched = true;
+    Status s = LaunchRanks(argv, tp);
+    if (!s.ok()) {
+      std::fprintf(stderr, "bitsweep: error: %s\n", std::string(s.message()).c_str());
+      run.rc = 1;
+    }
+    return run;
+  }
+  if (env->world != tp) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tp ", tp, " but BITSWEEP_TP_WORLD=", env->world, " in the environment"));
+  }
+  model::Rendezvous r;
+  r.host = env->host;
+  r.port = env->port;
+  r.rank = env->rank;
+  r.world_size = env->world;
+  ASSIGN_OR_RETURN(run.tp, model::ConnectGloo(r));
+  run.rank = env->rank;
+  return run;
+}
+
+}  // namespace bitsweep::cli

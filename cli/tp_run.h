@@ -1,0 +1,33 @@
+// `--tp N` for `bitsweep eval` and `bitsweep quantize`: with N > 1 the process started by the
+// user becomes the launcher (common/tp_launch.h) and runs N copies of the same command line as
+// ranks; each rank joins the Gloo group from the rendezvous in its environment.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bitsweep::model {
+class Collective;
+}
+
+namespace bitsweep::cli {
+
+// The command line main() received (set once, first thing in main).
+void SetCommandLine(int argc, char** argv);
+
+struct TpRun {
+  bool launched = false;  // this process was the launcher: the ranks have run, return `rc`
+  int rc = 0;
+  // For a rank: its group (nullptr when tp == 1 and no rendezvous is in the environment).
+  std::shared_ptr<const model::Collective> tp;
+  int rank = 0;
+};
+
+// INVALID_ARGUMENT when tp < 1 or the environment's world size differs from `tp`; UNAVAILABLE
+// when the rendezvous fails. A failed rank is reported (stderr) with the launcher's rc 1.
+StatusOr<TpRun> StartTensorParallel(int tp);
+
+}  // namespace bitsweep::cli

@@ -526,21 +526,27 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
          "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
          "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
          sweep_id, keys_array);
-    // Jobs a canceled sweep dropped run again for this one (and count toward its fairness);
-    // succeeded and failed jobs keep their outcome, which this sweep sees.
+    // A new sweep asking for a job that ended CANCELED or FAILED runs it again (kResubmit: fresh
+    // attempts, and it counts toward this sweep's fairness); a SUCCEEDED job keeps its result,
+    // which this sweep sees. A replay returned above, before this point, so it retries nothing.
     pqxx::result revive = Exec(tx,
-                               "SELECT id FROM jobs WHERE job_key = ANY($1::text[]) "
+                               "SELECT id, last_error FROM jobs WHERE job_key = ANY($1::text[]) "
                                "AND state = ANY($2::text[]) ORDER BY id",
                                keys_array, SourceStatesArray(JobEvent::kResubmit));
     for (const pqxx::row& row : revive) {
       const int64_t job_id = row[0].as<int64_t>();
       ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
       if (!Apply(job.state, JobEvent::kResubmit).ok()) continue;  // moved on since the scan
+      std::string reason =
+          "resubmitted by sweep " + std::to_string(sweep_id) + " (was " + StateName(job.state);
+      const std::string last_error = row[1].as<std::string>();
+      if (!last_error.empty()) reason += ": " + last_error;
+      reason += ")";
       RETURN_IF_ERROR(Transition(tx, job_id, job, JobEvent::kResubmit, now,
                                  ", not_before = " + Ts(2) +
                                      ", attempt = 0, cancel_requested = false, "
                                      "finished_at = NULL, worker_id = NULL, last_error = ''",
-                                 now, "sweep " + std::to_string(sweep_id))
+                                 now, reason)
                           .status());
       Exec(tx, "UPDATE jobs SET sweep_id = $1 WHERE id = $2", sweep_id, job_id);
     }

@@ -129,7 +129,9 @@ class JobStore {
 
   // Idempotent by request_id: a replay returns the original sweep id and changes nothing.
   // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs); a
-  // SUCCEEDED or FAILED one keeps its outcome, a CANCELED one is resubmitted (PENDING again).
+  // SUCCEEDED one keeps its result; a FAILED or CANCELED one is resubmitted: PENDING again with
+  // attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this sweep and the
+  // previous state and error. A replay applies nothing, so it never retries a failed job.
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
                                         const std::vector<NewJob>& jobs, absl::Time now) = 0;

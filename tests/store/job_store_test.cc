@@ -366,6 +366,84 @@ TEST_CASE("a new sweep asking for jobs of a canceled sweep runs them again", "[p
   CHECK(events->at(4).to == JobState::kPending);
 }
 
+TEST_CASE(
+    "a new sweep asking for a failed job retries it with fresh attempts, a replay of the same "
+    "sweep does not, and a succeeded job is answered from its result",
+    "[pg]") {
+  auto store = OpenFresh();
+  NewJob once = Job("k");
+  once.max_attempts = 1;
+  auto a = store->SubmitSweep("ra", "a", "{}", 0, {once}, kT0);
+  REQUIRE_OK(a);
+  const int64_t w = Worker(*store, "w");
+  LeasedJob first = MustLease(*store, w, kT0);
+  REQUIRE_OK(store->Fail(first.job_id, first.epoch, "out of memory", true, kT0));
+  CHECK(StateOf(*store, first.job_id) == JobState::kFailed);  // attempts exhausted
+
+  // The same request id again: the original sweep, nothing retried, no event.
+  auto replay = store->SubmitSweep("ra", "a", "{}", 0, {once}, kT0 + absl::Seconds(1));
+  REQUIRE_OK(replay);
+  CHECK(*replay == *a);
+  CHECK(StateOf(*store, first.job_id) == JobState::kFailed);
+  auto none = store->Lease(w, {}, kT0 + absl::Minutes(1), kTtl);
+  REQUIRE_OK(none);
+  CHECK_FALSE(none->has_value());
+  REQUIRE(store->Events(first.job_id)->size() == 3);  // SUBMIT LEASE FAIL
+
+  // A new sweep: the job runs again from attempt 1 under a higher epoch.
+  const absl::Time t1 = kT0 + absl::Minutes(2);
+  auto b = store->SubmitSweep("rb", "b", "{}", 0, {once}, t1);
+  REQUIRE_OK(b);
+  auto job = store->GetJob(first.job_id);
+  REQUIRE_OK(job);
+  CHECK(job->state == JobState::kPending);
+  CHECK(job->attempt == 0);
+  CHECK(job->sweep_id == *b);
+  CHECK(job->last_error.empty());
+  CHECK(job->not_before == t1);
+  auto events = store->Events(first.job_id);
+  REQUIRE_OK(events);
+  REQUIRE(events->size() == 4);
+  const JobEventRow& resubmit = events->back();
+  CHECK(resubmit.event == JobEvent::kResubmit);
+  CHECK(resubmit.from == JobState::kFailed);
+  CHECK(resubmit.to == JobState::kPending);
+  CHECK(resubmit.reason ==
+        "resubmitted by sweep " + std::to_string(*b) + " (was FAILED: out of memory)");
+  LeasedJob again = MustLease(*store, w, t1);
+  CHECK(again.job_id == first.job_id);
+  CHECK(again.attempt == 1);
+  CHECK(again.epoch == first.epoch + 1);
+  // The old attempt stays fenced.
+  CHECK(store->Complete(first.job_id, first.epoch, {}, t1).code() ==
+        absl::StatusCode::kFailedPrecondition);
+  JobResultRow r;
+  r.metric = "ppl";
+  r.value = 7.25;
+  REQUIRE_OK(store->Complete(again.job_id, again.epoch, {r}, t1));
+  // Both sweeps see the one result.
+  for (int64_t sweep : {*a, *b}) {
+    ResultFilter f;
+    f.sweep_id = sweep;
+    auto results = store->Results(f);
+    REQUIRE_OK(results);
+    REQUIRE(results->size() == 1);
+    CHECK(results->at(0).value == 7.25);
+  }
+
+  // A third sweep asking for the now SUCCEEDED job: no new work, no new event.
+  auto c = store->SubmitSweep("rc", "c", "{}", 0, {once}, t1 + absl::Minutes(1));
+  REQUIRE_OK(c);
+  CHECK(StateOf(*store, first.job_id) == JobState::kSucceeded);
+  CHECK(store->Events(first.job_id)->size() == 6);  // ... RESUBMIT LEASE COMPLETE
+  auto idle = store->Lease(w, {}, t1 + absl::Minutes(1), kTtl);
+  REQUIRE_OK(idle);
+  CHECK_FALSE(idle->has_value());
+  ResultFilter fc;
+  fc.sweep_id = *c;
+  CHECK(store->Results(fc)->size() == 1);
+}
+
 TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   JobStoreOptions options;
   options.max_connections = 32;

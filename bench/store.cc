@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       std::vector<int64_t> my_ids;
       for (;;) {
         auto t0 = Clock::now();
-        auto l = store.Lease(workers[t], {}, absl::Now(), absl::Seconds(60));
+        auto l = store.Lease(workers[t], absl::Now(), absl::Seconds(60));
         my_lease.push_back(Ms(Clock::now() - t0));
         if (!l.ok()) {
           if (errors++ == 0) std::fprintf(stderr, "Lease: %s\n", l.status().ToString().c_str());

@@ -85,7 +85,8 @@ const std::string kJobColumns =
     "j.id, j.sweep_id, j.job_key, j.artifact_key, j.spec::text, j.state, j.priority, j.attempt, "
     "j.max_attempts, j.lease_epoch, j.worker_id, " +
     Us("j.lease_deadline") + ", " + Us("j.not_before") +
-    ", j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error";
+    ", j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error, "
+    "coalesce((SELECT w.name FROM workers w WHERE w.id = j.worker_id), '')";
 
 StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   JobInfo j;
@@ -107,6 +108,7 @@ StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   j.needs.memory_gb = r[15].as<double>();
   j.needs.tp = r[16].as<int32_t>();
   j.last_error = r[17].as<std::string>();
+  j.worker_name = r[18].as<std::string>();
   return j;
 }
 
@@ -140,7 +142,9 @@ std::string DestinationCase(JobEvent event, const std::string& column) {
 // a free job; a window that is too small only makes a worker ask again, never double-leases. The
 // outer query ranks (priority, held artifact, sweep with the fewest held jobs, age) and locks the
 // first row nobody holds: SKIP LOCKED lets concurrent leasers take different rows instead of
-// queueing. $1 now (us), $2 devices, $3 memory_gb, $4 tp, $5 worker id.
+// queueing. The worker's capabilities and artifacts come from its workers row (the registry is
+// persistent, so a restarted coordinator leases without asking workers to register again).
+// $1 now (us), $2 worker id, $3 lease deadline (us).
 constexpr int kLeaseWindow = 64;
 // Affinity only reorders; it need not see past the first few jobs of each held artifact.
 constexpr int kAffinityWindow = 16;
@@ -150,15 +154,16 @@ const std::string& LeaseQuery() {
     const std::string pending = StateList(JobEvent::kLease);
     const std::string held = StateList(JobEvent::kHeartbeat);
     const std::string fits = " AND c.not_before <= " + Ts(1) +
-                             " AND c.devices <= $2 AND c.memory_gb <= $3 AND c.tp <= $4";
+                             " AND c.devices <= w.devices AND c.memory_gb <= w.memory_gb"
+                             " AND c.tp <= w.tp";
     const std::string window = std::to_string(kLeaseWindow);
     return new std::string(
-        "WITH w AS (SELECT artifacts FROM workers WHERE id = $5), "
+        "WITH w AS (SELECT artifacts, devices, memory_gb, tp FROM workers WHERE id = $2), "
         "held AS (SELECT sweep_id, count(*) AS n FROM jobs WHERE state IN " +
         held +
         " GROUP BY sweep_id), "
         "cand AS ("
-        "  (SELECT x.id FROM sweeps s CROSS JOIN LATERAL ("
+        "  (SELECT x.id FROM w CROSS JOIN sweeps s CROSS JOIN LATERAL ("
         "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
         pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
         ") x) "
@@ -184,9 +189,9 @@ const std::string& LeaseQuery() {
         // this one statement: the lease path is the coordinator's hot path.
         "u AS (UPDATE jobs SET state = " +
         DestinationCase(JobEvent::kLease, "jobs.state") +
-        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $5, "
+        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $2, "
         "lease_deadline = " +
-        Ts(6) + ", leased_at = " + Ts(1) + ", renewed_at = " + Ts(1) + ", updated_at = " + Ts(1) +
+        Ts(3) + ", leased_at = " + Ts(1) + ", renewed_at = " + Ts(1) + ", updated_at = " + Ts(1) +
         " FROM pick WHERE jobs.id = pick.id AND jobs.state IN " + pending +
         " RETURNING jobs.id, pick.state AS from_state, jobs.state AS to_state, "
         "jobs.lease_epoch, jobs.attempt, jobs.job_key, jobs.artifact_key, jobs.spec::text AS "
@@ -194,10 +199,10 @@ const std::string& LeaseQuery() {
         "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
         "worker_id, reason) SELECT id, " +
         Ts(1) + ", from_state, to_state, '" + std::string(JobEventName(JobEvent::kLease)) +
-        "', lease_epoch, $5, 'attempt ' || attempt FROM u), "
+        "', lease_epoch, $2, 'attempt ' || attempt FROM u), "
         "wk AS (UPDATE workers SET last_heartbeat = " +
         Ts(1) +
-        " WHERE id = $5 RETURNING id) "
+        " WHERE id = $2 RETURNING id) "
         "SELECT u.id, u.from_state, u.to_state, u.lease_epoch, u.attempt, u.job_key, "
         "u.artifact_key, u.spec, (SELECT count(*) FROM wk) FROM u "
         "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM "
@@ -281,8 +286,9 @@ class PgJobStore final : public JobStore {
                                 const std::string& spec_json, int32_t priority,
                                 const std::vector<NewJob>& jobs, absl::Time now) override;
   StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) override;
-  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, const Capabilities& offer,
-                                           absl::Time now, absl::Duration ttl) override;
+  StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
+  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
+                                           absl::Duration ttl) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                      absl::Duration ttl) override;
   Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
@@ -557,6 +563,10 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
 
 StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now) {
   if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
+  const Capabilities& c = worker.capabilities;
+  if (c.devices < 0) return absl::InvalidArgumentError("RegisterWorker: devices < 0");
+  if (!(c.memory_gb >= 0)) return absl::InvalidArgumentError("RegisterWorker: memory_gb < 0");
+  if (c.tp < 1) return absl::InvalidArgumentError("RegisterWorker: tp < 1");
   int64_t id = 0;
   RETURN_IF_ERROR(
       Transact("RegisterWorker " + worker.name, [&](pqxx::transaction_base& tx) -> Status {
@@ -567,8 +577,10 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
                       Ts(7) + ", " + Ts(7) +
                       ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
                       "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
-                      "artifacts = EXCLUDED.artifacts, last_heartbeat = EXCLUDED.last_heartbeat "
-                      "RETURNING id",
+                      // What it reports now plus what it was seen completing before.
+                      "artifacts = ARRAY(SELECT DISTINCT a FROM unnest(workers.artifacts || "
+                      "EXCLUDED.artifacts) AS t(a) ORDER BY a), "
+                      "last_heartbeat = EXCLUDED.last_heartbeat RETURNING id",
                   worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
                   worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
                   Micros(now))[0]
@@ -578,14 +590,41 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
   return id;
 }
 
-StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Capabilities& offer,
-                                                     absl::Time now, absl::Duration ttl) {
+StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
+  WorkerInfo w;
+  RETURN_IF_ERROR(Transact("GetWorker", [&](pqxx::transaction_base& tx) -> Status {
+    pqxx::result r = Exec(tx,
+                          "SELECT id, name, devices, memory_gb, tp, labels::text, artifacts, " +
+                              Us("last_heartbeat") + " FROM workers WHERE id = $1",
+                          worker_id);
+    if (r.empty()) {
+      return absl::NotFoundError("worker " + std::to_string(worker_id) + " is not registered");
+    }
+    w.id = r[0][0].as<int64_t>();
+    w.name = r[0][1].as<std::string>();
+    w.capabilities.devices = r[0][2].as<int32_t>();
+    w.capabilities.memory_gb = r[0][3].as<double>();
+    w.capabilities.tp = r[0][4].as<int32_t>();
+    w.labels_json = r[0][5].as<std::string>();
+    w.artifacts.clear();
+    auto parser = r[0][6].as_array();
+    for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
+         step = parser.get_next()) {
+      if (step.first == pqxx::array_parser::string_value) w.artifacts.push_back(step.second);
+    }
+    w.last_heartbeat = FromMicros(r[0][7].as<int64_t>());
+    return absl::OkStatus();
+  }));
+  return w;
+}
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
+                                                     absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
   std::optional<LeasedJob> leased;
   RETURN_IF_ERROR(Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
     leased.reset();
-    pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp,
-                          worker_id, Micros(now + ttl));
+    pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), worker_id, Micros(now + ttl));
     if (r.size() != 1) return absl::InternalError("Lease: expected one row");
     if (r[0][8].as<int64_t>() == 0) {
       return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +

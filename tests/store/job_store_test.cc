@@ -55,8 +55,8 @@ int64_t Worker(JobStore& store, const std::string& name, Capabilities caps = {},
   return *id;
 }
 
-LeasedJob MustLease(JobStore& store, int64_t worker, absl::Time now, Capabilities caps = {}) {
-  auto l = store.Lease(worker, caps, now, kTtl);
+LeasedJob MustLease(JobStore& store, int64_t worker, absl::Time now) {
+  auto l = store.Lease(worker, now, kTtl);
   INFO(l.status().ToString());
   REQUIRE_OK(l);
   REQUIRE(l->has_value());
@@ -156,7 +156,7 @@ TEST_CASE("a sweep asking for an already succeeded job sees its result without n
   REQUIRE_OK(results);
   REQUIRE(results->size() == 1);
   CHECK(results->at(0).value == 9.5);
-  auto none = store->Lease(w, {}, kT0, kTtl);
+  auto none = store->Lease(w, kT0, kTtl);
   REQUIRE_OK(none);
   CHECK_FALSE(none->has_value());
 }
@@ -173,25 +173,24 @@ TEST_CASE("lease takes the highest priority job that fits the worker and is due"
   const int64_t gpu = Worker(*store, "gpu", {2, 96, 1});
 
   CHECK(MustLease(*store, cpu, kT0).job_key == "mid");  // big does not fit a CPU worker
-  Capabilities gpu_caps{2, 96, 1};
-  CHECK(MustLease(*store, gpu, kT0, gpu_caps).job_key == "big");
+  CHECK(MustLease(*store, gpu, kT0).job_key == "big");
   LeasedJob l = MustLease(*store, cpu, kT0);
   CHECK(l.job_key == "low");
   CHECK(l.epoch == 1);
   CHECK(l.attempt == 1);
   CHECK(l.deadline == kT0 + kTtl);
-  auto none = store->Lease(cpu, {}, kT0, kTtl);
+  auto none = store->Lease(cpu, kT0, kTtl);
   REQUIRE_OK(none);
   CHECK_FALSE(none->has_value());
 
   // A retried job waits for its not_before.
   REQUIRE_OK(store->Fail(l.job_id, l.epoch, "flaky", true, kT0));
-  auto early = store->Lease(cpu, {}, kT0 + absl::Milliseconds(500), kTtl);
+  auto early = store->Lease(cpu, kT0 + absl::Milliseconds(500), kTtl);
   REQUIRE_OK(early);
   CHECK_FALSE(early->has_value());
   CHECK(MustLease(*store, cpu, kT0 + absl::Seconds(1)).job_key == "low");
 
-  CHECK(store->Lease(999, {}, kT0, kTtl).status().code() == absl::StatusCode::kNotFound);
+  CHECK(store->Lease(999, kT0, kTtl).status().code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("lease prefers held artifacts, then the sweep with the fewest leased jobs", "[pg]") {
@@ -206,6 +205,109 @@ TEST_CASE("lease prefers held artifacts, then the sweep with the fewest leased j
   // Sweep s1 now holds one leased job, s2 none: s2 goes next although a1 is older.
   CHECK(MustLease(*store, plain, kT0).job_key == "c1");
   CHECK(MustLease(*store, plain, kT0).job_key == "a1");  // tie (1 each): oldest
+}
+
+TEST_CASE(
+    "a job needing k devices is leased only to a worker whose registered devices, memory and tp "
+    "fit it",
+    "[pg]") {
+  auto store = OpenFresh();
+  NewJob tp2 = Job("tp2", 10);  // the highest priority, but only a big worker fits it
+  tp2.needs = {2, 40, 2};
+  NewJob cpu = Job("cpu");
+  cpu.needs = {1, 0, 1};
+  REQUIRE_OK(store->SubmitSweep("r", "s", "{}", 0, {tp2, cpu}, kT0));
+  const int64_t small = Worker(*store, "one-device", {1, 80, 1});
+  const int64_t low_memory = Worker(*store, "low-memory", {2, 16, 2});
+  const int64_t no_tp = Worker(*store, "no-tp", {2, 80, 1});
+  const int64_t big = Worker(*store, "big", {4, 80, 4});
+  CHECK(MustLease(*store, small, kT0).job_key == "cpu");
+  for (int64_t w : {small, low_memory, no_tp}) {
+    auto none = store->Lease(w, kT0, kTtl);
+    REQUIRE_OK(none);
+    CHECK_FALSE(none->has_value());
+  }
+  CHECK(MustLease(*store, big, kT0).job_key == "tp2");
+}
+
+TEST_CASE("artifact preference never places a job on a worker too small for it", "[pg]") {
+  auto store = OpenFresh();
+  NewJob b_big = Job("b-big");
+  b_big.artifact_key = "model-b";
+  b_big.needs = {4, 0, 4};
+  REQUIRE_OK(store->SubmitSweep("r1", "s1", "{}", 0, {Job("a1"), Job("a2")}, kT0));
+  REQUIRE_OK(store->SubmitSweep("r2", "s2", "{}", 0, {b_big}, kT0));
+  // Holds model-b but has two devices: b-big does not fit, so the oldest job that does.
+  const int64_t holder_small = Worker(*store, "holder-small", {2, 0, 2}, {"model-b"});
+  CHECK(MustLease(*store, holder_small, kT0).job_key == "a1");
+  // Holds model-b and fits: affinity beats the older a2.
+  const int64_t holder_big = Worker(*store, "holder-big", {4, 0, 4}, {"model-b"});
+  CHECK(MustLease(*store, holder_big, kT0).job_key == "b-big");
+}
+
+TEST_CASE(
+    "worker registrations are persisted: a reopened store leases by them, re-registering "
+    "replaces capabilities and labels and merges artifacts",
+    "[pg]") {
+  const std::string conninfo = testing::FreshDatabase();
+  int64_t id = 0;
+  {
+    auto first = JobStore::Open(conninfo);
+    REQUIRE_OK(first);
+    WorkerInfo w;
+    w.name = "gpu-0";
+    w.capabilities = {2, 80, 2};
+    w.labels_json = R"({"zone": "a"})";
+    w.artifacts = {"m1"};
+    auto registered = (*first)->RegisterWorker(w, kT0);
+    REQUIRE_OK(registered);
+    id = *registered;
+    NewJob tp2 = Job("tp2");
+    tp2.needs = {2, 80, 2};
+    REQUIRE_OK((*first)->SubmitSweep("r", "s", "{}", 0, {tp2}, kT0));
+  }
+  // A new store (a restarted coordinator) knows the worker without a new registration.
+  auto store = JobStore::Open(conninfo);
+  REQUIRE_OK(store);
+  auto info = (*store)->GetWorker(id);
+  REQUIRE_OK(info);
+  CHECK(info->id == id);
+  CHECK(info->name == "gpu-0");
+  CHECK(info->capabilities.devices == 2);
+  CHECK(info->capabilities.memory_gb == 80);
+  CHECK(info->capabilities.tp == 2);
+  CHECK(info->labels_json.find("\"zone\"") != std::string::npos);
+  CHECK(info->artifacts == std::vector<std::string>{"m1"});
+  CHECK(info->last_heartbeat == kT0);
+  CHECK(MustLease(**store, id, kT0 + absl::Seconds(1)).job_key == "tp2");
+
+  WorkerInfo again;
+  again.name = "gpu-0";
+  again.capabilities = {1, 8, 1};
+  again.labels_json = R"({"zone": "b"})";
+  again.artifacts = {"m2"};
+  auto same = (*store)->RegisterWorker(again, kT0 + absl::Seconds(2));
+  REQUIRE_OK(same);
+  CHECK(*same == id);
+  info = (*store)->GetWorker(id);
+  REQUIRE_OK(info);
+  CHECK(info->capabilities.devices == 1);
+  CHECK(info->capabilities.memory_gb == 8);
+  CHECK(info->capabilities.tp == 1);
+  CHECK(info->labels_json.find("\"b\"") != std::string::npos);
+  CHECK(info->artifacts == std::vector<std::string>{"m1", "m2"});
+  CHECK(info->last_heartbeat == kT0 + absl::Seconds(2));
+
+  CHECK((*store)->GetWorker(424242).status().code() == absl::StatusCode::kNotFound);
+  WorkerInfo bad;
+  bad.name = "bad";
+  bad.capabilities.devices = -1;
+  auto rejected = (*store)->RegisterWorker(bad, kT0);
+  CHECK(rejected.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(rejected.status().message().find("devices") != std::string::npos);
+  bad.capabilities = {1, 0, 0};
+  rejected = (*store)->RegisterWorker(bad, kT0);
+  CHECK(rejected.status().message().find("tp") != std::string::npos);
 }
 
 TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease expired", "[pg]") {
@@ -385,7 +487,7 @@ TEST_CASE(
   REQUIRE_OK(replay);
   CHECK(*replay == *a);
   CHECK(StateOf(*store, first.job_id) == JobState::kFailed);
-  auto none = store->Lease(w, {}, kT0 + absl::Minutes(1), kTtl);
+  auto none = store->Lease(w, kT0 + absl::Minutes(1), kTtl);
   REQUIRE_OK(none);
   CHECK_FALSE(none->has_value());
   REQUIRE(store->Events(first.job_id)->size() == 3);  // SUBMIT LEASE FAIL
@@ -436,7 +538,7 @@ TEST_CASE(
   REQUIRE_OK(c);
   CHECK(StateOf(*store, first.job_id) == JobState::kSucceeded);
   CHECK(store->Events(first.job_id)->size() == 6);  // ... RESUBMIT LEASE COMPLETE
-  auto idle = store->Lease(w, {}, t1 + absl::Minutes(1), kTtl);
+  auto idle = store->Lease(w, t1 + absl::Minutes(1), kTtl);
   REQUIRE_OK(idle);
   CHECK_FALSE(idle->has_value());
   ResultFilter fc;
@@ -462,7 +564,7 @@ TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   for (int t = 0; t < 64; ++t) {
     threads.emplace_back([&, t] {
       for (;;) {
-        auto l = store->Lease(workers[t], {}, kT0, kTtl);
+        auto l = store->Lease(workers[t], kT0, kTtl);
         if (!l.ok()) {
           ++errors;
           return;
@@ -580,7 +682,7 @@ TEST_CASE("calls during a PostgreSQL outage return UNAVAILABLE and work again af
   REQUIRE_OK(testing::LocalPg().Stop());
   CHECK(store->Heartbeat(l.job_id, l.epoch, kT0, kTtl).status().code() ==
         absl::StatusCode::kUnavailable);
-  CHECK(store->Lease(w, {}, kT0, kTtl).status().code() == absl::StatusCode::kUnavailable);
+  CHECK(store->Lease(w, kT0, kTtl).status().code() == absl::StatusCode::kUnavailable);
   CHECK(store->CountJobsByState().status().code() == absl::StatusCode::kUnavailable);
   REQUIRE_OK(testing::LocalPg().StartAgain());
 

@@ -139,13 +139,13 @@ grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
       rows.push_back(std::move(row));
     }
     const absl::Time now = deps_.now();
-    RETURN_IF_ERROR(deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
+    ASSIGN_OR_RETURN(JobState state,
+                     deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
     // A replayed Complete finds no lease on the board and counts nothing twice.
     if (auto lease = deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(JobEvent::kComplete);
       // After a cancel request, Complete lands in CANCELED: not a completed job.
-      auto job = deps_.store->GetJob(request->job_id());
-      if (!job.ok() || job->state != JobState::kSucceeded) return absl::OkStatus();
+      if (state != JobState::kSucceeded) return absl::OkStatus();
       deps_.metrics->CountJobCompleted(lease->method, lease->task);
       deps_.metrics->ObserveJobCompleted(lease->method, lease->task,
                                          absl::ToDoubleSeconds(now - lease->leased_at));
@@ -158,12 +158,12 @@ grpc::Status WorkerGatewayService::Fail(grpc::ServerContext* context,
                                         const v1::FailRequest* request,
                                         v1::FailResponse* response) {
   return guard_.Run("Fail", context, [&]() -> Status {
-    RETURN_IF_ERROR(deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
-                                      request->retryable(), deps_.now()));
+    ASSIGN_OR_RETURN(JobState state,
+                     deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
+                                       request->retryable(), deps_.now()));
     if (deps_.board->Finished(request->job_id())) {
-      auto job = deps_.store->GetJob(request->job_id());
-      const bool retried = job.ok() && job->state == JobState::kPending;
-      deps_.metrics->CountTransition(retried ? JobEvent::kRetry : JobEvent::kFail);
+      deps_.metrics->CountTransition(state == JobState::kPending ? JobEvent::kRetry
+                                                                 : JobEvent::kFail);
     }
     return absl::OkStatus();
   });

@@ -158,13 +158,15 @@ class JobStore {
   // Renews the lease to now + ttl. FAILED_PRECONDITION when the epoch is no longer current.
   virtual StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                              absl::Duration ttl) = 0;
-  // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED.
-  // A replay with the same epoch after success returns OK and writes nothing.
-  virtual Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
-                          absl::Time now) = 0;
-  // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED.
-  virtual Status Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
-                      absl::Time now) = 0;
+  // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED;
+  // returns the state the job is in now. A replay with the same epoch after success returns
+  // the job's state and writes nothing.
+  virtual StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
+                                      const std::vector<JobResultRow>& results, absl::Time now) = 0;
+  // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED (CANCELED
+  // after a cancel request). Returns the state the job is in now (also for a replay).
+  virtual StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason,
+                                  bool retryable, absl::Time now) = 0;
   // Treats every lease with deadline < now as a retryable failure; returns how many expired.
   virtual StatusOr<int64_t> ExpireLeases(absl::Time now) = 0;
 

@@ -319,6 +319,7 @@ TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease ex
   auto hb = store->Heartbeat(old.job_id, old.epoch, kT0 + absl::Seconds(10), kTtl);
   REQUIRE_OK(hb);
   CHECK_FALSE(hb->cancel_requested);
+  CHECK(store->GetWorker(w1)->last_heartbeat == kT0 + absl::Seconds(10));  // the holder is alive
   // Renewed to t0+40s: nothing expires at t0+35s.
   auto none = store->ExpireLeases(kT0 + absl::Seconds(35));
   REQUIRE_OK(none);
@@ -337,9 +338,9 @@ TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease ex
   auto stale_hb = store->Heartbeat(old.job_id, old.epoch, later, kTtl);
   CHECK(stale_hb.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK(stale_hb.status().message().find("epoch") != std::string::npos);
-  CHECK(store->Complete(old.job_id, old.epoch, {}, later).code() ==
+  CHECK(store->Complete(old.job_id, old.epoch, {}, later).status().code() ==
         absl::StatusCode::kFailedPrecondition);
-  CHECK(store->Fail(old.job_id, old.epoch, "late", true, later).code() ==
+  CHECK(store->Fail(old.job_id, old.epoch, "late", true, later).status().code() ==
         absl::StatusCode::kFailedPrecondition);
   CHECK(store->Complete(fresh.job_id, fresh.epoch, {}, later).ok());
   CHECK(StateOf(*store, fresh.job_id) == JobState::kSucceeded);
@@ -358,7 +359,9 @@ TEST_CASE("retryable failures back off exponentially, then the job FAILS at max_
   for (int attempt = 1; attempt <= 2; ++attempt) {
     LeasedJob l = MustLease(*store, w, now);
     CHECK(l.attempt == attempt);
-    REQUIRE_OK(store->Fail(l.job_id, l.epoch, "oom", true, now));
+    auto retried = store->Fail(l.job_id, l.epoch, "oom", true, now);
+    REQUIRE_OK(retried);
+    CHECK(*retried == JobState::kPending);
     // A replay of the same Fail is harmless.
     REQUIRE_OK(store->Fail(l.job_id, l.epoch, "oom", true, now));
     auto job = store->GetJob(l.job_id);
@@ -370,7 +373,9 @@ TEST_CASE("retryable failures back off exponentially, then the job FAILS at max_
   }
   LeasedJob last = MustLease(*store, w, now);
   CHECK(last.attempt == 3);
-  REQUIRE_OK(store->Fail(last.job_id, last.epoch, "oom again", true, now));
+  auto exhausted = store->Fail(last.job_id, last.epoch, "oom again", true, now);
+  REQUIRE_OK(exhausted);
+  CHECK(*exhausted == JobState::kFailed);
   CHECK(StateOf(*store, last.job_id) == JobState::kFailed);
 
   // A fatal failure is final at once.
@@ -398,7 +403,9 @@ TEST_CASE("cancel of a pending job is immediate, of a leased job requested and h
   CHECK(hb->cancel_requested);
   JobResultRow r;
   r.metric = "acc";
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {r}, kT0));
+  auto completed = store->Complete(l.job_id, l.epoch, {r}, kT0);
+  REQUIRE_OK(completed);
+  CHECK(*completed == JobState::kCanceled);
   CHECK(StateOf(*store, l.job_id) == JobState::kCanceled);
   ResultFilter all;
   CHECK(store->Results(all)->empty());  // a canceled job's results are discarded
@@ -517,7 +524,7 @@ TEST_CASE(
   CHECK(again.attempt == 1);
   CHECK(again.epoch == first.epoch + 1);
   // The old attempt stays fenced.
-  CHECK(store->Complete(first.job_id, first.epoch, {}, t1).code() ==
+  CHECK(store->Complete(first.job_id, first.epoch, {}, t1).status().code() ==
         absl::StatusCode::kFailedPrecondition);
   JobResultRow r;
   r.metric = "ppl";
@@ -649,8 +656,12 @@ TEST_CASE("results are written exactly once when Complete is replayed", "[pg]") 
   JobResultRow acc;
   acc.metric = "acc";
   acc.value = 0.5;
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0));
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0));
+  auto done = store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0);
+  REQUIRE_OK(done);
+  CHECK(*done == JobState::kSucceeded);
+  auto replayed = store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0);
+  REQUIRE_OK(replayed);
+  CHECK(*replayed == JobState::kSucceeded);
   ResultFilter f;
   f.job_key = "k";
   auto results = store->Results(f);

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", config.metrics_listen,
                  "Prometheus /metrics address host:port (\"\" disables it)")
       ->capture_default_str();
+  app.add_option("--db-connections", config.db_connections,
+                 "most PostgreSQL connections held at once (RPCs beyond it queue)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--models", models, "Models in the sweep (x 100 jobs each)")
       ->capture_default_str();
   app.add_option("--scratch", scratch, "PostgreSQL data folder")->capture_default_str();
+  int db_connections = bitsweep::server::ServerConfig().db_connections;
+  app.add_option("--db-connections", db_connections, "The coordinator's PostgreSQL connections")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::filesystem::remove_all(scratch);
@@ -52,6 +55,7 @@ int main(int argc, char** argv) {
   config.db = *db;
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "";
+  config.db_connections = db_connections;
   auto coordinator = bitsweep::server::Coordinator::Start(config);
   if (!coordinator.ok()) {
     return std::fprintf(stderr, "%s\n", coordinator.status().ToString().c_str()), 1;

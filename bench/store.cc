@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       std::vector<int64_t> my_ids;
       for (;;) {
         auto t0 = Clock::now();
-        auto l = store.Lease(workers[t], {}, absl::Now(), absl::Seconds(60));
+        auto l = store.Lease(workers[t], absl::Now(), absl::Seconds(60));
         my_lease.push_back(Ms(Clock::now() - t0));
         if (!l.ok()) {
           if (errors++ == 0) std::fprintf(stderr, "Lease: %s\n", l.status().ToString().c_str());
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
         auto st = store.Complete((*l)->job_id, (*l)->epoch, {}, absl::Now());
         my_complete.push_back(Ms(Clock::now() - t1));
         if (!st.ok()) {
-          if (errors++ == 0) std::fprintf(stderr, "Complete: %s\n", st.ToString().c_str());
+          if (errors++ == 0) std::fprintf(stderr, "Complete: %s\n", st.status().ToString().c_str());
         }
         my_ids.push_back((*l)->job_id);
       }

@@ -35,7 +35,7 @@ enum class JobEvent {
   kFail,       // fatal failure, or attempts exhausted
   kExpire,     // the lease deadline passed without a heartbeat (attempts left)
   kCancel,     // a client cancels the job or its sweep
-  kResubmit,   // a new sweep asks for a job a canceled sweep had dropped: it runs again
+  kResubmit,   // a NEW sweep asks for a CANCELED or FAILED job: it runs again, fresh attempts
 };
 inline constexpr int kNumJobEvents = 9;
 
@@ -61,6 +61,11 @@ struct JobTransition {
 // is split into kRetry / kExpire (-> PENDING) and kFail (-> FAILED): the store picks the event
 // from retryable and attempt < max_attempts, and an expired lease with no attempts left is a
 // kFail whose reason says "lease expired".
+// Terminal states are final for the sweep that saw them, but a job is shared by every sweep that
+// asks for its key: a NEW sweep (another request id) asking for a FAILED or CANCELED job
+// resubmits it (kResubmit: attempts start again, the epoch keeps growing); a SUCCEEDED job is
+// answered from its stored result and never runs again. A replayed SubmitSweep (same request id)
+// applies nothing.
 inline constexpr std::array<JobTransition, 14> kJobTransitions = {{
     {JobEvent::kLease, {JobState::kPending}, 1, JobState::kLeased},
     {JobEvent::kHeartbeat, {JobState::kLeased}, 1, JobState::kLeased},
@@ -75,7 +80,7 @@ inline constexpr std::array<JobTransition, 14> kJobTransitions = {{
     {JobEvent::kExpire, {JobState::kCancelRequested}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kPending}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kLeased}, 1, JobState::kCancelRequested},
-    {JobEvent::kResubmit, {JobState::kCanceled}, 1, JobState::kPending},
+    {JobEvent::kResubmit, {JobState::kCanceled, JobState::kFailed}, 2, JobState::kPending},
 }};
 
 // The state a new job starts in (the kSubmit destination).

@@ -51,7 +51,9 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   RETURN_IF_ERROR(config.Validate());
   ASSIGN_OR_RETURN(auto credentials, Credentials(config));
   std::unique_ptr<Coordinator> c(new Coordinator(config));
-  ASSIGN_OR_RETURN(c->store_, store::JobStore::Open(config.db));
+  store::JobStoreOptions store_options;
+  store_options.max_connections = config.db_connections;
+  ASSIGN_OR_RETURN(c->store_, store::JobStore::Open(config.db, store_options));
   c->metrics_ = std::make_unique<ServerMetrics>(c->store_.get());
   c->metrics_->SetConfig(config.tls(), !config.client_token.empty() || !config.worker_token.empty(),
                          absl::ToDoubleSeconds(config.lease_ttl));

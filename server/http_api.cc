@@ -53,10 +53,11 @@ json SweepJson(const store::SweepInfo& info) {
           {"finished", s.finished()}};
 }
 
-json JobJson(const store::JobInfo& info, JobBoard& board) {
+json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
+  JobBoard& board = *deps.board;
   std::string worker_name;
   if (info.worker_id) {
-    if (auto w = board.Worker(*info.worker_id)) worker_name = w->name;
+    worker_name = WorkerName(deps, *info.worker_id);
   }
   v1::Job j;
   JobToProto(info, worker_name, board.Progress(info.id), &j);
@@ -196,7 +197,7 @@ void HttpApi::Route() {
           ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(id));
           ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs, deps_.store->ListJobs(id));
           json list = json::array();
-          for (const auto& job : jobs) list.push_back(JobJson(job, *deps_.board));
+          for (const auto& job : jobs) list.push_back(JobJson(job, deps_));
           *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}};
           return absl::OkStatus();
         }));
@@ -251,8 +252,8 @@ void HttpApi::Route() {
                          {"reason", e.reason}};
             item["from"] = e.from ? json(std::string(JobStateName(*e.from))) : json(nullptr);
             if (e.worker_id) {
-              auto w = deps_.board->Worker(*e.worker_id);
-              item["worker"] = w ? w->name : absl::StrCat("worker-", *e.worker_id);
+              const std::string name = WorkerName(deps_, *e.worker_id);
+              item["worker"] = name.empty() ? absl::StrCat("worker-", *e.worker_id) : name;
             }
             event_list.push_back(std::move(item));
           }
@@ -264,7 +265,7 @@ void HttpApi::Route() {
                                {"n", r.n},
                                {"provenance", json::parse(r.provenance_json, nullptr, false)}});
           }
-          *out = {{"job", JobJson(job, *deps_.board)},
+          *out = {{"job", JobJson(job, deps_)},
                   {"events", std::move(event_list)},
                   {"results", std::move(results)}};
           return absl::OkStatus();

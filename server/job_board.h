@@ -1,8 +1,9 @@
 // JobBoard: the coordinator's volatile, in-memory view of what workers report between database
-// writes: registered workers' capabilities and names, each leased job's progress and phase, and
-// when (and for which method and task) each job was leased, for the job duration metric.
-// Nothing here is needed for correctness: after a coordinator restart workers register again
-// and progress reappears with the next heartbeat. Thread-safe.
+// writes: a cache of registered workers' names and capabilities (the registry itself is the
+// workers table), each leased job's progress and phase, and when (and for which method and task)
+// each job was leased, for the job duration metric. Nothing here is needed for correctness:
+// after a coordinator restart the cache refills from the store and progress reappears with the
+// next heartbeat. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,7 @@ struct LeaseEntry {
 class JobBoard {
  public:
   void PutWorker(int64_t worker_id, WorkerEntry entry);
+  // The cached entry; nullopt when this process has not seen the worker (see WorkerName).
   std::optional<WorkerEntry> Worker(int64_t worker_id) const;
 
   // Records a new lease (and forgets the previous attempt's progress).

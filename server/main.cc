@@ -38,6 +38,10 @@ int main(int argc, char** argv) {
                  "web dashboard and JSON API address host:port (\"\" disables it); a "
                  "non-loopback host needs TLS and --client-token, or --insecure-allow-remote")
       ->capture_default_str();
+  app.add_option("--db-connections", config.db_connections,
+                 "most PostgreSQL connections held at once (RPCs beyond it queue)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

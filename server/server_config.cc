@@ -66,6 +66,7 @@ Status ServerConfig::Validate() const {
   if (!metrics_listen.empty()) RETURN_IF_ERROR(CheckAddress("metrics_listen", metrics_listen));
   if (!http_listen.empty()) RETURN_IF_ERROR(CheckAddress("http_listen", http_listen));
   if (db.empty()) return absl::InvalidArgumentError("db: the libpq conninfo is empty");
+  if (db_connections < 1) return absl::InvalidArgumentError("db_connections: must be >= 1");
   if (lease_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lease_ttl: must be positive");
   }

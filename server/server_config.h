@@ -17,6 +17,10 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   // libpq conninfo of the job database (PG* environment variables apply). Required.
   std::string db;
+  // Most PostgreSQL connections the coordinator holds at once; RPCs beyond it wait their turn
+  // (first come, first served). Each runs a backend process, so more than a few per core only
+  // adds context switches (bench/scheduler measures the choice). Default 16.
+  int db_connections = 16;
   // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = no exposer.
   std::string metrics_listen = "127.0.0.1:9464";
   // Dashboard and its JSON API over HTTP ("host:port", port 0 = a free one); "" = off (the

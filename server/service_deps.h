@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <functional>
+#include <string>
 
 #include "absl/time/time.h"
 #include "server/job_board.h"
@@ -22,5 +23,15 @@ struct ServiceDeps {
   // Set when the server is shutting down; WatchSweep streams end at their next poll.
   const std::atomic<bool>* stopping = nullptr;
 };
+
+// The worker's registered name: from the JobBoard cache, else from the store (then cached).
+// "" when the id is unknown or the store cannot answer (names only decorate provenance).
+inline std::string WorkerName(const ServiceDeps& deps, int64_t worker_id) {
+  if (auto w = deps.board->Worker(worker_id)) return w->name;
+  auto info = deps.store->GetWorker(worker_id);
+  if (!info.ok()) return "";
+  deps.board->PutWorker(worker_id, WorkerEntry{info->name, info->capabilities});
+  return info->name;
+}
 
 }  // namespace bitsweep::server

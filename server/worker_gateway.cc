@@ -58,6 +58,12 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
     info.capabilities.memory_gb = request->memory_gb();
     info.capabilities.tp = std::max(1, request->max_tp());
     info.artifacts.assign(request->artifacts().begin(), request->artifacts().end());
+    nlohmann::json labels = nlohmann::json::object();
+    for (const auto& [key, value] : request->labels()) {
+      if (key.empty()) return absl::InvalidArgumentError("labels: a key is empty");
+      labels[key] = value;
+    }
+    info.labels_json = labels.dump();
     ASSIGN_OR_RETURN(int64_t worker_id, deps_.store->RegisterWorker(info, deps_.now()));
     deps_.board->PutWorker(worker_id, WorkerEntry{info.name, info.capabilities});
     response->set_worker_id(worker_id);
@@ -71,16 +77,15 @@ grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
                                          v1::LeaseResponse* response) {
   const absl::Time start = absl::Now();
   grpc::Status status = guard_.Run("Lease", context, [&]() -> Status {
-    auto worker = deps_.board->Worker(request->worker_id());
-    if (!worker) {
-      return absl::NotFoundError(absl::StrCat("worker_id: ", request->worker_id(),
-                                              " is not registered with this coordinator "
-                                              "(it may have restarted): call Register again"));
-    }
     const absl::Time now = deps_.now();
-    ASSIGN_OR_RETURN(
-        std::optional<store::LeasedJob> leased,
-        deps_.store->Lease(request->worker_id(), worker->capabilities, now, deps_.lease_ttl));
+    // The store reads the worker's registered capabilities from the database.
+    StatusOr<std::optional<store::LeasedJob>> got =
+        deps_.store->Lease(request->worker_id(), now, deps_.lease_ttl);
+    if (got.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(absl::StrCat("worker_id: ", request->worker_id(),
+                                              " is not registered: call Register again"));
+    }
+    ASSIGN_OR_RETURN(std::optional<store::LeasedJob> leased, std::move(got));
     response->set_lease_ttl_seconds(absl::ToDoubleSeconds(deps_.lease_ttl));
     if (!leased) {
       response->set_has_job(false);
@@ -120,9 +125,8 @@ grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
                                             const v1::CompleteRequest* request,
                                             v1::CompleteResponse* response) {
   return guard_.Run("Complete", context, [&]() -> Status {
-    std::string worker_name;
-    if (auto w = deps_.board->Worker(request->worker_id())) worker_name = w->name;
-    ASSIGN_OR_RETURN(std::string provenance, Provenance(*request, worker_name));
+    ASSIGN_OR_RETURN(std::string provenance,
+                     Provenance(*request, WorkerName(deps_, request->worker_id())));
     std::vector<store::JobResultRow> rows;
     for (const auto& metric : request->metrics()) {
       if (metric.name().empty()) return absl::InvalidArgumentError("metrics[].name: empty");
@@ -135,13 +139,13 @@ grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
       rows.push_back(std::move(row));
     }
     const absl::Time now = deps_.now();
-    RETURN_IF_ERROR(deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
+    ASSIGN_OR_RETURN(JobState state,
+                     deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
     // A replayed Complete finds no lease on the board and counts nothing twice.
     if (auto lease = deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(JobEvent::kComplete);
       // After a cancel request, Complete lands in CANCELED: not a completed job.
-      auto job = deps_.store->GetJob(request->job_id());
-      if (!job.ok() || job->state != JobState::kSucceeded) return absl::OkStatus();
+      if (state != JobState::kSucceeded) return absl::OkStatus();
       deps_.metrics->CountJobCompleted(lease->method, lease->task);
       deps_.metrics->ObserveJobCompleted(lease->method, lease->task,
                                          absl::ToDoubleSeconds(now - lease->leased_at));
@@ -154,12 +158,12 @@ grpc::Status WorkerGatewayService::Fail(grpc::ServerContext* context,
                                         const v1::FailRequest* request,
                                         v1::FailResponse* response) {
   return guard_.Run("Fail", context, [&]() -> Status {
-    RETURN_IF_ERROR(deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
-                                      request->retryable(), deps_.now()));
+    ASSIGN_OR_RETURN(JobState state,
+                     deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
+                                       request->retryable(), deps_.now()));
     if (deps_.board->Finished(request->job_id())) {
-      auto job = deps_.store->GetJob(request->job_id());
-      const bool retried = job.ok() && job->state == JobState::kPending;
-      deps_.metrics->CountTransition(retried ? JobEvent::kRetry : JobEvent::kFail);
+      deps_.metrics->CountTransition(state == JobState::kPending ? JobEvent::kRetry
+                                                                 : JobEvent::kFail);
     }
     return absl::OkStatus();
   });

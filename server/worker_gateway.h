@@ -1,7 +1,8 @@
 // WorkerGateway: the worker-facing RPCs of proto/bitsweep/v1/worker.proto. Every call about a
 // job is fenced by (job_id, lease_epoch) in the store: a stale epoch is FAILED_PRECONDITION.
-// Capabilities come from Register and live in the JobBoard, so a worker unknown to this
-// coordinator process (it restarted) gets NOT_FOUND from Lease and registers again.
+// Register persists the worker (capabilities, labels, artifacts) in the store's workers table and
+// Lease reads them from there, so a restarted coordinator serves known workers at once; a worker
+// id the database does not know gets NOT_FOUND from Lease and registers again.
 // Heartbeat progress and phase are kept in memory (JobBoard) for ListJobs. Thread-safe.
 #pragma once
 

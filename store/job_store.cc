@@ -85,7 +85,8 @@ const std::string kJobColumns =
     "j.id, j.sweep_id, j.job_key, j.artifact_key, j.spec::text, j.state, j.priority, j.attempt, "
     "j.max_attempts, j.lease_epoch, j.worker_id, " +
     Us("j.lease_deadline") + ", " + Us("j.not_before") +
-    ", j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error";
+    ", j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error, "
+    "coalesce((SELECT w.name FROM workers w WHERE w.id = j.worker_id), '')";
 
 StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   JobInfo j;
@@ -107,6 +108,7 @@ StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   j.needs.memory_gb = r[15].as<double>();
   j.needs.tp = r[16].as<int32_t>();
   j.last_error = r[17].as<std::string>();
+  j.worker_name = r[18].as<std::string>();
   return j;
 }
 
@@ -140,7 +142,9 @@ std::string DestinationCase(JobEvent event, const std::string& column) {
 // a free job; a window that is too small only makes a worker ask again, never double-leases. The
 // outer query ranks (priority, held artifact, sweep with the fewest held jobs, age) and locks the
 // first row nobody holds: SKIP LOCKED lets concurrent leasers take different rows instead of
-// queueing. $1 now (us), $2 devices, $3 memory_gb, $4 tp, $5 worker id.
+// queueing. The worker's capabilities and artifacts come from its workers row (the registry is
+// persistent, so a restarted coordinator leases without asking workers to register again).
+// $1 now (us), $2 worker id, $3 lease deadline (us).
 constexpr int kLeaseWindow = 64;
 // Affinity only reorders; it need not see past the first few jobs of each held artifact.
 constexpr int kAffinityWindow = 16;
@@ -150,15 +154,16 @@ const std::string& LeaseQuery() {
     const std::string pending = StateList(JobEvent::kLease);
     const std::string held = StateList(JobEvent::kHeartbeat);
     const std::string fits = " AND c.not_before <= " + Ts(1) +
-                             " AND c.devices <= $2 AND c.memory_gb <= $3 AND c.tp <= $4";
+                             " AND c.devices <= w.devices AND c.memory_gb <= w.memory_gb"
+                             " AND c.tp <= w.tp";
     const std::string window = std::to_string(kLeaseWindow);
     return new std::string(
-        "WITH w AS (SELECT artifacts FROM workers WHERE id = $5), "
+        "WITH w AS (SELECT artifacts, devices, memory_gb, tp FROM workers WHERE id = $2), "
         "held AS (SELECT sweep_id, count(*) AS n FROM jobs WHERE state IN " +
         held +
         " GROUP BY sweep_id), "
         "cand AS ("
-        "  (SELECT x.id FROM sweeps s CROSS JOIN LATERAL ("
+        "  (SELECT x.id FROM w CROSS JOIN sweeps s CROSS JOIN LATERAL ("
         "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
         pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
         ") x) "
@@ -184,9 +189,9 @@ const std::string& LeaseQuery() {
         // this one statement: the lease path is the coordinator's hot path.
         "u AS (UPDATE jobs SET state = " +
         DestinationCase(JobEvent::kLease, "jobs.state") +
-        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $5, "
+        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = $2, "
         "lease_deadline = " +
-        Ts(6) + ", leased_at = " + Ts(1) + ", renewed_at = " + Ts(1) + ", updated_at = " + Ts(1) +
+        Ts(3) + ", leased_at = " + Ts(1) + ", renewed_at = " + Ts(1) + ", updated_at = " + Ts(1) +
         " FROM pick WHERE jobs.id = pick.id AND jobs.state IN " + pending +
         " RETURNING jobs.id, pick.state AS from_state, jobs.state AS to_state, "
         "jobs.lease_epoch, jobs.attempt, jobs.job_key, jobs.artifact_key, jobs.spec::text AS "
@@ -194,10 +199,10 @@ const std::string& LeaseQuery() {
         "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
         "worker_id, reason) SELECT id, " +
         Ts(1) + ", from_state, to_state, '" + std::string(JobEventName(JobEvent::kLease)) +
-        "', lease_epoch, $5, 'attempt ' || attempt FROM u), "
+        "', lease_epoch, $2, 'attempt ' || attempt FROM u), "
         "wk AS (UPDATE workers SET last_heartbeat = " +
         Ts(1) +
-        " WHERE id = $5 RETURNING id) "
+        " WHERE id = $2 RETURNING id) "
         "SELECT u.id, u.from_state, u.to_state, u.lease_epoch, u.attempt, u.job_key, "
         "u.artifact_key, u.spec, (SELECT count(*) FROM wk) FROM u "
         "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM "
@@ -234,7 +239,12 @@ class ConnectionPool {
       }
     }
     try {
-      return std::make_unique<pqxx::connection>(conninfo_);
+      auto c = std::make_unique<pqxx::connection>(conninfo_);
+      // The store runs short OLTP statements: JIT compiling one costs hundreds of milliseconds
+      // (the lease query's estimate over an unanalyzed sweeps table crosses jit_above_cost) and
+      // never pays off.
+      c->set_variable("jit", "off");
+      return c;
     } catch (...) {
       Release(nullptr);
       throw;
@@ -281,14 +291,15 @@ class PgJobStore final : public JobStore {
                                 const std::string& spec_json, int32_t priority,
                                 const std::vector<NewJob>& jobs, absl::Time now) override;
   StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) override;
-  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, const Capabilities& offer,
-                                           absl::Time now, absl::Duration ttl) override;
+  StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
+  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
+                                           absl::Duration ttl) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                      absl::Duration ttl) override;
-  Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
-                  absl::Time now) override;
-  Status Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
-              absl::Time now) override;
+  StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
+                              const std::vector<JobResultRow>& results, absl::Time now) override;
+  StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
+                          absl::Time now) override;
   StatusOr<int64_t> ExpireLeases(absl::Time now) override;
   StatusOr<int64_t> CancelSweep(int64_t sweep_id, const std::string& reason,
                                 absl::Time now) override;
@@ -302,10 +313,15 @@ class PgJobStore final : public JobStore {
   StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
 
  private:
-  // Runs `body` in one transaction; commits when it returns OK, rolls back otherwise.
-  // Serialization failures and deadlocks are retried a few times, then ABORTED (P7).
+  // kTransaction: `body` runs in one transaction (BEGIN ... COMMIT), committed when it returns
+  // OK, rolled back otherwise. kOneStatement: `body` runs one statement (or only reads) in
+  // autocommit, which PostgreSQL makes atomic on its own: two round trips fewer on the hot paths
+  // (Lease, Heartbeat, GetJob). Serialization failures and deadlocks are retried a few times,
+  // then ABORTED (P7).
+  enum class Mode { kTransaction, kOneStatement };
   Status Transact(const std::string& what,
-                  const std::function<Status(pqxx::transaction_base&)>& body);
+                  const std::function<Status(pqxx::transaction_base&)>& body,
+                  Mode mode = Mode::kTransaction);
 
   // The row of a job locked for update, with what every transition needs.
   struct Locked {
@@ -334,7 +350,7 @@ class PgJobStore final : public JobStore {
 };
 
 Status PgJobStore::Transact(const std::string& what,
-                            const std::function<Status(pqxx::transaction_base&)>& body) {
+                            const std::function<Status(pqxx::transaction_base&)>& body, Mode mode) {
   constexpr int kMaxTries = 5;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<pqxx::connection> conn;
@@ -347,12 +363,18 @@ Status PgJobStore::Transact(const std::string& what,
     try {
       conn = pool_.Acquire();
       acquired = true;
-      pqxx::work tx(*conn);
-      Status st = body(tx);
-      if (st.ok()) {
-        tx.commit();
+      Status st;
+      if (mode == Mode::kOneStatement) {
+        pqxx::nontransaction tx(*conn);
+        st = body(tx);
       } else {
-        tx.abort();
+        pqxx::work tx(*conn);
+        st = body(tx);
+        if (st.ok()) {
+          tx.commit();
+        } else {
+          tx.abort();
+        }
       }
       give_back(true);
       return st;
@@ -366,7 +388,9 @@ Status PgJobStore::Transact(const std::string& what,
     } catch (const pqxx::broken_connection&) {
       give_back(false);
       // Before COMMIT nothing was committed, so one retry on a fresh connection is safe; it
-      // turns a pooled connection that died with a server restart into a reconnect.
+      // turns a pooled connection that died with a server restart into a reconnect. (An
+      // autocommit statement may have landed: Heartbeat and reads repeat harmlessly, and a
+      // repeated Lease at worst leaves one job leased to nobody until its lease expires.)
       if (attempt == 1) continue;
       return StatusFromCurrentException(what);
     } catch (...) {
@@ -526,21 +550,27 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
          "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
          "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
          sweep_id, keys_array);
-    // Jobs a canceled sweep dropped run again for this one (and count toward its fairness);
-    // succeeded and failed jobs keep their outcome, which this sweep sees.
+    // A new sweep asking for a job that ended CANCELED or FAILED runs it again (kResubmit: fresh
+    // attempts, and it counts toward this sweep's fairness); a SUCCEEDED job keeps its result,
+    // which this sweep sees. A replay returned above, before this point, so it retries nothing.
     pqxx::result revive = Exec(tx,
-                               "SELECT id FROM jobs WHERE job_key = ANY($1::text[]) "
+                               "SELECT id, last_error FROM jobs WHERE job_key = ANY($1::text[]) "
                                "AND state = ANY($2::text[]) ORDER BY id",
                                keys_array, SourceStatesArray(JobEvent::kResubmit));
     for (const pqxx::row& row : revive) {
       const int64_t job_id = row[0].as<int64_t>();
       ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
       if (!Apply(job.state, JobEvent::kResubmit).ok()) continue;  // moved on since the scan
+      std::string reason =
+          "resubmitted by sweep " + std::to_string(sweep_id) + " (was " + StateName(job.state);
+      const std::string last_error = row[1].as<std::string>();
+      if (!last_error.empty()) reason += ": " + last_error;
+      reason += ")";
       RETURN_IF_ERROR(Transition(tx, job_id, job, JobEvent::kResubmit, now,
                                  ", not_before = " + Ts(2) +
                                      ", attempt = 0, cancel_requested = false, "
                                      "finished_at = NULL, worker_id = NULL, last_error = ''",
-                                 now, "sweep " + std::to_string(sweep_id))
+                                 now, reason)
                           .status());
       Exec(tx, "UPDATE jobs SET sweep_id = $1 WHERE id = $2", sweep_id, job_id);
     }
@@ -551,6 +581,10 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
 
 StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now) {
   if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
+  const Capabilities& c = worker.capabilities;
+  if (c.devices < 0) return absl::InvalidArgumentError("RegisterWorker: devices < 0");
+  if (!(c.memory_gb >= 0)) return absl::InvalidArgumentError("RegisterWorker: memory_gb < 0");
+  if (c.tp < 1) return absl::InvalidArgumentError("RegisterWorker: tp < 1");
   int64_t id = 0;
   RETURN_IF_ERROR(
       Transact("RegisterWorker " + worker.name, [&](pqxx::transaction_base& tx) -> Status {
@@ -561,8 +595,10 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
                       Ts(7) + ", " + Ts(7) +
                       ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
                       "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
-                      "artifacts = EXCLUDED.artifacts, last_heartbeat = EXCLUDED.last_heartbeat "
-                      "RETURNING id",
+                      // What it reports now plus what it was seen completing before.
+                      "artifacts = ARRAY(SELECT DISTINCT a FROM unnest(workers.artifacts || "
+                      "EXCLUDED.artifacts) AS t(a) ORDER BY a), "
+                      "last_heartbeat = EXCLUDED.last_heartbeat RETURNING id",
                   worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
                   worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
                   Micros(now))[0]
@@ -572,71 +608,108 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
   return id;
 }
 
-StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, const Capabilities& offer,
-                                                     absl::Time now, absl::Duration ttl) {
+StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
+  WorkerInfo w;
+  RETURN_IF_ERROR(Transact(
+      "GetWorker",
+      [&](pqxx::transaction_base& tx) -> Status {
+        pqxx::result r = Exec(tx,
+                              "SELECT id, name, devices, memory_gb, tp, labels::text, artifacts, " +
+                                  Us("last_heartbeat") + " FROM workers WHERE id = $1",
+                              worker_id);
+        if (r.empty()) {
+          return absl::NotFoundError("worker " + std::to_string(worker_id) + " is not registered");
+        }
+        w.id = r[0][0].as<int64_t>();
+        w.name = r[0][1].as<std::string>();
+        w.capabilities.devices = r[0][2].as<int32_t>();
+        w.capabilities.memory_gb = r[0][3].as<double>();
+        w.capabilities.tp = r[0][4].as<int32_t>();
+        w.labels_json = r[0][5].as<std::string>();
+        w.artifacts.clear();
+        auto parser = r[0][6].as_array();
+        for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
+             step = parser.get_next()) {
+          if (step.first == pqxx::array_parser::string_value) w.artifacts.push_back(step.second);
+        }
+        w.last_heartbeat = FromMicros(r[0][7].as<int64_t>());
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  return w;
+}
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
+                                                     absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
   std::optional<LeasedJob> leased;
-  RETURN_IF_ERROR(Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
-    leased.reset();
-    pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), offer.devices, offer.memory_gb, offer.tp,
-                          worker_id, Micros(now + ttl));
-    if (r.size() != 1) return absl::InternalError("Lease: expected one row");
-    if (r[0][8].as<int64_t>() == 0) {
-      return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
-                                 " is not registered");
-    }
-    if (r[0][0].is_null()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
-    ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
-    StatusOr<JobState> want = Apply(from, JobEvent::kLease);
-    if (!want.ok() || *want != to) {
-      return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
-                                 StateName(to) + ", which the transition table does not allow");
-    }
-    LeasedJob l;
-    l.job_id = r[0][0].as<int64_t>();
-    l.epoch = r[0][3].as<int64_t>();
-    l.attempt = r[0][4].as<int32_t>();
-    l.job_key = r[0][5].as<std::string>();
-    l.artifact_key = r[0][6].as<std::string>();
-    l.spec_json = r[0][7].as<std::string>();
-    l.deadline = FromMicros(Micros(now + ttl));
-    leased = std::move(l);
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(Transact(
+      "Lease",
+      [&](pqxx::transaction_base& tx) -> Status {
+        leased.reset();
+        pqxx::result r = Exec(tx, LeaseQuery(), Micros(now), worker_id, Micros(now + ttl));
+        if (r.size() != 1) return absl::InternalError("Lease: expected one row");
+        if (r[0][8].as<int64_t>() == 0) {
+          return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) +
+                                     " is not registered");
+        }
+        if (r[0][0].is_null()) return absl::OkStatus();
+        ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
+        ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
+        StatusOr<JobState> want = Apply(from, JobEvent::kLease);
+        if (!want.ok() || *want != to) {
+          return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
+                                     StateName(to) + ", which the transition table does not allow");
+        }
+        LeasedJob l;
+        l.job_id = r[0][0].as<int64_t>();
+        l.epoch = r[0][3].as<int64_t>();
+        l.attempt = r[0][4].as<int32_t>();
+        l.job_key = r[0][5].as<std::string>();
+        l.artifact_key = r[0][6].as<std::string>();
+        l.spec_json = r[0][7].as<std::string>();
+        l.deadline = FromMicros(Micros(now + ttl));
+        leased = std::move(l);
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
   return leased;
 }
 
 StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                                absl::Duration ttl) {
   HeartbeatReply reply;
-  RETURN_IF_ERROR(Transact("Heartbeat", [&](pqxx::transaction_base& tx) -> Status {
-    // A heartbeat keeps the state (a self-transition), so it renews the lease without a
-    // job_events row: the history records changes, not liveness.
-    pqxx::result r = Exec(tx,
-                          "UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
-                              " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
-                              "RETURNING state, cancel_requested, worker_id",
-                          job_id, epoch, Micros(now + ttl), Micros(now),
-                          SourceStatesArray(JobEvent::kHeartbeat));
-    if (r.empty()) {
-      ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
-      return Fenced("Heartbeat", job_id, epoch, job);
-    }
-    ASSIGN_OR_RETURN(JobState state, StateOf(r[0][0]));
-    RETURN_IF_ERROR(Apply(state, JobEvent::kHeartbeat).status());
-    reply.cancel_requested = r[0][1].as<bool>() || state == JobState::kCancelRequested;
-    if (!r[0][2].is_null()) {
-      Exec(tx, "UPDATE workers SET last_heartbeat = " + Ts(2) + " WHERE id = $1",
-           r[0][2].as<int64_t>(), Micros(now));
-    }
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(Transact(
+      "Heartbeat",
+      [&](pqxx::transaction_base& tx) -> Status {
+        // A heartbeat keeps the state (a self-transition), so it renews the lease without a
+        // job_events row: the history records changes, not liveness.
+        // The renewal and the worker's liveness in one statement.
+        pqxx::result r = Exec(
+            tx,
+            "WITH u AS (UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
+                " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
+                "RETURNING state, cancel_requested, worker_id), "
+                "wk AS (UPDATE workers SET last_heartbeat = " +
+                Ts(4) +
+                " WHERE id = (SELECT worker_id FROM u) RETURNING id) "
+                "SELECT state, cancel_requested, (SELECT count(*) FROM wk) FROM u",
+            job_id, epoch, Micros(now + ttl), Micros(now), SourceStatesArray(JobEvent::kHeartbeat));
+        if (r.empty()) {
+          ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+          return Fenced("Heartbeat", job_id, epoch, job);
+        }
+        ASSIGN_OR_RETURN(JobState state, StateOf(r[0][0]));
+        RETURN_IF_ERROR(Apply(state, JobEvent::kHeartbeat).status());
+        reply.cancel_requested = r[0][1].as<bool>() || state == JobState::kCancelRequested;
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
   return reply;
 }
 
-Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
-                            absl::Time now) {
+StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
+                                        const std::vector<JobResultRow>& results, absl::Time now) {
   std::vector<std::string> metrics, provenance;
   std::vector<double> values, stderrs;
   std::vector<int64_t> ns;
@@ -653,8 +726,10 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
     ns.push_back(r.n);
     provenance.push_back(r.provenance_json.empty() ? "{}" : r.provenance_json);
   }
-  return Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
+  JobState final_state = JobState::kSucceeded;
+  RETURN_IF_ERROR(Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+    final_state = job.state;
     if (job.epoch == epoch && IsTerminal(job.state) &&
         AlreadyApplied(tx, job_id, epoch, {JobEvent::kComplete})) {
       return absl::OkStatus();  // a replay of a Complete that landed
@@ -666,6 +741,7 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
                      Transition(tx, job_id, job, JobEvent::kComplete, now,
                                 ", finished_at = " + Ts(1) + ", lease_deadline = NULL", now,
                                 "completed by worker " + std::to_string(job.worker_id)));
+    final_state = to;
     if (to == JobState::kSucceeded && !metrics.empty()) {
       Exec(tx,
            "INSERT INTO results (job_id, metric, value, stderr, n, provenance, created_at) "
@@ -685,13 +761,16 @@ Status PgJobStore::Complete(int64_t job_id, int64_t epoch, const std::vector<Job
            job.worker_id, job.artifact_key);
     }
     return absl::OkStatus();
-  });
+  }));
+  return final_state;
 }
 
-Status PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
-                        absl::Time now) {
-  return Transact("Fail", [&](pqxx::transaction_base& tx) -> Status {
+StatusOr<JobState> PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason,
+                                    bool retryable, absl::Time now) {
+  JobState final_state = JobState::kFailed;
+  RETURN_IF_ERROR(Transact("Fail", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+    final_state = job.state;
     const JobEvent event =
         retryable && job.attempt < job.max_attempts ? JobEvent::kRetry : JobEvent::kFail;
     if (job.epoch == epoch &&
@@ -708,8 +787,10 @@ Status PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason
             ? ", not_before = " + Ts(2) +
                   ", worker_id = NULL, lease_deadline = NULL, last_error = $3"
             : ", finished_at = " + Ts(1) + ", lease_deadline = NULL, last_error = $3";
-    return Transition(tx, job_id, job, event, now, set, not_before, reason).status();
-  });
+    ASSIGN_OR_RETURN(final_state, Transition(tx, job_id, job, event, now, set, not_before, reason));
+    return absl::OkStatus();
+  }));
+  return final_state;
 }
 
 StatusOr<int64_t> PgJobStore::ExpireLeases(absl::Time now) {
@@ -854,12 +935,16 @@ StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
 
 StatusOr<JobInfo> PgJobStore::GetJob(int64_t job_id) {
   JobInfo job;
-  RETURN_IF_ERROR(Transact("GetJob", [&](pqxx::transaction_base& tx) -> Status {
-    pqxx::result r = Exec(tx, "SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
-    if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
-    ASSIGN_OR_RETURN(job, JobFromRow(r[0]));
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(Transact(
+      "GetJob",
+      [&](pqxx::transaction_base& tx) -> Status {
+        pqxx::result r = Exec(tx, "SELECT " + kJobColumns + " FROM jobs j WHERE j.id = $1", job_id);
+        if (r.empty())
+          return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
+        ASSIGN_OR_RETURN(job, JobFromRow(r[0]));
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
   return job;
 }
 

@@ -33,11 +33,15 @@ struct JobStoreOptions {
   Status Validate() const;
 };
 
-// What a job needs from a worker, and what a worker offers.
+// What a job needs from a worker, and what a worker offers. A job fits a worker when each of
+// the job's numbers is <= the worker's: devices (a worker runs one job at a time, so an idle
+// worker's free devices are all of its devices; a CPU job from a JobSpec needs 1 and a CPU
+// worker offers 1), memory_gb (a job's 0 = no constraint; a worker's 0 fits only those) and tp
+// (the job's tensor-parallel size against the worker's largest).
 struct Capabilities {
-  int32_t devices = 0;   // accelerators (0: CPU only)
-  double memory_gb = 0;  // memory per job
-  int32_t tp = 1;        // tensor-parallel degree
+  int32_t devices = 0;   // accelerators (or CPU sockets)
+  double memory_gb = 0;  // memory per job, GiB
+  int32_t tp = 1;        // tensor-parallel degree (job) or the largest one (worker)
 };
 
 struct NewJob {
@@ -62,8 +66,10 @@ struct JobResultRow {
 struct WorkerInfo {
   std::string name;  // unique; registering a known name updates that worker
   Capabilities capabilities;
-  std::string labels_json = "{}";
+  std::string labels_json = "{}";      // a JSON object of string labels
   std::vector<std::string> artifacts;  // artifact keys already loaded
+  int64_t id = 0;                      // filled when read back
+  absl::Time last_heartbeat;           // filled when read back: last register, lease or beat
 };
 
 struct LeasedJob {
@@ -88,6 +94,7 @@ struct JobInfo {
   int32_t priority = 0, attempt = 0, max_attempts = 0;
   int64_t lease_epoch = 0;
   std::optional<int64_t> worker_id;
+  std::string worker_name;  // of worker_id ("" when none)
   std::optional<absl::Time> lease_deadline;
   absl::Time not_before;
   bool cancel_requested = false;
@@ -129,27 +136,37 @@ class JobStore {
 
   // Idempotent by request_id: a replay returns the original sweep id and changes nothing.
   // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs); a
-  // SUCCEEDED or FAILED one keeps its outcome, a CANCELED one is resubmitted (PENDING again).
+  // SUCCEEDED one keeps its result; a FAILED or CANCELED one is resubmitted: PENDING again with
+  // attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this sweep and the
+  // previous state and error. A replay applies nothing, so it never retries a failed job.
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
                                         const std::vector<NewJob>& jobs, absl::Time now) = 0;
+  // Persists a worker and returns its id (the same id for a known name, whose capabilities and
+  // labels are replaced and whose artifacts gain the ones listed). The registry lives in the
+  // database, so a restarted coordinator knows every worker without asking it to register again.
   virtual StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) = 0;
+  // NOT_FOUND for an unknown id.
+  virtual StatusOr<WorkerInfo> GetWorker(int64_t worker_id) = 0;
 
-  // Leases the best pending job that fits `offer` with not_before <= now: highest priority,
-  // then artifacts the worker holds, then the sweep with the fewest held jobs, then the oldest.
-  // nullopt when none fits. NOT_FOUND for an unregistered worker.
-  virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, const Capabilities& offer,
-                                                   absl::Time now, absl::Duration ttl) = 0;
+  // Leases the best pending job with not_before <= now that fits the capabilities the worker
+  // registered (see Capabilities): highest priority, then artifacts the worker holds, then the
+  // sweep with the fewest held jobs, then the oldest. nullopt when none fits. NOT_FOUND for an
+  // unregistered worker. One statement, one round trip.
+  virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
+                                                   absl::Duration ttl) = 0;
   // Renews the lease to now + ttl. FAILED_PRECONDITION when the epoch is no longer current.
   virtual StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                              absl::Duration ttl) = 0;
-  // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED.
-  // A replay with the same epoch after success returns OK and writes nothing.
-  virtual Status Complete(int64_t job_id, int64_t epoch, const std::vector<JobResultRow>& results,
-                          absl::Time now) = 0;
-  // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED.
-  virtual Status Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
-                      absl::Time now) = 0;
+  // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED;
+  // returns the state the job is in now. A replay with the same epoch after success returns
+  // the job's state and writes nothing.
+  virtual StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
+                                      const std::vector<JobResultRow>& results, absl::Time now) = 0;
+  // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED (CANCELED
+  // after a cancel request). Returns the state the job is in now (also for a replay).
+  virtual StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason,
+                                  bool retryable, absl::Time now) = 0;
   // Treats every lease with deadline < now as a retryable failure; returns how many expired.
   virtual StatusOr<int64_t> ExpireLeases(absl::Time now) = 0;
 

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "model/runtime.h"
 #include "worker/service.h"
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory-gb", o.memory_gb, "Memory offered to one job (0 = unspecified)")
       ->capture_default_str();
   app.add_option("--max-tp", o.max_tp, "Largest tensor-parallel size")->capture_default_str();
+  std::vector<std::string> labels;
+  app.add_option("--label", labels, "Label KEY=VALUE stored with the registration (repeatable)");
   app.add_option("--poll-seconds", o.poll_seconds, "Wait between empty leases")
       ->capture_default_str();
   app.add_option("--idle-exit-seconds", o.idle_exit_seconds,
@@ -66,6 +70,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.threads = ro.threads;
+  for (const std::string& label : labels) {
+    const auto eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "bitsweep-worker: --label '" << label << "': expected KEY=VALUE\n";
+      return 2;
+    }
+    o.labels[label.substr(0, eq)] = label.substr(eq + 1);
+  }
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
   auto s = bitsweep::worker::RunWorker(o, &g_stop);

@@ -135,13 +135,15 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
   Client client(o);
   const std::string self = o.self_exe.empty() ? "/proc/self/exe" : o.self_exe;
 
-  // Register (the coordinator may still be starting: retry UNAVAILABLE for a while). A
-  // restarted coordinator forgets registrations: Lease answers NOT_FOUND and we register again.
+  // Register (the coordinator may still be starting: retry UNAVAILABLE for a while). The
+  // coordinator keeps registrations in its database, so it knows us after a restart; should it
+  // not (its database was reset), Lease answers NOT_FOUND and we register again.
   pb::RegisterRequest reg;
   reg.set_name(name);
   reg.set_devices(o.devices);
   reg.set_memory_gb(o.memory_gb);
   reg.set_max_tp(o.max_tp);
+  for (const auto& [key, value] : o.labels) (*reg.mutable_labels())[key] = value;
   auto do_register = [&](pb::RegisterResponse* resp) {
     Status st;
     for (int i = 0; i < 120; ++i) {

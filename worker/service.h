@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "common/status.h"
@@ -23,11 +24,12 @@ struct WorkerOptions {
   int devices = 1;
   double memory_gb = 0;
   int max_tp = 1;
-  double poll_seconds = 1.0;     // wait between empty leases
-  double idle_exit_seconds = 0;  // > 0: exit after this long without a job
-  std::string self_exe;          // this binary (for run-job children); default /proc/self/exe
-  int threads = 0;               // CPU threads of each job process (0 = all cores)
-  std::string metrics_listen;    // host:port of the Prometheus /metrics endpoint ("" = off)
+  std::map<std::string, std::string> labels;  // stored with the registration (zone, gpu, ...)
+  double poll_seconds = 1.0;                  // wait between empty leases
+  double idle_exit_seconds = 0;               // > 0: exit after this long without a job
+  std::string self_exe;        // this binary (for run-job children); default /proc/self/exe
+  int threads = 0;             // CPU threads of each job process (0 = all cores)
+  std::string metrics_listen;  // host:port of the Prometheus /metrics endpoint ("" = off)
 };
 
 // Runs until *stop becomes true (or the idle limit passes). Errors only for a metrics_listen

@@ -28,6 +28,7 @@ const std::map<std::pair<S, E>, S>& Expected() {
       {{S::kPending, E::kCancel}, S::kCanceled},
       {{S::kLeased, E::kCancel}, S::kCancelRequested},
       {{S::kCanceled, E::kResubmit}, S::kPending},
+      {{S::kFailed, E::kResubmit}, S::kPending},
   };
   return *m;
 }
@@ -55,12 +56,14 @@ TEST_CASE("Apply follows the lifecycle table for every state and event pair", "[
   CHECK(possible == static_cast<int>(Expected().size()));
 }
 
-TEST_CASE("terminal states accept only a resubmit of a canceled job, submit no state",
-          "[job_state]") {
+TEST_CASE(
+    "terminal states accept only a resubmit of a canceled or failed job; a succeeded job accepts "
+    "nothing and submit no state",
+    "[job_state]") {
   for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled}) {
     CHECK(IsTerminal(terminal));
     for (int e = 0; e < kNumJobEvents; ++e) {
-      const bool resubmit = terminal == S::kCanceled && static_cast<E>(e) == E::kResubmit;
+      const bool resubmit = terminal != S::kSucceeded && static_cast<E>(e) == E::kResubmit;
       CHECK(Apply(terminal, static_cast<E>(e)).ok() == resubmit);
     }
   }
@@ -85,6 +88,7 @@ TEST_CASE("source states of an event feed the SQL guard as a text array", "[job_
   CHECK(SourceStatesArray(E::kHeartbeat) == "{LEASED,CANCEL_REQUESTED}");
   CHECK(SourceStatesArray(E::kCancel) == "{PENDING,LEASED}");
   CHECK(SourceStatesArray(E::kSubmit) == "{}");
+  CHECK(SourceStatesArray(E::kResubmit) == "{FAILED,CANCELED}");
 }
 
 TEST_CASE("state and event names round trip and unknown names are rejected", "[job_state]") {

@@ -1,6 +1,6 @@
 // Faults on the real system: a worker killed with SIGKILL mid-job, the coordinator killed and
 // restarted mid-sweep, PostgreSQL restarted: the sweep still finishes with every result exactly
-// once. (Fencing of a worker whose lease was taken away is pinned in tests/server.)
+// once; a worker frozen (SIGSTOP) past its lease is fenced when it wakes up.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +26,51 @@ namespace fs = std::filesystem;
 using bitsweep::testing::Slurp;
 using bitsweep::testing::WriteFile;
 using Clock = std::chrono::steady_clock;
+
+// The first child process of `parent` (the worker's job process), or 0 within `seconds`.
+pid_t ChildOf(pid_t parent, int seconds) {
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    FILE* p = popen(("pgrep -P " + std::to_string(parent)).c_str(), "r");
+    long pid = 0;
+    if (p != nullptr) {
+      if (std::fscanf(p, "%ld", &pid) != 1) pid = 0;
+      pclose(p);
+    }
+    if (pid > 0) return static_cast<pid_t>(pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+// The state letter of /proc/<pid>/stat ('R', 'S', 'T' stopped, 'Z' zombie), '-' when gone.
+char ProcState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return '-';
+  const auto paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() ? '-' : line[paren + 2];
+}
+
+bool WaitForState(pid_t pid, const std::string& states, int seconds) {
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    if (states.find(ProcState(pid)) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// The job id of the `nth` (0-based) "leased job N" line in a worker log, or -1.
+long LeasedJob(const std::string& log, int nth) {
+  const std::string key = "leased job ";
+  std::size_t at = 0;
+  for (int i = 0; i <= nth; ++i) {
+    at = log.find(key, i == 0 ? 0 : at + 1);
+    if (at == std::string::npos) return -1;
+  }
+  return std::stol(log.substr(at + key.size()));
+}
 
 int Cli(const std::string& args, const std::string& out) {
   const std::string bin = bitsweep::testing::BinaryDir() + "/cli/bitsweep";
@@ -138,4 +183,140 @@ TEST_CASE(
   CHECK(std::system(("pgrep -f '[r]un-job --spec " + fs::temp_directory_path().string() +
                      "/bitsweep-worker' > /dev/null")
                         .c_str()) != 0);
+}
+
+TEST_CASE(
+    "A worker frozen past its lease is fenced when it wakes: its stale job process is killed, its "
+    "late Complete is rejected, it keeps serving, and every result lands exactly once",
+    "[e2e][pg][grpc][fault][slow]") {
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_fenced");
+  const std::string bin = bitsweep::testing::BinaryDir();
+  REQUIRE(Cli("make-tiny-model --out " + dir + "/model --seed 9", dir + "/make") == 0);
+  std::string text;
+  for (int i = 0; i < 300; ++i)
+    text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
+  WriteFile(dir + "/calib.txt", text);
+  WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
+  WriteFile(dir + "/facts.jsonl",
+            "{\"context\": \"The cat number one sat on the\", \"choices\": [\"mat\", \"dog\"], "
+            "\"gold\": 0}\n");
+  const std::string common = "models: [" + dir +
+                             "/model]\n"
+                             "calibration: {source: " +
+                             dir + "/calib.txt, nsamples: 4, seqlen: 32}\neval: {seqlen: 64}\n";
+  WriteFile(dir + "/sweep.yaml", "name: fenced\nmax_attempts: 5\n" + common +
+                                     "methods:\n  - {method: [rtn, gptq, awq], wbits: [4], "
+                                     "group: [16]}\n"
+                                     "tasks: [{task: wikitext2, limit: 2}, " +
+                                     dir + "/facts.jsonl]\n");
+  // Later sweeps: a new artifact (gptq w4 g32) and new eval settings, so none of their jobs is
+  // answered from sweep 1's results.
+  WriteFile(dir + "/second.yaml", "name: second\n" + common +
+                                      "methods:\n  - {method: gptq, wbits: [4], group: [32]}\n"
+                                      "tasks: [{task: wikitext2, limit: 1}]\n");
+  WriteFile(dir + "/third.yaml", "name: third\n" + common +
+                                     "methods:\n  - {method: rtn, wbits: [4], group: [16]}\n"
+                                     "tasks: [{task: wikitext2, limit: 3}]\n");
+
+  bitsweep::store::LocalPostgresOptions po;
+  po.data_dir = dir + "/pg";
+  po.fsync = false;
+  auto pg = bitsweep::store::LocalPostgres::Start(po);
+  INFO(pg.status().ToString());
+  REQUIRE(pg.ok());
+  auto db = (*pg)->CreateDatabase("fenced");
+  REQUIRE(db.ok());
+  const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
+                                          "--db", *db, "--metrics-listen", "", "--lease-ttl", "3"},
+                                         dir + "/coordinator.log");
+  auto worker = [&](const std::string& name) {
+    return bitsweep::testing::Spawn(
+        {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", name, "--artifacts",
+         dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads",
+         "1"},
+        dir + "/" + name + ".log");
+  };
+  const std::string log0 = dir + "/w0.log", log1 = dir + "/w1.log";
+  pid_t w0 = worker("w0");
+  pid_t w1 = 0;
+  // A failed REQUIRE leaves no process behind (frozen ones included).
+  struct KillAtExit {
+    std::vector<pid_t*> pids;
+    ~KillAtExit() {
+      for (pid_t* p : pids) {
+        if (*p <= 0) continue;
+        ::kill(*p, SIGCONT);
+        ::kill(*p, SIGKILL);
+        ::waitpid(*p, nullptr, 0);
+      }
+    }
+  } kill_at_exit{{&coord, &w0, &w1}};
+  REQUIRE(Cli("submit " + dir + "/sweep.yaml --coordinator " + addr, dir + "/submit") == 0);
+
+  // 1. Freeze w0 and its job process; w1 takes the job over once the lease expires.
+  REQUIRE(bitsweep::testing::WaitForText(log0, "leased job", 60));
+  const pid_t child1 = ChildOf(w0, 10);
+  REQUIRE(child1 > 0);
+  ::kill(child1, SIGSTOP);
+  ::kill(w0, SIGSTOP);
+  const long job1 = LeasedJob(bitsweep::testing::Slurp(log0), 0);
+  w1 = worker("w1");
+  REQUIRE(bitsweep::testing::WaitForText(log1, "job " + std::to_string(job1) + " succeeded", 120));
+  // w0 wakes (its job process still frozen): the heartbeat is fenced and it kills the process.
+  ::kill(w0, SIGCONT);
+  REQUIRE(bitsweep::testing::WaitForText(
+      log0, "stopping job " + std::to_string(job1) + ": lease lost", 30));
+  CHECK(WaitForState(child1, "-", 30));  // killed and reaped by w0
+
+  REQUIRE(Cli("watch 1 --coordinator " + addr, dir + "/watch1") == 0);
+
+  // 2. Freeze only w0 while it runs a job of a second sweep (w1 is held back until then): its
+  // job process finishes meanwhile, w1 redoes the job, and w0's late Complete is rejected.
+  ::kill(w1, SIGSTOP);
+  REQUIRE(Cli("submit " + dir + "/second.yaml --coordinator " + addr, dir + "/submit2") == 0);
+  long job2 = -1;
+  for (int i = 0; i < 600 && job2 < 0; ++i) {
+    job2 = LeasedJob(bitsweep::testing::Slurp(log0), 1);
+    if (job2 < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(job2 > 0);
+  const pid_t child2 = ChildOf(w0, 10);
+  ::kill(w0, SIGSTOP);
+  ::kill(w1, SIGCONT);
+  REQUIRE(child2 > 0);
+  CHECK(WaitForState(child2, "Z", 120));  // finished, waiting for its frozen parent
+  REQUIRE(bitsweep::testing::WaitForText(log1, "job " + std::to_string(job2) + " succeeded", 180));
+  ::kill(w0, SIGCONT);
+  REQUIRE(bitsweep::testing::WaitForText(
+      log0, "job " + std::to_string(job2) + " complete: FAILED_PRECONDITION", 30));
+  REQUIRE(Cli("watch 2 --coordinator " + addr, dir + "/watch2") == 0);
+
+  // 3. w0 keeps serving: with w1 gone it runs a third sweep's jobs.
+  bitsweep::testing::Signal(w1, SIGTERM);
+  w1 = 0;
+  const std::size_t before = bitsweep::testing::Slurp(log0).size();
+  REQUIRE(Cli("submit " + dir + "/third.yaml --wait --coordinator " + addr, dir + "/submit3") == 0);
+  CHECK(bitsweep::testing::Slurp(log0).find("succeeded", before) != std::string::npos);
+
+  REQUIRE(Cli("results --format json --coordinator " + addr, dir + "/results") == 0);
+  auto rows = nlohmann::json::parse(Slurp(dir + "/results"));
+  std::set<std::string> jobs;
+  std::set<std::pair<std::string, std::string>> cells;
+  for (const auto& r : rows) {
+    jobs.insert(r["job_key"].get<std::string>());
+    CHECK(cells.insert({r["job_key"].get<std::string>(), r["metric"].get<std::string>()}).second);
+  }
+  CHECK(jobs.size() == 8 + 2 + 2);              // sweep 1: 4 x 2 tasks; then fp and one method each
+  CHECK(rows.size() == 4 * 1 + 4 * 2 + 2 + 2);  // ppl; acc + acc_norm; ppl; ppl
+  for (const std::string sweep : {"1", "2", "3"}) {
+    REQUIRE(Cli("status " + sweep + " --coordinator " + addr, dir + "/status" + sweep) == 0);
+    const std::string status = Slurp(dir + "/status" + sweep);
+    INFO(status);
+    CHECK(status.find("FAILED") == std::string::npos);
+    CHECK(status.find("PENDING") == std::string::npos);
+  }
+  bitsweep::testing::Signal(w0, SIGTERM);
+  bitsweep::testing::Signal(coord, SIGTERM);
+  w0 = coord = 0;
 }

@@ -52,8 +52,9 @@ struct Running {
   std::unique_ptr<v1::WorkerGateway::Stub> worker;
 };
 
-Running Start(ServerConfig config = {}, bool with_metrics = false) {
-  config.db = testing::FreshDatabase();
+// `db` "": a fresh database; otherwise that one (a restarted coordinator).
+Running Start(ServerConfig config = {}, bool with_metrics = false, const std::string& db = "") {
+  config.db = db.empty() ? testing::FreshDatabase() : db;
   config.listen = "127.0.0.1:0";
   // Only the metrics test serves /metrics: stopping the exposer (civetweb) takes ~2 s.
   config.metrics_listen = with_metrics ? "127.0.0.1:0" : "";
@@ -110,12 +111,12 @@ int64_t TotalJobsInStore(Running& r) {
   return total;
 }
 
-int64_t RegisterWorker(Running& r, const std::string& name) {
+int64_t RegisterWorker(Running& r, const std::string& name, int devices = 1, int max_tp = 1) {
   v1::RegisterRequest req;
   req.set_name(name);
-  req.set_devices(1);
+  req.set_devices(devices);
   req.set_memory_gb(64);
-  req.set_max_tp(1);
+  req.set_max_tp(max_tp);
   v1::RegisterResponse resp;
   REQUIRE_RPC_OK(r.worker->Register(Ctx().get(), req, &resp));
   REQUIRE(resp.worker_id() > 0);
@@ -491,6 +492,48 @@ TEST_CASE("a pending job can be canceled alone and unknown ids are NOT_FOUND", "
   v1::LeaseResponse lease_resp;
   CHECK(r.worker->Lease(Ctx().get(), lease, &lease_resp).error_code() ==
         grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE(
+    "a restarted coordinator leases to a worker registered before the restart without a new "
+    "Register, and names it in the result's provenance",
+    "[pg][grpc]") {
+  const std::string db = testing::FreshDatabase();
+  int64_t worker = 0;
+  {
+    Running before = Start({}, false, db);
+    Submit(before, "req-restart", kSweepYaml);
+    worker = RegisterWorker(before, "host-r/0");
+  }
+  Running r = Start({}, false, db);
+  auto lease = Lease(r, worker);  // no Register on this coordinator process
+  REQUIRE(lease.has_job());
+  REQUIRE_RPC_OK(Complete(r, worker, lease.job_id(), lease.lease_epoch(), 3.5));
+  v1::QueryResultsRequest query;
+  v1::QueryResultsResponse results;
+  REQUIRE_RPC_OK(r.client->QueryResults(Ctx().get(), query, &results));
+  REQUIRE(results.rows_size() == 1);
+  CHECK(results.rows(0).provenance_json().find("host-r/0") != std::string::npos);
+  auto next = Lease(r, worker);
+  REQUIRE(next.has_job());
+  CHECK(FindJob(r, next.job_id()).worker() == "host-r/0");
+}
+
+TEST_CASE(
+    "a tensor-parallel job is leased to a worker with enough devices and tp, never a smaller one",
+    "[pg][grpc]") {
+  Running r = Start();
+  Submit(r, "req-tp",
+         "name: tp\nbaseline: true\nmodels: [{path: /nonexistent/big, devices: 2, tp: 2}]\n"
+         "methods: [{method: rtn, wbits: [4]}]\ntasks: [wikitext2]\n");
+  const int64_t one = RegisterWorker(r, "one-device", 1, 1);
+  const int64_t no_tp = RegisterWorker(r, "two-devices-no-tp", 2, 1);
+  const int64_t two = RegisterWorker(r, "two-devices", 2, 2);
+  CHECK_FALSE(Lease(r, one).has_job());
+  CHECK_FALSE(Lease(r, no_tp).has_job());
+  auto lease = Lease(r, two);
+  REQUIRE(lease.has_job());
+  CHECK(lease.spec_json().find("\"tp\":2") != std::string::npos);
 }
 
 TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUTHENTICATED",

@@ -27,6 +27,9 @@ TEST_CASE("the default config is valid once a database is given and listens on l
   CHECK(c.ListensOnLoopbackOnly());
   c.db.clear();
   CHECK(c.Validate().message().find("db") != absl::string_view::npos);
+  c = Valid();
+  c.db_connections = 0;
+  CHECK(c.Validate().message().find("db_connections") != absl::string_view::npos);
 }
 
 TEST_CASE("a remote listen address needs TLS and both tokens unless insecure is allowed") {

@@ -55,8 +55,8 @@ int64_t Worker(JobStore& store, const std::string& name, Capabilities caps = {},
   return *id;
 }
 
-LeasedJob MustLease(JobStore& store, int64_t worker, absl::Time now, Capabilities caps = {}) {
-  auto l = store.Lease(worker, caps, now, kTtl);
+LeasedJob MustLease(JobStore& store, int64_t worker, absl::Time now) {
+  auto l = store.Lease(worker, now, kTtl);
   INFO(l.status().ToString());
   REQUIRE_OK(l);
   REQUIRE(l->has_value());
@@ -156,7 +156,7 @@ TEST_CASE("a sweep asking for an already succeeded job sees its result without n
   REQUIRE_OK(results);
   REQUIRE(results->size() == 1);
   CHECK(results->at(0).value == 9.5);
-  auto none = store->Lease(w, {}, kT0, kTtl);
+  auto none = store->Lease(w, kT0, kTtl);
   REQUIRE_OK(none);
   CHECK_FALSE(none->has_value());
 }
@@ -173,25 +173,24 @@ TEST_CASE("lease takes the highest priority job that fits the worker and is due"
   const int64_t gpu = Worker(*store, "gpu", {2, 96, 1});
 
   CHECK(MustLease(*store, cpu, kT0).job_key == "mid");  // big does not fit a CPU worker
-  Capabilities gpu_caps{2, 96, 1};
-  CHECK(MustLease(*store, gpu, kT0, gpu_caps).job_key == "big");
+  CHECK(MustLease(*store, gpu, kT0).job_key == "big");
   LeasedJob l = MustLease(*store, cpu, kT0);
   CHECK(l.job_key == "low");
   CHECK(l.epoch == 1);
   CHECK(l.attempt == 1);
   CHECK(l.deadline == kT0 + kTtl);
-  auto none = store->Lease(cpu, {}, kT0, kTtl);
+  auto none = store->Lease(cpu, kT0, kTtl);
   REQUIRE_OK(none);
   CHECK_FALSE(none->has_value());
 
   // A retried job waits for its not_before.
   REQUIRE_OK(store->Fail(l.job_id, l.epoch, "flaky", true, kT0));
-  auto early = store->Lease(cpu, {}, kT0 + absl::Milliseconds(500), kTtl);
+  auto early = store->Lease(cpu, kT0 + absl::Milliseconds(500), kTtl);
   REQUIRE_OK(early);
   CHECK_FALSE(early->has_value());
   CHECK(MustLease(*store, cpu, kT0 + absl::Seconds(1)).job_key == "low");
 
-  CHECK(store->Lease(999, {}, kT0, kTtl).status().code() == absl::StatusCode::kNotFound);
+  CHECK(store->Lease(999, kT0, kTtl).status().code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("lease prefers held artifacts, then the sweep with the fewest leased jobs", "[pg]") {
@@ -208,6 +207,109 @@ TEST_CASE("lease prefers held artifacts, then the sweep with the fewest leased j
   CHECK(MustLease(*store, plain, kT0).job_key == "a1");  // tie (1 each): oldest
 }
 
+TEST_CASE(
+    "a job needing k devices is leased only to a worker whose registered devices, memory and tp "
+    "fit it",
+    "[pg]") {
+  auto store = OpenFresh();
+  NewJob tp2 = Job("tp2", 10);  // the highest priority, but only a big worker fits it
+  tp2.needs = {2, 40, 2};
+  NewJob cpu = Job("cpu");
+  cpu.needs = {1, 0, 1};
+  REQUIRE_OK(store->SubmitSweep("r", "s", "{}", 0, {tp2, cpu}, kT0));
+  const int64_t small = Worker(*store, "one-device", {1, 80, 1});
+  const int64_t low_memory = Worker(*store, "low-memory", {2, 16, 2});
+  const int64_t no_tp = Worker(*store, "no-tp", {2, 80, 1});
+  const int64_t big = Worker(*store, "big", {4, 80, 4});
+  CHECK(MustLease(*store, small, kT0).job_key == "cpu");
+  for (int64_t w : {small, low_memory, no_tp}) {
+    auto none = store->Lease(w, kT0, kTtl);
+    REQUIRE_OK(none);
+    CHECK_FALSE(none->has_value());
+  }
+  CHECK(MustLease(*store, big, kT0).job_key == "tp2");
+}
+
+TEST_CASE("artifact preference never places a job on a worker too small for it", "[pg]") {
+  auto store = OpenFresh();
+  NewJob b_big = Job("b-big");
+  b_big.artifact_key = "model-b";
+  b_big.needs = {4, 0, 4};
+  REQUIRE_OK(store->SubmitSweep("r1", "s1", "{}", 0, {Job("a1"), Job("a2")}, kT0));
+  REQUIRE_OK(store->SubmitSweep("r2", "s2", "{}", 0, {b_big}, kT0));
+  // Holds model-b but has two devices: b-big does not fit, so the oldest job that does.
+  const int64_t holder_small = Worker(*store, "holder-small", {2, 0, 2}, {"model-b"});
+  CHECK(MustLease(*store, holder_small, kT0).job_key == "a1");
+  // Holds model-b and fits: affinity beats the older a2.
+  const int64_t holder_big = Worker(*store, "holder-big", {4, 0, 4}, {"model-b"});
+  CHECK(MustLease(*store, holder_big, kT0).job_key == "b-big");
+}
+
+TEST_CASE(
+    "worker registrations are persisted: a reopened store leases by them, re-registering "
+    "replaces capabilities and labels and merges artifacts",
+    "[pg]") {
+  const std::string conninfo = testing::FreshDatabase();
+  int64_t id = 0;
+  {
+    auto first = JobStore::Open(conninfo);
+    REQUIRE_OK(first);
+    WorkerInfo w;
+    w.name = "gpu-0";
+    w.capabilities = {2, 80, 2};
+    w.labels_json = R"({"zone": "a"})";
+    w.artifacts = {"m1"};
+    auto registered = (*first)->RegisterWorker(w, kT0);
+    REQUIRE_OK(registered);
+    id = *registered;
+    NewJob tp2 = Job("tp2");
+    tp2.needs = {2, 80, 2};
+    REQUIRE_OK((*first)->SubmitSweep("r", "s", "{}", 0, {tp2}, kT0));
+  }
+  // A new store (a restarted coordinator) knows the worker without a new registration.
+  auto store = JobStore::Open(conninfo);
+  REQUIRE_OK(store);
+  auto info = (*store)->GetWorker(id);
+  REQUIRE_OK(info);
+  CHECK(info->id == id);
+  CHECK(info->name == "gpu-0");
+  CHECK(info->capabilities.devices == 2);
+  CHECK(info->capabilities.memory_gb == 80);
+  CHECK(info->capabilities.tp == 2);
+  CHECK(info->labels_json.find("\"zone\"") != std::string::npos);
+  CHECK(info->artifacts == std::vector<std::string>{"m1"});
+  CHECK(info->last_heartbeat == kT0);
+  CHECK(MustLease(**store, id, kT0 + absl::Seconds(1)).job_key == "tp2");
+
+  WorkerInfo again;
+  again.name = "gpu-0";
+  again.capabilities = {1, 8, 1};
+  again.labels_json = R"({"zone": "b"})";
+  again.artifacts = {"m2"};
+  auto same = (*store)->RegisterWorker(again, kT0 + absl::Seconds(2));
+  REQUIRE_OK(same);
+  CHECK(*same == id);
+  info = (*store)->GetWorker(id);
+  REQUIRE_OK(info);
+  CHECK(info->capabilities.devices == 1);
+  CHECK(info->capabilities.memory_gb == 8);
+  CHECK(info->capabilities.tp == 1);
+  CHECK(info->labels_json.find("\"b\"") != std::string::npos);
+  CHECK(info->artifacts == std::vector<std::string>{"m1", "m2"});
+  CHECK(info->last_heartbeat == kT0 + absl::Seconds(2));
+
+  CHECK((*store)->GetWorker(424242).status().code() == absl::StatusCode::kNotFound);
+  WorkerInfo bad;
+  bad.name = "bad";
+  bad.capabilities.devices = -1;
+  auto rejected = (*store)->RegisterWorker(bad, kT0);
+  CHECK(rejected.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(rejected.status().message().find("devices") != std::string::npos);
+  bad.capabilities = {1, 0, 0};
+  rejected = (*store)->RegisterWorker(bad, kT0);
+  CHECK(rejected.status().message().find("tp") != std::string::npos);
+}
+
 TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease expired", "[pg]") {
   auto store = OpenFresh();
   REQUIRE_OK(store->SubmitSweep("r", "s", "{}", 0, {Job("k")}, kT0));
@@ -217,6 +319,7 @@ TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease ex
   auto hb = store->Heartbeat(old.job_id, old.epoch, kT0 + absl::Seconds(10), kTtl);
   REQUIRE_OK(hb);
   CHECK_FALSE(hb->cancel_requested);
+  CHECK(store->GetWorker(w1)->last_heartbeat == kT0 + absl::Seconds(10));  // the holder is alive
   // Renewed to t0+40s: nothing expires at t0+35s.
   auto none = store->ExpireLeases(kT0 + absl::Seconds(35));
   REQUIRE_OK(none);
@@ -235,9 +338,9 @@ TEST_CASE("a fenced worker cannot heartbeat, complete or fail after its lease ex
   auto stale_hb = store->Heartbeat(old.job_id, old.epoch, later, kTtl);
   CHECK(stale_hb.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK(stale_hb.status().message().find("epoch") != std::string::npos);
-  CHECK(store->Complete(old.job_id, old.epoch, {}, later).code() ==
+  CHECK(store->Complete(old.job_id, old.epoch, {}, later).status().code() ==
         absl::StatusCode::kFailedPrecondition);
-  CHECK(store->Fail(old.job_id, old.epoch, "late", true, later).code() ==
+  CHECK(store->Fail(old.job_id, old.epoch, "late", true, later).status().code() ==
         absl::StatusCode::kFailedPrecondition);
   CHECK(store->Complete(fresh.job_id, fresh.epoch, {}, later).ok());
   CHECK(StateOf(*store, fresh.job_id) == JobState::kSucceeded);
@@ -256,7 +359,9 @@ TEST_CASE("retryable failures back off exponentially, then the job FAILS at max_
   for (int attempt = 1; attempt <= 2; ++attempt) {
     LeasedJob l = MustLease(*store, w, now);
     CHECK(l.attempt == attempt);
-    REQUIRE_OK(store->Fail(l.job_id, l.epoch, "oom", true, now));
+    auto retried = store->Fail(l.job_id, l.epoch, "oom", true, now);
+    REQUIRE_OK(retried);
+    CHECK(*retried == JobState::kPending);
     // A replay of the same Fail is harmless.
     REQUIRE_OK(store->Fail(l.job_id, l.epoch, "oom", true, now));
     auto job = store->GetJob(l.job_id);
@@ -268,7 +373,9 @@ TEST_CASE("retryable failures back off exponentially, then the job FAILS at max_
   }
   LeasedJob last = MustLease(*store, w, now);
   CHECK(last.attempt == 3);
-  REQUIRE_OK(store->Fail(last.job_id, last.epoch, "oom again", true, now));
+  auto exhausted = store->Fail(last.job_id, last.epoch, "oom again", true, now);
+  REQUIRE_OK(exhausted);
+  CHECK(*exhausted == JobState::kFailed);
   CHECK(StateOf(*store, last.job_id) == JobState::kFailed);
 
   // A fatal failure is final at once.
@@ -296,7 +403,9 @@ TEST_CASE("cancel of a pending job is immediate, of a leased job requested and h
   CHECK(hb->cancel_requested);
   JobResultRow r;
   r.metric = "acc";
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {r}, kT0));
+  auto completed = store->Complete(l.job_id, l.epoch, {r}, kT0);
+  REQUIRE_OK(completed);
+  CHECK(*completed == JobState::kCanceled);
   CHECK(StateOf(*store, l.job_id) == JobState::kCanceled);
   ResultFilter all;
   CHECK(store->Results(all)->empty());  // a canceled job's results are discarded
@@ -366,6 +475,84 @@ TEST_CASE("a new sweep asking for jobs of a canceled sweep runs them again", "[p
   CHECK(events->at(4).to == JobState::kPending);
 }
 
+TEST_CASE(
+    "a new sweep asking for a failed job retries it with fresh attempts, a replay of the same "
+    "sweep does not, and a succeeded job is answered from its result",
+    "[pg]") {
+  auto store = OpenFresh();
+  NewJob once = Job("k");
+  once.max_attempts = 1;
+  auto a = store->SubmitSweep("ra", "a", "{}", 0, {once}, kT0);
+  REQUIRE_OK(a);
+  const int64_t w = Worker(*store, "w");
+  LeasedJob first = MustLease(*store, w, kT0);
+  REQUIRE_OK(store->Fail(first.job_id, first.epoch, "out of memory", true, kT0));
+  CHECK(StateOf(*store, first.job_id) == JobState::kFailed);  // attempts exhausted
+
+  // The same request id again: the original sweep, nothing retried, no event.
+  auto replay = store->SubmitSweep("ra", "a", "{}", 0, {once}, kT0 + absl::Seconds(1));
+  REQUIRE_OK(replay);
+  CHECK(*replay == *a);
+  CHECK(StateOf(*store, first.job_id) == JobState::kFailed);
+  auto none = store->Lease(w, kT0 + absl::Minutes(1), kTtl);
+  REQUIRE_OK(none);
+  CHECK_FALSE(none->has_value());
+  REQUIRE(store->Events(first.job_id)->size() == 3);  // SUBMIT LEASE FAIL
+
+  // A new sweep: the job runs again from attempt 1 under a higher epoch.
+  const absl::Time t1 = kT0 + absl::Minutes(2);
+  auto b = store->SubmitSweep("rb", "b", "{}", 0, {once}, t1);
+  REQUIRE_OK(b);
+  auto job = store->GetJob(first.job_id);
+  REQUIRE_OK(job);
+  CHECK(job->state == JobState::kPending);
+  CHECK(job->attempt == 0);
+  CHECK(job->sweep_id == *b);
+  CHECK(job->last_error.empty());
+  CHECK(job->not_before == t1);
+  auto events = store->Events(first.job_id);
+  REQUIRE_OK(events);
+  REQUIRE(events->size() == 4);
+  const JobEventRow& resubmit = events->back();
+  CHECK(resubmit.event == JobEvent::kResubmit);
+  CHECK(resubmit.from == JobState::kFailed);
+  CHECK(resubmit.to == JobState::kPending);
+  CHECK(resubmit.reason ==
+        "resubmitted by sweep " + std::to_string(*b) + " (was FAILED: out of memory)");
+  LeasedJob again = MustLease(*store, w, t1);
+  CHECK(again.job_id == first.job_id);
+  CHECK(again.attempt == 1);
+  CHECK(again.epoch == first.epoch + 1);
+  // The old attempt stays fenced.
+  CHECK(store->Complete(first.job_id, first.epoch, {}, t1).status().code() ==
+        absl::StatusCode::kFailedPrecondition);
+  JobResultRow r;
+  r.metric = "ppl";
+  r.value = 7.25;
+  REQUIRE_OK(store->Complete(again.job_id, again.epoch, {r}, t1));
+  // Both sweeps see the one result.
+  for (int64_t sweep : {*a, *b}) {
+    ResultFilter f;
+    f.sweep_id = sweep;
+    auto results = store->Results(f);
+    REQUIRE_OK(results);
+    REQUIRE(results->size() == 1);
+    CHECK(results->at(0).value == 7.25);
+  }
+
+  // A third sweep asking for the now SUCCEEDED job: no new work, no new event.
+  auto c = store->SubmitSweep("rc", "c", "{}", 0, {once}, t1 + absl::Minutes(1));
+  REQUIRE_OK(c);
+  CHECK(StateOf(*store, first.job_id) == JobState::kSucceeded);
+  CHECK(store->Events(first.job_id)->size() == 6);  // ... RESUBMIT LEASE COMPLETE
+  auto idle = store->Lease(w, t1 + absl::Minutes(1), kTtl);
+  REQUIRE_OK(idle);
+  CHECK_FALSE(idle->has_value());
+  ResultFilter fc;
+  fc.sweep_id = *c;
+  CHECK(store->Results(fc)->size() == 1);
+}
+
 TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   JobStoreOptions options;
   options.max_connections = 32;
@@ -384,7 +571,7 @@ TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   for (int t = 0; t < 64; ++t) {
     threads.emplace_back([&, t] {
       for (;;) {
-        auto l = store->Lease(workers[t], {}, kT0, kTtl);
+        auto l = store->Lease(workers[t], kT0, kTtl);
         if (!l.ok()) {
           ++errors;
           return;
@@ -469,8 +656,12 @@ TEST_CASE("results are written exactly once when Complete is replayed", "[pg]") 
   JobResultRow acc;
   acc.metric = "acc";
   acc.value = 0.5;
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0));
-  REQUIRE_OK(store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0));
+  auto done = store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0);
+  REQUIRE_OK(done);
+  CHECK(*done == JobState::kSucceeded);
+  auto replayed = store->Complete(l.job_id, l.epoch, {ppl, acc}, kT0);
+  REQUIRE_OK(replayed);
+  CHECK(*replayed == JobState::kSucceeded);
   ResultFilter f;
   f.job_key = "k";
   auto results = store->Results(f);
@@ -502,7 +693,7 @@ TEST_CASE("calls during a PostgreSQL outage return UNAVAILABLE and work again af
   REQUIRE_OK(testing::LocalPg().Stop());
   CHECK(store->Heartbeat(l.job_id, l.epoch, kT0, kTtl).status().code() ==
         absl::StatusCode::kUnavailable);
-  CHECK(store->Lease(w, {}, kT0, kTtl).status().code() == absl::StatusCode::kUnavailable);
+  CHECK(store->Lease(w, kT0, kTtl).status().code() == absl::StatusCode::kUnavailable);
   CHECK(store->CountJobsByState().status().code() == absl::StatusCode::kUnavailable);
   REQUIRE_OK(testing::LocalPg().StartAgain());
 

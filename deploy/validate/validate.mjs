@@ -17,6 +17,13 @@
 //    coordinator's port (TCP probes only with TLS), GPUs requested = --devices >= --max-tp,
 //    --memory-gb under the memory limit, the shared volume at one path, resources and a
 //    non-root security context on every container.
+//  * The dashboard's wiring: the --http-listen port (server/main.cc's default when absent) is
+//    the container port 'http', not loopback, distinct from --listen and --metrics-listen, with
+//    the client token set; every Service targetPort (name or number) is a container port of
+//    the selected pods that their NetworkPolicies admit traffic to, with appProtocol
+//    http/https as TLS is off/on; an Ingress routes to an existing Service port that serves
+//    web pages, with ingress-nginx's backend-protocol HTTP/HTTPS as TLS is off/on, and its TLS
+//    Secrets are in secrets.example.yaml.
 //  * The PrometheusRule equals deploy/monitoring/bitsweep-alerts.yaml; `promtool check rules`
 //    and `promtool test rules` on it; every metric and label name in alerts and in the Grafana
 //    dashboard is one that server/metrics.cc or worker/metrics.cc exports; every dashboard
@@ -216,6 +223,16 @@ function parseQuantity(q) {
   return Number(m[1]) * (mult[m[2]] ?? NaN);
 }
 
+// The port and host of "host:port" ("" when absent).
+const portOf = (addr) => Number(String(addr ?? "").split(":").pop());
+const isLoopback = (addr) => /^(127\.|localhost:|::1:|\[::1\]:)/.test(String(addr));
+
+// bitsweep-coordinator's --http-listen when the flag is not given (server/main.cc).
+function defaultHttpListen() {
+  const src = fs.readFileSync(path.join(ROOT, "server/main.cc"), "utf8");
+  return src.match(/config\.http_listen = "([^"]*)"/)?.[1] ?? "";
+}
+
 function argMap(args) {
   const out = new Map();
   for (const a of args ?? []) {
@@ -234,6 +251,8 @@ export function checkRefs(objs, errors, where, { complete }) {
   const pvcs = new Set(byKind("PersistentVolumeClaim").map((p) => p.metadata.name));
   const err = (o, msg) => errors.push(`${where}: ${id(o)}: ${msg}`);
   const flags = { coordinator: definedFlags("server/main.cc"), worker: definedFlags("worker/main.cc") };
+  // Container ports that serve HTTP(S) pages to people: {w, name, containerPort, scheme}.
+  const webPorts = [];
 
   for (const w of workloads) {
     const sel = w.spec?.selector?.matchLabels;
@@ -307,6 +326,28 @@ export function checkRefs(objs, errors, where, { complete }) {
         if (ports.get("metrics") !== metricsPort) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
         if (!tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --listen needs --tls-cert or --insecure-allow-remote`);
         if (tls && args.has("--insecure-allow-remote")) err(w, `${cw}: --insecure-allow-remote with TLS on is a leftover`);
+        // The dashboard: --http-listen (default from server/main.cc) <-> container port 'http'.
+        const httpListen = String(args.get("--http-listen") ?? defaultHttpListen());
+        const httpPort = portOf(httpListen);
+        const remote = httpListen !== "" && !isLoopback(httpListen);
+        if (ports.has("http")) {
+          if (!httpListen) err(w, `${cw} has a port 'http' but the dashboard is off (--http-listen "")`);
+          else if (!remote) err(w, `${cw} port 'http': --http-listen ${httpListen} is loopback only, unreachable through the pod's port`);
+          else if (ports.get("http") !== httpPort) err(w, `${cw} port 'http' (${ports.get("http")}) is not the --http-listen port ${httpPort}`);
+          webPorts.push({ w, name: "http", containerPort: ports.get("http"), scheme: tls ? "https" : "http" });
+        } else if (remote) {
+          err(w, `${cw}: --http-listen ${httpListen} has no container port named 'http'`);
+        }
+        if (remote) {
+          if (!env.has("BITSWEEP_CLIENT_TOKEN") && !args.has("--client-token")) {
+            err(w, `${cw}: a dashboard on a non-loopback --http-listen needs the client token (env BITSWEEP_CLIENT_TOKEN or --client-token): its JSON API serves the results`);
+          }
+          if (!tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --http-listen needs --tls-cert or --insecure-allow-remote`);
+        }
+        const used = [["--listen", listenPort], ["--metrics-listen", metricsPort], ["--http-listen", remote ? httpPort : 0]].filter(([, p]) => p);
+        for (const [i, [f, p]] of used.entries()) {
+          for (const [g, q] of used.slice(i + 1)) if (p === q) err(w, `${cw}: ${f} and ${g} both use port ${p}`);
+        }
         for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
           const p = c[kind];
           if (!p) { err(w, `${cw} has no ${kind}`); continue; }
@@ -338,13 +379,65 @@ export function checkRefs(objs, errors, where, { complete }) {
       }
     }
   }
+  // NetworkPolicies selecting a workload's pods and admitting ingress to a container port.
+  const policies = byKind("NetworkPolicy").filter((np) => (np.spec?.policyTypes ?? ["Ingress"]).includes("Ingress"));
+  const policed = (w) => policies.some((np) => matches(np.spec?.podSelector?.matchLabels, w.spec.template.metadata?.labels));
+  const admits = (w, cp) => policies.some((np) => matches(np.spec?.podSelector?.matchLabels, w.spec.template.metadata?.labels) &&
+    (np.spec.ingress ?? []).some((rule) => !rule.ports?.length || rule.ports.some((p) => p.port === cp.containerPort || p.port === cp.name)));
+  // The container ports a Service port reaches: [{w, cp}].
+  const reached = (targets, port) => {
+    const tp = port.targetPort ?? port.port;
+    return targets.flatMap(({ w }) => (w.spec.template.spec.containers ?? []).flatMap((c) => c.ports ?? [])
+      .filter((cp) => (typeof tp === "string" ? cp.name === tp : cp.containerPort === tp)).map((cp) => ({ w, cp })));
+  };
+  const servicePorts = new Map();  // Service name -> [{port, reached}]
   for (const s of byKind("Service")) {
     const targets = podLabels.filter((p) => matches(s.spec?.selector, p.labels));
     if (!targets.length) { err(s, "selects no pod of a workload"); continue; }
+    const list = [];
     for (const port of s.spec.ports ?? []) {
-      if (typeof port.targetPort !== "string") continue;
-      const ok = targets.some(({ w }) => (w.spec.template.spec.containers ?? []).some((c) => (c.ports ?? []).some((p) => p.name === port.targetPort)));
-      if (!ok) err(s, `targetPort '${port.targetPort}' is no named container port of the selected pods`);
+      const hits = reached(targets, port);
+      list.push({ port, hits });
+      const tp = port.targetPort ?? port.port;
+      if (!hits.length) {
+        err(s, typeof tp === "string" ? `targetPort '${tp}' is no named container port of the selected pods`
+                                      : `targetPort ${tp} (port '${port.name}') is no container port of the selected pods`);
+        continue;
+      }
+      for (const { w, cp } of hits) {
+        if (policed(w) && !admits(w, cp)) err(s, `port '${port.name}' reaches ${id(w)} port ${cp.containerPort}, which its NetworkPolicies admit no traffic to`);
+        const web = webPorts.find((p) => p.w === w && p.containerPort === cp.containerPort);
+        if (web && /^https?$/.test(port.appProtocol ?? "") && port.appProtocol !== web.scheme) {
+          err(s, `port '${port.name}' has appProtocol '${port.appProtocol}' but ${id(w)} serves ${web.scheme} there (TLS ${web.scheme === "https" ? "on" : "off"})`);
+        }
+      }
+    }
+    servicePorts.set(s.metadata.name, list);
+  }
+  for (const ing of byKind("Ingress")) {
+    const backends = [ing.spec?.defaultBackend, ...(ing.spec?.rules ?? []).flatMap((r) => (r.http?.paths ?? []).map((p) => p.backend))]
+      .filter((b) => b?.service);
+    if (!backends.length) err(ing, "routes to no Service");
+    const nginx = ing.spec?.ingressClassName === "nginx";
+    const proto = String(ing.metadata?.annotations?.["nginx.ingress.kubernetes.io/backend-protocol"] ?? "HTTP").toLowerCase();
+    for (const b of backends) {
+      const { name, port } = b.service;
+      const list = servicePorts.get(name);
+      if (!list) { err(ing, `backend Service '${name}' is not defined (or selects no pod)`); continue; }
+      const sp = list.find(({ port: p }) => (port?.name !== undefined ? p.name === port.name : p.port === port?.number));
+      if (!sp) { err(ing, `backend port ${port?.name ?? port?.number} is no port of Service '${name}'`); continue; }
+      for (const { w, cp } of sp.hits) {
+        const web = webPorts.find((p) => p.w === w && p.containerPort === cp.containerPort);
+        if (!web) err(ing, `backend ${name}:${sp.port.name} reaches ${id(w)} port ${cp.containerPort}, which serves no web page`);
+        else if (nginx && proto !== web.scheme) {
+          err(ing, `nginx.ingress.kubernetes.io/backend-protocol is ${proto.toUpperCase()} but ${id(w)} serves ${web.scheme} on port ${cp.containerPort}`);
+        }
+      }
+    }
+    for (const t of ing.spec?.tls ?? []) {
+      const keys = secrets.get(t.secretName);
+      if (t.secretName && !keys) err(ing, `tls Secret '${t.secretName}' is not in secrets.example.yaml`);
+      else if (keys && !(keys.has("tls.crt") && keys.has("tls.key"))) err(ing, `tls Secret '${t.secretName}' has no tls.crt and tls.key`);
     }
   }
   for (const o of [...byKind("PodDisruptionBudget"), ...byKind("NetworkPolicy")]) {
@@ -695,6 +788,8 @@ async function selfTest() {
   const coord = (objs) => find(objs, "Deployment", "bitsweep-coordinator").spec.template.spec.containers[0];
   const worker = (objs) => find(objs, "StatefulSet", "bitsweep-worker").spec.template.spec.containers[0];
   const plain = render(path.join(K8S, "overlays/gpu"));
+  const svcPort = (objs, name) => find(objs, "Service", "bitsweep-coordinator").spec.ports.find((p) => p.name === name);
+  const setArg = (c, flag, value) => { c.args = c.args.map((a) => (a.startsWith(`${flag}=`) ? `${flag}=${value}` : a)); };
   const cases = [
     ["replicas is not an integer", plain, (o) => { find(o, "Deployment", "bitsweep-coordinator").spec.replicas = "one"; }, "must be integer"],
     ["a gRPC probe port by name", plain, (o) => { coord(o).readinessProbe.grpc.port = "grpc"; }, "must be integer"],
@@ -715,6 +810,20 @@ async function selfTest() {
     ["the shared volume at another path", plain, (o) => { worker(o).volumeMounts[0].mountPath = "/data"; }, "shared volume"],
     ["a ServiceMonitor port that does not exist", plain, (o) => { find(o, "ServiceMonitor", "bitsweep-worker").spec.endpoints[0].port = "http"; }, "endpoint port"],
     ["a container running as root", plain, (o) => { find(o, "StatefulSet", "bitsweep-worker").spec.template.spec.securityContext.runAsNonRoot = false; }, "runAsNonRoot"],
+    // The dashboard's port wiring.
+    ["a dashboard container port that is not the --http-listen port", plain, (o) => { coord(o).ports.find((p) => p.name === "http").containerPort = 8081; }, "is not the --http-listen port 8080"],
+    ["an --http-listen port that is not the dashboard container port", base, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9090"); }, "is not the --http-listen port 9090"],
+    ["a Service targetPort number no container serves", plain, (o) => { svcPort(o, "http").targetPort = 8081; }, "targetPort 8081"],
+    ["the dashboard on loopback behind a container port", plain, (o) => { setArg(coord(o), "--http-listen", "127.0.0.1:8080"); }, "loopback only"],
+    ["a dashboard without its container port", plain, (o) => { coord(o).ports = coord(o).ports.filter((p) => p.name !== "http"); }, "no container port named 'http'"],
+    ["the dashboard on the metrics port", plain, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9464"); }, "both use port 9464"],
+    ["a dashboard port no NetworkPolicy admits", plain, (o) => { const np = find(o, "NetworkPolicy", "bitsweep-coordinator"); np.spec.ingress = np.spec.ingress.filter((r) => !r.ports.some((p) => p.port === 8080)); }, "admit no traffic"],
+    ["a remote dashboard without the client token", base, (o) => { coord(o).env = coord(o).env.filter((e) => e.name !== "BITSWEEP_CLIENT_TOKEN"); }, "needs the client token"],
+    ["an HTTPS dashboard behind appProtocol http", base, (o) => { svcPort(o, "http").appProtocol = "http"; }, "appProtocol 'http'"],
+    ["an Ingress to a port its Service does not have", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.rules[0].http.paths[0].backend.service.port = { name: "dashboard" }; }, "no port of Service"],
+    ["an Ingress to the gRPC port", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.rules[0].http.paths[0].backend.service.port = { number: 50051 }; }, "serves no web page"],
+    ["an Ingress speaking HTTP to the HTTPS dashboard", base, (o) => { delete find(o, "Ingress", "bitsweep-dashboard").metadata.annotations; }, "backend-protocol is HTTP"],
+    ["an Ingress TLS Secret that is not listed", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.tls[0].secretName = "nope"; }, "tls Secret 'nope'"],
   ];
   const failures = [];
   for (const [what, objs, mutate, expect] of cases) {

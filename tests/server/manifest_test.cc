@@ -74,12 +74,15 @@ TEST_CASE(
   REQUIRE(env.count("BITSWEEP_DB") == 1);
   env["BITSWEEP_DB"] = testing::FreshDatabase();
   const int metrics_port = testing::FreePort();
+  const int http_port = testing::FreePort();
   std::vector<std::string> argv = {testing::BinaryDir() + "/server/bitsweep-coordinator"};
   for (const YAML::Node& a : container["args"]) {
     std::string arg = Expand(a.as<std::string>(), env);
     arg = std::regex_replace(arg, std::regex("^--listen=.*"), "--listen=127.0.0.1:0");
     arg = std::regex_replace(arg, std::regex("^--metrics-listen=.*"),
                              "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port));
+    arg = std::regex_replace(arg, std::regex("^--http-listen=.*"),
+                             "--http-listen=127.0.0.1:" + std::to_string(http_port));
     INFO(arg);
     REQUIRE(arg.find("$(") == std::string::npos);  // every reference resolved
     argv.push_back(arg);
@@ -113,6 +116,9 @@ TEST_CASE(
   const int port = std::atoi(text.c_str() + text.find("(port ") + 6);
   REQUIRE(port > 0);
   CHECK(text.find("client auth=bearer token") != std::string::npos);
+  // The manifest's --http-listen (0.0.0.0:8080) was replaced, so the dashboard is on the free port.
+  CHECK(text.find("dashboard http://127.0.0.1:" + std::to_string(http_port) + "/") !=
+        std::string::npos);
 
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());

@@ -17,7 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
-#include "cli/tp_run.h"
+#include "model/tp_run.h"
 #include "eval/run_task.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -97,7 +97,7 @@ int RunEval(const EvalFlags& f) {
     if (!k.ok()) return Fail(k.status());
     kinds.push_back(*k);
   }
-  auto tp = bitsweep::cli::StartTensorParallel(f.tp);
+  auto tp = bitsweep::model::StartTensorParallel(f.tp);
   if (!tp.ok()) return Fail(tp.status());
   if (tp->launched) return tp->rc;
   const bool leader = tp->rank == 0;  // under TP only rank 0 prints
@@ -177,7 +177,7 @@ int RunTokenize(const std::string& tokenizer_path, bool decode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bitsweep::cli::SetCommandLine(argc, argv);
+  bitsweep::model::SetCommandLine(argc, argv);
   CLI::App app{
       "bitsweep: post-training quantization studies of Qwen3 models.\n"
       "Quantizes Hugging Face Qwen3 checkpoints (dense and MoE) with RTN, GPTQ, AWQ, SmoothQuant\n"

@@ -7,7 +7,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-#include "cli/tp_run.h"
+#include "model/tp_run.h"
 #include "quant/pipeline.h"
 
 namespace bitsweep::cli {
@@ -99,7 +99,7 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
 int RunQuantize(const QuantizeFlags& f, const std::string& data_dir) {
   quant::QuantizeRequest request = f;
   request.data_dir = data_dir;
-  auto tp = StartTensorParallel(f.tp);
+  auto tp = model::StartTensorParallel(f.tp);
   if (!tp.ok()) {
     std::cerr << "bitsweep: error: " << tp.status().message() << "\n";
     return 2;

@@ -359,6 +359,12 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
                                      data_dir,
                                      "--poll-seconds",
                                      "0.5"};
+    if (f.devices_per_worker > 0) {
+      for (const char* flag : {"--devices", "--max-tp"}) {
+        argv.push_back(flag);
+        argv.push_back(std::to_string(f.devices_per_worker));
+      }
+    }
     if (f.threads_per_worker > 0) {
       argv.push_back("--threads");
       argv.push_back(std::to_string(f.threads_per_worker));
@@ -461,6 +467,11 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
                    "PostgreSQL data, artifacts and logs (kept: a rerun reuses stored results)")
       ->capture_default_str();
   local->add_option("--threads-per-worker", f.threads_per_worker, "CPU threads per worker job");
+  local
+      ->add_option("--devices-per-worker", f.devices_per_worker,
+                   "Devices each worker offers (also its largest tensor-parallel size); a job "
+                   "with resources {devices: N, tp: N} runs as N rank processes")
+      ->check(CLI::Range(0, 64));
   local->add_option("--format", f.format, "Results format: table, csv, json or markdown")
       ->capture_default_str();
 }

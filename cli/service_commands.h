@@ -27,6 +27,7 @@ struct ServiceFlags {
   std::string state_dir = "bitsweep-local";
   std::string data_dir;
   int threads_per_worker = 0;
+  int devices_per_worker = 0;  // 0: the worker's default; N: --devices N --max-tp N
 };
 
 // Registers submit, status, watch, results, cancel and local on `app`.

@@ -1,5 +1,6 @@
 #include "worker/job_runner.h"
 
+#include <ATen/ATen.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "eval/run_task.h"
+#include "model/collective.h"
 #include "model/qwen3.h"
 #include "model/tokenizer.h"
 #include "quant/load.h"
@@ -143,22 +145,43 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
     std::error_code ec;
     fs::create_directories(config.artifact_root, ec);
     model_dir = ArtifactDir(config.artifact_root, spec);
-    ASSIGN_OR_RETURN(auto lock, FileLock::Acquire(model_dir + ".lock"));
-    if (fs::exists(fs::path(model_dir) / "quantization_config.json")) {
+    // Under tensor parallelism rank 0 holds the lock and decides; every rank quantizes its
+    // shard and rank 0 writes the artifact (quant::QuantizeFolder).
+    const int world = config.tp ? config.tp->world_size() : 1;
+    const bool leader = !config.tp || config.tp->rank() == 0;
+    std::unique_ptr<FileLock> lock;
+    int64_t produce = 0;
+    if (leader) {
+      ASSIGN_OR_RETURN(lock, FileLock::Acquire(model_dir + ".lock"));
+      produce = fs::exists(fs::path(model_dir) / "quantization_config.json") ? 0 : 1;
+      if (produce && fs::exists(model_dir)) {
+        fs::remove_all(model_dir, ec);  // a crashed producer's leftovers
+      }
+    }
+    if (world > 1) {
+      at::Tensor flag = at::full({1}, produce, at::kLong);
+      config.tp->Broadcast(flag, 0);
+      produce = flag.item<int64_t>();
+    }
+    if (!produce) {
       out.artifact_reused = true;
     } else {
-      if (fs::exists(model_dir)) fs::remove_all(model_dir, ec);  // a crashed producer's leftovers
       const auto tq = std::chrono::steady_clock::now();
+      quant::QuantizeRequest request = ToRequest(spec, model_dir, config.data_dir);
+      request.tp = world;
       auto r = quant::QuantizeFolder(
-          ToRequest(spec, model_dir, config.data_dir), [&](int64_t done, int64_t total) {
+          request,
+          [&](int64_t done, int64_t total) {
             if (progress) {
               progress(0.7 * static_cast<double>(done) / static_cast<double>(total),
                        absl::StrCat("quantize layer ", done, "/", total));
             }
-          });
+          },
+          config.tp);
       if (!r.ok()) return r.status();
       quantize_seconds = Seconds(tq);
     }
+    if (world > 1) config.tp->Barrier();  // rank 0 has moved the artifact into place
   }
   prov["artifact_reused"] = out.artifact_reused;
   prov["quantize_seconds"] = quantize_seconds;
@@ -176,6 +199,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   ASSIGN_OR_RETURN(model::ComputeDType dtype, model::ParseComputeDType(spec.eval.dtype));
   model::LoadOptions lo;
   lo.dtype = dtype;
+  lo.tp = config.tp;
   ASSIGN_OR_RETURN(quant::LoadedModel loaded, quant::LoadModelForEval(model_dir, lo));
   eval::TaskSettings s;
   s.task = spec.eval.task;
@@ -198,6 +222,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   prov["eval_seconds"] = Seconds(te);
   prov["seconds"] = Seconds(t0);
   prov["quant"] = DescribeQuant(spec.quant);
+  prov["tensor_parallel"] = config.tp ? config.tp->world_size() : 1;
   if (!loaded.description.empty()) prov["loaded_as"] = loaded.description;
   prov["eval"] = json::parse(r.json);
   out.provenance_json = prov.dump();

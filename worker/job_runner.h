@@ -10,17 +10,26 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/job_spec.h"
 #include "common/status.h"
 
+namespace bitsweep::model {
+class Collective;
+}  // namespace bitsweep::model
+
 namespace bitsweep::worker {
 
 struct RunnerConfig {
   std::string artifact_root;  // shared directory of quantized models
   std::string data_dir;       // evaluation and calibration data (../shared/data layout)
+  // Tensor parallelism: this process is one rank of the job's group (model/tp_run.h); every
+  // rank calls RunJob. Rank 0 holds the artifact lock and writes the artifact; all ranks
+  // quantize and evaluate their shards and return the same outcome. nullptr: one process.
+  std::shared_ptr<const model::Collective> tp;
 };
 
 struct MetricRow {

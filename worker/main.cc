@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/runtime.h"
+#include "model/tp_run.h"
 #include "worker/service.h"
 
 namespace {
@@ -19,6 +20,7 @@ void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  bitsweep::model::SetCommandLine(argc, argv);  // a tensor-parallel job relaunches run-job
   CLI::App app{
       "bitsweep-worker: registers with a coordinator, leases jobs that fit this machine and runs "
       "them (quantize once per artifact, then evaluate), each in a child process."};

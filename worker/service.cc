@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "common/job_spec.h"
+#include "model/tp_run.h"
 #include "worker/job_runner.h"
 #include "worker/metrics.h"
 
@@ -101,8 +102,18 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
   };
   auto spec = JobSpecFromJson(Slurp(spec_path));
   if (!spec.ok()) return fail(spec.status());
-  RunnerConfig config{artifact_root, data_dir};
+  // A job with tp = N runs as N rank processes of this command (model/tp_run.h): this process
+  // launches them and reports a failed rank; rank 0 writes the result and the progress.
+  auto tp = model::StartTensorParallel(std::max(1, spec->resources.tp));
+  if (!tp.ok()) return fail(tp.status());
+  if (tp->launched) {
+    if (tp->rc != 0) fail(absl::InternalError(tp->failure));
+    return tp->rc;
+  }
+  const bool leader = tp->rank == 0;
+  RunnerConfig config{artifact_root, data_dir, tp->tp};
   auto progress = [&](double f, const std::string& phase) {
+    if (!leader) return;
     const std::string tmp = progress_path + ".tmp";
     std::ofstream(tmp) << f << "\t" << phase;
     std::error_code ec;
@@ -114,7 +125,11 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
   } catch (const std::exception& e) {
     r = absl::InternalError(e.what());
   }
-  if (!r.ok()) return fail(r.status());
+  if (!r.ok()) {
+    if (!leader) return 1;  // rank 0 reports; the launcher names this rank if rank 0 cannot
+    return fail(r.status());
+  }
+  if (!leader) return 0;
   json metrics = json::array();
   for (const auto& m : r->metrics) {
     metrics.push_back({{"name", m.name}, {"value", m.value}, {"stderr", m.stderr_}, {"n", m.n}});

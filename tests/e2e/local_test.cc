@@ -121,3 +121,52 @@ TEST_CASE("bitsweep local runs every method on a small sweep and a rerun does no
   CHECK(nlohmann::json::parse(second.out).size() == rows.size());
   CHECK(CountLeases(dir + "/state/logs") == leases);  // answered from stored results
 }
+
+TEST_CASE(
+    "A sweep asking for tensor parallelism runs its jobs as 2 ranks and stores the "
+    "results of one process",
+    "[e2e][pg][grpc][tp][slow]") {
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_local_tp");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 9", dir).code == 0);
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "A dog number " + std::to_string(i) + " ran home.\n";
+  WriteFile(dir + "/calib.txt", text);
+  WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
+  auto sweep = [&](const std::string& name, const std::string& resources) {
+    WriteFile(dir + "/" + name + ".yaml",
+              "name: " + name + "\nmodels: [" + dir + "/model]\n" +
+                  "methods:\n  - {method: [rtn, awq], wbits: [4], group: [16]}\n"
+                  "tasks: [{task: wikitext2, limit: 2}]\n"
+                  "calibration: {source: " +
+                  dir +
+                  "/calib.txt, nsamples: 4, seqlen: 32}\n"
+                  "eval: {seqlen: 64}\n" +
+                  resources);
+  };
+  sweep("one", "");
+  sweep("two", "resources: {devices: 2, tp: 2}\n");
+  auto run = [&](const std::string& name, const std::string& extra) {
+    Run r = Bitsweep("local " + dir + "/" + name + ".yaml --workers 1 --threads-per-worker 1 " +
+                         "--state-dir " + dir + "/state-" + name + " --data-dir " + dir +
+                         "/data --format json" + extra,
+                     dir);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    std::map<std::string, nlohmann::json> by_job;
+    for (const auto& row : nlohmann::json::parse(r.out)) {
+      by_job[row["job_key"].get<std::string>()] = row;
+    }
+    return by_job;
+  };
+  const auto one = run("one", "");
+  const auto two = run("two", " --devices-per-worker 2");
+  REQUIRE(one.size() == 3);  // fp, rtn, awq
+  REQUIRE(two.size() == one.size());
+  for (const auto& [key, row] : two) {
+    INFO(key);
+    REQUIRE(one.count(key) == 1);  // tp is not part of the job key
+    CHECK(row["provenance"]["tensor_parallel"] == 2);
+    const double a = one.at(key)["value"].get<double>(), b = row["value"].get<double>();
+    CHECK(std::abs(b - a) / a < 5e-7);
+  }
+}

@@ -1,4 +1,4 @@
-#include "cli/tp_run.h"
+#include "model/tp_run.h"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 #include "common/tp_launch.h"
 #include "model/collective_gloo.h"
 
-namespace bitsweep::cli {
+namespace bitsweep::model {
 namespace {
 std::vector<std::string>& CommandLine() {
   static std::vector<std::string> argv;
@@ -34,7 +34,8 @@ StatusOr<TpRun> StartTensorParallel(int tp) {
     run.launched = true;
     Status s = LaunchRanks(argv, tp);
     if (!s.ok()) {
-      std::fprintf(stderr, "bitsweep: error: %s\n", std::string(s.message()).c_str());
+      run.failure = std::string(s.message());
+      std::fprintf(stderr, "bitsweep: error: %s\n", run.failure.c_str());
       run.rc = 1;
     }
     return run;
@@ -43,14 +44,14 @@ StatusOr<TpRun> StartTensorParallel(int tp) {
     return absl::InvalidArgumentError(
         absl::StrCat("--tp ", tp, " but BITSWEEP_TP_WORLD=", env->world, " in the environment"));
   }
-  model::Rendezvous r;
+  Rendezvous r;
   r.host = env->host;
   r.port = env->port;
   r.rank = env->rank;
   r.world_size = env->world;
-  ASSIGN_OR_RETURN(run.tp, model::ConnectGloo(r));
+  ASSIGN_OR_RETURN(run.tp, ConnectGloo(r));
   run.rank = env->rank;
   return run;
 }
 
-}  // namespace bitsweep::cli
+}  // namespace bitsweep::model

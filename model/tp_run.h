@@ -1,6 +1,7 @@
-// `--tp N` for `bitsweep eval` and `bitsweep quantize`: with N > 1 the process started by the
-// user becomes the launcher (common/tp_launch.h) and runs N copies of the same command line as
-// ranks; each rank joins the Gloo group from the rendezvous in its environment.
+// Running one command as N tensor-parallel ranks (`bitsweep eval/quantize --tp N`, a worker's
+// job process for a job with tp = N): with N > 1 the process started first becomes the
+// launcher (common/tp_launch.h) and runs N copies of its own command line as ranks; each rank
+// joins the Gloo group from the rendezvous in its environment.
 #pragma once
 
 #include <memory>
@@ -8,21 +9,19 @@
 #include <vector>
 
 #include "common/status.h"
+#include "model/collective.h"
 
 namespace bitsweep::model {
-class Collective;
-}
 
-namespace bitsweep::cli {
-
-// The command line main() received (set once, first thing in main).
+// The command line main() received (set once, first thing in main); the launcher reruns it.
 void SetCommandLine(int argc, char** argv);
 
 struct TpRun {
   bool launched = false;  // this process was the launcher: the ranks have run, return `rc`
   int rc = 0;
+  std::string failure;  // the launcher: why the ranks failed ("" when they all exited 0)
   // For a rank: its group (nullptr when tp == 1 and no rendezvous is in the environment).
-  std::shared_ptr<const model::Collective> tp;
+  std::shared_ptr<const Collective> tp;
   int rank = 0;
 };
 
@@ -30,4 +29,4 @@ struct TpRun {
 // when the rendezvous fails. A failed rank is reported (stderr) with the launcher's rc 1.
 StatusOr<TpRun> StartTensorParallel(int tp);
 
-}  // namespace bitsweep::cli
+}  // namespace bitsweep::model

@@ -9,7 +9,7 @@ WORKDIR /src
 COPY scripts/setup scripts/setup
 RUN ./scripts/setup && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITSWEEP_WITH_NCCL=OFF \
  && cmake --build build --target bitsweep-coordinator -j "$(nproc)"
 
 FROM debian:12
@@ -18,6 +18,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libgrpc++1.51 libprotobuf32 libabsl20220623 libpqxx-6.4 \
       libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libyaml-cpp0.7 libssl3 \
+      libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bitsweep
 COPY --from=build /src/build/server/bitsweep-coordinator /usr/local/bin/bitsweep-coordinator
@@ -25,7 +26,8 @@ COPY --from=build /src/build/server/bitsweep-coordinator /usr/local/bin/bitsweep
 RUN ! ldd /usr/local/bin/bitsweep-coordinator | grep "not found" \
  && /usr/local/bin/bitsweep-coordinator --help >/dev/null
 USER 10001:10001
-# 50051 gRPC (bitsweep.v1 + grpc.health.v1 + reflection), 9464 Prometheus /metrics.
-EXPOSE 50051 9464
+# 50051 gRPC (bitsweep.v1 + grpc.health.v1 + reflection), 9464 Prometheus /metrics,
+# 8080 the dashboard (--http-listen).
+EXPOSE 50051 9464 8080
 ENTRYPOINT ["/usr/local/bin/bitsweep-coordinator"]
 CMD ["--help"]

@@ -10,7 +10,7 @@ WORKDIR /src
 COPY scripts/setup scripts/setup
 RUN ./scripts/setup && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBITSWEEP_WITH_NCCL=OFF \
  && cmake --build build --target bitsweep-worker bitsweep -j "$(nproc)"
 
 FROM debian:12

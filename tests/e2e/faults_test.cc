@@ -179,9 +179,9 @@ TEST_CASE(
 
   for (pid_t w : workers) bitsweep::testing::Signal(w, SIGTERM);
   bitsweep::testing::Signal(coord, SIGTERM);
-  // No job process outlives its worker (they die with their parent).
-  CHECK(std::system(("pgrep -f '[r]un-job --spec " + fs::temp_directory_path().string() +
-                     "/bitsweep-worker' > /dev/null")
+  // No job process of this test's workers outlives its worker (they die with their parent).
+  // Matched by this test's artifact folder: other e2e tests may run workers at the same time.
+  CHECK(std::system(("pgrep -f '[r]un-job --spec .* --artifacts " + dir + "/artifacts' > /dev/null")
                         .c_str()) != 0);
 }
 
@@ -319,4 +319,93 @@ TEST_CASE(
   bitsweep::testing::Signal(w0, SIGTERM);
   bitsweep::testing::Signal(coord, SIGTERM);
   w0 = coord = 0;
+}
+
+namespace {
+
+// The child processes of `parent` whose environment names tensor-parallel rank `rank`.
+pid_t RankOf(pid_t parent, int rank) {
+  FILE* p = popen(("pgrep -P " + std::to_string(parent)).c_str(), "r");
+  if (p == nullptr) return 0;
+  long pid = 0;
+  pid_t found = 0;
+  const std::string want = "BITSWEEP_TP_RANK=" + std::to_string(rank) + std::string(1, '\0');
+  while (std::fscanf(p, "%ld", &pid) == 1) {
+    if (Slurp("/proc/" + std::to_string(pid) + "/environ").find(want) != std::string::npos) {
+      found = static_cast<pid_t>(pid);
+    }
+  }
+  pclose(p);
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "A tensor-parallel rank killed mid-job fails that attempt naming the rank, leaves no rank "
+    "behind, and the retried job stores its result once",
+    "[e2e][pg][grpc][fault][tp][slow]") {
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_tp_rank_killed");
+  const std::string bin = bitsweep::testing::BinaryDir();
+  REQUIRE(Cli("make-tiny-model --out " + dir + "/model --seed 4", dir + "/make") == 0);
+  std::string text;
+  for (int i = 0; i < 4000; ++i) text += "A dog number " + std::to_string(i) + " ran home.\n";
+  WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
+  WriteFile(dir + "/tp.yaml", "name: tp\nmax_attempts: 3\nmodels: [" + dir +
+                                  "/model]\nmethods:\n  - {method: rtn, wbits: [4], group: [16]}\n"
+                                  "baseline: false\ntasks: [wikitext2]\neval: {seqlen: 64}\n"
+                                  "resources: {devices: 2, tp: 2}\n");
+  bitsweep::store::LocalPostgresOptions po;
+  po.data_dir = dir + "/pg";
+  po.fsync = false;
+  auto pg = bitsweep::store::LocalPostgres::Start(po);
+  REQUIRE(pg.ok());
+  auto db = (*pg)->CreateDatabase("tp");
+  REQUIRE(db.ok());
+  const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
+                                          "--db", *db, "--metrics-listen", "", "--http-listen", ""},
+                                         dir + "/coordinator.log");
+  const std::string log = dir + "/worker.log";
+  pid_t w = bitsweep::testing::Spawn(
+      {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", "w", "--artifacts",
+       dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads", "1",
+       "--devices", "2", "--max-tp", "2"},
+      log);
+  struct KillAtExit {
+    std::vector<pid_t*> pids;
+    ~KillAtExit() {
+      for (pid_t* p : pids) {
+        if (*p <= 0) continue;
+        ::kill(*p, SIGKILL);
+        ::waitpid(*p, nullptr, 0);
+      }
+    }
+  } kill_at_exit{{&coord, &w}};
+  REQUIRE(Cli("submit " + dir + "/tp.yaml --coordinator " + addr, dir + "/submit") == 0);
+  REQUIRE(bitsweep::testing::WaitForText(log, "leased job", 60));
+  const pid_t launcher = ChildOf(w, 10);
+  REQUIRE(launcher > 0);
+  pid_t rank0 = 0, rank1 = 0;
+  for (int i = 0; i < 200 && (rank0 == 0 || rank1 == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    rank0 = RankOf(launcher, 0);
+    rank1 = RankOf(launcher, 1);
+  }
+  REQUIRE(rank0 > 0);
+  REQUIRE(rank1 > 0);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // mid-job
+  ::kill(rank1, SIGKILL);
+  REQUIRE(bitsweep::testing::WaitForText(log, "rank 1 of 2 was killed by signal 9", 60));
+  CHECK(WaitForState(rank0, "-", 30));  // the surviving rank was stopped and reaped
+  // The retry runs both ranks to the end.
+  REQUIRE(Cli("watch 1 --coordinator " + addr, dir + "/watch") == 0);
+  REQUIRE(Cli("results --format json --coordinator " + addr, dir + "/results") == 0);
+  auto rows = nlohmann::json::parse(Slurp(dir + "/results"));
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0]["metric"] == "ppl");
+  CHECK(rows[0]["provenance"]["tensor_parallel"] == 2);
+  bitsweep::testing::Signal(w, SIGTERM);
+  bitsweep::testing::Signal(coord, SIGTERM);
+  w = coord = 0;
 }

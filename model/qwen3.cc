@@ -570,15 +570,11 @@ std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::FullGlobalTensors() 
 
 std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::FullLayerTensors(int64_t i) const {
   if (tp_->world_size() == 1) return LayerTensors(i);
-  TORCH_CHECK(loaded_.at(i), "decoder layer ", i, " is not materialized (lazy model)");
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  DecoderLayer& l = const_cast<DecoderLayer&>(layers_[i]);
-  const std::string p = absl::StrCat("model.layers.", i, ".");
-  out.push_back({p + "input_layernorm.weight", l.input_layernorm});
-  out.push_back({p + "post_attention_layernorm.weight", l.post_attention_layernorm});
-  out.push_back({p + "self_attn.q_norm.weight", l.q_norm});
-  out.push_back({p + "self_attn.k_norm.weight", l.k_norm});
-  for (auto& [n, lin] : l.Linears()) out.push_back({p + n + ".weight", GatherLinear(*tp_, *lin)});
+  auto out = LayerTensors(i);
+  auto linears = const_cast<DecoderLayer&>(layers_.at(i)).Linears();
+  // LayerTensors lists the four norms, then the linears in Linears() order.
+  for (size_t k = 0; k < linears.size(); ++k)
+    out[4 + k].second = GatherLinear(*tp_, *linears[k].second);
   return out;
 }
 

@@ -20,14 +20,6 @@ double SquaredError(const at::Tensor& w, const at::Tensor& q) {
   return (w.to(at::kFloat) - q).pow(2).sum().item<double>();
 }
 
-// The sum over the tensor-parallel group of each rank's share of a loss.
-double SumOverRanks(const model::Collective& tp, double local) {
-  if (tp.world_size() == 1) return local;
-  at::Tensor t = at::full({1}, local, at::kDouble);
-  tp.AllReduceSum(t);
-  return t.item<double>();
-}
-
 StatusOr<LinearReport> QuantizeRtn(const model::Collective& tp, model::Linear& lin,
                                    const std::string& name, const QuantGrid& grid,
                                    QuantizeResult* out) {
@@ -250,15 +242,14 @@ StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSe
         case Method::kGptq:
           RETURN_IF_ERROR(RunGptqLayer(job, o, &out));
           break;
-        // These searches couple rows: each layer is quantized whole (quant/tensor_parallel.h).
+        // AWQ's and BiLLM's searches couple rows: under TP each layer is quantized whole
+        // (quant/tensor_parallel.h). SmoothQuant reduces its statistics across ranks itself.
         case Method::kAwq:
           RETURN_IF_ERROR(RunOnWholeLayer(
               job, [&](LayerJob& j) { return AwqQuantizeLayer(j, o.grid, o.awq, &out); }));
           break;
         case Method::kSmoothQuant:
-          RETURN_IF_ERROR(RunOnWholeLayer(job, [&](LayerJob& j) {
-            return SmoothQuantLayer(j, o.grid.bits, o.smoothquant, &out);
-          }));
+          RETURN_IF_ERROR(SmoothQuantLayer(job, o.grid.bits, o.smoothquant, &out));
           break;
         case Method::kBillm:
           RETURN_IF_ERROR(RunOnWholeLayer(

@@ -18,8 +18,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "model/collective.h"
 #include "model/qwen3.h"
 #include "quant/rtn.h"
+#include "quant/tensor_parallel.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -59,9 +61,11 @@ double SquaredError(const at::Tensor& w, const at::Tensor& q) {
   return (w.to(at::kFloat) - q).pow(2).sum().item<double>();
 }
 
+// `tp` (may be null): the tensor-parallel group the layer's linears are sharded over.
 Status SmoothLayerImpl(model::DecoderLayer& layer, const std::vector<model::ScalingGroup>& groups,
                        const std::map<std::string, at::Tensor>& act_max, double alpha,
-                       std::map<std::string, at::Tensor>* applied) {
+                       std::map<std::string, at::Tensor>* applied,
+                       const model::Collective* tp = nullptr) {
   // Resolve and check everything first so that an error leaves the layer untouched.
   struct Resolved {
     at::Tensor* norm;
@@ -109,6 +113,8 @@ Status SmoothLayerImpl(model::DecoderLayer& layer, const std::vector<model::Scal
       at::Tensor m = lin->weight().abs().amax(0).to(at::kFloat);
       w_max = w_max.defined() ? at::maximum(w_max, m) : m;
     }
+    // Column-parallel linears hold some of the rows: the maximum over all of them is global.
+    if (tp != nullptr && tp->world_size() > 1) tp->AllReduceMax(w_max);
     const at::Tensor s = SmoothingScales(r.act, w_max, alpha);
     *r.norm = (r.norm->to(at::kFloat) / s).to(r.norm->scalar_type());
     for (model::Linear* lin : r.fcs) lin->SetWeight(lin->weight().to(at::kFloat) * s.view({1, -1}));
@@ -153,7 +159,7 @@ Status SmoothQuantLayerImpl(LayerJob& job, int wbits, const SmoothQuantOptions& 
       throw;
     }
     for (model::Linear* lin : hooked) lin->SetInputHook(nullptr);
-    RETURN_IF_ERROR(SmoothLayerImpl(layer, groups, act_max, options.alpha, nullptr));
+    RETURN_IF_ERROR(SmoothLayerImpl(layer, groups, act_max, options.alpha, nullptr, m.tp().get()));
     for (const auto& g : groups) {
       for (const auto& name : g.linears) group_tokens[name] = tokens[g.input_of];
     }
@@ -169,17 +175,23 @@ Status SmoothQuantLayerImpl(LayerJob& job, int wbits, const SmoothQuantOptions& 
   for (const auto& name : model::QuantizedLinears(layer)) {
     model::Linear* lin = FindLinearIn(layer, name);
     if (lin == nullptr) return absl::NotFoundError("SmoothQuant: no linear " + name);
-    ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin->weight(), grid));
-    at::Tensor deq = q.Dequantize();
+    // Per output channel: row-local, so under TP each rank quantizes its share of the rows.
+    double error = 0;
+    ASSIGN_OR_RETURN(QuantizedWeight q,
+                     QuantizeRowsSharded(
+                         *m.tp(), *lin, [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+                           ASSIGN_OR_RETURN(QuantizedWeight p, RtnQuantize(rows, grid));
+                           error = SquaredError(rows, p.Dequantize());
+                           return p;
+                         }));
     const std::string full = job.prefix + name;
     auto t = group_tokens.find(name);
     const bool smoothed = t != group_tokens.end();
     LinearReport r;
     r.name = full;
-    r.loss = SquaredError(lin->weight(), deq);
+    r.loss = SumOverRanks(*m.tp(), error);
     r.calib_tokens = smoothed ? t->second : -1;
     r.stats = {{"alpha", options.alpha}, {"smoothed", smoothed ? 1.0 : 0.0}};
-    lin->SetWeight(deq);
     out->linears.push_back(std::move(r));
     out->weights.insert_or_assign(full, std::move(q));
   }

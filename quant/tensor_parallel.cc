@@ -37,6 +37,13 @@ StatusOr<QuantizedWeight> QuantizeRowsSharded(const model::Collective& tp, model
   return whole;
 }
 
+double SumOverRanks(const model::Collective& tp, double local) {
+  if (tp.world_size() == 1) return local;
+  at::Tensor t = at::full({1}, local, at::kDouble);
+  tp.AllReduceSum(t);
+  return t.item<double>();
+}
+
 Status RunOnWholeLayer(LayerJob& job, const std::function<Status(LayerJob&)>& per_layer) {
   model::Qwen3Model& m = *job.model;
   if (m.tp()->world_size() == 1) return per_layer(job);

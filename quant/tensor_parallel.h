@@ -8,11 +8,14 @@
 //    error compensation over the whole input, and rank r quantizes rows [r*out/W, ...) of the
 //    gathered weight. The integer weights are gathered, so every rank holds the whole
 //    QuantizedWeight (rank 0 exports it) and keeps its own shard of the dequantized weight.
-//  * AWQ, SmoothQuant and BiLLM (whose searches couple rows: scale and clipping searches over a
-//    module's output, per-channel maxima over all rows, BiLLM's column saliency) quantize each
-//    decoder layer whole: the layer is gathered on every rank, quantized exactly as on one
-//    device, and re-sharded. Every rank does the same work; memory is one whole layer plus
-//    the shards.
+//  * SmoothQuant runs sharded too: its activation maxima come from the replicated inputs of
+//    the normed linears, the per-input-channel weight maxima over their (column-parallel) rows
+//    are all-reduced with max, so every rank derives the same smoothing scales, and the
+//    per-channel weight quantization is row-local (QuantizeRowsSharded).
+//  * AWQ and BiLLM (whose searches couple rows: scale and clipping searches over a module's
+//    output, BiLLM's column saliency) quantize each decoder layer whole: the layer is gathered
+//    on every rank, quantized exactly as on one device, and re-sharded. Every rank does the
+//    same work; memory is one whole layer plus the shards.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -39,6 +42,9 @@ using RowQuantizer = std::function<StatusOr<QuantizedWeight>(const at::Tensor& r
 // to its shard of the dequantized result. Collective.
 StatusOr<QuantizedWeight> QuantizeRowsSharded(const model::Collective& tp, model::Linear& lin,
                                               const RowQuantizer& quantize);
+
+// The sum over the group of each rank's share of a loss. Collective.
+double SumOverRanks(const model::Collective& tp, double local);
 
 // Gathers job's layer, runs `per_layer` on a LayerJob over the whole layer (a world-of-one
 // model) and scatters the result back into job.model. Collective.

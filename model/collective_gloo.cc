@@ -25,9 +25,9 @@ at::Tensor Buffer(const at::Tensor& t) {
   return Widened(t) ? t.to(at::kFloat) : t.clone(at::MemoryFormat::Contiguous);
 }
 
-at::Tensor EmptyBuffer(const at::Tensor& like) {
+at::Tensor EmptyBuffer(at::IntArrayRef shape, const at::TensorOptions& options) {
   c10::InferenceMode off(false);
-  return at::empty(like.sizes(), like.options());
+  return at::empty(shape, options);
 }
 
 class GlooCollective final : public Collective {
@@ -43,12 +43,22 @@ class GlooCollective final : public Collective {
   void AllReduceMax(at::Tensor& t) const override { AllReduce(t, c10d::ReduceOp::MAX); }
 
   at::Tensor AllGather(const at::Tensor& local, int64_t dim) const override {
-    at::Tensor in = Buffer(local);
+    // Gloo only reads the input (from its own thread, which may read an inference tensor), so
+    // a contiguous fp32 input is used as is; the outputs are views of one fresh buffer.
+    const at::Tensor in = Widened(local) ? Buffer(local) : local.contiguous();
+    std::vector<int64_t> shape = {world_};
+    for (int64_t s : in.sizes()) shape.push_back(s);
+    at::Tensor flat = EmptyBuffer(shape, in.options());
     std::vector<at::Tensor> inputs = {in};
     std::vector<std::vector<at::Tensor>> outputs(1);
-    for (int r = 0; r < world_; ++r) outputs[0].push_back(EmptyBuffer(in));
+    for (int r = 0; r < world_; ++r) outputs[0].push_back(flat[r]);
     group_->allgather(outputs, inputs)->wait();
-    at::Tensor out = at::cat(outputs[0], dim);
+    const int64_t d = dim < 0 ? dim + in.dim() : dim;
+    // [W, ..., n_d, ...] -> [..., W * n_d, ...]: a view for dim 0, one copy otherwise.
+    at::Tensor out = flat.movedim(0, d);
+    std::vector<int64_t> merged = in.sizes().vec();
+    merged[d] *= world_;
+    out = out.reshape(merged);
     return out.scalar_type() == local.scalar_type() ? out : out.to(local.scalar_type());
   }
 

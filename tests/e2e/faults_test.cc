@@ -227,9 +227,10 @@ TEST_CASE(
   auto db = (*pg)->CreateDatabase("fenced");
   REQUIRE(db.ok());
   const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
-  pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
-                                          "--db", *db, "--metrics-listen", "", "--lease-ttl", "3"},
-                                         dir + "/coordinator.log");
+  pid_t coord =
+      bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db,
+                                "--metrics-listen", "", "--http-listen", "", "--lease-ttl", "3"},
+                               dir + "/coordinator.log");
   auto worker = [&](const std::string& name) {
     return bitsweep::testing::Spawn(
         {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--name", name, "--artifacts",

@@ -1,7 +1,9 @@
 #include "model/tp_run.h"
 
+#include <ATen/Parallel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 
@@ -51,6 +53,8 @@ StatusOr<TpRun> StartTensorParallel(int tp) {
   r.world_size = env->world;
   ASSIGN_OR_RETURN(run.tp, ConnectGloo(r));
   run.rank = env->rank;
+  // The ranks of one machine share its cores: each takes its share of the intra-op threads.
+  at::set_num_threads(std::max(1, at::get_num_threads() / env->world));
   return run;
 }
 

@@ -25,8 +25,10 @@ struct TpRun {
   int rank = 0;
 };
 
-// INVALID_ARGUMENT when tp < 1 or the environment's world size differs from `tp`; UNAVAILABLE
-// when the rendezvous fails. A failed rank is reported (stderr) with the launcher's rc 1.
+// A rank joins its group and takes 1/world of the intra-op threads configured before the call
+// (the ranks of one launch share a machine). INVALID_ARGUMENT when tp < 1 or the environment's
+// world size differs from `tp`; UNAVAILABLE when the rendezvous fails. A failed rank is reported
+// (stderr) with the launcher's rc 1.
 StatusOr<TpRun> StartTensorParallel(int tp);
 
 }  // namespace bitsweep::model

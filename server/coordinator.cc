@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/exposer.h>
 
 #include <cstdio>
@@ -43,6 +44,17 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfi
   return grpc::SslServerCredentials(options);
 }
 
+// Drops every ServerBuilder plugin, among them the server reflection that
+// InitProtoReflectionServerBuilderPlugin() installs in every builder, so the health server
+// serves nothing but the default health service.
+class WithoutPlugins : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
+
 }  // namespace
 
 Coordinator::Coordinator(ServerConfig config) : config_(std::move(config)) {}
@@ -81,12 +93,40 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
     return absl::UnavailableError(
         absl::StrCat("listen: cannot listen on '", config.listen, "' (in use or not local?)"));
   }
+  // Stops what has started when a later part cannot; the destructor stops the rest.
+  auto stop_servers = [raw = c.get()] {
+    raw->server_->Shutdown();
+    if (raw->health_server_) raw->health_server_->Shutdown();
+  };
+
+  if (!config.health_listen.empty()) {
+    // Plaintext whatever `listen` uses, and only the default health service (enabled above):
+    // no bitsweep service, no reflection, no tokens.
+    grpc::ServerBuilder health_builder;
+    health_builder.SetOption(std::make_unique<WithoutPlugins>());
+    health_builder.AddListeningPort(config.health_listen, grpc::InsecureServerCredentials(),
+                                    &c->health_port_);
+    c->health_cq_ = health_builder.AddCompletionQueue();
+    c->health_server_ = health_builder.BuildAndStart();
+    c->health_cq_thread_ = std::thread([cq = c->health_cq_.get()] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) {
+      }
+    });
+    if (c->health_server_ == nullptr || c->health_port_ == 0 ||
+        c->health_server_->GetHealthCheckService() == nullptr) {
+      stop_servers();
+      return absl::UnavailableError(absl::StrCat("health_listen: cannot listen on '",
+                                                 config.health_listen, "' (in use or not local?)"));
+    }
+  }
 
   if (!config.metrics_listen.empty()) {
     try {
       c->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
     } catch (const std::exception& e) {
-      c->server_->Shutdown();
+      stop_servers();
       return absl::UnavailableError(absl::StrCat("metrics_listen: cannot listen on '",
                                                  config.metrics_listen, "': ", e.what()));
     }
@@ -104,7 +144,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
     http.tls_ca = config.tls_ca;
     auto api = HttpApi::Start(http, deps);
     if (!api.ok()) {
-      c->server_->Shutdown();
+      stop_servers();
       return api.status();
     }
     c->http_ = std::move(*api);
@@ -129,12 +169,19 @@ void Coordinator::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_.HasBeenNotified()) return;
   stopping_.store(true);
-  if (server_ && server_->GetHealthCheckService() != nullptr) {
-    server_->GetHealthCheckService()->Shutdown();  // health checks answer NOT_SERVING from now
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server != nullptr && server->GetHealthCheckService() != nullptr) {
+      server->GetHealthCheckService()->Shutdown();  // health checks answer NOT_SERVING from now
+    }
   }
   // gRPC 1.51 also waits out the deadline while clients keep idle connections open (workers
   // and watchers always do), so `grace` is in practice how long shutdown takes.
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+  // Stopped after the main server, so probes read NOT_SERVING (not a refused connection) for
+  // the whole grace period; a health check has nothing in flight worth waiting for.
+  if (health_server_) health_server_->Shutdown(std::chrono::system_clock::now());
+  if (health_cq_) health_cq_->Shutdown();  // after its server's, as gRPC requires
+  if (health_cq_thread_.joinable()) health_cq_thread_.join();
   if (!stop_reaper_.HasBeenNotified()) stop_reaper_.Notify();
   if (reaper_.joinable()) reaper_.join();
   exposer_.reset();

@@ -1,15 +1,16 @@
 // Coordinator: the bitsweep coordinator process in one object. Start() opens (and migrates) the
 // job store, starts the gRPC server with the Coordinator and WorkerGateway services, the
-// default health service and server reflection, the Prometheus exposer, the web dashboard
-// (HttpApi, when config.http_listen is set), and the lease reaper
-// (JobStore::ExpireLeases(now) every reaper_interval). The destructor shuts everything down.
+// default health service and server reflection, the plaintext health-only gRPC server (when
+// config.health_listen is set), the Prometheus exposer, the web dashboard (HttpApi, when
+// config.http_listen is set), and the lease reaper (JobStore::ExpireLeases(now) every
+// reaper_interval). The destructor shuts everything down.
 //
 //   ServerConfig config;  config.db = "host=... dbname=...";  config.listen = "127.0.0.1:0";
 //   ASSIGN_OR_RETURN(auto coordinator, Coordinator::Start(config));
 //   connect to 127.0.0.1:coordinator->port() ... coordinator->Shutdown();
 //
-// Thread-safe: port()/metrics_port() are constant after Start; Shutdown may be called from any
-// thread, more than once.
+// Thread-safe: port()/metrics_port()/health_port() are constant after Start; Shutdown may be called
+// from any thread, more than once.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@
 
 namespace grpc {
 class Server;
+class ServerCompletionQueue;
 }  // namespace grpc
 namespace prometheus {
 class Exposer;
@@ -48,6 +50,8 @@ class Coordinator {
 
   // The bound gRPC port (the chosen one when config.listen asked for port 0).
   int port() const { return port_; }
+  // The bound health-only gRPC port; 0 when config.health_listen is empty.
+  int health_port() const { return health_port_; }
   // The bound /metrics port; 0 when config.metrics_listen is empty.
   int metrics_port() const { return metrics_port_; }
   // The bound dashboard (HTTP) port; 0 when config.http_listen is empty.
@@ -55,8 +59,9 @@ class Coordinator {
   const ServerConfig& config() const { return config_; }
   store::JobStore& store() { return *store_; }
 
-  // Ends WatchSweep streams, lets in-flight RPCs finish for up to `grace`, then cancels them;
-  // stops the reaper, the exposer and the dashboard. Idempotent.
+  // Turns both health services to NOT_SERVING, ends WatchSweep streams, lets in-flight RPCs
+  // finish for up to `grace`, then cancels them; stops the health server (after the main one),
+  // the reaper, the exposer and the dashboard. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown() has completed.
   void Wait();
@@ -72,9 +77,16 @@ class Coordinator {
   std::unique_ptr<CoordinatorService> coordinator_service_;
   std::unique_ptr<WorkerGatewayService> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  // The health server: only grpc.health.v1, plaintext. gRPC 1.51 builds no server without a
+  // polled completion queue unless a service of its own has methods (the default health service
+  // is added later), so it gets one, drained by health_cq_thread_ (nothing ever arrives on it).
+  std::unique_ptr<grpc::ServerCompletionQueue> health_cq_;
+  std::unique_ptr<grpc::Server> health_server_;
+  std::thread health_cq_thread_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<HttpApi> http_;
   int port_ = 0;
+  int health_port_ = 0;
   int metrics_port_ = 0;
   std::atomic<bool> stopping_{false};
   absl::Notification stop_reaper_;

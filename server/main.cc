@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
                  "web dashboard and JSON API address host:port (\"\" disables it); a "
                  "non-loopback host needs TLS and --client-token, or --insecure-allow-remote")
       ->capture_default_str();
+  app.add_option("--health-listen", config.health_listen,
+                 "plaintext gRPC address host:port serving only grpc.health.v1 (for probes that "
+                 "cannot speak TLS, e.g. the kubelet's); no TLS or tokens needed even when "
+                 "non-loopback, as health answers carry no data (default \"\": off)")
+      ->capture_default_str();
   app.add_option("--db-connections", config.db_connections,
                  "most PostgreSQL connections held at once (RPCs beyond it queue)")
       ->capture_default_str()
@@ -82,7 +87,7 @@ int main(int argc, char** argv) {
   std::fprintf(
       stderr,
       "bitsweep-coordinator: gRPC on %s (port %d)%s, tls=%s%s, client auth=%s, worker "
-      "auth=%s, lease ttl %gs, metrics %s, dashboard %s\n",
+      "auth=%s, lease ttl %gs, metrics %s, dashboard %s, health %s\n",
       config.listen.c_str(), c.port(), config.ListensOnLoopbackOnly() ? " -- loopback only" : "",
       config.tls() ? "on" : "off", config.tls_ca.empty() ? "" : " (mutual)",
       config.client_token.empty() ? "off" : "bearer token",
@@ -95,7 +100,11 @@ int main(int argc, char** argv) {
           ? "off"
           : (std::string(config.tls() ? "https://" : "http://") + config.http_listen + "/ (port " +
              std::to_string(c.http_port()) + ")")
-                .c_str());
+                .c_str(),
+      config.health_listen.empty() ? "off"
+                                   : ("plaintext " + config.health_listen + " (port " +
+                                      std::to_string(c.health_port()) + ")")
+                                         .c_str());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -1,5 +1,7 @@
 #include "server/server_config.h"
 
+#include <utility>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +31,14 @@ Status CheckAddress(const std::string& field, const std::string& host_port) {
         absl::StrCat(field, ": '", host_port, "' is not host:port (e.g. 127.0.0.1:50051)"));
   }
   return absl::OkStatus();
+}
+
+// The port of a "host:port" that CheckAddress accepted; 0 when it asks for a free one.
+int PortOf(const std::string& host_port) {
+  std::string host, port;
+  int port_number = 0;
+  if (!SplitHostPort(host_port, &host, &port) || !absl::SimpleAtoi(port, &port_number)) return 0;
+  return port_number;
 }
 
 Status CheckTokenList(const std::string& field, const std::string& tokens) {
@@ -65,6 +75,21 @@ Status ServerConfig::Validate() const {
   RETURN_IF_ERROR(CheckAddress("listen", listen));
   if (!metrics_listen.empty()) RETURN_IF_ERROR(CheckAddress("metrics_listen", metrics_listen));
   if (!http_listen.empty()) RETURN_IF_ERROR(CheckAddress("http_listen", http_listen));
+  if (!health_listen.empty()) {
+    RETURN_IF_ERROR(CheckAddress("health_listen", health_listen));
+    // No TLS or token rule: the health server answers only grpc.health.v1, which carries no data.
+    const int health_port = PortOf(health_listen);
+    for (const auto& [field, address] :
+         {std::pair<const char*, const std::string*>{"listen", &listen},
+          {"metrics_listen", &metrics_listen},
+          {"http_listen", &http_listen}}) {
+      if (health_port != 0 && !address->empty() && PortOf(*address) == health_port) {
+        return absl::InvalidArgumentError(absl::StrCat("health_listen: '", health_listen,
+                                                       "' uses the port of ", field, " ('",
+                                                       *address, "')"));
+      }
+    }
+  }
   if (db.empty()) return absl::InvalidArgumentError("db: the libpq conninfo is empty");
   if (db_connections < 1) return absl::InvalidArgumentError("db_connections: must be >= 1");
   if (lease_ttl <= absl::ZeroDuration()) {

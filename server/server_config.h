@@ -28,6 +28,14 @@ struct ServerConfig {
   // non-loopback host needs TLS (served as HTTPS with tls_cert/tls_key) and client_token, or
   // insecure_allow_remote. The API takes client_token, as the Coordinator RPCs do.
   std::string http_listen;
+  // Plaintext gRPC address ("host:port", port 0 = a free one) of a second server in the process
+  // serving only grpc.health.v1.Health (no bitsweep service, no reflection, no tokens), with the
+  // status of the main server's: SERVING while the coordinator serves, NOT_SERVING from the
+  // moment Shutdown begins. For probes that cannot speak TLS (the kubelet's gRPC probes) when
+  // `listen` has TLS. "" = off. It may be non-loopback without TLS, tokens or
+  // insecure_allow_remote: a health answer carries no data. Its port must differ from the fixed
+  // ports of listen, metrics_listen and http_listen.
+  std::string health_listen;
   // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
   absl::Duration lease_ttl = absl::Seconds(60);
   // How often the lease reaper calls JobStore::ExpireLeases(now).
@@ -53,7 +61,9 @@ struct ServerConfig {
   bool ListensOnLoopbackOnly() const;
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
   // address without TLS and tokens (unless insecure_allow_remote; for http_listen TLS and the
-  // client token), non-positive durations, a token list with an empty entry or whitespace.
+  // client token; never for health_listen), health_listen on the port of another listen address
+  // (both fixed, i.e. not 0), non-positive durations, a token list with an empty entry or
+  // whitespace.
   Status Validate() const;
 };
 

@@ -27,7 +27,8 @@ RUN ! ldd /usr/local/bin/bitsweep-coordinator | grep "not found" \
  && /usr/local/bin/bitsweep-coordinator --help >/dev/null
 USER 10001:10001
 # 50051 gRPC (bitsweep.v1 + grpc.health.v1 + reflection), 9464 Prometheus /metrics,
-# 8080 the dashboard (--http-listen).
-EXPOSE 50051 9464 8080
+# 8080 the dashboard (--http-listen); 8081 plaintext grpc.health.v1 only, when given
+# --health-listen (the production overlay's probes).
+EXPOSE 50051 9464 8080 8081
 ENTRYPOINT ["/usr/local/bin/bitsweep-coordinator"]
 CMD ["--help"]

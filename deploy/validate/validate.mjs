@@ -13,8 +13,10 @@
 //    as a strict API server would (strict_fields.mjs).
 //  * Cross-references: selectors match pod labels, Service target ports and ServiceMonitor
 //    ports exist, ConfigMap keys, Secrets (deploy/k8s/secrets.example.yaml) and PVCs exist,
-//    container args are flags that server/main.cc / worker/main.cc define, gRPC probes on the
-//    coordinator's port (TCP probes only with TLS), GPUs requested = --devices >= --max-tp,
+//    container args are flags that server/main.cc / worker/main.cc define, the coordinator's
+//    probes gRPC probes on its --listen port, or with TLS on the plaintext --health-listen port
+//    (container port 'health'; TCP probes on the gRPC port only with TLS and no --health-listen),
+//    GPUs requested = --devices >= --max-tp,
 //    --memory-gb under the memory limit, the shared volume at one path, resources and a
 //    non-root security context on every container.
 //  * The dashboard's wiring: the --http-listen port (server/main.cc's default when absent) is
@@ -344,7 +346,19 @@ export function checkRefs(objs, errors, where, { complete }) {
           }
           if (!tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --http-listen needs --tls-cert or --insecure-allow-remote`);
         }
-        const used = [["--listen", listenPort], ["--metrics-listen", metricsPort], ["--http-listen", remote ? httpPort : 0]].filter(([, p]) => p);
+        // The health-only server (--health-listen): plaintext whatever --listen uses, so the
+        // kubelet's gRPC probes (which cannot speak TLS) reach it; container port 'health'.
+        const healthListen = String(args.get("--health-listen") ?? "");
+        const healthPort = healthListen ? portOf(healthListen) : 0;
+        if (healthListen) {
+          if (!healthPort) err(w, `${cw}: --health-listen ${healthListen} is not host:port with a fixed port (the probes need it)`);
+          else if (isLoopback(healthListen)) err(w, `${cw}: --health-listen ${healthListen} is loopback only, unreachable by the kubelet's probes`);
+          if (!ports.has("health")) err(w, `${cw}: --health-listen ${healthListen} has no container port named 'health'`);
+          else if (ports.get("health") !== healthPort) err(w, `${cw} port 'health' (${ports.get("health")}) is not the --health-listen port ${healthPort}`);
+        } else if (ports.has("health")) {
+          err(w, `${cw} has a port 'health' but no --health-listen`);
+        }
+        const used = [["--listen", listenPort], ["--metrics-listen", metricsPort], ["--http-listen", remote ? httpPort : 0], ["--health-listen", healthPort]].filter(([, p]) => p);
         for (const [i, [f, p]] of used.entries()) {
           for (const [g, q] of used.slice(i + 1)) if (p === q) err(w, `${cw}: ${f} and ${g} both use port ${p}`);
         }
@@ -353,11 +367,15 @@ export function checkRefs(objs, errors, where, { complete }) {
           if (!p) { err(w, `${cw} has no ${kind}`); continue; }
           if (!tls) {
             if (p.grpc?.port !== listenPort) err(w, `${cw} ${kind} must be a gRPC probe (grpc.health.v1) on port ${listenPort}`);
-          } else {
+          } else if (p.grpc?.port === listenPort) {
             // The kubelet's gRPC probes cannot speak TLS.
-            if (p.grpc) err(w, `${cw} ${kind}: a gRPC probe cannot reach a TLS port; use tcpSocket`);
+            err(w, `${cw} ${kind}: a gRPC probe cannot reach a TLS port; probe the plaintext --health-listen port${healthPort ? ` ${healthPort}` : ""}`);
+          } else if (healthListen) {
+            if (p.grpc?.port !== healthPort) err(w, `${cw} ${kind} must be a gRPC probe (grpc.health.v1) on the --health-listen port ${healthPort}`);
+          } else {
+            // No health port: a TCP probe only shows the TLS port accepts connections.
             const port = p.tcpSocket?.port;
-            if (port !== listenPort && port !== "grpc") err(w, `${cw} ${kind} must probe the gRPC port`);
+            if (port !== listenPort && port !== "grpc") err(w, `${cw} ${kind} must be a TCP probe on the gRPC port, or give --health-listen and a gRPC probe on it`);
           }
         }
       }
@@ -794,6 +812,16 @@ async function selfTest() {
   const plain = render(path.join(K8S, "overlays/gpu"));
   const svcPort = (objs, name) => find(objs, "Service", "bitsweep-coordinator").spec.ports.find((p) => p.name === name);
   const setArg = (c, flag, value) => { c.args = c.args.map((a) => (a.startsWith(`${flag}=`) ? `${flag}=${value}` : a)); };
+  // The production coordinator as before --health-listen: TLS, TCP probes on the gRPC port.
+  const noHealth = (o) => {
+    const c = coord(o);
+    c.args = c.args.filter((a) => !a.startsWith("--health-listen="));
+    c.ports = c.ports.filter((p) => p.name !== "health");
+    for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+      c[kind] = { ...c[kind], tcpSocket: { port: "grpc" } };
+      delete c[kind].grpc;
+    }
+  };
   const cases = [
     ["replicas is not an integer", plain, (o) => { find(o, "Deployment", "bitsweep-coordinator").spec.replicas = "one"; }, "must be integer"],
     ["a gRPC probe port by name", plain, (o) => { coord(o).readinessProbe.grpc.port = "grpc"; }, "must be integer"],
@@ -808,6 +836,15 @@ async function selfTest() {
     ["a worker flag that does not exist", plain, (o) => { worker(o).args.push("--gpus=2"); }, "not a flag"],
     ["a TCP probe without TLS", plain, (o) => { coord(o).livenessProbe = { tcpSocket: { port: 50051 } }; }, "gRPC probe"],
     ["a gRPC probe on a TLS port", base, (o) => { coord(o).readinessProbe = { grpc: { port: 50051 } }; }, "cannot reach a TLS port"],
+    // The plaintext health port beside a TLS --listen.
+    ["a TCP probe under TLS with a health port", base, (o) => { coord(o).livenessProbe = { tcpSocket: { port: "grpc" } }; }, "gRPC probe (grpc.health.v1) on the --health-listen port 8081"],
+    ["a gRPC probe on a port that is not --health-listen", base, (o) => { coord(o).startupProbe.grpc.port = 8082; }, "on the --health-listen port 8081"],
+    ["a TCP probe on another port under TLS without a health port", base, (o) => { noHealth(o); coord(o).readinessProbe = { tcpSocket: { port: 9464 } }; }, "TCP probe on the gRPC port"],
+    ["a --health-listen without its container port", base, (o) => { coord(o).ports = coord(o).ports.filter((p) => p.name !== "health"); }, "no container port named 'health'"],
+    ["a container port 'health' that is not the --health-listen port", base, (o) => { coord(o).ports.find((p) => p.name === "health").containerPort = 8082; }, "is not the --health-listen port 8081"],
+    ["a container port 'health' without --health-listen", base, (o) => { coord(o).args = coord(o).args.filter((a) => !a.startsWith("--health-listen=")); }, "no --health-listen"],
+    ["a loopback --health-listen", base, (o) => { setArg(coord(o), "--health-listen", "127.0.0.1:8081"); }, "unreachable by the kubelet"],
+    ["--health-listen on the gRPC port", base, (o) => { setArg(coord(o), "--health-listen", "0.0.0.0:50051"); }, "both use port 50051"],
     ["GPUs requested differ from --devices", base, (o) => { worker(o).resources.limits["nvidia.com/gpu"] = 4; worker(o).resources.requests["nvidia.com/gpu"] = 4; }, "--devices"],
     ["a missing ConfigMap key", plain, (o) => { delete find(o, "ConfigMap", "bitsweep-config").data["db-conninfo"]; }, "has no key"],
     ["an unknown Secret key", plain, (o) => { coord(o).env.find((e) => e.name === "PGPASSWORD").valueFrom.secretKeyRef.key = "pass"; }, "not in secrets.example.yaml"],
@@ -837,6 +874,18 @@ async function selfTest() {
     await checkSchemas(copy, errors, "self-test");
     checkRefs(copy, errors, "self-test", { complete: true });
     if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (expected an error containing '${expect}'; got ${JSON.stringify(errors)})`);
+  }
+  // Variants that must pass: a check that rejects one of them is wrong.
+  const accepted = [
+    ["TCP probes under TLS without --health-listen", base, noHealth],
+  ];
+  for (const [what, objs, mutate] of accepted) {
+    const copy = clone(objs);
+    mutate(copy);
+    const errors = [];
+    await checkSchemas(copy, errors, "self-test");
+    checkRefs(copy, errors, "self-test", { complete: true });
+    if (errors.length) failures.push(`${what}: rejected (${JSON.stringify(errors)})`);
   }
   // The renderer refuses what it does not implement, and patches that do not apply.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bitsweep-kz-"));
@@ -900,7 +949,7 @@ async function selfTest() {
     extra = 1;
     if (!errors.some((e) => e.includes("libpqxx"))) failures.push(`an image missing a runtime package: not rejected (${JSON.stringify(errors)})`);
   }
-  return { failures, count: cases.length + 3 + 2 + 3 + 1 + 4 + extra };
+  return { failures, count: cases.length + accepted.length + 3 + 2 + 3 + 1 + 4 + extra };
 }
 
 function writePrometheusRule() {

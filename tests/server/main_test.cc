@@ -16,6 +16,7 @@
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 
 namespace bitsweep::server {
 namespace {
@@ -126,6 +127,23 @@ TEST_CASE("the coordinator binary serves with the environment's token and stops 
   REQUIRE(::kill(child->pid, SIGTERM) == 0);
   CHECK(child->Wait(absl::Seconds(20)) == 0);
   CHECK(ReadFile(child->stderr_path).find("SIGTERM") != std::string::npos);
+}
+
+TEST_CASE("the coordinator binary takes --health-listen and names the health port when it starts",
+          "[pg][grpc]") {
+  const int health_port = testing::FreePort();
+  const std::string health = "127.0.0.1:" + std::to_string(health_port);
+  auto child = Spawn("server-main-health",
+                     {"--db", testing::FreshDatabase(), "--listen", "127.0.0.1:0",
+                      "--metrics-listen", "", "--http-listen", "", "--health-listen", health});
+  const int port = WaitForPort(*child, absl::Seconds(30));
+  const std::string log = ReadFile(child->stderr_path);
+  INFO(log);
+  REQUIRE(port > 0);
+  CHECK(log.find("health plaintext " + health + " (port " + std::to_string(health_port) + ")") !=
+        std::string::npos);
+  REQUIRE(::kill(child->pid, SIGTERM) == 0);
+  CHECK(child->Wait(absl::Seconds(20)) == 0);
 }
 
 TEST_CASE("the coordinator binary refuses a remote address without TLS and tokens") {

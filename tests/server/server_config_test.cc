@@ -105,5 +105,32 @@ TEST_CASE("a remote dashboard address needs TLS and the client token, or insecur
   CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
 }
 
+TEST_CASE(
+    "a health address may be remote without TLS or tokens but not on another listener's fixed "
+    "port") {
+  ServerConfig c = Valid();
+  c.health_listen = "0.0.0.0:8081";
+  CHECK(c.Validate().ok());  // serves only grpc.health.v1: no insecure_allow_remote needed
+  c.health_listen = "0.0.0.0";
+  CHECK(c.Validate().message().find("health_listen") != absl::string_view::npos);
+  for (const char* taken : {"0.0.0.0:50051", "127.0.0.1:9464"}) {
+    INFO(taken);
+    c.health_listen = taken;
+    const Status s = c.Validate();
+    CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(s.message().find("health_listen") != absl::string_view::npos);
+  }
+  c.health_listen = "0.0.0.0:8080";
+  CHECK(c.Validate().ok());  // http_listen is off
+  c.http_listen = "127.0.0.1:8080";
+  CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
+  c.metrics_listen = "";
+  c.health_listen = "0.0.0.0:9464";
+  CHECK(c.Validate().ok());  // the exposer is off
+  c.listen = "127.0.0.1:0";
+  c.health_listen = "127.0.0.1:0";
+  CHECK(c.Validate().ok());  // two free ports, chosen at bind time
+}
+
 }  // namespace
 }  // namespace bitsweep::server

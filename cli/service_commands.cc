@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "common/job_spec.h"
+#include "common/process.h"
 #include "common/results_table.h"
 #include "common/status.h"
 #include "dashboard/assets.h"
@@ -282,23 +283,6 @@ int FreePort() {
   return port;
 }
 
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 void Stop(pid_t pid) {
   if (pid <= 0) return;
   kill(pid, SIGTERM);
@@ -338,10 +322,10 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   const std::string addr = absl::StrCat("127.0.0.1:", port);
   const int metrics_port = FreePort();
   const int http_port = FreePort();
-  pid_t coord = Spawn({*coordinator_bin, "--listen", addr, "--db", conninfo, "--metrics-listen",
-                       absl::StrCat("127.0.0.1:", metrics_port), "--http-listen",
-                       absl::StrCat("127.0.0.1:", http_port)},
-                      (state / "logs" / "coordinator.log").string());
+  pid_t coord = SpawnLogged({*coordinator_bin, "--listen", addr, "--db", conninfo,
+                             "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port),
+                             "--http-listen", absl::StrCat("127.0.0.1:", http_port)},
+                            (state / "logs" / "coordinator.log").string());
   std::fprintf(stderr,
                "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
                "http://127.0.0.1:%d/)\n",
@@ -369,7 +353,8 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
       argv.push_back("--threads");
       argv.push_back(std::to_string(f.threads_per_worker));
     }
-    workers.push_back(Spawn(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
+    workers.push_back(
+        SpawnLogged(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
   }
   std::fprintf(stderr, "local: %d workers (logs in %s)\n", f.workers, (state / "logs").c_str());
   auto shutdown = [&]() {

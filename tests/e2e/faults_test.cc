@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -78,14 +79,8 @@ int Cli(const std::string& args, const std::string& out) {
   return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
 }
 
-}  // namespace
-
-TEST_CASE(
-    "A sweep survives a killed worker, a coordinator restart and a PostgreSQL restart "
-    "with every result exactly once",
-    "[e2e][pg][grpc][fault][slow]") {
-  const std::string dir = bitsweep::testing::ScratchDir("e2e_faults");
-  const std::string bin = bitsweep::testing::BinaryDir();
+// A tiny model, calibration text, a WikiText-2 file and a one-question task under `dir`.
+void WriteCatFixtures(const std::string& dir) {
   REQUIRE(Cli("make-tiny-model --out " + dir + "/model --seed 9", dir + "/make") == 0);
   std::string text;
   for (int i = 0; i < 300; ++i)
@@ -95,6 +90,49 @@ TEST_CASE(
   WriteFile(dir + "/facts.jsonl",
             "{\"context\": \"The cat number one sat on the\", \"choices\": [\"mat\", \"dog\"], "
             "\"gold\": 0}\n");
+}
+
+// A private PostgreSQL under <dir>/pg (fsync off: the tests restart it, they never crash it).
+std::unique_ptr<bitsweep::store::LocalPostgres> StartPostgres(const std::string& dir) {
+  bitsweep::store::LocalPostgresOptions po;
+  po.data_dir = dir + "/pg";
+  po.fsync = false;
+  auto pg = bitsweep::store::LocalPostgres::Start(po);
+  INFO(pg.status().ToString());
+  REQUIRE(pg.ok());
+  return std::move(pg).value();
+}
+
+// The conninfo of a new database `name` on `pg`.
+std::string Database(bitsweep::store::LocalPostgres& pg, const std::string& name) {
+  auto db = pg.CreateDatabase(name);
+  INFO(db.status().ToString());
+  REQUIRE(db.ok());
+  return *db;
+}
+
+// A failed REQUIRE leaves no process behind (frozen ones included): SIGCONT, SIGKILL, reap.
+struct KillAtExit {
+  std::vector<pid_t*> pids;
+  ~KillAtExit() {
+    for (pid_t* p : pids) {
+      if (*p <= 0) continue;
+      ::kill(*p, SIGCONT);
+      ::kill(*p, SIGKILL);
+      ::waitpid(*p, nullptr, 0);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "A sweep survives a killed worker, a coordinator restart and a PostgreSQL restart "
+    "with every result exactly once",
+    "[e2e][pg][grpc][fault][slow]") {
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_faults");
+  const std::string bin = bitsweep::testing::BinaryDir();
+  WriteCatFixtures(dir);
   WriteFile(dir + "/sweep.yaml",
             "name: faults\nmax_attempts: 5\n"
             "models: [" +
@@ -109,14 +147,8 @@ TEST_CASE(
                 "/calib.txt, nsamples: 4, "
                 "seqlen: 32}\neval: {seqlen: 64}\n");
 
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  INFO(pg.status().ToString());
-  REQUIRE(pg.ok());
-  auto db = (*pg)->CreateDatabase("faults");
-  REQUIRE(db.ok());
+  auto pg = StartPostgres(dir);
+  const std::string db = Database(*pg, "faults");
 
   const std::string port = std::to_string(20000 + getpid() % 20000);
   const std::string addr = "127.0.0.1:" + port;
@@ -124,7 +156,7 @@ TEST_CASE(
                                                 "--listen",
                                                 addr,
                                                 "--db",
-                                                *db,
+                                                db,
                                                 "--metrics-listen",
                                                 "",
                                                 "--http-listen",
@@ -157,7 +189,7 @@ TEST_CASE(
   coord = bitsweep::testing::Spawn(coordinator, dir + "/coordinator.log");
   // 3. Restart PostgreSQL under the running system.
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  REQUIRE((*pg)->Restart().ok());
+  REQUIRE(pg->Restart().ok());
 
   // The sweep finishes (watch rides out the restarts), every job succeeded, results once each.
   REQUIRE(Cli("watch 1 --coordinator " + addr, dir + "/watch") == 0);
@@ -191,15 +223,7 @@ TEST_CASE(
     "[e2e][pg][grpc][fault][slow]") {
   const std::string dir = bitsweep::testing::ScratchDir("e2e_fenced");
   const std::string bin = bitsweep::testing::BinaryDir();
-  REQUIRE(Cli("make-tiny-model --out " + dir + "/model --seed 9", dir + "/make") == 0);
-  std::string text;
-  for (int i = 0; i < 300; ++i)
-    text += "The cat number " + std::to_string(i) + " sat on the mat.\n";
-  WriteFile(dir + "/calib.txt", text);
-  WriteFile(dir + "/data/wikitext2/wiki.test.raw", text);
-  WriteFile(dir + "/facts.jsonl",
-            "{\"context\": \"The cat number one sat on the\", \"choices\": [\"mat\", \"dog\"], "
-            "\"gold\": 0}\n");
+  WriteCatFixtures(dir);
   const std::string common = "models: [" + dir +
                              "/model]\n"
                              "calibration: {source: " +
@@ -218,17 +242,11 @@ TEST_CASE(
                                      "methods:\n  - {method: rtn, wbits: [4], group: [16]}\n"
                                      "tasks: [{task: wikitext2, limit: 3}]\n");
 
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  INFO(pg.status().ToString());
-  REQUIRE(pg.ok());
-  auto db = (*pg)->CreateDatabase("fenced");
-  REQUIRE(db.ok());
+  auto pg = StartPostgres(dir);
+  const std::string db = Database(*pg, "fenced");
   const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
   pid_t coord =
-      bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db,
+      bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", db,
                                 "--metrics-listen", "", "--http-listen", "", "--lease-ttl", "3"},
                                dir + "/coordinator.log");
   auto worker = [&](const std::string& name) {
@@ -241,18 +259,7 @@ TEST_CASE(
   const std::string log0 = dir + "/w0.log", log1 = dir + "/w1.log";
   pid_t w0 = worker("w0");
   pid_t w1 = 0;
-  // A failed REQUIRE leaves no process behind (frozen ones included).
-  struct KillAtExit {
-    std::vector<pid_t*> pids;
-    ~KillAtExit() {
-      for (pid_t* p : pids) {
-        if (*p <= 0) continue;
-        ::kill(*p, SIGCONT);
-        ::kill(*p, SIGKILL);
-        ::waitpid(*p, nullptr, 0);
-      }
-    }
-  } kill_at_exit{{&coord, &w0, &w1}};
+  KillAtExit kill_at_exit{{&coord, &w0, &w1}};
   REQUIRE(Cli("submit " + dir + "/sweep.yaml --coordinator " + addr, dir + "/submit") == 0);
 
   // 1. Freeze w0 and its job process; w1 takes the job over once the lease expires.
@@ -356,16 +363,11 @@ TEST_CASE(
                                   "/model]\nmethods:\n  - {method: rtn, wbits: [4], group: [16]}\n"
                                   "baseline: false\ntasks: [wikitext2]\neval: {seqlen: 64}\n"
                                   "resources: {devices: 2, tp: 2}\n");
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  REQUIRE(pg.ok());
-  auto db = (*pg)->CreateDatabase("tp");
-  REQUIRE(db.ok());
+  auto pg = StartPostgres(dir);
+  const std::string db = Database(*pg, "tp");
   const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
   pid_t coord = bitsweep::testing::Spawn({bin + "/server/bitsweep-coordinator", "--listen", addr,
-                                          "--db", *db, "--metrics-listen", "", "--http-listen", ""},
+                                          "--db", db, "--metrics-listen", "", "--http-listen", ""},
                                          dir + "/coordinator.log");
   const std::string log = dir + "/worker.log";
   pid_t w = bitsweep::testing::Spawn(
@@ -373,16 +375,7 @@ TEST_CASE(
        dir + "/artifacts", "--data-dir", dir + "/data", "--poll-seconds", "0.2", "--threads", "1",
        "--devices", "2", "--max-tp", "2"},
       log);
-  struct KillAtExit {
-    std::vector<pid_t*> pids;
-    ~KillAtExit() {
-      for (pid_t* p : pids) {
-        if (*p <= 0) continue;
-        ::kill(*p, SIGKILL);
-        ::waitpid(*p, nullptr, 0);
-      }
-    }
-  } kill_at_exit{{&coord, &w}};
+  KillAtExit kill_at_exit{{&coord, &w}};
   REQUIRE(Cli("submit " + dir + "/tp.yaml --coordinator " + addr, dir + "/submit") == 0);
   REQUIRE(bitsweep::testing::WaitForText(log, "leased job", 60));
   const pid_t launcher = ChildOf(w, 10);

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/process.h"
+
 namespace bitsweep::testing {
 
 std::string Slurp(const std::string& path) {
@@ -28,20 +30,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 }
 
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
+  return SpawnLogged(argv, log);
 }
 
 void Signal(pid_t pid, int sig) {

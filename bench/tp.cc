@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cpus.h"
 #include "common/tp_launch.h"
 #include "model/collective_gloo.h"
 #include "model/qwen3.h"
@@ -69,9 +70,7 @@ int RunRank(const Flags& f) {
   }
   const bitsweep::TpEnv e = **env;
   bitsweep::model::RuntimeOptions ro;
-  ro.threads = f.threads > 0 ? f.threads
-                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                               e.world);
+  ro.threads = f.threads > 0 ? f.threads : std::max(1, bitsweep::AvailableCpus() / e.world);
   bitsweep::model::ConfigureRuntime(ro);
   bitsweep::model::Rendezvous r;
   r.host = e.host;
@@ -202,9 +201,9 @@ int main(int argc, char** argv) {
     rows.push_back(row);
   }
   std::printf("Qwen3-1.7B shapes, %lld layers, seqlen %lld, GPTQ w4 g128 on %lld samples; "
-              "%u hardware threads\n",
+              "%d CPUs available\n",
               static_cast<long long>(f.layers), static_cast<long long>(f.seqlen),
-              static_cast<long long>(f.nsamples), std::thread::hardware_concurrency());
+              static_cast<long long>(f.nsamples), bitsweep::AvailableCpus());
   std::printf("%4s %14s %16s %12s %12s %12s   %s\n", "TP", "load s/rank", "forward RSS MB",
               "forward s", "GPTQ s", "peak RSS MB", "ratios to TP=1 (fwd RSS, peak RSS, fwd, GPTQ)");
   for (const Row& r : rows) {

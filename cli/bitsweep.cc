@@ -17,12 +17,12 @@
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
-#include "model/tp_run.h"
 #include "eval/run_task.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
 #include "model/tokenizer.h"
+#include "model/tp_run.h"
 #include "quant/load.h"
 
 namespace {
@@ -185,7 +185,9 @@ int main(int argc, char** argv) {
       "ARC-Challenge, HellaSwag, WinoGrande, BoolQ and MMLU."};
   app.require_subcommand(1);
   bitsweep::model::RuntimeOptions runtime;
-  app.add_option("--threads", runtime.threads, "CPU threads for tensor ops (0 = all cores)")
+  app.add_option(
+         "--threads", runtime.threads,
+         "CPU threads for tensor ops (0 = OMP_NUM_THREADS, else the CPUs this process may use)")
       ->capture_default_str();
 
   EvalFlags ef;

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bitsweep/v1/coordinator.grpc.pb.h"
+#include "common/cpus.h"
 #include "common/job_spec.h"
 #include "common/process.h"
 #include "common/results_table.h"
@@ -330,6 +331,11 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
                "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
                "http://127.0.0.1:%d/)\n",
                addr.c_str(), metrics_port, http_port);
+  // Workers share this machine's CPUs: N workers each running every core's worth of OpenMP
+  // threads oversubscribe it and spin against each other (common/cpus.h).
+  const int threads_per_worker = f.threads_per_worker > 0
+                                     ? f.threads_per_worker
+                                     : std::max(1, AvailableCpus() / std::max(1, f.workers));
   std::vector<pid_t> workers;
   for (int i = 0; i < f.workers; ++i) {
     std::vector<std::string> argv = {*worker_bin,
@@ -349,10 +355,8 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
         argv.push_back(std::to_string(f.devices_per_worker));
       }
     }
-    if (f.threads_per_worker > 0) {
-      argv.push_back("--threads");
-      argv.push_back(std::to_string(f.threads_per_worker));
-    }
+    argv.push_back("--threads");
+    argv.push_back(std::to_string(threads_per_worker));
     workers.push_back(
         SpawnLogged(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
   }
@@ -451,7 +455,9 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
       ->add_option("--state-dir", f.state_dir,
                    "PostgreSQL data, artifacts and logs (kept: a rerun reuses stored results)")
       ->capture_default_str();
-  local->add_option("--threads-per-worker", f.threads_per_worker, "CPU threads per worker job");
+  local->add_option(
+      "--threads-per-worker", f.threads_per_worker,
+      "CPU threads per worker job (0 = the available CPUs divided among the workers)");
   local
       ->add_option("--devices-per-worker", f.devices_per_worker,
                    "Devices each worker offers (also its largest tensor-parallel size); a job "

@@ -3,7 +3,7 @@
 #include <ATen/Parallel.h>
 #include <malloc.h>
 
-#include <thread>
+#include "common/cpus.h"
 
 namespace bitsweep::model {
 
@@ -13,7 +13,7 @@ int ConfigureRuntime(const RuntimeOptions& options) {
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
   int threads = options.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = DefaultComputeThreads();
   at::set_num_threads(threads);
   return at::get_num_threads();
 }

@@ -4,8 +4,8 @@
 namespace bitsweep::model {
 
 struct RuntimeOptions {
-  // Intra-op threads for libtorch; 0 = every hardware thread. (Debian's libtorch otherwise
-  // follows OpenMP's default, which is 1 on some machines.)
+  // Intra-op threads for libtorch; 0 = DefaultComputeThreads(): OMP_NUM_THREADS when set,
+  // otherwise the CPUs this process may use (affinity mask and cgroup quota, common/cpus.h).
   int threads = 0;
   // Keep large buffers in the heap instead of returning them to the kernel after each use:
   // the forward allocates and frees hundreds of MB per window (logits, attention scores), and

@@ -50,7 +50,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
   bitsweep::model::RuntimeOptions ro;
-  app.add_option("--threads", ro.threads, "CPU threads per job (0 = all)")->capture_default_str();
+  app.add_option("--threads", ro.threads,
+                 "CPU threads per job (0 = OMP_NUM_THREADS, else the CPUs this process may use)")
+      ->capture_default_str();
 
   std::string spec, result, progress;
   auto* run = app.add_subcommand("run-job", "(internal) run one job spec in this process");

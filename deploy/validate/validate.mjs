@@ -388,7 +388,7 @@ export function checkRefs(objs, errors, where, { complete }) {
         if (tp > devices) err(w, `${cw}: --max-tp=${tp} exceeds --devices=${devices}`);
         const memGb = Number(args.get("--memory-gb") ?? 0);
         if (memGb > 0 && memGb * 1e9 > parseQuantity(lim.memory)) err(w, `${cw}: --memory-gb=${memGb} exceeds the memory limit ${lim.memory}`);
-        if (!args.has("--threads")) err(w, `${cw}: set --threads (the default is every core of the node, not the pod's share)`);
+        if (!args.has("--threads")) err(w, `${cw}: set --threads (without a CPU limit the default is every core of the node, not the pod's share)`);
         for (const f of ["--artifacts", "--data-dir"]) {
           if (!String(args.get(f) ?? "").startsWith(`${SHARED_MOUNT}/`)) err(w, `${cw}: ${f} must be under ${SHARED_MOUNT}/`);
         }

@@ -141,7 +141,10 @@ TEST_CASE(
   REQUIRE(sweep.sweep().total() == 14);
 
   // The sweep's page, opened before any worker runs, must follow it to its end by itself.
-  const std::string shots = dir + "/screenshots";
+  // Screenshots outlive the test's scratch directory (removed when the test passes).
+  const std::string shots = bitsweep::testing::BinaryDir() + "/dashboard-screenshots";
+  std::filesystem::remove_all(shots);
+  std::filesystem::create_directories(shots);
   const std::string script = bitsweep::testing::SourceDir() + "/tests/dashboard/dashboard.mjs";
   const std::string url = "http://127.0.0.1:" + std::to_string(http_port) + "/";
   pid_t live = bitsweep::testing::Spawn(

@@ -12,6 +12,7 @@
 #include "tests/testing/paths.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
@@ -443,4 +444,33 @@ TEST_CASE("BiLLM timing of BillmQuantize at Qwen3-0.6B linear shapes", "[.][bill
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     WARN("[" << out << ", " << in << "]: " << secs << " s, salient " << r.salient_fraction);
   }
+}
+
+TEST_CASE("BiLLM's row split across intra-op threads changes no weight beyond BLAS rounding",
+          "[quant][billm]") {
+  // The row loop runs under at::parallel_for and ctest runs tests on one thread, so this pins
+  // that splitting rows over 3 threads changes nothing: with a diagonal Hessian (whose Cholesky
+  // is exact in any order) every weight is identical; with a general one OpenBLAS rounds
+  // differently per thread count, so a few binarisation choices may flip.
+  const int64_t rows = 40, cols = 256;
+  at::manual_seed(8);
+  const at::Tensor w = at::randn({rows, cols}) * 0.02;
+  const at::Tensor diag = at::diag(at::rand({cols}) + 0.5);
+  const int saved = at::get_num_threads();
+  for (const at::Tensor& h : {diag, RandomHessian(cols, 96, -1, 9)}) {
+    const bool exact = h.equal(diag);
+    at::set_num_threads(1);
+    const BillmResult one = QuantizeOrDie(w, h, BillmOptions{});
+    at::set_num_threads(3);
+    const BillmResult three = QuantizeOrDie(w, h, BillmOptions{});
+    // A flipped choice moves a weight by about its row's scale; rounding by far less.
+    const at::Tensor moved = (one.weight - three.weight).abs() > 1e-3 * w.abs().max();
+    const double differ = moved.to(at::kDouble).mean().item<double>();
+    INFO((exact ? "diagonal H: " : "general H: ")
+         << differ * 100 << "% of weights moved, largest move "
+         << (one.weight - three.weight).abs().max().item<double>());
+    CHECK(differ <= (exact ? 0.0 : 0.02));
+    if (exact) CHECK(one.region.equal(three.region));
+  }
+  at::set_num_threads(saved);
 }

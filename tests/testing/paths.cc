@@ -1,5 +1,7 @@
 #include "tests/testing/paths.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -10,8 +12,12 @@ namespace fs = std::filesystem;
 std::string SourceDir() { return BITSWEEP_SOURCE_DIR; }
 std::string BinaryDir() { return BITSWEEP_BINARY_DIR; }
 
+std::string ProcessScratchRoot() {
+  return (fs::path(BinaryDir()) / "test-scratch" / ("p" + std::to_string(getpid()))).string();
+}
+
 std::string ScratchDir(const std::string& name) {
-  fs::path dir = fs::path(BinaryDir()) / "test-scratch" / name;
+  fs::path dir = fs::path(ProcessScratchRoot()) / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();

@@ -9,8 +9,12 @@ namespace bitsweep::testing {
 std::string SourceDir();
 // The CMake build directory (absolute).
 std::string BinaryDir();
-// A fresh, empty directory under the build tree for this test; `name` must be unique per test.
+// A fresh, empty directory under this process's scratch root; `name` must be unique per test.
+// Test processes run side by side (ctest -j), so each has its own root: two test cases of one
+// binary using the same name never see each other's files.
 std::string ScratchDir(const std::string& name);
+// <build>/test-scratch/p<pid>: removed by the test main when all of its tests pass.
+std::string ProcessScratchRoot();
 // ../shared/data next to the checkout (or $BITSWEEP_DATA_DIR), or "" when it is absent.
 std::string SharedDataDir();
 

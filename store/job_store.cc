@@ -212,6 +212,44 @@ const std::string& LeaseQuery() {
   return *query;
 }
 
+// Complete of a job held under the given epoch, in one statement: the guarded transition, its
+// job_events row, the results (when it succeeds) and the worker's artifact, as the transaction
+// in Complete() does them step by step. No row: not held under that epoch (the caller then
+// finds out why). $1 job id, $2 epoch, $3 now (us), $4..$8 the results' columns.
+const std::string& CompleteQuery() {
+  static const std::string* query = [] {
+    const std::string succeeded = "'" + StateName(JobState::kSucceeded) + "'";
+    return new std::string(
+        "WITH j AS (SELECT id, state AS from_state, coalesce(worker_id, 0) AS wid, artifact_key "
+        "FROM jobs WHERE id = $1 AND lease_epoch = $2 AND state IN " +
+        StateList(JobEvent::kComplete) +
+        " FOR UPDATE), "
+        "u AS (UPDATE jobs SET state = " +
+        DestinationCase(JobEvent::kComplete, "j.from_state") + ", updated_at = " + Ts(3) +
+        ", finished_at = " + Ts(3) +
+        ", lease_deadline = NULL FROM j WHERE jobs.id = j.id "
+        "RETURNING jobs.id, j.from_state, jobs.state AS to_state, j.wid, j.artifact_key), "
+        "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
+        "worker_id, reason) SELECT id, " +
+        Ts(3) + ", from_state, to_state, '" + EventName(JobEvent::kComplete) +
+        "', $2, NULLIF(wid, 0::bigint), 'completed by worker ' || wid FROM u), "
+        "r AS (INSERT INTO results (job_id, metric, value, stderr, n, provenance, created_at) "
+        "SELECT u.id, t.metric, t.value, t.stderr, t.n, t.provenance::json, " +
+        Ts(3) +
+        " FROM u CROSS JOIN unnest($4::text[], $5::float8[], $6::float8[], $7::bigint[], "
+        "$8::text[]) AS t(metric, value, stderr, n, provenance) WHERE u.to_state = " +
+        succeeded +
+        "), "
+        // The worker now holds this job's checkpoint: later leases prefer it for jobs on it.
+        "wk AS (UPDATE workers SET artifacts = array_append(workers.artifacts, u.artifact_key) "
+        "FROM u WHERE workers.id = u.wid AND u.to_state = " +
+        succeeded +
+        " AND u.artifact_key <> '' AND NOT (u.artifact_key = ANY(workers.artifacts))) "
+        "SELECT from_state, to_state FROM u");
+  }();
+  return *query;
+}
+
 // A bounded, first-come-first-served pool: callers beyond max_connections queue in arrival
 // order (a plain condition variable lets some waiters starve, which shows as a lease p99 far
 // above the p50). Connections that broke are dropped, so the next caller reconnects.
@@ -727,6 +765,30 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
     provenance.push_back(r.provenance_json.empty() ? "{}" : r.provenance_json);
   }
   JobState final_state = JobState::kSucceeded;
+  // The common case in one autocommit statement: the job is held under `epoch`. Anything else
+  // (a replay, a fenced or unknown job) takes the transaction below, which tells them apart.
+  bool done = false;
+  RETURN_IF_ERROR(Transact(
+      "Complete",
+      [&](pqxx::transaction_base& tx) -> Status {
+        pqxx::result r = Exec(tx, CompleteQuery(), job_id, epoch, Micros(now), TextArray(metrics),
+                              NumberArray(values), NumberArray(stderrs), NumberArray(ns),
+                              TextArray(provenance));
+        if (r.empty()) return absl::OkStatus();
+        ASSIGN_OR_RETURN(JobState from, StateOf(r[0][0]));
+        ASSIGN_OR_RETURN(JobState to, StateOf(r[0][1]));
+        StatusOr<JobState> want = Apply(from, JobEvent::kComplete);
+        if (!want.ok() || *want != to) {
+          return absl::InternalError("Complete: SQL moved a job from " + StateName(from) +
+                                     " to " + StateName(to) +
+                                     ", which the transition table does not allow");
+        }
+        final_state = to;
+        done = true;
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  if (done) return final_state;
   RETURN_IF_ERROR(Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     final_state = job.state;

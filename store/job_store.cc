@@ -771,17 +771,16 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
   RETURN_IF_ERROR(Transact(
       "Complete",
       [&](pqxx::transaction_base& tx) -> Status {
-        pqxx::result r = Exec(tx, CompleteQuery(), job_id, epoch, Micros(now), TextArray(metrics),
-                              NumberArray(values), NumberArray(stderrs), NumberArray(ns),
-                              TextArray(provenance));
+        pqxx::result r =
+            Exec(tx, CompleteQuery(), job_id, epoch, Micros(now), TextArray(metrics),
+                 NumberArray(values), NumberArray(stderrs), NumberArray(ns), TextArray(provenance));
         if (r.empty()) return absl::OkStatus();
         ASSIGN_OR_RETURN(JobState from, StateOf(r[0][0]));
         ASSIGN_OR_RETURN(JobState to, StateOf(r[0][1]));
         StatusOr<JobState> want = Apply(from, JobEvent::kComplete);
         if (!want.ok() || *want != to) {
-          return absl::InternalError("Complete: SQL moved a job from " + StateName(from) +
-                                     " to " + StateName(to) +
-                                     ", which the transition table does not allow");
+          return absl::InternalError("Complete: SQL moved a job from " + StateName(from) + " to " +
+                                     StateName(to) + ", which the transition table does not allow");
         }
         final_state = to;
         done = true;

@@ -149,6 +149,10 @@ constexpr int kLeaseWindow = 64;
 // Affinity only reorders; it need not see past the first few jobs of each held artifact.
 constexpr int kAffinityWindow = 16;
 constexpr std::size_t kAnalyzeAfterJobs = 1000;
+// The most concurrent Lease calls one LeaseMany serves.
+constexpr std::size_t kMaxLeaseBatch = 64;
+// LeaseMany's affinity windows cover each worker's most recently gained artifacts only.
+constexpr int kBatchAffinityArtifacts = 4;
 const std::string& LeaseQuery() {
   static const std::string* query = [] {
     const std::string pending = StateList(JobEvent::kLease);
@@ -250,6 +254,91 @@ const std::string& CompleteQuery() {
   return *query;
 }
 
+// LeaseMany's candidates: LeaseQuery's windows for every distinct capability set and for the
+// $5 artifacts each worker of the batch gained last (a worker that ran hundreds of jobs holds
+// hundreds of artifacts, and a window for each would cost more than the rest of the batch), with
+// what the ranking needs. $1 now (us; the batch's latest, each request checks its own),
+// $2 worker ids, $3 sweep window, $4 artifact window.
+const std::string& LeaseCandidatesQuery() {
+  static const std::string* query = [] {
+    const std::string pending = StateList(JobEvent::kLease);
+    const std::string fits = " AND c.not_before <= " + Ts(1) +
+                             " AND c.devices <= w.devices AND c.memory_gb <= w.memory_gb"
+                             " AND c.tp <= w.tp";
+    return new std::string(
+        "WITH ws AS (SELECT devices, memory_gb, tp, artifacts FROM workers WHERE id = ANY($2)), "
+        "caps AS (SELECT DISTINCT devices, memory_gb, tp FROM ws), "
+        "arts AS (SELECT DISTINCT a.key, ws.devices, ws.memory_gb, ws.tp FROM ws "
+        "  CROSS JOIN LATERAL unnest(ws.artifacts[greatest(1, cardinality(ws.artifacts) - $5 + "
+        "1):]) AS a(key)), "
+        "cand AS ("
+        "  (SELECT x.id FROM caps w CROSS JOIN sweeps s CROSS JOIN LATERAL ("
+        "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
+        pending + fits +
+        "    ORDER BY c.priority DESC, c.id LIMIT $3) x) "
+        "  UNION "
+        "  (SELECT y.id FROM arts w CROSS JOIN LATERAL ("
+        "     SELECT c.id FROM jobs c WHERE c.artifact_key = w.key AND c.state IN " +
+        pending + fits + " ORDER BY c.priority DESC, c.id LIMIT $4) y)) " +
+        "SELECT j.id, j.sweep_id, j.priority, j.artifact_key, j.devices, j.memory_gb, j.tp, " +
+        Us("j.not_before") +
+        ", j.state FROM jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
+        pending);
+  }();
+  return *query;
+}
+
+// Locks the chosen jobs that are still pending and nobody else holds. $1 job ids.
+const std::string& LeaseLockQuery() {
+  static const std::string* query =
+      new std::string("SELECT id FROM jobs WHERE id = ANY($1) AND state IN " +
+                      StateList(JobEvent::kLease) + " FOR UPDATE SKIP LOCKED");
+  return *query;
+}
+
+// Held (leased or cancel-requested) jobs per sweep: the fairness term of the ranking.
+const std::string& HeldQuery() {
+  static const std::string* query =
+      new std::string("SELECT sweep_id, count(*) FROM jobs WHERE state IN " +
+                      StateList(JobEvent::kHeartbeat) + " GROUP BY sweep_id");
+  return *query;
+}
+
+// LeaseMany's transitions: the LEASE of each assigned (locked) job, its job_events row, and the
+// liveness of every registered worker of the batch, in one statement. $1 jobs, $2 their workers,
+// $3 deadlines (us), $4 nows (us), $5 states before, $6 the batch's workers, $7 their nows.
+const std::string& LeaseApplyQuery() {
+  static const std::string* query = [] {
+    const std::string pending = StateList(JobEvent::kLease);
+    auto ts = [](const std::string& col) {
+      return "('epoch'::timestamptz + (" + col + ") * interval '1 microsecond')";
+    };
+    return new std::string(
+        "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
+        "$4::bigint[], $5::text[]) AS a(job_id, worker_id, deadline, now, from_state)), "
+        "u AS (UPDATE jobs SET state = " +
+        DestinationCase(JobEvent::kLease, "jobs.state") +
+        ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, "
+        "worker_id = a.worker_id, lease_deadline = " +
+        ts("a.deadline") + ", leased_at = " + ts("a.now") + ", renewed_at = " + ts("a.now") +
+        ", updated_at = " + ts("a.now") + " FROM a WHERE jobs.id = a.job_id AND jobs.state IN " +
+        pending +
+        " RETURNING jobs.id, a.from_state, jobs.state AS to_state, jobs.lease_epoch, "
+        "jobs.attempt, jobs.job_key, jobs.artifact_key, jobs.spec::text AS spec, a.worker_id, "
+        "a.now), "
+        "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
+        "worker_id, reason) SELECT id, " +
+        ts("now") + ", from_state, to_state, '" + std::string(JobEventName(JobEvent::kLease)) +
+        "', lease_epoch, worker_id, 'attempt ' || attempt FROM u), "
+        "wk AS (UPDATE workers SET last_heartbeat = " +
+        ts("l.now") +
+        " FROM unnest($6::bigint[], $7::bigint[]) AS l(id, now) WHERE workers.id = l.id) "
+        "SELECT id, from_state, to_state, lease_epoch, attempt, job_key, artifact_key, spec "
+        "FROM u");
+  }();
+  return *query;
+}
+
 // A bounded, first-come-first-served pool: callers beyond max_connections queue in arrival
 // order (a plain condition variable lets some waiters starve, which shows as a lease p99 far
 // above the p50). Connections that broke are dropped, so the next caller reconnects.
@@ -332,6 +421,8 @@ class PgJobStore final : public JobStore {
   StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
   StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
                                            absl::Duration ttl) override;
+  std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
+      const std::vector<LeaseRequest>& requests) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                      absl::Duration ttl) override;
   StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
@@ -383,8 +474,23 @@ class PgJobStore final : public JobStore {
                              const std::vector<JobEvent>& kinds);
   absl::Duration Backoff(int32_t attempt) const;
 
+  // The single-statement lease (LeaseQuery).
+  StatusOr<std::optional<LeasedJob>> LeaseOne(int64_t worker_id, absl::Time now,
+                                              absl::Duration ttl);
+
   const JobStoreOptions options_;
   ConnectionPool pool_;
+
+  // Lease calls waiting to be served; one of them at a time (the leader) serves the queue.
+  struct LeaseCall {
+    LeaseRequest request;
+    StatusOr<std::optional<LeasedJob>> result;
+    bool done = false;
+    std::condition_variable cv;  // woken when done, or when it is to lead the next batch
+  };
+  std::mutex lease_mu_;
+  std::deque<LeaseCall*> lease_queue_;  // guarded by lease_mu_
+  bool lease_leader_ = false;           // guarded by lease_mu_
 };
 
 Status PgJobStore::Transact(const std::string& what,
@@ -677,9 +783,51 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
   return w;
 }
 
+// Flat combining: the caller that finds no leader becomes it and serves everything queued (up
+// to kMaxLeaseBatch) with one LeaseMany, while later callers queue behind it. Leases in a
+// process never contend with each other for rows, and under load one statement plans and scans
+// candidates for a whole batch.
 StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
                                                      absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
+  LeaseCall me{{worker_id, now, ttl}, std::optional<LeasedJob>()};
+  std::unique_lock<std::mutex> lock(lease_mu_);
+  lease_queue_.push_back(&me);
+  while (!me.done) {
+    if (lease_leader_) {
+      me.cv.wait(lock);
+      continue;
+    }
+    lease_leader_ = true;
+    std::vector<LeaseCall*> batch;
+    while (!lease_queue_.empty() && batch.size() < kMaxLeaseBatch) {
+      batch.push_back(lease_queue_.front());
+      lease_queue_.pop_front();
+    }
+    lock.unlock();
+    if (batch.size() == 1) {
+      const LeaseRequest& r = batch[0]->request;
+      batch[0]->result = LeaseOne(r.worker_id, r.now, r.ttl);
+    } else {
+      std::vector<LeaseRequest> requests;
+      for (const LeaseCall* c : batch) requests.push_back(c->request);
+      std::vector<StatusOr<std::optional<LeasedJob>>> results = LeaseMany(requests);
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result = std::move(results[i]);
+    }
+    lock.lock();
+    for (LeaseCall* c : batch) {
+      c->done = true;
+      if (c != &me) c->cv.notify_one();
+    }
+    lease_leader_ = false;
+    // The oldest waiting call leads next (only it is woken, not every waiter).
+    if (!lease_queue_.empty()) lease_queue_.front()->cv.notify_one();
+  }
+  return std::move(me.result);
+}
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(int64_t worker_id, absl::Time now,
+                                                        absl::Duration ttl) {
   std::optional<LeasedJob> leased;
   RETURN_IF_ERROR(Transact(
       "Lease",
@@ -712,6 +860,182 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Ti
       },
       Mode::kOneStatement));
   return leased;
+}
+
+std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
+    const std::vector<LeaseRequest>& requests) {
+  std::vector<StatusOr<std::optional<LeasedJob>>> out(requests.size(), std::optional<LeasedJob>());
+  std::vector<int64_t> ids;
+  absl::Time latest = absl::InfinitePast();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (requests[i].ttl <= absl::ZeroDuration()) {
+      out[i] = absl::InvalidArgumentError("Lease: ttl <= 0");
+      continue;
+    }
+    ids.push_back(requests[i].worker_id);
+    latest = std::max(latest, requests[i].now);
+  }
+  if (ids.empty()) return out;
+  struct Worker {
+    int32_t devices;
+    double memory_gb;
+    int32_t tp;
+    std::set<std::string> artifacts;
+  };
+  struct Candidate {
+    int64_t id, sweep_id;
+    int32_t priority;
+    std::string artifact_key;
+    int32_t devices;
+    double memory_gb;
+    int32_t tp;
+    absl::Time not_before;
+    std::string state;
+    bool taken = false;
+  };
+  std::vector<StatusOr<std::optional<LeasedJob>>> results;
+  const Status st = Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
+    results = out;
+    std::map<int64_t, Worker> workers;
+    for (const pqxx::row& r :
+         Exec(tx, "SELECT id, devices, memory_gb, tp, artifacts FROM workers WHERE id = ANY($1)",
+              NumberArray(ids))) {
+      Worker w{r[1].as<int32_t>(), r[2].as<double>(), r[3].as<int32_t>(), {}};
+      auto parser = r[4].as_array();
+      for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
+           step = parser.get_next()) {
+        if (step.first == pqxx::array_parser::string_value) w.artifacts.insert(step.second);
+      }
+      workers.emplace(r[0].as<int64_t>(), std::move(w));
+    }
+    // Every request's candidates (read, not locked): later requests see earlier ones' windows
+    // minus what they took, so the windows grow by the batch size.
+    const int64_t extra = static_cast<int64_t>(ids.size());
+    std::vector<Candidate> cands;
+    for (const pqxx::row& r :
+         Exec(tx, LeaseCandidatesQuery(), Micros(latest), NumberArray(ids), kLeaseWindow + extra,
+              kAffinityWindow + extra, kBatchAffinityArtifacts)) {
+      cands.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<int32_t>(),
+                       r[3].as<std::string>(), r[4].as<int32_t>(), r[5].as<double>(),
+                       r[6].as<int32_t>(), FromMicros(r[7].as<int64_t>()), r[8].as<std::string>()});
+    }
+    std::map<int64_t, int64_t> held_before;  // sweep -> held jobs, as the single lease ranks them
+    for (const pqxx::row& r : Exec(tx, HeldQuery())) {
+      held_before[r[0].as<int64_t>()] = r[1].as<int64_t>();
+    }
+    std::vector<int64_t> live_workers, live_nows;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (!results[i].ok()) continue;
+      if (!workers.count(requests[i].worker_id)) {
+        results[i] = absl::NotFoundError("Lease: worker " + std::to_string(requests[i].worker_id) +
+                                         " is not registered");
+        continue;
+      }
+      // A worker asking twice is alive as of its later call, as consecutive Leases leave it.
+      auto seen = std::find(live_workers.begin(), live_workers.end(), requests[i].worker_id);
+      if (seen == live_workers.end()) {
+        live_workers.push_back(requests[i].worker_id);
+        live_nows.push_back(Micros(requests[i].now));
+      } else {
+        live_nows[static_cast<std::size_t>(seen - live_workers.begin())] = Micros(requests[i].now);
+      }
+    }
+    // Each request in order takes its best fitting, due candidate: priority, a held artifact,
+    // the sweep with the fewest held jobs, age (LeaseQuery's ORDER BY). Then the chosen rows are
+    // locked; a row someone else holds (another coordinator leasing, a cancel) is dropped and
+    // the assignment redone around it, keeping the rows already locked.
+    std::vector<Candidate*> pick(requests.size(), nullptr);
+    std::set<int64_t> locked, gone;
+    for (int round = 0;; ++round) {
+      for (Candidate& c : cands) c.taken = false;
+      std::map<int64_t, int64_t> held = held_before;
+      std::vector<int64_t> want;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        pick[i] = nullptr;
+        if (!results[i].ok()) continue;
+        const LeaseRequest& q = requests[i];
+        const Worker& w = workers.at(q.worker_id);
+        auto key = [&](const Candidate& c) {
+          const bool affinity = !c.artifact_key.empty() && w.artifacts.count(c.artifact_key);
+          return std::make_tuple(-c.priority, !affinity, held[c.sweep_id], c.id);
+        };
+        Candidate* best = nullptr;
+        for (Candidate& c : cands) {
+          if (c.taken || gone.count(c.id) || c.not_before > q.now || c.devices > w.devices ||
+              c.memory_gb > w.memory_gb || c.tp > w.tp) {
+            continue;
+          }
+          if (best == nullptr || key(c) < key(*best)) best = &c;
+        }
+        if (best == nullptr) continue;
+        best->taken = true;
+        ++held[best->sweep_id];
+        pick[i] = best;
+        if (!locked.count(best->id)) want.push_back(best->id);
+      }
+      if (want.empty()) break;
+      std::set<int64_t> got;
+      for (const pqxx::row& r : Exec(tx, LeaseLockQuery(), NumberArray(want))) {
+        got.insert(r[0].as<int64_t>());
+      }
+      for (int64_t id : want) (got.count(id) ? locked : gone).insert(id);
+      if (got.size() == want.size()) break;
+      if (round == 3) {  // give up on the rows still contended: those requests get nothing now
+        for (Candidate*& c : pick) {
+          if (c != nullptr && !locked.count(c->id)) c = nullptr;
+        }
+        break;
+      }
+    }
+    std::vector<int64_t> job_ids, worker_ids, deadlines, nows;
+    std::vector<std::string> from_states;
+    std::vector<std::size_t> slot;  // request index of each assignment
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (pick[i] == nullptr) continue;
+      job_ids.push_back(pick[i]->id);
+      worker_ids.push_back(requests[i].worker_id);
+      deadlines.push_back(Micros(requests[i].now + requests[i].ttl));
+      nows.push_back(Micros(requests[i].now));
+      from_states.push_back(pick[i]->state);
+      slot.push_back(i);
+    }
+    pqxx::result r = Exec(tx, LeaseApplyQuery(), NumberArray(job_ids), NumberArray(worker_ids),
+                          NumberArray(deadlines), NumberArray(nows), TextArray(from_states),
+                          NumberArray(live_workers), NumberArray(live_nows));
+    if (r.size() != job_ids.size()) {
+      return absl::InternalError("Lease: " + std::to_string(job_ids.size()) + " locked jobs, but " +
+                                 std::to_string(r.size()) + " leased");
+    }
+    std::map<int64_t, std::size_t> where;
+    for (std::size_t k = 0; k < job_ids.size(); ++k) where[job_ids[k]] = slot[k];
+    for (const pqxx::row& row : r) {
+      ASSIGN_OR_RETURN(JobState from, StateOf(row[1]));
+      ASSIGN_OR_RETURN(JobState to, StateOf(row[2]));
+      StatusOr<JobState> want = Apply(from, JobEvent::kLease);
+      if (!want.ok() || *want != to) {
+        return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
+                                   StateName(to) + ", which the transition table does not allow");
+      }
+      const std::size_t i = where.at(row[0].as<int64_t>());
+      LeasedJob l;
+      l.job_id = row[0].as<int64_t>();
+      l.epoch = row[3].as<int64_t>();
+      l.attempt = row[4].as<int32_t>();
+      l.job_key = row[5].as<std::string>();
+      l.artifact_key = row[6].as<std::string>();
+      l.spec_json = row[7].as<std::string>();
+      l.deadline = FromMicros(Micros(requests[i].now + requests[i].ttl));
+      results[i] = std::optional<LeasedJob>(std::move(l));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) {
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (out[i].ok()) out[i] = st;
+    }
+    return out;
+  }
+  return results;
 }
 
 StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,

@@ -82,6 +82,13 @@ struct LeasedJob {
   absl::Time deadline;
 };
 
+// One worker's request in LeaseMany.
+struct LeaseRequest {
+  int64_t worker_id = 0;
+  absl::Time now;
+  absl::Duration ttl;
+};
+
 struct HeartbeatReply {
   bool cancel_requested = false;
 };
@@ -152,9 +159,20 @@ class JobStore {
   // Leases the best pending job with not_before <= now that fits the capabilities the worker
   // registered (see Capabilities): highest priority, then artifacts the worker holds, then the
   // sweep with the fewest held jobs, then the oldest. nullopt when none fits. NOT_FOUND for an
-  // unregistered worker. One statement, one round trip.
+  // unregistered worker. Concurrent calls are combined: while one lease runs, the calls that
+  // arrive wait and are then served together by one LeaseMany (a call alone is one statement,
+  // one round trip).
   virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
                                                    absl::Duration ttl) = 0;
+  // Leases for several workers in one transaction: one plan and one candidate scan for all of
+  // them instead of one each, the hot path's cost under many workers. Result i is what Lease
+  // would have returned for requests[i] called after requests[0..i-1] (the same ranking, with
+  // each earlier lease counted in its sweep's held jobs), as long as each choice lies within the
+  // candidate windows (beyond them, affinity looks at each worker's 4 most recently gained
+  // artifacts, not all of them); errors (an unregistered worker) are per request, except a
+  // database failure, which every request gets. Only the chosen rows are locked.
+  virtual std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
+      const std::vector<LeaseRequest>& requests) = 0;
   // Renews the lease to now + ttl. FAILED_PRECONDITION when the epoch is no longer current.
   virtual StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
                                              absl::Duration ttl) = 0;

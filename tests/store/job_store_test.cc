@@ -4,6 +4,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -590,6 +591,110 @@ TEST_CASE("64 threads leasing concurrently never get the same job", "[pg]") {
   auto counts = store->CountJobsByState();
   REQUIRE_OK(counts);
   CHECK(counts->at(JobState::kSucceeded) == kJobs);
+}
+
+// The same sweeps, workers and history in a fresh database, from `seed`: sweeps of jobs with
+// random priorities, artifacts and needs, some already leased (so sweeps hold different numbers
+// of jobs) and one retried job not yet due; workers with random capabilities and artifacts.
+struct LeaseWorld {
+  std::unique_ptr<JobStore> store;
+  std::vector<int64_t> workers;
+};
+LeaseWorld BuildLeaseWorld(uint32_t seed) {
+  LeaseWorld world{OpenFresh(), {}};
+  JobStore& store = *world.store;
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  const std::vector<Capabilities> shapes = {{0, 0, 1}, {1, 8, 1}, {2, 40, 2}, {4, 80, 4}};
+  const std::vector<std::string> artifacts = {"", "m1", "m2", "m3", "m4"};
+  for (int s = 0; s < 3; ++s) {
+    std::vector<NewJob> jobs;
+    for (int j = 0; j < 20; ++j) {
+      NewJob job = Job("s" + std::to_string(s) + "-j" + std::to_string(j), pick(3));
+      job.artifact_key = artifacts[pick(5)];
+      job.needs = shapes[pick(3)];
+      jobs.push_back(job);
+    }
+    REQUIRE_OK(store.SubmitSweep("r" + std::to_string(s), "s", "{}", 0, jobs, kT0));
+  }
+  for (int w = 0; w < 8; ++w) {
+    std::vector<std::string> held;
+    for (int a = 1; a < 5; ++a) {
+      if (pick(3) == 0) held.push_back(artifacts[a]);
+    }
+    world.workers.push_back(
+        Worker(store, "w" + std::to_string(w), shapes[1 + pick(3)], std::move(held)));
+  }
+  // History: a few leases (uneven held counts per sweep) and a retry that is not yet due.
+  for (int k = 0; k < 4; ++k) MustLease(store, world.workers[static_cast<size_t>(k)], kT0);
+  LeasedJob retried = MustLease(store, world.workers[4], kT0);
+  REQUIRE_OK(store.Fail(retried.job_id, retried.epoch, "flaky", true, kT0));
+  return world;
+}
+
+TEST_CASE("LeaseMany gives each worker what consecutive Lease calls would", "[pg]") {
+  for (uint32_t seed : {1u, 2u, 3u, 4u}) {
+    INFO("seed " << seed);
+    LeaseWorld batch = BuildLeaseWorld(seed);
+    LeaseWorld one = BuildLeaseWorld(seed);
+    REQUIRE(batch.workers == one.workers);
+    // Every worker, some twice, an unknown worker, a bad ttl, and later clocks for some (the
+    // retried job becomes due for those).
+    std::vector<LeaseRequest> requests;
+    std::mt19937 rng(seed * 7919u);
+    for (int k = 0; k < 24; ++k) {
+      LeaseRequest q;
+      q.worker_id = batch.workers[rng() % batch.workers.size()];
+      q.now = kT0 + absl::Seconds(static_cast<int>(rng() % 3));
+      q.ttl = kTtl;
+      requests.push_back(q);
+    }
+    requests[5].worker_id = 424242;
+    requests[9].ttl = absl::ZeroDuration();
+    const auto got = batch.store->LeaseMany(requests);
+    REQUIRE(got.size() == requests.size());
+    int leased = 0;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      INFO("request " << i << " (worker " << requests[i].worker_id << ")");
+      const auto want = one.store->Lease(requests[i].worker_id, requests[i].now, requests[i].ttl);
+      REQUIRE(got[i].status().code() == want.status().code());
+      if (!want.ok()) continue;
+      REQUIRE(got[i]->has_value() == want->has_value());
+      if (!want->has_value()) continue;
+      ++leased;
+      const LeasedJob& g = **got[i];
+      const LeasedJob& w = **want;
+      CHECK(g.job_key == w.job_key);
+      CHECK(g.epoch == w.epoch);
+      CHECK(g.attempt == w.attempt);
+      CHECK(g.deadline == w.deadline);
+      CHECK(g.artifact_key == w.artifact_key);
+      CHECK(g.spec_json == w.spec_json);
+      auto ge = batch.store->Events(g.job_id);
+      auto we = one.store->Events(w.job_id);
+      REQUIRE_OK(ge);
+      REQUIRE_OK(we);
+      REQUIRE(ge->size() == we->size());
+      CHECK(ge->back().event == JobEvent::kLease);
+      CHECK(ge->back().at == we->back().at);
+      CHECK(ge->back().worker_id == we->back().worker_id);
+      CHECK(ge->back().reason == we->back().reason);
+    }
+    CHECK(leased > 8);  // the comparison covered real choices, not only empty answers
+    // Both record every registered requester as alive at its (last) clock.
+    for (int64_t w : batch.workers) {
+      auto a = batch.store->GetWorker(w);
+      auto b = one.store->GetWorker(w);
+      REQUIRE_OK(a);
+      REQUIRE_OK(b);
+      CHECK(a->last_heartbeat == b->last_heartbeat);
+    }
+    auto ca = batch.store->CountJobsByState();
+    auto cb = one.store->CountJobsByState();
+    REQUIRE_OK(ca);
+    REQUIRE_OK(cb);
+    CHECK(*ca == *cb);
+  }
 }
 
 TEST_CASE("the events table records every transition with epoch, worker and reason", "[pg]") {

@@ -81,6 +81,20 @@ std::string EventName(JobEvent e) { return std::string(JobEventName(e)); }
 
 StatusOr<JobState> StateOf(const pqxx::field& f) { return ParseJobState(f.as<std::string>()); }
 
+// The states an SQL statement reports it moved a job between, checked against the transition
+// table (the statements encode the table in SQL; this keeps the two from drifting apart).
+StatusOr<JobState> CheckedMove(const std::string& what, const pqxx::field& from_field,
+                               const pqxx::field& to_field, JobEvent event) {
+  ASSIGN_OR_RETURN(JobState from, StateOf(from_field));
+  ASSIGN_OR_RETURN(JobState to, StateOf(to_field));
+  StatusOr<JobState> want = Apply(from, event);
+  if (!want.ok() || *want != to) {
+    return absl::InternalError(what + ": SQL moved a job from " + StateName(from) + " to " +
+                               StateName(to) + ", which the transition table does not allow");
+  }
+  return to;
+}
+
 const std::string kJobColumns =
     "j.id, j.sweep_id, j.job_key, j.artifact_key, j.spec::text, j.state, j.priority, j.attempt, "
     "j.max_attempts, j.lease_epoch, j.worker_id, " +
@@ -840,13 +854,7 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(int64_t worker_id, absl:
                                      " is not registered");
         }
         if (r[0][0].is_null()) return absl::OkStatus();
-        ASSIGN_OR_RETURN(JobState from, StateOf(r[0][1]));
-        ASSIGN_OR_RETURN(JobState to, StateOf(r[0][2]));
-        StatusOr<JobState> want = Apply(from, JobEvent::kLease);
-        if (!want.ok() || *want != to) {
-          return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
-                                     StateName(to) + ", which the transition table does not allow");
-        }
+        RETURN_IF_ERROR(CheckedMove("Lease", r[0][1], r[0][2], JobEvent::kLease).status());
         LeasedJob l;
         l.job_id = r[0][0].as<int64_t>();
         l.epoch = r[0][3].as<int64_t>();
@@ -1009,13 +1017,7 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
     std::map<int64_t, std::size_t> where;
     for (std::size_t k = 0; k < job_ids.size(); ++k) where[job_ids[k]] = slot[k];
     for (const pqxx::row& row : r) {
-      ASSIGN_OR_RETURN(JobState from, StateOf(row[1]));
-      ASSIGN_OR_RETURN(JobState to, StateOf(row[2]));
-      StatusOr<JobState> want = Apply(from, JobEvent::kLease);
-      if (!want.ok() || *want != to) {
-        return absl::InternalError("Lease: SQL moved a job from " + StateName(from) + " to " +
-                                   StateName(to) + ", which the transition table does not allow");
-      }
+      RETURN_IF_ERROR(CheckedMove("Lease", row[1], row[2], JobEvent::kLease).status());
       const std::size_t i = where.at(row[0].as<int64_t>());
       LeasedJob l;
       l.job_id = row[0].as<int64_t>();
@@ -1099,14 +1101,8 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
             Exec(tx, CompleteQuery(), job_id, epoch, Micros(now), TextArray(metrics),
                  NumberArray(values), NumberArray(stderrs), NumberArray(ns), TextArray(provenance));
         if (r.empty()) return absl::OkStatus();
-        ASSIGN_OR_RETURN(JobState from, StateOf(r[0][0]));
-        ASSIGN_OR_RETURN(JobState to, StateOf(r[0][1]));
-        StatusOr<JobState> want = Apply(from, JobEvent::kComplete);
-        if (!want.ok() || *want != to) {
-          return absl::InternalError("Complete: SQL moved a job from " + StateName(from) + " to " +
-                                     StateName(to) + ", which the transition table does not allow");
-        }
-        final_state = to;
+        ASSIGN_OR_RETURN(final_state,
+                         CheckedMove("Complete", r[0][0], r[0][1], JobEvent::kComplete));
         done = true;
         return absl::OkStatus();
       },

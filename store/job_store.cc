@@ -268,19 +268,22 @@ const std::string& CompleteQuery() {
   return *query;
 }
 
-// LeaseMany's candidates: LeaseQuery's windows for every distinct capability set and for the
-// $5 artifacts each worker of the batch gained last (a worker that ran hundreds of jobs holds
-// hundreds of artifacts, and a window for each would cost more than the rest of the batch), with
-// what the ranking needs. $1 now (us; the batch's latest, each request checks its own),
-// $2 worker ids, $3 sweep window, $4 artifact window.
-const std::string& LeaseCandidatesQuery() {
+// LeaseMany's read, one statement returning three kinds of rows: 0 the batch's workers (id,
+// devices, memory_gb, tp, artifacts), 1 the candidates (id, sweep_id, priority, artifact_key,
+// devices, memory_gb, tp, not_before, state): LeaseQuery's windows for every distinct capability
+// set and for the $5 artifacts each worker gained last (a worker that ran hundreds of jobs holds
+// hundreds of artifacts, and a window for each would cost more than the rest of the batch), and
+// 2 the held jobs per sweep (sweep_id, n). $1 now (us; the batch's latest, each request checks
+// its own), $2 worker ids, $3 sweep window, $4 artifact window.
+const std::string& LeaseSnapshotQuery() {
   static const std::string* query = [] {
     const std::string pending = StateList(JobEvent::kLease);
     const std::string fits = " AND c.not_before <= " + Ts(1) +
                              " AND c.devices <= w.devices AND c.memory_gb <= w.memory_gb"
                              " AND c.tp <= w.tp";
     return new std::string(
-        "WITH ws AS (SELECT devices, memory_gb, tp, artifacts FROM workers WHERE id = ANY($2)), "
+        "WITH ws AS (SELECT id, devices, memory_gb, tp, artifacts FROM workers "
+        "  WHERE id = ANY($2::bigint[])), "
         "caps AS (SELECT DISTINCT devices, memory_gb, tp FROM ws), "
         "arts AS (SELECT DISTINCT a.key, ws.devices, ws.memory_gb, ws.tp FROM ws "
         "  CROSS JOIN LATERAL unnest(ws.artifacts[greatest(1, cardinality(ws.artifacts) - $5 + "
@@ -294,33 +297,27 @@ const std::string& LeaseCandidatesQuery() {
         "  (SELECT y.id FROM arts w CROSS JOIN LATERAL ("
         "     SELECT c.id FROM jobs c WHERE c.artifact_key = w.key AND c.state IN " +
         pending + fits + " ORDER BY c.priority DESC, c.id LIMIT $4) y)) " +
-        "SELECT j.id, j.sweep_id, j.priority, j.artifact_key, j.devices, j.memory_gb, j.tp, " +
+        "SELECT 0, id, NULL::bigint, NULL::int, NULL::text, devices::int, memory_gb::float8, "
+        "tp::int, NULL::bigint, NULL::text, artifacts, NULL::bigint FROM ws "
+        "UNION ALL "
+        "SELECT 1, j.id, j.sweep_id, j.priority::int, j.artifact_key, j.devices::int, "
+        "j.memory_gb::float8, j.tp::int, " +
         Us("j.not_before") +
-        ", j.state FROM jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
-        pending);
+        ", j.state, NULL::text[], NULL::bigint FROM jobs j "
+        "WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
+        pending +
+        " UNION ALL "
+        "SELECT 2, NULL, sweep_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*) "
+        "FROM jobs WHERE state IN " +
+        StateList(JobEvent::kHeartbeat) + " GROUP BY sweep_id");
   }();
   return *query;
 }
 
-// Locks the chosen jobs that are still pending and nobody else holds. $1 job ids.
-const std::string& LeaseLockQuery() {
-  static const std::string* query =
-      new std::string("SELECT id FROM jobs WHERE id = ANY($1) AND state IN " +
-                      StateList(JobEvent::kLease) + " FOR UPDATE SKIP LOCKED");
-  return *query;
-}
-
-// Held (leased or cancel-requested) jobs per sweep: the fairness term of the ranking.
-const std::string& HeldQuery() {
-  static const std::string* query =
-      new std::string("SELECT sweep_id, count(*) FROM jobs WHERE state IN " +
-                      StateList(JobEvent::kHeartbeat) + " GROUP BY sweep_id");
-  return *query;
-}
-
-// LeaseMany's transitions: the LEASE of each assigned (locked) job, its job_events row, and the
-// liveness of every registered worker of the batch, in one statement. $1 jobs, $2 their workers,
-// $3 deadlines (us), $4 nows (us), $5 states before, $6 the batch's workers, $7 their nows.
+// LeaseMany's transitions in one statement: locks the picks that are still pending and that
+// nobody else holds (SKIP LOCKED), LEASEs them with their job_events rows, and records the
+// liveness of the batch's workers. A pick not returned was taken by someone else. $1 jobs,
+// $2 their workers, $3 deadlines (us), $4 nows (us), $5 workers alive, $6 their nows (us).
 const std::string& LeaseApplyQuery() {
   static const std::string* query = [] {
     const std::string pending = StateList(JobEvent::kLease);
@@ -329,15 +326,18 @@ const std::string& LeaseApplyQuery() {
     };
     return new std::string(
         "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
-        "$4::bigint[], $5::text[]) AS a(job_id, worker_id, deadline, now, from_state)), "
+        "$4::bigint[]) AS a(job_id, worker_id, deadline, now)), "
+        "lk AS (SELECT id, state FROM jobs WHERE id = ANY($1::bigint[]) AND state IN " +
+        pending +
+        " FOR UPDATE SKIP LOCKED), "
         "u AS (UPDATE jobs SET state = " +
         DestinationCase(JobEvent::kLease, "jobs.state") +
         ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, "
         "worker_id = a.worker_id, lease_deadline = " +
         ts("a.deadline") + ", leased_at = " + ts("a.now") + ", renewed_at = " + ts("a.now") +
-        ", updated_at = " + ts("a.now") + " FROM a WHERE jobs.id = a.job_id AND jobs.state IN " +
-        pending +
-        " RETURNING jobs.id, a.from_state, jobs.state AS to_state, jobs.lease_epoch, "
+        ", updated_at = " + ts("a.now") +
+        " FROM a JOIN lk ON lk.id = a.job_id WHERE jobs.id = a.job_id "
+        "RETURNING jobs.id, lk.state AS from_state, jobs.state AS to_state, jobs.lease_epoch, "
         "jobs.attempt, jobs.job_key, jobs.artifact_key, jobs.spec::text AS spec, a.worker_id, "
         "a.now), "
         "e AS (INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, "
@@ -346,7 +346,7 @@ const std::string& LeaseApplyQuery() {
         "', lease_epoch, worker_id, 'attempt ' || attempt FROM u), "
         "wk AS (UPDATE workers SET last_heartbeat = " +
         ts("l.now") +
-        " FROM unnest($6::bigint[], $7::bigint[]) AS l(id, now) WHERE workers.id = l.id) "
+        " FROM unnest($5::bigint[], $6::bigint[]) AS l(id, now) WHERE workers.id = l.id) "
         "SELECT id, from_state, to_state, lease_epoch, attempt, job_key, artifact_key, spec "
         "FROM u");
   }();
@@ -872,18 +872,25 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(int64_t worker_id, absl:
 
 std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
     const std::vector<LeaseRequest>& requests) {
-  std::vector<StatusOr<std::optional<LeasedJob>>> out(requests.size(), std::optional<LeasedJob>());
+  std::vector<StatusOr<std::optional<LeasedJob>>> results(requests.size(),
+                                                          std::optional<LeasedJob>());
   std::vector<int64_t> ids;
   absl::Time latest = absl::InfinitePast();
   for (std::size_t i = 0; i < requests.size(); ++i) {
     if (requests[i].ttl <= absl::ZeroDuration()) {
-      out[i] = absl::InvalidArgumentError("Lease: ttl <= 0");
+      results[i] = absl::InvalidArgumentError("Lease: ttl <= 0");
       continue;
     }
     ids.push_back(requests[i].worker_id);
     latest = std::max(latest, requests[i].now);
   }
-  if (ids.empty()) return out;
+  if (ids.empty()) return results;
+  auto fail_open = [&](const Status& st) {  // every request not answered yet gets `st`
+    for (auto& r : results) {
+      if (r.ok() && !r->has_value()) r = st;
+    }
+    return results;
+  };
   struct Worker {
     int32_t devices;
     double memory_gb;
@@ -899,126 +906,126 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
     int32_t tp;
     absl::Time not_before;
     std::string state;
-    bool taken = false;
   };
-  std::vector<StatusOr<std::optional<LeasedJob>>> results;
-  const Status st = Transact("Lease", [&](pqxx::transaction_base& tx) -> Status {
-    results = out;
-    std::map<int64_t, Worker> workers;
-    for (const pqxx::row& r :
-         Exec(tx, "SELECT id, devices, memory_gb, tp, artifacts FROM workers WHERE id = ANY($1)",
-              NumberArray(ids))) {
-      Worker w{r[1].as<int32_t>(), r[2].as<double>(), r[3].as<int32_t>(), {}};
-      auto parser = r[4].as_array();
-      for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
-           step = parser.get_next()) {
-        if (step.first == pqxx::array_parser::string_value) w.artifacts.insert(step.second);
-      }
-      workers.emplace(r[0].as<int64_t>(), std::move(w));
-    }
-    // Every request's candidates (read, not locked): later requests see earlier ones' windows
-    // minus what they took, so the windows grow by the batch size.
-    const int64_t extra = static_cast<int64_t>(ids.size());
-    std::vector<Candidate> cands;
-    for (const pqxx::row& r :
-         Exec(tx, LeaseCandidatesQuery(), Micros(latest), NumberArray(ids), kLeaseWindow + extra,
-              kAffinityWindow + extra, kBatchAffinityArtifacts)) {
-      cands.push_back({r[0].as<int64_t>(), r[1].as<int64_t>(), r[2].as<int32_t>(),
-                       r[3].as<std::string>(), r[4].as<int32_t>(), r[5].as<double>(),
-                       r[6].as<int32_t>(), FromMicros(r[7].as<int64_t>()), r[8].as<std::string>()});
-    }
-    std::map<int64_t, int64_t> held_before;  // sweep -> held jobs, as the single lease ranks them
-    for (const pqxx::row& r : Exec(tx, HeldQuery())) {
-      held_before[r[0].as<int64_t>()] = r[1].as<int64_t>();
-    }
-    std::vector<int64_t> live_workers, live_nows;
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-      if (!results[i].ok()) continue;
-      if (!workers.count(requests[i].worker_id)) {
-        results[i] = absl::NotFoundError("Lease: worker " + std::to_string(requests[i].worker_id) +
-                                         " is not registered");
-        continue;
-      }
-      // A worker asking twice is alive as of its later call, as consecutive Leases leave it.
-      auto seen = std::find(live_workers.begin(), live_workers.end(), requests[i].worker_id);
-      if (seen == live_workers.end()) {
-        live_workers.push_back(requests[i].worker_id);
-        live_nows.push_back(Micros(requests[i].now));
-      } else {
-        live_nows[static_cast<std::size_t>(seen - live_workers.begin())] = Micros(requests[i].now);
-      }
-    }
-    // Each request in order takes its best fitting, due candidate: priority, a held artifact,
-    // the sweep with the fewest held jobs, age (LeaseQuery's ORDER BY). Then the chosen rows are
-    // locked; a row someone else holds (another coordinator leasing, a cancel) is dropped and
-    // the assignment redone around it, keeping the rows already locked.
-    std::vector<Candidate*> pick(requests.size(), nullptr);
-    std::set<int64_t> locked, gone;
-    for (int round = 0;; ++round) {
-      for (Candidate& c : cands) c.taken = false;
-      std::map<int64_t, int64_t> held = held_before;
-      std::vector<int64_t> want;
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        pick[i] = nullptr;
-        if (!results[i].ok()) continue;
-        const LeaseRequest& q = requests[i];
-        const Worker& w = workers.at(q.worker_id);
-        auto key = [&](const Candidate& c) {
-          const bool affinity = !c.artifact_key.empty() && w.artifacts.count(c.artifact_key);
-          return std::make_tuple(-c.priority, !affinity, held[c.sweep_id], c.id);
-        };
-        Candidate* best = nullptr;
-        for (Candidate& c : cands) {
-          if (c.taken || gone.count(c.id) || c.not_before > q.now || c.devices > w.devices ||
-              c.memory_gb > w.memory_gb || c.tp > w.tp) {
-            continue;
+  // 1. One read: the workers, every request's candidate windows (later requests see earlier
+  //    ones' windows minus what they took, so the windows grow by the batch size), and the held
+  //    jobs per sweep. Nothing is locked yet.
+  std::map<int64_t, Worker> workers;
+  std::vector<Candidate> cands;
+  std::map<int64_t, int64_t> held_before;  // sweep -> held jobs, as the single lease ranks them
+  const int64_t extra = static_cast<int64_t>(ids.size());
+  Status st = Transact(
+      "Lease",
+      [&](pqxx::transaction_base& tx) -> Status {
+        workers.clear();
+        cands.clear();
+        held_before.clear();
+        for (const pqxx::row& r :
+             Exec(tx, LeaseSnapshotQuery(), Micros(latest), NumberArray(ids), kLeaseWindow + extra,
+                  kAffinityWindow + extra, kBatchAffinityArtifacts)) {
+          const int kind = r[0].as<int>();
+          if (kind == 0) {
+            Worker w{r[5].as<int32_t>(), r[6].as<double>(), r[7].as<int32_t>(), {}};
+            auto parser = r[10].as_array();
+            for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
+                 step = parser.get_next()) {
+              if (step.first == pqxx::array_parser::string_value) w.artifacts.insert(step.second);
+            }
+            workers.emplace(r[1].as<int64_t>(), std::move(w));
+          } else if (kind == 1) {
+            cands.push_back({r[1].as<int64_t>(), r[2].as<int64_t>(), r[3].as<int32_t>(),
+                             r[4].as<std::string>(), r[5].as<int32_t>(), r[6].as<double>(),
+                             r[7].as<int32_t>(), FromMicros(r[8].as<int64_t>()),
+                             r[9].as<std::string>()});
+          } else {
+            held_before[r[2].as<int64_t>()] = r[11].as<int64_t>();
           }
-          if (best == nullptr || key(c) < key(*best)) best = &c;
         }
-        if (best == nullptr) continue;
-        best->taken = true;
-        ++held[best->sweep_id];
-        pick[i] = best;
-        if (!locked.count(best->id)) want.push_back(best->id);
-      }
-      if (want.empty()) break;
-      std::set<int64_t> got;
-      for (const pqxx::row& r : Exec(tx, LeaseLockQuery(), NumberArray(want))) {
-        got.insert(r[0].as<int64_t>());
-      }
-      for (int64_t id : want) (got.count(id) ? locked : gone).insert(id);
-      if (got.size() == want.size()) break;
-      if (round == 3) {  // give up on the rows still contended: those requests get nothing now
-        for (Candidate*& c : pick) {
-          if (c != nullptr && !locked.count(c->id)) c = nullptr;
-        }
-        break;
-      }
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement);
+  if (!st.ok()) return fail_open(st);
+
+  std::vector<int64_t> live_workers, live_nows;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!results[i].ok()) continue;
+    if (!workers.count(requests[i].worker_id)) {
+      results[i] = absl::NotFoundError("Lease: worker " + std::to_string(requests[i].worker_id) +
+                                       " is not registered");
+      continue;
+    }
+    // A worker asking twice is alive as of its later call, as consecutive Leases leave it.
+    auto seen = std::find(live_workers.begin(), live_workers.end(), requests[i].worker_id);
+    if (seen == live_workers.end()) {
+      live_workers.push_back(requests[i].worker_id);
+      live_nows.push_back(Micros(requests[i].now));
+    } else {
+      live_nows[static_cast<std::size_t>(seen - live_workers.begin())] = Micros(requests[i].now);
+    }
+  }
+
+  // 2. Each request in order takes its best fitting, due candidate: priority, a held artifact,
+  //    the sweep with the fewest held jobs, age (LeaseQuery's ORDER BY), counting earlier picks.
+  //    One statement then locks (SKIP LOCKED) and leases the picks and records the workers'
+  //    liveness. A pick someone else took meanwhile (another coordinator, a cancel) is dropped
+  //    and the requests still open choose again around it.
+  std::vector<const Candidate*> leased(requests.size(), nullptr);
+  std::set<int64_t> gone;
+  for (int round = 0; round < 4; ++round) {
+    std::set<int64_t> taken;
+    std::map<int64_t, int64_t> held = held_before;
+    for (const Candidate* c : leased) {
+      if (c == nullptr) continue;
+      taken.insert(c->id);
+      ++held[c->sweep_id];
     }
     std::vector<int64_t> job_ids, worker_ids, deadlines, nows;
     std::vector<std::string> from_states;
-    std::vector<std::size_t> slot;  // request index of each assignment
+    std::map<int64_t, std::pair<std::size_t, const Candidate*>> pick_of;  // job -> request
     for (std::size_t i = 0; i < requests.size(); ++i) {
-      if (pick[i] == nullptr) continue;
-      job_ids.push_back(pick[i]->id);
-      worker_ids.push_back(requests[i].worker_id);
-      deadlines.push_back(Micros(requests[i].now + requests[i].ttl));
-      nows.push_back(Micros(requests[i].now));
-      from_states.push_back(pick[i]->state);
-      slot.push_back(i);
+      if (!results[i].ok() || leased[i] != nullptr) continue;
+      const LeaseRequest& q = requests[i];
+      const Worker& w = workers.at(q.worker_id);
+      auto key = [&](const Candidate& c) {
+        const bool affinity = !c.artifact_key.empty() && w.artifacts.count(c.artifact_key);
+        return std::make_tuple(-c.priority, !affinity, held[c.sweep_id], c.id);
+      };
+      const Candidate* best = nullptr;
+      for (const Candidate& c : cands) {
+        if (taken.count(c.id) || gone.count(c.id) || c.not_before > q.now ||
+            c.devices > w.devices || c.memory_gb > w.memory_gb || c.tp > w.tp) {
+          continue;
+        }
+        if (best == nullptr || key(c) < key(*best)) best = &c;
+      }
+      if (best == nullptr) continue;
+      taken.insert(best->id);
+      ++held[best->sweep_id];
+      pick_of[best->id] = {i, best};
+      job_ids.push_back(best->id);
+      worker_ids.push_back(q.worker_id);
+      deadlines.push_back(Micros(q.now + q.ttl));
+      nows.push_back(Micros(q.now));
+      from_states.push_back(best->state);
     }
-    pqxx::result r = Exec(tx, LeaseApplyQuery(), NumberArray(job_ids), NumberArray(worker_ids),
-                          NumberArray(deadlines), NumberArray(nows), TextArray(from_states),
-                          NumberArray(live_workers), NumberArray(live_nows));
-    if (r.size() != job_ids.size()) {
-      return absl::InternalError("Lease: " + std::to_string(job_ids.size()) + " locked jobs, but " +
-                                 std::to_string(r.size()) + " leased");
-    }
-    std::map<int64_t, std::size_t> where;
-    for (std::size_t k = 0; k < job_ids.size(); ++k) where[job_ids[k]] = slot[k];
+    if (job_ids.empty() && round > 0) break;  // liveness was recorded in round 0
+    pqxx::result r;
+    st = Transact(
+        "Lease",
+        [&](pqxx::transaction_base& tx) -> Status {
+          r = Exec(tx, LeaseApplyQuery(), NumberArray(job_ids), NumberArray(worker_ids),
+                   NumberArray(deadlines), NumberArray(nows), NumberArray(live_workers),
+                   NumberArray(live_nows));
+          return absl::OkStatus();
+        },
+        Mode::kOneStatement);
+    if (!st.ok()) return fail_open(st);
+    live_workers.clear();
+    live_nows.clear();
     for (const pqxx::row& row : r) {
-      RETURN_IF_ERROR(CheckedMove("Lease", row[1], row[2], JobEvent::kLease).status());
-      const std::size_t i = where.at(row[0].as<int64_t>());
+      const Status moved = CheckedMove("Lease", row[1], row[2], JobEvent::kLease).status();
+      if (!moved.ok()) return fail_open(moved);
+      const auto& [i, cand] = pick_of.at(row[0].as<int64_t>());
       LeasedJob l;
       l.job_id = row[0].as<int64_t>();
       l.epoch = row[3].as<int64_t>();
@@ -1028,14 +1035,11 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
       l.spec_json = row[7].as<std::string>();
       l.deadline = FromMicros(Micros(requests[i].now + requests[i].ttl));
       results[i] = std::optional<LeasedJob>(std::move(l));
+      leased[i] = cand;
+      pick_of.erase(row[0].as<int64_t>());
     }
-    return absl::OkStatus();
-  });
-  if (!st.ok()) {
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].ok()) out[i] = st;
-    }
-    return out;
+    if (pick_of.empty()) break;
+    for (const auto& [job, pick] : pick_of) gone.insert(job);
   }
   return results;
 }

@@ -819,14 +819,21 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Ti
       lease_queue_.pop_front();
     }
     lock.unlock();
-    if (batch.size() == 1) {
-      const LeaseRequest& r = batch[0]->request;
-      batch[0]->result = LeaseOne(r.worker_id, r.now, r.ttl);
-    } else {
-      std::vector<LeaseRequest> requests;
-      for (const LeaseCall* c : batch) requests.push_back(c->request);
-      std::vector<StatusOr<std::optional<LeasedJob>>> results = LeaseMany(requests);
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result = std::move(results[i]);
+    // Nothing may escape between here and the hand-over below: a leader that left by an
+    // exception would leave every later Lease waiting for ever.
+    try {
+      if (batch.size() == 1) {
+        const LeaseRequest& r = batch[0]->request;
+        batch[0]->result = LeaseOne(r.worker_id, r.now, r.ttl);
+      } else {
+        std::vector<LeaseRequest> requests;
+        for (const LeaseCall* c : batch) requests.push_back(c->request);
+        std::vector<StatusOr<std::optional<LeasedJob>>> results = LeaseMany(requests);
+        for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result = std::move(results[i]);
+      }
+    } catch (...) {
+      const Status st = StatusFromCurrentException("Lease");
+      for (LeaseCall* c : batch) c->result = st;
     }
     lock.lock();
     for (LeaseCall* c : batch) {

@@ -23,6 +23,7 @@
 #include "store/local_postgres.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
+#include "tests/testing/rpc.h"
 
 namespace {
 
@@ -72,19 +73,7 @@ std::string FactsJsonl() {
   return out;
 }
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  ctx->AddMetadata("authorization", std::string("Bearer ") + kToken);
-  return ctx;
-}
-
-#define REQUIRE_RPC_OK(expr)                               \
-  do {                                                     \
-    const grpc::Status st_ = (expr);                       \
-    INFO(st_.error_code() << ": " << st_.error_message()); \
-    REQUIRE(st_.ok());                                     \
-  } while (0)
+std::unique_ptr<grpc::ClientContext> Ctx() { return bitsweep::testing::RpcContext(kToken, 30); }
 
 int Run(const std::string& command) {
   const int s = std::system(command.c_str());

@@ -14,6 +14,7 @@
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "server/coordinator.h"
 #include "tests/testing/local_pg.h"
+#include "tests/testing/rpc.h"
 
 namespace bitsweep::server {
 namespace {
@@ -60,18 +61,7 @@ Running Start(const std::string& db, absl::Duration lease_ttl, absl::Duration re
   return r;
 }
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  return ctx;
-}
-
-#define REQUIRE_RPC_OK(expr)                               \
-  do {                                                     \
-    const grpc::Status st_ = (expr);                       \
-    INFO(st_.error_code() << ": " << st_.error_message()); \
-    REQUIRE(st_.ok());                                     \
-  } while (0)
+std::unique_ptr<grpc::ClientContext> Ctx() { return testing::RpcContext(); }
 
 void Submit(Running& r, const std::string& request_id, const std::string& yaml) {
   v1::SubmitSweepRequest req;

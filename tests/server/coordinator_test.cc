@@ -19,6 +19,7 @@
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/rpc.h"
 
 namespace bitsweep::server {
 namespace {
@@ -72,20 +73,9 @@ Running Start(ServerConfig config = {}, bool with_metrics = false, const std::st
   return r;
 }
 
-// A context with a deadline (no test hangs on a broken server) and an optional bearer token.
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
-  return ctx;
+  return testing::RpcContext(token);
 }
-
-#define REQUIRE_RPC_OK(expr)                               \
-  do {                                                     \
-    const grpc::Status st_ = (expr);                       \
-    INFO(st_.error_code() << ": " << st_.error_message()); \
-    REQUIRE(st_.ok());                                     \
-  } while (0)
 
 v1::SubmitSweepResponse Submit(Running& r, const std::string& request_id, const std::string& yaml,
                                grpc::Status* status_out = nullptr) {
@@ -585,29 +575,9 @@ TEST_CASE("a comma-separated token list accepts each of its tokens, so tokens ca
 
 TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
   Running r = Start();
-  grpc::GenericStub stub(r.channel);
-  grpc::CompletionQueue cq;
-  auto ctx = Ctx();
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
-  auto call = stub.PrepareUnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", request, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  REQUIRE(cq.Next(&tag, &ok));
-  REQUIRE(ok);
-  REQUIRE_RPC_OK(status);
-  std::vector<grpc::Slice> slices;
-  REQUIRE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  CHECK(bytes == std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
+  const testing::Answer health = testing::HealthCheck(r.channel);
+  REQUIRE_RPC_OK(health.status);
+  CHECK(health.bytes == testing::kServing);
 }
 
 TEST_CASE(
@@ -617,33 +587,14 @@ TEST_CASE(
   config.client_token = "client-secret";
   config.worker_token = "worker-secret";
   Running r = Start(config);
-  grpc::GenericStub stub(r.channel);
-  grpc::CompletionQueue cq;
-  auto ctx = Ctx();  // no authorization metadata, as the kubelet's gRPC probe sends none
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
-  auto call = stub.PrepareUnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", request, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  REQUIRE(cq.Next(&tag, &ok));
-  REQUIRE(ok);
-  REQUIRE_RPC_OK(status);
-  std::vector<grpc::Slice> slices;
-  REQUIRE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  CHECK(bytes == std::string("\x08\x01", 2));  // SERVING
+  // No authorization metadata, as the kubelet's gRPC probe sends none.
+  const testing::Answer health = testing::HealthCheck(r.channel);
+  REQUIRE_RPC_OK(health.status);
+  CHECK(health.bytes == testing::kServing);
   // The bitsweep services on the same port still refuse the missing token.
   v1::ListSweepsResponse sweeps;
   CHECK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
         grpc::StatusCode::UNAUTHENTICATED);
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
 }
 
 // Runs the next operation on `cq` to completion; false when it failed.

@@ -13,6 +13,7 @@
 #include "server/coordinator.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/rpc.h"
 
 namespace bitsweep::server {
 namespace {
@@ -64,18 +65,8 @@ Running Start(const std::string& token) {
 }
 
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
-  return ctx;
+  return testing::RpcContext(token);
 }
-
-#define REQUIRE_RPC_OK(expr)                               \
-  do {                                                     \
-    const grpc::Status st_ = (expr);                       \
-    INFO(st_.error_code() << ": " << st_.error_message()); \
-    REQUIRE(st_.ok());                                     \
-  } while (0)
 
 int64_t Submit(Running& r, const std::string& request_id, const std::string& yaml) {
   v1::SubmitSweepRequest req;

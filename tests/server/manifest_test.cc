@@ -20,6 +20,7 @@
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
+#include "tests/testing/rpc.h"
 
 namespace bitsweep::server {
 namespace {
@@ -122,35 +123,11 @@ TEST_CASE(
 
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  auto ctx = [](const std::string& token) {
-    auto c = std::make_unique<grpc::ClientContext>();
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-    if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
-    return c;
-  };
+  auto ctx = [](const std::string& token) { return testing::RpcContext(token); };
   // The kubelet's probe: grpc.health.v1.Health/Check for "" without credentials.
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  auto hctx = ctx("");
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1);
-  auto call = stub.PrepareUnaryCall(hctx.get(), "/grpc.health.v1.Health/Check", request, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  REQUIRE(cq.Next(&tag, &ok));
-  REQUIRE(status.ok());
-  std::vector<grpc::Slice> slices;
-  REQUIRE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  CHECK(bytes == std::string("\x08\x01", 2));  // SERVING
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
+  const testing::Answer health = testing::HealthCheck(channel);
+  REQUIRE(health.status.ok());
+  CHECK(health.bytes == testing::kServing);
 
   auto client = v1::Coordinator::NewStub(channel);
   v1::ListSweepsResponse sweeps;

@@ -16,6 +16,7 @@
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
+#include "tests/testing/rpc.h"
 
 namespace bitsweep::server {
 namespace {
@@ -108,46 +109,10 @@ TEST_CASE("a missing TLS key file is INVALID_ARGUMENT naming the field", "[pg]")
   CHECK(coordinator.status().message().find("tls_cert") != absl::string_view::npos);
 }
 
-// The answer of a generic unary call: its status and the response bytes.
-struct Answer {
-  grpc::Status status;
-  std::string bytes;
-};
-
-Answer UnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                 const std::string& request_bytes, int timeout_s = 10) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
-  grpc::Slice slice(request_bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  auto call = stub.PrepareUnaryCall(&ctx, method, request, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  Answer answer;
-  call->Finish(&response, &answer.status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  REQUIRE(cq.Next(&tag, &ok));
-  std::vector<grpc::Slice> slices;
-  if (answer.status.ok() && response.Dump(&slices).ok()) {
-    for (const auto& s : slices) {
-      answer.bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  return answer;
-}
-
-// grpc.health.v1.Health/Check for "" (the whole server), as the kubelet's gRPC probe sends it:
-// plaintext, no metadata.
-Answer HealthCheck(const std::shared_ptr<grpc::Channel>& channel, int timeout_s = 10) {
-  return UnaryCall(channel, "/grpc.health.v1.Health/Check", "", timeout_s);
-}
-const std::string kServing("\x08\x01", 2);     // HealthCheckResponse{status: SERVING}
+using testing::Answer;
+using testing::HealthCheck;
+using testing::kServing;
+using testing::UnaryCall;
 const std::string kNotServing("\x08\x02", 2);  // HealthCheckResponse{status: NOT_SERVING}
 
 // A coordinator with TLS on its gRPC port and tokens (as in production), the health server on a

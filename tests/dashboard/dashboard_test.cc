@@ -21,6 +21,7 @@
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "store/local_postgres.h"
+#include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
 #include "tests/testing/rpc.h"
@@ -97,13 +98,8 @@ TEST_CASE(
   WriteFile(dir + "/facts.jsonl", FactsJsonl());
   WriteFile(dir + "/sweep.yaml", SweepYaml(dir));
 
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  INFO(pg.status().ToString());
-  REQUIRE(pg.ok());
-  auto db = (*pg)->CreateDatabase("dashboard");
+  auto pg = bitsweep::testing::StartPostgres(dir);
+  auto db = pg->CreateDatabase("dashboard");
   REQUIRE(db.ok());
 
   const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "store/local_postgres.h"
+#include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
 
@@ -92,16 +93,7 @@ void WriteCatFixtures(const std::string& dir) {
             "\"gold\": 0}\n");
 }
 
-// A private PostgreSQL under <dir>/pg (fsync off: the tests restart it, they never crash it).
-std::unique_ptr<bitsweep::store::LocalPostgres> StartPostgres(const std::string& dir) {
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  INFO(pg.status().ToString());
-  REQUIRE(pg.ok());
-  return std::move(pg).value();
-}
+using bitsweep::testing::StartPostgres;
 
 // The conninfo of a new database `name` on `pg`.
 std::string Database(bitsweep::store::LocalPostgres& pg, const std::string& name) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "store/local_postgres.h"
+#include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
 
@@ -98,13 +99,8 @@ TEST_CASE(
                                      "tasks: [" +
                                      dir + "/facts.jsonl]\n");
 
-  bitsweep::store::LocalPostgresOptions po;
-  po.data_dir = dir + "/pg";
-  po.fsync = false;
-  auto pg = bitsweep::store::LocalPostgres::Start(po);
-  INFO(pg.status().ToString());
-  REQUIRE(pg.ok());
-  auto db = (*pg)->CreateDatabase("prom");
+  auto pg = bitsweep::testing::StartPostgres(dir);
+  auto db = pg->CreateDatabase("prom");
   REQUIRE(db.ok());
 
   const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());

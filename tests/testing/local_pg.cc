@@ -48,4 +48,13 @@ std::string FreshDatabase() {
   return *conninfo;
 }
 
+std::unique_ptr<store::LocalPostgres> StartPostgres(const std::string& dir) {
+  store::LocalPostgresOptions options;
+  options.data_dir = dir + "/pg";
+  options.fsync = false;
+  auto started = store::LocalPostgres::Start(options);
+  if (!started.ok()) FAIL("cannot start a private PostgreSQL: " << started.status().ToString());
+  return std::move(started).value();
+}
+
 }  // namespace bitsweep::testing

@@ -2,6 +2,7 @@
 // on first use under the build tree and stopped at exit; each test gets a fresh database.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "store/local_postgres.h"
@@ -13,5 +14,10 @@ store::LocalPostgres& LocalPg();
 
 // Creates a fresh, empty database and returns its conninfo (names are unique per process).
 std::string FreshDatabase();
+
+// A private PostgreSQL of the calling test under <dir>/pg, for tests that restart it or hand
+// it to the processes they start (fsync off: tests restart it, they never crash the machine).
+// FAILs the current test if it cannot start.
+std::unique_ptr<store::LocalPostgres> StartPostgres(const std::string& dir);
 
 }  // namespace bitsweep::testing

@@ -176,7 +176,7 @@ const std::string& LeaseQuery() {
                              " AND c.tp <= w.tp";
     const std::string window = std::to_string(kLeaseWindow);
     return new std::string(
-        "WITH w AS (SELECT artifacts, devices, memory_gb, tp FROM workers WHERE id = $2), "
+        "WITH w AS (SELECT devices, memory_gb, tp FROM workers WHERE id = $2), "
         "held AS (SELECT sweep_id, count(*) AS n FROM jobs WHERE state IN " +
         held +
         " GROUP BY sweep_id), "
@@ -186,12 +186,11 @@ const std::string& LeaseQuery() {
         pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
         ") x) "
         "  UNION "
-        "  (SELECT y.id FROM w CROSS JOIN LATERAL unnest(w.artifacts) AS a(key) "
-        "   CROSS JOIN LATERAL ("
-        "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.key AND c.state IN " +
+        "  (SELECT y.id FROM w CROSS JOIN worker_artifacts a CROSS JOIN LATERAL ("
+        "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.artifact_key AND c.state IN " +
         pending + fits + " ORDER BY c.priority DESC, c.id LIMIT " +
         std::to_string(kAffinityWindow) +
-        ") y)), "
+        ") y WHERE a.worker_id = $2)), "
         // = ANY(ARRAY(...)) keeps this a primary-key lookup even when the statistics of a
         // freshly loaded jobs table would make the planner scan every pending job.
         "pick AS (SELECT j.id, j.state FROM jobs j LEFT JOIN held h ON h.sweep_id = j.sweep_id "
@@ -199,8 +198,8 @@ const std::string& LeaseQuery() {
         pending +
         " AND EXISTS (SELECT 1 FROM w) "
         "ORDER BY j.priority DESC, "
-        "  (j.artifact_key <> '' AND j.artifact_key = ANY(coalesce((SELECT artifacts FROM w), "
-        "'{}'::text[]))) DESC, "
+        "  EXISTS (SELECT 1 FROM worker_artifacts a WHERE a.worker_id = $2 "
+        "    AND a.artifact_key = j.artifact_key) DESC, "
         "  coalesce(h.n, 0), j.id "
         "LIMIT 1 FOR UPDATE OF j SKIP LOCKED), "
         // The guarded LEASE transition, its job_events row and the worker's liveness, all in
@@ -259,22 +258,23 @@ const std::string& CompleteQuery() {
         succeeded +
         "), "
         // The worker now holds this job's checkpoint: later leases prefer it for jobs on it.
-        "wk AS (UPDATE workers SET artifacts = array_append(workers.artifacts, u.artifact_key) "
-        "FROM u WHERE workers.id = u.wid AND u.to_state = " +
+        "wk AS (INSERT INTO worker_artifacts (worker_id, artifact_key) SELECT wid, artifact_key "
+        "FROM u WHERE u.wid <> 0 AND u.to_state = " +
         succeeded +
-        " AND u.artifact_key <> '' AND NOT (u.artifact_key = ANY(workers.artifacts))) "
+        " AND u.artifact_key <> '' ON CONFLICT DO NOTHING) "
         "SELECT from_state, to_state FROM u");
   }();
   return *query;
 }
 
-// LeaseMany's read, one statement returning three kinds of rows: 0 the batch's workers (id,
-// devices, memory_gb, tp, artifacts), 1 the candidates (id, sweep_id, priority, artifact_key,
-// devices, memory_gb, tp, not_before, state): LeaseQuery's windows for every distinct capability
-// set and for the $5 artifacts each worker gained last (a worker that ran hundreds of jobs holds
-// hundreds of artifacts, and a window for each would cost more than the rest of the batch), and
-// 2 the held jobs per sweep (sweep_id, n). $1 now (us; the batch's latest, each request checks
-// its own), $2 worker ids, $3 sweep window, $4 artifact window.
+// LeaseMany's read, one statement returning four kinds of rows: 0 the batch's workers (id,
+// devices, memory_gb, tp), 1 the candidates (id, sweep_id, priority, artifact_key, devices,
+// memory_gb, tp, not_before, state): LeaseQuery's windows for every distinct capability set and
+// for the $5 artifacts each worker gained last (a worker that ran hundreds of jobs holds hundreds
+// of artifacts, and a window for each would cost more than the rest of the batch), 3 which of
+// the candidates' artifacts each worker holds (worker id, artifact_key: all the ranking needs),
+// and 2 the held jobs per sweep (sweep_id, n). $1 now (us; the batch's latest, each request
+// checks its own), $2 worker ids, $3 sweep window, $4 artifact window.
 const std::string& LeaseSnapshotQuery() {
   static const std::string* query = [] {
     const std::string pending = StateList(JobEvent::kLease);
@@ -282,12 +282,12 @@ const std::string& LeaseSnapshotQuery() {
                              " AND c.devices <= w.devices AND c.memory_gb <= w.memory_gb"
                              " AND c.tp <= w.tp";
     return new std::string(
-        "WITH ws AS (SELECT id, devices, memory_gb, tp, artifacts FROM workers "
+        "WITH ws AS (SELECT id, devices, memory_gb, tp FROM workers "
         "  WHERE id = ANY($2::bigint[])), "
         "caps AS (SELECT DISTINCT devices, memory_gb, tp FROM ws), "
         "arts AS (SELECT DISTINCT a.key, ws.devices, ws.memory_gb, ws.tp FROM ws "
-        "  CROSS JOIN LATERAL unnest(ws.artifacts[greatest(1, cardinality(ws.artifacts) - $5 + "
-        "1):]) AS a(key)), "
+        "  CROSS JOIN LATERAL (SELECT artifact_key AS key FROM worker_artifacts "
+        "    WHERE worker_id = ws.id ORDER BY seq DESC LIMIT $5) a), "
         "cand AS ("
         "  (SELECT x.id FROM caps w CROSS JOIN sweeps s CROSS JOIN LATERAL ("
         "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
@@ -296,18 +296,25 @@ const std::string& LeaseSnapshotQuery() {
         "  UNION "
         "  (SELECT y.id FROM arts w CROSS JOIN LATERAL ("
         "     SELECT c.id FROM jobs c WHERE c.artifact_key = w.key AND c.state IN " +
-        pending + fits + " ORDER BY c.priority DESC, c.id LIMIT $4) y)) " +
-        "SELECT 0, id, NULL::bigint, NULL::int, NULL::text, devices::int, memory_gb::float8, "
-        "tp::int, NULL::bigint, NULL::text, artifacts, NULL::bigint FROM ws "
-        "UNION ALL "
-        "SELECT 1, j.id, j.sweep_id, j.priority::int, j.artifact_key, j.devices::int, "
-        "j.memory_gb::float8, j.tp::int, " +
-        Us("j.not_before") +
-        ", j.state, NULL::text[], NULL::bigint FROM jobs j "
-        "WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
+        pending + fits + " ORDER BY c.priority DESC, c.id LIMIT $4) y)), " +
+        "cj AS (SELECT j.id, j.sweep_id, j.priority, j.artifact_key, j.devices, j.memory_gb, "
+        "  j.tp, j.not_before, j.state FROM jobs j "
+        "  WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
         pending +
-        " UNION ALL "
-        "SELECT 2, NULL, sweep_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*) "
+        ") "
+        "SELECT 0, id, NULL::bigint, NULL::int, NULL::text, devices::int, memory_gb::float8, "
+        "tp::int, NULL::bigint, NULL::text, NULL::bigint FROM ws "
+        "UNION ALL "
+        "SELECT 1, id, sweep_id, priority::int, artifact_key, devices::int, memory_gb::float8, "
+        "tp::int, " +
+        Us("not_before") +
+        ", state, NULL::bigint FROM cj "
+        "UNION ALL "
+        "SELECT 3, worker_id, NULL, NULL, artifact_key, NULL, NULL, NULL, NULL, NULL, NULL "
+        "FROM worker_artifacts WHERE worker_id = ANY($2::bigint[]) AND artifact_key = "
+        "ANY(ARRAY(SELECT DISTINCT artifact_key FROM cj)) "
+        "UNION ALL "
+        "SELECT 2, NULL, sweep_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*) "
         "FROM jobs WHERE state IN " +
         StateList(JobEvent::kHeartbeat) + " GROUP BY sweep_id");
   }();
@@ -568,8 +575,8 @@ StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::transaction_base& tx, int
   pqxx::result r =
       Exec(tx,
            "SELECT j.state, j.lease_epoch, j.attempt, j.max_attempts, coalesce(j.worker_id, 0), "
-           "j.artifact_key, coalesce(j.artifact_key = ANY((SELECT w.artifacts FROM workers w "
-           "WHERE w.id = j.worker_id)::text[]), false) "
+           "j.artifact_key, EXISTS (SELECT 1 FROM worker_artifacts a WHERE a.worker_id = "
+           "j.worker_id AND a.artifact_key = j.artifact_key) "
            "FROM jobs j WHERE j.id = $1 FOR UPDATE OF j",
            job_id);
   if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
@@ -748,15 +755,17 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
       Transact("RegisterWorker " + worker.name, [&](pqxx::transaction_base& tx) -> Status {
         id =
             Exec1(tx,
-                  "INSERT INTO workers (name, devices, memory_gb, tp, labels, artifacts, "
-                  "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, $6::text[], " +
+                  "WITH w AS (INSERT INTO workers (name, devices, memory_gb, tp, labels, "
+                  "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, " +
                       Ts(7) + ", " + Ts(7) +
                       ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
                       "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
-                      // What it reports now plus what it was seen completing before.
-                      "artifacts = ARRAY(SELECT DISTINCT a FROM unnest(workers.artifacts || "
-                      "EXCLUDED.artifacts) AS t(a) ORDER BY a), "
-                      "last_heartbeat = EXCLUDED.last_heartbeat RETURNING id",
+                      "last_heartbeat = EXCLUDED.last_heartbeat RETURNING id), "
+                      // What it reports now, added to what it was seen completing before.
+                      "a AS (INSERT INTO worker_artifacts (worker_id, artifact_key) "
+                      "SELECT w.id, t.key FROM w CROSS JOIN unnest($6::text[]) WITH ORDINALITY "
+                      "AS t(key, n) WHERE t.key <> '' ORDER BY t.n ON CONFLICT DO NOTHING) "
+                      "SELECT id FROM w",
                   worker.name, worker.capabilities.devices, worker.capabilities.memory_gb,
                   worker.capabilities.tp, worker.labels_json, TextArray(worker.artifacts),
                   Micros(now))[0]
@@ -772,7 +781,9 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
       "GetWorker",
       [&](pqxx::transaction_base& tx) -> Status {
         pqxx::result r = Exec(tx,
-                              "SELECT id, name, devices, memory_gb, tp, labels::text, artifacts, " +
+                              "SELECT id, name, devices, memory_gb, tp, labels::text, "
+                              "ARRAY(SELECT artifact_key FROM worker_artifacts a WHERE "
+                              "a.worker_id = workers.id ORDER BY a.seq), " +
                                   Us("last_heartbeat") + " FROM workers WHERE id = $1",
                               worker_id);
         if (r.empty()) {
@@ -804,7 +815,7 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
 StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
                                                      absl::Duration ttl) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
-  LeaseCall me{{worker_id, now, ttl}, std::optional<LeasedJob>()};
+  LeaseCall me{{worker_id, now, ttl}, std::optional<LeasedJob>(), false, {}};
   std::unique_lock<std::mutex> lock(lease_mu_);
   lease_queue_.push_back(&me);
   while (!me.done) {
@@ -902,7 +913,6 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
     int32_t devices;
     double memory_gb;
     int32_t tp;
-    std::set<std::string> artifacts;
   };
   struct Candidate {
     int64_t id, sweep_id;
@@ -918,6 +928,8 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
   //    ones' windows minus what they took, so the windows grow by the batch size), and the held
   //    jobs per sweep. Nothing is locked yet.
   std::map<int64_t, Worker> workers;
+  // worker -> the artifacts it holds among the candidates' (all the ranking needs of them)
+  std::map<int64_t, std::set<std::string>> artifacts_of;
   std::vector<Candidate> cands;
   std::map<int64_t, int64_t> held_before;  // sweep -> held jobs, as the single lease ranks them
   const int64_t extra = static_cast<int64_t>(ids.size());
@@ -925,6 +937,7 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
       "Lease",
       [&](pqxx::transaction_base& tx) -> Status {
         workers.clear();
+        artifacts_of.clear();
         cands.clear();
         held_before.clear();
         for (const pqxx::row& r :
@@ -932,20 +945,19 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
                   kAffinityWindow + extra, kBatchAffinityArtifacts)) {
           const int kind = r[0].as<int>();
           if (kind == 0) {
-            Worker w{r[5].as<int32_t>(), r[6].as<double>(), r[7].as<int32_t>(), {}};
-            auto parser = r[10].as_array();
-            for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
-                 step = parser.get_next()) {
-              if (step.first == pqxx::array_parser::string_value) w.artifacts.insert(step.second);
-            }
-            workers.emplace(r[1].as<int64_t>(), std::move(w));
+            Worker& w = workers[r[1].as<int64_t>()];
+            w.devices = r[5].as<int32_t>();
+            w.memory_gb = r[6].as<double>();
+            w.tp = r[7].as<int32_t>();
+          } else if (kind == 3) {
+            artifacts_of[r[1].as<int64_t>()].insert(r[4].as<std::string>());
           } else if (kind == 1) {
             cands.push_back({r[1].as<int64_t>(), r[2].as<int64_t>(), r[3].as<int32_t>(),
                              r[4].as<std::string>(), r[5].as<int32_t>(), r[6].as<double>(),
                              r[7].as<int32_t>(), FromMicros(r[8].as<int64_t>()),
                              r[9].as<std::string>()});
           } else {
-            held_before[r[2].as<int64_t>()] = r[11].as<int64_t>();
+            held_before[r[2].as<int64_t>()] = r[10].as<int64_t>();
           }
         }
         return absl::OkStatus();
@@ -993,8 +1005,9 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
       if (!results[i].ok() || leased[i] != nullptr) continue;
       const LeaseRequest& q = requests[i];
       const Worker& w = workers.at(q.worker_id);
+      const std::set<std::string>& w_artifacts = artifacts_of[q.worker_id];
       auto key = [&](const Candidate& c) {
-        const bool affinity = !c.artifact_key.empty() && w.artifacts.count(c.artifact_key);
+        const bool affinity = !c.artifact_key.empty() && w_artifacts.count(c.artifact_key);
         return std::make_tuple(-c.priority, !affinity, held[c.sweep_id], c.id);
       };
       const Candidate* best = nullptr;
@@ -1148,8 +1161,8 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
         !job.worker_holds_artifact) {
       // The worker now holds this job's checkpoint: later leases prefer sending it jobs on it.
       Exec(tx,
-           "UPDATE workers SET artifacts = array_append(artifacts, $2) "
-           "WHERE id = $1 AND NOT ($2 = ANY(artifacts))",
+           "INSERT INTO worker_artifacts (worker_id, artifact_key) VALUES ($1, $2) "
+           "ON CONFLICT DO NOTHING",
            job.worker_id, job.artifact_key);
     }
     return absl::OkStatus();

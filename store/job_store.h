@@ -66,10 +66,12 @@ struct JobResultRow {
 struct WorkerInfo {
   std::string name;  // unique; registering a known name updates that worker
   Capabilities capabilities;
-  std::string labels_json = "{}";      // a JSON object of string labels
-  std::vector<std::string> artifacts;  // artifact keys already loaded
-  int64_t id = 0;                      // filled when read back
-  absl::Time last_heartbeat;           // filled when read back: last register, lease or beat
+  std::string labels_json = "{}";  // a JSON object of string labels
+  // Artifact keys already loaded; read back, also those of the jobs it completed, each once,
+  // in the order gained.
+  std::vector<std::string> artifacts;
+  int64_t id = 0;             // filled when read back
+  absl::Time last_heartbeat;  // filled when read back: last register, lease or beat
 };
 
 struct LeasedJob {

@@ -11,12 +11,13 @@ namespace {
 constexpr long long kMigrationLockKey = 0x6269747377656570LL;
 }  // namespace
 
-StatusOr<int> Migrate(const std::string& conninfo) {
+StatusOr<int> Migrate(const std::string& conninfo, int up_to) {
   int version = 0;
   std::string current = "connect";
   try {
     pqxx::connection conn(conninfo);
     for (const internal::Migration& m : internal::Migrations()) {
+      if (m.version > up_to) break;
       current = std::string("migration ") + m.name;
       pqxx::work tx(conn);
       tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);

@@ -5,6 +5,7 @@
 // advisory lock, so coordinators starting at once apply every file exactly once. Idempotent.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ const std::vector<Migration>& Migrations();
 }  // namespace internal
 
 // Applies pending migrations over a fresh connection to `conninfo`; returns the schema version.
-StatusOr<int> Migrate(const std::string& conninfo);
+// `up_to` stops after that version (tests build an older schema to check what upgrades it).
+StatusOr<int> Migrate(const std::string& conninfo, int up_to = std::numeric_limits<int>::max());
 
 }  // namespace bitsweep::store

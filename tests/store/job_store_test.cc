@@ -4,6 +4,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <random>
 #include <set>
 #include <thread>
@@ -86,6 +87,83 @@ TEST_CASE("migrations apply once however often and however concurrently they run
   REQUIRE_OK(again);
   REQUIRE_OK(JobStore::Open(conninfo));
   REQUIRE_OK(JobStore::Open(conninfo));
+}
+
+TEST_CASE(
+    "migration 2 moves a version-1 database's worker artifacts into worker_artifacts in their "
+    "order, and the store leases by them",
+    "[pg]") {
+  const std::string conninfo = testing::FreshDatabase();
+  auto v1 = Migrate(conninfo, 1);
+  REQUIRE_OK(v1);
+  REQUIRE(*v1 == 1);
+  {
+    pqxx::connection conn(conninfo);
+    pqxx::work tx(conn);
+    // As a version-1 coordinator left them: appended in the order gained, not sorted.
+    tx.exec(
+        "INSERT INTO workers (name, artifacts, registered_at, last_heartbeat) VALUES "
+        "('w-held', '{model-z,model-b}', now(), now()), ('w-none', '{}', now(), now())");
+    tx.commit();
+  }
+  auto store = JobStore::Open(conninfo);
+  REQUIRE_OK(store);
+  auto held = (*store)->GetWorker(1);
+  auto none = (*store)->GetWorker(2);
+  REQUIRE_OK(held);
+  REQUIRE_OK(none);
+  CHECK(held->name == "w-held");
+  CHECK(held->artifacts == std::vector<std::string>{"model-z", "model-b"});
+  CHECK(none->artifacts.empty());
+  {
+    pqxx::connection conn(conninfo);
+    pqxx::nontransaction tx(conn);
+    CHECK(tx.exec("SELECT 1 FROM information_schema.columns WHERE table_name = 'workers' "
+                  "AND column_name = 'artifacts'")
+              .empty());
+  }
+  NewJob b = Job("b");
+  b.artifact_key = "model-b";
+  REQUIRE_OK((*store)->SubmitSweep("r", "s", "{}", 0, {Job("a"), b}, kT0));
+  CHECK(MustLease(**store, 1, kT0).job_key == "b");  // affinity beats age
+}
+
+TEST_CASE(
+    "a worker holds the artifact of every job it completed, once each and in the order gained, "
+    "and leases prefer jobs on them",
+    "[pg]") {
+  auto store = OpenFresh();
+  auto on = [](const std::string& key, const std::string& artifact) {
+    NewJob j = Job(key);
+    j.artifact_key = artifact;
+    return j;
+  };
+  REQUIRE_OK(store->SubmitSweep("r", "s", "{}", 0,
+                                {on("x1", "model-x"), on("y1", "model-y"), on("x2", "model-x"),
+                                 on("z1", "model-z"), on("y2", "model-y")},
+                                kT0));
+  const int64_t w = Worker(*store, "w", {}, {"model-q"});
+  for (const char* expect : {"x1", "x2"}) {  // after x1 it holds model-x: x2 beats older y1
+    const LeasedJob l = MustLease(*store, w, kT0);
+    CHECK(l.job_key == expect);
+    REQUIRE_OK(store->Complete(l.job_id, l.epoch, {}, kT0));
+  }
+  const LeasedJob y1 = MustLease(*store, w, kT0);
+  CHECK(y1.job_key == "y1");
+  REQUIRE_OK(store->Fail(y1.job_id, y1.epoch, "boom", /*retryable=*/false, kT0));
+  auto info = store->GetWorker(w);
+  REQUIRE_OK(info);
+  // model-x once although two jobs on it completed; y1 failed, so not model-y.
+  CHECK(info->artifacts == std::vector<std::string>{"model-q", "model-x"});
+  // Registering again with what it holds now keeps the earlier ones, each once.
+  WorkerInfo again;
+  again.name = "w";
+  again.artifacts = {"model-y", "model-x", "model-y"};
+  REQUIRE_OK(store->RegisterWorker(again, kT0));
+  info = store->GetWorker(w);
+  REQUIRE_OK(info);
+  CHECK(info->artifacts == std::vector<std::string>{"model-q", "model-x", "model-y"});
+  CHECK(MustLease(*store, w, kT0).job_key == "y2");  // affinity beats the older z1
 }
 
 TEST_CASE("a replayed SubmitSweep returns the original sweep and shared job keys are one job",

@@ -780,11 +780,15 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
   RETURN_IF_ERROR(Transact(
       "GetWorker",
       [&](pqxx::transaction_base& tx) -> Status {
+        // One row per artifact (or one with NULL), in the order gained. Rows, not an array:
+        // pqxx 6's array parser splits an unquoted element at ';', which every artifact key
+        // (JobSpec::ArtifactKey) contains.
         pqxx::result r = Exec(tx,
-                              "SELECT id, name, devices, memory_gb, tp, labels::text, "
-                              "ARRAY(SELECT artifact_key FROM worker_artifacts a WHERE "
-                              "a.worker_id = workers.id ORDER BY a.seq), " +
-                                  Us("last_heartbeat") + " FROM workers WHERE id = $1",
+                              "SELECT w.id, w.name, w.devices, w.memory_gb, w.tp, w.labels::text, "
+                              "a.artifact_key, " +
+                                  Us("w.last_heartbeat") +
+                                  " FROM workers w LEFT JOIN worker_artifacts a ON a.worker_id = "
+                                  "w.id WHERE w.id = $1 ORDER BY a.seq",
                               worker_id);
         if (r.empty()) {
           return absl::NotFoundError("worker " + std::to_string(worker_id) + " is not registered");
@@ -796,10 +800,8 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
         w.capabilities.tp = r[0][4].as<int32_t>();
         w.labels_json = r[0][5].as<std::string>();
         w.artifacts.clear();
-        auto parser = r[0][6].as_array();
-        for (auto step = parser.get_next(); step.first != pqxx::array_parser::done;
-             step = parser.get_next()) {
-          if (step.first == pqxx::array_parser::string_value) w.artifacts.push_back(step.second);
+        for (const pqxx::row& row : r) {
+          if (!row[6].is_null()) w.artifacts.push_back(row[6].as<std::string>());
         }
         w.last_heartbeat = FromMicros(r[0][7].as<int64_t>());
         return absl::OkStatus();

@@ -142,7 +142,11 @@ TEST_CASE(
                                 {on("x1", "model-x"), on("y1", "model-y"), on("x2", "model-x"),
                                  on("z1", "model-z"), on("y2", "model-y")},
                                 kT0));
-  const int64_t w = Worker(*store, "w", {}, {"model-q"});
+  // Keys as JobSpec::ArtifactKey writes them (';' separates fields: pqxx 6's array parser splits
+  // an unquoted array element there) and characters PostgreSQL quotes in array output.
+  const std::string q = "artifact/v1;model=/m/Qwen3-0.6B;method=rtn;wbits=4;abits=0;group=128";
+  const std::string quoted = "artifact/v1;model=/m/my model;opt.x={a,\\\"b\\\"}";
+  const int64_t w = Worker(*store, "w", {}, {q, quoted});
   for (const char* expect : {"x1", "x2"}) {  // after x1 it holds model-x: x2 beats older y1
     const LeasedJob l = MustLease(*store, w, kT0);
     CHECK(l.job_key == expect);
@@ -154,7 +158,7 @@ TEST_CASE(
   auto info = store->GetWorker(w);
   REQUIRE_OK(info);
   // model-x once although two jobs on it completed; y1 failed, so not model-y.
-  CHECK(info->artifacts == std::vector<std::string>{"model-q", "model-x"});
+  CHECK(info->artifacts == std::vector<std::string>{q, quoted, "model-x"});
   // Registering again with what it holds now keeps the earlier ones, each once.
   WorkerInfo again;
   again.name = "w";
@@ -162,7 +166,7 @@ TEST_CASE(
   REQUIRE_OK(store->RegisterWorker(again, kT0));
   info = store->GetWorker(w);
   REQUIRE_OK(info);
-  CHECK(info->artifacts == std::vector<std::string>{"model-q", "model-x", "model-y"});
+  CHECK(info->artifacts == std::vector<std::string>{q, quoted, "model-x", "model-y"});
   CHECK(MustLease(*store, w, kT0).job_key == "y2");  // affinity beats the older z1
 }
 
@@ -684,7 +688,10 @@ LeaseWorld BuildLeaseWorld(uint32_t seed) {
   std::mt19937 rng(seed);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
   const std::vector<Capabilities> shapes = {{0, 0, 1}, {1, 8, 1}, {2, 40, 2}, {4, 80, 4}};
-  const std::vector<std::string> artifacts = {"", "m1", "m2", "m3", "m4"};
+  // Shaped like JobSpec::ArtifactKey (fields separated by ';').
+  const std::vector<std::string> artifacts = {
+      "", "artifact/v1;model=/m/a;method=rtn;wbits=4", "artifact/v1;model=/m/a;method=gptq;wbits=4",
+      "artifact/v1;model=/m/b;method=rtn;wbits=4", "artifact/v1;model=/m/b;method=awq;wbits=3"};
   for (int s = 0; s < 3; ++s) {
     std::vector<NewJob> jobs;
     for (int j = 0; j < 20; ++j) {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -135,6 +136,8 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::vector<double> lease_ms;
   std::atomic<int64_t> completed{0};
+  // Leases of a job whose artifact the worker already holds (it completed a job on it before).
+  std::atomic<int64_t> affine{0};
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
         if (!stub->Register(&ctx, reg, &rr).ok()) return;
       }
       std::vector<double> mine;
+      std::set<std::string> held;
       while (true) {
         pb::LeaseRequest lr;
         lr.set_worker_id(rr.worker_id());
@@ -160,6 +164,7 @@ int main(int argc, char** argv) {
         if (!stub->Lease(&ctx, lr, &lease).ok()) break;
         mine.push_back(1000 * Since(tl));
         if (!lease.has_job()) break;
+        if (held.count(lease.artifact_key())) ++affine;
         pb::CompleteRequest c;
         c.set_worker_id(rr.worker_id());
         c.set_job_id(lease.job_id());
@@ -169,7 +174,10 @@ int main(int argc, char** argv) {
         m->set_value(0.5);
         pb::CompleteResponse cr;
         grpc::ClientContext cctx;
-        if (stub->Complete(&cctx, c, &cr).ok()) ++completed;
+        if (stub->Complete(&cctx, c, &cr).ok()) {
+          ++completed;
+          held.insert(lease.artifact_key());
+        }
       }
       std::lock_guard<std::mutex> lock(mu);
       lease_ms.insert(lease_ms.end(), mine.begin(), mine.end());
@@ -188,6 +196,11 @@ int main(int argc, char** argv) {
               2.0 * static_cast<double>(completed.load()) / run_s);
   std::printf("Lease RPC latency: p50 %.1f ms, p99 %.1f ms (target p99 <= 50 ms), %zu calls\n",
               pct(0.5), pct(0.99), lease_ms.size());
+  std::printf(
+      "Leases on an artifact the worker holds: %.0f%% (each of the %d artifacts has 10 jobs: at "
+      "most 90%%)\n",
+      100.0 * static_cast<double>(affine.load()) / std::max<double>(1, completed.load()),
+      10 * models);
   if (!noop_ms.empty()) {
     auto npct = [&](double p) { return noop_ms[static_cast<size_t>(p * (noop_ms.size() - 1))]; };
     std::printf(

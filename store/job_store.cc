@@ -185,7 +185,10 @@ const std::string& LeaseQuery() {
         "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
         pending + fits + "    ORDER BY c.priority DESC, c.id LIMIT " + window +
         ") x) "
-        "  UNION "
+        // UNION ALL, not UNION: = ANY() below ignores repeated ids, while UNION's hash table
+        // is sized by the (unanalyzed sweeps: wildly high) row estimate and then walked whole:
+        // it was half of LeaseMany's read.
+        "  UNION ALL "
         "  (SELECT y.id FROM w CROSS JOIN worker_artifacts a CROSS JOIN LATERAL ("
         "     SELECT c.id FROM jobs c WHERE c.artifact_key = a.artifact_key AND c.state IN " +
         pending + fits + " ORDER BY c.priority DESC, c.id LIMIT " +
@@ -293,7 +296,7 @@ const std::string& LeaseSnapshotQuery() {
         "    SELECT c.id FROM jobs c WHERE c.sweep_id = s.id AND c.state IN " +
         pending + fits +
         "    ORDER BY c.priority DESC, c.id LIMIT $3) x) "
-        "  UNION "
+        "  UNION ALL "  // as in LeaseQuery
         "  (SELECT y.id FROM arts w CROSS JOIN LATERAL ("
         "     SELECT c.id FROM jobs c WHERE c.artifact_key = w.key AND c.state IN " +
         pending + fits + " ORDER BY c.priority DESC, c.id LIMIT $4) y)), " +

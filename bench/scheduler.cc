@@ -2,7 +2,9 @@
 // coordinator (in-process, gRPC on loopback), a 10,000-job sweep submitted over gRPC, and 64
 // simulated workers (threads, each with its own channel) leasing and completing no-op jobs
 // through WorkerGateway. Prints the submit time, job transitions per second (lease + complete
-// = 2 per job) and the Lease RPC latency p50/p99, against the targets.
+// = 2 per job) and the Lease RPC latency p50/p99, against the targets; the share of
+// leases placed on a worker already holding the job's artifact; and, measured first, the floor:
+// the same clients making no-op health-check calls to the same server.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 

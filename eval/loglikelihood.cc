@@ -237,16 +237,29 @@ StatusOr<LoglikelihoodRun> ScoreLoglikelihood(const model::Qwen3Model& model,
     for (int64_t s = 0; s < U; s += kHeadChunk) {
       const int64_t n = std::min(kHeadChunk, U - s);
       at::Tensor h = hidden.index_select(0, flat_t.narrow(0, s, n));
-      at::Tensor logits = model.LmHead(h).to(at::kFloat);
-      at::Tensor logprobs = at::log_softmax(logits, -1);
-      at::Tensor argmax = logits.argmax(-1);
-      auto lp = logprobs.accessor<float, 2>();
-      auto am = argmax.accessor<int64_t, 1>();
+      // The chunk's reads as (row, target) pairs, in the order they are added up below.
+      std::vector<int64_t> read_rows, read_targets;
+      for (int64_t j = 0; j < n; ++j) {
+        for (size_t i : reads_of_slot[s + j]) {
+          read_rows.push_back(j);
+          read_targets.push_back(reads[i].target);
+        }
+      }
+      const int64_t R = static_cast<int64_t>(read_rows.size());
+      // log_softmax(logits)[target] = logit[target] - logsumexp(logits), without the whole
+      // vocabulary's logits on any tensor-parallel rank.
+      const model::Qwen3Model::TokenScores scores =
+          model.ScoreTokens(h, at::from_blob(read_rows.data(), {R}, at::kLong).clone(),
+                            at::from_blob(read_targets.data(), {R}, at::kLong).clone());
+      auto lse = scores.logsumexp.accessor<float, 1>();
+      auto am = scores.argmax.accessor<int64_t, 1>();
+      auto tl = scores.target_logit.accessor<float, 1>();
+      int64_t k = 0;
       for (int64_t j = 0; j < n; ++j) {
         for (size_t i : reads_of_slot[s + j]) {
           const Read& rd = reads[i];
           LoglikelihoodResult& res = run.results[rd.request];
-          res.logprob += static_cast<double>(lp[j][rd.target]);
+          res.logprob += static_cast<double>(tl[k++] - lse[j]);
           res.greedy = res.greedy && am[j] == rd.target;
         }
       }

@@ -12,7 +12,8 @@
 //    token sees exactly its ancestors, with its depth as the RoPE position, so every request's
 //    logits are those of its own sequence run alone.
 // Logits are computed only at the positions that predict continuation tokens (the LM head is a
-// large share of a small model's FLOPs), in chunks, log-softmax in fp32.
+// large share of a small model's FLOPs), in chunks, log-softmax in fp32 as logit - logsumexp
+// (Qwen3Model::ScoreTokens: vocabulary-parallel under tensor parallelism).
 #pragma once
 
 #include <cstdint>

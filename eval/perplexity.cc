@@ -46,16 +46,19 @@ bool IsBlank(const std::string& line) {
 
 // Sum over the batch of -log p(target) for positions [0, T-1) predicting ids[1..T).
 // Computed chunk by chunk as logsumexp(logits) - logit[target] in fp32 from logits in the
-// model's compute dtype (the study computes cross entropy on the model-dtype logits).
+// model's compute dtype (the study computes cross entropy on the model-dtype logits), by
+// ScoreTokens: under tensor parallelism no rank holds the whole vocabulary's logits.
 at::Tensor WindowLosses(const model::Qwen3Model& m, const at::Tensor& ids) {
   const int64_t B = ids.size(0), T = ids.size(1);
   at::Tensor hidden = m.ForwardHidden(ids);
   at::Tensor sums = at::zeros({B}, at::kDouble);
   for (int64_t s = 0; s < T - 1; s += kLogitsChunk) {
     const int64_t n = std::min(kLogitsChunk, T - 1 - s);
-    at::Tensor logits = m.LmHead(hidden.narrow(1, s, n)).to(at::kFloat);  // [B, n, V]
-    at::Tensor target = ids.narrow(1, s + 1, n).unsqueeze(-1);
-    at::Tensor nll = at::logsumexp(logits, -1) - logits.gather(-1, target).squeeze(-1);
+    const at::Tensor normed = hidden.narrow(1, s, n).reshape({B * n, hidden.size(-1)});
+    const at::Tensor targets = ids.narrow(1, s + 1, n).reshape({B * n});
+    const model::Qwen3Model::TokenScores scores =
+        m.ScoreTokens(normed, at::arange(B * n, at::kLong), targets);
+    at::Tensor nll = (scores.logsumexp - scores.target_logit).view({B, n});
     sums += nll.to(at::kDouble).sum(1);
   }
   return sums;

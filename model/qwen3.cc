@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -475,6 +477,55 @@ at::Tensor Qwen3Model::LmHead(const at::Tensor& normed) const {
   if (tp_->world_size() == 1) return local;
   // Vocabulary-parallel: every rank computed ceil(V/W) logits; gather and drop the padding.
   return tp_->AllGather(local, -1).narrow(-1, 0, config_.vocab_size).contiguous();
+}
+
+Qwen3Model::TokenScores Qwen3Model::ScoreTokens(const at::Tensor& normed, const at::Tensor& rows,
+                                                const at::Tensor& targets) const {
+  TORCH_CHECK(normed.dim() == 2, "ScoreTokens: normed must be [N, hidden]");
+  TORCH_CHECK(rows.dim() == 1 && targets.dim() == 1 && rows.size(0) == targets.size(0),
+              "ScoreTokens: rows and targets must be [R]");
+  const int64_t V = config_.vocab_size;
+  TORCH_CHECK(targets.numel() == 0 ||
+                  (targets.min().item<int64_t>() >= 0 && targets.max().item<int64_t>() < V),
+              "ScoreTokens: a target is outside the vocabulary of ", V);
+  const at::Tensor local = at::matmul(normed, lm_head_.t()).to(at::kFloat);  // [N, V / W]
+  TokenScores out;
+  if (tp_->world_size() == 1) {
+    out.logsumexp = at::logsumexp(local, -1);
+    out.argmax = local.argmax(-1);
+    out.target_logit = local.index({rows, targets});
+    return out;
+  }
+  // This rank's shard is vocabulary [begin, begin + valid); the rest of `local` is the zero
+  // padding of the last shard.
+  const int64_t N = local.size(0), R = rows.size(0), shard = local.size(1);
+  const int64_t begin = tp_->rank() * shard;
+  const int64_t valid = std::clamp<int64_t>(V - begin, 0, shard);
+  const double inf = std::numeric_limits<double>::infinity();
+  // One small all-gather of per-row statistics, in double (exact for the float values and for
+  // vocabulary indices): [logsumexp, max, first index of max over the shard | target logits].
+  at::Tensor stats = at::full({1, 3 * N + R}, -inf, at::kDouble);
+  if (valid > 0) {
+    const at::Tensor mine = local.narrow(1, 0, valid);
+    const auto [top, top_index] = mine.max(-1);
+    stats.narrow(1, 0, N).copy_(at::logsumexp(mine, -1).unsqueeze(0));
+    stats.narrow(1, N, N).copy_(top.unsqueeze(0));
+    stats.narrow(1, 2 * N, N).copy_((top_index + begin).unsqueeze(0));
+    const at::Tensor here = (targets >= begin) & (targets < begin + valid);
+    const at::Tensor col = (targets - begin).clamp(0, valid - 1);
+    stats.narrow(1, 3 * N, R)
+        .copy_(at::where(here, mine.index({rows, col}).to(at::kDouble),
+                         at::full({}, -inf, at::kDouble))
+                   .unsqueeze(0));
+  }
+  const at::Tensor all = tp_->AllGather(stats, 0);  // [W, 3N + R], rank order
+  // logsumexp over shards; the largest logit's shard (the first on ties: the lowest index, as
+  // argmax over the whole vocabulary); the one shard that holds each target.
+  out.logsumexp = at::logsumexp(all.narrow(1, 0, N), 0).to(at::kFloat);
+  const at::Tensor best_shard = all.narrow(1, N, N).argmax(0, /*keepdim=*/true);
+  out.argmax = all.narrow(1, 2 * N, N).gather(0, best_shard).squeeze(0).to(at::kLong);
+  out.target_logit = std::get<0>(all.narrow(1, 3 * N, R).max(0)).to(at::kFloat);
+  return out;
 }
 
 at::Tensor Qwen3Model::ForwardHidden(const at::Tensor& ids) const {

@@ -142,6 +142,20 @@ class Qwen3Model {
   at::Tensor SelfAttention(int64_t i, const at::Tensor& normed, const RopeTables& rope) const;
   at::Tensor FinalNorm(const at::Tensor& hidden) const;  // model.norm
   at::Tensor LmHead(const at::Tensor& normed) const;     // [..., hidden] -> [..., vocab]
+  // What scoring needs of the next-token distribution, without the whole vocabulary's logits on
+  // any rank: under tensor parallelism each rank reduces its own vocabulary shard and only
+  // per-row statistics cross ranks (vocabulary-parallel log-softmax), instead of all-gathering
+  // [N, vocab] logits. normed: [N, hidden]; rows, targets: [R] int64 (target token targets[r] of
+  // row rows[r]; a row may appear several times). All in fp32 from the compute-dtype logits, as
+  // LmHead(normed).to(kFloat) would give them; equal on every rank.
+  struct TokenScores {
+    at::Tensor logsumexp;     // [N]: log of the sum over the vocabulary of exp(logit)
+    at::Tensor argmax;        // [N] int64: the first index of the largest logit
+    at::Tensor target_logit;  // [R]: logit of targets[r] at row rows[r]
+  };
+  // log p(targets[r] | row rows[r]) = target_logit[r] - logsumexp[rows[r]].
+  TokenScores ScoreTokens(const at::Tensor& normed, const at::Tensor& rows,
+                          const at::Tensor& targets) const;
   // Full forward: logits [B, T, vocab] in the compute dtype.
   at::Tensor Forward(const at::Tensor& ids) const;
   // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "eval/loglikelihood.h"
 #include "eval/perplexity.h"
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
@@ -131,6 +132,106 @@ TEST_CASE("Tensor-parallel perplexity equals the whole model's to 6 significant 
   });
   for (double p : ppl) {
     CHECK(std::abs(p - expected->ppl) / expected->ppl < 5e-7);
+  }
+}
+
+TEST_CASE(
+    "Vocabulary-parallel scores equal the whole vocabulary's: logsumexp, target logits and the "
+    "first argmax across shards",
+    "[tp]") {
+  const TinyModelOptions o = TpOptions(false);
+  const auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
+  auto weights = bitsweep::model::RandomQwen3Weights(config, o.seed);
+  // Rows 5 (first shard) and 200 (last shard at TP 2 and 4) of lm_head share a large entry in
+  // column 3, and hidden row 0 is that column alone: the two logits are the largest and tie
+  // exactly in any summation order, and argmax must say 5.
+  at::Tensor head = weights.at("lm_head.weight").clone();
+  head[5][3] = 10.0;
+  head[200][3] = 10.0;
+  weights["lm_head.weight"] = head;
+  at::manual_seed(5);
+  at::Tensor normed = at::randn({6, config.hidden_size});
+  normed[0].zero_();
+  normed[0][3] = 5.0;
+  // Targets in every shard, the padding edge (261) and a row read twice.
+  const at::Tensor rows = at::tensor(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 5, 0}, at::kLong);
+  const at::Tensor targets =
+      at::tensor(std::vector<int64_t>{5, 0, 65, 66, 197, 198, 261, 200}, at::kLong);
+  c10::InferenceMode guard;
+  auto whole = Qwen3Model::FromTensors(config, weights);
+  REQUIRE(whole.ok());
+  const at::Tensor logits = (*whole)->LmHead(normed).to(at::kFloat);
+  const at::Tensor lse = at::logsumexp(logits, -1);
+  const at::Tensor target_logit = logits.index({rows, targets});
+  const at::Tensor argmax = logits.argmax(-1);
+  REQUIRE(logits[0][5].item<float>() == logits[0][200].item<float>());
+  REQUIRE(argmax[0].item<int64_t>() == 5);
+  auto single = (*whole)->ScoreTokens(normed, rows, targets);
+  CHECK(at::equal(single.logsumexp, lse));
+  CHECK(at::equal(single.target_logit, target_logit));
+  CHECK(at::equal(single.argmax, argmax));
+  for (int world : {2, 4}) {
+    INFO("TP=" << world);
+    auto scores = RunRanks(world, [&](int, std::shared_ptr<const Collective> tp) {
+      c10::InferenceMode g;
+      LoadOptions lo;
+      lo.tp = tp;
+      auto m = Qwen3Model::FromTensors(config, weights, lo);
+      if (!m.ok()) throw std::runtime_error(m.status().ToString());
+      return (*m)->ScoreTokens(normed, rows, targets);
+    });
+    for (const auto& sc : scores) {
+      // A shard's matmul may round differently from the whole one's.
+      CHECK(MaxRelDiff(sc.logsumexp, lse) < 1e-6);
+      CHECK(MaxRelDiff(sc.target_logit, target_logit) < 1e-6);
+      CHECK(at::equal(sc.argmax, argmax));
+      CHECK(at::equal(sc.logsumexp, scores[0].logsumexp));
+    }
+  }
+}
+
+TEST_CASE("Tensor-parallel log-likelihood scores equal the whole model's", "[tp]") {
+  const TinyModelOptions o = TpOptions(true);
+  const auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
+  const auto weights = bitsweep::model::RandomQwen3Weights(config, o.seed);
+  // Requests sharing contexts (prefix reuse), one-token continuations, one long continuation.
+  std::vector<bitsweep::eval::LoglikelihoodRequest> requests;
+  for (int q = 0; q < 4; ++q) {
+    std::vector<int32_t> context;
+    for (int i = 0; i < 6 + 3 * q; ++i) context.push_back((q * 31 + i * 17 + 3) % 262);
+    for (int c = 0; c < 3; ++c) {
+      std::vector<int32_t> continuation;
+      for (int i = 0; i <= (c == 2 ? 5 : 0); ++i)
+        continuation.push_back((q * 7 + c * 59 + i) % 262);
+      requests.push_back({context, continuation});
+    }
+  }
+  bitsweep::eval::LoglikelihoodOptions lo_opts;
+  lo_opts.batch_size = 4;
+  auto whole = Qwen3Model::FromTensors(config, weights);
+  REQUIRE(whole.ok());
+  auto expected = bitsweep::eval::ScoreLoglikelihood(**whole, requests, lo_opts);
+  REQUIRE(expected.ok());
+  for (int world : {2, 4}) {
+    INFO("TP=" << world);
+    auto runs = RunRanks(world, [&](int, std::shared_ptr<const Collective> tp) {
+      LoadOptions lo;
+      lo.tp = tp;
+      auto m = Qwen3Model::FromTensors(config, weights, lo);
+      if (!m.ok()) throw std::runtime_error(m.status().ToString());
+      auto r = bitsweep::eval::ScoreLoglikelihood(**m, requests, lo_opts);
+      if (!r.ok()) throw std::runtime_error(r.status().ToString());
+      return r->results;
+    });
+    for (const auto& results : runs) {
+      REQUIRE(results.size() == expected->results.size());
+      for (size_t i = 0; i < results.size(); ++i) {
+        INFO("request " << i);
+        const double want = expected->results[i].logprob;
+        CHECK(std::abs(results[i].logprob - want) <= 1e-5 * (1 + std::abs(want)));
+        CHECK(results[i].greedy == expected->results[i].greedy);
+      }
+    }
   }
 }
 

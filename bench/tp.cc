@@ -2,8 +2,9 @@
 // 2048, MLP 6144, 16 query / 8 KV heads of 128, vocabulary 151,936, tied embeddings) and a few
 // layers. For TP = 1, 2, 4 the bench launches the ranks as processes (common/tp_launch.h, the
 // same launcher the workers use) and each rank reports its peak RSS and its times: loading its
-// shard, a forward of one sequence, and GPTQ of every layer. Printed side by side, with each
-// size's per-rank peak memory and times as ratios to TP=1 measured in the same run.
+// shard, the perplexity of one window of seqlen tokens (eval/perplexity: the forward, then the
+// vocabulary-parallel scores of the LM head), and GPTQ of every layer. Printed side by side, with
+// each size's per-rank peak memory and times as ratios to TP=1 measured in the same run.
 //
 //   bench_tp [--layers 4] [--seqlen 512] [--nsamples 4] [--threads 0] [--sizes 1,2,4]
 //
@@ -30,6 +31,7 @@
 
 #include "common/cpus.h"
 #include "common/tp_launch.h"
+#include "eval/perplexity.h"
 #include "model/collective_gloo.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -93,10 +95,18 @@ int RunRank(const Flags& f) {
   }
   const double load_s = Seconds(t0);
   at::manual_seed(1);
-  const at::Tensor ids = at::randint((*model)->config().vocab_size, {1, f.seqlen}, at::kLong);
-  (void)(*model)->Forward(ids);  // warm-up
-  t0 = Clock::now();
-  (void)(*model)->Forward(ids);
+  const at::Tensor ids = at::randint((*model)->config().vocab_size, {f.seqlen}, at::kInt);
+  const std::vector<int32_t> stream(ids.data_ptr<int32_t>(), ids.data_ptr<int32_t>() + f.seqlen);
+  bitsweep::eval::PerplexityOptions po;
+  po.seqlen = f.seqlen;
+  for (int pass = 0; pass < 2; ++pass) {  // a warm-up, then the timed one
+    t0 = Clock::now();
+    auto ppl = bitsweep::eval::EvaluatePerplexity(**model, stream, po);
+    if (!ppl.ok()) {
+      std::fprintf(stderr, "bench_tp: %s\n", ppl.status().ToString().c_str());
+      return 1;
+    }
+  }
   const double forward_s = Seconds(t0);
   const double forward_rss = PeakRssMb();
 
@@ -204,8 +214,8 @@ int main(int argc, char** argv) {
               "%d CPUs available\n",
               static_cast<long long>(f.layers), static_cast<long long>(f.seqlen),
               static_cast<long long>(f.nsamples), bitsweep::AvailableCpus());
-  std::printf("%4s %14s %16s %12s %12s %12s   %s\n", "TP", "load s/rank", "forward RSS MB",
-              "forward s", "GPTQ s", "peak RSS MB", "ratios to TP=1 (fwd RSS, peak RSS, fwd, GPTQ)");
+  std::printf("%4s %14s %16s %12s %12s %12s   %s\n", "TP", "load s/rank", "ppl RSS MB", "ppl s",
+              "GPTQ s", "peak RSS MB", "ratios to TP=1 (ppl RSS, peak RSS, ppl, GPTQ)");
   for (const Row& r : rows) {
     const Row& b = rows.front();
     std::printf("%4d %14.2f %16.0f %12.3f %12.2f %12.0f   %.2f %.2f %.2f %.2f\n", r.tp, r.load,

@@ -504,7 +504,8 @@ Qwen3Model::TokenScores Qwen3Model::ScoreTokens(const at::Tensor& normed, const 
   const double inf = std::numeric_limits<double>::infinity();
   // One small all-gather of per-row statistics, in double (exact for the float values and for
   // vocabulary indices): [logsumexp, max, first index of max over the shard | target logits].
-  at::Tensor stats = at::full({1, 3 * N + R}, -inf, at::kDouble);
+  const auto f64 = local.options().dtype(at::kDouble);  // on the logits' device (NCCL: CUDA)
+  at::Tensor stats = at::full({1, 3 * N + R}, -inf, f64);
   if (valid > 0) {
     const at::Tensor mine = local.narrow(1, 0, valid);
     const auto [top, top_index] = mine.max(-1);
@@ -514,8 +515,7 @@ Qwen3Model::TokenScores Qwen3Model::ScoreTokens(const at::Tensor& normed, const 
     const at::Tensor here = (targets >= begin) & (targets < begin + valid);
     const at::Tensor col = (targets - begin).clamp(0, valid - 1);
     stats.narrow(1, 3 * N, R)
-        .copy_(at::where(here, mine.index({rows, col}).to(at::kDouble),
-                         at::full({}, -inf, at::kDouble))
+        .copy_(at::where(here, mine.index({rows, col}).to(at::kDouble), at::full({}, -inf, f64))
                    .unsqueeze(0));
   }
   const at::Tensor all = tp_->AllGather(stats, 0);  // [W, 3N + R], rank order

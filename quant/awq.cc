@@ -40,6 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/arch.h"
+#include "model/collective.h"
 #include "model/qwen3.h"
 #include "quant/rtn.h"
 
@@ -138,6 +139,19 @@ std::vector<at::Tensor> Chunks(const at::Tensor& x) {
   return x.split(std::max<int64_t>(1, kForwardChunkTokens / per_row), 0);
 }
 
+// Candidate k of a search is this process's to evaluate: all of them without `split`, else
+// every world-th one from its rank (the ranks of a tensor-parallel group that each hold the
+// whole layer, LayerJob::split).
+bool Mine(const model::Collective* split, int64_t k) {
+  return split == nullptr || k % split->world_size() == split->rank();
+}
+
+// Combines per-candidate results in place: every entry was written by exactly one rank and is
+// zero on the others, so the sum over ranks is that value exactly, the same on every rank.
+void Combine(const model::Collective* split, at::Tensor& t) {
+  if (split != nullptr && split->world_size() > 1) split->AllReduceSum(t);
+}
+
 // mean((org - f(x))^2) in fp32 over all chunks (llm-awq: (org_out - out).float().pow(2).mean()).
 double ModuleLoss(const Module& f, const std::vector<at::Tensor>& xs,
                   const std::vector<at::Tensor>& org) {
@@ -163,10 +177,12 @@ struct GroupResult {
 // llm-awq _search_module_scale on the group's feature x (its input_of's input, [..., in]) with
 // the layer's current (original) weights, which it restores. With n_grid = 1 only ratio 0
 // (s = 1) is tried: the loss of plain quantization.
+// Under `split` each rank evaluates its share of the ratios and the losses are combined, so
+// every rank picks the same ratio the serial loop would (the first smallest finite loss).
 StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
                                   const model::RopeTables& rope, model::DecoderLayer& layer,
                                   const ScalingGroup& g, const at::Tensor& x, const QuantGrid& grid,
-                                  int n_grid, bool duo) {
+                                  int n_grid, bool duo, const model::Collective* split) {
   std::vector<model::Linear*> lins;
   std::vector<at::Tensor> orig;
   for (const auto& name : g.linears) {
@@ -197,36 +213,49 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
   std::vector<at::Tensor> org;
   for (const auto& c : xs) org.push_back(f(c));
 
-  GroupResult r;
-  r.searched = true;
-  double best = std::numeric_limits<double>::infinity();
+  auto scale_at = [&](int k) {
+    const double ratio = static_cast<double>(k) / n_grid;
+    at::Tensor s =
+        duo ? (x_mean.pow(ratio) / (w_mean.pow(1.0 - ratio) + kDuoEps)).clamp_min(kMinScale)
+            : x_mean.pow(ratio).clamp_min(kMinScale);
+    s = s / (s.max() * s.min()).sqrt();
+    if (duo) s.masked_fill_(s.isinf().logical_or(s.isnan()), 1.0);
+    return s;
+  };
   auto restore = [&] {
     for (size_t j = 0; j < lins.size(); ++j) lins[j]->SetWeight(orig[j]);
   };
+  at::Tensor losses = at::zeros({n_grid}, at::kDouble);
   try {
     for (int k = 0; k < n_grid; ++k) {
-      const double ratio = static_cast<double>(k) / n_grid;
-      at::Tensor s =
-          duo ? (x_mean.pow(ratio) / (w_mean.pow(1.0 - ratio) + kDuoEps)).clamp_min(kMinScale)
-              : x_mean.pow(ratio).clamp_min(kMinScale);
-      s = s / (s.max() * s.min()).sqrt();
-      if (duo) s.masked_fill_(s.isinf().logical_or(s.isnan()), 1.0);
-      const at::Tensor s_row = RepeatScale(s, rep, g.head_dim).unsqueeze(0);
+      if (!Mine(split, k)) continue;
+      const at::Tensor s_row = RepeatScale(scale_at(k), rep, g.head_dim).unsqueeze(0);
       for (size_t j = 0; j < lins.size(); ++j) {
         lins[j]->SetWeight(FakeQuantGroups(orig[j].to(at::kFloat) * s_row, grid) / s_row);
       }
-      const double loss = ModuleLoss(f, xs, org);
+      losses[k] = ModuleLoss(f, xs, org);
       restore();
-      if (k == 0) r.ratio0_loss = loss;
-      if (loss < best) {
-        best = loss;
-        r.ratio = ratio;
-        r.s = s;
-      }
     }
   } catch (...) {
     restore();
     throw;
+  }
+  Combine(split, losses);
+  GroupResult r;
+  r.searched = true;
+  r.ratio0_loss = losses[0].item<double>();
+  double best = std::numeric_limits<double>::infinity();
+  int best_k = -1;
+  for (int k = 0; k < n_grid; ++k) {
+    const double loss = losses[k].item<double>();
+    if (loss < best) {
+      best = loss;
+      best_k = k;
+    }
+  }
+  if (best_k >= 0) {
+    r.ratio = static_cast<double>(best_k) / n_grid;
+    r.s = scale_at(best_k);
   }
   if (!r.s.defined()) {
     return absl::InternalError(absl::StrCat("AWQ scale search for ", absl::StrJoin(g.linears, ","),
@@ -300,8 +329,10 @@ Status ValidateOptions(const AwqOptions& o) {
   return absl::OkStatus();
 }
 
+// Under `split` each rank searches its share of the row batches; the bounds and steps are
+// combined, so every rank holds what the serial loop finds.
 StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const QuantGrid& g,
-                                 const AwqOptions& o) {
+                                 const AwqOptions& o, const model::Collective* split) {
   const int64_t out = w.size(0), in = w.size(1), gs = GroupSize(g, in), ng = in / gs;
   at::Tensor xf = x.reshape({-1, in});
   const int64_t n_tok = xf.size(0);
@@ -321,6 +352,10 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
   const int64_t rows = std::max<int64_t>(1, kClipBatchFloats / std::max<int64_t>(1, ng * t));
   for (int64_t r0 = 0; r0 < out; r0 += rows) {
     const int64_t nb = std::min(rows, out - r0);
+    if (!Mine(split, r0 / rows)) {
+      r.max_val.narrow(0, r0, nb).zero_();  // another rank's batch (Combine below)
+      continue;
+    }
     const at::Tensor wb = wf.narrow(0, r0, nb);                     // [nb, ng, gs]
     const at::Tensor org_out = at::bmm(wb.permute({1, 0, 2}), xg);  // [ng, nb, t]
     const at::Tensor max_b = org_max.narrow(0, r0, nb);             // [nb, ng]
@@ -339,6 +374,12 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
       best.copy_(at::where(better, max_val, best));
       steps.masked_fill_(better, i_s);
     }
+  }
+  if (split != nullptr && split->world_size() > 1) {
+    Combine(split, r.max_val);
+    at::Tensor steps = r.steps.to(at::kDouble);  // small integers: exact in double
+    Combine(split, steps);
+    r.steps = steps.to(at::kLong);
   }
   return r;
 }
@@ -414,11 +455,12 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
       return absl::InternalError("AWQ: no calibration input reached " + job.prefix + gr.input_of);
     }
     if (skip.empty()) {
-      ASSIGN_OR_RETURN(results[gi],
-                       SearchScale(m, i, rope, layer, gr, x, g, o.n_grid, o.duo_scaling));
+      ASSIGN_OR_RETURN(results[gi], SearchScale(m, i, rope, layer, gr, x, g, o.n_grid,
+                                                o.duo_scaling, job.split));
     } else {
       if (tokens > 0) {
-        ASSIGN_OR_RETURN(results[gi], SearchScale(m, i, rope, layer, gr, x, g, 1, false));
+        ASSIGN_OR_RETURN(results[gi],
+                         SearchScale(m, i, rope, layer, gr, x, g, 1, false, job.split));
       }
       results[gi].searched = false;
       results[gi].s = at::Tensor();
@@ -454,7 +496,7 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
         const ScalingGroup& gr = groups[group_of.at(n)];
         x = x / RepeatScale(gres.s, std::max<int64_t>(1, gr.repeat_groups), gr.head_dim);
       }
-      ASSIGN_OR_RETURN(AwqClip cl, AwqSearchClip(lin->weight(), x, g, o));
+      ASSIGN_OR_RETURN(AwqClip cl, AwqSearchClip(lin->weight(), x, g, o, job.split));
       const int64_t rows = lin->out_features(), gs = GroupSize(g, in);
       const at::Tensor mv = cl.max_val.unsqueeze(-1);
       const at::Tensor w = lin->weight().to(at::kFloat).view({rows, in / gs, gs});
@@ -551,7 +593,7 @@ Status AwqApplyScale(model::DecoderLayer& layer, const ScalingGroup& group, cons
 }
 
 StatusOr<AwqClip> AwqSearchClip(const at::Tensor& w, const at::Tensor& x, const QuantGrid& grid,
-                                const AwqOptions& options) {
+                                const AwqOptions& options, const model::Collective* split) {
   if (!w.defined() || w.dim() != 2 || !w.is_floating_point() || w.size(0) == 0) {
     return absl::InvalidArgumentError("AwqSearchClip: w must be a non-empty 2-D float tensor");
   }
@@ -566,7 +608,7 @@ StatusOr<AwqClip> AwqSearchClip(const at::Tensor& w, const at::Tensor& x, const 
   RETURN_IF_ERROR(g.Validate(w.size(1)));
   try {
     c10::NoGradGuard no_grad;
-    return SearchClipImpl(w, x, g, options);
+    return SearchClipImpl(w, x, g, options, split);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("AwqSearchClip: ", e.what_without_backtrace()));
   }

@@ -28,6 +28,7 @@
 #include "quant/layer_job.h"
 
 namespace bitsweep::model {
+class Collective;
 struct ScalingGroup;
 }  // namespace bitsweep::model
 
@@ -67,7 +68,10 @@ struct AwqClip {
   at::Tensor max_val;  // [out, n_groups] fp32: the chosen bound
   at::Tensor steps;    // [out, n_groups] int64: the chosen i_s
 };
+// `split`: the ranks that each hold w and x and share the search (see LayerJob::split); the
+// result is the same on every rank.
 StatusOr<AwqClip> AwqSearchClip(const at::Tensor& w, const at::Tensor& x, const QuantGrid& grid,
-                                const AwqOptions& options);
+                                const AwqOptions& options,
+                                const model::Collective* split = nullptr);
 
 }  // namespace bitsweep::quant

@@ -22,6 +22,7 @@
 #include "quant/grid.h"
 
 namespace bitsweep::model {
+class Collective;
 class Qwen3Model;
 class Linear;
 struct DecoderLayer;
@@ -50,13 +51,16 @@ struct QuantizeResult {
 
 struct LayerJob {
   model::Qwen3Model* model = nullptr;
-  int64_t index = 0;                     // decoder layer index
-  std::string prefix;                    // "model.layers.<index>."
-  std::vector<at::Tensor>* xs = nullptr; // calibration inputs (see the contract above)
+  int64_t index = 0;                      // decoder layer index
+  std::string prefix;                     // "model.layers.<index>."
+  std::vector<at::Tensor>* xs = nullptr;  // calibration inputs (see the contract above)
   const model::RopeTables* rope = nullptr;
   // MoE experts routed fewer calibration tokens than this use the method's documented
   // fallback (reported in LinearReport::note).
   int64_t min_expert_tokens = 16;
+  // Ranks that each hold this whole layer (RunOnWholeLayer under tensor parallelism) and may
+  // split a search's independent candidates among them; nullptr: this process does it all.
+  const model::Collective* split = nullptr;
 };
 
 // The linear named `name` (relative HF name, "self_attn.q_proj") in `layer`, or nullptr.
@@ -69,8 +73,8 @@ class HessianAccumulator;
 // tokens that reached it (MoE experts see only their routed tokens). Hooks are removed before
 // returning; *job.xs is not changed.
 struct LayerHessians {
-  std::vector<model::Linear*> linears;                     // in the order of `names`
-  std::vector<std::unique_ptr<HessianAccumulator>> h;      // reset each one once used
+  std::vector<model::Linear*> linears;                 // in the order of `names`
+  std::vector<std::unique_ptr<HessianAccumulator>> h;  // reset each one once used
   std::vector<int64_t> tokens;
 };
 StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::string>& names);

@@ -50,6 +50,7 @@ Status RunOnWholeLayer(LayerJob& job, const std::function<Status(LayerJob&)>& pe
   ASSIGN_OR_RETURN(std::unique_ptr<model::Qwen3Model> whole, m.GatherLayer(job.index));
   LayerJob whole_job = job;
   whole_job.model = whole.get();
+  whole_job.split = m.tp().get();
   RETURN_IF_ERROR(per_layer(whole_job));
   return m.ScatterLayer(job.index, *whole);
 }

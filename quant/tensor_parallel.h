@@ -14,8 +14,11 @@
 //    per-channel weight quantization is row-local (QuantizeRowsSharded).
 //  * AWQ and BiLLM (whose searches couple rows: scale and clipping searches over a module's
 //    output, BiLLM's column saliency) quantize each decoder layer whole: the layer is gathered
-//    on every rank, quantized exactly as on one device, and re-sharded. Every rank does the
-//    same work; memory is one whole layer plus the shards.
+//    on every rank, quantized exactly as on one device, and re-sharded; memory is one whole
+//    layer plus the shards. AWQ's searches, its cost, are split (LayerJob::split): each rank
+//    evaluates every world-th scale ratio and clip row batch and the results are combined, so
+//    every rank makes the serial search's choices at 1/N of its work. BiLLM's work is repeated
+//    on every rank.
 #pragma once
 
 #include <ATen/core/Tensor.h>

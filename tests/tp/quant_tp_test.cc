@@ -23,6 +23,7 @@ using bitsweep::quant::Method;
 struct Run {
   std::map<std::string, at::Tensor> weights;  // dequantized whole weights by module name
   std::map<std::string, at::Tensor> codes;
+  std::map<std::string, std::map<std::string, double>> stats;  // LinearReport::stats by name
   at::Tensor logits;
   double loss = 0;
 };
@@ -34,16 +35,18 @@ struct Setup {
   at::Tensor ids;
 };
 
-Setup MakeSetup(bool moe) {
+// `kv_heads` 4 splits over 2 and 4 ranks, 3 over 3 (twice as many query heads; hidden and MLP
+// widths to match).
+Setup MakeSetup(bool moe, int kv_heads = 4) {
   bitsweep::model::TinyModelOptions o;
   o.moe = moe;
   o.seed = moe ? 21 : 17;
-  o.num_heads = 8;
-  o.num_kv_heads = 4;
+  o.num_heads = 2 * kv_heads;
+  o.num_kv_heads = kv_heads;
   o.head_dim = 16;
-  o.hidden_size = 64;
-  o.intermediate_size = 128;
-  o.moe_intermediate_size = 32;
+  o.hidden_size = 16 * kv_heads;
+  o.intermediate_size = 32 * kv_heads;
+  o.moe_intermediate_size = kv_heads == 3 ? 48 : 32;  // split by the ranks, groups of 16
   o.num_experts = 4;
   o.tie_word_embeddings = false;
   o.vocab_size = 256;
@@ -87,7 +90,10 @@ Run Quantize(const Setup& s, Method method, std::shared_ptr<const Collective> tp
     run.weights[name] = q.Dequantize();
     run.codes[name] = q.codes;
   }
-  for (const auto& l : r->linears) run.loss += l.loss;
+  for (const auto& l : r->linears) {
+    run.loss += l.loss;
+    run.stats[l.name] = l.stats;
+  }
   run.logits = (*m)->Forward(s.ids);
   return run;
 }
@@ -144,6 +150,33 @@ TEST_CASE("GPTQ over 4 ranks keeps the error compensation of the row-parallel li
   auto split = bitsweep::testing::RunRanks(
       4, [&](int, std::shared_ptr<const Collective> tp) { return Quantize(s, Method::kGptq, tp); });
   for (const Run& r : split) CheckSame(whole, r, 1e-3, false);
+}
+
+TEST_CASE("AWQ's scale and clip searches shared by 3 ranks make the whole model's choices",
+          "[tp][quant]") {
+  // 3 ranks: 20 scale ratios and the clip row batches do not split evenly.
+  for (bool moe : {false, true}) {
+    INFO((moe ? "MoE" : "dense"));
+    const Setup s = MakeSetup(moe, 3);
+    const Run whole = Quantize(s, Method::kAwq, nullptr);
+    auto split = bitsweep::testing::RunRanks(3, [&](int, std::shared_ptr<const Collective> tp) {
+      return Quantize(s, Method::kAwq, tp);
+    });
+    for (const Run& r : split) {
+      CheckSame(whole, r, 1e-3, false);
+      REQUIRE(r.stats.size() == whole.stats.size());
+      int64_t searched = 0, clipped = 0;
+      for (const auto& [name, stats] : whole.stats) {
+        INFO(name);
+        // The chosen ratio and the mean chosen clip step of every linear, as the whole run.
+        CHECK(r.stats.at(name) == stats);
+        searched += stats.count("ratio");
+        clipped += stats.count("clip_shrink_mean");
+      }
+      CHECK(searched > 0);
+      CHECK(clipped > 0);
+    }
+  }
 }
 
 }  // namespace

@@ -3,10 +3,12 @@
 // layers. For TP = 1, 2, 4 the bench launches the ranks as processes (common/tp_launch.h, the
 // same launcher the workers use) and each rank reports its peak RSS and its times: loading its
 // shard, the perplexity of one window of seqlen tokens (eval/perplexity: the forward, then the
-// vocabulary-parallel scores of the LM head), and GPTQ of every layer. Printed side by side, with
-// each size's per-rank peak memory and times as ratios to TP=1 measured in the same run.
+// vocabulary-parallel scores of the LM head), and quantizing every layer with --method (w4 g128,
+// GPTQ by default). Printed side by side, with each size's per-rank peak memory and times as
+// ratios to TP=1 measured in the same run.
 //
 //   bench_tp [--layers 4] [--seqlen 512] [--nsamples 4] [--threads 0] [--sizes 1,2,4]
+//            [--method gptq|awq|rtn]
 //
 // On a machine with fewer cores than ranks the ranks share cores: times then show the cost of
 // communication and duplicated work rather than a speed-up; memory is what TP is for here.
@@ -57,13 +59,15 @@ struct Flags {
   int64_t layers = 4, seqlen = 512, nsamples = 4;
   int threads = 0;
   std::string sizes = "1,2,4";
+  std::string method = "gptq";
   std::string dir = "build/bench-tp";
   // Internal: run as a rank (set by the launcher's command line).
   bool rank_run = false;
   std::string out;
 };
 
-// One rank: load the shard, one forward, GPTQ over every layer; a line of numbers to `out`.
+// One rank: load the shard, one evaluation, the quantization of every layer; a line of numbers
+// to `out`.
 int RunRank(const Flags& f) {
   auto env = bitsweep::TpEnvFromEnvironment();
   if (!env.ok() || !*env) {
@@ -117,7 +121,12 @@ int RunRank(const Flags& f) {
     calib.samples.emplace_back(p, p + f.seqlen);
   }
   bitsweep::quant::QuantizeOptions qo;
-  qo.method = bitsweep::quant::Method::kGptq;
+  auto method = bitsweep::quant::ParseMethod(f.method);
+  if (!method.ok()) {
+    std::fprintf(stderr, "bench_tp: %s\n", method.status().ToString().c_str());
+    return 1;
+  }
+  qo.method = *method;
   qo.grid.bits = 4;
   qo.grid.group_size = 128;
   t0 = Clock::now();
@@ -126,9 +135,9 @@ int RunRank(const Flags& f) {
     std::fprintf(stderr, "bench_tp: %s\n", q.status().ToString().c_str());
     return 1;
   }
-  const double gptq_s = Seconds(t0);
+  const double quant_s = Seconds(t0);
   std::ofstream(f.out + "." + std::to_string(e.rank))
-      << load_s << " " << forward_s << " " << forward_rss << " " << gptq_s << " " << PeakRssMb()
+      << load_s << " " << forward_s << " " << forward_rss << " " << quant_s << " " << PeakRssMb()
       << "\n";
   return 0;
 }
@@ -141,7 +150,10 @@ int main(int argc, char** argv) {
   app.add_option("--layers", f.layers, "Decoder layers")->capture_default_str();
   app.add_option("--seqlen", f.seqlen, "Tokens per forward and per calibration sample")
       ->capture_default_str();
-  app.add_option("--nsamples", f.nsamples, "GPTQ calibration samples")->capture_default_str();
+  app.add_option("--nsamples", f.nsamples, "Calibration samples")->capture_default_str();
+  app.add_option("--method", f.method, "Quantization method, w4 g128")
+      ->check(CLI::IsMember({"gptq", "awq", "rtn"}))
+      ->capture_default_str();
   app.add_option("--threads", f.threads, "Threads per rank (0 = cores / ranks)")
       ->capture_default_str();
   app.add_option("--sizes", f.sizes, "Tensor-parallel sizes to run")->capture_default_str();
@@ -188,7 +200,8 @@ int main(int argc, char** argv) {
     const std::string out = f.dir + "/rank-tp" + std::to_string(tp);
     std::vector<std::string> args = {std::string(self, n), "--rank-run", "--out", out,
                                      "--dir", f.dir, "--seqlen", std::to_string(f.seqlen),
-                                     "--nsamples", std::to_string(f.nsamples), "--threads",
+                                     "--nsamples", std::to_string(f.nsamples), "--method",
+                                     f.method, "--threads",
                                      std::to_string(f.threads)};
     bitsweep::LaunchOptions lo;
     lo.quiet_followers = false;
@@ -210,12 +223,13 @@ int main(int argc, char** argv) {
     }
     rows.push_back(row);
   }
-  std::printf("Qwen3-1.7B shapes, %lld layers, seqlen %lld, GPTQ w4 g128 on %lld samples; "
+  std::printf("Qwen3-1.7B shapes, %lld layers, seqlen %lld, %s w4 g128 on %lld samples; "
               "%d CPUs available\n",
-              static_cast<long long>(f.layers), static_cast<long long>(f.seqlen),
+              static_cast<long long>(f.layers), static_cast<long long>(f.seqlen), f.method.c_str(),
               static_cast<long long>(f.nsamples), bitsweep::AvailableCpus());
-  std::printf("%4s %14s %16s %12s %12s %12s   %s\n", "TP", "load s/rank", "ppl RSS MB", "ppl s",
-              "GPTQ s", "peak RSS MB", "ratios to TP=1 (ppl RSS, peak RSS, ppl, GPTQ)");
+  std::printf("%4s %14s %16s %12s %12s %12s   ratios to TP=1 (ppl RSS, peak RSS, ppl, %s)\n",
+              "TP", "load s/rank", "ppl RSS MB", "ppl s", (f.method + " s").c_str(),
+              "peak RSS MB", f.method.c_str());
   for (const Row& r : rows) {
     const Row& b = rows.front();
     std::printf("%4d %14.2f %16.0f %12.3f %12.2f %12.0f   %.2f %.2f %.2f %.2f\n", r.tp, r.load,

@@ -66,6 +66,10 @@ struct Flags {
   std::string out;
 };
 
+// The checkpoint of `layers` decoder layers (one folder per depth, so --layers is honoured when
+// the scratch folder already holds another depth's checkpoint).
+std::string ModelDir(const Flags& f) { return f.dir + "/model-" + std::to_string(f.layers) + "l"; }
+
 // One rank: load the shard, one evaluation, the quantization of every layer; a line of numbers
 // to `out`.
 int RunRank(const Flags& f) {
@@ -92,7 +96,7 @@ int RunRank(const Flags& f) {
   bitsweep::model::LoadOptions lo;
   lo.tp = *tp;
   auto t0 = Clock::now();
-  auto model = bitsweep::model::Qwen3Model::Load(f.dir + "/model", lo);
+  auto model = bitsweep::model::Qwen3Model::Load(ModelDir(f), lo);
   if (!model.ok()) {
     std::fprintf(stderr, "bench_tp: %s\n", model.status().ToString().c_str());
     return 1;
@@ -163,7 +167,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (f.rank_run) return RunRank(f);
 
-  const std::string model_dir = f.dir + "/model";
+  const std::string model_dir = ModelDir(f);
   if (!fs::exists(model_dir + "/config.json")) {
     bitsweep::model::TinyModelOptions o;
     o.num_layers = f.layers;
@@ -199,7 +203,8 @@ int main(int argc, char** argv) {
   for (int tp : sizes) {
     const std::string out = f.dir + "/rank-tp" + std::to_string(tp);
     std::vector<std::string> args = {std::string(self, n), "--rank-run", "--out", out,
-                                     "--dir", f.dir, "--seqlen", std::to_string(f.seqlen),
+                                     "--dir", f.dir, "--layers", std::to_string(f.layers),
+                                     "--seqlen", std::to_string(f.seqlen),
                                      "--nsamples", std::to_string(f.nsamples), "--method",
                                      f.method, "--threads",
                                      std::to_string(f.threads)};

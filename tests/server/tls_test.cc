@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "server/coordinator.h"
+#include "tests/testing/certs.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/process.h"
@@ -28,22 +29,7 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, in `dir`.
-// False when openssl is missing or fails.
-bool MakeCertificates(const std::string& dir) {
-  std::ofstream(dir + "/server.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
-  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
-  const std::string script =
-      "cd '" + dir + "' && " + "openssl req -x509" + ec +
-      "-keyout ca.key -out ca.pem -days 2 -subj /CN=bitsweep-test-ca && " + "openssl req" + ec +
-      "-keyout server.key -out server.csr -subj /CN=localhost && " +
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-      "-extfile server.ext -out server.pem && " +
-      "openssl req" + ec + "-keyout client.key -out client.csr -subj /CN=worker && " +
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-      "-out client.pem";
-  return std::system(("(" + script + ") > '" + dir + "/openssl.log' 2>&1").c_str()) == 0;
-}
+using testing::MakeCertificates;
 
 grpc::Status ListSweeps(const std::string& target, const grpc::SslCredentialsOptions& options) {
   grpc::ChannelArguments args;

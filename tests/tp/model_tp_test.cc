@@ -39,6 +39,17 @@ TinyModelOptions TpOptions(bool moe) {
   return o;
 }
 
+// This rank's shard of the model (run on a RunRanks thread: throws instead of asserting).
+std::unique_ptr<Qwen3Model> RankModel(const bitsweep::model::Qwen3Config& config,
+                                      const std::map<std::string, at::Tensor>& weights,
+                                      std::shared_ptr<const Collective> tp) {
+  LoadOptions lo;
+  lo.tp = std::move(tp);
+  auto m = Qwen3Model::FromTensors(config, weights, lo);
+  if (!m.ok()) throw std::runtime_error(m.status().ToString());
+  return std::move(m).value();
+}
+
 double MaxRelDiff(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max()).item<double>();
 }
@@ -62,11 +73,8 @@ TEST_CASE("A model split over 2 and 4 ranks gives the logits of the whole model"
       INFO((moe ? "MoE" : "dense") << ", TP=" << world);
       auto logits = RunRanks(world, [&](int, std::shared_ptr<const Collective> tp) {
         c10::InferenceMode g;
-        LoadOptions lo;
-        lo.tp = tp;
-        auto m = Qwen3Model::FromTensors(config, weights, lo);
-        if (!m.ok()) throw std::runtime_error(m.status().ToString());
-        return (*m)->Forward(ids);
+        auto m = RankModel(config, weights, tp);
+        return m->Forward(ids);
       });
       for (int r = 0; r < world; ++r) {
         REQUIRE(logits[r].sizes().equals(expected.sizes()));
@@ -83,11 +91,8 @@ TEST_CASE("Each rank holds only its shard: heads, MLP columns and the vocabulary
   const auto config = bitsweep::model::TinyConfig(o, o.vocab_size);
   const auto weights = bitsweep::model::RandomQwen3Weights(config, o.seed);
   auto shapes = RunRanks(4, [&](int rank, std::shared_ptr<const Collective> tp) {
-    LoadOptions lo;
-    lo.tp = tp;
-    auto m = Qwen3Model::FromTensors(config, weights, lo);
-    if (!m.ok()) throw std::runtime_error(m.status().ToString());
-    auto& l = (*m)->layer(1);
+    auto m = RankModel(config, weights, tp);
+    auto& l = m->layer(1);
     const auto& full_q = weights.at("model.layers.1.self_attn.q_proj.weight");
     const bool q_rows = at::equal(l.q_proj.weight(), full_q.narrow(0, rank * 32, 32));
     return std::vector<int64_t>{l.q_proj.out_features(),
@@ -97,7 +102,7 @@ TEST_CASE("Each rank holds only its shard: heads, MLP columns and the vocabulary
                                 l.moe->experts[0].down_proj.in_features(),
                                 l.moe->gate.out_features(),
                                 q_rows ? 1 : 0,
-                                static_cast<int64_t>((*m)->GlobalTensors().back().second.size(0))};
+                                static_cast<int64_t>(m->GlobalTensors().back().second.size(0))};
   });
   for (const auto& s : shapes) {
     // 8 query heads and 4 KV heads of 16 over 4 ranks; MoE width 32; router whole; 262 rows
@@ -122,11 +127,8 @@ TEST_CASE("Tensor-parallel perplexity equals the whole model's to 6 significant 
   auto expected = bitsweep::eval::EvaluatePerplexity(**whole, stream, po);
   REQUIRE(expected.ok());
   auto ppl = RunRanks(2, [&](int, std::shared_ptr<const Collective> tp) {
-    LoadOptions lo;
-    lo.tp = tp;
-    auto m = Qwen3Model::FromTensors(config, weights, lo);
-    if (!m.ok()) throw std::runtime_error(m.status().ToString());
-    auto r = bitsweep::eval::EvaluatePerplexity(**m, stream, po);
+    auto m = RankModel(config, weights, tp);
+    auto r = bitsweep::eval::EvaluatePerplexity(*m, stream, po);
     if (!r.ok()) throw std::runtime_error(r.status().ToString());
     return r->ppl;
   });
@@ -174,11 +176,8 @@ TEST_CASE(
     INFO("TP=" << world);
     auto scores = RunRanks(world, [&](int, std::shared_ptr<const Collective> tp) {
       c10::InferenceMode g;
-      LoadOptions lo;
-      lo.tp = tp;
-      auto m = Qwen3Model::FromTensors(config, weights, lo);
-      if (!m.ok()) throw std::runtime_error(m.status().ToString());
-      return (*m)->ScoreTokens(normed, rows, targets);
+      auto m = RankModel(config, weights, tp);
+      return m->ScoreTokens(normed, rows, targets);
     });
     for (const auto& sc : scores) {
       // A shard's matmul may round differently from the whole one's.
@@ -215,11 +214,8 @@ TEST_CASE("Tensor-parallel log-likelihood scores equal the whole model's", "[tp]
   for (int world : {2, 4}) {
     INFO("TP=" << world);
     auto runs = RunRanks(world, [&](int, std::shared_ptr<const Collective> tp) {
-      LoadOptions lo;
-      lo.tp = tp;
-      auto m = Qwen3Model::FromTensors(config, weights, lo);
-      if (!m.ok()) throw std::runtime_error(m.status().ToString());
-      auto r = bitsweep::eval::ScoreLoglikelihood(**m, requests, lo_opts);
+      auto m = RankModel(config, weights, tp);
+      auto r = bitsweep::eval::ScoreLoglikelihood(*m, requests, lo_opts);
       if (!r.ok()) throw std::runtime_error(r.status().ToString());
       return r->results;
     });

@@ -28,6 +28,7 @@
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "common/cpus.h"
 #include "common/job_spec.h"
+#include "common/labels.h"
 #include "common/process.h"
 #include "common/results_table.h"
 #include "common/status.h"
@@ -168,8 +169,9 @@ Status WriteOutput(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// The study's table (common/results_table.h): rows model x method x bits x group (FP baseline
-// first), columns tasks; as text, csv, markdown, json rows, or a self-contained HTML report.
+// The study's table (common/results_table.h): a row per model and recipe (FP baseline first), a
+// column per task and evaluation settings; as text, csv, markdown, json rows, or a
+// self-contained HTML report.
 int PrintResults(Client& c, int64_t sweep_id, const std::string& format,
                  const std::string& output = "") {
   pb::QueryResultsRequest req;
@@ -198,7 +200,7 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format,
   inputs.reserve(resp.rows_size());
   for (const auto& r : resp.rows()) {
     inputs.push_back({r.job_id(), r.spec_json(), r.metric().name(), r.metric().value(),
-                      r.metric().stderr(), r.metric().n()});
+                      r.metric().stderr(), r.metric().n(), r.provenance_json()});
   }
   const ResultsTable table = PivotResults(inputs);
   if (format == "html") {
@@ -224,6 +226,12 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format,
     lines.push_back(line);
   }
   std::string text;
+  // Subset columns are named so in every format; the text formats also say what that means.
+  const bool any_subset = std::any_of(table.columns.begin(), table.columns.end(),
+                                      [](const ResultsColumn& c) { return c.subset; });
+  const std::string subset_note =
+      "(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
+      "limited by the sweep; not comparable with results on the whole data.\n";
   if (format == "csv") {
     for (const auto& l : lines) {
       for (size_t i = 0; i < l.size(); ++i) absl::StrAppend(&text, i ? "," : "", l[i]);
@@ -252,6 +260,7 @@ int PrintResults(Client& c, int64_t sweep_id, const std::string& format,
       absl::StrAppend(&text, rule, "\n");
     }
   }
+  if (any_subset) absl::StrAppend(&text, "\n", subset_note);
   st = WriteOutput(output, text);
   return st.ok() ? 0 : Fail(st);
 }
@@ -424,7 +433,10 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   watch->add_option("sweep_id", f.sweep_id, "Sweep id")->required();
   common(watch);
   auto* results = app.add_subcommand(
-      "results", "Results pivoted like the study's tables (rows model x method x bits x group)");
+      "results",
+      "Results pivoted like the study's tables: a row per model and recipe (method, bits, group, "
+      "options, calibration), a column per task and evaluation settings (seqlen, windows or "
+      "limit, shots, batch, dtype, data file); subsets are marked");
   results->add_option("sweep_id", f.sweep_id, "Sweep id (default: every sweep)");
   results
       ->add_option("--format", f.format,
@@ -539,13 +551,21 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
     pb::ListJobsResponse resp;
     Status st = FromGrpc(client->ListJobs(&ctx, req, &resp));
     if (!st.ok()) return Fail(st);
+    // Labels name the settings that tell apart jobs whose short labels are equal.
+    std::vector<JobSpec> specs;
+    std::vector<bool> readable;
     for (const auto& j : resp.jobs()) {
       auto spec = JobSpecFromJson(j.spec_json());
+      readable.push_back(spec.ok());
+      specs.push_back(spec.ok() ? *spec : JobSpec{});
+    }
+    const std::vector<JobLabel> labels = LabelJobs(specs);
+    for (int i = 0; i < resp.jobs_size(); ++i) {
+      const auto& j = resp.jobs(i);
       std::printf("job %-5lld %-18s attempt %d/%d  %-28s %-12s %s%s\n",
                   static_cast<long long>(j.id()), pb::JobState_Name(j.state()).c_str() + 10,
-                  j.attempt(), j.max_attempts(),
-                  spec.ok() ? DescribeQuant(spec->quant).c_str() : "?",
-                  spec.ok() ? spec->eval.task.c_str() : "?", j.phase().c_str(),
+                  j.attempt(), j.max_attempts(), readable[i] ? labels[i].quant.c_str() : "?",
+                  readable[i] ? labels[i].eval.c_str() : "?", j.phase().c_str(),
                   j.error().empty() ? "" : ("  error: " + j.error()).c_str());
     }
     return 0;

@@ -1,13 +1,19 @@
-// ResultsTable: stored result rows pivoted like the study's tables. Rows are model x method x
-// bits x group (every quantization config of a model, its FP baseline first), columns are tasks
-// with their headline metric (perplexity: ppl; every other task: acc). One pure function used by
-// every consumer: `bitsweep results` (text, csv, markdown, html) and the coordinator's dashboard
-// API, so the CLI and the browser show the same table. Plain value types; no I/O.
+// ResultsTable: stored result rows pivoted like the study's tables. A row is one quantized model
+// (the model and its whole recipe: method, bits, group, options and calibration; the FP baseline
+// first), a column one task's headline metric (perplexity: ppl; every other task: acc) under one
+// set of evaluation settings (window length, windows or example limit, shots, batch, dtype, data
+// file). Results that differ in any of these never share a cell: labels name what tells
+// otherwise-equal rows or columns apart (common/labels.h), a column computed on a subset of the
+// data says so ("windows=8 (subset)"), and a baseline cell is compared only with the cells of its
+// own column. One pure function used by every consumer: `bitsweep results` (text, csv, markdown,
+// html) and the coordinator's dashboard API, so the CLI and the browser show the same table.
+// Plain value types; no I/O.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bitsweep {
@@ -20,13 +26,22 @@ struct ResultInput {
   double value = 0;
   double stderr_value = 0;
   int64_t n = 0;
+  // The stored provenance (its "eval" object names the data file read and how much of it was
+  // scored); "" or "{}" when unknown.
+  std::string provenance_json;
 };
 
 struct ResultsColumn {
-  std::string name;              // "wikitext2 ppl", "piqa acc" (custom .jsonl tasks by file stem)
+  // Unique: "wikitext2 ppl", "piqa acc" (custom .jsonl tasks by file stem), plus the settings
+  // that tell it from other columns of that name ("wikitext2 ppl seqlen=256") and, when computed
+  // on a subset, the limit and " (subset)".
+  std::string name;
   std::string task;              // the task as written in the spec
   std::string metric;            // "ppl" or "acc"
   bool lower_is_better = false;  // true for perplexity
+  std::string key;               // canonical: task, metric and every evaluation setting
+  std::vector<std::pair<std::string, std::string>> settings;  // label fields, display order
+  bool subset = false;  // some result was computed on part of the task's data (limit)
 };
 
 struct ResultsCell {
@@ -40,9 +55,13 @@ struct ResultsRow {
   std::string model;
   std::string method;  // "fp" for the baseline
   int wbits = 16, abits = 0, group = -1;
-  std::string label;   // "FP (baseline)" or DescribeQuant ("gptq w4 g128")
+  // "FP (baseline)" or DescribeQuant ("gptq w4 g128"), plus the calibration settings that tell
+  // it from the model's other rows of that series ("gptq w3 g64 nsamples=4").
+  std::string label;
   std::string series;  // the label without the bit-width ("gptq g128"): one plot line each
   bool baseline = false;
+  std::string key;  // the artifact key: model and whole recipe
+  std::vector<std::pair<std::string, std::string>> recipe;  // options, then calibration
   std::map<std::string, ResultsCell> cells;  // by column name; missing = no result yet
 };
 
@@ -52,13 +71,16 @@ struct ResultsTable {
   int64_t unreadable = 0;              // inputs whose spec_json did not parse (left out)
 };
 
-// Keeps each task's headline metric (ppl for perplexity, acc otherwise) and pivots.
+// Keeps each task's headline metric (ppl for perplexity, acc otherwise) and pivots. Of two
+// results for one cell (the same job key stored twice), the later job's is kept.
 ResultsTable PivotResults(const std::vector<ResultInput>& inputs);
 
 // The table as JSON, the format the dashboard and the HTML report read:
-//   {"columns": [{"name", "task", "metric", "lower_is_better"}],
+//   {"columns": [{"name", "task", "metric", "lower_is_better", "key", "subset",
+//                 "settings": {"seqlen": "256", "windows": "8", ...}}],
 //    "rows": [{"model", "method", "wbits", "abits", "group", "label", "series", "baseline",
-//              "cells": {"<column>": {"value", "stderr", "n", "job_id"}}}]}
+//              "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
+//              "cells": {"<column name>": {"value", "stderr", "n", "job_id"}}}]}
 std::string ResultsTableToJson(const ResultsTable& table);
 
 // A cell as the text table prints it: ppl with 3 decimals, accuracies with 4.

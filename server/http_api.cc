@@ -222,8 +222,8 @@ void HttpApi::Route() {
               ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(row.job_id));
               it = spec_by_job.emplace(row.job_id, job.spec_json).first;
             }
-            inputs.push_back(
-                {row.job_id, it->second, row.metric, row.value, row.stderr_value, row.n});
+            inputs.push_back({row.job_id, it->second, row.metric, row.value, row.stderr_value,
+                              row.n, row.provenance_json});
             list.push_back({{"job_id", row.job_id},
                             {"job_key", row.job_key},
                             {"metric", row.metric},

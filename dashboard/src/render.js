@@ -52,8 +52,13 @@
     return base;
   }
 
-  // The pivoted table: rows model x method x bits x group (FP baseline first), columns tasks;
-  // each quantized cell shows its delta to the model's baseline, coloured by how much worse it is.
+  function settingsText(fields) {
+    return Object.entries(fields || {}).map(([k, v]) => k + '=' + v).join(', ');
+  }
+
+  // The pivoted table: a row per model and recipe (FP baseline first), a column per task and
+  // evaluation settings; each quantized cell shows its delta to the model's baseline in the same
+  // column (so under the same evaluation settings), coloured by how much worse it is.
   function resultsTable(table, opts) {
     opts = opts || {};
     const base = baselineByModel(table);
@@ -61,7 +66,10 @@
       el('th', { text: 'model' }), el('th', { text: 'method' }), el('th', { text: 'bits' }),
       el('th', { text: 'group' }), el('th', { text: 'quantization' }),
     ].concat(table.columns.map((c) =>
-      el('th', { class: 'num', text: c.name, title: c.lower_is_better ? 'lower is better' : 'higher is better' }))));
+      el('th', { class: 'num' + (c.subset ? ' subset' : ''), text: c.name, 'data-column': c.name,
+                 title: (c.lower_is_better ? 'lower is better' : 'higher is better') +
+                   (c.subset ? '; computed on a subset of the data (limit)' : '') +
+                   '\n' + settingsText(c.settings) }))));
     const body = el('tbody');
     let lastModel = null;
     for (const row of table.rows) {
@@ -75,7 +83,7 @@
       tr.appendChild(el('td', { text: row.method }));
       tr.appendChild(el('td', { text: bitsLabel(row) }));
       tr.appendChild(el('td', { text: row.baseline ? '' : (row.group === -1 ? 'channel' : String(row.group)) }));
-      tr.appendChild(el('td', { text: row.label }));
+      tr.appendChild(el('td', { text: row.label, title: settingsText(row.recipe) }));
       for (const c of table.columns) {
         const cell = row.cells[c.name];
         if (!cell) { tr.appendChild(el('td', { class: 'num missing', 'data-column': c.name, text: '–' })); continue; }
@@ -176,8 +184,15 @@
     }
     container.appendChild(el('h2', { text: 'Results' }));
     container.appendChild(el('p', { class: 'hint', text:
-      'Rows model × method × bits × group, FP baseline first; columns tasks. Quantized cells show ' +
-      'the difference to the baseline (perplexity absolute, accuracy in points): red worse, green better.' }));
+      'A row per model and recipe (FP baseline first), a column per task and evaluation settings; ' +
+      'labels name the settings that tell otherwise-equal rows or columns apart, and "(subset)" marks ' +
+      'results computed on part of the data. Quantized cells show the difference to the baseline ' +
+      'under the same settings (perplexity absolute, accuracy in points): red worse, green better.' }));
+    if (table.columns.some((c) => c.subset)) {
+      container.appendChild(el('p', { class: 'hint subset-note', text:
+        '(subset): computed on the first windows (perplexity) or examples (other tasks) only; not ' +
+        'comparable with results on the whole data.' }));
+    }
     container.appendChild(el('div', { class: 'table-wrap' }, resultsTable(table, opts)));
     container.appendChild(el('h2', { text: 'Metric vs bit-width' }));
     container.appendChild(plots(table));

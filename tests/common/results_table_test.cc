@@ -2,8 +2,10 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/job_spec.h"
+#include "common/labels.h"
 #include "common/sweep.h"
 
 namespace bitsweep {
@@ -34,10 +36,11 @@ std::vector<ResultInput> Inputs() {
     const double base = s.quant.method == "fp" ? 10 : 10 + (8 - s.quant.wbits);
     if (ppl) {
       in.push_back(
-          {id, JobSpecToJson(s), "ppl", base + (s.quant.method == "gptq" ? 0.5 : 0), 0, 4});
+          {id, JobSpecToJson(s), "ppl", base + (s.quant.method == "gptq" ? 0.5 : 0), 0, 4, ""});
     } else {
-      in.push_back({id, JobSpecToJson(s), "acc", 0.7 - 0.01 * (16 - s.quant.wbits), 0.01, 100});
-      in.push_back({id, JobSpecToJson(s), "acc_norm", 0.9, 0.01, 100});  // not a headline metric
+      in.push_back(
+          {id, JobSpecToJson(s), "acc", 0.7 - 0.01 * (16 - s.quant.wbits), 0.01, 100, ""});
+      in.push_back({id, JobSpecToJson(s), "acc_norm", 0.9, 0.01, 100, ""});  // not a headline metric
     }
   }
   return in;
@@ -79,15 +82,184 @@ TEST_CASE("the results table's JSON carries every row, cell and column the dashb
   CHECK(j["rows"][2]["cells"]["wikitext2 ppl"]["job_id"].get<int64_t>() > 0);
 }
 
+// The provenance a worker stores for a perplexity result (eval/run_task.cc's JSON, abridged).
+std::string PplProvenance(int64_t windows, int64_t stream_tokens, int64_t seqlen) {
+  return nlohmann::json{{"eval",
+                         {{"task", "wikitext2"},
+                          {"windows", windows},
+                          {"stream_tokens", stream_tokens},
+                          {"seqlen", seqlen}}}}
+      .dump();
+}
+
+std::vector<JobSpec> Expand(const std::string& yaml) {
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  REQUIRE(spec.ok());
+  auto expanded = ExpandSweep(*spec);
+  REQUIRE(expanded.ok());
+  return expanded->jobs;
+}
+
+const ResultsRow& RowLabelled(const ResultsTable& t, const std::string& label) {
+  for (const ResultsRow& r : t.rows) {
+    if (r.label == label) return r;
+  }
+  FAIL("no row labelled " << label);
+  return t.rows.front();
+}
+
+// The first case of the researcher's report: a second sweep's FP baseline on the full WikiText-2
+// at seqlen 2048 (ppl 7.221) replaced the first sweep's, on 8 windows of 256 (ppl 6.061), and
+// every quantized row of the first sweep then read as better than FP.
+TEST_CASE(
+    "baselines of different evaluation settings stay in their own columns, and a subset is "
+    "marked") {
+  // Sweep 1: FP and rtn w4 g64 on 8 windows of 256 (of 1,100 available).
+  const auto first = Expand(R"(name: small
+models: [/m/qwen3]
+methods: [{method: rtn, wbits: [4], group: [64]}]
+tasks: [{task: wikitext2, limit: 8}]
+eval: {seqlen: 256}
+)");
+  // Sweep 2: FP alone on the whole test set at 2048.
+  const auto second = Expand(R"(name: full
+models: [/m/qwen3]
+methods: []
+tasks: [wikitext2]
+)");
+  REQUIRE(first.size() == 2);
+  REQUIRE(second.size() == 1);
+  std::vector<ResultInput> in;
+  for (const JobSpec& s : first) {
+    const bool fp = s.quant.method == "fp";
+    in.push_back({fp ? 1 : 2, JobSpecToJson(s), "ppl", fp ? 6.061 : 6.300, 0, 8,
+                  PplProvenance(8, 281600, 256)});
+  }
+  in.push_back({3, JobSpecToJson(second[0]), "ppl", 7.221, 0, 137, PplProvenance(137, 281600, 2048)});
+
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.columns.size() == 2);
+  CHECK(t.columns[0].name == "wikitext2 ppl seqlen=256 windows=8 (subset)");
+  CHECK(t.columns[0].subset);
+  CHECK(t.columns[1].name == "wikitext2 ppl seqlen=2048 windows=all");
+  CHECK_FALSE(t.columns[1].subset);
+  REQUIRE(t.rows.size() == 2);
+  const ResultsRow& fp = t.rows[0];
+  REQUIRE(fp.baseline);
+  // Both baselines are kept, each in the column of its settings.
+  CHECK(fp.cells.at(t.columns[0].name).value == Approx(6.061));
+  CHECK(fp.cells.at(t.columns[1].name).value == Approx(7.221));
+  // The quantized row has a value only under its own settings, where it is worse than FP.
+  const ResultsRow& rtn = t.rows[1];
+  CHECK(rtn.label == "rtn w4 g64");
+  REQUIRE(rtn.cells.size() == 1);
+  CHECK(rtn.cells.at(t.columns[0].name).value > fp.cells.at(t.columns[0].name).value);
+  CHECK(rtn.cells.count(t.columns[1].name) == 0);
+
+  // The JSON the dashboard and the report read carries the settings and the mark.
+  auto j = nlohmann::json::parse(ResultsTableToJson(t));
+  CHECK(j["columns"][0]["subset"] == true);
+  CHECK(j["columns"][0]["settings"]["windows"] == "8");
+  CHECK(j["columns"][1]["settings"]["seqlen"] == "2048");
+  CHECK(j["rows"][0]["cells"].size() == 2);
+}
+
+TEST_CASE("a limit that covers the whole data is not a subset, and without provenance it is") {
+  const auto jobs = Expand(R"(name: s
+models: [/m/qwen3]
+methods: []
+tasks: [{task: wikitext2, limit: 8}]
+eval: {seqlen: 256}
+)");
+  REQUIRE(jobs.size() == 1);
+  // 8 windows asked, 8 available (2,100 tokens / 256): the whole stream was scored.
+  const ResultsTable whole =
+      PivotResults({{1, JobSpecToJson(jobs[0]), "ppl", 6.0, 0, 8, PplProvenance(8, 2100, 256)}});
+  REQUIRE(whole.columns.size() == 1);
+  CHECK(whole.columns[0].name == "wikitext2 ppl");
+  CHECK_FALSE(whole.columns[0].subset);
+  // No provenance: the spec's limit is all there is to go on.
+  const ResultsTable unknown = PivotResults({{1, JobSpecToJson(jobs[0]), "ppl", 6.0, 0, 8, ""}});
+  CHECK(unknown.columns[0].name == "wikitext2 ppl windows=8 (subset)");
+  // Accuracy tasks report "limited" themselves.
+  const auto acc = Expand(R"(name: s
+models: [/m/qwen3]
+methods: []
+tasks: [{task: piqa, limit: 50}]
+)");
+  const std::string limited = R"({"eval": {"task": "piqa", "limited": true, "source": "/d/piqa/valid.jsonl"}})";
+  const ResultsTable t = PivotResults({{1, JobSpecToJson(acc[0]), "acc", 0.6, 0.07, 50, limited}});
+  CHECK(t.columns[0].name == "piqa acc limit=50 (subset)");
+  CHECK(t.columns[0].settings.back() == std::make_pair(std::string("data"), std::string("piqa/valid.jsonl")));
+}
+
+// The second case: GPTQ w3 with calibration nsamples 4 (ppl 6.094) and 32 (6.038) in one sweep
+// collapsed into one row "gptq w3 g64", and one result disappeared.
+TEST_CASE("recipes that differ only in calibration are separate rows whose labels say how") {
+  const auto jobs = Expand(R"(name: calib
+models: [/m/qwen3]
+methods:
+  - {method: gptq, wbits: [3], group: [64], calibration: {nsamples: 4}}
+  - {method: gptq, wbits: [3, 4], group: [64], calibration: {nsamples: 32}}
+  - {method: rtn, wbits: [3], group: [64]}
+tasks: [{task: wikitext2, limit: 8}]
+eval: {seqlen: 256}
+)");
+  REQUIRE(jobs.size() == 5);  // fp, gptq w3 (4), gptq w3 (32), gptq w4 (32), rtn w3
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : jobs) {
+    double ppl = 6.0;
+    if (s.quant.method == "gptq") {
+      ppl = s.quant.wbits == 4 ? 6.01 : s.calibration->nsamples == 4 ? 6.094 : 6.038;
+    } else if (s.quant.method == "rtn") {
+      ppl = 7.5;
+    }
+    in.push_back({++id, JobSpecToJson(s), "ppl", ppl, 0, 8, PplProvenance(8, 281600, 256)});
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.columns.size() == 1);
+  const std::string col = t.columns[0].name;
+  REQUIRE(t.rows.size() == 5);
+  CHECK(RowLabelled(t, "gptq w3 g64 nsamples=4").cells.at(col).value == Approx(6.094));
+  CHECK(RowLabelled(t, "gptq w3 g64 nsamples=32").cells.at(col).value == Approx(6.038));
+  // The series is labelled alike at every width, so a plot line never mixes calibrations.
+  CHECK(RowLabelled(t, "gptq w4 g64 nsamples=32").series == "gptq g64 nsamples=32");
+  CHECK(RowLabelled(t, "gptq w3 g64 nsamples=32").series == "gptq g64 nsamples=32");
+  CHECK(RowLabelled(t, "gptq w3 g64 nsamples=4").series == "gptq g64 nsamples=4");
+  // Rows with nothing to tell apart keep their short label.
+  CHECK(RowLabelled(t, "rtn w3 g64").series == "rtn g64");
+  // And the job list of `bitsweep status` labels the jobs the same way.
+  const std::vector<JobLabel> labels = LabelJobs(jobs);
+  std::set<std::string> distinct;
+  for (const JobLabel& l : labels) distinct.insert(l.quant + " | " + l.eval);
+  CHECK(distinct.size() == jobs.size());
+  CHECK(distinct.count("gptq w3 g64 nsamples=4 | wikitext2 windows=8") == 1);
+}
+
+TEST_CASE("labels name every setting that differs within a group, and only those") {
+  const std::vector<std::string> labels = DistinctLabels({
+      {"g", "a", {{"x", "1"}, {"y", "2"}}, {}},
+      {"g", "a", {{"x", "1"}, {"y", "3"}}, {}},
+      {"g", "b", {{"x", "1"}}, {}},           // lacks y: differs from those that have it
+      {"h", "a", {{"x", "9"}, {"y", "3"}}, {"x"}},  // another group; x shown because asked
+  });
+  CHECK(labels == std::vector<std::string>{"a y=2", "a y=3", "b y=-", "a x=9"});
+}
+
 TEST_CASE("unreadable specs are counted and left out of the table") {
-  const ResultsTable t = PivotResults({{1, "not json", "ppl", 3, 0, 1}});
+  const ResultsTable t = PivotResults({{1, "not json", "ppl", 3, 0, 1, ""}});
   CHECK(t.rows.empty());
   CHECK(t.unreadable == 1);
 }
 
 TEST_CASE("values are formatted as the text table prints them") {
-  CHECK(FormatResultValue({"w ppl", "w", "ppl", true}, 12.34567) == "12.346");
-  CHECK(FormatResultValue({"p acc", "p", "acc", false}, 0.712345) == "0.7123");
+  ResultsColumn ppl, acc;
+  ppl.metric = "ppl";
+  ppl.lower_is_better = true;
+  acc.metric = "acc";
+  CHECK(FormatResultValue(ppl, 12.34567) == "12.346");
+  CHECK(FormatResultValue(acc, 0.712345) == "0.7123");
 }
 
 }  // namespace

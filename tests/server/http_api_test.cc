@@ -6,7 +6,9 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "bitsweep/v1/worker.grpc.pb.h"
@@ -77,9 +79,19 @@ int64_t Submit(Running& r, const std::string& request_id, const std::string& yam
   return resp.sweep().id();
 }
 
-// Leases every pending job as worker "w-http" and completes it with ppl = 10 + 8 - wbits (the
-// baseline 10, rtn w4 14, rtn w3 15). Returns job id -> ppl.
-std::map<int64_t, double> RunAll(Running& r) {
+// A job's result as the test worker reports it: ppl and the provenance JSON.
+using Outcome = std::function<std::pair<double, std::string>(const json& spec)>;
+
+// ppl = 10 + 8 - wbits (the baseline 10, rtn w4 14, rtn w3 15).
+std::pair<double, std::string> ByBits(const json& spec) {
+  const int wbits = spec["quant"]["wbits"].get<int>();
+  return {spec["quant"]["method"] == "fp" ? 10.0 : 10.0 + 8 - wbits,
+          R"({"code_version": "http-test", "worker": "w-http"})"};
+}
+
+// Leases every pending job as worker "w-http" and completes it with `outcome`'s ppl and
+// provenance. Returns job id -> ppl.
+std::map<int64_t, double> RunAll(Running& r, const Outcome& outcome = ByBits) {
   v1::RegisterRequest reg;
   reg.set_name("w-http");
   reg.set_devices(1);
@@ -94,9 +106,7 @@ std::map<int64_t, double> RunAll(Running& r) {
     v1::LeaseResponse job;
     REQUIRE_RPC_OK(r.worker->Lease(Ctx("").get(), lease, &job));
     if (!job.has_job()) break;
-    const auto spec = json::parse(job.spec_json());
-    const int wbits = spec["quant"]["wbits"].get<int>();
-    const double ppl = spec["quant"]["method"] == "fp" ? 10.0 : 10.0 + 8 - wbits;
+    const auto [ppl, provenance] = outcome(json::parse(job.spec_json()));
     v1::CompleteRequest complete;
     complete.set_worker_id(worker.worker_id());
     complete.set_job_id(job.job_id());
@@ -105,7 +115,7 @@ std::map<int64_t, double> RunAll(Running& r) {
     m->set_name("ppl");
     m->set_value(ppl);
     m->set_n(8);
-    complete.set_provenance_json(R"({"code_version": "http-test", "worker": "w-http"})");
+    complete.set_provenance_json(provenance);
     v1::CompleteResponse ok;
     REQUIRE_RPC_OK(r.worker->Complete(Ctx("").get(), complete, &ok));
     done[job.job_id()] = ppl;
@@ -227,6 +237,66 @@ TEST_CASE(
   CHECK(GetJson(r, "/api/jobs/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/sweeps/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/results?sweep=x", 400).contains("error"));
+}
+
+// The researcher's two cases, through the store and the dashboard API: (1) a second sweep's FP
+// baseline on the whole WikiText-2 at 2048 (7.221) must not replace the first sweep's on 8
+// windows of 256 (6.061), under which the quantized rows are worse than FP; (2) GPTQ w3 with
+// calibration nsamples 4 (6.094) and 32 (6.038) in one sweep are two rows.
+TEST_CASE("stored results of different settings never share a cell in the dashboard's table",
+          "[pg][grpc][http]") {
+  Running r = Start("");
+  const int64_t small = Submit(r, "settings-1", R"(name: small
+models: [/nonexistent/qwen3-tiny]
+methods:
+  - {method: rtn, wbits: [4], group: [64]}
+  - {method: gptq, wbits: [3], group: [64], calibration: {nsamples: 4}}
+  - {method: gptq, wbits: [3], group: [64], calibration: {nsamples: 32}}
+tasks: [{task: wikitext2, limit: 8}]
+eval: {seqlen: 256}
+)");
+  // The worker's provenance says how much of the stream (281,600 tokens) was scored.
+  auto outcome = [](const json& spec) -> std::pair<double, std::string> {
+    const int64_t seqlen = spec["eval"]["seqlen"].get<int64_t>();
+    const int64_t windows = spec["eval"]["limit"].get<int64_t>() > 0 ? 8 : 281600 / seqlen;
+    const std::string provenance =
+        json{{"eval", {{"windows", windows}, {"stream_tokens", 281600}, {"seqlen", seqlen}}}}
+            .dump();
+    const std::string method = spec["quant"]["method"];
+    if (method == "fp") return {seqlen == 256 ? 6.061 : 7.221, provenance};
+    if (method == "rtn") return {6.5, provenance};
+    return {spec["calibration"]["nsamples"] == 4 ? 6.094 : 6.038, provenance};
+  };
+  REQUIRE(RunAll(r, outcome).size() == 4);
+  Submit(r, "settings-2", R"(name: full
+models: [/nonexistent/qwen3-tiny]
+methods: []
+tasks: [wikitext2]
+)");
+  REQUIRE(RunAll(r, outcome).size() == 1);
+
+  const json table = GetJson(r, "/api/results")["table"];  // every sweep
+  INFO(table.dump(1));
+  REQUIRE(table["columns"].size() == 2);
+  const std::string subset = table["columns"][0]["name"];
+  const std::string whole = table["columns"][1]["name"];
+  CHECK(subset == "wikitext2 ppl seqlen=256 windows=8 (subset)");
+  CHECK(table["columns"][0]["subset"] == true);
+  CHECK(whole == "wikitext2 ppl seqlen=2048 windows=all");
+  CHECK(table["columns"][1]["subset"] == false);
+  std::map<std::string, json> rows;
+  for (const json& row : table["rows"]) rows[row["label"]] = row["cells"];
+  REQUIRE(rows.size() == 4);
+  CHECK(rows.at("FP (baseline)")[subset]["value"].get<double>() == 6.061);
+  CHECK(rows.at("FP (baseline)")[whole]["value"].get<double>() == 7.221);
+  CHECK(rows.at("rtn w4 g64").size() == 1);
+  CHECK(rows.at("rtn w4 g64")[subset]["value"].get<double>() == 6.5);
+  CHECK(rows.at("gptq w3 g64 nsamples=4")[subset]["value"].get<double>() == 6.094);
+  CHECK(rows.at("gptq w3 g64 nsamples=32")[subset]["value"].get<double>() == 6.038);
+  // Only the first sweep's results when it is named: its own columns and rows.
+  const json own = GetJson(r, "/api/results?sweep=" + std::to_string(small))["table"];
+  CHECK(own["columns"].size() == 1);
+  CHECK(own["rows"].size() == 4);
 }
 
 TEST_CASE("with TLS configured the dashboard is served over HTTPS with the gRPC certificate",

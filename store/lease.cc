@@ -1,0 +1,146 @@
+// Lease: concurrent calls are combined (LeaseCombiner); a call alone is one statement
+// (LeaseOneQuery), a batch is LeaseMany: one read, the ranking in C++, one write. Both rank by
+// store/internal/lease_ranking.h.
+#include "store/internal/lease_batch.h"
+#include "store/internal/lease_sql.h"
+#include "store/internal/pg_job_store.h"
+#include "store/internal/sql.h"
+
+namespace bitsweep::store::internal {
+
+namespace {
+
+// A row of the leased jobs both lease statements return (columns id, from_state, to_state,
+// lease_epoch, attempt, job_key, artifact_key, spec).
+StatusOr<LeasedJob> LeasedFromRow(const pqxx::row& row, absl::Time deadline) {
+  RETURN_IF_ERROR(CheckedMove("Lease", row, JobEvent::kLease).status());
+  LeasedJob l;
+  l.job_id = row["id"].as<int64_t>();
+  l.epoch = row["lease_epoch"].as<int64_t>();
+  l.attempt = row["attempt"].as<int32_t>();
+  l.job_key = row["job_key"].as<std::string>();
+  l.artifact_key = row["artifact_key"].as<std::string>();
+  l.spec_json = row["spec"].as<std::string>();
+  // As stored: microseconds.
+  l.deadline = FromMicros(Micros(deadline));
+  return l;
+}
+
+Status NotRegistered(int64_t worker_id) {
+  return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) + " is not registered");
+}
+
+}  // namespace
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
+                                                     absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
+  return leases_.Lease({worker_id, now, ttl});
+}
+
+std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::ServeLeases(
+    const std::vector<LeaseRequest>& requests) {
+  if (requests.size() != 1) return LeaseMany(requests);
+  return {LeaseOne(requests[0])};
+}
+
+StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(const LeaseRequest& q) {
+  std::optional<LeasedJob> leased;
+  RETURN_IF_ERROR(Transact(
+      "Lease",
+      [&](pqxx::transaction_base& tx) -> Status {
+        leased.reset();
+        pqxx::result r =
+            Exec(tx, LeaseOneQuery(), Micros(q.now), q.worker_id, Micros(q.now + q.ttl));
+        if (r.size() != 1) return absl::InternalError("Lease: expected one row");
+        if (r[0]["workers_seen"].as<int64_t>() == 0) return NotRegistered(q.worker_id);
+        if (r[0]["id"].is_null()) return absl::OkStatus();
+        ASSIGN_OR_RETURN(leased, LeasedFromRow(r[0], q.now + q.ttl));
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  return leased;
+}
+
+std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
+    const std::vector<LeaseRequest>& requests) {
+  std::vector<StatusOr<std::optional<LeasedJob>>> results(requests.size(),
+                                                          std::optional<LeasedJob>());
+  std::vector<int64_t> ids;
+  absl::Time latest = absl::InfinitePast();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (requests[i].ttl <= absl::ZeroDuration()) {
+      results[i] = absl::InvalidArgumentError("Lease: ttl <= 0");
+      continue;
+    }
+    ids.push_back(requests[i].worker_id);
+    latest = std::max(latest, requests[i].now);
+  }
+  if (ids.empty()) return results;
+  auto fail_open = [&](const Status& st) {  // every request not answered yet gets `st`
+    for (auto& r : results) {
+      if (r.ok() && !r->has_value()) r = st;
+    }
+    return results;
+  };
+  // 1. One read; nothing is locked yet.
+  LeaseSnapshot snapshot;
+  Status st = Transact(
+      "Lease",
+      [&](pqxx::transaction_base& tx) -> Status {
+        snapshot = ReadLeaseSnapshot(tx, latest, ids);
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement);
+  if (!st.ok()) return fail_open(st);
+  Liveness live;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!results[i].ok()) continue;
+    if (!snapshot.workers.count(requests[i].worker_id)) {
+      results[i] = NotRegistered(requests[i].worker_id);
+      continue;
+    }
+    live.Saw(requests[i].worker_id, requests[i].now);
+  }
+
+  // 2. Each request in order takes its best candidate (PickRound), counting earlier picks. One
+  //    statement then locks (SKIP LOCKED) and leases the picks and records the workers'
+  //    liveness. A pick someone else took meanwhile (another coordinator, a cancel) is dropped
+  //    and the requests still open choose again around it.
+  std::vector<const Candidate*> leased(requests.size(), nullptr);
+  std::set<int64_t> gone;
+  for (int round = 0; round < 4; ++round) {
+    std::vector<bool> open(requests.size());
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      open[i] = results[i].ok() && leased[i] == nullptr;
+    }
+    const std::vector<LeasePick> picks = PickRound(snapshot, requests, open, leased, gone);
+    if (picks.empty() && round > 0) break;  // liveness was recorded in round 0
+    pqxx::result r;
+    st = Transact(
+        "Lease",
+        [&](pqxx::transaction_base& tx) -> Status {
+          r = ApplyLeases(tx, requests, picks, live);
+          return absl::OkStatus();
+        },
+        Mode::kOneStatement);
+    if (!st.ok()) return fail_open(st);
+    live = {};
+    std::map<int64_t, LeasePick> pick_of;  // job -> its pick, until it is seen leased
+    for (const LeasePick& p : picks) pick_of.emplace(p.job->id, p);
+    for (const pqxx::row& row : r) {
+      const LeasePick p = pick_of.at(row["id"].as<int64_t>());
+      const LeaseRequest& q = requests[p.request];
+      StatusOr<LeasedJob> l = LeasedFromRow(row, q.now + q.ttl);
+      if (!l.ok()) return fail_open(l.status());
+      results[p.request] = std::optional<LeasedJob>(*std::move(l));
+      leased[p.request] = p.job;
+      pick_of.erase(p.job->id);
+    }
+    if (pick_of.empty()) break;
+    for (const auto& [job, pick] : pick_of) gone.insert(job);
+  }
+  return results;
+}
+
+}  // namespace bitsweep::store::internal

@@ -14,6 +14,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -113,5 +114,21 @@ Status WriteSafetensorsFile(const std::string& path,
 Status WriteCheckpoint(const std::string& dir,
                        const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const WriteOptions& options = {});
+
+// A checkpoint too large to hold in memory, written one tensor at a time (make-tiny-model at
+// any shape). `layout` fixes the file order, names, stored dtypes and shapes up front, so every
+// header is written first; `produce(i)` is then called once for each index of `layout`, in
+// `order` (a random generator's order, say), and its tensor is converted to the planned dtype
+// and written at its offset. The files are exactly those WriteCheckpoint writes for the same
+// tensors in `layout` order; shards appear by rename once complete, the index last.
+struct PlannedTensor {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+using TensorProducer = std::function<StatusOr<at::Tensor>(size_t index)>;
+Status WriteCheckpointStreamed(const std::string& dir, const std::vector<PlannedTensor>& layout,
+                               const std::vector<size_t>& order, const TensorProducer& produce,
+                               const WriteOptions& options = {});
 
 }  // namespace bitsweep::model

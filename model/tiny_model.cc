@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -87,33 +88,42 @@ Qwen3Config TinyConfig(const TinyModelOptions& o, int64_t vocab_size) {
   return c;
 }
 
-std::map<std::string, at::Tensor> RandomQwen3Weights(const Qwen3Config& c, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  std::map<std::string, at::Tensor> w;
-  auto normal = [&](std::vector<int64_t> shape, double std) {
-    return at::normal(0.0, std, shape, gen, at::TensorOptions().dtype(at::kFloat));
+namespace {
+
+// One random tensor of a checkpoint, in the order the generator draws them.
+struct RandomTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  double std;
+  bool norm;  // 1 + N(0, std) instead of N(0, std)
+};
+
+std::vector<RandomTensor> RandomTensorPlan(const Qwen3Config& c) {
+  std::vector<RandomTensor> plan;
+  auto normal = [&](std::string name, std::vector<int64_t> shape, double std) {
+    plan.push_back({std::move(name), std::move(shape), std, false});
   };
-  auto norm = [&](int64_t n) { return 1.0 + normal({n}, 0.1); };
+  auto norm = [&](std::string name, int64_t n) { plan.push_back({std::move(name), {n}, 0.1, true}); };
   const int64_t H = c.hidden_size, hd = c.head_dim;
-  w["model.embed_tokens.weight"] = normal({c.vocab_size, H}, 0.02);
+  normal("model.embed_tokens.weight", {c.vocab_size, H}, 0.02);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
-    w[p + "input_layernorm.weight"] = norm(H);
-    w[p + "post_attention_layernorm.weight"] = norm(H);
-    w[p + "self_attn.q_norm.weight"] = norm(hd);
-    w[p + "self_attn.k_norm.weight"] = norm(hd);
-    w[p + "self_attn.q_proj.weight"] = normal({c.q_dim(), H}, 0.02);
-    w[p + "self_attn.k_proj.weight"] = normal({c.kv_dim(), H}, 0.02);
-    w[p + "self_attn.v_proj.weight"] = normal({c.kv_dim(), H}, 0.02);
-    w[p + "self_attn.o_proj.weight"] = normal({H, c.q_dim()}, 0.02);
+    norm(p + "input_layernorm.weight", H);
+    norm(p + "post_attention_layernorm.weight", H);
+    norm(p + "self_attn.q_norm.weight", hd);
+    norm(p + "self_attn.k_norm.weight", hd);
+    normal(p + "self_attn.q_proj.weight", {c.q_dim(), H}, 0.02);
+    normal(p + "self_attn.k_proj.weight", {c.kv_dim(), H}, 0.02);
+    normal(p + "self_attn.v_proj.weight", {c.kv_dim(), H}, 0.02);
+    normal(p + "self_attn.o_proj.weight", {H, c.q_dim()}, 0.02);
     auto mlp = [&](const std::string& q, int64_t width) {
-      w[q + "gate_proj.weight"] = normal({width, H}, 0.02);
-      w[q + "up_proj.weight"] = normal({width, H}, 0.02);
-      w[q + "down_proj.weight"] = normal({H, width}, 0.02);
+      normal(q + "gate_proj.weight", {width, H}, 0.02);
+      normal(q + "up_proj.weight", {width, H}, 0.02);
+      normal(q + "down_proj.weight", {H, width}, 0.02);
     };
     if (c.IsMoeLayer(i)) {
       // A wider router init than 0.02 so routing is decisive and top-k ties do not occur.
-      w[p + "mlp.gate.weight"] = normal({c.num_experts, H}, 0.5);
+      normal(p + "mlp.gate.weight", {c.num_experts, H}, 0.5);
       for (int64_t e = 0; e < c.num_experts; ++e) {
         mlp(absl::StrCat(p, "mlp.experts.", e, "."), c.moe_intermediate_size);
       }
@@ -121,8 +131,34 @@ std::map<std::string, at::Tensor> RandomQwen3Weights(const Qwen3Config& c, uint6
       mlp(p + "mlp.", c.intermediate_size);
     }
   }
-  w["model.norm.weight"] = norm(H);
-  if (!c.tie_word_embeddings) w["lm_head.weight"] = normal({c.vocab_size, H}, 0.02);
+  norm("model.norm.weight", H);
+  if (!c.tie_word_embeddings) normal("lm_head.weight", {c.vocab_size, H}, 0.02);
+  return plan;
+}
+
+// The next tensor of the plan from the generator (fp32).
+at::Tensor Draw(const RandomTensor& t, at::Generator& gen) {
+  at::Tensor x = at::normal(0.0, t.std, t.shape, gen, at::TensorOptions().dtype(at::kFloat));
+  return t.norm ? 1.0 + x : x;
+}
+
+// config.json with torch_dtype naming the stored dtype.
+Status WriteConfig(const std::string& out_dir, const Qwen3Config& config, at::ScalarType stored) {
+  Qwen3Config c = config;
+  c.torch_dtype = stored == at::kBFloat16 ? "bfloat16" : stored == at::kHalf ? "float16" : "float32";
+  std::ofstream out(out_dir + "/config.json");
+  out << c.ToJson();
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat(out_dir, "/config.json: cannot write"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> RandomQwen3Weights(const Qwen3Config& c, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  std::map<std::string, at::Tensor> w;
+  for (const RandomTensor& t : RandomTensorPlan(c)) w[t.name] = Draw(t, gen);
   return w;
 }
 
@@ -205,10 +241,7 @@ Status WriteModelFolder(const std::string& out_dir, const Qwen3Config& config,
   WriteOptions wo;
   wo.max_shard_bytes = max_shard_bytes;
   RETURN_IF_ERROR(WriteCheckpoint(out_dir, stored, wo));
-  Qwen3Config c = config;
-  c.torch_dtype = st == at::kBFloat16 ? "bfloat16" : st == at::kHalf ? "float16" : "float32";
-  std::ofstream(out_dir + "/config.json") << c.ToJson();
-  return absl::OkStatus();
+  return WriteConfig(out_dir, config, st);
 }
 
 Status WriteTinyModel(const std::string& out_dir, const TinyModelOptions& o) {
@@ -239,9 +272,32 @@ Status WriteTinyModel(const std::string& out_dir, const TinyModelOptions& o) {
   }
   Qwen3Config config = TinyConfig(o, vocab);
   RETURN_IF_ERROR(config.Validate());
-  const auto weights = RandomQwen3Weights(config, o.seed);
-  std::vector<std::pair<std::string, at::Tensor>> ordered(weights.begin(), weights.end());
-  return WriteModelFolder(out_dir, config, ordered, o.dtype, o.max_shard_bytes);
+  ASSIGN_OR_RETURN(at::ScalarType stored, StoredDType(o.dtype));
+  // One tensor in memory at a time, so any shape can be written (an 8B-shaped checkpoint on a
+  // machine with less memory than it): the files are laid out in name order, as
+  // WriteModelFolder writes RandomQwen3Weights, and filled in the generator's order, so the
+  // bytes are the same as that.
+  const std::vector<RandomTensor> plan = RandomTensorPlan(config);
+  std::vector<size_t> by_name(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) by_name[i] = i;
+  std::sort(by_name.begin(), by_name.end(),
+            [&](size_t a, size_t b) { return plan[a].name < plan[b].name; });
+  std::vector<PlannedTensor> layout;
+  std::vector<size_t> layout_of(plan.size());
+  for (size_t i : by_name) {
+    layout_of[i] = layout.size();
+    layout.push_back({plan[i].name, stored, plan[i].shape});
+  }
+  std::vector<size_t> order;  // layout indices in the generator's order
+  for (size_t i = 0; i < plan.size(); ++i) order.push_back(layout_of[i]);
+  at::Generator gen = at::detail::createCPUGenerator(o.seed);
+  size_t next = 0;  // plan entries are drawn strictly in order
+  WriteOptions wo;
+  wo.max_shard_bytes = o.max_shard_bytes;
+  RETURN_IF_ERROR(WriteCheckpointStreamed(
+      out_dir, layout, order,
+      [&](size_t) -> StatusOr<at::Tensor> { return Draw(plan[next++], gen); }, wo));
+  return WriteConfig(out_dir, config, stored);
 }
 
 }  // namespace bitsweep::model

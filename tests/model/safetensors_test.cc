@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -969,6 +970,59 @@ with open(sys.argv[1] + "/expected.txt", "w") as f:
   CHECK(lines == 4);
   CHECK(ckpt->Entry("model.embed_tokens.weight")->shape == std::vector<int64_t>{5, 3});
   CHECK(ckpt->Entry("model.embed_tokens.weight")->dtype == StDType::kBF16);
+}
+
+}  // namespace
+}  // namespace bitsweep::model
+
+namespace bitsweep::model {
+namespace {
+
+// Every file of a folder by name -> bytes.
+std::map<std::string, std::string> FolderBytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::stringstream b;
+    b << in.rdbuf();
+    out[e.path().filename().string()] = b.str();
+  }
+  return out;
+}
+
+TEST_CASE("A streamed write produces the files WriteCheckpoint writes, in any production order",
+          "[safetensors]") {
+  const std::string root = testing::ScratchDir("safetensors-streamed");
+  Named tensors = {{"b", torch::randn({3, 5})},
+                   {"a", torch::arange(7, torch::kInt64)},
+                   {"c", torch::randn({2, 2, 2}).to(torch::kBFloat16)},
+                   {"d", torch::randn({40})}};
+  for (const uint64_t shard : {uint64_t{0}, uint64_t{64}}) {
+    INFO("max_shard_bytes " << shard);
+    WriteOptions wo;
+    wo.max_shard_bytes = shard;
+    REQUIRE(WriteCheckpoint(root + "/whole", tensors, wo).ok());
+    std::vector<PlannedTensor> layout;
+    for (const auto& [name, t] : tensors) layout.push_back({name, t.scalar_type(), t.sizes().vec()});
+    std::vector<size_t> produced;
+    auto produce = [&](size_t i) -> StatusOr<at::Tensor> {
+      produced.push_back(i);
+      return tensors[i].second;
+    };
+    REQUIRE(WriteCheckpointStreamed(root + "/streamed", layout, {2, 0, 3, 1}, produce, wo).ok());
+    CHECK(produced == std::vector<size_t>{2, 0, 3, 1});
+    CHECK(FolderBytes(root + "/streamed") == FolderBytes(root + "/whole"));
+    if (shard > 0) CHECK(FolderBytes(root + "/streamed").size() > 2);  // shards and the index
+  }
+  // A tensor produced with another shape than planned, or an order missing one, is an error and
+  // leaves no shard behind.
+  std::vector<PlannedTensor> layout = {{"x", at::kFloat, {2, 3}}};
+  auto wrong = WriteCheckpointStreamed(root + "/wrong", layout, {0}, [](size_t) -> StatusOr<at::Tensor> {
+    return torch::zeros({3, 2});
+  });
+  CHECK_THAT(std::string(wrong.message()), Contains("another shape than planned"));
+  CHECK(FolderBytes(root + "/wrong").empty());
+  CHECK_FALSE(WriteCheckpointStreamed(root + "/wrong", layout, {}, nullptr).ok());
 }
 
 }  // namespace

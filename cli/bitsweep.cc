@@ -14,10 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
+#include "common/memory.h"
 #include "eval/run_task.h"
+#include "model/device.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
@@ -84,9 +87,20 @@ struct EvalFlags {
   std::string data_dir;
   bool json = false;
   int tp = 1;
+  std::string max_memory;  // "" = the available memory
+  std::string device = "auto";
 };
 
 int RunEval(const EvalFlags& f) {
+  int64_t max_memory = 0;
+  if (!f.max_memory.empty()) {
+    auto parsed = bitsweep::ParseByteSize(f.max_memory);
+    if (!parsed.ok()) {
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--max-memory: ", parsed.status().message())));
+    }
+    max_memory = *parsed;
+  }
   auto dtype = bitsweep::model::ParseComputeDType(f.dtype);
   if (!dtype.ok()) return Fail(dtype.status());
   std::vector<std::string> tasks = absl::StrSplit(f.tasks, ',', absl::SkipEmpty());
@@ -107,11 +121,19 @@ int RunEval(const EvalFlags& f) {
   bitsweep::model::LoadOptions lo;
   lo.dtype = *dtype;
   lo.tp = tp->tp;
-  auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo);
+  auto device = bitsweep::model::ResolveDevice(f.device);
+  if (!device.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--device: ", device.status().message())));
+  }
+  lo.device = *device;
+  auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo, max_memory);
   if (!loaded.ok()) return Fail(loaded.status());
   auto& model = loaded->model;
   if (!loaded->description.empty() && !f.json && leader) {
     std::printf("model: %s\n", loaded->description.c_str());
+  }
+  if (loaded->memory->streamed && !f.json && leader) {
+    std::printf("memory: %s\n", loaded->memory->reason.c_str());
   }
 
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -131,6 +153,7 @@ int RunEval(const EvalFlags& f) {
     s.num_fewshot = f.num_fewshot;
     s.batch_size = f.batch_size_given ? f.batch_size : 16;
     s.prefix_reuse = !f.no_prefix_reuse;
+    s.stream_group_bytes = loaded->memory->activation_bytes;
     s.progress = [&](int64_t d, int64_t t) {
       if (leader) progress.Update(d, t);
     };
@@ -143,6 +166,8 @@ int RunEval(const EvalFlags& f) {
       j["model"] = f.model;
       j["quantization"] = loaded->description;
       j["tensor_parallel"] = f.tp;
+      j["memory"] = json::parse(bitsweep::quant::MemoryPlanJson(*loaded->memory));
+      j["device"] = lo.device.str();
       std::cout << j.dump() << std::endl;
     } else {
       std::fputs(out->summary.c_str(), stdout);
@@ -230,6 +255,15 @@ int main(int argc, char** argv) {
   eval->add_option("--data-dir", ef.data_dir,
                    "Evaluation data folder (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
   eval->add_flag("--json", ef.json, "Print one JSON object per task");
+  eval->add_option("--max-memory", ef.max_memory,
+                   "Memory budget, e.g. 512MiB or 4GiB (default: the memory available to this "
+                   "process). A model that does not fit is evaluated layer-streamed: one decoder "
+                   "layer in memory at a time, with the same results; the choice and its reason "
+                   "are in --json's \"memory\"");
+  eval->add_option("--device", ef.device,
+                   "cpu, cuda, cuda:N, or auto (CUDA when this build has it and a GPU is "
+                   "visible, else cpu)")
+      ->capture_default_str();
   eval->add_option("--tp", ef.tp,
                    "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "
                    "of the model; results equal those with 1")

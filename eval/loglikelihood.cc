@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
@@ -111,6 +112,122 @@ std::vector<Row> PrefixTreeRows(const std::vector<Prepared>& reqs, int64_t max_r
   return rows;
 }
 
+// One forward's rows [first, last) of the length-sorted rows, as the model's input.
+struct Batch {
+  size_t first = 0, last = 0;
+  at::Tensor ids;  // [B, T]
+  model::RopeTables rope;
+  int64_t tokens = 0;  // real tokens (padding excluded)
+};
+
+Batch MakeBatch(const model::Qwen3Model& model, const std::vector<Row>& rows, size_t first,
+                const LoglikelihoodOptions& options) {
+  Batch batch;
+  batch.first = first;
+  const int64_t T = static_cast<int64_t>(rows[first].ids.size());
+  size_t last = first + 1;
+  while (last < rows.size() && static_cast<int64_t>(last - first) < options.batch_size &&
+         static_cast<int64_t>(last - first + 1) * T <= options.max_batch_tokens) {
+    ++last;
+  }
+  batch.last = last;
+  const int64_t B = static_cast<int64_t>(last - first);
+  bool tree = false;
+  at::Tensor ids = at::zeros({B, T}, at::kLong);
+  at::Tensor pos = at::zeros({B, T}, at::kLong);
+  at::Tensor end = at::full({B, T}, T, at::kLong);
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto pos_a = pos.accessor<int64_t, 2>();
+  auto end_a = end.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Row& row = rows[first + b];
+    tree = tree || !row.end.empty();
+    for (size_t i = 0; i < row.ids.size(); ++i) {
+      ids_a[b][i] = row.ids[i];
+      pos_a[b][i] = row.pos[i];
+      if (!row.end.empty()) end_a[b][i] = row.end[i];
+    }
+    batch.tokens += static_cast<int64_t>(row.ids.size());
+  }
+  if (tree) {
+    batch.rope = model.MakeRope(pos);
+    batch.rope.visible_end = end.to(model.device());
+  } else {
+    batch.rope = model.MakeRope(T);
+  }
+  batch.ids = ids;
+  return batch;
+}
+
+// Adds the log-probabilities of the batch's continuations to `run` from its final-normed hidden
+// states, hidden: [B * T, hidden].
+void ScoreBatch(const model::Qwen3Model& model, const at::Tensor& hidden,
+                const std::vector<Row>& rows, const Batch& batch,
+                const std::vector<Prepared>& reqs, LoglikelihoodRun& run) {
+  const int64_t B = batch.ids.size(0), T = batch.ids.size(1);
+  // Unique flat positions to read, and per scored token: (request, which unique position).
+  std::vector<int64_t> flat;
+  std::vector<int64_t> slot_of(B * T, -1);
+  struct Read {
+    size_t request;
+    int64_t slot;
+    int32_t target;
+  };
+  std::vector<Read> reads;
+  for (int64_t b = 0; b < B; ++b) {
+    for (const auto& [r, storage] : rows[batch.first + b].placed) {
+      const std::vector<int32_t>& targets = reqs[r].targets;
+      run.results[r] = {0.0, true};
+      for (size_t k = 0; k < targets.size(); ++k) {
+        const int64_t f = b * T + storage[k];
+        if (slot_of[f] < 0) {
+          slot_of[f] = static_cast<int64_t>(flat.size());
+          flat.push_back(f);
+        }
+        reads.push_back({r, slot_of[f], targets[k]});
+      }
+    }
+  }
+  const int64_t U = static_cast<int64_t>(flat.size());
+  at::Tensor flat_t = at::from_blob(flat.data(), {U}, at::kLong).to(hidden.device());
+  // Per unique slot: the fp32 log-softmax row is needed only at the targets read from it.
+  std::vector<std::vector<size_t>> reads_of_slot(U);
+  for (size_t i = 0; i < reads.size(); ++i) reads_of_slot[reads[i].slot].push_back(i);
+  for (int64_t s = 0; s < U; s += kHeadChunk) {
+    const int64_t n = std::min(kHeadChunk, U - s);
+    at::Tensor h = hidden.index_select(0, flat_t.narrow(0, s, n));
+    // The chunk's reads as (row, target) pairs, in the order they are added up below.
+    std::vector<int64_t> read_rows, read_targets;
+    for (int64_t j = 0; j < n; ++j) {
+      for (size_t i : reads_of_slot[s + j]) {
+        read_rows.push_back(j);
+        read_targets.push_back(reads[i].target);
+      }
+    }
+    const int64_t R = static_cast<int64_t>(read_rows.size());
+    // log_softmax(logits)[target] = logit[target] - logsumexp(logits), without the whole
+    // vocabulary's logits on any tensor-parallel rank.
+    const model::Qwen3Model::TokenScores scores =
+        model.ScoreTokens(h, at::from_blob(read_rows.data(), {R}, at::kLong).clone(),
+                          at::from_blob(read_targets.data(), {R}, at::kLong).clone());
+    // Read on the host (no copy when the model runs there).
+    const at::Tensor lse_t = scores.logsumexp.cpu(), am_t = scores.argmax.cpu();
+    const at::Tensor tl_t = scores.target_logit.cpu();
+    auto lse = lse_t.accessor<float, 1>();
+    auto am = am_t.accessor<int64_t, 1>();
+    auto tl = tl_t.accessor<float, 1>();
+    int64_t k = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      for (size_t i : reads_of_slot[s + j]) {
+        const Read& rd = reads[i];
+        LoglikelihoodResult& res = run.results[rd.request];
+        res.logprob += static_cast<double>(tl[k++] - lse[j]);
+        res.greedy = res.greedy && am[j] == rd.target;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 StatusOr<LoglikelihoodRun> ScoreLoglikelihood(const model::Qwen3Model& model,
@@ -168,105 +285,45 @@ StatusOr<LoglikelihoodRun> ScoreLoglikelihood(const model::Qwen3Model& model,
   run.rows = static_cast<int64_t>(rows.size());
   int64_t done = 0;
   c10::InferenceMode guard;
-  for (size_t first = 0; first < rows.size();) {
-    const int64_t T = static_cast<int64_t>(rows[first].ids.size());
-    size_t last = first + 1;
-    while (last < rows.size() && static_cast<int64_t>(last - first) < options.batch_size &&
-           static_cast<int64_t>(last - first + 1) * T <= options.max_batch_tokens) {
-      ++last;
-    }
-    const int64_t B = static_cast<int64_t>(last - first);
-    bool tree = false;
-    at::Tensor ids = at::zeros({B, T}, at::kLong);
-    at::Tensor pos = at::zeros({B, T}, at::kLong);
-    at::Tensor end = at::full({B, T}, T, at::kLong);
-    auto ids_a = ids.accessor<int64_t, 2>();
-    auto pos_a = pos.accessor<int64_t, 2>();
-    auto end_a = end.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < B; ++b) {
-      const Row& row = rows[first + b];
-      tree = tree || !row.end.empty();
-      for (size_t i = 0; i < row.ids.size(); ++i) {
-        ids_a[b][i] = row.ids[i];
-        pos_a[b][i] = row.pos[i];
-        if (!row.end.empty()) end_a[b][i] = row.end[i];
+  // A lazy (layer-streamed) model runs groups of batches through the layers one layer at a time;
+  // a group's hidden states take at most stream_group_bytes. A resident model: one batch each.
+  const int64_t element = model.dtype() == model::ComputeDType::kBFloat16 ? 2 : 4;
+  const int64_t token_bytes = config.hidden_size * element;
+  std::optional<Batch> next;  // made but not yet run: it did not fit the previous group
+  for (size_t first = 0; first < rows.size() || next;) {
+    std::vector<Batch> group;
+    int64_t group_bytes = 0;
+    while (next || first < rows.size()) {
+      if (!next) {
+        next = MakeBatch(model, rows, first, options);
+        first = next->last;
       }
-      run.tokens += static_cast<int64_t>(row.ids.size());
-    }
-    run.padded_tokens += B * T;
-    ++run.forwards;
-
-    model::RopeTables rope;
-    if (tree) {
-      rope = model.MakeRope(pos);
-      rope.visible_end = end;
-    } else {
-      rope = model.MakeRope(T);
-    }
-    at::Tensor hidden = model.ForwardHidden(ids, rope);
-    hidden = hidden.view({B * T, hidden.size(-1)});
-
-    // Unique flat positions to read, and per scored token: (request, which unique position).
-    std::vector<int64_t> flat;
-    std::vector<int64_t> slot_of(B * T, -1);
-    struct Read {
-      size_t request;
-      int64_t slot;
-      int32_t target;
-    };
-    std::vector<Read> reads;
-    for (int64_t b = 0; b < B; ++b) {
-      for (const auto& [r, storage] : rows[first + b].placed) {
-        const std::vector<int32_t>& targets = reqs[r].targets;
-        run.results[r] = {0.0, true};
-        for (size_t k = 0; k < targets.size(); ++k) {
-          const int64_t f = b * T + storage[k];
-          if (slot_of[f] < 0) {
-            slot_of[f] = static_cast<int64_t>(flat.size());
-            flat.push_back(f);
-          }
-          reads.push_back({r, slot_of[f], targets[k]});
-        }
+      const int64_t bytes = next->ids.numel() * token_bytes;
+      if (!group.empty() && (!model.lazy() || group_bytes + bytes > options.stream_group_bytes)) {
+        break;
       }
+      group_bytes += bytes;
+      run.tokens += next->tokens;
+      run.padded_tokens += next->ids.numel();
+      ++run.forwards;
+      group.push_back(std::move(*next));
+      next.reset();
     }
-    const int64_t U = static_cast<int64_t>(flat.size());
-    at::Tensor flat_t = at::from_blob(flat.data(), {U}, at::kLong).clone();
-    // Per unique slot: the fp32 log-softmax row is needed only at the targets read from it.
-    std::vector<std::vector<size_t>> reads_of_slot(U);
-    for (size_t i = 0; i < reads.size(); ++i) reads_of_slot[reads[i].slot].push_back(i);
-    for (int64_t s = 0; s < U; s += kHeadChunk) {
-      const int64_t n = std::min(kHeadChunk, U - s);
-      at::Tensor h = hidden.index_select(0, flat_t.narrow(0, s, n));
-      // The chunk's reads as (row, target) pairs, in the order they are added up below.
-      std::vector<int64_t> read_rows, read_targets;
-      for (int64_t j = 0; j < n; ++j) {
-        for (size_t i : reads_of_slot[s + j]) {
-          read_rows.push_back(j);
-          read_targets.push_back(reads[i].target);
-        }
-      }
-      const int64_t R = static_cast<int64_t>(read_rows.size());
-      // log_softmax(logits)[target] = logit[target] - logsumexp(logits), without the whole
-      // vocabulary's logits on any tensor-parallel rank.
-      const model::Qwen3Model::TokenScores scores =
-          model.ScoreTokens(h, at::from_blob(read_rows.data(), {R}, at::kLong).clone(),
-                            at::from_blob(read_targets.data(), {R}, at::kLong).clone());
-      auto lse = scores.logsumexp.accessor<float, 1>();
-      auto am = scores.argmax.accessor<int64_t, 1>();
-      auto tl = scores.target_logit.accessor<float, 1>();
-      int64_t k = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        for (size_t i : reads_of_slot[s + j]) {
-          const Read& rd = reads[i];
-          LoglikelihoodResult& res = run.results[rd.request];
-          res.logprob += static_cast<double>(tl[k++] - lse[j]);
-          res.greedy = res.greedy && am[j] == rd.target;
-        }
-      }
+    std::vector<at::Tensor> hidden;
+    std::vector<model::RopeTables> ropes;
+    for (const Batch& b : group) {
+      hidden.push_back(model.Embed(b.ids));
+      ropes.push_back(b.rope);
     }
-    for (int64_t b = 0; b < B; ++b) done += static_cast<int64_t>(rows[first + b].placed.size());
-    if (options.progress) options.progress(done, static_cast<int64_t>(requests.size()));
-    first = last;
+    RETURN_IF_ERROR(model.RunLayers(hidden, ropes));
+    for (size_t g = 0; g < group.size(); ++g) {
+      const Batch& b = group[g];
+      at::Tensor h = model.FinalNorm(hidden[g]);
+      hidden[g] = at::Tensor();
+      ScoreBatch(model, h.view({h.size(0) * h.size(1), h.size(-1)}), rows, b, reqs, run);
+      for (size_t r = b.first; r < b.last; ++r) done += static_cast<int64_t>(rows[r].placed.size());
+      if (options.progress) options.progress(done, static_cast<int64_t>(requests.size()));
+    }
   }
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;

@@ -47,6 +47,10 @@ struct LoglikelihoodOptions {
   bool prefix_reuse = true;
   int64_t max_row_tokens = 4096;  // tokens packed into one prefix-tree row (at least the
                                   // longest input)
+  // A lazy (layer-streamed) model runs groups of forwards through the model one decoder layer
+  // at a time (Qwen3Model::RunLayers); a group's hidden states take at most this many bytes
+  // (at least one forward). Results do not depend on it. Resident models: one forward at a time.
+  int64_t stream_group_bytes = 0;
   // Called after each forward with (requests done, requests total).
   std::function<void(int64_t, int64_t)> progress;
 };

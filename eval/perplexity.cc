@@ -48,10 +48,11 @@ bool IsBlank(const std::string& line) {
 // Computed chunk by chunk as logsumexp(logits) - logit[target] in fp32 from logits in the
 // model's compute dtype (the study computes cross entropy on the model-dtype logits), by
 // ScoreTokens: under tensor parallelism no rank holds the whole vocabulary's logits.
-at::Tensor WindowLosses(const model::Qwen3Model& m, const at::Tensor& ids) {
+// hidden: the final-normed hidden states of `ids`, [B, T, hidden].
+at::Tensor WindowLosses(const model::Qwen3Model& m, const at::Tensor& hidden,
+                        const at::Tensor& ids) {
   const int64_t B = ids.size(0), T = ids.size(1);
-  at::Tensor hidden = m.ForwardHidden(ids);
-  at::Tensor sums = at::zeros({B}, at::kDouble);
+  at::Tensor sums = at::zeros({B}, hidden.options().dtype(at::kDouble));
   for (int64_t s = 0; s < T - 1; s += kLogitsChunk) {
     const int64_t n = std::min(kLogitsChunk, T - 1 - s);
     const at::Tensor normed = hidden.narrow(1, s, n).reshape({B * n, hidden.size(-1)});
@@ -86,19 +87,39 @@ StatusOr<PerplexityResult> EvaluatePerplexity(const model::Qwen3Model& model,
   }
   const auto start = std::chrono::steady_clock::now();
   const int64_t batch = std::max<int64_t>(1, options.batch_size);
+  // Windows per group: one batch for a resident model; for a lazy one as many whole batches as
+  // the group budget holds (each window's hidden states: seqlen x hidden in the compute dtype).
+  int64_t group = batch;
+  if (model.lazy()) {
+    const int64_t element = model.dtype() == model::ComputeDType::kBFloat16 ? 2 : 4;
+    const int64_t window_bytes = seqlen * model.config().hidden_size * element;
+    group = std::max<int64_t>(1, options.stream_group_bytes / (window_bytes * batch)) * batch;
+  }
   double total = 0;
   try {
     c10::InferenceMode guard;
     at::Tensor all = at::from_blob(const_cast<int32_t*>(stream.data()), {windows, seqlen},
                                    at::kInt)
                          .to(at::kLong);
-    for (int64_t w = 0; w < windows; w += batch) {
-      const int64_t n = std::min(batch, windows - w);
-      at::Tensor sums = WindowLosses(model, all.narrow(0, w, n));
-      // GPTQ-style: mean loss over seqlen-1 predictions, times seqlen.
-      total += (sums / static_cast<double>(seqlen - 1)).sum().item<double>() *
-               static_cast<double>(seqlen);
-      if (options.progress) options.progress(w + n, windows);
+    const model::RopeTables rope = model.MakeRope(seqlen);
+    for (int64_t g = 0; g < windows; g += group) {
+      const int64_t end = std::min(windows, g + group);
+      std::vector<at::Tensor> ids, hidden;
+      for (int64_t w = g; w < end; w += batch) {
+        ids.push_back(all.narrow(0, w, std::min(batch, end - w)));
+        hidden.push_back(model.Embed(ids.back()));
+      }
+      RETURN_IF_ERROR(model.RunLayers(hidden, std::vector<model::RopeTables>(hidden.size(), rope)));
+      int64_t done = g;
+      for (size_t b = 0; b < ids.size(); ++b) {
+        at::Tensor sums = WindowLosses(model, model.FinalNorm(hidden[b]), ids[b]);
+        hidden[b] = at::Tensor();
+        // GPTQ-style: mean loss over seqlen-1 predictions, times seqlen.
+        total += (sums / static_cast<double>(seqlen - 1)).sum().item<double>() *
+                 static_cast<double>(seqlen);
+        done += ids[b].size(0);
+        if (options.progress) options.progress(done, windows);
+      }
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("perplexity forward: ", e.what_without_backtrace()));

@@ -25,6 +25,11 @@ struct PerplexityOptions {
   int64_t seqlen = 2048;
   int64_t max_windows = 0;  // 0 = every full window of the stream
   int64_t batch_size = 1;   // windows per forward (all windows have the same length)
+  // A lazy (layer-streamed) model runs groups of windows through the model one decoder layer
+  // at a time (Qwen3Model::RunLayers, GPTQ's llama_eval order); a group's hidden states take at
+  // most this many bytes (0: one batch per group; at least one batch). Results do not depend
+  // on it. Resident models run batch by batch.
+  int64_t stream_group_bytes = 0;
   // Called after each batch with (windows done, windows total).
   std::function<void(int64_t, int64_t)> progress;
 };

@@ -57,6 +57,7 @@ StatusOr<TaskOutcome> RunPerplexityTask(const TaskSettings& s, const model::Qwen
   po.seqlen = s.seqlen;
   po.max_windows = s.max_windows;
   po.batch_size = s.ppl_batch_size;
+  po.stream_group_bytes = s.stream_group_bytes;
   po.progress = s.progress;
   ASSIGN_OR_RETURN(auto r, EvaluatePerplexity(model, *stream, po));
   json j = {{"task", task},
@@ -88,6 +89,7 @@ LoglikelihoodOptions EngineOptions(const TaskSettings& s) {
   LoglikelihoodOptions o;
   o.batch_size = s.batch_size;
   o.prefix_reuse = s.prefix_reuse;
+  o.stream_group_bytes = s.stream_group_bytes;
   return o;
 }
 

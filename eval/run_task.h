@@ -29,6 +29,10 @@ struct TaskSettings {
   int64_t seqlen = 2048;       // perplexity window
   int64_t max_windows = 0;     // perplexity: first K windows (0 = all)
   int64_t ppl_batch_size = 1;  // perplexity windows per forward
+  // A layer-streamed model: bytes of hidden states (perplexity windows, or log-likelihood
+  // forwards) that go through the layers together (PerplexityOptions and
+  // LoglikelihoodOptions::stream_group_bytes).
+  int64_t stream_group_bytes = 0;
   int64_t limit = 0;           // accuracy tasks: first N documents (MMLU: per subject)
   int64_t num_fewshot = 5;     // MMLU shots
   int64_t batch_size = 16;     // accuracy tasks: rows per forward

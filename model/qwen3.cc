@@ -38,11 +38,12 @@ class Builder {
  public:
   // `tp`: the tensor-parallel group (nullptr = whole model). `release`, when set, drops a
   // checkpoint tensor's pages after a shard of it was copied out.
-  Builder(const Qwen3Config& c, at::ScalarType dtype, const Getter& get,
+  Builder(const Qwen3Config& c, at::ScalarType dtype, c10::Device device, const Getter& get,
           std::shared_ptr<const Collective> tp = nullptr,
           std::function<void(const std::string&)> release = nullptr)
       : c_(c),
         dtype_(dtype),
+        device_(device),
         get_(get),
         tp_(std::move(tp)),
         rank_(tp_ ? tp_->rank() : 0),
@@ -51,8 +52,9 @@ class Builder {
 
   // Tensor `name` of full shape `shape`; with shard_dim >= 0 under TP, only this rank's equal
   // part of dimension shard_dim.
+  // `convert` false (LoadOptions::lazy_globals): the tensor stays in its stored dtype.
   StatusOr<at::Tensor> Take(const std::string& name, std::vector<int64_t> shape,
-                            int shard_dim = -1) {
+                            int shard_dim = -1, bool convert = true) {
     ASSIGN_OR_RETURN(at::Tensor t, get_(name));
     if (!t.sizes().equals(shape)) {
       return absl::InvalidArgumentError(
@@ -65,11 +67,14 @@ class Builder {
     }
     if (shard_dim >= 0 && world_ > 1) {
       const ShardRange r = EvenShard(shape[shard_dim], rank_, world_);
-      return Own(name, t, t.narrow(shard_dim, r.begin, r.size));
+      return Own(name, t, t.narrow(shard_dim, r.begin, r.size)).to(device_);
     }
-    if (world_ > 1) return Own(name, t, t);
-    // Same dtype: keep the (possibly memory-mapped) tensor as is; otherwise convert once.
-    return t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous();
+    if (world_ > 1) return Own(name, t, t).to(device_);
+    // Stored dtype kept (lazy_globals): stays where it is, memory-mapped on the host.
+    if (!convert) return t.contiguous();
+    // Same dtype on the CPU: keep the (possibly memory-mapped) tensor as is; otherwise convert
+    // once (and copy to the device).
+    return (t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous()).to(device_);
   }
 
   // The vocabulary-parallel shard of an lm_head-shaped [V, H] tensor: rows
@@ -84,8 +89,9 @@ class Builder {
     return padded;
   }
 
-  StatusOr<at::Tensor> TakeVocabShard(const std::string& name, int64_t V, int64_t H) {
-    ASSIGN_OR_RETURN(at::Tensor full, Take(name, {V, H}));
+  StatusOr<at::Tensor> TakeVocabShard(const std::string& name, int64_t V, int64_t H,
+                                      bool convert = true) {
+    ASSIGN_OR_RETURN(at::Tensor full, Take(name, {V, H}, -1, convert));
     return world_ > 1 ? VocabShard(full).contiguous() : full;
   }
 
@@ -156,6 +162,7 @@ class Builder {
 
   const Qwen3Config& c_;
   at::ScalarType dtype_;
+  c10::Device device_;
   const Getter& get_;
   std::shared_ptr<const Collective> tp_;
   int rank_, world_;
@@ -215,7 +222,7 @@ at::Tensor Attention(const DecoderLayer& l, const Qwen3Config& c, const at::Tens
     at::Tensor scores = at::bmm(qc, kc.transpose(1, 2)).mul_(scale);
     if (tree) {
       // Key j is visible to query i iff j <= i < visible_end[j].
-      at::Tensor qi = at::arange(s, e, at::kLong).view({1, n, 1});
+      at::Tensor qi = at::arange(s, e, x.options().dtype(at::kLong)).view({1, n, 1});
       at::Tensor kj = key_pos.view({1, 1, K});
       at::Tensor blocked = kj.gt(qi).logical_or(qi.ge(key_end.view({B, 1, K})));  // [B, n, K]
       scores.view({B, n_kv, group, n, K}).masked_fill_(blocked.view({B, 1, 1, n, K}), -INFINITY);
@@ -269,7 +276,8 @@ at::Tensor MoeBlock::Forward(const at::Tensor& x) const {
   // index_add per expert that received tokens, in expert order as HF does.
   at::Tensor flat_index = index.reshape({-1}).to(at::kLong).contiguous();
   at::Tensor order = at::argsort(flat_index);  // positions token * top_k + slot
-  at::Tensor counts = at::bincount(flat_index, {}, static_cast<int64_t>(experts.size()));
+  at::Tensor counts =
+      at::bincount(flat_index, {}, static_cast<int64_t>(experts.size())).cpu();  // on the host
   const int64_t* count = counts.data_ptr<int64_t>();
   at::Tensor flat_weights = weights.reshape({-1});
   int64_t begin = 0;
@@ -319,11 +327,15 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   // Under TP the builder narrows the mapped tensor to this rank's shard before converting it,
   // so a rank reads and converts only its shard.
   const bool sharded = options.tp && options.tp->world_size() > 1;
-  TensorGetter get = [ck, dtype, sharded](const std::string& name) -> StatusOr<at::Tensor> {
+  // lazy_globals: the embeddings and lm_head are handed over as mapped, in the stored dtype.
+  const bool keep_globals = options.lazy_globals && !sharded;
+  TensorGetter get = [ck, dtype, sharded,
+                      keep_globals](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
-    return sharded ? ck->Load(name) : ck->LoadAs(name, dtype);
+    const bool global = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+    return sharded || (keep_globals && global) ? ck->Load(name) : ck->LoadAs(name, dtype);
   };
   std::function<void(const std::string&)> release = [ck](const std::string& name) {
     ck->ReleasePages(name);
@@ -357,9 +369,9 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromSource(const Qwen3Config& 
                                                              const TensorSource& get,
                                                              const LoadOptions& options) {
   RETURN_IF_ERROR(config.Validate());
-  LoadOptions o = options;
-  o.lazy_layers = false;
-  return Build(config, o, get);
+  ASSIGN_OR_RETURN(auto model, Build(config, options, get));
+  if (options.lazy_layers) model->lazy_get_ = get;
+  return model;
 }
 
 StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
@@ -368,21 +380,25 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
   auto model = std::unique_ptr<Qwen3Model>(new Qwen3Model());
   model->config_ = config;
   model->dtype_ = options.dtype;
+  model->device_ = options.device;
   model->tp_ = options.tp ? options.tp : SingleProcessCollective();
   if (model->tp_->world_size() > 1) {
     RETURN_IF_ERROR(ValidateTensorParallel(config, model->tp_->world_size()));
   }
   try {
-    Builder b(model->config_, ToScalarType(options.dtype), get, model->tp_, release);
+    Builder b(model->config_, ToScalarType(options.dtype), options.device, get, model->tp_,
+              release);
     const int64_t V = config.vocab_size, H = config.hidden_size;
-    ASSIGN_OR_RETURN(model->embed_tokens_, b.Take("model.embed_tokens.weight", {V, H}));
+    const bool convert = !options.lazy_globals || model->tp_->world_size() > 1;
+    ASSIGN_OR_RETURN(model->embed_tokens_,
+                     b.Take("model.embed_tokens.weight", {V, H}, -1, convert));
     ASSIGN_OR_RETURN(model->norm_, b.Take("model.norm.weight", {H}));
     if (config.tie_word_embeddings) {
       model->lm_head_ = model->tp_->world_size() > 1
                             ? b.VocabShard(model->embed_tokens_).contiguous()
                             : model->embed_tokens_;
     } else {
-      ASSIGN_OR_RETURN(model->lm_head_, b.TakeVocabShard("lm_head.weight", V, H));
+      ASSIGN_OR_RETURN(model->lm_head_, b.TakeVocabShard("lm_head.weight", V, H, convert));
     }
     model->layers_.resize(config.num_hidden_layers);
     model->loaded_.assign(config.num_hidden_layers, !options.lazy_layers);
@@ -398,7 +414,9 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
 }
 
 at::Tensor Qwen3Model::Embed(const at::Tensor& ids) const {
-  return at::embedding(embed_tokens_, ids);
+  at::Tensor rows = at::embedding(embed_tokens_, ids.to(embed_tokens_.device()));
+  // lazy_globals: only the selected rows are converted (and copied to the device).
+  return rows.to(device_, ToScalarType(dtype_));
 }
 
 namespace {
@@ -414,22 +432,29 @@ RopeTables RopeForPositions(const Qwen3Config& c, at::ScalarType dt, const at::T
 }
 }  // namespace
 
+// The tables are computed on the host (the same numbers on every device) and copied over.
 RopeTables Qwen3Model::MakeRope(int64_t seq_len) const {
-  return RopeForPositions(config_, ToScalarType(dtype_), at::arange(seq_len, at::kLong));
+  RopeTables t = RopeForPositions(config_, ToScalarType(dtype_), at::arange(seq_len, at::kLong));
+  return {t.cos.to(device_), t.sin.to(device_), at::Tensor()};
 }
 
 RopeTables Qwen3Model::MakeRope(const at::Tensor& positions) const {
   TORCH_CHECK(positions.dim() == 2, "MakeRope: positions must be [B, T]");
-  return RopeForPositions(config_, ToScalarType(dtype_), positions);
+  RopeTables t = RopeForPositions(config_, ToScalarType(dtype_), positions.cpu());
+  return {t.cos.to(device_), t.sin.to(device_), at::Tensor()};
 }
 
 Status Qwen3Model::MaterializeLayer(int64_t i) {
   if (i < 0 || i >= num_layers()) {
     return absl::OutOfRangeError(absl::StrCat("layer ", i, " of ", num_layers()));
   }
+  return LoadLayer(i);
+}
+
+Status Qwen3Model::LoadLayer(int64_t i) const {
   if (loaded_[i]) return absl::OkStatus();
   try {
-    Builder b(config_, ToScalarType(dtype_), lazy_get_, tp_,
+    Builder b(config_, ToScalarType(dtype_), device_, lazy_get_, tp_,
               tp_->world_size() > 1 ? release_ : nullptr);
     auto layer = b.TakeLayer(i);
     if (!layer.ok()) {
@@ -437,6 +462,7 @@ Status Qwen3Model::MaterializeLayer(int64_t i) {
                           absl::StrCat(source_, ": ", layer.status().message()));
     }
     layers_[i] = std::move(layer).value();
+    for (const LayerSetup& setup : layer_setups_) setup(i, layers_[i]);
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat(source_, ": loading layer ", i, ": ", e.what_without_backtrace()));
@@ -445,13 +471,37 @@ Status Qwen3Model::MaterializeLayer(int64_t i) {
   return absl::OkStatus();
 }
 
-void Qwen3Model::ReleaseLayer(int64_t i) {
+void Qwen3Model::ReleaseLayer(int64_t i) { DropLayer(i); }
+
+void Qwen3Model::DropLayer(int64_t i) const {
   if (!loaded_.at(i) || !lazy_get_) return;
   if (release_) {
     for (const auto& [name, t] : LayerTensors(i)) release_(name);
   }
   layers_[i] = DecoderLayer();
   loaded_[i] = false;
+}
+
+void Qwen3Model::AddLayerSetup(LayerSetup setup) {
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    if (loaded_[i]) setup(i, layers_[i]);
+  }
+  layer_setups_.push_back(std::move(setup));
+}
+
+Status Qwen3Model::RunLayers(std::vector<at::Tensor>& hiddens,
+                             const std::vector<RopeTables>& ropes) const {
+  if (hiddens.size() != ropes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("RunLayers: ", hiddens.size(),
+                                                   " batches but ", ropes.size(), " rope tables"));
+  }
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    const bool read_here = !loaded_[i];  // only a layer read here is dropped here
+    RETURN_IF_ERROR(LoadLayer(i));
+    for (size_t b = 0; b < hiddens.size(); ++b) hiddens[b] = RunLayer(i, hiddens[b], ropes[b]);
+    if (read_here) DropLayer(i);
+  }
+  return absl::OkStatus();
 }
 
 at::Tensor Qwen3Model::RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const {
@@ -472,23 +522,45 @@ at::Tensor Qwen3Model::FinalNorm(const at::Tensor& hidden) const {
   return RmsNorm(hidden, norm_, config_.rms_norm_eps);
 }
 
+at::Tensor Qwen3Model::HeadLogits(const at::Tensor& normed) const {
+  const at::ScalarType dt = ToScalarType(dtype_);
+  if (lm_head_.scalar_type() == dt) return at::matmul(normed, lm_head_.t());
+  // lazy_globals: convert lm_head one vocabulary chunk at a time; each chunk's logits are the
+  // matching columns of the whole product.
+  const int64_t V = lm_head_.size(0);
+  std::vector<int64_t> shape(normed.sizes().begin(), normed.sizes().end());
+  shape.back() = V;
+  at::Tensor out = at::empty(shape, normed.options().dtype(dt));
+  for (int64_t v = 0; v < V; v += kLmHeadChunkRows) {
+    const int64_t n = std::min(kLmHeadChunkRows, V - v);
+    const at::Tensor rows = lm_head_.narrow(0, v, n).to(normed.device(), dt);
+    out.narrow(-1, v, n).copy_(at::matmul(normed, rows.t()));
+  }
+  return out;
+}
+
 at::Tensor Qwen3Model::LmHead(const at::Tensor& normed) const {
-  at::Tensor local = at::matmul(normed, lm_head_.t());
+  at::Tensor local = HeadLogits(normed);
   if (tp_->world_size() == 1) return local;
   // Vocabulary-parallel: every rank computed ceil(V/W) logits; gather and drop the padding.
   return tp_->AllGather(local, -1).narrow(-1, 0, config_.vocab_size).contiguous();
 }
 
-Qwen3Model::TokenScores Qwen3Model::ScoreTokens(const at::Tensor& normed, const at::Tensor& rows,
-                                                const at::Tensor& targets) const {
+Qwen3Model::TokenScores Qwen3Model::ScoreTokens(const at::Tensor& normed,
+                                                const at::Tensor& rows_in,
+                                                const at::Tensor& targets_in) const {
   TORCH_CHECK(normed.dim() == 2, "ScoreTokens: normed must be [N, hidden]");
-  TORCH_CHECK(rows.dim() == 1 && targets.dim() == 1 && rows.size(0) == targets.size(0),
+  TORCH_CHECK(rows_in.dim() == 1 && targets_in.dim() == 1 &&
+                  rows_in.size(0) == targets_in.size(0),
               "ScoreTokens: rows and targets must be [R]");
   const int64_t V = config_.vocab_size;
-  TORCH_CHECK(targets.numel() == 0 ||
-                  (targets.min().item<int64_t>() >= 0 && targets.max().item<int64_t>() < V),
+  TORCH_CHECK(targets_in.numel() == 0 || (targets_in.min().item<int64_t>() >= 0 &&
+                                          targets_in.max().item<int64_t>() < V),
               "ScoreTokens: a target is outside the vocabulary of ", V);
-  const at::Tensor local = at::matmul(normed, lm_head_.t()).to(at::kFloat);  // [N, V / W]
+  const at::Tensor local = HeadLogits(normed).to(at::kFloat);  // [N, V / W]
+  // Indices given on the host go where the logits are.
+  const at::Tensor rows = rows_in.to(local.device());
+  const at::Tensor targets = targets_in.to(local.device());
   TokenScores out;
   if (tp_->world_size() == 1) {
     out.logsumexp = at::logsumexp(local, -1);
@@ -563,10 +635,13 @@ Linear* Qwen3Model::FindLinear(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Qwen3Model::GlobalTensors() const {
+  // lazy_globals keeps embed_tokens / lm_head in the stored dtype; callers get the compute dtype.
+  const at::ScalarType dt = ToScalarType(dtype_);
+  auto compute = [dt](const at::Tensor& t) { return t.scalar_type() == dt ? t : t.to(dt); };
   std::vector<std::pair<std::string, at::Tensor>> out;
-  out.push_back({"model.embed_tokens.weight", embed_tokens_});
+  out.push_back({"model.embed_tokens.weight", compute(embed_tokens_)});
   out.push_back({"model.norm.weight", norm_});
-  if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", lm_head_});
+  if (!config_.tie_word_embeddings) out.push_back({"lm_head.weight", compute(lm_head_)});
   return out;
 }
 
@@ -635,6 +710,7 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::GatherLayer(int64_t i) const {
   auto whole = std::unique_ptr<Qwen3Model>(new Qwen3Model());
   whole->config_ = config_;
   whole->dtype_ = dtype_;
+  whole->device_ = device_;
   whole->tp_ = SingleProcessCollective();
   whole->embed_tokens_ = embed_tokens_;
   whole->norm_ = norm_;
@@ -646,7 +722,7 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::GatherLayer(int64_t i) const {
     return it->second;
   };
   try {
-    Builder b(config_, ToScalarType(dtype_), get);
+    Builder b(config_, ToScalarType(dtype_), device_, get);
     ASSIGN_OR_RETURN(whole->layers_[i], b.TakeLayer(i));
   } catch (const c10::Error& e) {
     return absl::InternalError(

@@ -34,6 +34,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <functional>
 #include <map>
@@ -93,13 +94,29 @@ struct RopeTables {
   at::Tensor visible_end;
 };
 
+// lm_head rows converted to the compute dtype at a time under LoadOptions::lazy_globals
+// (8192 x 4096 fp32 = 128 MiB for Qwen3-8B).
+constexpr int64_t kLmHeadChunkRows = 8192;
+
 struct LoadOptions {
   ComputeDType dtype = ComputeDType::kFloat32;
+  // Where the weights live and the forward runs (model/device.h resolves "cpu", "cuda:N",
+  // "auto"). Inputs may be given on the CPU: Embed, MakeRope and ScoreTokens move what they
+  // take to this device, and every tensor the forward creates is made on it. Under
+  // lazy_globals the embeddings and lm_head stay memory-mapped on the host and only the rows
+  // or chunks in use are copied over.
+  c10::Device device = c10::Device(c10::kCPU);
   // Decoder layers are not read at load: MaterializeLayer(i) reads layer i and ReleaseLayer(i)
   // drops it again (with its mapped checkpoint pages), so a driver that visits the layers in
   // order holds about one layer at a time (the quantizer streams models this way). Running a
   // layer that is not materialized throws c10::Error naming it. Only Load honours this.
   bool lazy_layers = false;
+  // embed_tokens and lm_head stay as the checkpoint stores them (memory-mapped: file pages, not
+  // anonymous memory) and are converted to the compute dtype where they are used: the rows that
+  // Embed selects, and lm_head one vocabulary chunk at a time (ScoreTokens, LmHead). The values
+  // are those of the converted tensors (conversion is elementwise). GlobalTensors() still
+  // returns them in the compute dtype. Ignored under tensor parallelism. Load and FromSource.
+  bool lazy_globals = false;
   // Tensor parallelism: this process is rank tp->rank() of tp->world_size() and loads only its
   // shard (layout above). nullptr: the whole model.
   std::shared_ptr<const Collective> tp;
@@ -127,6 +144,7 @@ class Qwen3Model {
 
   const Qwen3Config& config() const { return config_; }
   ComputeDType dtype() const { return dtype_; }
+  c10::Device device() const { return device_; }
   // The tensor-parallel group (a world of one when the model is whole); never null.
   const std::shared_ptr<const Collective>& tp() const { return tp_; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -158,6 +176,17 @@ class Qwen3Model {
                           const at::Tensor& targets) const;
   // Full forward: logits [B, T, vocab] in the compute dtype.
   at::Tensor Forward(const at::Tensor& ids) const;
+  // Runs every decoder layer over each batch of hidden states, layer-outer: layer i runs on
+  // every batch before layer i + 1 (GPTQ's llama_eval order). A lazy model reads each layer
+  // that is not in memory once, runs it on every batch and drops it again, so evaluation holds
+  // one decoder layer plus the batches' hidden states; layers already in memory stay. Each
+  // batch sees exactly the operations of ForwardHidden, so the results are the same bit for
+  // bit. hiddens[b]: [B_b, T_b, hidden], replaced by the last layer's output (before the final
+  // norm); ropes[b] belongs to hiddens[b]. Errors name the layer that could not be read. Not
+  // thread-safe on a lazy model (the layer cache changes).
+  Status RunLayers(std::vector<at::Tensor>& hiddens, const std::vector<RopeTables>& ropes) const;
+  // Whether decoder layers are read on demand (LoadOptions::lazy_layers).
+  bool lazy() const { return static_cast<bool>(lazy_get_); }
   // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).
   at::Tensor ForwardHidden(const at::Tensor& ids) const;
   // The same over explicit positions and visibility (RopeTables above).
@@ -168,6 +197,10 @@ class Qwen3Model {
   bool layer_loaded(int64_t i) const { return loaded_.at(i); }
   Status MaterializeLayer(int64_t i);
   void ReleaseLayer(int64_t i);
+  // Runs `setup` on every decoder layer in memory now and on every layer a lazy model reads
+  // later (e.g. SmoothQuant's activation hooks, which must survive a layer being re-read).
+  using LayerSetup = std::function<void(int64_t i, DecoderLayer& layer)>;
+  void AddLayerSetup(LayerSetup setup);
 
   DecoderLayer& layer(int64_t i) { return layers_.at(i); }
   const DecoderLayer& layer(int64_t i) const { return layers_.at(i); }
@@ -199,19 +232,29 @@ class Qwen3Model {
 
  private:
   Qwen3Model() = default;
+  // Reads layer i into the (mutable) layer cache of a lazy model and runs the layer setups.
+  Status LoadLayer(int64_t i) const;
+  void DropLayer(int64_t i) const;
+  // lm_head's logits [N, V / W] in the compute dtype; converts a stored-dtype lm_head
+  // (lazy_globals) one vocabulary chunk at a time.
+  at::Tensor HeadLogits(const at::Tensor& normed) const;
   static StatusOr<std::unique_ptr<Qwen3Model>> Build(
       const Qwen3Config& config, const LoadOptions& options, const TensorGetter& get,
       const std::function<void(const std::string&)>& release = nullptr);
   Qwen3Config config_;
   ComputeDType dtype_ = ComputeDType::kFloat32;
+  c10::Device device_ = c10::Device(c10::kCPU);
   at::Tensor embed_tokens_;  // [vocab, hidden]
   at::Tensor norm_;          // [hidden]
   at::Tensor lm_head_;       // [vocab, hidden] (TP: this rank's rows, zero-padded to
                              // ceil(V/W)); same storage as embed_tokens_ when tied and whole
   std::shared_ptr<const Collective> tp_;
-  std::vector<DecoderLayer> layers_;
-  std::string source_;        // the folder Load read, for error messages
-  std::vector<bool> loaded_;  // per layer; all true unless lazy
+  // A lazy model's layer cache: which layers are in memory changes what the model costs, not
+  // what it computes, so const evaluation (RunLayers) may fill and drop it.
+  mutable std::vector<DecoderLayer> layers_;
+  std::string source_;                // the folder Load read, for error messages
+  mutable std::vector<bool> loaded_;  // per layer; all true unless lazy
+  std::vector<LayerSetup> layer_setups_;
   TensorGetter lazy_get_;     // lazy models: reads a tensor from the checkpoint
   std::function<void(const std::string&)> release_;  // lazy models: drops a tensor's pages
 };

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/memory.h"
 #include "model/qwen3_config.h"
 #include "model/safetensors.h"
 #include "quant/packed.h"
@@ -31,8 +32,33 @@ StatusOr<nlohmann::json> ReadJson(const fs::path& path) {
 
 }  // namespace
 
-StatusOr<LoadedModel> LoadModelForEval(const std::string& dir, const model::LoadOptions& options) {
+std::string MemoryPlanJson(const model::MemoryPlan& plan) {
+  return nlohmann::json{{"mode", plan.streamed ? "streamed" : "resident"},
+                        {"reason", plan.reason},
+                        {"budget_bytes", plan.budget_bytes},
+                        {"model_bytes", plan.resident_bytes},
+                        {"layer_bytes", plan.layer_bytes}}
+      .dump();
+}
+
+StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
+                                       const model::LoadOptions& requested,
+                                       int64_t max_memory_bytes) {
   LoadedModel out;
+  model::LoadOptions options = requested;
+  if (max_memory_bytes >= 0) {
+    ASSIGN_OR_RETURN(model::Qwen3Config config, model::LoadQwen3Config(dir));
+    const int world = options.tp ? options.tp->world_size() : 1;
+    const bool given = max_memory_bytes > 0;
+    const int64_t budget = given ? max_memory_bytes : AvailableMemoryBytes();
+    auto plan = model::PlanModelMemory(config, options.dtype, world, budget,
+                                       given ? "--max-memory" : "available memory");
+    if (!plan.ok()) {
+      return absl::Status(plan.status().code(), absl::StrCat(dir, ": ", plan.status().message()));
+    }
+    options.lazy_layers = options.lazy_globals = plan->streamed;
+    out.memory = *plan;
+  }
   ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(fs::path(dir) / "config.json"));
   const nlohmann::json qc = config.value("quantization_config", nlohmann::json());
   if (qc.is_object()) {

@@ -263,11 +263,12 @@ Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool q
   const auto quantize_split = [abits, tp](const at::Tensor& x) {
     return FakeQuantizePerToken(x, abits, tp.get());
   };
-  for (int64_t i = 0; i < model.num_layers(); ++i) {
-    model::DecoderLayer& layer = model.layer(i);
+  // A setup, not a loop over today's layers: a lazy (layer-streamed) model re-reads its layers,
+  // and every layer it reads must get the hooks too.
+  model.AddLayerSetup([quantize, quantize_split, qkv_output](int64_t, model::DecoderLayer& layer) {
     for (const auto& name : model::QuantizedLinears(layer)) {
       model::Linear* lin = FindLinearIn(layer, name);
-      if (lin == nullptr) return absl::NotFoundError("InstallActivationQuantization: " + name);
+      TORCH_CHECK(lin != nullptr, "InstallActivationQuantization: no linear ", name);
       lin->SetInputHook(lin->style() == model::ParallelStyle::kRow
                             ? model::Linear::InputHook(quantize_split)
                             : model::Linear::InputHook(quantize));
@@ -278,7 +279,7 @@ Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool q
       if (qkv_output) hook = split ? model::Linear::InputHook(quantize_split) : quantize;
       lin->SetOutputHook(hook);
     }
-  }
+  });
   return absl::OkStatus();
 }
 

@@ -200,7 +200,8 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   model::LoadOptions lo;
   lo.dtype = dtype;
   lo.tp = config.tp;
-  ASSIGN_OR_RETURN(quant::LoadedModel loaded, quant::LoadModelForEval(model_dir, lo));
+  ASSIGN_OR_RETURN(quant::LoadedModel loaded,
+                   quant::LoadModelForEval(model_dir, lo, config.max_memory_bytes));
   eval::TaskSettings s;
   s.task = spec.eval.task;
   s.data_dir = config.data_dir;
@@ -208,6 +209,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   s.max_windows = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? spec.eval.limit : 0;
   s.limit = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? 0 : spec.eval.limit;
   s.ppl_batch_size = std::max<int64_t>(1, spec.eval.batch_size);
+  s.stream_group_bytes = loaded.memory->activation_bytes;
   if (spec.eval.num_fewshot >= 0) s.num_fewshot = spec.eval.num_fewshot;
   const std::string task = spec.eval.task;
   s.progress = [&](int64_t done, int64_t total) {
@@ -224,6 +226,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   prov["quant"] = DescribeQuant(spec.quant);
   prov["tensor_parallel"] = config.tp ? config.tp->world_size() : 1;
   if (!loaded.description.empty()) prov["loaded_as"] = loaded.description;
+  prov["memory"] = json::parse(quant::MemoryPlanJson(*loaded.memory));
   prov["eval"] = json::parse(r.json);
   out.provenance_json = prov.dump();
   return out;

@@ -30,6 +30,9 @@ struct RunnerConfig {
   // rank calls RunJob. Rank 0 holds the artifact lock and writes the artifact; all ranks
   // quantize and evaluate their shards and return the same outcome. nullptr: one process.
   std::shared_ptr<const model::Collective> tp;
+  // Evaluation memory budget: a model that does not fit is evaluated layer-streamed
+  // (quant::LoadModelForEval). 0: the memory available to the job process.
+  int64_t max_memory_bytes = 0;
 };
 
 struct MetricRow {

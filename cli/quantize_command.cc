@@ -126,8 +126,11 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
           OptionFlag(*o), [&f, name, value](int64_t) { f.options[name] = value; }, OptionHelp(*o));
     } else {
       q->add_option_function<std::string>(
-          OptionFlag(*o), [&f, name](const std::string& v) { f.options[name] = v; },
-          OptionHelp(*o));
+           OptionFlag(*o), [&f, name](const std::string& v) { f.options[name] = v; },
+           OptionHelp(*o))
+          ->type_name(o->type == OptionType::kInt      ? "INT"
+                      : o->type == OptionType::kDouble ? "FLOAT"
+                                                       : "CHOICE");
     }
   }
   q->add_flag("--no-packed", f.no_packed, "Do not write the packed GPTQ layout");

@@ -5,24 +5,24 @@
 // GPTQ core FLOPs per linear [out, in]: Cholesky work ~ in^3 (inverse + two factorizations)
 // plus the error propagation 2 * out * in^2 (each column's error is pushed onto the columns
 // to its right: out * in^2 multiply-adds). The matmul reference is at::mm of [out, in] x [in, in].
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <c10/core/InferenceMode.h>
-
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
-#include <cstdio>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
+#include "common/catalog.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tiny_model.h"
@@ -82,10 +82,12 @@ int QuantizeFolderStreaming(const std::string& dir, int64_t n, int64_t seqlen) {
   if (!m.ok()) return 1;
   auto calib = RandomCalibration(n, seqlen, (*m)->config().vocab_size);
   bitsweep::quant::QuantizeOptions qo;
-  qo.method = bitsweep::quant::Method::kGptq;
-  qo.grid.bits = 4;
-  qo.grid.group_size = 128;
-  qo.gptq.act_order = true;
+  bitsweep::QuantConfig gptq;
+  gptq.method = "gptq";
+  gptq.wbits = 4;
+  gptq.group_size = 128;
+  gptq.options["act_order"] = "true";
+  qo.method = *bitsweep::quant::MakeQuantizer(gptq);
   auto writer = bitsweep::quant::QuantizedModelWriter::Create(dir + ".q", dir, **m, true);
   if (!writer.ok()) return 1;
   qo.layer_sink = [&](int64_t i, std::map<std::string, bitsweep::quant::QuantizedWeight>& w) {
@@ -195,25 +197,27 @@ int main(int argc, char** argv) {
   // 2) Seconds per decoder layer for the whole driver of each method (forwards, statistics,
   //    searches, quantization). A fresh random 2-layer model per method.
   {
-    using M = bitsweep::quant::Method;
     auto cfg = bitsweep::model::TinyConfig(Shape(shape, 2), 1024);
     auto calib = RandomCalibration(nsamples, seqlen, 1024);
-    for (auto method : {M::kRtn, M::kGptq, M::kAwq, M::kSmoothQuant, M::kBillm}) {
+    for (const bitsweep::MethodInfo* row : bitsweep::QuantizationMethods()) {
       auto m = bitsweep::model::Qwen3Model::FromTensors(cfg,
                                                         bitsweep::model::RandomQwen3Weights(cfg, 0));
+      // 4 bits (8 where activations are quantized too) in groups of 128, GPTQ with act_order.
+      bitsweep::QuantConfig qc;
+      qc.method = row->name;
+      qc.wbits = std::clamp(row->takes_abits ? 8 : 4, row->min_wbits, row->max_wbits);
+      qc.group_size = row->group_size_applies ? 128 : -1;
+      if (bitsweep::LookupOption(*row, "act_order").ok()) qc.options["act_order"] = "true";
+      auto method = bitsweep::quant::MakeQuantizer(qc);
       bitsweep::quant::QuantizeOptions qo;
-      qo.method = method;
-      qo.grid.bits = method == M::kSmoothQuant ? 8 : 4;
-      qo.grid.group_size = 128;
-      qo.gptq.act_order = true;
-      auto r = bitsweep::quant::QuantizeModel(**m, &calib, qo);
+      if (method.ok()) qo.method = *method;
+      auto r = method.ok() ? bitsweep::quant::QuantizeModel(**m, &calib, qo)
+                           : bitsweep::StatusOr<bitsweep::quant::QuantizeResult>(method.status());
       if (!r.ok()) {
-        std::printf("  %-11s: %s\n", bitsweep::quant::MethodName(method),
-                    r.status().ToString().c_str());
+        std::printf("  %-11s: %s\n", row->name, r.status().ToString().c_str());
         continue;
       }
-      std::printf("  %-11s: %.2f s per decoder layer\n", bitsweep::quant::MethodName(method),
-                  r->seconds / 2);
+      std::printf("  %-11s: %.2f s per decoder layer\n", row->name, r->seconds / 2);
     }
   }
 

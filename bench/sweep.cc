@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/catalog.h"
 #include "common/job_spec.h"
 
 namespace {
@@ -20,12 +21,25 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 std::string SweepYaml(int models) {
   std::string y = "name: bench\nbaseline: true\nmodels:\n";
   for (int i = 0; i < models; ++i) y += "  - /models/bench-" + std::to_string(i) + "\n";
-  y += R"(methods:
-  - {method: rtn, wbits: [1, 2, 3, 4, 5, 6, 7, 8], group: 128}
-  - {method: [gptq, awq], wbits: [2, 3, 4, 5, 6, 7, 8], group: 128}
-  - {method: smoothquant, wbits: 8, abits: 8}
-  - {method: billm}
-tasks: [wikitext2, c4, piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu,
+  // Every method of the catalog: weight-only ones at each width they take, in groups of 128
+  // where groups apply; W+A ones at their widest weights and default activation bits.
+  y += "methods:\n";
+  for (const bitsweep::MethodInfo* m : bitsweep::QuantizationMethods()) {
+    y += std::string("  - {method: ") + m->name;
+    if (m->takes_abits) {
+      y += ", wbits: " + std::to_string(m->max_wbits) +
+           ", abits: " + std::to_string(m->default_abits);
+    } else if (m->min_wbits != m->max_wbits) {
+      y += ", wbits: [";
+      for (int w = m->min_wbits; w <= m->max_wbits; ++w) {
+        y += (w == m->min_wbits ? "" : ", ") + std::to_string(w);
+      }
+      y += "]";
+    }
+    if (m->group_size_applies) y += ", group: 128";
+    y += "}\n";
+  }
+  y += R"(tasks: [wikitext2, c4, piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu,
         data/heldout.jsonl]
 eval: {seqlen: 2048, batch_size: 8, dtype: bf16}
 )";

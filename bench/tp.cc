@@ -125,14 +125,16 @@ int RunRank(const Flags& f) {
     calib.samples.emplace_back(p, p + f.seqlen);
   }
   bitsweep::quant::QuantizeOptions qo;
-  auto method = bitsweep::quant::ParseMethod(f.method);
+  bitsweep::QuantConfig qc;
+  qc.method = f.method;
+  qc.wbits = 4;
+  qc.group_size = 128;
+  auto method = bitsweep::quant::MakeQuantizer(qc);
   if (!method.ok()) {
     std::fprintf(stderr, "bench_tp: %s\n", method.status().ToString().c_str());
     return 1;
   }
   qo.method = *method;
-  qo.grid.bits = 4;
-  qo.grid.group_size = 128;
   t0 = Clock::now();
   auto q = bitsweep::quant::QuantizeModel(**model, &calib, qo);
   if (!q.ok()) {

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
+#include "common/catalog.h"
 #include "common/memory.h"
 #include "eval/run_task.h"
 #include "model/device.h"
@@ -105,11 +107,11 @@ int RunEval(const EvalFlags& f) {
   if (!dtype.ok()) return Fail(dtype.status());
   std::vector<std::string> tasks = absl::StrSplit(f.tasks, ',', absl::SkipEmpty());
   if (tasks.empty()) return Fail(absl::InvalidArgumentError("--tasks names no task"));
-  std::vector<bitsweep::eval::EvalTaskKind> kinds;
+  std::vector<bitsweep::TaskKind> kinds;
   for (const auto& t : tasks) {
-    auto k = bitsweep::eval::ClassifyEvalTask(t);
-    if (!k.ok()) return Fail(k.status());
-    kinds.push_back(*k);
+    auto row = bitsweep::LookupTask(t);
+    if (!row.ok()) return Fail(row.status());
+    kinds.push_back((*row)->kind);
   }
   auto tp = bitsweep::model::StartTensorParallel(f.tp);
   if (!tp.ok()) return Fail(tp.status());
@@ -137,11 +139,9 @@ int RunEval(const EvalFlags& f) {
   }
 
   for (size_t i = 0; i < tasks.size(); ++i) {
-    const bool ppl = kinds[i] == bitsweep::eval::EvalTaskKind::kPerplexity;
+    const bool ppl = kinds[i] == bitsweep::TaskKind::kPerplexity;
     std::string label = tasks[i];
-    if (label.size() > 6 && label.compare(label.size() - 6, 6, ".jsonl") == 0) {
-      label = fs::path(label).stem().string();
-    }
+    if (bitsweep::IsTaskPath(label)) label = fs::path(label).stem().string();
     Progress progress(label, ppl ? "windows" : "requests");
     bitsweep::eval::TaskSettings s;
     s.task = tasks[i];
@@ -176,6 +176,31 @@ int RunEval(const EvalFlags& f) {
   return 0;
 }
 
+// The catalog's method names (true) or task names with their kinds (false), for help texts.
+std::string CatalogNames(bool methods) {
+  std::vector<std::string> names;
+  if (methods) {
+    for (const bitsweep::MethodInfo* m : bitsweep::QuantizationMethods()) names.push_back(m->name);
+  } else {
+    for (const bitsweep::TaskInfo& t : bitsweep::Tasks()) {
+      names.push_back(absl::StrCat(t.name, " (", bitsweep::TaskKindName(t.kind), ")"));
+    }
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+std::string CatalogSummary() {
+  std::string out;
+  for (const bitsweep::MethodInfo& m : bitsweep::Methods()) {
+    absl::StrAppend(&out, "method ", m.name, ": ", m.description, "\n");
+  }
+  for (const bitsweep::TaskInfo& t : bitsweep::Tasks()) {
+    absl::StrAppend(&out, "task ", t.name, " (", bitsweep::TaskKindName(t.kind),
+                    "): ", t.description, "\n");
+  }
+  return out;
+}
+
 int RunTokenize(const std::string& tokenizer_path, bool decode) {
   auto tok = bitsweep::model::Tokenizer::Load(tokenizer_path);
   if (!tok.ok()) return Fail(tok.status());
@@ -205,9 +230,9 @@ int main(int argc, char** argv) {
   bitsweep::model::SetCommandLine(argc, argv);
   CLI::App app{
       "bitsweep: post-training quantization studies of Qwen3 models.\n"
-      "Quantizes Hugging Face Qwen3 checkpoints (dense and MoE) with RTN, GPTQ, AWQ, SmoothQuant\n"
-      "or BiLLM, and evaluates them on WikiText-2 and C4 perplexity, PIQA, ARC-Easy,\n"
-      "ARC-Challenge, HellaSwag, WinoGrande, BoolQ and MMLU."};
+      "Quantizes Hugging Face Qwen3 checkpoints (dense and MoE) with the methods of its catalog\n"
+      "(" +
+      CatalogNames(true) + ")\nand evaluates them on its tasks (" + CatalogNames(false) + ")."};
   app.require_subcommand(1);
   bitsweep::model::RuntimeOptions runtime;
   app.add_option(
@@ -223,10 +248,9 @@ int main(int argc, char** argv) {
                    "tokenizer.json)")
       ->required();
   eval->add_option("--tasks", ef.tasks,
-                   "Comma-separated tasks: wikitext2, c4 (perplexity); piqa, arc_easy, "
-                   "arc_challenge, hellaswag, winogrande, boolq (zero-shot, lm-eval scoring); "
-                   "mmlu (k-shot, Hendrycks format); or a path to a .jsonl file of "
-                   "{\"context\", \"choices\", \"gold\"} lines")
+                   "Comma-separated tasks: " + CatalogNames(false) +
+                       "; or a path to a .jsonl file of {\"context\", \"choices\", \"gold\"} "
+                       "lines (a multiple-choice task scored as lm-eval does)")
       ->capture_default_str();
   eval->add_option("--seqlen", ef.seqlen, "Window length in tokens")
       ->capture_default_str()
@@ -315,6 +339,13 @@ int main(int argc, char** argv) {
                    "Split the weights into shards of about this size (0 = one file)")
       ->capture_default_str();
 
+  bool markdown = false;
+  auto* catalog = app.add_subcommand(
+      "catalog", "Print the method and task catalogs (the README's generated tables)");
+  catalog->add_flag("--markdown", markdown,
+                    "Print the README's generated sections with their markers (as they must "
+                    "read in README.md)");
+
   bitsweep::cli::QuantizeFlags qf;
   auto* quantize = bitsweep::cli::AddQuantizeCommand(app, qf);
   bitsweep::cli::ServiceFlags sf;
@@ -336,6 +367,11 @@ int main(int argc, char** argv) {
     return RunEval(ef);
   }
   if (tokenize->parsed()) return RunTokenize(tok_path, decode);
+  if (catalog->parsed()) {
+    std::fputs(markdown ? bitsweep::ReadmeGeneratedSections().c_str() : CatalogSummary().c_str(),
+               stdout);
+    return 0;
+  }
   if (quantize->parsed()) return bitsweep::cli::RunQuantize(qf, ResolveDataDir(qf.data_dir));
   if (tiny->parsed()) {
     Status s = bitsweep::model::WriteTinyModel(tiny_out, to);

@@ -3,90 +3,137 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/catalog.h"
 #include "model/tp_run.h"
 #include "quant/pipeline.h"
 
 namespace bitsweep::cli {
 
+namespace {
+
+std::string OptionHelp(const MethodOption& o) {
+  std::string range;
+  switch (o.type) {
+    case OptionType::kBool:
+      break;
+    case OptionType::kInt:
+      range = absl::StrCat(static_cast<int64_t>(o.min), "..", static_cast<int64_t>(o.max));
+      break;
+    case OptionType::kDouble:
+      range = absl::StrCat(o.min, "..", o.max);
+      break;
+    case OptionType::kChoice:
+      range = absl::StrJoin(absl::StrSplit(o.choices, '|'), ", ");
+      break;
+  }
+  std::string needs;
+  for (const MethodOption* other : AllOptions()) {
+    if (o.requires_option == std::string_view(other->name)) {
+      needs = absl::StrCat("; needs ", OptionFlag(*other));
+    }
+  }
+  return absl::StrCat(o.help, " [", OptionOwners(o.name), "; ",
+                      range.empty() ? "" : absl::StrCat(range, ", "), "default ", o.default_value,
+                      needs, "]");
+}
+
+std::string MethodsSummary() {
+  std::vector<std::string> names, calib, wbits;
+  for (const MethodInfo* m : QuantizationMethods()) {
+    names.push_back(m->name);
+    wbits.push_back(absl::StrCat(BitsRange(m->min_wbits, m->max_wbits), " (", m->name, ")"));
+    const CalibrationDefaults& c = m->calibration;
+    if (m->needs_calibration) {
+      calib.push_back(absl::StrCat(m->name, " ", c.source, " ", c.nsamples, "x", c.seqlen, " seed ",
+                                   c.seed, " (", c.procedure, ")"));
+    }
+  }
+  return absl::StrCat(
+      "Quantize a model folder with ", absl::StrJoin(names, ", "),
+      " and write a Hugging Face folder (dequantized weights, quantization_config.json, and for "
+      "weight-only methods at 2/3/4/8 bits the packed GPTQ layout in <out>/packed). Weight bits: ",
+      absl::StrJoin(wbits, ", "),
+      ". Calibration defaults follow the study (METHODS.md 1.3): ", absl::StrJoin(calib, "; "),
+      ".");
+}
+
+}  // namespace
+
 CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
-  auto* q = app.add_subcommand(
-      "quantize",
-      "Quantize a model folder with RTN, GPTQ, AWQ, SmoothQuant or BiLLM and write a Hugging "
-      "Face folder (dequantized weights, quantization_config.json, and for weight-only methods "
-      "at 2/3/4/8 bits the packed GPTQ layout in <out>/packed). Calibration defaults follow the "
-      "study (METHODS.md 1.3): GPTQ/BiLLM c4 128x2048 seed 0; AWQ c4 documents <= 512 tokens "
-      "packed into 512-token blocks, seed 42; SmoothQuant c4 512x512 seed 42.");
+  auto* q = app.add_subcommand("quantize", MethodsSummary());
+  std::vector<std::string> methods;
+  std::string abits_help = "Activation bits (applied at evaluation):";
+  int min_wbits = 64, max_wbits = 0, min_abits = 64, max_abits = 0;
+  for (const MethodInfo* m : QuantizationMethods()) {
+    methods.push_back(m->name);
+    min_wbits = std::min(min_wbits, m->min_wbits);
+    max_wbits = std::max(max_wbits, m->max_wbits);
+    if (m->takes_abits) {
+      min_abits = std::min(min_abits, m->min_abits);
+      max_abits = std::max(max_abits, m->max_abits);
+      absl::StrAppend(&abits_help, " ", BitsRange(m->min_abits, m->max_abits), " (", m->name,
+                      ", default ", m->default_abits, ")");
+    }
+  }
   q->add_option("--model", f.model, "Source model folder")->required();
   q->add_option("--out", f.out, "Output folder (replaced atomically at the end)")->required();
-  q->add_option("--method", f.method, "rtn, gptq, awq, smoothquant or billm")
+  q->add_option("--method", f.method, absl::StrJoin(methods, ", "))
       ->capture_default_str()
-      ->check(CLI::IsMember({"rtn", "gptq", "awq", "smoothquant", "billm"}));
-  q->add_option("--wbits", f.wbits,
-                "Weight bits: 1..8 (rtn, gptq, awq), 2..8 (smoothquant), 1 (billm)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 8));
-  q->add_option("--abits", f.abits, "SmoothQuant activation bits, 2..8 (applied at evaluation)")
-      ->capture_default_str()
-      ->check(CLI::Range(2, 8));
-  q->add_option("--group", f.group,
-                "Group size along the input features; -1 = per channel (smoothquant: per "
-                "channel always; billm: its 128-column blocks)")
-      ->capture_default_str();
-  q->add_option("--calib", f.calib,
-                "Calibration: c4, wikitext2 (from --data-dir), a .jsonl/.txt file, or a .json "
-                "file of token-id arrays (default c4)");
-  q->add_option("--nsamples", f.nsamples, "Calibration samples (default: per method)")
+      ->check(CLI::IsMember(methods));
+  q->add_option_function<int>(
+       "--wbits", [&f](const int& v) { f.wbits = v; },
+       "Weight bits, in the method's range (default: 4, or the method's only width)")
+      ->check(CLI::Range(min_wbits, max_wbits));
+  q->add_option_function<int>(
+       "--abits", [&f](const int& v) { f.abits = v; }, abits_help)
+      ->check(CLI::Range(min_abits, max_abits));
+  q->add_option_function<int64_t>(
+      "--group", [&f](const int64_t& v) { f.group = v; },
+      "Group size along the input features; -1 = per channel (default 128 where a group size "
+      "applies)");
+  q->add_option_function<std::string>(
+      "--calib", [&f](const std::string& v) { f.calib = v; },
+      "Calibration: c4, wikitext2 (from --data-dir), a .jsonl/.txt file, or a .json file of "
+      "token-id arrays (default c4)");
+  q->add_option_function<int64_t>(
+       "--nsamples", [&f](const int64_t& v) { f.nsamples = v; },
+       "Calibration samples (default: per method)")
       ->check(CLI::PositiveNumber);
-  q->add_option("--seqlen", f.seqlen, "Calibration sample length (default: per method)")
+  q->add_option_function<int64_t>(
+       "--seqlen", [&f](const int64_t& v) { f.seqlen = v; },
+       "Calibration sample length (default: per method)")
       ->check(CLI::Range(2, 1 << 20));
-  q->add_option("--seed", f.seed,
-                "Calibration sampling seed, CPython random (default: per "
-                "method)")
+  q->add_option_function<int64_t>(
+       "--seed", [&f](const int64_t& v) { f.seed = v; },
+       "Calibration sampling seed, CPython random (default: per method)")
       ->check(CLI::NonNegativeNumber);
   q->add_option("--dtype", f.dtype, "Compute dtype of calibration: fp32 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  q->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
-  q->add_flag("--static-groups", f.static_groups, "GPTQ with --act-order: groups fixed up front");
-  q->add_flag("--no-true-sequential", f.no_true_sequential,
-              "GPTQ: one Hessian pass per layer instead of {k,v,q}|{o}|{up,gate}|{down}");
-  q->add_option("--percdamp", f.percdamp, "GPTQ/BiLLM dampening, fraction of mean(diag H)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
-  q->add_option("--blocksize", f.blocksize, "GPTQ/BiLLM block width")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  q->add_option("--alpha", f.alpha, "SmoothQuant migration strength")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  q->add_flag("--qkv-output", f.qkv_output,
-              "SmoothQuant: also quantize the q/k/v outputs per token (quantize_bmm_input)");
-  q->add_option("--awq-n-grid", f.awq_n_grid, "AWQ scale-search grid size")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
-  q->add_flag("--awq-duo-scaling", f.awq_duo_scaling,
-              "AWQ: AutoAWQ's x^r / w^(1-r) scales instead of llm-awq's x^r");
-  q->add_flag("--awq-no-clip", f.awq_no_clip, "AWQ: skip the clip search");
-  q->add_option("--awq-max-shrink", f.awq_max_shrink, "AWQ clip search: largest shrink")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  q->add_option("--awq-clip-tokens", f.awq_clip_tokens, "AWQ clip search: tokens sampled")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  q->add_option("--billm-saliency", f.billm_saliency, "BiLLM salient metric: hessian or magnitude")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"hessian", "magnitude"}));
-  q->add_option("--billm-up-lim", f.billm_up_lim, "BiLLM salient-column search limit")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  // One flag per method option of the catalog; the pipeline checks that the method takes it.
+  for (const MethodOption* o : AllOptions()) {
+    const std::string name = o->name;
+    if (o->type == OptionType::kBool) {
+      const std::string value = o->default_value == std::string_view("true") ? "false" : "true";
+      q->add_flag_function(
+          OptionFlag(*o), [&f, name, value](int64_t) { f.options[name] = value; }, OptionHelp(*o));
+    } else {
+      q->add_option_function<std::string>(
+           OptionFlag(*o), [&f, name](const std::string& v) { f.options[name] = v; },
+           OptionHelp(*o))
+          ->type_name(o->type == OptionType::kInt      ? "INT"
+                      : o->type == OptionType::kDouble ? "FLOAT"
+                                                       : "CHOICE");
+    }
+  }
   q->add_flag("--no-packed", f.no_packed, "Do not write the packed GPTQ layout");
-  q->add_flag("--released-code", f.released_code,
-              "Reproduce the study's released code: RTN ignores --group, SmoothQuant does no "
-              "smoothing, AWQ skips v->o under GQA (README: faithful vs released)");
   q->add_option("--data-dir", f.data_dir, "Data folder for c4/wikitext2 calibration");
   q->add_option("--tp", f.tp,
                 "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "

@@ -1,11 +1,17 @@
 // The torch-free catalogs of quantization methods and evaluation tasks (STYLE.md P5).
 //
-// One row per method and one per task, as constant tables with static storage: the coordinator
-// validates sweeps against them without linking libtorch, and quant/ and eval/ bind their entry
-// points to the same names. Every function here is pure and thread-safe.
+// One row per method and one per task, as constant tables with static storage, each row written
+// with named fields (common/catalog.cc). Everything that differs between methods and that the
+// coordinator, the CLI or the docs need lives in the row: name, bit ranges, group size rules,
+// options (name, type, default, range, help), calibration defaults and what the recipe says of
+// the grid. The quant-side entry points (typed options, per-layer quantizer) are bound to the
+// same names in quant/methods.cc; the task loaders in eval/run_task.cc. From the rows come the
+// `bitsweep quantize` flags, the sweep's validation and skip reasons, the job spec's defaults and
+// the README's option table (MethodOptionsMarkdown). Every function here is pure and thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,50 +20,70 @@
 
 namespace bitsweep {
 
-enum class QuantMethod { kFp, kRtn, kGptq, kAwq, kSmoothQuant, kBillm };
-
 enum class OptionType { kBool, kInt, kDouble, kChoice };
 
 // One method option, named as the `bitsweep quantize` flag without dashes (`--awq-n-grid` is
-// `awq_n_grid`; `--no-true-sequential` is `true_sequential: false`).
+// `awq_n_grid`; a boolean that defaults to true is turned off with `--no-<name>`, so
+// `--no-true-sequential` is `true_sequential: false`). See OptionFlag.
 struct MethodOption {
-  const char* name;
-  OptionType type;
-  const char* default_value;  // canonical text (see NormalizeOptionValue)
-  double min = 0, max = 0;    // inclusive range for kInt / kDouble
-  const char* choices = "";   // kChoice: '|'-separated allowed values
+  const char* name = "";
+  OptionType type = OptionType::kBool;
+  const char* default_value = "false";  // canonical text (see NormalizeOptionValue)
+  double min = 0, max = 0;              // inclusive range for kInt / kDouble
+  const char* choices = "";             // kChoice: '|'-separated allowed values
   const char* help = "";
+  // A boolean option that may be true only when this other boolean option of the method is
+  // ("static_groups" needs "act_order").
+  const char* requires_option = "";
 };
 
 // Calibration defaults of a method (README "Calibration", METHODS.md §1.3).
 struct CalibrationDefaults {
-  const char* source;  // "c4"
-  int64_t nsamples, seqlen, seed;
-  const char* procedure;  // "gptq-windows" or "awq-blocks"
+  const char* source = "";  // "c4"
+  int64_t nsamples = 0, seqlen = 0, seed = 0;
+  const char* procedure = "";  // "gptq-windows" or "awq-blocks"
 };
 
 struct MethodInfo {
-  QuantMethod method;
-  const char* name;          // "rtn", ..., "fp" for the unquantized baseline
-  int min_wbits, max_wbits;  // fp: 16..16 (weights as stored)
-  int min_abits, max_abits;  // 0..0 for weight-only methods
-  bool needs_calibration;    // smoothquant with released_code=true needs none (NeedsCalibration)
-  bool takes_abits;
-  bool group_size_applies;  // false: per channel (smoothquant) or own blocks (billm)
-  int default_group_size;   // -1 = per channel
+  const char* name = "";  // "rtn", ..., "fp" for the unquantized baseline
+  const char* description = "";
+  bool baseline = false;  // the unquantized model (fp): no method runs
+  // Weight bits: the accepted range and what `bitsweep quantize` uses without --wbits.
+  int min_wbits = 0, max_wbits = 0, default_wbits = 0;  // fp: 16 (weights as stored)
+  // Why a method has one width, for skip reasons ("binarizes weights"); "" for ranges.
+  const char* wbits_note = "";
+  // Activation bits (applied at evaluation); 0..0 for weight-only methods.
+  bool takes_abits = false;
+  int min_abits = 0, max_abits = 0, default_abits = 0;
+  // Whether a group size applies; where not, why (for errors and skip reasons).
+  bool group_size_applies = false;
+  int default_group_size = -1;  // -1 = per channel
+  const char* group_note = "";  // "quantizes weights per channel"
+  // A boolean option that, when true, makes the method quantize per channel whatever the group
+  // size says (so every group size names one artifact); "" for none.
+  const char* per_channel_option = "";
+  bool needs_calibration = false;
+  // A boolean option that, when true, makes a calibrated method use no calibration data.
+  const char* no_calibration_option = "";
   std::vector<const MethodOption*> options;
   CalibrationDefaults calibration;
-  const char* description;
+  // What quantization_config.json records of the stored grid.
+  const char* grid = "";
+  bool symmetric = false;
+  // Whether <out>/packed (the GPTQ checkpoint layout) can hold the result (at 2/3/4/8 bits).
+  bool packable = false;
 };
 
 enum class TaskKind { kPerplexity, kMultipleChoice, kKShot };
 
 struct TaskInfo {
-  const char* name;  // "wikitext2", ...; "file" for a custom multiple-choice .jsonl task
-  TaskKind kind;
+  const char* name = "";  // "wikitext2", ...; "file" for a custom multiple-choice .jsonl task
+  TaskKind kind = TaskKind::kMultipleChoice;
   std::vector<const char*> metrics;  // as lm-eval / the perplexity protocol reports them
-  int default_num_fewshot;           // 0 except mmlu (5)
-  const char* description;
+  int default_num_fewshot = 0;       // 0 except mmlu (5)
+  const char* description = "";
+  // The files read under the data directory (README "Accuracy tasks" / "Perplexity protocol").
+  const char* data_files = "";
 };
 
 // Every method row, fp first, in a stable order.
@@ -67,7 +93,8 @@ const std::vector<TaskInfo>& Tasks();
 
 // INVALID_ARGUMENT naming the known names when `name` is not a row.
 StatusOr<const MethodInfo*> LookupMethod(std::string_view name);
-const MethodInfo& MethodRow(QuantMethod method);
+// The rows of the quantization methods (every row but the fp baseline).
+std::vector<const MethodInfo*> QuantizationMethods();
 // A catalog task name, or a path to a .jsonl file of {"context", "choices", "gold"} lines (a
 // custom multiple-choice task, as `bitsweep eval` takes it), which returns the "file" row.
 StatusOr<const TaskInfo*> LookupTask(std::string_view name);
@@ -82,7 +109,31 @@ StatusOr<const MethodOption*> LookupOption(const MethodInfo& method, std::string
 // round-trips, choices as written. Errors name the option and the range.
 StatusOr<std::string> NormalizeOptionValue(const MethodOption& option, std::string_view value);
 
+// Every option name of every method, once each, in table order (the CLI registers one flag per
+// name).
+std::vector<const MethodOption*> AllOptions();
+// The `bitsweep quantize` flag of an option: "--awq-n-grid", "--act-order",
+// "--no-true-sequential" (a boolean that defaults to true).
+std::string OptionFlag(const MethodOption& option);
+// The methods that take an option, comma-separated ("gptq, ...").
+std::string OptionOwners(std::string_view option);
+
+// Typed reads of a normalised option map (every option of the method present, canonical text).
+// REQUIRES: the option is present (NormalizeQuantConfig fills every default).
+bool OptionBool(const std::map<std::string, std::string>& options, const char* name);
+int64_t OptionInt(const std::map<std::string, std::string>& options, const char* name);
+double OptionDouble(const std::map<std::string, std::string>& options, const char* name);
+const std::string& OptionText(const std::map<std::string, std::string>& options, const char* name);
+
 // "2..8" or "1" for messages.
 std::string BitsRange(int min_bits, int max_bits);
+
+// The README's generated sections: the option table of every method and the task table, as
+// Markdown (`bitsweep catalog --markdown` prints both between their markers).
+std::string MethodOptionsMarkdown();
+std::string TasksMarkdown();
+// Both, each between its `<!-- BEGIN generated: NAME ... -->` and `<!-- END generated: NAME -->`
+// markers, exactly as README.md must contain them (tests/common/readme_catalog_test.cc).
+std::string ReadmeGeneratedSections();
 
 }  // namespace bitsweep

@@ -59,10 +59,11 @@ std::string NormalizePath(std::string_view path) {
 bool NeedsCalibration(const QuantConfig& q) {
   auto row = LookupMethod(q.method);
   if (!row.ok() || !(*row)->needs_calibration) return false;
-  if ((*row)->method == QuantMethod::kSmoothQuant) {
-    auto it = q.options.find("released_code");
+  const char* off = (*row)->no_calibration_option;
+  if (*off != '\0') {
+    auto it = q.options.find(off);
     if (it != q.options.end()) {
-      auto opt = LookupOption(**row, "released_code");
+      auto opt = LookupOption(**row, off);
       auto v = NormalizeOptionValue(**opt, it->second);
       if (v.ok() && *v == "true") return false;
     }
@@ -70,57 +71,79 @@ bool NeedsCalibration(const QuantConfig& q) {
   return true;
 }
 
-StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q) {
+std::string QuantFieldName(std::string_view field, FieldNaming naming) {
+  if (naming == FieldNaming::kSpec) return std::string(field);
+  static const std::pair<const char*, const char*> kFlags[] = {{"quant.method", "--method"},
+                                                               {"quant.wbits", "--wbits"},
+                                                               {"quant.abits", "--abits"},
+                                                               {"quant.group_size", "--group"}};
+  for (const auto& [spec, flag] : kFlags) {
+    if (field == spec) return flag;
+  }
+  constexpr std::string_view kOptions = "quant.options.";
+  if (field.substr(0, kOptions.size()) == kOptions) {
+    const std::string name(field.substr(kOptions.size()));
+    for (const MethodOption* o : AllOptions()) {
+      if (name == o->name) return OptionFlag(*o);
+    }
+    return "--" + name;
+  }
+  return std::string(field);
+}
+
+StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q, FieldNaming naming) {
+  auto field = [naming](std::string_view f) { return QuantFieldName(f, naming); };
   auto found = LookupMethod(q.method);
-  if (!found.ok()) return InField("quant.method", found.status());
+  if (!found.ok()) return InField(field("quant.method"), found.status());
   const MethodInfo& row = **found;
   QuantConfig out;
   out.method = row.name;
   if (q.wbits < row.min_wbits || q.wbits > row.max_wbits) {
-    return Invalid("quant.wbits",
+    return Invalid(field("quant.wbits"),
                    absl::StrCat(row.name, " takes ", BitsRange(row.min_wbits, row.max_wbits),
                                 " weight bits, got ", q.wbits));
   }
   out.wbits = q.wbits;
   if (row.takes_abits) {
-    out.abits = q.abits == 0 ? 8 : q.abits;  // the CLI's default --abits
+    out.abits = q.abits == 0 ? row.default_abits : q.abits;
     if (out.abits < row.min_abits || out.abits > row.max_abits) {
-      return Invalid("quant.abits",
+      return Invalid(field("quant.abits"),
                      absl::StrCat(row.name, " takes ", BitsRange(row.min_abits, row.max_abits),
                                   " activation bits, got ", q.abits));
     }
   } else if (q.abits != 0) {
-    return Invalid("quant.abits",
+    return Invalid(field("quant.abits"),
                    absl::StrCat(row.name, " does not quantize activations (abits ", q.abits, ")"));
   }
   if (q.group_size != -1 && q.group_size <= 0) {
-    return Invalid("quant.group_size",
+    return Invalid(field("quant.group_size"),
                    absl::StrCat("must be -1 (per channel) or positive, got ", q.group_size));
   }
   if (!row.group_size_applies && q.group_size != -1) {
-    return Invalid("quant.group_size", absl::StrCat(row.name, " has no group size (",
-                                                    row.method == QuantMethod::kBillm
-                                                        ? "it works in blocksize-column blocks"
-                                                        : "it quantizes per channel",
-                                                    "), got ", q.group_size));
+    return Invalid(
+        field("quant.group_size"),
+        absl::StrCat(row.name, " has no group size (it ", row.group_note, "), got ", q.group_size));
   }
   out.group_size = q.group_size;
   for (const auto& [name, value] : q.options) {
-    const std::string field = absl::StrCat("quant.options.", name);
+    const std::string f = field(absl::StrCat("quant.options.", name));
     auto opt = LookupOption(row, name);
-    if (!opt.ok()) return InField(field, opt.status());
+    if (!opt.ok()) return InField(f, opt.status());
     auto v = NormalizeOptionValue(**opt, value);
-    if (!v.ok()) return InField(field, v.status());
+    if (!v.ok()) return InField(f, v.status());
     out.options[name] = *v;
   }
   for (const MethodOption* o : row.options) out.options.emplace(o->name, o->default_value);
-  if (row.method == QuantMethod::kGptq && out.options["static_groups"] == "true" &&
-      out.options["act_order"] != "true") {
-    return Invalid("quant.options.static_groups", "needs act_order: true");
+  for (const MethodOption* o : row.options) {
+    if (*o->requires_option != '\0' && out.options[o->name] == "true" &&
+        out.options[o->requires_option] != "true") {
+      return Invalid(field(absl::StrCat("quant.options.", o->name)),
+                     absl::StrCat("needs ", o->requires_option, ": true"));
+    }
   }
-  // RTN's released code quantizes per channel whatever the group says (README), so every group
-  // size names the same artifact.
-  if (row.method == QuantMethod::kRtn && out.options["released_code"] == "true") {
+  // A method that then quantizes per channel whatever the group says (RTN's released code,
+  // README): every group size names the same artifact.
+  if (*row.per_channel_option != '\0' && out.options[row.per_channel_option] == "true") {
     out.group_size = -1;
   }
   return out;

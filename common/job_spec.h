@@ -22,7 +22,7 @@ namespace bitsweep {
 struct QuantConfig {
   std::string method = "fp";  // a catalog row name
   int wbits = 16;             // normalised to 16 for fp
-  int abits = 0;              // 0 = activations not quantized (every method but smoothquant)
+  int abits = 0;              // 0 = activations not quantized (weight-only methods)
   int group_size = -1;        // -1 = per channel; -1 where the method has no groups
   // Option name -> canonical value; after normalisation it holds every option of the method.
   std::map<std::string, std::string> options;
@@ -54,7 +54,7 @@ struct Resources {
 struct JobSpec {
   std::string model;  // model folder path as the workers see it (lexically normalised)
   QuantConfig quant;
-  std::optional<CalibrationConfig> calibration;  // absent for fp, rtn, released-code smoothquant
+  std::optional<CalibrationConfig> calibration;  // absent where NeedsCalibration is false
   EvalConfig eval;
   int priority = 0;  // higher runs first
   int max_attempts = 3;
@@ -66,13 +66,19 @@ struct JobSpec {
   std::string JobKey() const;
 };
 
-// Whether `q` (normalised or not) uses calibration data: the catalog row, except that
-// smoothquant with released_code=true needs none.
+// Whether `q` (normalised or not) uses calibration data: the catalog row's needs_calibration,
+// unless its no_calibration_option is true.
 bool NeedsCalibration(const QuantConfig& q);
+
+// How errors name the fields of a QuantConfig: as in a job spec ("quant.wbits",
+// "quant.options.awq_n_grid") or as the `bitsweep quantize` flags ("--wbits", "--awq-n-grid").
+enum class FieldNaming { kSpec, kFlags };
+std::string QuantFieldName(std::string_view field, FieldNaming naming);
 
 // Validates against the catalog and fills defaults. Errors are INVALID_ARGUMENT naming the field
 // (quant.wbits, quant.options.awq_n_grid, calibration.nsamples, eval.task, ...).
-StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q);
+StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q,
+                                           FieldNaming naming = FieldNaming::kSpec);
 // The method's defaults fill fields left at 0 / -1; `calibration` is dropped when the method
 // uses none and created with the method's defaults when it does and is absent.
 StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec);

@@ -1,8 +1,8 @@
 // Bit-exact port of the parts of CPython's `random` module that the study's data loaders use.
 //
-// GPTQ, BiLLM and the C4 evaluation fallback pick documents and offsets with
-// `random.seed(0); random.randint(a, b)`. Reproducing their samples needs the same generator:
-// MT19937 seeded by init_by_array(key = 32-bit words of |seed|), and randint built on
+// The GPTQ-windows calibration procedure and the C4 evaluation fallback pick documents and
+// offsets with `random.seed(0); random.randint(a, b)`. Reproducing their samples needs the same
+// generator: MT19937 seeded by init_by_array(key = 32-bit words of |seed|), and randint built on
 // getrandbits with rejection sampling (CPython's _randbelow_with_getrandbits).
 // Not thread-safe; one instance per stream.
 #pragma once

@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/qwen3_arch.h"
 
 namespace bitsweep {
 namespace {
@@ -220,7 +221,7 @@ Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<Swee
     for (const auto& [name, node] : names) {
       auto row = LookupMethod(name);
       if (!row.ok()) return r.Error(node, field + ".method", S(row.status().message()));
-      if ((*row)->method == QuantMethod::kFp) {
+      if ((*row)->baseline) {
         return r.Error(node, field + ".method",
                        "the unquantized baseline is requested with `baseline: true`");
       }
@@ -366,7 +367,9 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
 
 // ---- expansion -------------------------------------------------------------------------------
 
-// The in_features of a model's quantized linears, by config.json key.
+// The in_features of a model's quantized linears (common/qwen3_arch.h), each with the
+// config.json key it comes from; one entry per distinct (key, value), in table order. Both a
+// dense and an MoE layer's linears are listed where the config has their widths.
 using InFeatures = std::vector<std::pair<std::string, int64_t>>;
 
 StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
@@ -379,19 +382,30 @@ StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
   std::ifstream in(file);
   try {
     const nlohmann::json j = nlohmann::json::parse(in);
-    InFeatures f;
     auto get = [&](const char* key) -> int64_t {
       auto it = j.find(key);
       return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
     };
-    for (const char* key : {"hidden_size", "intermediate_size", "moe_intermediate_size"}) {
-      if (int64_t v = get(key); v > 0) f.emplace_back(key, v);
-    }
+    Qwen3Dims d;
+    d.hidden_size = get("hidden_size");
+    d.intermediate_size = get("intermediate_size");
+    d.moe_intermediate_size = get("moe_intermediate_size");
+    d.num_experts = std::min<int64_t>(get("num_experts"), 1);  // every expert is alike
     // o_proj reads num_attention_heads * head_dim features, which Qwen3 sets apart from hidden.
     const int64_t heads = get("num_attention_heads");
     int64_t head_dim = get("head_dim");
-    if (head_dim == 0 && heads > 0) head_dim = get("hidden_size") / heads;
-    if (heads > 0 && head_dim > 0) f.emplace_back("num_attention_heads*head_dim", heads * head_dim);
+    if (head_dim == 0 && heads > 0) head_dim = d.hidden_size / heads;
+    d.q_dim = heads * head_dim;
+    InFeatures f;
+    std::vector<LinearSpec> linears;
+    if (d.intermediate_size > 0) linears = DecoderLinears(d, /*moe_layer=*/false);
+    if (d.num_experts > 0 && d.moe_intermediate_size > 0) {
+      for (LinearSpec& l : DecoderLinears(d, /*moe_layer=*/true)) linears.push_back(std::move(l));
+    }
+    for (const LinearSpec& l : linears) {
+      const std::pair<std::string, int64_t> entry(l.in_features_key, l.in_features);
+      if (l.in_features > 0 && std::find(f.begin(), f.end(), entry) == f.end()) f.push_back(entry);
+    }
     return std::optional<InFeatures>(std::move(f));
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(file.string(), ": ", e.what()));
@@ -401,8 +415,10 @@ StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
 // Why `q` (not yet normalised) makes no sense for any model, or "" when it does.
 std::string ModelIndependentReason(const MethodInfo& row, const QuantConfig& q) {
   if (q.wbits < row.min_wbits || q.wbits > row.max_wbits) {
-    if (row.method == QuantMethod::kBillm) {
-      return absl::StrCat("billm binarizes weights: it takes 1 weight bit, not ", q.wbits);
+    if (*row.wbits_note != '\0') {
+      return absl::StrCat(row.name, " ", row.wbits_note, ": it takes ",
+                          BitsRange(row.min_wbits, row.max_wbits), " weight bit",
+                          row.max_wbits == 1 ? "" : "s", ", not ", q.wbits);
     }
     return absl::StrCat(row.name, " takes ", BitsRange(row.min_wbits, row.max_wbits),
                         " weight bits, not ", q.wbits);
@@ -415,11 +431,7 @@ std::string ModelIndependentReason(const MethodInfo& row, const QuantConfig& q) 
                         " activation bits, not ", q.abits);
   }
   if (!row.group_size_applies && q.group_size != -1) {
-    return absl::StrCat(row.name,
-                        row.method == QuantMethod::kBillm
-                            ? " works in blocksize-column blocks (option blocksize)"
-                            : " quantizes weights per channel",
-                        ": group ", q.group_size, " does not apply");
+    return absl::StrCat(row.name, " ", row.group_note, ": group ", q.group_size, " does not apply");
   }
   return "";
 }
@@ -511,7 +523,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
             QuantConfig q;
             q.method = m.method;
             q.wbits = w;
-            q.abits = a == 0 && row.takes_abits ? 8 : a;
+            q.abits = a == 0 && row.takes_abits ? row.default_abits : a;
             q.group_size = g;
             q.options = m.options;
             const std::string reason = ModelIndependentReason(row, q);

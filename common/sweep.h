@@ -4,9 +4,10 @@
 // ParseSweepYaml validates everything that does not depend on a model (names, types, option
 // names and values, unknown keys are errors naming the field and the file:line:column).
 // ExpandSweep then lists every job and every combination it leaves out with the reason
-// (billm at 4 bits, abits for a weight-only method, a group size that does not divide a model's
-// in_features as read from its config.json). Plain values and pure functions except that
-// ExpandSweep reads config.json files; thread-compatible.
+// (a width outside the method's range, abits for a weight-only method, a group size that does
+// not divide a model's in_features as read from its config.json, per common/qwen3_arch.h).
+// Plain values and pure functions except that ExpandSweep reads config.json files;
+// thread-compatible.
 //
 // File format (examples/sweeps/*.yaml):
 //   name: study                       # required
@@ -48,8 +49,8 @@ struct CalibrationOverride {
 
 struct SweepMethod {
   std::string method;
-  std::vector<int> wbits;  // empty: the method's only width (billm 1); else required
-  std::vector<int> abits;  // empty: 0 (weight-only) / 8 (smoothquant)
+  std::vector<int> wbits;  // empty: the method's only width where it has one; else required
+  std::vector<int> abits;  // empty: 0 (weight-only) / the method's default_abits
   std::vector<int> group;  // empty: the method's default (128, or -1 where none applies)
   std::map<std::string, std::string> options;  // canonical values
   CalibrationOverride calibration;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/catalog.h"
 #include "eval/loglikelihood.h"
 #include "eval/mmlu.h"
 #include "eval/perplexity.h"
@@ -16,41 +17,41 @@ namespace bitsweep::eval {
 
 using nlohmann::json;
 
-StatusOr<EvalTaskKind> ClassifyEvalTask(const std::string& t) {
-  if (t == "wikitext2" || t == "c4") return EvalTaskKind::kPerplexity;
-  if (t == "mmlu") return EvalTaskKind::kMmlu;
-  const auto& names = ChoiceTaskNames();
-  if (std::find(names.begin(), names.end(), t) != names.end()) return EvalTaskKind::kChoice;
-  if (t.size() > 6 && t.compare(t.size() - 6, 6, ".jsonl") == 0) return EvalTaskKind::kChoice;
-  return absl::InvalidArgumentError(
-      "unknown task \"" + t +
-      "\" (tasks: wikitext2, c4, piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq, "
-      "mmlu, or a path to a .jsonl file of {context, choices, gold} lines)");
-}
-
 namespace {
 
 json GroupJson(const MmluGroup& g) {
   return {{"acc", g.acc.value}, {"stderr", g.acc.stderr_}, {"n", g.n}};
 }
 
+// The token stream of each perplexity row of the task catalog (common/catalog.cc), by name;
+// `extra` receives what the result should say of the protocol used.
+using StreamLoader = StatusOr<std::vector<int32_t>> (*)(const model::Tokenizer&,
+                                                        const TaskSettings&, json* extra);
+
+StatusOr<std::vector<int32_t>> WikiText2(const model::Tokenizer& tokenizer, const TaskSettings& s,
+                                         json*) {
+  return WikiText2TestStream(tokenizer, s.data_dir);
+}
+
+StatusOr<std::vector<int32_t>> C4(const model::Tokenizer& tokenizer, const TaskSettings& s,
+                                  json* extra) {
+  ASSIGN_OR_RETURN(auto c4, C4ValidationStream(tokenizer, s.data_dir, s.seqlen));
+  (*extra)["protocol"] = c4.protocol;
+  (*extra)["file"] = c4.file;
+  return std::move(c4.tokens);
+}
+
+const std::pair<const char*, StreamLoader> kPerplexityStreams[] = {{"wikitext2", &WikiText2},
+                                                                   {"c4", &C4}};
+
 StatusOr<TaskOutcome> RunPerplexityTask(const TaskSettings& s, const model::Qwen3Model& model,
                                         const model::Tokenizer& tokenizer) {
   const std::string& task = s.task;
-  const std::string& data_dir = s.data_dir;
   json extra = json::object();
-  StatusOr<std::vector<int32_t>> stream = absl::UnknownError("unset");
-  if (task == "wikitext2") {
-    stream = WikiText2TestStream(tokenizer, data_dir);
-  } else {
-    auto c4 = C4ValidationStream(tokenizer, data_dir, s.seqlen);
-    if (c4.ok()) {
-      extra["protocol"] = c4->protocol;
-      extra["file"] = c4->file;
-      stream = std::move(c4->tokens);
-    } else {
-      stream = c4.status();
-    }
+  StatusOr<std::vector<int32_t>> stream =
+      absl::InvalidArgumentError("no token stream for perplexity task \"" + task + "\"");
+  for (const auto& [name, load] : kPerplexityStreams) {
+    if (task == name) stream = load(tokenizer, s, &extra);
   }
   if (!stream.ok()) return stream.status();
   PerplexityOptions po;
@@ -200,19 +201,18 @@ StatusOr<TaskOutcome> RunMmluTask(const TaskSettings& s, const model::Qwen3Model
 
 StatusOr<TaskOutcome> RunEvalTask(const model::Qwen3Model& model, const model::Tokenizer& tokenizer,
                                   const TaskSettings& s) {
-  ASSIGN_OR_RETURN(EvalTaskKind kind, ClassifyEvalTask(s.task));
-  const bool custom = kind == EvalTaskKind::kChoice && s.task.find(".jsonl") != std::string::npos;
-  if (!custom && s.data_dir.empty()) {
+  ASSIGN_OR_RETURN(const TaskInfo* row, LookupTask(s.task));
+  if (!IsTaskPath(s.task) && s.data_dir.empty()) {
     return absl::InvalidArgumentError(
         "no evaluation data: pass --data-dir or set BITSWEEP_DATA_DIR");
   }
   try {
-    switch (kind) {
-      case EvalTaskKind::kPerplexity:
+    switch (row->kind) {
+      case TaskKind::kPerplexity:
         return RunPerplexityTask(s, model, tokenizer);
-      case EvalTaskKind::kChoice:
+      case TaskKind::kMultipleChoice:
         return RunChoiceTask(s, model, tokenizer);
-      case EvalTaskKind::kMmlu:
+      case TaskKind::kKShot:
         return RunMmluTask(s, model, tokenizer);
     }
   } catch (const std::exception& e) {

@@ -1,7 +1,9 @@
-// One evaluation task by name, as `bitsweep eval` and the workers run it: perplexity
-// (wikitext2, c4), the zero-shot multiple-choice tasks (piqa, arc_easy, arc_challenge,
-// hellaswag, winogrande, boolq, or a custom .jsonl file) and MMLU. Returns the metric rows the
-// service stores, the full JSON object `bitsweep eval --json` prints and a text summary.
+// One evaluation task by name, as `bitsweep eval` and the workers run it: the task's kind comes
+// from its row of the task catalog (common/catalog.h): perplexity (wikitext2, c4), the zero-shot
+// multiple-choice tasks (piqa, arc_easy, arc_challenge, hellaswag, winogrande, boolq, or a
+// custom .jsonl file) and MMLU; unknown names are an InvalidArgument listing the known tasks.
+// Returns the metric rows the service stores, the full JSON object `bitsweep eval --json` prints
+// and a text summary.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +19,6 @@ class Tokenizer;
 }  // namespace bitsweep::model
 
 namespace bitsweep::eval {
-
-enum class EvalTaskKind { kPerplexity, kChoice, kMmlu };
-
-// InvalidArgument listing the known tasks for an unknown name.
-StatusOr<EvalTaskKind> ClassifyEvalTask(const std::string& task);
 
 struct TaskSettings {
   std::string task;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/catalog.h"
 #include "model/tokenizer.h"
 
 namespace bitsweep::eval {
@@ -304,12 +305,6 @@ StatusOr<TaskData> LoadBoolq(const std::string& dir) {
 
 }  // namespace
 
-const std::vector<std::string>& ChoiceTaskNames() {
-  static const std::vector<std::string> names = {"piqa",      "arc_easy",   "arc_challenge",
-                                                 "hellaswag", "winogrande", "boolq"};
-  return names;
-}
-
 StatusOr<TaskData> LoadJsonlTask(const std::string& path) {
   TaskData t{fs::path(path).stem().string(), path, "", true, {}};
   RETURN_IF_ERROR(ForEachJsonLine(path, [&](const json& j, int64_t line) -> Status {
@@ -338,14 +333,26 @@ StatusOr<TaskData> LoadJsonlTask(const std::string& path) {
   return t;
 }
 
+namespace {
+
+// The loader of each multiple-choice row of the task catalog (common/catalog.cc), by name.
+using ChoiceLoader = StatusOr<TaskData> (*)(const std::string& data_dir);
+const std::pair<const char*, ChoiceLoader> kChoiceLoaders[] = {
+    {"piqa", &LoadPiqa},
+    {"arc_easy", [](const std::string& d) { return LoadArc("arc_easy", d); }},
+    {"arc_challenge", [](const std::string& d) { return LoadArc("arc_challenge", d); }},
+    {"hellaswag", &LoadHellaswag},
+    {"winogrande", &LoadWinogrande},
+    {"boolq", &LoadBoolq},
+};
+
+}  // namespace
+
 StatusOr<TaskData> LoadChoiceTask(const std::string& name, const std::string& data_dir) {
-  if (name.size() > 6 && name.compare(name.size() - 6, 6, ".jsonl") == 0)
-    return LoadJsonlTask(name);
-  if (name == "piqa") return LoadPiqa(data_dir);
-  if (name == "arc_easy" || name == "arc_challenge") return LoadArc(name, data_dir);
-  if (name == "hellaswag") return LoadHellaswag(data_dir);
-  if (name == "winogrande") return LoadWinogrande(data_dir);
-  if (name == "boolq") return LoadBoolq(data_dir);
+  if (IsTaskPath(name)) return LoadJsonlTask(name);
+  for (const auto& [task, load] : kChoiceLoaders) {
+    if (name == task) return load(data_dir);
+  }
   return absl::InvalidArgumentError("unknown multiple-choice task \"" + name + "\"");
 }
 

@@ -55,11 +55,9 @@ struct TaskData {
   std::vector<ChoiceDoc> docs;
 };
 
-// The built-in multiple-choice tasks, in the study's order.
-const std::vector<std::string>& ChoiceTaskNames();
-
-// A built-in task by name, or a custom JSONL task when `name` ends in ".jsonl" (its name is the
-// file's stem). Missing or malformed files: an error naming the file and line.
+// A multiple-choice task of the catalog (common/catalog.h) by name, or a custom JSONL task when
+// `name` ends in ".jsonl" (its name is the file's stem). Missing or malformed files: an error
+// naming the file and line.
 StatusOr<TaskData> LoadChoiceTask(const std::string& name, const std::string& data_dir);
 StatusOr<TaskData> LoadJsonlTask(const std::string& path);
 

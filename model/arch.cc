@@ -6,52 +6,50 @@
 
 namespace bitsweep::model {
 
+namespace {
+
+// The table of common/qwen3_arch.h for a layer as loaded (names and roles; no in_features).
+std::vector<LinearSpec> LayerLinears(const DecoderLayer& layer) {
+  Qwen3Dims d;
+  if (layer.moe) d.num_experts = static_cast<int64_t>(layer.moe->experts.size());
+  return DecoderLinears(d, layer.moe.has_value());
+}
+
+}  // namespace
+
 std::vector<std::vector<std::string>> SequentialGroups(const DecoderLayer& layer,
                                                        bool true_sequential) {
-  std::vector<std::vector<std::string>> groups = {
-      {"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj"}};
-  if (layer.moe) {
-    std::vector<std::string> up_gate, down;
-    for (size_t e = 0; e < layer.moe->experts.size(); ++e) {
-      const std::string p = absl::StrCat("mlp.experts.", e, ".");
-      up_gate.push_back(p + "up_proj");
-      up_gate.push_back(p + "gate_proj");
-      down.push_back(p + "down_proj");
-    }
-    groups.push_back(up_gate);
-    groups.push_back(down);
-  } else {
-    groups.push_back({"mlp.up_proj", "mlp.gate_proj"});
-    groups.push_back({"mlp.down_proj"});
+  std::vector<std::vector<std::string>> groups;
+  int step = -1;
+  for (const LinearSpec& l : LayerLinears(layer)) {
+    if (groups.empty() || (true_sequential && l.sequential_step != step)) groups.emplace_back();
+    step = l.sequential_step;
+    groups.back().push_back(l.name);
   }
-  if (true_sequential) return groups;
-  std::vector<std::string> all;
-  for (const auto& g : groups) all.insert(all.end(), g.begin(), g.end());
-  return {all};
+  return groups;
 }
 
 std::vector<std::string> QuantizedLinears(const DecoderLayer& layer) {
   return SequentialGroups(layer, /*true_sequential=*/false).front();
 }
 
+std::map<std::string, LinearRole> LinearRoles(const DecoderLayer& layer) {
+  std::map<std::string, LinearRole> out;
+  for (const LinearSpec& l : LayerLinears(layer)) out[l.name] = {l.expert, l.clip_searched};
+  return out;
+}
+
 std::vector<std::pair<std::string, int64_t>> QuantizedLinearInFeatures(const Qwen3Config& c,
                                                                        int64_t i) {
-  const int64_t h = c.hidden_size;
-  std::vector<std::pair<std::string, int64_t>> out = {{"self_attn.k_proj", h},
-                                                      {"self_attn.v_proj", h},
-                                                      {"self_attn.q_proj", h},
-                                                      {"self_attn.o_proj", c.q_dim()}};
-  if (c.IsMoeLayer(i)) {
-    for (int64_t e = 0; e < c.num_experts; ++e) {
-      const std::string p = absl::StrCat("mlp.experts.", e, ".");
-      out.push_back({p + "up_proj", h});
-      out.push_back({p + "gate_proj", h});
-      out.push_back({p + "down_proj", c.moe_intermediate_size});
-    }
-  } else {
-    out.push_back({"mlp.up_proj", h});
-    out.push_back({"mlp.gate_proj", h});
-    out.push_back({"mlp.down_proj", c.intermediate_size});
+  Qwen3Dims d;
+  d.hidden_size = c.hidden_size;
+  d.intermediate_size = c.intermediate_size;
+  d.moe_intermediate_size = c.moe_intermediate_size;
+  d.q_dim = c.q_dim();
+  d.num_experts = c.num_experts;
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const LinearSpec& l : DecoderLinears(d, c.IsMoeLayer(i))) {
+    out.emplace_back(l.name, l.in_features);
   }
   return out;
 }
@@ -74,6 +72,7 @@ std::vector<ScalingGroup> ScalingGroups(const DecoderLayer& layer, int64_t num_h
   vo.linears = {"self_attn.o_proj"};
   vo.input_of = "self_attn.o_proj";
   vo.module = "self_attn.o_proj";
+  vo.shares_kv_heads = true;
   vo.repeat_groups = num_heads / num_kv_heads;
   vo.head_dim = head_dim;
   groups.push_back(vo);

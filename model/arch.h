@@ -3,11 +3,13 @@
 // Algorithms receive these names, never inspect the model's structure themselves.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <cstdint>
-#include <utility>
+#include "common/qwen3_arch.h"
 
 namespace bitsweep::model {
 
@@ -17,19 +19,28 @@ struct Qwen3Config;
 // GPTQ's true-sequential order: {k, v, q} | {o} | {up, gate} | {down}; in MoE layers the
 // expert MLPs take the place of the dense MLP ({experts.*.up, experts.*.gate} | {experts.*.down})
 // and the router ("mlp.gate") is not listed: it stays in full precision.
-// Without true_sequential (BiLLM, GPTQ without the flag): one group of every quantised linear.
+// Without true_sequential (one Hessian pass per layer): one group of every quantised linear.
 std::vector<std::vector<std::string>> SequentialGroups(const DecoderLayer& layer,
                                                        bool true_sequential);
 
 // Every linear a weight quantizer replaces in `layer` (the groups above, flattened).
 std::vector<std::string> QuantizedLinears(const DecoderLayer& layer);
 
+// What the methods need to know of each quantized linear of `layer`, by name (see
+// common/qwen3_arch.h): an MoE expert (calibrated on its routed tokens; few tokens mean a
+// fallback), and whether AWQ's clip search applies. Names not listed (the router) are neither.
+struct LinearRole {
+  bool expert = false;
+  bool clip_searched = true;
+};
+std::map<std::string, LinearRole> LinearRoles(const DecoderLayer& layer);
+
 // The quantized linears of layer `i` with their in_features, from the config alone (the
 // driver validates a grid against every linear before it loads any layer).
 std::vector<std::pair<std::string, int64_t>> QuantizedLinearInFeatures(const Qwen3Config& c,
                                                                        int64_t i);
 
-// An activation-scaling group (AWQ's auto_scale, SmoothQuant's smoothing): the input columns of
+// An activation-scaling group (AWQ's auto_scale, W+A smoothing): the input columns of
 // `linears` are multiplied by s and the op producing their input (`prev`) absorbs 1/s, so the
 // FP function is unchanged. `also_scaled` are linears reading the same input that must take
 // the same column scaling to keep the function but are not quantized (the MoE router).
@@ -49,8 +60,9 @@ struct ScalingGroup {
   // v->o under GQA: v_proj has num_kv_heads*head_dim rows and o_proj num_heads*head_dim input
   // columns; s has v_proj's row count and is repeated over the query heads of each kv group
   // (o column h*head_dim + d takes s[(h / (num_heads/num_kv_heads))*head_dim + d]).
-  int64_t repeat_groups = 1;   // num_heads / num_kv_heads for v->o, else 1
-  int64_t head_dim = 0;        // for v->o
+  bool shares_kv_heads = false;  // true for v->o (its scale is per kv channel)
+  int64_t repeat_groups = 1;     // num_heads / num_kv_heads for v->o, else 1
+  int64_t head_dim = 0;          // for v->o
 };
 
 // The groups of a Qwen3 block, in this order: input_layernorm -> q,k,v (module self_attn);

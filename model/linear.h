@@ -8,9 +8,9 @@
 //   kRow         columns [c0, c1) of W; the input is the matching feature slice and the output
 //                is a partial sum that the layer's Collective all-reduces.
 // An optional input hook sees (and may replace) the input before the matmul: calibration uses
-// it to observe activations, SmoothQuant to fake-quantise them. An optional output hook sees
-// (and may replace) the local output after the matmul, before any all-reduce (SmoothQuant's
-// q/k/v output quantisation). Not thread-safe to mutate while
+// it to observe activations, methods that quantize activations to fake-quantise them. An
+// optional output hook sees (and may replace) the local output after the matmul, before any
+// all-reduce (the q/k/v output quantisation of such methods). Not thread-safe to mutate while
 // a forward runs; concurrent forwards on an unmodified Linear are fine.
 #pragma once
 

@@ -102,15 +102,6 @@ at::Tensor* FindNorm(model::DecoderLayer& layer, const std::string& name) {
   return nullptr;
 }
 
-bool IsExpert(const std::string& name) { return name.find("experts.") != std::string::npos; }
-
-// llm-awq auto_clip_block skips these ("due to qk bmm, it is hard to clip precisely").
-bool ClipExcluded(const std::string& name) {
-  return name.find("q_") != std::string::npos || name.find("k_") != std::string::npos;
-}
-
-bool IsVToO(const ScalingGroup& g) { return g.head_dim > 0; }
-
 using Module = std::function<at::Tensor(const at::Tensor&)>;
 
 // The function whose output a group's search matches (ScalingGroup::module).
@@ -395,6 +386,11 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
   const std::vector<ScalingGroup> groups =
       model::ScalingGroups(layer, c.num_attention_heads, c.num_key_value_heads, c.head_dim);
   const std::vector<std::string> names = model::QuantizedLinears(layer);
+  const std::map<std::string, model::LinearRole> roles = model::LinearRoles(layer);
+  auto is_expert = [&roles](const std::string& n) {
+    auto it = roles.find(n);
+    return it != roles.end() && it->second.expert;
+  };
 
   std::map<std::string, size_t> group_of;  // linear -> the group that scales its input
   for (size_t gi = 0; gi < groups.size(); ++gi) {
@@ -437,7 +433,7 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
     const at::Tensor x = feature(gr.input_of);
     const int64_t tokens = Tokens(x);
     std::string skip;
-    if (IsVToO(gr) && !o.scale_v_to_o) {
+    if (gr.shares_kv_heads && !o.scale_v_to_o) {
       const model::Linear* prev = FindLinearIn(layer, gr.prev);
       const model::Linear* cons = FindLinearIn(layer, gr.linears.front());
       if (prev == nullptr || cons == nullptr) return absl::InternalError("AWQ: v/o missing");
@@ -447,7 +443,7 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
                             Shape(cons->weight().sizes()), ")");
       }
     }
-    if (IsExpert(gr.input_of) && (tokens == 0 || tokens < job.min_expert_tokens)) {
+    if (is_expert(gr.input_of) && (tokens == 0 || tokens < job.min_expert_tokens)) {
       skip = absl::StrCat("up->down scale search skipped (s = 1): ", tokens,
                           " routed calibration tokens (< ", job.min_expert_tokens, ")");
     }
@@ -478,10 +474,10 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
   std::map<std::string, std::string> clip_note;
   if (o.clip) {
     for (const auto& n : names) {
-      if (ClipExcluded(n)) continue;
+      if (!roles.at(n).clip_searched) continue;
       at::Tensor x = feature(n);
       const int64_t tokens = Tokens(x);
-      if (tokens == 0 || (IsExpert(n) && tokens < job.min_expert_tokens)) {
+      if (tokens == 0 || (is_expert(n) && tokens < job.min_expert_tokens)) {
         clip_note[n] = absl::StrCat("clip search skipped: ", tokens, " routed calibration tokens");
         continue;
       }

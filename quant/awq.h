@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "quant/grid.h"
 #include "quant/layer_job.h"
+#include "quant/method.h"
 
 namespace bitsweep::model {
 class Collective;
@@ -73,5 +74,9 @@ struct AwqClip {
 StatusOr<AwqClip> AwqSearchClip(const at::Tensor& w, const at::Tensor& x, const QuantGrid& grid,
                                 const AwqOptions& options,
                                 const model::Collective* split = nullptr);
+
+// The "awq" row of common/catalog.cc: AwqQuantizeLayer on the kMinMax grid, each layer quantized
+// whole under tensor parallelism (RunOnWholeLayer); released_code skips v->o under GQA.
+StatusOr<QuantizerPtr> MakeAwqQuantizer(const MethodInfo& row, const QuantConfig& config);
 
 }  // namespace bitsweep::quant

@@ -45,6 +45,7 @@
 #include "model/linear.h"
 #include "model/qwen3.h"
 #include "quant/gptq.h"
+#include "quant/tensor_parallel.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -398,6 +399,7 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
     const model::RopeTables& rope = *job.rope;
     model::DecoderLayer& layer = m.layer(i);
     const std::vector<std::string> names = model::QuantizedLinears(layer);
+    const std::map<std::string, model::LinearRole> roles = model::LinearRoles(layer);
 
     // One forward collects every linear's H (no true-sequential re-runs).
     ASSIGN_OR_RETURN(LayerHessians lh, CollectHessians(job, names));
@@ -407,7 +409,7 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
       const std::string name = job.prefix + names[k];
       at::Tensor H = lh.h[k]->H();
       std::string note;
-      if (lh.tokens[k] < job.min_expert_tokens && names[k].find("experts.") != std::string::npos) {
+      if (lh.tokens[k] < job.min_expert_tokens && roles.at(names[k]).expert) {
         // No 1-bit RTN exists: binarise without data, H = I (saliency by magnitude^2).
         H = at::eye(lin.in_features(), at::kFloat);
         note = absl::StrCat("fallback to BiLLM with H = I: ", lh.tokens[k], " calibration tokens (< ",
@@ -452,6 +454,47 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("BillmQuantizeLayer: ", e.what_without_backtrace()));
   }
+}
+
+namespace {
+
+class BillmMethod : public QuantizerWith<BillmOptions> {
+ public:
+  using QuantizerWith::QuantizerWith;
+
+  Status Validate(const model::Qwen3Config&) const override {
+    return absl::OkStatus();  // BiLLM's blocks need not divide in_features
+  }
+
+  // BiLLM's search couples rows: under TP each layer is quantized whole.
+  Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
+    return RunOnWholeLayer(job, [&](LayerJob& j) { return BillmQuantizeLayer(j, options(), out); });
+  }
+
+  nlohmann::json Recipe() const override {
+    const BillmOptions& b = options();
+    const bool magnitude = b.saliency == BillmOptions::Saliency::kMagnitude;
+    return {{"percdamp", b.percdamp},
+            {"blocksize", b.blocksize},
+            {"up_lim", b.up_lim},
+            {"saliency", magnitude ? "magnitude" : "hessian"}};
+  }
+};
+
+}  // namespace
+
+StatusOr<QuantizerPtr> MakeBillmQuantizer(const MethodInfo& row, const QuantConfig& config) {
+  BillmOptions b;
+  b.percdamp = OptionDouble(config.options, "percdamp");
+  b.blocksize = OptionInt(config.options, "blocksize");
+  b.up_lim = OptionInt(config.options, "billm_up_lim");
+  b.saliency = OptionText(config.options, "billm_saliency") == "magnitude"
+                   ? BillmOptions::Saliency::kMagnitude
+                   : BillmOptions::Saliency::kHessian;
+  QuantGrid grid;  // 1 bit; the binarisation groups are the blocks
+  grid.bits = 1;
+  grid.group_size = b.blocksize;
+  return QuantizerPtr(new BillmMethod(row, config, grid, b));
 }
 
 }  // namespace bitsweep::quant

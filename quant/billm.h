@@ -35,6 +35,7 @@
 
 #include "common/status.h"
 #include "quant/layer_job.h"
+#include "quant/method.h"
 
 namespace bitsweep::quant {
 
@@ -84,5 +85,9 @@ StatusOr<at::Tensor> BillmHighOrderResidual(const at::Tensor& x, const at::Tenso
 // (1 + sum numel * salient_fraction_last_block / billm_params) and billm_storage_bits
 // (numel-weighted mean of storage_bits).
 Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeResult* out);
+
+// The "billm" row of common/catalog.cc: BillmQuantizeLayer, each layer quantized whole under
+// tensor parallelism; 1 bit in blocksize-column blocks (which need not divide in_features).
+StatusOr<QuantizerPtr> MakeBillmQuantizer(const MethodInfo& row, const QuantConfig& config);
 
 }  // namespace bitsweep::quant

@@ -30,6 +30,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "model/arch.h"
+#include "model/qwen3.h"
+#include "quant/rtn.h"
+#include "quant/tensor_parallel.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -258,6 +262,78 @@ StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GptqQuantize: ", e.what_without_backtrace()));
   }
+}
+
+namespace {
+
+class GptqMethod : public Quantizer {
+ public:
+  GptqMethod(const MethodInfo& row, const QuantConfig& config, const GptqOptions& gptq)
+      : Quantizer(row, config, gptq.grid),
+        gptq_(gptq),
+        true_sequential_(OptionBool(config.options, "true_sequential")) {}
+
+  Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
+    model::Qwen3Model& m = *job.model;
+    const int64_t i = job.index;
+    model::DecoderLayer& layer = m.layer(i);
+    const std::map<std::string, model::LinearRole> roles = model::LinearRoles(layer);
+    for (const auto& group : model::SequentialGroups(layer, true_sequential_)) {
+      ASSIGN_OR_RETURN(LayerHessians lh, CollectHessians(job, group));
+      for (size_t k = 0; k < group.size(); ++k) {
+        model::Linear& lin = *lh.linears[k];
+        const std::string name = job.prefix + group[k];
+        if (lh.tokens[k] < job.min_expert_tokens && roles.at(group[k]).expert) {
+          ASSIGN_OR_RETURN(LinearReport r, RtnQuantizeLinear(*m.tp(), lin, name, grid(), out));
+          r.calib_tokens = lh.tokens[k];
+          r.note = absl::StrCat("fallback to RTN: ", lh.tokens[k], " calibration tokens (< ",
+                                job.min_expert_tokens, ")");
+          out->linears.push_back(r);
+          continue;
+        }
+        // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
+        double loss = 0;
+        const at::Tensor& H = lh.h[k]->H();
+        ASSIGN_OR_RETURN(
+            QuantizedWeight q,
+            QuantizeRowsSharded(*m.tp(), lin,
+                                [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+                                  ASSIGN_OR_RETURN(GptqResult r, GptqQuantize(rows, H, gptq_));
+                                  loss = r.loss;
+                                  return std::move(r.weight);
+                                }));
+        lh.h[k].reset();
+        out->linears.push_back({name, SumOverRanks(*m.tp(), loss), lh.tokens[k], "", {}});
+        out->weights.emplace(name, std::move(q));
+      }
+    }
+    for (at::Tensor& x : *job.xs) x = m.RunLayer(i, x, *job.rope);
+    return absl::OkStatus();
+  }
+
+  nlohmann::json Recipe() const override {
+    return {{"percdamp", gptq_.percdamp},
+            {"blocksize", gptq_.blocksize},
+            {"act_order", gptq_.act_order},
+            {"static_groups", gptq_.static_groups},
+            {"true_sequential", true_sequential_}};
+  }
+
+ private:
+  GptqOptions gptq_;
+  bool true_sequential_;
+};
+
+}  // namespace
+
+StatusOr<QuantizerPtr> MakeGptqQuantizer(const MethodInfo& row, const QuantConfig& config) {
+  GptqOptions g;
+  g.grid = ConfigGrid(config, GridKind::kMinMaxWithZero);
+  g.percdamp = OptionDouble(config.options, "percdamp");
+  g.blocksize = OptionInt(config.options, "blocksize");
+  g.act_order = OptionBool(config.options, "act_order");
+  g.static_groups = OptionBool(config.options, "static_groups");
+  return QuantizerPtr(new GptqMethod(row, config, g));
 }
 
 }  // namespace bitsweep::quant

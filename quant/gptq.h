@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "quant/grid.h"
+#include "quant/method.h"
 
 namespace bitsweep::quant {
 
@@ -63,5 +64,11 @@ StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
 // options.grid valid for w's in_features, h [in, in] and floating point, blocksize >= 1,
 // percdamp >= 0 and finite. Each error names the parameter.
 Status ValidateGptqInputs(const at::Tensor& w, const at::Tensor& h, const GptqOptions& options);
+
+// The "gptq" row of common/catalog.cc: per decoder layer, the Hessian of each true-sequential
+// group (model::SequentialGroups) from a forward of the partly quantized layer, GptqQuantize
+// per linear (rows split over tensor-parallel ranks), RTN for experts routed fewer than
+// min_expert_tokens tokens; the quantized layer's outputs feed the next layer.
+StatusOr<QuantizerPtr> MakeGptqQuantizer(const MethodInfo& row, const QuantConfig& config);
 
 }  // namespace bitsweep::quant

@@ -6,11 +6,15 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/catalog.h"
+#include "common/job_spec.h"
 #include "model/collective.h"
 #include "model/qwen3.h"
 #include "model/tokenizer.h"
 #include "quant/calibration_data.h"
 #include "quant/export.h"
+#include "quant/method.h"
 #include "quant/packed.h"
 #include "quant/quantize_model.h"
 
@@ -21,25 +25,41 @@
 namespace bitsweep::quant {
 namespace {
 
-// Calibration defaults per method (METHODS.md §1.3). SmoothQuant's act scales upstream use 512
-// Pile-val samples of 512 tokens; Pile is not part of the study's data, so C4 windows stand in.
-struct CalibDefaults {
-  const char* source;
-  int64_t nsamples, seqlen;
-  uint64_t seed;
-  SamplingProcedure procedure;
-};
+Status Bad(const std::string& message) { return absl::InvalidArgumentError(message); }
 
-CalibDefaults DefaultsFor(Method m) {
-  using P = SamplingProcedure;
-  switch (m) {
-    case Method::kAwq:
-      return {"c4", 128, 512, 42, P::kAwqBlocks};
-    case Method::kSmoothQuant:
-      return {"c4", 512, 512, 42, P::kGptqWindows};
-    default:
-      return {"c4", 128, 2048, 0, P::kGptqWindows};
+// The request's method and settings as a catalog QuantConfig (validated, defaults filled), with
+// errors naming the flags.
+StatusOr<QuantConfig> ResolveConfig(const QuantizeRequest& f) {
+  auto found = LookupMethod(f.method);
+  if (!found.ok()) return Bad(absl::StrCat("--method: ", found.status().message()));
+  const MethodInfo& row = **found;
+  if (row.baseline) return Bad(absl::StrCat("--method: ", row.name, " quantizes nothing"));
+  if (f.abits && !row.takes_abits) {
+    std::vector<std::string> takers;
+    for (const MethodInfo* m : QuantizationMethods()) {
+      if (m->takes_abits) takers.push_back(m->name);
+    }
+    return Bad(absl::StrCat("--abits applies to --method ", absl::StrJoin(takers, ", "),
+                            " only, not ", row.name));
   }
+  if (f.group && !row.group_size_applies) {
+    return Bad(absl::StrCat("--group: ", row.name, " ", row.group_note, ", so --group does not ",
+                            "apply"));
+  }
+  QuantConfig q;
+  q.method = row.name;
+  q.wbits = f.wbits.value_or(row.default_wbits);
+  q.abits = f.abits.value_or(0);
+  q.group_size = static_cast<int>(f.group.value_or(row.default_group_size));
+  if (f.group && *f.group != q.group_size) {
+    return Bad(absl::StrCat("--group: ", *f.group, " is out of range"));
+  }
+  q.options = f.options;
+  return NormalizeQuantConfig(q, FieldNaming::kFlags);
+}
+
+SamplingProcedure ProcedureNamed(std::string_view name) {
+  return name == "awq-blocks" ? SamplingProcedure::kAwqBlocks : SamplingProcedure::kGptqWindows;
 }
 
 }  // namespace
@@ -49,36 +69,14 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
                                               std::shared_ptr<const model::Collective> tp) {
   const std::string& data_dir = f.data_dir;
   auto fail = [](const Status& s) { return s; };
-  auto bad = [](const std::string& msg) { return absl::InvalidArgumentError(msg); };
-  auto method = ParseMethod(f.method);
-  if (!method.ok()) return fail(method.status());
-  const Method m = *method;
-  if (f.group != -1 && f.group <= 0) return bad("--group must be -1 (per channel) or positive");
-  if (m == Method::kBillm && f.wbits != 4 && f.wbits != 1) {
-    return bad("--wbits: BiLLM binarizes weights (1 bit); omit --wbits or pass 1");
-  }
-  if (m == Method::kSmoothQuant && f.wbits < 2) {
-    return bad("--wbits: SmoothQuant's symmetric grid needs 2..8 bits");
-  }
-  if (m != Method::kSmoothQuant && (f.abits != 8 || f.qkv_output || f.alpha != 0.5)) {
-    return bad("--abits, --alpha and --qkv-output apply to --method smoothquant only");
-  }
-  const bool awq_flags = f.awq_n_grid != 20 || f.awq_duo_scaling || f.awq_no_clip ||
-                         f.awq_max_shrink != 0.5 || f.awq_clip_tokens != 512;
-  if (m != Method::kAwq && awq_flags) return bad("--awq-* options apply to --method awq only");
-  if (m != Method::kBillm && (f.billm_saliency != "hessian" || f.billm_up_lim != 50)) {
-    return bad("--billm-* options apply to --method billm only");
-  }
-  if (m != Method::kGptq && (f.act_order || f.static_groups || f.no_true_sequential)) {
-    return bad("--act-order, --static-groups and --no-true-sequential apply to --method gptq only");
-  }
-  if (f.static_groups && !f.act_order) return bad("--static-groups needs --act-order");
+  auto bad = Bad;
+  ASSIGN_OR_RETURN(QuantConfig config, ResolveConfig(f));
+  ASSIGN_OR_RETURN(std::shared_ptr<const Quantizer> method, MakeQuantizer(config));
+  const MethodInfo& row = method->row();
   auto dtype = model::ParseComputeDType(f.dtype);
   if (!dtype.ok()) return fail(dtype.status());
-  const int wbits = m == Method::kBillm ? 1 : f.wbits;
-  const int64_t group = m == Method::kSmoothQuant ? -1
-                        : m == Method::kBillm     ? f.blocksize
-                                                  : f.group;
+  const int wbits = method->grid().bits;
+  const int64_t group = method->grid().group_size;
 
   model::LoadOptions lo;
   lo.dtype = *dtype;
@@ -93,86 +91,38 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   model::Qwen3Model& mdl = **loaded;
 
   QuantizeOptions o;
-  o.method = m;
-  o.grid.bits = wbits;
-  o.grid.group_size = group;
-  o.gptq.percdamp = f.percdamp;
-  o.gptq.blocksize = f.blocksize;
-  o.gptq.act_order = f.act_order;
-  o.gptq.static_groups = f.static_groups;
-  o.true_sequential = !f.no_true_sequential;
-  o.released_code = f.released_code;
-  o.awq.n_grid = f.awq_n_grid;
-  o.awq.duo_scaling = f.awq_duo_scaling;
-  o.awq.clip = !f.awq_no_clip;
-  o.awq.max_shrink = f.awq_max_shrink;
-  o.awq.clip_tokens = f.awq_clip_tokens;
-  o.smoothquant.alpha = f.alpha;
-  o.smoothquant.abits = f.abits;
-  o.smoothquant.quantize_qkv_output = f.qkv_output;
-  o.smoothquant.smooth = !f.released_code;
-  o.billm.percdamp = f.percdamp;
-  o.billm.blocksize = f.blocksize;
-  o.billm.up_lim = f.billm_up_lim;
-  o.billm.saliency = f.billm_saliency == "magnitude" ? BillmOptions::Saliency::kMagnitude
-                                                     : BillmOptions::Saliency::kHessian;
+  o.method = method;
   {
     Status s = ValidateQuantizeOptions(mdl.config(), o);
     if (!s.ok()) return fail(s);
   }
 
-  const char* grid_name = m == Method::kAwq ? "asymmetric min-max (AWQ)"
-                          : m == Method::kSmoothQuant
-                              ? "symmetric abs-max per channel (SmoothQuant)"
-                          : m == Method::kBillm ? "residual binarization (BiLLM)"
-                                                : "asymmetric min-max with zero in range";
   nlohmann::json recipe = {{"method", f.method},
                            {"wbits", wbits},
                            {"group_size", group},
-                           {"grid", grid_name},
-                           {"symmetric", m == Method::kSmoothQuant},
+                           {"grid", row.grid},
+                           {"symmetric", row.symmetric},
                            {"compute_dtype", f.dtype},
-                           {"released_code", f.released_code},
+                           {"released_code", OptionBool(config.options, "released_code")},
                            {"source_model", f.model},
                            {"code_version", BITSWEEP_VERSION},
                            // Provenance only: TP gives the same weights as one device.
                            {"tensor_parallel", mdl.tp()->world_size()}};
-  if (m == Method::kGptq) {
-    recipe["gptq"] = {{"percdamp", f.percdamp},
-                      {"blocksize", f.blocksize},
-                      {"act_order", f.act_order},
-                      {"static_groups", f.static_groups},
-                      {"true_sequential", !f.no_true_sequential}};
-  } else if (m == Method::kAwq) {
-    recipe["awq"] = {{"n_grid", f.awq_n_grid},           {"duo_scaling", f.awq_duo_scaling},
-                     {"clip", !f.awq_no_clip},           {"max_shrink", f.awq_max_shrink},
-                     {"clip_tokens", f.awq_clip_tokens}, {"scale_v_to_o", !f.released_code}};
-  } else if (m == Method::kSmoothQuant) {
-    recipe["smoothquant"] = {{"alpha", f.alpha},
-                             {"smooth", !f.released_code},
-                             {"abits", f.abits},
-                             {"quantize_qkv_output", f.qkv_output},
-                             {"activation_quantizer", "per-token symmetric abs-max, dynamic"}};
-  } else if (m == Method::kBillm) {
-    recipe["billm"] = {{"percdamp", f.percdamp},
-                       {"blocksize", f.blocksize},
-                       {"up_lim", f.billm_up_lim},
-                       {"saliency", f.billm_saliency}};
-  }
+  if (nlohmann::json block = method->Recipe(); !block.is_null()) recipe[row.name] = block;
 
   CalibrationSet calib;
-  const bool calibrated = m != Method::kRtn && !(m == Method::kSmoothQuant && f.released_code);
+  const bool calibrated = method->calibrated();
   if (calibrated) {
-    const CalibDefaults d = DefaultsFor(m);
+    const CalibrationDefaults& d = row.calibration;
     auto tok = model::Tokenizer::Load(f.model);
     if (!tok.ok()) return fail(tok.status());
     CalibrationSpec spec;
-    spec.source = f.calib.empty() ? d.source : f.calib;
+    spec.source = f.calib.value_or(d.source);
     spec.data_dir = data_dir;
-    spec.nsamples = f.nsamples > 0 ? f.nsamples : d.nsamples;
-    spec.seqlen = f.seqlen > 0 ? f.seqlen : d.seqlen;
-    spec.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed) : d.seed;
-    spec.procedure = d.procedure;
+    spec.nsamples = f.nsamples.value_or(d.nsamples);
+    spec.seqlen = f.seqlen.value_or(d.seqlen);
+    spec.seed = static_cast<uint64_t>(f.seed.value_or(d.seed));
+    spec.procedure = ProcedureNamed(d.procedure);
     auto c = LoadCalibration(spec, **tok);
     if (!c.ok()) return fail(c.status());
     calib = std::move(c).value();
@@ -185,14 +135,14 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
         {"requested_nsamples", spec.nsamples},
         {"seqlen", calib.samples.front().size()},
         {"seed", spec.seed}};
-  } else if (!f.calib.empty() || f.nsamples > 0 || f.seqlen > 0 || f.seed >= 0) {
-    return bad(absl::StrCat("--calib/--nsamples/--seqlen/--seed: ", f.method,
-                            f.released_code ? " (released code)" : "",
-                            " uses no calibration data"));
+  } else if (f.calib || f.nsamples || f.seqlen || f.seed) {
+    return bad(absl::StrCat(
+        "--calib/--nsamples/--seqlen/--seed: ", f.method,
+        row.needs_calibration ? absl::StrCat(" (", row.no_calibration_option, ")") : std::string(),
+        " uses no calibration data"));
   }
 
-  const bool packed =
-      !f.no_packed && PackableBits(wbits) && m != Method::kSmoothQuant && m != Method::kBillm;
+  const bool packed = !f.no_packed && PackableBits(wbits) && row.packable;
   recipe["packed_requested"] = packed;
   // Under tensor parallelism rank 0 writes; the other ranks take part in its gathers.
   const bool writes = mdl.tp()->rank() == 0;

@@ -2,13 +2,15 @@
 // its options -> a Hugging Face folder (dequantized weights, quantization_config.json with the
 // full recipe, and for weight-only methods at 2/3/4/8 bits the packed GPTQ layout in
 // <out>/packed). Streams: one decoder layer in memory at a time; the output folder appears
-// atomically at the end. Parameters are validated before any work, errors name the parameter.
+// atomically at the end. Parameters are validated against the method's catalog row before any
+// work; errors name the parameter as the `bitsweep quantize` flag (--wbits, --awq-n-grid).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -21,25 +23,21 @@ namespace bitsweep::quant {
 
 struct QuantizeRequest {
   // Source folder, output folder, data folder for c4/wikitext2 calibration.
-  std::string model, out, method = "gptq", calib, data_dir, dtype = "fp32";
-  int wbits = 4;
-  int abits = 8;
-  int64_t group = 128;
-  // 0 / -1: the method's default (METHODS.md §1.3), resolved in QuantizeFolder.
-  int64_t nsamples = 0, seqlen = 0;
-  int64_t seed = -1;
-  bool act_order = false, static_groups = false, no_true_sequential = false;
-  bool released_code = false, no_packed = false;
-  double percdamp = 0.01;
-  int64_t blocksize = 128;
-  double alpha = 0.5;
-  bool qkv_output = false;
-  int awq_n_grid = 20;
-  bool awq_duo_scaling = false, awq_no_clip = false;
-  double awq_max_shrink = 0.5;
-  int64_t awq_clip_tokens = 512;
-  std::string billm_saliency = "hessian";
-  int64_t billm_up_lim = 50;
+  std::string model, out, data_dir;
+  std::string method = "gptq";  // a quantization method of common/catalog.h
+  // Unset: the method's catalog row (default_wbits, default_abits, default_group_size). abits
+  // and group may be set only where the row takes them.
+  std::optional<int> wbits, abits;
+  std::optional<int64_t> group;  // -1 = per channel
+  // The method's options by catalog name ("act_order" -> "true"), as given; unset ones take the
+  // row's defaults, options of other methods are an error.
+  std::map<std::string, std::string> options;
+  // Calibration; unset: the method's defaults (METHODS.md §1.3). An error for a method that
+  // uses no calibration data.
+  std::optional<std::string> calib;
+  std::optional<int64_t> nsamples, seqlen, seed;
+  std::string dtype = "fp32";  // compute dtype of the calibration forward
+  bool no_packed = false;
   // Tensor-parallel ranks the caller launches (cli/tp_run.h); QuantizeFolder checks that its
   // group has this many. The result does not depend on it.
   int tp = 1;

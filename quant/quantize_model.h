@@ -1,11 +1,12 @@
 // Quantizes a loaded Qwen3 model in place, layer by layer (METHODS.md §2.0), and returns the
 // integer form of every quantized linear with per-linear reconstruction losses.
 //
-// Methods: RTN (no calibration); GPTQ and BiLLM (sequential calibration: each decoder layer's
-// inputs are captured, each group of linears gets its Hessian from a forward of the partly
-// quantized layer, and the quantized layer's outputs feed the next layer); AWQ and SmoothQuant
-// (FP-propagated: each layer's calibration inputs come from the FP model). The per-layer
-// contract is in quant/layer_job.h. Only decoder-block linears are quantized; embeddings,
+// The method is a Quantizer (quant/method.h) built from its catalog row; this driver knows no
+// method by name. Methods: RTN (no calibration); GPTQ and BiLLM (sequential calibration: each
+// decoder layer's inputs are captured, each group of linears gets its Hessian from a forward of
+// the partly quantized layer, and the quantized layer's outputs feed the next layer); AWQ and
+// SmoothQuant (FP-propagated: each layer's calibration inputs come from the FP model). The
+// per-layer contract is in quant/layer_job.h. Only decoder-block linears are quantized; embeddings,
 // norms, lm_head and the MoE router stay in full precision (AWQ/SmoothQuant rescale norms and
 // the router's input columns, which leaves the FP function unchanged).
 // Memory: one set of calibration activations [nsamples, seqlen, hidden] plus the model, or plus
@@ -15,17 +16,15 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
-#include "quant/awq.h"
-#include "quant/billm.h"
 #include "quant/calibration_data.h"
-#include "quant/gptq.h"
 #include "quant/grid.h"
 #include "quant/layer_job.h"
-#include "quant/smoothquant.h"
+#include "quant/method.h"
 
 namespace bitsweep::model {
 class Qwen3Model;
@@ -34,22 +33,10 @@ struct Qwen3Config;
 
 namespace bitsweep::quant {
 
-enum class Method { kRtn, kGptq, kAwq, kSmoothQuant, kBillm };
-StatusOr<Method> ParseMethod(const std::string& name);
-const char* MethodName(Method m);
-
 struct QuantizeOptions {
-  Method method = Method::kGptq;
-  QuantGrid grid;                // bits and group size (kind is set by the method)
-  GptqOptions gptq;              // percdamp, blocksize, act_order, static_groups (grid ignored)
-  AwqOptions awq;
-  SmoothQuantOptions smoothquant;  // weights use grid.bits, per channel
-  BillmOptions billm;
-  bool true_sequential = true;   // GPTQ: {k,v,q} | {o} | {up,gate} | {down}
-  // The study's released code ignores the group size for RTN (METHODS.md §1.5.1): with this
-  // switch RTN is per channel whatever `grid.group_size` says.
-  bool released_code = false;
-  // MoE experts routed fewer calibration tokens than this fall back to RTN (reported).
+  // The method with its typed options (MakeQuantizer); required.
+  std::shared_ptr<const Quantizer> method;
+  // MoE experts routed fewer calibration tokens than this use the method's fallback (reported).
   int64_t min_expert_tokens = 16;
   std::function<void(int64_t layer, int64_t layers)> progress;
   // Streaming: called after layer i is quantized (still in memory) with that layer's integer
@@ -60,10 +47,6 @@ struct QuantizeOptions {
       layer_sink;
 };
 
-// The options QuantizeModel actually runs: the grid kind each method uses, SmoothQuant per
-// channel, BiLLM's 1-bit blocks, and --released-code's effects (RTN per channel, no smoothing,
-// AWQ without v->o under GQA).
-QuantizeOptions NormalizedOptions(const QuantizeOptions& options);
 // InvalidArgument naming the parameter (or the first linear whose in_features the group size
 // does not divide) for options that cannot run on a model of this config. Needs no weights, so
 // callers check before loading calibration data; QuantizeModel checks again.

@@ -5,6 +5,9 @@
 #include <c10/core/GradMode.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/arch.h"
+#include "model/qwen3.h"
+#include "quant/tensor_parallel.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -48,6 +51,49 @@ StatusOr<QuantizedWeight> RtnQuantize(const at::Tensor& w, const QuantGrid& grid
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("RtnQuantize: ", e.what_without_backtrace()));
   }
+}
+
+StatusOr<LinearReport> RtnQuantizeLinear(const model::Collective& tp, model::Linear& lin,
+                                         const std::string& name, const QuantGrid& grid,
+                                         QuantizeResult* out) {
+  double error = 0;
+  ASSIGN_OR_RETURN(
+      QuantizedWeight q,
+      QuantizeRowsSharded(tp, lin, [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+        ASSIGN_OR_RETURN(QuantizedWeight piece, RtnQuantize(rows, grid));
+        error = (rows.to(at::kFloat) - piece.Dequantize()).pow(2).sum().item<double>();
+        return piece;
+      }));
+  LinearReport r{name, SumOverRanks(tp, error), -1, "", {}};
+  out->weights.emplace(name, std::move(q));
+  return r;
+}
+
+namespace {
+
+class RtnMethod : public Quantizer {
+ public:
+  using Quantizer::Quantizer;
+
+  Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
+    model::DecoderLayer& layer = job.model->layer(job.index);
+    for (const auto& name : model::QuantizedLinears(layer)) {
+      ASSIGN_OR_RETURN(LinearReport r,
+                       RtnQuantizeLinear(*job.model->tp(), *FindLinearIn(layer, name),
+                                         job.prefix + name, grid(), out));
+      out->linears.push_back(r);
+    }
+    return absl::OkStatus();
+  }
+
+  nlohmann::json Recipe() const override { return nullptr; }
+};
+
+}  // namespace
+
+StatusOr<QuantizerPtr> MakeRtnQuantizer(const MethodInfo& row, const QuantConfig& config) {
+  // Per channel under released_code: NormalizeQuantConfig has set the group size to -1.
+  return QuantizerPtr(new RtnMethod(row, config, ConfigGrid(config, GridKind::kMinMaxWithZero)));
 }
 
 }  // namespace bitsweep::quant

@@ -283,4 +283,37 @@ Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool q
   return absl::OkStatus();
 }
 
+namespace {
+
+class SmoothQuantMethod : public QuantizerWith<SmoothQuantOptions> {
+ public:
+  using QuantizerWith::QuantizerWith;
+
+  // SmoothQuant reduces its statistics across tensor-parallel ranks itself.
+  Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
+    return SmoothQuantLayer(job, grid().bits, options(), out);
+  }
+
+  nlohmann::json Recipe() const override {
+    return {{"alpha", options().alpha},
+            {"smooth", options().smooth},
+            {"abits", options().abits},
+            {"quantize_qkv_output", options().quantize_qkv_output},
+            {"activation_quantizer", "per-token symmetric abs-max, dynamic"}};
+  }
+};
+
+}  // namespace
+
+StatusOr<QuantizerPtr> MakeSmoothQuantQuantizer(const MethodInfo& row, const QuantConfig& config) {
+  SmoothQuantOptions sq;
+  sq.alpha = OptionDouble(config.options, "alpha");
+  sq.smooth = !OptionBool(config.options, "released_code");
+  sq.abits = config.abits;
+  sq.quantize_qkv_output = OptionBool(config.options, "qkv_output");
+  // Per channel: the row has no group size, so config.group_size is -1.
+  const QuantGrid grid = ConfigGrid(config, GridKind::kSymAbsMax);
+  return QuantizerPtr(new SmoothQuantMethod(row, config, grid, sq));
+}
+
 }  // namespace bitsweep::quant

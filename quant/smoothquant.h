@@ -19,6 +19,7 @@
 #include "model/arch.h"
 #include "quant/grid.h"
 #include "quant/layer_job.h"
+#include "quant/method.h"
 
 namespace bitsweep::model {
 class Qwen3Model;
@@ -66,5 +67,10 @@ Status SmoothLayer(model::DecoderLayer& layer, const std::vector<model::ScalingG
 // W8A8Linear.forward does: y = out_q(act_q(x) W^T).
 // InvalidArgument naming "abits" when abits is outside 2..8.
 Status InstallActivationQuantization(model::Qwen3Model& model, int abits, bool qkv_output);
+
+// The "smoothquant" row of common/catalog.cc: SmoothQuantLayer with weights symmetric abs-max
+// per channel at wbits; abits and qkv_output are recorded for evaluation; released_code does
+// no smoothing (and uses no calibration data).
+StatusOr<QuantizerPtr> MakeSmoothQuantQuantizer(const MethodInfo& row, const QuantConfig& config);
 
 }  // namespace bitsweep::quant

@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/catalog.h"
 #include "eval/run_task.h"
 #include "model/collective.h"
 #include "model/qwen3.h"
@@ -33,18 +33,8 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-bool Bool(const std::map<std::string, std::string>& o, const char* k) {
-  auto it = o.find(k);
-  return it != o.end() && it->second == "true";
-}
-template <typename T>
-void Num(const std::map<std::string, std::string>& o, const char* k, T* out) {
-  auto it = o.find(k);
-  if (it == o.end()) return;
-  std::istringstream in(it->second);
-  in >> *out;
-}
-
+// The job's quant config as `bitsweep quantize` takes it: the normalised spec sets every field
+// and option (its method's own, so none is refused), and calibration only where it is used.
 quant::QuantizeRequest ToRequest(const JobSpec& s, const std::string& out,
                                  const std::string& data_dir) {
   quant::QuantizeRequest r;
@@ -54,23 +44,9 @@ quant::QuantizeRequest ToRequest(const JobSpec& s, const std::string& out,
   r.method = s.quant.method;
   r.wbits = s.quant.wbits;
   if (s.quant.abits > 0) r.abits = s.quant.abits;
-  r.group = s.quant.group_size;
-  const auto& o = s.quant.options;
-  r.act_order = Bool(o, "act_order");
-  r.static_groups = Bool(o, "static_groups");
-  r.no_true_sequential = o.count("true_sequential") && !Bool(o, "true_sequential");
-  r.released_code = Bool(o, "released_code");
-  Num(o, "percdamp", &r.percdamp);
-  Num(o, "blocksize", &r.blocksize);
-  Num(o, "alpha", &r.alpha);
-  r.qkv_output = Bool(o, "qkv_output");
-  Num(o, "awq_n_grid", &r.awq_n_grid);
-  r.awq_duo_scaling = Bool(o, "awq_duo_scaling");
-  r.awq_no_clip = Bool(o, "awq_no_clip");
-  Num(o, "awq_max_shrink", &r.awq_max_shrink);
-  Num(o, "awq_clip_tokens", &r.awq_clip_tokens);
-  if (o.count("billm_saliency")) r.billm_saliency = o.at("billm_saliency");
-  Num(o, "billm_up_lim", &r.billm_up_lim);
+  const MethodInfo& row = **LookupMethod(s.quant.method);
+  if (row.group_size_applies) r.group = s.quant.group_size;
+  r.options = s.quant.options;
   if (s.calibration) {
     r.calib = s.calibration->source;
     r.nsamples = s.calibration->nsamples;
@@ -206,8 +182,11 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   s.task = spec.eval.task;
   s.data_dir = config.data_dir;
   if (spec.eval.seqlen > 0) s.seqlen = spec.eval.seqlen;
-  s.max_windows = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? spec.eval.limit : 0;
-  s.limit = spec.eval.task == "wikitext2" || spec.eval.task == "c4" ? 0 : spec.eval.limit;
+  // The limit counts windows for perplexity tasks and documents for the others.
+  ASSIGN_OR_RETURN(const TaskInfo* task_row, LookupTask(spec.eval.task));
+  const bool perplexity = task_row->kind == TaskKind::kPerplexity;
+  s.max_windows = perplexity ? spec.eval.limit : 0;
+  s.limit = perplexity ? 0 : spec.eval.limit;
   s.ppl_batch_size = std::max<int64_t>(1, spec.eval.batch_size);
   s.stream_group_bytes = loaded.memory->activation_bytes;
   if (spec.eval.num_fewshot >= 0) s.num_fewshot = spec.eval.num_fewshot;

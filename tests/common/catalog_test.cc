@@ -31,8 +31,8 @@ TEST_CASE("The method catalog holds fp and the study's five methods with their b
   const MethodInfo& billm = **LookupMethod("billm");
   CHECK(billm.min_wbits == 1);
   CHECK(billm.max_wbits == 1);
-  CHECK(MethodRow(QuantMethod::kGptq).name == std::string("gptq"));
-  CHECK(MethodRow(QuantMethod::kFp).needs_calibration == false);
+  CHECK((*LookupMethod("gptq"))->name == std::string("gptq"));
+  CHECK((*LookupMethod("fp"))->needs_calibration == false);
 }
 
 TEST_CASE("Calibration defaults per method follow the README's calibration table") {

@@ -1,12 +1,6 @@
 // Streaming quantization and export: a lazy model quantized layer by layer and written as it
 // goes equals the in-memory path; the packed folder loads back to the same model.
-#include "model/qwen3.h"
-#include "model/safetensors.h"
-#include "model/tiny_model.h"
-#include "quant/calibration_data.h"
 #include "quant/export.h"
-#include "quant/load.h"
-#include "quant/quantize_model.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -15,12 +9,32 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/catalog.h"
+#include "model/qwen3.h"
+#include "model/safetensors.h"
+#include "model/tiny_model.h"
+#include "quant/calibration_data.h"
+#include "quant/load.h"
+#include "quant/method.h"
+#include "quant/quantize_model.h"
 #include "tests/testing/paths.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using bitsweep::quant::Method;
+
+// The catalog's method `name` at `bits` in groups of `group` (QuantizeModel's options).
+bitsweep::quant::QuantizeOptions Options(const std::string& name, int bits, int64_t group,
+                                         std::map<std::string, std::string> options = {}) {
+  bitsweep::QuantConfig qc;
+  qc.method = name;
+  qc.wbits = bits;
+  qc.group_size = static_cast<int>(group);
+  qc.options = std::move(options);
+  bitsweep::quant::QuantizeOptions o;
+  o.method = bitsweep::quant::MakeQuantizer(qc).value();
+  return o;
+}
 
 bitsweep::quant::CalibrationSet Calib(int64_t n, int64_t len, int64_t vocab) {
   bitsweep::quant::CalibrationSet c;
@@ -75,11 +89,7 @@ TEST_CASE("Streaming GPTQ of a lazy model writes the same weights as the in-memo
           "[quant][export]") {
   const std::string dir = TinyModel("stream_src");
   const auto calib = Calib(4, 32, 200);
-  bitsweep::quant::QuantizeOptions o;
-  o.method = Method::kGptq;
-  o.grid.bits = 4;
-  o.grid.group_size = 32;
-  o.gptq.act_order = true;
+  bitsweep::quant::QuantizeOptions o = Options("gptq", 4, 32, {{"act_order", "true"}});
 
   auto eager = bitsweep::model::Qwen3Model::Load(dir);
   REQUIRE(eager.ok());
@@ -149,26 +159,30 @@ TEST_CASE("Quantize rejects bad options before any work, naming the parameter",
   const std::string dir = TinyModel("bad_options");
   auto m = bitsweep::model::Qwen3Model::Load(dir);
   REQUIRE(m.ok());
-  bitsweep::quant::QuantizeOptions o;
-  o.method = Method::kRtn;
-  o.grid.bits = 4;
-  o.grid.group_size = 48;  // does not divide 64
-  auto r = bitsweep::quant::QuantizeModel(**m, nullptr, o);
+  // Catalog checks (bits, abits) fail when the method is built, model checks (the group size
+  // against in_features, calibration) when it runs.
+  auto run = [&](const std::string& method, int bits, int group, int abits) -> bitsweep::Status {
+    bitsweep::QuantConfig qc;
+    qc.method = method;
+    qc.wbits = bits;
+    qc.group_size = group;
+    qc.abits = abits;
+    auto q = bitsweep::quant::MakeQuantizer(qc);
+    if (!q.ok()) return q.status();
+    bitsweep::quant::QuantizeOptions o;
+    o.method = *q;
+    return bitsweep::quant::QuantizeModel(**m, nullptr, o).status();
+  };
+  auto r = run("rtn", 4, 48, 0);  // 48 does not divide 64
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(std::string(r.status().message()), Catch::Contains("group"));
-  o.grid.group_size = 32;
-  o.grid.bits = 9;
-  r = bitsweep::quant::QuantizeModel(**m, nullptr, o);
+  CHECK_THAT(std::string(r.message()), Catch::Contains("group"));
+  r = run("rtn", 9, 32, 0);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(std::string(r.status().message()), Catch::Contains("bits"));
-  o.grid.bits = 4;
-  o.method = Method::kSmoothQuant;
-  o.smoothquant.abits = 1;
-  r = bitsweep::quant::QuantizeModel(**m, nullptr, o);
+  CHECK_THAT(std::string(r.message()), Catch::Contains("bits"));
+  r = run("smoothquant", 4, -1, 1);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(std::string(r.status().message()), Catch::Contains("abits"));
-  o.method = Method::kGptq;
-  r = bitsweep::quant::QuantizeModel(**m, nullptr, o);
+  CHECK_THAT(std::string(r.message()), Catch::Contains("abits"));
+  r = run("gptq", 4, 32, 0);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(std::string(r.status().message()), Catch::Contains("calibration"));
+  CHECK_THAT(std::string(r.message()), Catch::Contains("calibration"));
 }

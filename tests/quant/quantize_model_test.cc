@@ -1,24 +1,26 @@
 // End to end on the shipped demo model: the perplexity ordering the literature expects.
+#include "quant/quantize_model.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
+
+#include "common/catalog.h"
 #include "common/wikitext.h"
 #include "eval/perplexity.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tokenizer.h"
 #include "quant/calibration_data.h"
-#include "quant/quantize_model.h"
 #include "quant/smoothquant.h"
-#include "tools/corpus.h"
-
-#include <catch2/catch.hpp>
-#include <algorithm>
-#include <fstream>
-#include <map>
-
 #include "tests/testing/paths.h"
+#include "tools/corpus.h"
 
 namespace {
 
-using bitsweep::quant::Method;
+// A method by its catalog name (common/catalog.h).
+using Method = std::string;
 
 struct Demo {
   std::string dir = bitsweep::testing::SourceDir() + "/models/demo";
@@ -52,21 +54,28 @@ Demo& GetDemo() {
   return *d;
 }
 
-double Perplexity(Method method, int bits, int64_t group, int abits = 0) {
+double Perplexity(const Method& method, int bits, int64_t group, int abits = 0) {
   Demo& d = GetDemo();
   auto m = bitsweep::model::Qwen3Model::Load(d.dir);
   REQUIRE(m.ok());
   if (bits < 16) {
+    // GPTQ with act_order; the group where the method takes one; abits where it takes them.
+    const bitsweep::MethodInfo& row = **bitsweep::LookupMethod(method);
+    bitsweep::QuantConfig qc;
+    qc.method = method;
+    qc.wbits = bits;
+    qc.group_size = row.group_size_applies ? group : -1;
+    if (row.takes_abits) qc.abits = abits > 0 ? abits : 8;
+    if (method == "gptq") qc.options["act_order"] = "true";
+    auto quantizer = bitsweep::quant::MakeQuantizer(qc);
+    INFO(quantizer.status().ToString());
+    REQUIRE(quantizer.ok());
     bitsweep::quant::QuantizeOptions o;
-    o.method = method;
-    o.grid.bits = bits;
-    o.grid.group_size = group;
-    o.gptq.act_order = true;
-    o.smoothquant.abits = abits > 0 ? abits : 8;
+    o.method = *quantizer;
     auto r = bitsweep::quant::QuantizeModel(**m, &d.calib, o);
     INFO(r.status().ToString());
     REQUIRE(r.ok());
-    if (method == Method::kSmoothQuant) {
+    if (method == Method("smoothquant")) {
       REQUIRE(bitsweep::quant::InstallActivationQuantization(**m, abits, false).ok());
     }
   }
@@ -82,13 +91,12 @@ double Perplexity(Method method, int bits, int64_t group, int abits = 0) {
 
 TEST_CASE("On the demo model 8-bit is near FP and GPTQ beats RTN at 3 and 4 bits",
           "[quant][demo][slow]") {
-  const double fp = Perplexity(Method::kRtn, 16, -1);
+  const double fp = Perplexity(Method("rtn"), 16, -1);
   std::map<std::string, double> ppl;
   for (int64_t group : {-1, 64}) {
     for (int bits : {8, 4, 3}) {
-      for (Method m : {Method::kRtn, Method::kGptq}) {
-        const std::string key = std::string(bitsweep::quant::MethodName(m)) + " w" +
-                                std::to_string(bits) + " g" + std::to_string(group);
+      for (const Method& m : {Method("rtn"), Method("gptq")}) {
+        const std::string key = m + " w" + std::to_string(bits) + " g" + std::to_string(group);
         ppl[key] = Perplexity(m, bits, group);
         WARN(key << ": ppl " << ppl[key] << " (fp " << fp << ")");
       }
@@ -107,25 +115,25 @@ TEST_CASE("On the demo model 8-bit is near FP and GPTQ beats RTN at 3 and 4 bits
 TEST_CASE("On the demo model AWQ is no worse than RTN at 3 and 4 bits, SmoothQuant W8A8 is near "
           "FP and BiLLM is far better than RTN at 1 bit",
           "[quant][demo][slow]") {
-  const double fp = Perplexity(Method::kRtn, 16, -1);
+  const double fp = Perplexity(Method("rtn"), 16, -1);
   std::map<std::string, double> ppl;
-  auto run = [&](const std::string& key, Method m, int bits, int64_t group, int abits = 0) {
+  auto run = [&](const std::string& key, const Method& m, int bits, int64_t group, int abits = 0) {
     ppl[key] = Perplexity(m, bits, group, abits);
     WARN(key << ": ppl " << ppl[key] << " (fp " << fp << ")");
   };
   for (int bits : {4, 3}) {
     const std::string b = std::to_string(bits);
-    run("rtn w" + b, Method::kRtn, bits, 64);
-    run("awq w" + b, Method::kAwq, bits, 64);
+    run("rtn w" + b, Method("rtn"), bits, 64);
+    run("awq w" + b, Method("awq"), bits, 64);
     CHECK(ppl["awq w" + b] <= ppl["rtn w" + b] * 1.002);
   }
   CHECK(ppl["awq w3"] < ppl["rtn w3"]);
-  run("smoothquant w8a8", Method::kSmoothQuant, 8, -1, 8);
-  run("smoothquant w8a4", Method::kSmoothQuant, 8, -1, 4);
+  run("smoothquant w8a8", Method("smoothquant"), 8, -1, 8);
+  run("smoothquant w8a4", Method("smoothquant"), 8, -1, 4);
   CHECK(ppl["smoothquant w8a8"] < fp * 1.01);
   CHECK(ppl["smoothquant w8a4"] > ppl["smoothquant w8a8"]);
-  run("rtn w1 g128", Method::kRtn, 1, 128);
-  run("billm w1", Method::kBillm, 1, 128);
+  run("rtn w1 g128", Method("rtn"), 1, 128);
+  run("billm w1", Method("billm"), 1, 128);
   CHECK(ppl["billm w1"] * 3 < ppl["rtn w1 g128"]);
   CHECK(ppl["billm w1"] > fp);
 }

@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -25,6 +26,7 @@
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
 #include "quant/calibration_data.h"
+#include "quant/method.h"
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
 #include "tests/testing/paths.h"
@@ -561,10 +563,13 @@ TEST_CASE("With outlier channels smoothing lowers the W8A8 logit error", "[quant
   std::map<bool, double> err;
   for (bool smooth : {false, true}) {
     auto m = Build(c, w);
+    // released_code is SmoothQuant without smoothing.
+    bitsweep::QuantConfig qc;
+    qc.method = "smoothquant";
+    qc.wbits = 8;
+    qc.options["released_code"] = smooth ? "false" : "true";
     bitsweep::quant::QuantizeOptions o;
-    o.method = bitsweep::quant::Method::kSmoothQuant;
-    o.grid.bits = 8;
-    o.smoothquant.smooth = smooth;
+    o.method = bitsweep::quant::MakeQuantizer(qc).value();
     auto r = bitsweep::quant::QuantizeModel(*m, &calib, o);
     INFO(r.status().ToString());
     REQUIRE(r.ok());
@@ -637,11 +642,16 @@ void CheckAgainstPython(const PyCase& pc, const std::string& name) {
   for (bool smooth : {true, false}) {
     auto m = Qwen3Model::Load(dir + "/model");
     REQUIRE(m.ok());
+    // released_code is SmoothQuant without smoothing.
+    char alpha[32];
+    std::snprintf(alpha, sizeof(alpha), "%.17g", pc.alpha);
+    bitsweep::QuantConfig qc;
+    qc.method = "smoothquant";
+    qc.wbits = pc.wbits;
+    qc.options["alpha"] = alpha;
+    qc.options["released_code"] = smooth ? "false" : "true";
     bitsweep::quant::QuantizeOptions o;
-    o.method = bitsweep::quant::Method::kSmoothQuant;
-    o.grid.bits = pc.wbits;
-    o.smoothquant.alpha = pc.alpha;
-    o.smoothquant.smooth = smooth;
+    o.method = bitsweep::quant::MakeQuantizer(qc).value();
     auto r = bitsweep::quant::QuantizeModel(**m, &calib, o);
     INFO(r.status().ToString());
     REQUIRE(r.ok());

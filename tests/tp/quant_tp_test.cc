@@ -3,10 +3,12 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <map>
 #include <string>
 
+#include "common/catalog.h"
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
 #include "quant/quantize_model.h"
@@ -18,7 +20,7 @@ namespace {
 using bitsweep::model::Collective;
 using bitsweep::model::LoadOptions;
 using bitsweep::model::Qwen3Model;
-using bitsweep::quant::Method;
+using Method = std::string;  // a method of the catalog (common/catalog.h)
 
 struct Run {
   std::map<std::string, at::Tensor> weights;  // dequantized whole weights by module name
@@ -63,17 +65,21 @@ Setup MakeSetup(bool moe, int kv_heads = 4) {
   return s;
 }
 
-bitsweep::quant::QuantizeOptions Options(Method method) {
+bitsweep::quant::QuantizeOptions Options(const Method& method) {
+  // 4 bits (SmoothQuant 8) in groups of 16 where the method takes a group; GPTQ with act_order.
+  const bitsweep::MethodInfo& row = **bitsweep::LookupMethod(method);
+  bitsweep::QuantConfig qc;
+  qc.method = method;
+  qc.wbits = std::clamp(row.takes_abits ? 8 : 4, row.min_wbits, row.max_wbits);
+  qc.group_size = row.group_size_applies ? 16 : -1;
+  if (method == "gptq") qc.options["act_order"] = "true";
   bitsweep::quant::QuantizeOptions o;
-  o.method = method;
-  o.grid.bits = method == Method::kSmoothQuant ? 8 : 4;
-  o.grid.group_size = 16;
-  o.gptq.act_order = true;
+  o.method = bitsweep::quant::MakeQuantizer(qc).value();
   o.min_expert_tokens = 4;
   return o;
 }
 
-Run Quantize(const Setup& s, Method method, std::shared_ptr<const Collective> tp) {
+Run Quantize(const Setup& s, const Method& method, std::shared_ptr<const Collective> tp) {
   c10::InferenceMode guard;
   LoadOptions lo;
   lo.tp = std::move(tp);
@@ -81,7 +87,7 @@ Run Quantize(const Setup& s, Method method, std::shared_ptr<const Collective> tp
   if (!m.ok()) throw std::runtime_error(m.status().ToString());
   auto r = bitsweep::quant::QuantizeModel(**m, &s.calib, Options(method));
   if (!r.ok()) throw std::runtime_error(r.status().ToString());
-  if (method == Method::kSmoothQuant) {
+  if (method == Method("smoothquant")) {
     auto st = bitsweep::quant::InstallActivationQuantization(**m, 8, true);
     if (!st.ok()) throw std::runtime_error(st.ToString());
   }
@@ -132,13 +138,13 @@ TEST_CASE("Every method quantizes a model split over 2 ranks as it quantizes the
           "[tp][quant]") {
   for (bool moe : {false, true}) {
     const Setup s = MakeSetup(moe);
-    for (Method method :
-         {Method::kRtn, Method::kGptq, Method::kAwq, Method::kSmoothQuant, Method::kBillm}) {
-      INFO((moe ? "MoE " : "dense ") << bitsweep::quant::MethodName(method));
+    for (const Method& method :
+         {Method("rtn"), Method("gptq"), Method("awq"), Method("smoothquant"), Method("billm")}) {
+      INFO((moe ? "MoE " : "dense ") << method);
       const Run whole = Quantize(s, method, nullptr);
       auto split = bitsweep::testing::RunRanks(
           2, [&](int, std::shared_ptr<const Collective> tp) { return Quantize(s, method, tp); });
-      for (const Run& r : split) CheckSame(whole, r, 1e-3, method == Method::kSmoothQuant);
+      for (const Run& r : split) CheckSame(whole, r, 1e-3, method == Method("smoothquant"));
     }
   }
 }
@@ -146,9 +152,10 @@ TEST_CASE("Every method quantizes a model split over 2 ranks as it quantizes the
 TEST_CASE("GPTQ over 4 ranks keeps the error compensation of the row-parallel linears",
           "[tp][quant]") {
   const Setup s = MakeSetup(false);
-  const Run whole = Quantize(s, Method::kGptq, nullptr);
-  auto split = bitsweep::testing::RunRanks(
-      4, [&](int, std::shared_ptr<const Collective> tp) { return Quantize(s, Method::kGptq, tp); });
+  const Run whole = Quantize(s, Method("gptq"), nullptr);
+  auto split = bitsweep::testing::RunRanks(4, [&](int, std::shared_ptr<const Collective> tp) {
+    return Quantize(s, Method("gptq"), tp);
+  });
   for (const Run& r : split) CheckSame(whole, r, 1e-3, false);
 }
 
@@ -158,9 +165,9 @@ TEST_CASE("AWQ's scale and clip searches shared by 3 ranks make the whole model'
   for (bool moe : {false, true}) {
     INFO((moe ? "MoE" : "dense"));
     const Setup s = MakeSetup(moe, 3);
-    const Run whole = Quantize(s, Method::kAwq, nullptr);
+    const Run whole = Quantize(s, Method("awq"), nullptr);
     auto split = bitsweep::testing::RunRanks(3, [&](int, std::shared_ptr<const Collective> tp) {
-      return Quantize(s, Method::kAwq, tp);
+      return Quantize(s, Method("awq"), tp);
     });
     for (const Run& r : split) {
       CheckSame(whole, r, 1e-3, false);

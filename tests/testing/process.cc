@@ -1,8 +1,6 @@
 #include "tests/testing/process.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,19 +35,6 @@ void Signal(pid_t pid, int sig) {
   if (pid <= 0) return;
   kill(pid, sig);
   waitpid(pid, nullptr, 0);
-}
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
 }
 
 bool WaitForText(const std::string& path, const std::string& text, int seconds) {

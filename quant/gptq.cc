@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "model/shape_string.h"
 
 namespace bitsweep::quant {
 namespace {
@@ -37,11 +38,7 @@ namespace {
 // Rows per at::parallel_for task: one row of a block is at most blocksize^2 / 2 multiply-adds.
 constexpr int64_t kRowGrain = 16;
 
-std::string ShapeString(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) absl::StrAppend(&s, i ? ", " : "", t.size(i));
-  return s + "]";
-}
+using model::ShapeString;
 
 // Quantises columns [i1, i1 + n) of one output row, compensating each column's error on the
 // block's later columns. w1: the row's n block weights (updated in place); err1: n outputs;

@@ -11,7 +11,6 @@
 #include <c10/core/InferenceMode.h>
 
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -672,42 +671,4 @@ TEST_CASE("Dense W8A8 SmoothQuant (q/k/v outputs quantised) matches upstream's s
 TEST_CASE("MoE W4A6 SmoothQuant (router in the smoothing group) matches upstream's semantics",
           "[quant][smoothquant][python]") {
   CheckAgainstPython({true, 4, 6, 0.8, false}, "sq_python_moe");
-}
-
-// Seconds per layer at Qwen3-0.6B shapes with 16 x 512 calibration tokens (hidden; run with
-// "[.smoothquant-bench]" to measure; not matched by "[smoothquant]").
-TEST_CASE("SmoothQuant seconds per layer at Qwen3-0.6B shapes", "[.smoothquant-bench]") {
-  c10::InferenceMode guard;
-  TinyModelOptions t;
-  t.hidden_size = 1024;
-  t.intermediate_size = 3072;
-  t.num_heads = 16;
-  t.num_kv_heads = 8;
-  t.head_dim = 128;
-  t.num_layers = 1;
-  const Qwen3Config c = bitsweep::model::TinyConfig(t, 1024);
-  const Tensors w = bitsweep::model::RandomQwen3Weights(c, 1);
-  for (bool smooth : {true, false}) {
-    auto m = Build(c, w);
-    const auto rope = m->MakeRope(512);
-    at::manual_seed(0);
-    std::vector<at::Tensor> xs;
-    for (int k = 0; k < 16; ++k) xs.push_back(at::randn({1, 512, 1024}));
-    SmoothQuantOptions o;
-    o.smooth = smooth;
-    QuantizeResult out;
-    LayerJob job = Job(*m, 0, &xs, &rope);
-    const auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(SmoothQuantLayer(job, 8, o, &out).ok());
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    WARN("smooth=" << smooth << ": " << s << " s per layer (16 x 512 tokens, FP forward included)");
-  }
-  auto m = Build(c, w);
-  const auto rope = m->MakeRope(512);
-  std::vector<at::Tensor> xs;
-  for (int k = 0; k < 16; ++k) xs.push_back(at::randn({1, 512, 1024}));
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto& x : xs) x = m->RunLayer(0, x, rope);
-  WARN("plain FP forward of the layer: "
-       << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
 }

@@ -10,12 +10,12 @@
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -38,18 +38,12 @@ using bitsweep::quant::BillmResult;
 constexpr double kRefRelTol = 1e-5;
 constexpr double kLossRelTol = 1e-4;
 
-// Runs tests/reference/billm_reference.py with `args`; false (after a WARN) when
-// /usr/bin/python3 lacks torch or numpy (the script exits 77), fails the test on other errors.
-bool RunReference(const std::string& args) {
-  const std::string cmd = "/usr/bin/python3 " + bitsweep::testing::SourceDir() +
-                          "/tests/reference/billm_reference.py " + args;
-  const int rc = std::system(cmd.c_str());
-  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
-    WARN("skipped: /usr/bin/python3 with torch and numpy is needed for the BiLLM reference");
-    return false;
-  }
-  REQUIRE(rc == 0);
-  return true;
+// Runs tests/reference/billm_reference.py with `args`, its output in dir/python.log; FAILs the
+// test when python3-torch is missing or the script fails.
+void RunReference(const std::string& args, const std::string& dir) {
+  bitsweep::testing::RunPython(
+      bitsweep::testing::SourceDir() + "/tests/reference/billm_reference.py " + args,
+      dir + "/python.log");
 }
 
 void WriteRaw(const at::Tensor& t, const std::string& path) {
@@ -131,7 +125,7 @@ TEST_CASE("BiLLM explicit-mask residual binarisation equals upstream's NaN/nanme
   mask[9].fill_(true);
   WriteRaw(x, dir + "/x.bin");
   WriteRaw(mask.to(at::kByte), dir + "/m.bin");
-  if (!RunReference("hor " + dir + "/x.bin " + dir + "/m.bin 32 96 3 " + dir + "/out")) return;
+  RunReference("hor " + dir + "/x.bin " + dir + "/m.bin 32 96 3 " + dir + "/out", dir);
   for (int order : {1, 2, 3}) {
     const at::Tensor ref = ReadRaw(dir + "/out." + std::to_string(order), {32, 96}, at::kFloat);
     const at::Tensor got = BillmHighOrderResidual(x, mask, order).value();
@@ -151,10 +145,9 @@ TEST_CASE("BillmQuantize equals the python transcription of upstream fasterquant
   const at::Tensor h = RandomHessian(cols, 96, /*dead=*/70, 4);
   WriteRaw(w, dir + "/w.bin");
   WriteRaw(h, dir + "/h.bin");
-  if (!RunReference("quant " + dir + "/w.bin " + dir + "/h.bin 16 256 128 50 hessian,magnitude " +
-                    "0.01 " + dir + "/ref")) {
-    return;
-  }
+  RunReference("quant " + dir + "/w.bin " + dir + "/h.bin 16 256 128 50 hessian,magnitude " +
+                   "0.01 " + dir + "/ref",
+               dir);
   for (auto metric : {BillmOptions::Saliency::kHessian, BillmOptions::Saliency::kMagnitude}) {
     const std::string name = metric == BillmOptions::Saliency::kHessian ? "hessian" : "magnitude";
     {

@@ -27,6 +27,7 @@
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 namespace {
 
@@ -576,11 +577,6 @@ TEST_CASE("With outlier channels smoothing lowers the W8A8 logit error", "[quant
 
 namespace {
 
-bool PythonTorchAvailable() {
-  static const bool ok = std::system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null") == 0;
-  return ok;
-}
-
 std::vector<std::vector<int64_t>> ToRows(const std::vector<at::Tensor>& ids) {
   std::vector<std::vector<int64_t>> rows;
   for (const auto& t : ids) {
@@ -600,10 +596,7 @@ struct PyCase {
 // Full pipeline (QuantizeModel with SmoothQuant, then InstallActivationQuantization) against
 // the python reference, with and without smoothing.
 void CheckAgainstPython(const PyCase& pc, const std::string& name) {
-  if (!PythonTorchAvailable()) {
-    WARN("skipped: /usr/bin/python3 with torch and numpy is needed for the reference");
-    return;
-  }
+  bitsweep::testing::RequirePythonTorch();
   c10::InferenceMode guard;
   const std::string dir = bitsweep::testing::ScratchDir(name);
   const Qwen3Config c = Config(pc.moe);
@@ -616,12 +609,12 @@ void CheckAgainstPython(const PyCase& pc, const std::string& name) {
   std::ofstream(dir + "/calib.json") << nlohmann::json(calib_ids).dump();
   std::ofstream(dir + "/eval.json") << nlohmann::json(eval_ids).dump();
   const std::string out_path = dir + "/ref.bin";
-  const std::string cmd = "/usr/bin/python3 " + bitsweep::testing::SourceDir() +
-                          "/tests/reference/smoothquant_reference.py " + dir + "/model " + dir +
-                          "/calib.json " + dir + "/eval.json " + std::to_string(pc.alpha) + " " +
-                          std::to_string(pc.wbits) + " " + std::to_string(pc.abits) + " " +
-                          (pc.qkv_out ? "1" : "0") + " " + out_path;
-  REQUIRE(std::system(cmd.c_str()) == 0);
+  bitsweep::testing::RunPython(
+      bitsweep::testing::SourceDir() + "/tests/reference/smoothquant_reference.py " + dir +
+          "/model " + dir + "/calib.json " + dir + "/eval.json " + std::to_string(pc.alpha) + " " +
+          std::to_string(pc.wbits) + " " + std::to_string(pc.abits) + " " +
+          (pc.qkv_out ? "1" : "0") + " " + out_path,
+      dir + "/python.log");
   const int64_t per = 2 * 24 * kVocab;
   std::vector<double> buf(3 * per);
   std::ifstream in(out_path, std::ios::binary);

@@ -22,5 +22,10 @@ void Signal(pid_t pid, int sig);
 using ::bitsweep::FreePort;
 // Polls `path` until it contains `text`; false after `seconds`.
 bool WaitForText(const std::string& path, const std::string& text, int seconds);
+// How often `needle` occurs in `text` (non-overlapping).
+int Count(const std::string& text, const std::string& needle);
+// The number of ESTABLISHED TCP connections (IPv4 or IPv6) whose socket process `pid` holds
+// open: its own sockets, read from /proc/<pid>/fd and /proc/net/tcp{,6}.
+int EstablishedTcpConnections(pid_t pid);
 
 }  // namespace bitsweep::testing

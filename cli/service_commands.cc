@@ -279,20 +279,6 @@ StatusOr<std::string> FindBinary(const std::string& name, const std::string& bui
   return absl::NotFoundError(absl::StrCat(name, " not found next to ", dir));
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
 void Stop(pid_t pid) {
   if (pid <= 0) return;
   kill(pid, SIGTERM);

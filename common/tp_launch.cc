@@ -1,10 +1,7 @@
 #include "common/tp_launch.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,26 +11,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/process.h"
 
 namespace bitsweep {
 namespace {
-
-StatusOr<int> FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::UnavailableError("socket() failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return absl::UnavailableError("cannot find a free loopback port");
-  }
-  const int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
 
 std::string Describe(int status) {
   if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status));
@@ -74,11 +55,8 @@ Status LaunchRanks(const std::vector<std::string>& argv, int world, const Launch
   if (argv.empty()) return absl::InvalidArgumentError("LaunchRanks: empty command");
   if (world < 1) return absl::InvalidArgumentError(absl::StrCat("tensor-parallel size ", world));
   int port = o.port;
-  if (port == 0) {
-    auto free_port = FreeLoopbackPort();
-    if (!free_port.ok()) return free_port.status();
-    port = *free_port;
-  }
+  if (port == 0) port = FreePort();
+  if (port == 0) return absl::UnavailableError("cannot find a free loopback port");
   const std::string master = absl::StrCat(o.host, ":", port);
   std::vector<pid_t> pids(world, -1);
   for (int r = 0; r < world; ++r) {

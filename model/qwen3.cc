@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <limits>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "model/safetensors.h"
+#include "model/shape_string.h"
 
 namespace bitsweep::model {
 namespace {
@@ -19,12 +19,6 @@ constexpr int64_t kAttentionChunk = 256;
 
 at::ScalarType ToScalarType(ComputeDType d) {
   return d == ComputeDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
-}
-
-std::string ShapeString(at::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
 }
 
 at::Tensor RotateHalf(const at::Tensor& x) {

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/shape_string.h"
 
 // The format is little-endian and both the reader (aliasing the mapping) and the writer (dumping
 // tensor memory) rely on the host byte order being the file's.
@@ -108,10 +109,6 @@ std::optional<StDType> FromScalarType(at::ScalarType type) {
     case at::kBool: return StDType::kBool;
     default: return std::nullopt;
   }
-}
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
 std::string RangeString(const TensorEntry& e) { return absl::StrCat("[", e.begin, ", ", e.end, ")"); }

@@ -44,6 +44,7 @@
 #include "model/arch.h"
 #include "model/linear.h"
 #include "model/qwen3.h"
+#include "model/shape_string.h"
 #include "quant/gptq.h"
 #include "quant/tensor_parallel.h"
 
@@ -53,11 +54,7 @@ namespace {
 constexpr int64_t kNumSplitCandidates = 81;  // linspace(0.10, 0.90, 81)
 constexpr int64_t kRowGrain = 8;
 
-std::string ShapeString(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) absl::StrAppend(&s, i ? ", " : "", t.size(i));
-  return s + "]";
-}
+using model::ShapeString;
 
 inline double Sign(double v) { return static_cast<double>((v > 0) - (v < 0)); }
 

@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/arch.h"
 #include "model/qwen3.h"
+#include "model/shape_string.h"
 #include "quant/rtn.h"
 #include "quant/tensor_parallel.h"
 
@@ -41,11 +42,7 @@ namespace {
 // Rows per at::parallel_for task: one row of a block is at most blocksize^2 / 2 multiply-adds.
 constexpr int64_t kRowGrain = 16;
 
-std::string ShapeString(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) absl::StrAppend(&s, i ? ", " : "", t.size(i));
-  return s + "]";
-}
+using model::ShapeString;
 
 // Quantises columns [i1, i1 + n) of one output row, compensating each column's error on the
 // block's later columns. w1: the row's n block weights (updated in place); err1: n outputs;

@@ -9,10 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include "tests/testing/paths.h"
+#include "tests/testing/poll.h"
 #include "tests/testing/process.h"
 
 namespace {
@@ -483,22 +483,30 @@ TEST_CASE("A rank killed mid-job fails the whole job naming the rank and leaves 
       {bitsweep::testing::BinaryDir() + "/cli/bitsweep", "eval", "--model", demo, "--tasks",
        "wikitext2", "--seqlen", "256", "--data-dir", demo + "/heldout", "--tp", "2"},
       log);
+  // The two ranks once both run the rank's program: until a rank's exec, its
+  // /proc/<pid>/environ still shows the launcher's environment, without BITSWEEP_TP_RANK.
   std::vector<pid_t> ranks;
-  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ranks = Children(launcher);
-  }
+  pid_t victim = -1;  // the rank whose environment says rank 1
+  bitsweep::testing::WaitUntil(
+      [&] {
+        ranks = Children(launcher);
+        victim = -1;
+        for (pid_t p : ranks) {
+          if (Slurp("/proc/" + std::to_string(p) + "/environ")
+                  .find(std::string("BITSWEEP_TP_RANK=1") + '\0') != std::string::npos) {
+            victim = p;
+          }
+        }
+        return ranks.size() == 2 && victim > 0;
+      },
+      std::chrono::seconds(10));
   REQUIRE(ranks.size() == 2);
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // let them rendezvous and start
-  // Kill the rank whose environment says rank 1.
-  pid_t victim = -1;
-  for (pid_t p : ranks) {
-    if (Slurp("/proc/" + std::to_string(p) + "/environ")
-            .find(std::string("BITSWEEP_TP_RANK=1") + '\0') != std::string::npos) {
-      victim = p;
-    }
-  }
   REQUIRE(victim > 0);
+  // Mid-job: the victim has connected to rank 0 (the rendezvous store and the process group open
+  // two or more TCP connections, before any model work).
+  REQUIRE(bitsweep::testing::WaitUntil(
+      [&] { return bitsweep::testing::EstablishedTcpConnections(victim) >= 2; },
+      std::chrono::seconds(60)));
   kill(victim, SIGKILL);
   int status = 0;
   waitpid(launcher, &status, 0);

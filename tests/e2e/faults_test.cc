@@ -14,12 +14,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include "store/local_postgres.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/poll.h"
 #include "tests/testing/process.h"
 
 namespace {
@@ -27,22 +27,24 @@ namespace {
 namespace fs = std::filesystem;
 using bitsweep::testing::Slurp;
 using bitsweep::testing::WriteFile;
-using Clock = std::chrono::steady_clock;
+using bitsweep::testing::WaitUntil;
 
-// The first child process of `parent` (the worker's job process), or 0 within `seconds`.
-pid_t ChildOf(pid_t parent, int seconds) {
-  const auto end = Clock::now() + std::chrono::seconds(seconds);
-  while (Clock::now() < end) {
-    FILE* p = popen(("pgrep -P " + std::to_string(parent)).c_str(), "r");
-    long pid = 0;
-    if (p != nullptr) {
-      if (std::fscanf(p, "%ld", &pid) != 1) pid = 0;
-      pclose(p);
-    }
-    if (pid > 0) return static_cast<pid_t>(pid);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+// The first child process of `parent` (the worker's job process), or 0.
+pid_t ChildOf(pid_t parent) {
+  FILE* p = popen(("pgrep -P " + std::to_string(parent)).c_str(), "r");
+  long pid = 0;
+  if (p != nullptr) {
+    if (std::fscanf(p, "%ld", &pid) != 1) pid = 0;
+    pclose(p);
   }
-  return 0;
+  return static_cast<pid_t>(pid);
+}
+
+// The first child process of `parent` once there is one, or 0 after `seconds`.
+pid_t WaitForChild(pid_t parent, int seconds) {
+  pid_t child = 0;
+  WaitUntil([&] { return (child = ChildOf(parent)) > 0; }, std::chrono::seconds(seconds));
+  return child;
 }
 
 // The state letter of /proc/<pid>/stat ('R', 'S', 'T' stopped, 'Z' zombie), '-' when gone.
@@ -55,12 +57,8 @@ char ProcState(pid_t pid) {
 }
 
 bool WaitForState(pid_t pid, const std::string& states, int seconds) {
-  const auto end = Clock::now() + std::chrono::seconds(seconds);
-  while (Clock::now() < end) {
-    if (states.find(ProcState(pid)) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+  return WaitUntil([&] { return states.find(ProcState(pid)) != std::string::npos; },
+                   std::chrono::seconds(seconds));
 }
 
 // The job id of the `nth` (0-based) "leased job N" line in a worker log, or -1.
@@ -142,8 +140,7 @@ TEST_CASE(
   auto pg = StartPostgres(dir);
   const std::string db = Database(*pg, "faults");
 
-  const std::string port = std::to_string(20000 + getpid() % 20000);
-  const std::string addr = "127.0.0.1:" + port;
+  const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
   const std::vector<std::string> coordinator = {bin + "/server/bitsweep-coordinator",
                                                 "--listen",
                                                 addr,
@@ -174,13 +171,18 @@ TEST_CASE(
   REQUIRE(bitsweep::testing::WaitForText(dir + "/worker-0.log", "leased job", 60));
   bitsweep::testing::Signal(workers[0], SIGKILL);
   workers[0] = worker(2);
-  // 2. Kill the coordinator mid-sweep and start it again: it continues from the database.
+  // 2. Kill the coordinator mid-sweep and start it again (Signal reaps it, so its port is
+  // closed): it continues from the database.
   REQUIRE(bitsweep::testing::WaitForText(dir + "/worker-1.log", "succeeded", 120));
   bitsweep::testing::Signal(coord, SIGKILL);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   coord = bitsweep::testing::Spawn(coordinator, dir + "/coordinator.log");
-  // 3. Restart PostgreSQL under the running system.
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // 3. Restart PostgreSQL under the running system: once the new coordinator serves (its
+  // start-up line is in the log a second time).
+  REQUIRE(WaitUntil(
+      [&] {
+        return bitsweep::testing::Count(Slurp(dir + "/coordinator.log"), "gRPC on ") >= 2;
+      },
+      std::chrono::seconds(60)));
   REQUIRE(pg->Restart().ok());
 
   // The sweep finishes (watch rides out the restarts), every job succeeded, results once each.
@@ -256,7 +258,7 @@ TEST_CASE(
 
   // 1. Freeze w0 and its job process; w1 takes the job over once the lease expires.
   REQUIRE(bitsweep::testing::WaitForText(log0, "leased job", 60));
-  const pid_t child1 = ChildOf(w0, 10);
+  const pid_t child1 = WaitForChild(w0, 10);
   REQUIRE(child1 > 0);
   ::kill(child1, SIGSTOP);
   ::kill(w0, SIGSTOP);
@@ -276,12 +278,9 @@ TEST_CASE(
   ::kill(w1, SIGSTOP);
   REQUIRE(Cli("submit " + dir + "/second.yaml --coordinator " + addr, dir + "/submit2") == 0);
   long job2 = -1;
-  for (int i = 0; i < 600 && job2 < 0; ++i) {
-    job2 = LeasedJob(bitsweep::testing::Slurp(log0), 1);
-    if (job2 < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  REQUIRE(job2 > 0);
-  const pid_t child2 = ChildOf(w0, 10);
+  REQUIRE(WaitUntil([&] { return (job2 = LeasedJob(Slurp(log0), 1)) > 0; },
+                    std::chrono::seconds(30)));
+  const pid_t child2 = WaitForChild(w0, 10);
   ::kill(w0, SIGSTOP);
   ::kill(w1, SIGCONT);
   REQUIRE(child2 > 0);
@@ -370,17 +369,22 @@ TEST_CASE(
   KillAtExit kill_at_exit{{&coord, &w}};
   REQUIRE(Cli("submit " + dir + "/tp.yaml --coordinator " + addr, dir + "/submit") == 0);
   REQUIRE(bitsweep::testing::WaitForText(log, "leased job", 60));
-  const pid_t launcher = ChildOf(w, 10);
+  const pid_t launcher = WaitForChild(w, 10);
   REQUIRE(launcher > 0);
   pid_t rank0 = 0, rank1 = 0;
-  for (int i = 0; i < 200 && (rank0 == 0 || rank1 == 0); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    rank0 = RankOf(launcher, 0);
-    rank1 = RankOf(launcher, 1);
-  }
+  WaitUntil(
+      [&] {
+        rank0 = RankOf(launcher, 0);
+        rank1 = RankOf(launcher, 1);
+        return rank0 > 0 && rank1 > 0;
+      },
+      std::chrono::seconds(10));
   REQUIRE(rank0 > 0);
   REQUIRE(rank1 > 0);
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // mid-job
+  // Mid-job: rank 1 has connected to rank 0 (the rendezvous store and the process group open
+  // two or more TCP connections, before any model work).
+  REQUIRE(WaitUntil([&] { return bitsweep::testing::EstablishedTcpConnections(rank1) >= 2; },
+                    std::chrono::seconds(60)));
   ::kill(rank1, SIGKILL);
   REQUIRE(bitsweep::testing::WaitForText(log, "rank 1 of 2 was killed by signal 9", 60));
   CHECK(WaitForState(rank0, "-", 30));  // the surviving rank was stopped and reaped

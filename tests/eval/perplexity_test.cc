@@ -5,9 +5,9 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +15,7 @@
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
 #include "model/tokenizer.h"
+#include "tests/testing/golden.h"
 #include "tests/testing/paths.h"
 
 namespace {
@@ -142,22 +143,20 @@ TEST_CASE("WikiText-2 rows are joined with blank lines as HF's wikitext-2-raw-v1
 }
 
 TEST_CASE("C4 on a non-shard file draws GPTQ's random segments exactly as CPython would",
-          "[ppl][python]") {
-  if (std::system("/usr/bin/python3 -c 'import random' 2>/dev/null") != 0) {
-    WARN("skipped: /usr/bin/python3 is needed");
-    return;
-  }
+          "[ppl]") {
   Fixture f = TinyModel("ppl_c4_random");
   const std::string data = f.dir + "/data";
   // ASCII documents of varied lengths; the built-in byte-level tokenizer has no merges, so a
-  // document's token count is its byte count and Python can redo the draw independently.
+  // document's token count is its byte count, and CPython's draw for these lengths is the
+  // golden file tests/golden/c4_gptq_draw.txt (written by the script beside it).
   std::vector<std::string> docs;
-  std::string jsonl;
+  std::string jsonl, lengths;
   for (int i = 0; i < 50; ++i) {
     std::string text;
     for (int k = 0; k < (i * 37) % 150 + 5; ++k) text += static_cast<char>('a' + (i + k) % 26);
     docs.push_back(text);
     jsonl += nlohmann::json({{"text", text}, {"url", "u"}}).dump() + "\n";
+    lengths += (i ? "," : "") + std::to_string(text.size());
   }
   WriteFile(data + "/c4/small.jsonl", jsonl);
   const int64_t seqlen = 100;
@@ -167,28 +166,24 @@ TEST_CASE("C4 on a non-shard file draws GPTQ's random segments exactly as CPytho
   CHECK(c4->documents == 50);
   REQUIRE(c4->tokens.size() == 256 * seqlen);
 
-  std::string lengths;
-  for (const auto& d : docs) lengths += std::to_string(d.size()) + ",";
-  const std::string script = f.dir + "/draw.py";
-  WriteFile(script,
-            "import random\n"
-            "lens=[" + lengths + "]\n"
-            "random.seed(0)\n"
-            "for _ in range(256):\n"
-            "    while True:\n"
-            "        i = random.randint(0, len(lens) - 1)\n"
-            "        if lens[i] > " + std::to_string(seqlen) + ": break\n"
-            "    off = random.randint(0, lens[i] - " + std::to_string(seqlen) + " - 1)\n"
-            "    print(i, off)\n");
-  const std::string out = f.dir + "/draw.txt";
-  REQUIRE(std::system(("/usr/bin/python3 " + script + " > " + out).c_str()) == 0);
-  std::ifstream in(out);
+  std::istringstream golden(bitsweep::testing::ReadGolden("c4_gptq_draw", 1));
+  std::string key, value;
+  REQUIRE(golden >> key >> value);
+  INFO("the golden file was drawn for other documents: regenerate it with tests/golden/"
+       "c4_gptq_draw.py after changing them");
+  REQUIRE(key == "lens");
+  REQUIRE(value == lengths);
+  REQUIRE(golden >> key >> value);
+  REQUIRE(key == "seqlen");
+  REQUIRE(value == std::to_string(seqlen));
   std::vector<int32_t> expected;
-  int doc = 0, off = 0;
-  while (in >> doc >> off) {
+  int doc = 0, off = 0, segments = 0;
+  while (golden >> doc >> off) {
     auto ids = f.tokenizer->Encode(docs[doc]);
     expected.insert(expected.end(), ids.begin() + off, ids.begin() + off + seqlen);
+    ++segments;
   }
+  CHECK(segments == 256);
   CHECK(c4->tokens == expected);
 }
 

@@ -12,6 +12,7 @@
 
 #include "model/tiny_model.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 namespace {
 
@@ -24,11 +25,6 @@ using bitsweep::model::TinyModelOptions;
 constexpr double kFp32RelTol = 1e-4;
 // bf16 compute rounds every activation to 8 mantissa bits over a few layers.
 constexpr double kBf16RelTol = 5e-2;
-
-bool PythonTorchAvailable() {
-  static const bool ok = std::system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null") == 0;
-  return ok;
-}
 
 std::vector<std::vector<int64_t>> RandomIds(int rows, int len, int64_t vocab, uint64_t seed) {
   std::vector<std::vector<int64_t>> ids(rows, std::vector<int64_t>(len));
@@ -58,10 +54,10 @@ at::Tensor ReferenceLogits(const std::string& model_dir,
   const std::string ids_path = scratch + "/ids.json";
   const std::string out_path = scratch + "/ref.bin";
   std::ofstream(ids_path) << nlohmann::json(ids).dump();
-  const std::string cmd = "/usr/bin/python3 " + bitsweep::testing::SourceDir() +
-                          "/tests/reference/qwen3_reference.py " + model_dir + " " + ids_path +
-                          " " + out_path;
-  REQUIRE(std::system(cmd.c_str()) == 0);
+  bitsweep::testing::RunPython(bitsweep::testing::SourceDir() +
+                                   "/tests/reference/qwen3_reference.py " + model_dir + " " +
+                                   ids_path + " " + out_path,
+                               scratch + "/python.log");
   const int64_t n = static_cast<int64_t>(ids.size() * ids[0].size()) * vocab;
   std::vector<double> buf(n);
   std::ifstream in(out_path, std::ios::binary);
@@ -88,10 +84,7 @@ std::unique_ptr<Qwen3Model> LoadOrDie(const std::string& dir, ComputeDType dtype
 
 void CheckAgainstReference(const TinyModelOptions& opts, const std::string& name, int rows,
                            int len, ComputeDType dtype, double tol) {
-  if (!PythonTorchAvailable()) {
-    WARN("skipped: /usr/bin/python3 with torch and numpy is needed for the reference forward");
-    return;
-  }
+  bitsweep::testing::RequirePythonTorch();
   const std::string dir = bitsweep::testing::ScratchDir(name);
   REQUIRE(bitsweep::model::WriteTinyModel(dir + "/model", opts).ok());
   auto model = LoadOrDie(dir + "/model", dtype);

@@ -18,7 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "tests/testing/golden.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 namespace bitsweep::model {
 namespace {
@@ -154,18 +156,12 @@ Named AllDtypes() {
   return out;
 }
 
-// Runs `script` with Debian's python3 (which has torch but not the safetensors package).
-// Returns false when python3-torch is missing; REQUIREs success otherwise.
-bool RunPython(const std::string& dir, const std::string& script, const std::string& args) {
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return false;
+// Runs `script` with Debian's python3 (which has torch but not the safetensors package);
+// FAILs the test when python3-torch is missing or the script fails.
+void RunPythonScript(const std::string& dir, const std::string& script, const std::string& args) {
   const std::string script_path = dir + "/check.py";
-  const std::string log_path = dir + "/python.log";
   WriteFile(script_path, script);
-  const int rc = std::system(
-      ("/usr/bin/python3 " + script_path + " " + args + " >" + log_path + " 2>&1").c_str());
-  INFO("python output:\n" << ReadFile(log_path));
-  REQUIRE(rc == 0);
-  return true;
+  testing::RunPython(script_path + " " + args, dir + "/python.log");
 }
 
 TEST_CASE("Every supported dtype name parses, prints back and has its element size",
@@ -873,7 +869,8 @@ TEST_CASE("Rewriting a file replaces it atomically: open mappings keep the old c
   CHECK_THAT(std::string(status.message()), Contains(dir + "/missing/dir/x.safetensors"));
 }
 
-// --- Cross-checks with Python (torch, without the safetensors package).
+// --- Cross-checks with Python (torch, without the safetensors package): live, or a golden file
+// that Python wrote.
 
 TEST_CASE("Python parsing our file with struct, json and torch.frombuffer sees the same values",
           "[safetensors][python]") {
@@ -914,45 +911,15 @@ for name, w in want.items():
     assert torch.equal(g, w), (name, g, w)
 print("ok")
 )PY";
-  if (!RunPython(dir, script, dir + "/ours.safetensors")) {
-    WARN("skipped: /usr/bin/python3 has no torch (apt install python3-torch)");
-  }
+  RunPythonScript(dir, script, dir + "/ours.safetensors");
 }
 
 TEST_CASE("Our reader reads a file that Python wrote with struct, json and tensor bytes",
-          "[safetensors][python]") {
-  const std::string dir = testing::ScratchDir("st_python_writes");
-  const std::string script = R"PY(
-import json, struct, sys, torch
-torch.manual_seed(0)
-tensors = {"model.embed_tokens.weight": torch.randn(5, 3).to(torch.bfloat16),
-           "model.layers.0.w": torch.randn(2, 2),
-           "model.layers.0.h": torch.randn(3).to(torch.float16),
-           "ids": torch.tensor([[1, -2], [3, 2**40]])}
-NAMES = {torch.bfloat16: "BF16", torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
-header, blobs, offset = {}, [], 0
-for name, t in tensors.items():
-    view = t.view(torch.int16) if t.dtype in (torch.bfloat16, torch.float16) else t
-    blob = view.contiguous().numpy().tobytes()
-    header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape),
-                    "data_offsets": [offset, offset + len(blob)]}
-    blobs.append(blob)
-    offset += len(blob)
-text = json.dumps(header).encode()
-with open(sys.argv[1] + "/py.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-# The expected values as float64 text, exact for every dtype used here.
-with open(sys.argv[1] + "/expected.txt", "w") as f:
-    for name, t in tensors.items():
-        f.write(name + " " + " ".join(repr(float(v)) for v in t.double().flatten().tolist()) + "\n")
-)PY";
-  if (!RunPython(dir, script, dir)) {
-    WARN("skipped: /usr/bin/python3 has no torch (apt install python3-torch)");
-    return;
-  }
-  auto ckpt = OpenOk(dir + "/py.safetensors");
+          "[safetensors]") {
+  // A golden file: tests/golden/safetensors_python_writes.py wrote it and the values it holds.
+  std::istringstream expected(testing::ReadGolden("safetensors_python_writes", 1));
+  auto ckpt = OpenOk(testing::GoldenPath("safetensors_python_writes.safetensors"));
   CHECK(ckpt->Names().size() == 4);
-  std::istringstream expected(ReadFile(dir + "/expected.txt"));
   std::string line;
   int lines = 0;
   while (std::getline(expected, line)) {

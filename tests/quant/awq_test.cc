@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -21,7 +20,6 @@
 
 #include "model/arch.h"
 #include "model/qwen3.h"
-#include "model/runtime.h"
 #include "model/tiny_model.h"
 #include "quant/rtn.h"
 
@@ -563,41 +561,4 @@ TEST_CASE("AWQ rejects bad arguments with InvalidArgument", "[quant][awq]") {
       AwqSearchClip(at::randn({4, 32}), at::randn({10, 16}), Grid(3, -1), AwqOptions{}).status()));
   CHECK(absl::IsInvalidArgument(
       AwqSearchClip(at::randn({4, 32}), at::randn({10, 32}), Grid(3, 24), AwqOptions{}).status()));
-}
-
-// Timing at Qwen3-0.6B layer shapes (hidden 1024, intermediate 3072, 16 heads / 8 kv heads of
-// 128) with 16 x 512 calibration tokens, under the driver's runtime settings (ConfigureRuntime's
-// retained heap matters: without it page faults tripled the time). Hidden: "[awq-timing]".
-TEST_CASE("AWQ seconds per layer at Qwen3-0.6B shapes", "[.][awq-timing]") {
-  bitsweep::model::ConfigureRuntime();
-  c10::InferenceMode guard;
-  model::TinyModelOptions o;
-  o.num_layers = 1;
-  o.hidden_size = 1024;
-  o.intermediate_size = 3072;
-  o.num_heads = 16;
-  o.num_kv_heads = 8;
-  o.head_dim = 128;
-  const model::Qwen3Config c = model::TinyConfig(o, 64);
-  for (const int64_t group : {int64_t{128}, int64_t{-1}}) {
-    auto m = model::Qwen3Model::FromTensors(c, model::RandomQwen3Weights(c, 1));
-    REQUIRE(m.ok());
-    at::manual_seed(1);
-    std::vector<at::Tensor> xs;
-    for (int k = 0; k < 16; ++k) xs.push_back(at::randn({1, 512, 1024}));
-    const model::RopeTables rope = (*m)->MakeRope(512);
-    LayerJob job;
-    job.model = m->get();
-    job.index = 0;
-    job.prefix = "model.layers.0.";
-    job.xs = &xs;
-    job.rope = &rope;
-    QuantizeResult out;
-    const auto start = std::chrono::steady_clock::now();
-    auto s = AwqQuantizeLayer(job, Grid(4, group), AwqOptions{}, &out);
-    const double sec =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    REQUIRE(s.ok());
-    WARN("AWQ w4 g" << group << ": " << sec << " s per layer (16 x 512 tokens)");
-  }
 }

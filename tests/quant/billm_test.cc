@@ -10,15 +10,14 @@
 #include "model/qwen3.h"
 #include "model/tiny_model.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -39,18 +38,12 @@ using bitsweep::quant::BillmResult;
 constexpr double kRefRelTol = 1e-5;
 constexpr double kLossRelTol = 1e-4;
 
-// Runs tests/reference/billm_reference.py with `args`; false (after a WARN) when
-// /usr/bin/python3 lacks torch or numpy (the script exits 77), fails the test on other errors.
-bool RunReference(const std::string& args) {
-  const std::string cmd = "/usr/bin/python3 " + bitsweep::testing::SourceDir() +
-                          "/tests/reference/billm_reference.py " + args;
-  const int rc = std::system(cmd.c_str());
-  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
-    WARN("skipped: /usr/bin/python3 with torch and numpy is needed for the BiLLM reference");
-    return false;
-  }
-  REQUIRE(rc == 0);
-  return true;
+// Runs tests/reference/billm_reference.py with `args`, its output in dir/python.log; FAILs the
+// test when python3-torch is missing or the script fails.
+void RunReference(const std::string& args, const std::string& dir) {
+  bitsweep::testing::RunPython(
+      bitsweep::testing::SourceDir() + "/tests/reference/billm_reference.py " + args,
+      dir + "/python.log");
 }
 
 void WriteRaw(const at::Tensor& t, const std::string& path) {
@@ -132,7 +125,7 @@ TEST_CASE("BiLLM explicit-mask residual binarisation equals upstream's NaN/nanme
   mask[9].fill_(true);
   WriteRaw(x, dir + "/x.bin");
   WriteRaw(mask.to(at::kByte), dir + "/m.bin");
-  if (!RunReference("hor " + dir + "/x.bin " + dir + "/m.bin 32 96 3 " + dir + "/out")) return;
+  RunReference("hor " + dir + "/x.bin " + dir + "/m.bin 32 96 3 " + dir + "/out", dir);
   for (int order : {1, 2, 3}) {
     const at::Tensor ref = ReadRaw(dir + "/out." + std::to_string(order), {32, 96}, at::kFloat);
     const at::Tensor got = BillmHighOrderResidual(x, mask, order).value();
@@ -152,10 +145,9 @@ TEST_CASE("BillmQuantize equals the python transcription of upstream fasterquant
   const at::Tensor h = RandomHessian(cols, 96, /*dead=*/70, 4);
   WriteRaw(w, dir + "/w.bin");
   WriteRaw(h, dir + "/h.bin");
-  if (!RunReference("quant " + dir + "/w.bin " + dir + "/h.bin 16 256 128 50 hessian,magnitude " +
-                    "0.01 " + dir + "/ref")) {
-    return;
-  }
+  RunReference("quant " + dir + "/w.bin " + dir + "/h.bin 16 256 128 50 hessian,magnitude " +
+                   "0.01 " + dir + "/ref",
+               dir);
   for (auto metric : {BillmOptions::Saliency::kHessian, BillmOptions::Saliency::kMagnitude}) {
     const std::string name = metric == BillmOptions::Saliency::kHessian ? "hessian" : "magnitude";
     {
@@ -313,7 +305,7 @@ struct TinyLayerRun {
 
 // Embeds `samples` random sequences and runs BillmQuantizeLayer over every layer.
 TinyLayerRun RunTiny(const bitsweep::model::TinyModelOptions& opts, int64_t samples, int64_t len,
-                     int64_t min_expert_tokens, bool report_seconds = false) {
+                     int64_t min_expert_tokens) {
   TinyLayerRun run;
   const auto config = bitsweep::model::TinyConfig(opts, 256);
   auto m = bitsweep::model::Qwen3Model::FromTensors(
@@ -336,13 +328,9 @@ TinyLayerRun RunTiny(const bitsweep::model::TinyModelOptions& opts, int64_t samp
     job.rope = &rope;
     job.min_expert_tokens = min_expert_tokens;
     if (i == 0) run.xs_before = xs;
-    const auto start = std::chrono::steady_clock::now();
     const bitsweep::Status s = bitsweep::quant::BillmQuantizeLayer(job, BillmOptions{}, &run.out);
     INFO(s.ToString());
     REQUIRE(s.ok());
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (report_seconds) WARN("layer " << i << ": " << secs << " s");
     if (i == 0) run.xs_after = xs;
   }
   return run;
@@ -412,38 +400,6 @@ TEST_CASE("BillmQuantizeLayer binarises rarely routed experts with H = I and say
     CHECK(w.abs().sum().item<double>() > 0);
   }
   CHECK(fallbacks == 8 * 3);
-}
-
-// Not run by default: seconds per layer at Qwen3-0.6B shapes (hidden 1024, intermediate 3072,
-// 16/8 heads of 128), 16 x 512 calibration tokens.
-TEST_CASE("BiLLM timing at Qwen3-0.6B layer shapes", "[.][billm_timing]") {
-  bitsweep::model::TinyModelOptions opts;
-  opts.hidden_size = 1024;
-  opts.intermediate_size = 3072;
-  opts.num_heads = 16;
-  opts.num_kv_heads = 8;
-  opts.head_dim = 128;
-  opts.num_layers = 2;
-  TinyLayerRun run = RunTiny(opts, 16, 512, 16, /*report_seconds=*/true);
-  WARN("effective bits (study) " << run.out.summary.at("billm_effective_bits_study")
-                                 << ", storage bits " << run.out.summary.at("billm_storage_bits"));
-  CHECK(run.out.linears.size() == 14);
-}
-
-// Not run by default: seconds of BillmQuantize alone per Qwen3-0.6B linear shape.
-TEST_CASE("BiLLM timing of BillmQuantize at Qwen3-0.6B linear shapes", "[.][billm_timing]") {
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {2048, 1024}, {1024, 1024}, {1024, 2048}, {3072, 1024}, {1024, 3072}};
-  for (const auto& [out, in] : shapes) {
-    at::manual_seed(12);
-    const at::Tensor w = at::randn({out, in}) * 0.02;
-    const at::Tensor h = RandomHessian(in, 2 * in, -1, 13);
-    const auto start = std::chrono::steady_clock::now();
-    const BillmResult r = QuantizeOrDie(w, h, BillmOptions{});
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    WARN("[" << out << ", " << in << "]: " << secs << " s, salient " << r.salient_fraction);
-  }
 }
 
 TEST_CASE("BiLLM's row split across intra-op threads changes no weight beyond BLAS rounding",

@@ -11,7 +11,6 @@
 #include <c10/core/InferenceMode.h>
 
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +29,7 @@
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/python.h"
 
 namespace {
 
@@ -582,11 +582,6 @@ TEST_CASE("With outlier channels smoothing lowers the W8A8 logit error", "[quant
 
 namespace {
 
-bool PythonTorchAvailable() {
-  static const bool ok = std::system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null") == 0;
-  return ok;
-}
-
 std::vector<std::vector<int64_t>> ToRows(const std::vector<at::Tensor>& ids) {
   std::vector<std::vector<int64_t>> rows;
   for (const auto& t : ids) {
@@ -606,10 +601,7 @@ struct PyCase {
 // Full pipeline (QuantizeModel with SmoothQuant, then InstallActivationQuantization) against
 // the python reference, with and without smoothing.
 void CheckAgainstPython(const PyCase& pc, const std::string& name) {
-  if (!PythonTorchAvailable()) {
-    WARN("skipped: /usr/bin/python3 with torch and numpy is needed for the reference");
-    return;
-  }
+  bitsweep::testing::RequirePythonTorch();
   c10::InferenceMode guard;
   const std::string dir = bitsweep::testing::ScratchDir(name);
   const Qwen3Config c = Config(pc.moe);
@@ -622,12 +614,12 @@ void CheckAgainstPython(const PyCase& pc, const std::string& name) {
   std::ofstream(dir + "/calib.json") << nlohmann::json(calib_ids).dump();
   std::ofstream(dir + "/eval.json") << nlohmann::json(eval_ids).dump();
   const std::string out_path = dir + "/ref.bin";
-  const std::string cmd = "/usr/bin/python3 " + bitsweep::testing::SourceDir() +
-                          "/tests/reference/smoothquant_reference.py " + dir + "/model " + dir +
-                          "/calib.json " + dir + "/eval.json " + std::to_string(pc.alpha) + " " +
-                          std::to_string(pc.wbits) + " " + std::to_string(pc.abits) + " " +
-                          (pc.qkv_out ? "1" : "0") + " " + out_path;
-  REQUIRE(std::system(cmd.c_str()) == 0);
+  bitsweep::testing::RunPython(
+      bitsweep::testing::SourceDir() + "/tests/reference/smoothquant_reference.py " + dir +
+          "/model " + dir + "/calib.json " + dir + "/eval.json " + std::to_string(pc.alpha) + " " +
+          std::to_string(pc.wbits) + " " + std::to_string(pc.abits) + " " +
+          (pc.qkv_out ? "1" : "0") + " " + out_path,
+      dir + "/python.log");
   const int64_t per = 2 * 24 * kVocab;
   std::vector<double> buf(3 * per);
   std::ifstream in(out_path, std::ios::binary);
@@ -682,42 +674,4 @@ TEST_CASE("Dense W8A8 SmoothQuant (q/k/v outputs quantised) matches upstream's s
 TEST_CASE("MoE W4A6 SmoothQuant (router in the smoothing group) matches upstream's semantics",
           "[quant][smoothquant][python]") {
   CheckAgainstPython({true, 4, 6, 0.8, false}, "sq_python_moe");
-}
-
-// Seconds per layer at Qwen3-0.6B shapes with 16 x 512 calibration tokens (hidden; run with
-// "[.smoothquant-bench]" to measure; not matched by "[smoothquant]").
-TEST_CASE("SmoothQuant seconds per layer at Qwen3-0.6B shapes", "[.smoothquant-bench]") {
-  c10::InferenceMode guard;
-  TinyModelOptions t;
-  t.hidden_size = 1024;
-  t.intermediate_size = 3072;
-  t.num_heads = 16;
-  t.num_kv_heads = 8;
-  t.head_dim = 128;
-  t.num_layers = 1;
-  const Qwen3Config c = bitsweep::model::TinyConfig(t, 1024);
-  const Tensors w = bitsweep::model::RandomQwen3Weights(c, 1);
-  for (bool smooth : {true, false}) {
-    auto m = Build(c, w);
-    const auto rope = m->MakeRope(512);
-    at::manual_seed(0);
-    std::vector<at::Tensor> xs;
-    for (int k = 0; k < 16; ++k) xs.push_back(at::randn({1, 512, 1024}));
-    SmoothQuantOptions o;
-    o.smooth = smooth;
-    QuantizeResult out;
-    LayerJob job = Job(*m, 0, &xs, &rope);
-    const auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(SmoothQuantLayer(job, 8, o, &out).ok());
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    WARN("smooth=" << smooth << ": " << s << " s per layer (16 x 512 tokens, FP forward included)");
-  }
-  auto m = Build(c, w);
-  const auto rope = m->MakeRope(512);
-  std::vector<at::Tensor> xs;
-  for (int k = 0; k < 16; ++k) xs.push_back(at::randn({1, 512, 1024}));
-  const auto t0 = std::chrono::steady_clock::now();
-  for (auto& x : xs) x = m->RunLayer(0, x, rope);
-  WARN("plain FP forward of the layer: "
-       << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s");
 }

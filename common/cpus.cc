@@ -13,21 +13,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cgroup.h"
 
 namespace bitsweep {
 namespace {
 
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::optional<double> V1Quota(const std::string& dir) {
-  auto quota = ReadFile(dir + "/cpu.cfs_quota_us");
-  auto period = ReadFile(dir + "/cpu.cfs_period_us");
+  auto quota = ReadTextFile(dir + "/cpu.cfs_quota_us");
+  auto period = ReadTextFile(dir + "/cpu.cfs_period_us");
   if (!quota || !period) return std::nullopt;
   int64_t q = 0, p = 0;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*quota), &q) ||
@@ -40,33 +33,24 @@ std::optional<double> V1Quota(const std::string& dir) {
 // The smallest quota along the cgroup path (a parent's limit binds its children too); the
 // mount root alone when the path is not visible there (a container's own cgroup namespace).
 std::optional<double> CgroupQuota(const std::string& root) {
-  auto cgroups = ReadFile(root + "/proc/self/cgroup");
-  if (!cgroups) return std::nullopt;
   std::optional<double> best;
   auto take = [&](std::optional<double> q) {
     if (q && (!best || *q < *best)) best = q;
   };
-  for (absl::string_view line : absl::StrSplit(*cgroups, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
-    if (parts.size() != 3) continue;
-    const std::string& path = parts[2];
-    std::vector<std::string> dirs;  // the path and its ancestors, leaf first
-    for (std::string p = path; !p.empty() && p != "/"; p = p.substr(0, p.rfind('/'))) {
-      dirs.push_back(p);
-    }
-    dirs.push_back("");
-    if (parts[0] == "0" && parts[1].empty()) {  // cgroup v2
-      for (const auto& d : dirs) {
-        if (auto text = ReadFile(root + "/sys/fs/cgroup" + d + "/cpu.max")) {
+  for (const CgroupMembership& m : ProcessCgroups(root)) {
+    if (m.v2) {
+      for (const auto& d : m.dirs) {
+        if (auto text = ReadTextFile(root + "/sys/fs/cgroup" + d + "/cpu.max")) {
           take(ParseCgroupV2CpuMax(*text));
         }
       }
       continue;
     }
-    std::vector<std::string> controllers = absl::StrSplit(parts[1], ',');
-    if (std::find(controllers.begin(), controllers.end(), "cpu") == controllers.end()) continue;
+    if (std::find(m.controllers.begin(), m.controllers.end(), "cpu") == m.controllers.end()) {
+      continue;
+    }
     for (const std::string mount : {"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"}) {
-      for (const auto& d : dirs) take(V1Quota(root + mount + d));
+      for (const auto& d : m.dirs) take(V1Quota(root + mount + d));
     }
   }
   return best;

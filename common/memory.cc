@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -12,20 +10,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cgroup.h"
 
 namespace bitsweep {
 namespace {
 
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::optional<int64_t> MemAvailable(const std::string& root) {
-  auto info = ReadFile(root + "/proc/meminfo");
+  auto info = ReadTextFile(root + "/proc/meminfo");
   if (!info) return std::nullopt;
   for (absl::string_view line : absl::StrSplit(*info, '\n', absl::SkipEmpty())) {
     if (!absl::ConsumePrefix(&line, "MemAvailable:")) continue;
@@ -39,35 +30,25 @@ std::optional<int64_t> MemAvailable(const std::string& root) {
 
 // The tightest room along the process's cgroup path, v2 and v1 memory controllers.
 std::optional<int64_t> CgroupMemoryRoom(const std::string& root) {
-  auto cgroups = ReadFile(root + "/proc/self/cgroup");
-  if (!cgroups) return std::nullopt;
   std::optional<int64_t> best;
   auto take = [&](const std::string& limit, const std::string& usage) {
-    auto l = ReadFile(limit), u = ReadFile(usage);
+    auto l = ReadTextFile(limit), u = ReadTextFile(usage);
     if (!l || !u) return;
     auto room = CgroupRoom(*l, *u);
     if (room && (!best || *room < *best)) best = room;
   };
-  for (absl::string_view line : absl::StrSplit(*cgroups, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(':', 2));
-    if (parts.size() != 3) continue;
-    std::vector<std::string> dirs;  // the path and its ancestors, leaf first
-    for (std::string p = parts[2]; !p.empty() && p != "/"; p = p.substr(0, p.rfind('/'))) {
-      dirs.push_back(p);
-    }
-    dirs.push_back("");
-    if (parts[0] == "0" && parts[1].empty()) {  // cgroup v2
-      for (const auto& d : dirs) {
+  for (const CgroupMembership& m : ProcessCgroups(root)) {
+    const bool memory = std::find(m.controllers.begin(), m.controllers.end(), "memory") !=
+                        m.controllers.end();
+    if (!m.v2 && !memory) continue;
+    for (const auto& d : m.dirs) {
+      if (m.v2) {
         const std::string dir = root + "/sys/fs/cgroup" + d;
         take(dir + "/memory.max", dir + "/memory.current");
+      } else {
+        const std::string dir = root + "/sys/fs/cgroup/memory" + d;
+        take(dir + "/memory.limit_in_bytes", dir + "/memory.usage_in_bytes");
       }
-      continue;
-    }
-    std::vector<std::string> controllers = absl::StrSplit(parts[1], ',');
-    if (std::find(controllers.begin(), controllers.end(), "memory") == controllers.end()) continue;
-    for (const auto& d : dirs) {
-      const std::string dir = root + "/sys/fs/cgroup/memory" + d;
-      take(dir + "/memory.limit_in_bytes", dir + "/memory.usage_in_bytes");
     }
   }
   return best;

@@ -12,6 +12,7 @@
 #include "model/memory_plan.h"
 #include "model/qwen3.h"
 #include "model/qwen3_config.h"
+#include "model/released.h"
 #include "model/tiny_model.h"
 #include "quant/load.h"
 #include "quant/smoothquant.h"
@@ -184,23 +185,9 @@ TEST_CASE("SmoothQuant's activation hooks survive a streamed model re-reading it
   CHECK(c->nll != a->nll);
 }
 
-bitsweep::model::Qwen3Config Qwen3_8B() {
-  bitsweep::model::Qwen3Config c;
-  c.model_type = "qwen3";
-  c.vocab_size = 151936;
-  c.hidden_size = 4096;
-  c.intermediate_size = 12288;
-  c.num_hidden_layers = 36;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.tie_word_embeddings = false;
-  return c;
-}
-
 TEST_CASE("The memory plan keeps a model resident when it fits and streams it when not",
           "[streamed]") {
-  const auto c = Qwen3_8B();
+  const auto c = *bitsweep::model::ReleasedQwen3Config("Qwen3-8B");
   // Qwen3-8B: 8.19e9 parameters; one layer 4096 x (4096 + 1024 + 1024 + 4096) + 3 x 4096 x 12288.
   const int64_t layer = (4096LL * (4096 + 1024 + 1024 + 4096) + 3LL * 4096 * 12288 + 2 * 4096 +
                          2 * 128) * 4;

@@ -49,6 +49,34 @@ at::Tensor Stored(const at::Tensor& t, at::ScalarType st) {
   return x.contiguous();
 }
 
+// The tensors outside the decoder layers (embeddings, model.norm, lm_head), which no method
+// changes, in the order FullGlobalTensors gives them and in the stored dtype. In one process,
+// when the compute dtype holds the stored one exactly (fp32, or bf16 from bf16), they are the
+// source checkpoint's own mapped tensors: the same bytes as the model's converted back, without
+// taking anonymous memory (an 8B model's fp32 embeddings and lm_head are 5 GB). Otherwise, and
+// under tensor parallelism (FullGlobalTensors is collective), the model's.
+std::vector<std::pair<std::string, at::Tensor>> ExportGlobals(const model::Qwen3Model& model,
+                                                              const std::string& source_dir,
+                                                              at::ScalarType stored) {
+  const bool exact = model.dtype() == model::ComputeDType::kFloat32 || stored == at::kBFloat16;
+  if (model.tp()->world_size() == 1 && exact) {
+    std::vector<std::string> names = {"model.embed_tokens.weight", "model.norm.weight"};
+    if (!model.config().tie_word_embeddings) names.push_back("lm_head.weight");
+    auto ck = model::Checkpoint::Open(source_dir);
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const std::string& name : names) {
+      if (!ck.ok() || !(*ck)->Has(name)) break;
+      auto t = (*ck)->Load(name);
+      if (!t.ok() || t->scalar_type() != stored) break;
+      out.push_back({name, *t});
+    }
+    if (out.size() == names.size()) return out;
+  }
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& [name, t] : model.FullGlobalTensors()) out.push_back({name, Stored(t, stored)});
+  return out;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<QuantizedModelWriter>> QuantizedModelWriter::Create(
@@ -157,9 +185,8 @@ Status QuantizedModelWriter::Finish(const model::Qwen3Model& model, const Quanti
     if (!written_[i])
       return absl::FailedPreconditionError(absl::StrCat("layer ", i, " not written"));
   }
-  std::vector<std::pair<std::string, at::Tensor>> global;
-  for (const auto& [name, t] : model.FullGlobalTensors())
-    global.push_back({name, Stored(t, stored_)});
+  const std::vector<std::pair<std::string, at::Tensor>> global =
+      ExportGlobals(model, source_dir_, stored_);
   const fs::path tmp(tmp_dir_);
   const fs::path src(source_dir_);
   RETURN_IF_ERROR(WriteShard(tmp_dir_, 1, global, &shards_));

@@ -81,6 +81,9 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   model::LoadOptions lo;
   lo.dtype = *dtype;
   lo.lazy_layers = true;  // the driver streams: one decoder layer in memory at a time
+  // The embeddings stay mapped: calibration converts only the rows of its tokens, and the
+  // writer copies embeddings and lm_head through from the source (quant/export.cc).
+  lo.lazy_globals = true;
   lo.tp = tp;
   if ((tp ? tp->world_size() : 1) != f.tp) {
     return bad(absl::StrCat("tp = ", f.tp, " but the tensor-parallel group has ",

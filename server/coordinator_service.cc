@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sweep.h"
+#include "rpc/proto_convert.h"
 #include "server/proto_convert.h"
 
 namespace bitsweep::server {
@@ -122,7 +123,7 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
                                           v1::ListJobsResponse* response) {
   return guard_.Run("ListJobs", context, [&]() -> Status {
     if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
-    ASSIGN_OR_RETURN(std::optional<JobState> state, FromProto(request->state(), "state"));
+    ASSIGN_OR_RETURN(std::optional<JobState> state, rpc::JobStateFromProto(request->state(), "state"));
     std::vector<store::JobInfo> jobs;
     if (request->sweep_id() != 0) {
       ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(request->sweep_id()));

@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "server/metrics.h"
 #include "server/server_config.h"
-#include "server/status_convert.h"
+#include "rpc/status_convert.h"
 
 namespace bitsweep::server {
 
@@ -38,7 +38,7 @@ class RpcGuard {
   grpc::Status Run(const std::string& method, grpc::ServerContext* context, Body&& body) const {
     const absl::Time start = absl::Now();
     grpc::Status status = Authenticate(*context);
-    if (status.ok()) status = ToGrpcStatus(body());
+    if (status.ok()) status = rpc::ToGrpcStatus(body());
     Record(method, status, absl::ToDoubleSeconds(absl::Now() - start));
     return status;
   }

@@ -27,8 +27,8 @@ StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, i
 
 ResultInput ToResultInput(const ResultWithSpec& result) {
   const store::JobResultRow& row = result.row;
-  return {row.job_id, result.spec_json, row.metric, row.value, row.stderr_value, row.n,
-          row.provenance_json};
+  return {row.job_id, result.spec_json,   row.metric, row.value, row.stderr_value,
+          row.n,      row.provenance_json};
 }
 
 }  // namespace bitsweep::server

@@ -22,6 +22,25 @@ Status RetryUnavailable(int attempts, Clock::Duration delay, Clock& clock,
   return status;
 }
 
+// One unary call with the worker token and the default deadline; errors name the call.
+template <typename Method, typename Request, typename Response>
+Status Call(v1::WorkerGateway::Stub& stub, const std::string& token, const char* name,
+            Method method, const Request& request, Response* response) {
+  grpc::ClientContext context;
+  rpc::PrepareCall(&context, token);
+  return rpc::FromGrpcStatus((stub.*method)(&context, request, response), name);
+}
+
+// A request about a leased job, carrying its fence (worker, job, lease epoch).
+template <typename Request>
+Request Fenced(const JobLease& lease) {
+  Request request;
+  request.set_worker_id(lease.worker_id);
+  request.set_job_id(lease.job_id);
+  request.set_lease_epoch(lease.lease_epoch);
+  return request;
+}
+
 }  // namespace
 
 CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::ChannelInterface> channel,
@@ -35,9 +54,8 @@ StatusOr<Registration> CoordinatorClient::Register(const v1::RegisterRequest& re
   v1::RegisterResponse response;
   RETURN_IF_ERROR(
       RetryUnavailable(kRegisterAttempts, kRegisterRetryDelay, *clock_, stop, [&]() -> Status {
-        grpc::ClientContext context;
-        rpc::PrepareCall(&context, token_);
-        return rpc::FromGrpcStatus(stub_->Register(&context, request, &response), "Register");
+        return Call(*stub_, token_, "Register", &v1::WorkerGateway::Stub::Register, request,
+                    &response);
       }));
   Registration registration;
   registration.worker_id = response.worker_id();
@@ -51,9 +69,8 @@ StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id) {
   v1::LeaseRequest request;
   request.set_worker_id(worker_id);
   v1::LeaseResponse response;
-  grpc::ClientContext context;
-  rpc::PrepareCall(&context, token_);
-  RETURN_IF_ERROR(rpc::FromGrpcStatus(stub_->Lease(&context, request, &response), "Lease"));
+  RETURN_IF_ERROR(
+      Call(*stub_, token_, "Lease", &v1::WorkerGateway::Stub::Lease, request, &response));
   if (!response.has_job()) return std::optional<JobLease>();
   JobLease lease;
   lease.worker_id = worker_id;
@@ -66,25 +83,18 @@ StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id) {
 
 StatusOr<bool> CoordinatorClient::Heartbeat(const JobLease& lease, double progress,
                                             const std::string& phase) {
-  v1::HeartbeatRequest request;
-  request.set_worker_id(lease.worker_id);
-  request.set_job_id(lease.job_id);
-  request.set_lease_epoch(lease.lease_epoch);
+  auto request = Fenced<v1::HeartbeatRequest>(lease);
   request.set_progress(progress);
   request.set_phase(phase);
   v1::HeartbeatResponse response;
-  grpc::ClientContext context;
-  rpc::PrepareCall(&context, token_);
-  RETURN_IF_ERROR(rpc::FromGrpcStatus(stub_->Heartbeat(&context, request, &response), "Heartbeat"));
+  RETURN_IF_ERROR(
+      Call(*stub_, token_, "Heartbeat", &v1::WorkerGateway::Stub::Heartbeat, request, &response));
   return response.cancel_requested();
 }
 
 Status CoordinatorClient::Complete(const JobLease& lease, const std::vector<MetricRow>& metrics,
                                    const std::string& provenance_json) {
-  v1::CompleteRequest request;
-  request.set_worker_id(lease.worker_id);
-  request.set_job_id(lease.job_id);
-  request.set_lease_epoch(lease.lease_epoch);
+  auto request = Fenced<v1::CompleteRequest>(lease);
   for (const MetricRow& m : metrics) {
     v1::Metric* out = request.add_metrics();
     out->set_name(m.name);
@@ -95,23 +105,16 @@ Status CoordinatorClient::Complete(const JobLease& lease, const std::vector<Metr
   request.set_provenance_json(provenance_json);
   return RetryUnavailable(kCompleteAttempts, kCompleteRetryDelay, *clock_, nullptr, [&]() {
     v1::CompleteResponse response;
-    grpc::ClientContext context;
-    rpc::PrepareCall(&context, token_);
-    return rpc::FromGrpcStatus(stub_->Complete(&context, request, &response), "Complete");
+    return Call(*stub_, token_, "Complete", &v1::WorkerGateway::Stub::Complete, request, &response);
   });
 }
 
 Status CoordinatorClient::Fail(const JobLease& lease, const std::string& reason, bool retryable) {
-  v1::FailRequest request;
-  request.set_worker_id(lease.worker_id);
-  request.set_job_id(lease.job_id);
-  request.set_lease_epoch(lease.lease_epoch);
+  auto request = Fenced<v1::FailRequest>(lease);
   request.set_reason(reason);
   request.set_retryable(retryable);
   v1::FailResponse response;
-  grpc::ClientContext context;
-  rpc::PrepareCall(&context, token_);
-  return rpc::FromGrpcStatus(stub_->Fail(&context, request, &response), "Fail");
+  return Call(*stub_, token_, "Fail", &v1::WorkerGateway::Stub::Fail, request, &response);
 }
 
 }  // namespace bitsweep::worker

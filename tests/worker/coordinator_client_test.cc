@@ -59,17 +59,11 @@ class ScriptedGateway final : public v1::WorkerGateway::Service {
   }
   grpc::Status Complete(grpc::ServerContext*, const v1::CompleteRequest* request,
                         v1::CompleteResponse*) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++complete_calls;
-    complete = *request;
-    return Next(complete_answers);
+    return Record(*request, &complete, &complete_calls, complete_answers);
   }
   grpc::Status Fail(grpc::ServerContext*, const v1::FailRequest* request,
                     v1::FailResponse*) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++fail_calls;
-    fail = *request;
-    return Next(fail_answers);
+    return Record(*request, &fail, &fail_calls, fail_answers);
   }
 
  private:
@@ -78,6 +72,14 @@ class ScriptedGateway final : public v1::WorkerGateway::Service {
     grpc::Status next = answers.front();
     answers.pop_front();
     return next;
+  }
+  template <typename Request>
+  grpc::Status Record(const Request& request, Request* last, int* calls,
+                      std::deque<grpc::Status>& answers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++*calls;
+    *last = request;
+    return Next(answers);
   }
   std::mutex mu_;
 };

@@ -13,7 +13,6 @@
 #include "absl/strings/str_format.h"
 #include "cli/output.h"
 #include "rpc/channel.h"
-#include "rpc/status_convert.h"
 
 namespace bitsweep::cli {
 namespace {
@@ -46,10 +45,6 @@ Client::Client(const ServiceFlags& flags)
     : token_(flags.token),
       stub_(v1::Coordinator::NewStub(rpc::OpenChannel(ChannelOptionsOf(flags)))) {}
 
-void Client::Prepare(grpc::ClientContext* context, absl::Duration timeout) const {
-  rpc::PrepareCall(context, token_, timeout);
-}
-
 StatusOr<v1::SubmitSweepResponse> Submit(Client& client, const std::string& sweep_file) {
   std::ifstream in(sweep_file, std::ios::binary);
   if (!in) return absl::NotFoundError(sweep_file + ": cannot open sweep file");
@@ -58,9 +53,8 @@ StatusOr<v1::SubmitSweepResponse> Submit(Client& client, const std::string& swee
   request.set_sweep_yaml(std::string(std::istreambuf_iterator<char>(in), {}));
   request.set_source_name(fs::path(sweep_file).filename().string());
   v1::SubmitSweepResponse response;
-  grpc::ClientContext context;
-  client.Prepare(&context, kLongCallTimeout);
-  RETURN_IF_ERROR(rpc::FromGrpcStatus(client->SubmitSweep(&context, request, &response)));
+  RETURN_IF_ERROR(
+      client.Call(&v1::Coordinator::Stub::SubmitSweep, request, &response, kLongCallTimeout));
   return response;
 }
 
@@ -73,9 +67,7 @@ StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* ou
     v1::GetSweepRequest request;
     request.set_sweep_id(sweep_id);
     v1::Sweep sweep;
-    grpc::ClientContext context;
-    client.Prepare(&context);
-    const Status status = rpc::FromGrpcStatus(client->GetSweep(&context, request, &sweep));
+    const Status status = client.Call(&v1::Coordinator::Stub::GetSweep, request, &sweep);
     if (!status.ok()) {
       if (status.code() == absl::StatusCode::kUnavailable &&
           ++unavailable < kWatchUnavailableRetries) {
@@ -122,12 +114,10 @@ int RunWatch(Client& client, const ServiceFlags& f) {
 }
 
 int RunStatus(Client& client, const ServiceFlags& f) {
-  grpc::ClientContext context;
-  client.Prepare(&context);
   if (f.sweep_id == 0) {
     v1::ListSweepsResponse response;
     const Status st =
-        rpc::FromGrpcStatus(client->ListSweeps(&context, v1::ListSweepsRequest(), &response));
+        client.Call(&v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(), &response);
     if (!st.ok()) return Fail(st);
     for (const auto& s : response.sweeps()) std::printf("%s\n", SweepLine(s).c_str());
     return 0;
@@ -135,29 +125,30 @@ int RunStatus(Client& client, const ServiceFlags& f) {
   v1::ListJobsRequest request;
   request.set_sweep_id(f.sweep_id);
   v1::ListJobsResponse response;
-  const Status st = rpc::FromGrpcStatus(client->ListJobs(&context, request, &response));
-  if (!st.ok()) return Fail(st);
+  if (Status st = client.Call(&v1::Coordinator::Stub::ListJobs, request, &response); !st.ok()) {
+    return Fail(st);
+  }
   for (const std::string& line : JobLines(response)) std::printf("%s\n", line.c_str());
   return 0;
 }
 
 int RunCancel(Client& client, const ServiceFlags& f) {
-  grpc::ClientContext context;
-  client.Prepare(&context);
   if (f.job_id > 0) {
     v1::CancelJobRequest request;
     request.set_job_id(f.job_id);
     v1::Job job;
-    const Status st = rpc::FromGrpcStatus(client->CancelJob(&context, request, &job));
-    if (!st.ok()) return Fail(st);
+    if (Status st = client.Call(&v1::Coordinator::Stub::CancelJob, request, &job); !st.ok()) {
+      return Fail(st);
+    }
     std::printf("job %lld canceled\n", static_cast<long long>(f.job_id));
     return 0;
   }
   v1::CancelSweepRequest request;
   request.set_sweep_id(f.sweep_id);
   v1::Sweep sweep;
-  const Status st = rpc::FromGrpcStatus(client->CancelSweep(&context, request, &sweep));
-  if (!st.ok()) return Fail(st);
+  if (Status st = client.Call(&v1::Coordinator::Stub::CancelSweep, request, &sweep); !st.ok()) {
+    return Fail(st);
+  }
   std::printf("%s\n", SweepLine(sweep).c_str());
   return 0;
 }
@@ -167,9 +158,8 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
   v1::QueryResultsRequest request;
   request.set_sweep_id(sweep_id);
   v1::QueryResultsResponse response;
-  grpc::ClientContext context;
-  client.Prepare(&context, kLongCallTimeout);
-  Status st = rpc::FromGrpcStatus(client->QueryResults(&context, request, &response));
+  Status st =
+      client.Call(&v1::Coordinator::Stub::QueryResults, request, &response, kLongCallTimeout);
   if (!st.ok()) return Fail(st);
   st = WriteOutput(output, RenderResults(response, format, sweep_id));
   return st.ok() ? 0 : Fail(st);

@@ -14,6 +14,7 @@
 #include "cli/service_commands.h"
 #include "common/status.h"
 #include "rpc/call_context.h"
+#include "rpc/status_convert.h"
 
 namespace bitsweep::cli {
 
@@ -25,10 +26,16 @@ inline constexpr absl::Duration kLongCallTimeout = absl::Seconds(120);
 class Client {
  public:
   explicit Client(const ServiceFlags& flags);
-  // A deadline `timeout` from now (none when zero) and the bearer token.
-  void Prepare(grpc::ClientContext* context,
-               absl::Duration timeout = rpc::kDefaultCallTimeout) const;
-  v1::Coordinator::Stub* operator->() { return stub_.get(); }
+
+  // One unary call (`method`: &v1::Coordinator::Stub::GetSweep, ...) with the bearer token and
+  // a deadline `timeout` from now (none when zero).
+  template <typename Method, typename Request, typename Response>
+  Status Call(Method method, const Request& request, Response* response,
+              absl::Duration timeout = rpc::kDefaultCallTimeout) {
+    grpc::ClientContext context;
+    rpc::PrepareCall(&context, token_, timeout);
+    return rpc::FromGrpcStatus((stub_.get()->*method)(&context, request, response));
+  }
 
  private:
   std::string token_;

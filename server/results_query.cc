@@ -27,8 +27,9 @@ StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, i
 
 ResultInput ToResultInput(const ResultWithSpec& result) {
   const store::JobResultRow& row = result.row;
-  return {row.job_id, result.spec_json,   row.metric, row.value, row.stderr_value,
-          row.n,      row.provenance_json};
+  ResultInput input{row.job_id, result.spec_json, row.metric, row.value, row.stderr_value, row.n};
+  input.provenance_json = row.provenance_json;
+  return input;
 }
 
 }  // namespace bitsweep::server

@@ -134,7 +134,7 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   ServiceFlags cf = f;
   cf.coordinator = addr;
   Client client(cf);
-  StatusOr<pb::SubmitSweepResponse> sub = absl::UnavailableError("coordinator not up");
+  StatusOr<v1::SubmitSweepResponse> sub = absl::UnavailableError("coordinator not up");
   for (int i = 0;
        i < kSubmitAttempts && !sub.ok() && sub.status().code() == absl::StatusCode::kUnavailable;
        ++i) {

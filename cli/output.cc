@@ -75,7 +75,7 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
   for (int i = 0; i < jobs.jobs_size(); ++i) {
     const v1::Job& j = jobs.jobs(i);
     lines.push_back(absl::StrFormat("job %-5d %-18s attempt %d/%d  %-28s %-12s %s%s", j.id(),
-                                    rpc::JobStateDisplayName(j.state()), j.attempt(),
+                                    std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
                                     j.max_attempts(), readable[i] ? labels[i].quant : "?",
                                     readable[i] ? labels[i].eval : "?", j.phase(),
                                     j.error().empty() ? "" : "  error: " + j.error()));

@@ -3,12 +3,10 @@
 // the file names come from flags, read only in main().
 #pragma once
 
+#include <grpcpp/channel.h>
+
 #include <memory>
 #include <string>
-
-namespace grpc {
-class Channel;
-}  // namespace grpc
 
 namespace bitsweep::rpc {
 

@@ -157,7 +157,7 @@ class Worker {
       const LeaseKeeper::Action action = keeper.Tick([&] { return (*process)->Progress(); });
       if (action.kill) (*process)->Kill();
       if (action.terminate) {
-        Log(absl::StrCat("stopping job ", lease.job_id, ": ", action.reason));
+        Log(absl::StrCat("stopping job ", lease.job_id, ": ", std::string(action.reason)));
         (*process)->Terminate();
       }
       clock_.SleepFor(kJobPollInterval);

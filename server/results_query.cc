@@ -27,7 +27,13 @@ StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, i
 
 ResultInput ToResultInput(const ResultWithSpec& result) {
   const store::JobResultRow& row = result.row;
-  ResultInput input{row.job_id, result.spec_json, row.metric, row.value, row.stderr_value, row.n};
+  ResultInput input;
+  input.job_id = row.job_id;
+  input.spec_json = result.spec_json;
+  input.metric = row.metric;
+  input.value = row.value;
+  input.stderr_value = row.stderr_value;
+  input.n = row.n;
   input.provenance_json = row.provenance_json;
   return input;
 }

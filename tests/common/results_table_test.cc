@@ -256,7 +256,10 @@ TEST_CASE("unreadable specs are counted and left out of the table") {
 // Two rows, two columns, one cell missing.
 ResultsTable SmallTable() {
   ResultsTable table;
-  table.columns = {{"wikitext2 ppl", "wikitext2", "ppl", true}, {"piqa acc", "piqa", "acc", false}};
+  table.columns.resize(2);
+  table.columns[0].name = "wikitext2 ppl";
+  table.columns[0].lower_is_better = true;
+  table.columns[1].name = "piqa acc";
   ResultsRow fp;
   fp.model = "/m/a";
   fp.label = "FP (baseline)";

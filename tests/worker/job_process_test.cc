@@ -68,7 +68,7 @@ TEST_CASE("a child killed by a signal failed retryably, whatever its result file
 }
 
 // A stand-in for `bitsweep-worker run-job` that records its arguments and runs `body`
-// ($6 is the spec, $8 the result file, ${10} the progress file).
+// ($5 is the spec, $7 the result file, $9 the progress file).
 std::string FakeWorkerBinary(const std::string& dir, const std::string& body) {
   const std::string path = dir + "/fake-worker";
   WriteFile(path, "#!/bin/sh\necho \"$@\" > \"" + dir + "/argv\"\n" + body + "\n");
@@ -90,7 +90,7 @@ TEST_CASE("a job process gets the spec and the protocol's arguments, and its fil
   const std::string dir = testing::ScratchDir("job_process_files");
   JobProcessOptions options;
   options.self_exe = FakeWorkerBinary(
-      dir, "printf '0.5\\tquantize layer 1/2' > \"${10}\"\ncp \"$6\" \"$8\"\nexit 0");
+      dir, "printf '0.5\\tquantize layer 1/2' > \"$9\"\ncp \"$5\" \"$7\"\nexit 0");
   options.threads = 3;
   options.artifact_root = dir + "/artifacts";
   options.data_dir = dir + "/data";

@@ -26,16 +26,8 @@ StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, i
 }
 
 ResultInput ToResultInput(const ResultWithSpec& result) {
-  const store::JobResultRow& row = result.row;
-  ResultInput input;
-  input.job_id = row.job_id;
-  input.spec_json = result.spec_json;
-  input.metric = row.metric;
-  input.value = row.value;
-  input.stderr_value = row.stderr_value;
-  input.n = row.n;
-  input.provenance_json = row.provenance_json;
-  return input;
+  const store::JobResultRow& r = result.row;
+  return {r.job_id, result.spec_json, r.metric, r.value, r.stderr_value, r.n, r.provenance_json};
 }
 
 }  // namespace bitsweep::server

@@ -8,9 +8,9 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <thread>
 
 #include "tests/testing/paths.h"
+#include "tests/testing/poll.h"
 #include "tests/testing/process.h"
 
 namespace bitsweep::worker {
@@ -77,20 +77,16 @@ std::string FakeWorkerBinary(const std::string& dir, const std::string& body) {
 }
 
 bool WaitForExit(JobProcess& process) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!process.Exited()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
+  return testing::WaitUntil([&] { return process.Exited(); }, std::chrono::seconds(20),
+                            std::chrono::milliseconds(10));
 }
 
 TEST_CASE("a job process gets the spec and the protocol's arguments, and its files are read back",
           "[worker]") {
   const std::string dir = testing::ScratchDir("job_process_files");
   JobProcessOptions options;
-  options.self_exe = FakeWorkerBinary(
-      dir, "printf '0.5\\tquantize layer 1/2' > \"$9\"\ncp \"$5\" \"$7\"\nexit 0");
+  options.self_exe =
+      FakeWorkerBinary(dir, "printf '0.5\\tquantize layer 1/2' > \"$9\"\ncp \"$5\" \"$7\"\nexit 0");
   options.threads = 3;
   options.artifact_root = dir + "/artifacts";
   options.data_dir = dir + "/data";

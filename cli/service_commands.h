@@ -1,6 +1,8 @@
-// The service side of the `bitsweep` command: a gRPC client of the coordinator (submit, status,
-// watch, results, cancel), the launchers of the coordinator and worker binaries, and `local`,
-// which runs the whole system on one machine (a private PostgreSQL, the coordinator, N workers).
+// The service side of the `bitsweep` command: its flags and subcommands, dispatched to the gRPC
+// client verbs of the coordinator (submit, status, watch, results, cancel: cli/client_commands.h),
+// the launchers of the coordinator and worker binaries, and `local`, which runs the whole system
+// on one machine (a private PostgreSQL, the coordinator, N workers: cli/local_command.h). What
+// they print: cli/output.h.
 #pragma once
 
 #include <cstdint>

@@ -234,4 +234,63 @@ std::string FormatResultValue(const ResultsColumn& column, double value) {
   return column.lower_is_better ? absl::StrFormat("%.3f", value) : absl::StrFormat("%.4f", value);
 }
 
+namespace {
+
+constexpr char kSubsetNote[] =
+    "(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
+    "limited by the sweep; not comparable with results on the whole data.\n";
+
+}  // namespace
+
+std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format) {
+  if (table.rows.empty()) return "no results yet\n";
+  std::vector<std::vector<std::string>> lines;
+  std::vector<std::string> header = {"model", "quantization"};
+  for (const auto& col : table.columns) header.push_back(col.name);
+  lines.push_back(header);
+  for (const auto& row : table.rows) {
+    std::vector<std::string> line = {row.model, row.label};
+    for (const auto& col : table.columns) {
+      auto it = row.cells.find(col.name);
+      line.push_back(it == row.cells.end() ? "-" : FormatResultValue(col, it->second.value));
+    }
+    lines.push_back(line);
+  }
+  std::string text;
+  if (format == ResultsFormat::kCsv) {
+    for (const auto& l : lines) {
+      for (size_t i = 0; i < l.size(); ++i) absl::StrAppend(&text, i ? "," : "", l[i]);
+      text += "\n";
+    }
+    return text;
+  }
+  const bool markdown = format == ResultsFormat::kMarkdown;
+  std::vector<size_t> w(header.size(), 0);
+  for (const auto& l : lines) {
+    for (size_t i = 0; i < l.size(); ++i) w[i] = std::max(w[i], l[i].size());
+  }
+  for (size_t r = 0; r < lines.size(); ++r) {
+    std::string out = markdown ? "| " : "";
+    for (size_t i = 0; i < lines[r].size(); ++i) {
+      out += absl::StrFormat("%-*s", static_cast<int>(w[i]), lines[r][i]);
+      out += markdown ? " | " : "  ";
+    }
+    absl::StrAppend(&text, out, "\n");
+    if (r == 0) {
+      std::string rule = markdown ? "|" : "";
+      for (size_t i = 0; i < w.size(); ++i) {
+        rule += std::string(w[i] + (markdown ? 2 : 0), '-');
+        rule += markdown ? "|" : "  ";
+      }
+      absl::StrAppend(&text, rule, "\n");
+    }
+  }
+  // Subset columns are named so in every format; the text formats also say what that means.
+  if (std::any_of(table.columns.begin(), table.columns.end(),
+                  [](const ResultsColumn& c) { return c.subset; })) {
+    absl::StrAppend(&text, "\n", kSubsetNote);
+  }
+  return text;
+}
+
 }  // namespace bitsweep

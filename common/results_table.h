@@ -7,7 +7,7 @@
 // data says so ("windows=8 (subset)"), and a baseline cell is compared only with the cells of its
 // own column. One pure function used by every consumer: `bitsweep results` (text, csv, markdown,
 // html) and the coordinator's dashboard API, so the CLI and the browser show the same table.
-// Plain value types; no I/O.
+// Plain value types and pure functions; no I/O.
 #pragma once
 
 #include <cstdint>
@@ -85,5 +85,18 @@ std::string ResultsTableToJson(const ResultsTable& table);
 
 // A cell as the text table prints it: ppl with 3 decimals, accuracies with 4.
 std::string FormatResultValue(const ResultsColumn& column, double value);
+
+// The text renderings of the table (`bitsweep results --format`; json and the HTML report are
+// ResultsTableToJson's and dashboard/'s):
+//   kText      columns padded to their widest cell, two spaces apart, a rule under the header
+//   kCsv       comma-separated, no quoting (cells are names and numbers)
+//   kMarkdown  a GitHub table: "| a | b |", padded like kText
+enum class ResultsFormat { kText, kCsv, kMarkdown };
+
+// The header row is "model", "quantization" and one column each; a missing cell is "-". When a
+// column is a subset (ResultsColumn::subset), kText and kMarkdown end with a note saying what that
+// means (kCsv stays a plain table). A table without rows renders as "no results yet\n" in every
+// format.
+std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format);
 
 }  // namespace bitsweep

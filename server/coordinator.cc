@@ -71,7 +71,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
                          absl::ToDoubleSeconds(config.lease_ttl));
   c->board_ = std::make_unique<JobBoard>();
 
-  ServiceDeps deps;
+  ServiceDeps& deps = c->deps_;
   deps.store = c->store_.get();
   deps.metrics = c->metrics_.get();
   deps.board = c->board_.get();
@@ -155,7 +155,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
 
 void Coordinator::ReapLoop() {
   while (!stop_reaper_.WaitForNotificationWithTimeout(config_.reaper_interval)) {
-    auto expired = store_->ExpireLeases(absl::Now());
+    auto expired = store_->ExpireLeases(deps_.now());
     if (!expired.ok()) {
       std::fprintf(stderr, "bitsweep-coordinator: lease reaper: %s\n",
                    expired.status().ToString().c_str());

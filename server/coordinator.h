@@ -21,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/status.h"
 #include "server/server_config.h"
+#include "server/service_deps.h"
 #include "store/job_store.h"
 
 namespace grpc {
@@ -35,8 +36,6 @@ namespace bitsweep::server {
 
 class CoordinatorService;
 class HttpApi;
-class JobBoard;
-class ServerMetrics;
 class WorkerGatewayService;
 
 class Coordinator {
@@ -74,6 +73,7 @@ class Coordinator {
   std::unique_ptr<store::JobStore> store_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<JobBoard> board_;
+  ServiceDeps deps_;  // what the services share; deps_.now is also the reaper's clock
   std::unique_ptr<CoordinatorService> coordinator_service_;
   std::unique_ptr<WorkerGatewayService> worker_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,14 +1,15 @@
 #include "server/coordinator_service.h"
 
 #include <algorithm>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/sweep.h"
+#include "rpc/proto_convert.h"
 #include "server/proto_convert.h"
+#include "server/results_query.h"
 
 namespace bitsweep::server {
 namespace {
@@ -122,7 +123,8 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
                                           v1::ListJobsResponse* response) {
   return guard_.Run("ListJobs", context, [&]() -> Status {
     if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
-    ASSIGN_OR_RETURN(std::optional<JobState> state, FromProto(request->state(), "state"));
+    ASSIGN_OR_RETURN(std::optional<JobState> state,
+                     rpc::JobStateFromProto(request->state(), "state"));
     std::vector<store::JobInfo> jobs;
     if (request->sweep_id() != 0) {
       ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(request->sweep_id()));
@@ -162,7 +164,7 @@ grpc::Status CoordinatorService::WatchSweep(grpc::ServerContext* context,
       ASSIGN_OR_RETURN(store::SweepInfo info, deps_.store->GetSweep(request->sweep_id()));
       v1::Sweep sweep;
       SweepToProto(info, &sweep);
-      const absl::Time now = absl::Now();
+      const absl::Time now = deps_.now();
       const bool changed =
           !last_sent || last_sent->SerializeAsString() != sweep.SerializeAsString();
       if (changed || now - last_send_time >= kWatchKeepalive) {
@@ -207,23 +209,13 @@ grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
                                               const v1::QueryResultsRequest* request,
                                               v1::QueryResultsResponse* response) {
   return guard_.Run("QueryResults", context, [&]() -> Status {
-    store::ResultFilter filter;
-    if (request->sweep_id() != 0) {
-      RETURN_IF_ERROR(deps_.store->GetSweep(request->sweep_id()).status());
-      filter.sweep_id = request->sweep_id();
-    }
-    ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
-    std::map<int64_t, std::string> spec_by_job;
-    for (const auto& row : rows) {
-      auto it = spec_by_job.find(row.job_id);
-      if (it == spec_by_job.end()) {
-        ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(row.job_id));
-        it = spec_by_job.emplace(row.job_id, job.spec_json).first;
-      }
+    ASSIGN_OR_RETURN(std::vector<ResultWithSpec> results,
+                     ResultsWithSpecs(*deps_.store, request->sweep_id()));
+    for (const auto& [row, spec_json] : results) {
       auto* out = response->add_rows();
       out->set_job_id(row.job_id);
       out->set_job_key(row.job_key);
-      out->set_spec_json(it->second);
+      out->set_spec_json(spec_json);
       out->mutable_metric()->set_name(row.metric);
       out->mutable_metric()->set_value(row.value);
       out->mutable_metric()->set_stderr(row.stderr_value);

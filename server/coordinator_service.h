@@ -14,7 +14,7 @@ class CoordinatorService final : public bitsweep::v1::Coordinator::Service {
  public:
   // `client_token` empty: no authentication.
   CoordinatorService(ServiceDeps deps, std::string client_token)
-      : deps_(std::move(deps)), guard_(deps_.metrics, std::move(client_token)) {}
+      : deps_(std::move(deps)), guard_(deps_.metrics, std::move(client_token), deps_.now) {}
 
   grpc::Status SubmitSweep(grpc::ServerContext* context, const v1::SubmitSweepRequest* request,
                            v1::SubmitSweepResponse* response) override;

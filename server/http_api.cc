@@ -3,7 +3,6 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
@@ -12,6 +11,7 @@
 #include "common/results_table.h"
 #include "dashboard/assets.h"
 #include "server/proto_convert.h"
+#include "server/results_query.h"
 #include "server/rpc_guard.h"
 
 namespace bitsweep::server {
@@ -94,6 +94,149 @@ StatusOr<int64_t> PathId(const httplib::Request& req, const char* field) {
   return id;
 }
 
+// The routes of the JSON API: each fills `out` from the store and returns the status that
+// JsonHandler maps to an HTTP code.
+using RouteFn = Status (*)(const ServiceDeps& deps, const httplib::Request& req, json* out);
+
+// GET /api/sweeps
+Status ListSweeps(const ServiceDeps& deps, const httplib::Request&, json* out) {
+  ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps.store->ListSweeps());
+  std::sort(sweeps.begin(), sweeps.end(), [](const auto& a, const auto& b) { return a.id > b.id; });
+  json list = json::array();
+  for (const auto& sweep : sweeps) list.push_back(SweepJson(sweep));
+  *out = {{"sweeps", std::move(list)}};
+  return absl::OkStatus();
+}
+
+// GET /api/sweeps/ID
+Status GetSweep(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  ASSIGN_OR_RETURN(int64_t id, PathId(req, "sweep id"));
+  ASSIGN_OR_RETURN(store::SweepInfo sweep, deps.store->GetSweep(id));
+  ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs, deps.store->ListJobs(id));
+  json list = json::array();
+  for (const auto& job : jobs) list.push_back(JobJson(job, deps));
+  *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}};
+  return absl::OkStatus();
+}
+
+// GET /api/results[?sweep=ID]
+Status QueryResults(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  int64_t sweep_id = 0;  // every sweep
+  if (req.has_param("sweep") &&
+      (!absl::SimpleAtoi(req.get_param_value("sweep"), &sweep_id) || sweep_id <= 0)) {
+    return absl::InvalidArgumentError("sweep: not a positive integer");
+  }
+  ASSIGN_OR_RETURN(std::vector<ResultWithSpec> results, ResultsWithSpecs(*deps.store, sweep_id));
+  std::vector<ResultInput> inputs;
+  json list = json::array();
+  for (const ResultWithSpec& result : results) {
+    const store::JobResultRow& row = result.row;
+    inputs.push_back(ToResultInput(result));
+    list.push_back({{"job_id", row.job_id},
+                    {"job_key", row.job_key},
+                    {"metric", row.metric},
+                    {"value", row.value},
+                    {"stderr", row.stderr_value},
+                    {"n", row.n}});
+  }
+  *out = {{"table", json::parse(ResultsTableToJson(PivotResults(inputs)))},
+          {"rows", std::move(list)}};
+  return absl::OkStatus();
+}
+
+json EventJson(const ServiceDeps& deps, const store::JobEventRow& e) {
+  json item = {{"at", absl::ToDoubleSeconds(e.at - absl::UnixEpoch())},
+               {"event", std::string(JobEventName(e.event))},
+               {"to", std::string(JobStateName(e.to))},
+               {"epoch", e.epoch},
+               {"reason", e.reason}};
+  item["from"] = e.from ? json(std::string(JobStateName(*e.from))) : json(nullptr);
+  if (e.worker_id) {
+    const std::string name = WorkerName(deps, *e.worker_id);
+    item["worker"] = name.empty() ? absl::StrCat("worker-", *e.worker_id) : name;
+  }
+  return item;
+}
+
+// GET /api/jobs/ID
+Status GetJob(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  ASSIGN_OR_RETURN(int64_t id, PathId(req, "job id"));
+  ASSIGN_OR_RETURN(store::JobInfo job, deps.store->GetJob(id));
+  ASSIGN_OR_RETURN(std::vector<store::JobEventRow> events, deps.store->Events(id));
+  store::ResultFilter filter;
+  filter.job_key = job.job_key;
+  ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps.store->Results(filter));
+  json event_list = json::array();
+  for (const auto& e : events) event_list.push_back(EventJson(deps, e));
+  json results = json::array();
+  for (const auto& r : rows) {
+    results.push_back({{"metric", r.metric},
+                       {"value", r.value},
+                       {"stderr", r.stderr_value},
+                       {"n", r.n},
+                       {"provenance", json::parse(r.provenance_json, nullptr, false)}});
+  }
+  *out = {{"job", JobJson(job, deps)},
+          {"events", std::move(event_list)},
+          {"results", std::move(results)}};
+  return absl::OkStatus();
+}
+
+// GET /, /index.html and /assets/NAME: the page and its files (public: they hold no data).
+void ServeAsset(const std::string& name, httplib::Response& res) {
+  const dashboard::Asset* asset = dashboard::FindAsset(name);
+  if (asset == nullptr) {
+    res.status = 404;
+    res.set_content("not found", "text/plain");
+    return;
+  }
+  res.set_content(std::string(asset->data), std::string(asset->content_type));
+}
+
+// Every /api/ request is authenticated before routing; the page and assets hold no data.
+httplib::Server::HandlerResponse Authenticate(const ServiceDeps& deps,
+                                              const std::vector<std::string>& tokens,
+                                              const httplib::Request& req, httplib::Response& res) {
+  if (tokens.empty() || req.path.rfind("/api/", 0) != 0) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  if (BearerTokenMatches(req.get_header_value("Authorization"), tokens)) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  res.status = 401;
+  res.set_header("WWW-Authenticate", "Bearer");
+  res.set_content(json{{"error", "missing or invalid 'Authorization: Bearer <token>'"}}.dump(),
+                  "application/json");
+  deps.metrics->ObserveRpc("http", "UNAUTHENTICATED", 0);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+// Runs `route` (filling a JSON answer), maps its Status to an HTTP code, and records it in
+// bitsweep_rpc_duration_seconds under one low-cardinality method name per route. `deps` must
+// outlive the handler.
+httplib::Server::Handler JsonHandler(const ServiceDeps* deps, std::string method, RouteFn route) {
+  return [deps, method = std::move(method), route](const httplib::Request& req,
+                                                   httplib::Response& res) {
+    const absl::Time start = deps->now();
+    json out;
+    Status st;
+    try {
+      st = route(*deps, req, &out);
+    } catch (const std::exception& e) {  // nlohmann or std: never let it reach httplib
+      st = absl::InternalError(e.what());
+    }
+    if (st.ok()) {
+      res.set_content(out.dump(), "application/json");
+    } else {
+      res.status = HttpCode(st.code());
+      res.set_content(json{{"error", std::string(st.message())}}.dump(), "application/json");
+    }
+    res.set_header("Cache-Control", "no-store");
+    deps->metrics->ObserveRpc(method, absl::StatusCodeToString(st.code()),
+                              absl::ToDoubleSeconds(deps->now() - start));
+  };
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
@@ -140,154 +283,20 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
 
 void HttpApi::Route() {
   httplib::Server& s = *server_;
-  // Every /api/ request is authenticated before routing; the page and assets hold no data.
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (tokens_.empty() || req.path.rfind("/api/", 0) != 0) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    if (BearerTokenMatches(req.get_header_value("Authorization"), tokens_)) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    res.status = 401;
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_content(json{{"error", "missing or invalid 'Authorization: Bearer <token>'"}}.dump(),
-                    "application/json");
-    deps_.metrics->ObserveRpc("http", "UNAUTHENTICATED", 0);
-    return httplib::Server::HandlerResponse::Handled;
+    return Authenticate(deps_, tokens_, req, res);
   });
-
-  // Runs `body` (filling a JSON answer), mapping its Status to an HTTP code, and records it in
-  // bitsweep_rpc_duration_seconds under one low-cardinality method name per route.
-  auto handle = [this](const std::string& method,
-                       std::function<Status(const httplib::Request&, json*)> body) {
-    return [this, method, body](const httplib::Request& req, httplib::Response& res) {
-      const absl::Time start = absl::Now();
-      json out;
-      Status st;
-      try {
-        st = body(req, &out);
-      } catch (const std::exception& e) {  // nlohmann or std: never let it reach httplib
-        st = absl::InternalError(e.what());
-      }
-      if (st.ok()) {
-        res.set_content(out.dump(), "application/json");
-      } else {
-        res.status = HttpCode(st.code());
-        res.set_content(json{{"error", std::string(st.message())}}.dump(), "application/json");
-      }
-      res.set_header("Cache-Control", "no-store");
-      deps_.metrics->ObserveRpc(method, absl::StatusCodeToString(st.code()),
-                                absl::ToDoubleSeconds(absl::Now() - start));
-    };
-  };
-
-  s.Get("/api/sweeps", handle("HttpListSweeps", [this](const httplib::Request&, json* out) {
-          ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps_.store->ListSweeps());
-          std::sort(sweeps.begin(), sweeps.end(),
-                    [](const auto& a, const auto& b) { return a.id > b.id; });
-          json list = json::array();
-          for (const auto& sweep : sweeps) list.push_back(SweepJson(sweep));
-          *out = {{"sweeps", std::move(list)}};
-          return absl::OkStatus();
-        }));
-
-  s.Get(R"(/api/sweeps/(\d+))",
-        handle("HttpGetSweep", [this](const httplib::Request& req, json* out) {
-          ASSIGN_OR_RETURN(int64_t id, PathId(req, "sweep id"));
-          ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(id));
-          ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs, deps_.store->ListJobs(id));
-          json list = json::array();
-          for (const auto& job : jobs) list.push_back(JobJson(job, deps_));
-          *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}};
-          return absl::OkStatus();
-        }));
-
-  s.Get("/api/results", handle("HttpQueryResults", [this](const httplib::Request& req, json* out) {
-          store::ResultFilter filter;
-          if (req.has_param("sweep")) {
-            int64_t id = 0;
-            if (!absl::SimpleAtoi(req.get_param_value("sweep"), &id) || id <= 0) {
-              return absl::InvalidArgumentError("sweep: not a positive integer");
-            }
-            RETURN_IF_ERROR(deps_.store->GetSweep(id).status());
-            filter.sweep_id = id;
-          }
-          ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
-          std::map<int64_t, std::string> spec_by_job;
-          std::vector<ResultInput> inputs;
-          json list = json::array();
-          for (const auto& row : rows) {
-            auto it = spec_by_job.find(row.job_id);
-            if (it == spec_by_job.end()) {
-              ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(row.job_id));
-              it = spec_by_job.emplace(row.job_id, job.spec_json).first;
-            }
-            inputs.push_back({row.job_id, it->second, row.metric, row.value, row.stderr_value,
-                              row.n, row.provenance_json});
-            list.push_back({{"job_id", row.job_id},
-                            {"job_key", row.job_key},
-                            {"metric", row.metric},
-                            {"value", row.value},
-                            {"stderr", row.stderr_value},
-                            {"n", row.n}});
-          }
-          *out = {{"table", json::parse(ResultsTableToJson(PivotResults(inputs)))},
-                  {"rows", std::move(list)}};
-          return absl::OkStatus();
-        }));
-
-  s.Get(R"(/api/jobs/(\d+))", handle("HttpGetJob", [this](const httplib::Request& req, json* out) {
-          ASSIGN_OR_RETURN(int64_t id, PathId(req, "job id"));
-          ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(id));
-          ASSIGN_OR_RETURN(std::vector<store::JobEventRow> events, deps_.store->Events(id));
-          store::ResultFilter filter;
-          filter.job_key = job.job_key;
-          ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
-          json event_list = json::array();
-          for (const auto& e : events) {
-            json item = {{"at", absl::ToDoubleSeconds(e.at - absl::UnixEpoch())},
-                         {"event", std::string(JobEventName(e.event))},
-                         {"to", std::string(JobStateName(e.to))},
-                         {"epoch", e.epoch},
-                         {"reason", e.reason}};
-            item["from"] = e.from ? json(std::string(JobStateName(*e.from))) : json(nullptr);
-            if (e.worker_id) {
-              const std::string name = WorkerName(deps_, *e.worker_id);
-              item["worker"] = name.empty() ? absl::StrCat("worker-", *e.worker_id) : name;
-            }
-            event_list.push_back(std::move(item));
-          }
-          json results = json::array();
-          for (const auto& r : rows) {
-            results.push_back({{"metric", r.metric},
-                               {"value", r.value},
-                               {"stderr", r.stderr_value},
-                               {"n", r.n},
-                               {"provenance", json::parse(r.provenance_json, nullptr, false)}});
-          }
-          *out = {{"job", JobJson(job, deps_)},
-                  {"events", std::move(event_list)},
-                  {"results", std::move(results)}};
-          return absl::OkStatus();
-        }));
-
-  auto serve = [](const std::string& name, httplib::Response& res) {
-    const dashboard::Asset* asset = dashboard::FindAsset(name);
-    if (asset == nullptr) {
-      res.status = 404;
-      res.set_content("not found", "text/plain");
-      return;
-    }
-    res.set_content(std::string(asset->data), std::string(asset->content_type));
-  };
+  s.Get("/api/sweeps", JsonHandler(&deps_, "HttpListSweeps", ListSweeps));
+  s.Get(R"(/api/sweeps/(\d+))", JsonHandler(&deps_, "HttpGetSweep", GetSweep));
+  s.Get("/api/results", JsonHandler(&deps_, "HttpQueryResults", QueryResults));
+  s.Get(R"(/api/jobs/(\d+))", JsonHandler(&deps_, "HttpGetJob", GetJob));
   s.Get("/",
-        [serve](const httplib::Request&, httplib::Response& res) { serve("index.html", res); });
+        [](const httplib::Request&, httplib::Response& res) { ServeAsset("index.html", res); });
   s.Get("/index.html",
-        [serve](const httplib::Request&, httplib::Response& res) { serve("index.html", res); });
-  s.Get(R"(/assets/([A-Za-z0-9_.\-]+))",
-        [serve](const httplib::Request& req, httplib::Response& res) {
-          serve(req.matches[1].str(), res);
-        });
+        [](const httplib::Request&, httplib::Response& res) { ServeAsset("index.html", res); });
+  s.Get(R"(/assets/([A-Za-z0-9_.\-]+))", [](const httplib::Request& req, httplib::Response& res) {
+    ServeAsset(req.matches[1].str(), res);
+  });
 }
 
 void HttpApi::Stop() {

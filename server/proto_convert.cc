@@ -1,48 +1,9 @@
 #include "server/proto_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "rpc/proto_convert.h"
 
 namespace bitsweep::server {
-
-v1::JobState ToProto(JobState state) {
-  switch (state) {
-    case JobState::kPending:
-      return v1::JOB_STATE_PENDING;
-    case JobState::kLeased:
-      return v1::JOB_STATE_LEASED;
-    case JobState::kSucceeded:
-      return v1::JOB_STATE_SUCCEEDED;
-    case JobState::kFailed:
-      return v1::JOB_STATE_FAILED;
-    case JobState::kCanceled:
-      return v1::JOB_STATE_CANCELED;
-    case JobState::kCancelRequested:
-      return v1::JOB_STATE_CANCEL_REQUESTED;
-  }
-  return v1::JOB_STATE_UNSPECIFIED;
-}
-
-StatusOr<std::optional<JobState>> FromProto(v1::JobState state, const std::string& field) {
-  switch (state) {
-    case v1::JOB_STATE_UNSPECIFIED:
-      return std::optional<JobState>();
-    case v1::JOB_STATE_PENDING:
-      return std::optional<JobState>(JobState::kPending);
-    case v1::JOB_STATE_LEASED:
-      return std::optional<JobState>(JobState::kLeased);
-    case v1::JOB_STATE_SUCCEEDED:
-      return std::optional<JobState>(JobState::kSucceeded);
-    case v1::JOB_STATE_FAILED:
-      return std::optional<JobState>(JobState::kFailed);
-    case v1::JOB_STATE_CANCELED:
-      return std::optional<JobState>(JobState::kCanceled);
-    case v1::JOB_STATE_CANCEL_REQUESTED:
-      return std::optional<JobState>(JobState::kCancelRequested);
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": unknown job state ", static_cast<int>(state)));
-  }
-}
 
 void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out) {
   out->Clear();
@@ -71,7 +32,7 @@ void JobToProto(const store::JobInfo& job, const std::string& worker_name,
   out->set_id(job.id);
   out->set_job_key(job.job_key);
   out->set_spec_json(job.spec_json);
-  out->set_state(ToProto(job.state));
+  out->set_state(rpc::JobStateToProto(job.state));
   out->set_attempt(job.attempt);
   out->set_max_attempts(job.max_attempts);
   if (!worker_name.empty()) {

@@ -1,4 +1,5 @@
-// Conversions between store/common value types and bitsweep.v1 messages. Pure functions.
+// Conversions from store value types to bitsweep.v1 messages (the job state enum itself:
+// rpc/proto_convert.h). Pure functions.
 #pragma once
 
 #include <string>
@@ -9,10 +10,6 @@
 #include "store/job_store.h"
 
 namespace bitsweep::server {
-
-v1::JobState ToProto(JobState state);
-// INVALID_ARGUMENT naming `field` for an unknown value; nullopt for JOB_STATE_UNSPECIFIED.
-StatusOr<std::optional<JobState>> FromProto(v1::JobState state, const std::string& field);
 
 // Counts by state; LEASED includes CANCEL_REQUESTED (still held by a worker). finished when no
 // job is pending or held.

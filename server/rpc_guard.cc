@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string_view>
 
+#include "rpc/call_context.h"
+
 namespace bitsweep::server {
 namespace {
 
@@ -29,7 +31,7 @@ bool BearerTokenMatches(std::string_view authorization, const std::vector<std::s
 grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
   if (tokens_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
+  auto it = metadata.find(rpc::kAuthorizationKey);
   if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing 'authorization: Bearer <token>' metadata");

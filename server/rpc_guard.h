@@ -5,16 +5,17 @@
 
 #include <grpcpp/server_context.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "rpc/status_convert.h"
 #include "server/metrics.h"
 #include "server/server_config.h"
-#include "server/status_convert.h"
 
 namespace bitsweep::server {
 
@@ -26,9 +27,10 @@ bool BearerTokenMatches(std::string_view authorization, const std::vector<std::s
 class RpcGuard {
  public:
   // `tokens` empty: no authentication; else one token or a comma-separated list of tokens, any
-  // of which is accepted (rotation). `metrics` must outlive the guard.
-  RpcGuard(ServerMetrics* metrics, const std::string& tokens)
-      : metrics_(metrics), tokens_(SplitTokenList(tokens)) {}
+  // of which is accepted (rotation). `metrics` must outlive the guard; `now` is the services'
+  // clock (ServiceDeps::now), which times the calls.
+  RpcGuard(ServerMetrics* metrics, const std::string& tokens, std::function<absl::Time()> now)
+      : metrics_(metrics), tokens_(SplitTokenList(tokens)), now_(std::move(now)) {}
 
   // UNAUTHENTICATED unless `context` carries "authorization: Bearer <t>" for one of the tokens.
   grpc::Status Authenticate(const grpc::ServerContext& context) const;
@@ -36,10 +38,10 @@ class RpcGuard {
   // Runs `body` (returning absl::Status) after authentication, and records the outcome.
   template <typename Body>
   grpc::Status Run(const std::string& method, grpc::ServerContext* context, Body&& body) const {
-    const absl::Time start = absl::Now();
+    const absl::Time start = now_();
     grpc::Status status = Authenticate(*context);
-    if (status.ok()) status = ToGrpcStatus(body());
-    Record(method, status, absl::ToDoubleSeconds(absl::Now() - start));
+    if (status.ok()) status = rpc::ToGrpcStatus(body());
+    Record(method, status, absl::ToDoubleSeconds(now_() - start));
     return status;
   }
 
@@ -48,6 +50,7 @@ class RpcGuard {
  private:
   ServerMetrics* metrics_;
   std::vector<std::string> tokens_;
+  std::function<absl::Time()> now_;
 };
 
 }  // namespace bitsweep::server

@@ -75,7 +75,7 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
 grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
                                          const v1::LeaseRequest* request,
                                          v1::LeaseResponse* response) {
-  const absl::Time start = absl::Now();
+  const absl::Time start = deps_.now();
   grpc::Status status = guard_.Run("Lease", context, [&]() -> Status {
     const absl::Time now = deps_.now();
     // The store reads the worker's registered capabilities from the database.
@@ -101,7 +101,7 @@ grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
     deps_.metrics->CountTransition(JobEvent::kLease);
     return absl::OkStatus();
   });
-  deps_.metrics->ObserveLease(absl::ToDoubleSeconds(absl::Now() - start));
+  deps_.metrics->ObserveLease(absl::ToDoubleSeconds(deps_.now() - start));
   return status;
 }
 

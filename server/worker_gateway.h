@@ -16,7 +16,7 @@ class WorkerGatewayService final : public bitsweep::v1::WorkerGateway::Service {
  public:
   // `worker_token` empty: no authentication.
   WorkerGatewayService(ServiceDeps deps, std::string worker_token)
-      : deps_(std::move(deps)), guard_(deps_.metrics, std::move(worker_token)) {}
+      : deps_(std::move(deps)), guard_(deps_.metrics, std::move(worker_token), deps_.now) {}
 
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
                         v1::RegisterResponse* response) override;

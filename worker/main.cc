@@ -12,6 +12,7 @@
 
 #include "model/runtime.h"
 #include "model/tp_run.h"
+#include "worker/job_process.h"
 #include "worker/service.h"
 
 namespace {

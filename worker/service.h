@@ -2,7 +2,9 @@
 // a child process (`bitsweep-worker run-job`, so that a crash or an out-of-memory kill costs only
 // that attempt), heartbeats with the child's progress while it runs, and completes or fails the
 // job. A heartbeat answered with cancel_requested, or FAILED_PRECONDITION (the lease was taken
-// away), kills the child promptly; its work is discarded.
+// away), kills the child promptly; its work is discarded. The parts: the coordinator's RPCs
+// (worker/coordinator_client.h), the job process and its protocol (worker/job_process.h), the
+// heartbeats (worker/lease_keeper.h); the loop in worker/service.cc ties them together.
 #pragma once
 
 #include <atomic>
@@ -36,12 +38,5 @@ struct WorkerOptions {
 // that cannot be bound or a failed registration; job failures are reported to the coordinator
 // and the loop goes on.
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
-
-// The child side: reads a JobSpec JSON file, runs it, writes {"metrics": [...], "provenance":
-// {...}} or {"error": message, "code": absl code} to result_path, progress lines to
-// progress_path. Returns the process exit code (0 ok, 2 bad input, 1 other failure).
-int RunJobChild(const std::string& spec_path, const std::string& result_path,
-                const std::string& progress_path, const std::string& artifact_root,
-                const std::string& data_dir);
 
 }  // namespace bitsweep::worker

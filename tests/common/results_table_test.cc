@@ -253,6 +253,68 @@ TEST_CASE("unreadable specs are counted and left out of the table") {
   CHECK(t.unreadable == 1);
 }
 
+// Two rows, two columns, one cell missing.
+ResultsTable SmallTable() {
+  ResultsTable table;
+  table.columns.resize(2);
+  table.columns[0].name = "wikitext2 ppl";
+  table.columns[0].lower_is_better = true;
+  table.columns[1].name = "piqa acc";
+  ResultsRow fp;
+  fp.model = "/m/a";
+  fp.label = "FP (baseline)";
+  fp.cells["wikitext2 ppl"] = {10, 0, 4, 1};
+  fp.cells["piqa acc"] = {0.7, 0.01, 100, 2};
+  ResultsRow rtn;
+  rtn.model = "/m/a";
+  rtn.label = "rtn w4 g64";
+  rtn.cells["wikitext2 ppl"] = {12.34567, 0, 4, 3};
+  table.rows = {fp, rtn};
+  return table;
+}
+
+TEST_CASE("the text table pads each column to its widest cell under a rule") {
+  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kText) ==
+        "model  quantization   wikitext2 ppl  piqa acc  \n"
+        "-----  -------------  -------------  --------  \n"
+        "/m/a   FP (baseline)  10.000         0.7000    \n"
+        "/m/a   rtn w4 g64     12.346         -         \n");
+}
+
+TEST_CASE("the markdown and csv tables carry the same cells") {
+  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kMarkdown) ==
+        "| model | quantization  | wikitext2 ppl | piqa acc | \n"
+        "|-------|---------------|---------------|----------|\n"
+        "| /m/a  | FP (baseline) | 10.000        | 0.7000   | \n"
+        "| /m/a  | rtn w4 g64    | 12.346        | -        | \n");
+  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kCsv) ==
+        "model,quantization,wikitext2 ppl,piqa acc\n"
+        "/m/a,FP (baseline),10.000,0.7000\n"
+        "/m/a,rtn w4 g64,12.346,-\n");
+}
+
+TEST_CASE("a subset column adds a note to the text and markdown tables, not to csv") {
+  ResultsTable table = SmallTable();
+  table.columns[0].subset = true;
+  const std::string note =
+      "\n(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
+      "limited by the sweep; not comparable with results on the whole data.\n";
+  for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kMarkdown}) {
+    const std::string text = RenderResultsTable(table, f);
+    REQUIRE(text.size() > note.size());
+    CHECK(text.substr(text.size() - note.size()) == note);
+  }
+  CHECK(RenderResultsTable(table, ResultsFormat::kCsv).find("(subset)") == std::string::npos);
+  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kText).find("(subset)") ==
+        std::string::npos);
+}
+
+TEST_CASE("a table without rows renders as no results yet in every format") {
+  for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kCsv, ResultsFormat::kMarkdown}) {
+    CHECK(RenderResultsTable(ResultsTable(), f) == "no results yet\n");
+  }
+}
+
 TEST_CASE("values are formatted as the text table prints them") {
   ResultsColumn ppl, acc;
   ppl.metric = "ppl";

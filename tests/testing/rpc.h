@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "rpc/call_context.h"
+
 namespace bitsweep::testing {
 
 // A client context with a deadline (no test hangs on a broken server) and, when `token` is not
@@ -17,8 +19,7 @@ namespace bitsweep::testing {
 inline std::unique_ptr<grpc::ClientContext> RpcContext(const std::string& token = "",
                                                        int seconds = 20) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  rpc::PrepareCall(ctx.get(), token, absl::Seconds(seconds));
   return ctx;
 }
 

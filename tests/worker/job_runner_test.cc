@@ -8,7 +8,7 @@
 
 #include "model/tiny_model.h"
 #include "tests/testing/paths.h"
-#include "worker/service.h"
+#include "worker/job_process.h"
 
 namespace {
 

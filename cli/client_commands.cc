@@ -1,0 +1,168 @@
+#include "cli/client_commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "cli/output.h"
+#include "rpc/channel.h"
+
+namespace bitsweep::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Watch: how often it polls, and how long it rides out an unreachable coordinator.
+constexpr std::chrono::milliseconds kWatchPollInterval{500};
+constexpr int kWatchUnavailableRetries = 120;
+constexpr std::chrono::seconds kWatchUnavailableDelay{1};
+
+std::string RequestId() {
+  std::random_device rd;
+  std::mt19937_64 g(
+      (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+      static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
+  return absl::StrFormat("%016x%016x", g(), g());
+}
+
+rpc::ChannelOptions ChannelOptionsOf(const ServiceFlags& flags) {
+  rpc::ChannelOptions channel;
+  channel.target = flags.coordinator;
+  channel.tls_ca = flags.tls_ca;
+  return channel;
+}
+
+}  // namespace
+
+Client::Client(const ServiceFlags& flags)
+    : token_(flags.token),
+      stub_(v1::Coordinator::NewStub(rpc::OpenChannel(ChannelOptionsOf(flags)))) {}
+
+StatusOr<v1::SubmitSweepResponse> Submit(Client& client, const std::string& sweep_file) {
+  std::ifstream in(sweep_file, std::ios::binary);
+  if (!in) return absl::NotFoundError(sweep_file + ": cannot open sweep file");
+  v1::SubmitSweepRequest request;
+  request.set_request_id(RequestId());
+  request.set_sweep_yaml(std::string(std::istreambuf_iterator<char>(in), {}));
+  request.set_source_name(fs::path(sweep_file).filename().string());
+  v1::SubmitSweepResponse response;
+  RETURN_IF_ERROR(
+      client.Call(&v1::Coordinator::Stub::SubmitSweep, request, &response, kLongCallTimeout));
+  return response;
+}
+
+StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* out,
+                          const std::atomic<bool>* interrupted) {
+  const bool tty = isatty(fileno(out)) != 0;
+  std::string last;
+  int unavailable = 0;
+  while (true) {
+    v1::GetSweepRequest request;
+    request.set_sweep_id(sweep_id);
+    v1::Sweep sweep;
+    const Status status = client.Call(&v1::Coordinator::Stub::GetSweep, request, &sweep);
+    if (!status.ok()) {
+      if (status.code() == absl::StatusCode::kUnavailable &&
+          ++unavailable < kWatchUnavailableRetries) {
+        std::this_thread::sleep_for(kWatchUnavailableDelay);
+        continue;
+      }
+      return status;
+    }
+    unavailable = 0;
+    const std::string line = SweepLine(sweep);
+    if (print && line != last) {
+      std::fprintf(out, tty ? "\r%s" : "%s\n", line.c_str());
+      std::fflush(out);
+      last = line;
+    }
+    if (sweep.finished()) {
+      if (print && tty) std::fprintf(out, "\n");
+      return sweep;
+    }
+    if (interrupted != nullptr && *interrupted) return absl::CancelledError("interrupted");
+    std::this_thread::sleep_for(kWatchPollInterval);
+  }
+}
+
+int RunSubmit(Client& client, const ServiceFlags& f) {
+  auto r = Submit(client, f.sweep_file);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("sweep %lld \"%s\": %lld jobs%s\n", static_cast<long long>(r->sweep().id()),
+              r->sweep().name().c_str(), static_cast<long long>(r->sweep().total()),
+              r->replayed() ? " (already submitted)" : "");
+  for (const auto& s : r->skipped()) {
+    std::printf("  skipped %s: %s\n", s.description().c_str(), s.reason().c_str());
+  }
+  if (f.wait) {
+    auto w = Watch(client, r->sweep().id(), true, stdout, nullptr);
+    if (!w.ok()) return Fail(w.status());
+  }
+  return 0;
+}
+
+int RunWatch(Client& client, const ServiceFlags& f) {
+  auto w = Watch(client, f.sweep_id, true, stdout, nullptr);
+  return w.ok() ? 0 : Fail(w.status());
+}
+
+int RunStatus(Client& client, const ServiceFlags& f) {
+  if (f.sweep_id == 0) {
+    v1::ListSweepsResponse response;
+    const Status st =
+        client.Call(&v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(), &response);
+    if (!st.ok()) return Fail(st);
+    for (const auto& s : response.sweeps()) std::printf("%s\n", SweepLine(s).c_str());
+    return 0;
+  }
+  v1::ListJobsRequest request;
+  request.set_sweep_id(f.sweep_id);
+  v1::ListJobsResponse response;
+  if (Status st = client.Call(&v1::Coordinator::Stub::ListJobs, request, &response); !st.ok()) {
+    return Fail(st);
+  }
+  for (const std::string& line : JobLines(response)) std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+int RunCancel(Client& client, const ServiceFlags& f) {
+  if (f.job_id > 0) {
+    v1::CancelJobRequest request;
+    request.set_job_id(f.job_id);
+    v1::Job job;
+    if (Status st = client.Call(&v1::Coordinator::Stub::CancelJob, request, &job); !st.ok()) {
+      return Fail(st);
+    }
+    std::printf("job %lld canceled\n", static_cast<long long>(f.job_id));
+    return 0;
+  }
+  v1::CancelSweepRequest request;
+  request.set_sweep_id(f.sweep_id);
+  v1::Sweep sweep;
+  if (Status st = client.Call(&v1::Coordinator::Stub::CancelSweep, request, &sweep); !st.ok()) {
+    return Fail(st);
+  }
+  std::printf("%s\n", SweepLine(sweep).c_str());
+  return 0;
+}
+
+int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
+                 const std::string& output) {
+  v1::QueryResultsRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::QueryResultsResponse response;
+  Status st =
+      client.Call(&v1::Coordinator::Stub::QueryResults, request, &response, kLongCallTimeout);
+  if (!st.ok()) return Fail(st);
+  st = WriteOutput(output, RenderResults(response, format, sweep_id));
+  return st.ok() ? 0 : Fail(st);
+}
+
+}  // namespace bitsweep::cli

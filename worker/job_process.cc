@@ -1,0 +1,225 @@
+#include "worker/job_process.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/job_spec.h"
+#include "model/tp_run.h"
+
+namespace bitsweep::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kResultSuffix[] = ".result";
+constexpr char kProgressSuffix[] = ".progress";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Readers never see a half-written file: write a sibling, then rename it over the target.
+void ReplaceFile(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp, std::ios::binary) << text;
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+}
+
+bool ValidResult(const json& r) {
+  return r.is_object() && r.contains("metrics") && r["metrics"].is_array() &&
+         r.contains("provenance");
+}
+
+}  // namespace
+
+JobExit InterpretJobExit(int wait_status, const std::string& result_json) {
+  const json r = json::parse(result_json, nullptr, false);
+  JobExit out;
+  if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == kJobExitOk && ValidResult(r)) {
+    try {
+      for (const auto& m : r["metrics"]) {
+        out.metrics.push_back({m["name"].get<std::string>(), m["value"].get<double>(),
+                               m["stderr"].get<double>(), m["n"].get<int64_t>()});
+      }
+      out.provenance_json = r["provenance"].dump();
+      out.succeeded = true;
+      return out;
+    } catch (const json::exception&) {
+      out.metrics.clear();  // a malformed metric: as any other invalid result
+    }
+  }
+  if (WIFSIGNALED(wait_status)) {
+    const int signal = WTERMSIG(wait_status);
+    out.failure = absl::StrCat("job process killed by signal ", signal,
+                               signal == SIGKILL ? " (out of memory?)" : "");
+    out.retryable = true;
+    return out;
+  }
+  const int code = WEXITSTATUS(wait_status);
+  out.failure =
+      r.is_object() && r.contains("error") && r["error"].is_string()
+          ? r["error"].get<std::string>()
+          : absl::StrCat("job process exited with status ", code, " without a valid result");
+  out.retryable = code != kJobExitBadInput;
+  return out;
+}
+
+StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions& options,
+                                                        const std::string& scratch, int64_t job_id,
+                                                        const std::string& spec_json) {
+  const std::string spec_path = absl::StrCat(scratch, "/job-", job_id, ".json");
+  const std::string result_path = spec_path + kResultSuffix;
+  const std::string progress_path = spec_path + kProgressSuffix;
+  std::ofstream(spec_path, std::ios::binary) << spec_json;
+  std::error_code ec;
+  fs::remove(result_path, ec);
+  fs::remove(progress_path, ec);
+  // Everything the child needs is built before fork: between fork and exec it only calls
+  // async-signal-safe functions.
+  const std::string threads = std::to_string(options.threads);
+  const char* argv[] = {"bitsweep-worker",
+                        "--threads",
+                        threads.c_str(),
+                        "run-job",
+                        "--spec",
+                        spec_path.c_str(),
+                        "--result",
+                        result_path.c_str(),
+                        "--progress",
+                        progress_path.c_str(),
+                        "--artifacts",
+                        options.artifact_root.c_str(),
+                        "--data-dir",
+                        options.data_dir.c_str(),
+                        nullptr};
+  // Signals stay blocked from fork until the child has dropped this process's handlers: a
+  // SIGTERM that Terminate() sends before exec then ends the child instead of running the
+  // worker's (or a test framework's) handler in the copy.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // What exec would do, done earlier: handled signals go back to their default action;
+    // ignored ones (SIGPIPE, say) stay ignored.
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    for (int signal = 1; signal < NSIG; ++signal) {
+      struct sigaction current {};
+      if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler != SIG_IGN &&
+          current.sa_handler != SIG_DFL) {
+        sigaction(signal, &default_action, nullptr);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
+    execv(options.self_exe.c_str(), const_cast<char* const*>(argv));
+    _exit(kJobExitNotExecuted);
+  }
+  const int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot start a job process: fork: errno ", fork_errno));
+  }
+  return std::unique_ptr<JobProcess>(new JobProcess(pid, spec_path));
+}
+
+JobProcess::JobProcess(pid_t pid, std::string spec_path)
+    : pid_(pid), spec_path_(std::move(spec_path)) {}
+
+JobProcess::~JobProcess() {
+  if (reaped_) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &wait_status_, 0);
+}
+
+bool JobProcess::Exited() {
+  if (!reaped_ && waitpid(pid_, &wait_status_, WNOHANG) == pid_) reaped_ = true;
+  return reaped_;
+}
+
+ChildProgress JobProcess::Progress() const {
+  std::istringstream in(Slurp(spec_path_ + kProgressSuffix));
+  ChildProgress progress;
+  in >> progress.fraction;
+  std::getline(in >> std::ws, progress.phase);
+  return progress;
+}
+
+void JobProcess::Terminate() {
+  if (!reaped_) kill(pid_, SIGTERM);
+}
+
+void JobProcess::Kill() {
+  if (!reaped_) kill(pid_, SIGKILL);
+}
+
+std::string JobProcess::ResultJson() const { return Slurp(spec_path_ + kResultSuffix); }
+
+int RunJobChild(const std::string& spec_path, const std::string& result_path,
+                const std::string& progress_path, const std::string& artifact_root,
+                const std::string& data_dir) {
+  auto fail = [&](const Status& s) {
+    ReplaceFile(
+        result_path,
+        json{{"error", std::string(s.message())}, {"code", static_cast<int>(s.code())}}.dump());
+    return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound
+               ? kJobExitBadInput
+               : kJobExitFailed;
+  };
+  auto spec = JobSpecFromJson(Slurp(spec_path));
+  if (!spec.ok()) return fail(spec.status());
+  // A job with tp = N runs as N rank processes of this command (model/tp_run.h): this process
+  // launches them and reports a failed rank; rank 0 writes the result and the progress.
+  auto tp = model::StartTensorParallel(std::max(1, spec->resources.tp));
+  if (!tp.ok()) return fail(tp.status());
+  if (tp->launched) {
+    if (tp->rc != 0) fail(absl::InternalError(tp->failure));
+    return tp->rc;
+  }
+  const bool leader = tp->rank == 0;
+  RunnerConfig config{artifact_root, data_dir, tp->tp};
+  auto progress = [&](double f, const std::string& phase) {
+    if (!leader) return;
+    std::ostringstream line;
+    line << f << "\t" << phase;
+    ReplaceFile(progress_path, line.str());
+  };
+  StatusOr<JobOutcome> r = absl::UnknownError("unset");
+  try {
+    r = RunJob(*spec, config, progress);
+  } catch (const std::exception& e) {
+    r = absl::InternalError(e.what());
+  }
+  if (!r.ok()) {
+    // Rank 0 reports; the launcher names this rank when rank 0 cannot.
+    if (!leader) return kJobExitFailed;
+    return fail(r.status());
+  }
+  if (!leader) return kJobExitOk;
+  json metrics = json::array();
+  for (const auto& m : r->metrics) {
+    metrics.push_back({{"name", m.name}, {"value", m.value}, {"stderr", m.stderr_}, {"n", m.n}});
+  }
+  ReplaceFile(result_path,
+              json{{"metrics", metrics}, {"provenance", json::parse(r->provenance_json)}}.dump());
+  return kJobExitOk;
+}
+
+}  // namespace bitsweep::worker

@@ -1,0 +1,93 @@
+// The job process protocol: the worker runs each leased job in a child process (`bitsweep-worker
+// run-job`), so that a crash, an out-of-memory kill or a cancellation costs only that attempt.
+// Both sides live here, with the files they share in a scratch folder:
+//   <scratch>/job-<id>.json           the JobSpec (JobSpecToJson), written by the parent
+//   <scratch>/job-<id>.json.progress  "<fraction>\t<phase>", rewritten (atomically) by the child
+//   <scratch>/job-<id>.json.result    {"metrics": [{"name", "value", "stderr", "n"}],
+//                                     "provenance": {...}} or {"error": message, "code": absl
+//                                     code}, written once (atomically) by the child
+// and the child's exit code: 0 ok, 2 bad input (not retryable), 1 any other failure, 127 when
+// the binary cannot be executed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/job_runner.h"
+
+namespace bitsweep::worker {
+
+inline constexpr int kJobExitOk = 0;
+inline constexpr int kJobExitFailed = 1;
+inline constexpr int kJobExitBadInput = 2;  // the job cannot succeed anywhere: not retried
+inline constexpr int kJobExitNotExecuted = 127;
+
+struct JobProcessOptions {
+  std::string self_exe = "/proc/self/exe";  // the binary whose `run-job` runs the job
+  int threads = 0;                          // --threads of the child (0 = all cores)
+  std::string artifact_root;                // --artifacts of the child
+  std::string data_dir;                     // --data-dir of the child
+};
+
+// What the child last reported in its progress file.
+struct ChildProgress {
+  double fraction = 0;  // in [0, 1]
+  std::string phase;    // "quantize layer 9/28"
+};
+
+// The parent's reading of a finished child: its wait status and its result file.
+struct JobExit {
+  bool succeeded = false;          // exited 0 with a valid result
+  std::vector<MetricRow> metrics;  // when succeeded
+  std::string provenance_json;     // when succeeded
+  std::string failure;             // when not: the reason the coordinator stores
+  bool retryable = true;           // when not: false for bad input (exit code 2)
+};
+
+// Pure: `wait_status` as waitpid returns it, `result_json` the result file's text ("" if none).
+JobExit InterpretJobExit(int wait_status, const std::string& result_json);
+
+// One running child. Not thread-safe; the destructor kills and reaps a child still running.
+class JobProcess {
+ public:
+  // Writes the spec into `scratch` (which must exist), removes a stale result and progress of
+  // the same job, and starts `options.self_exe ... run-job ...`. The child is killed when this
+  // process dies (PR_SET_PDEATHSIG). INTERNAL when no process can be started.
+  static StatusOr<std::unique_ptr<JobProcess>> Start(const JobProcessOptions& options,
+                                                     const std::string& scratch, int64_t job_id,
+                                                     const std::string& spec_json);
+  ~JobProcess();
+  JobProcess(const JobProcess&) = delete;
+  JobProcess& operator=(const JobProcess&) = delete;
+
+  // Reaps the child when it has exited, without waiting; true from then on.
+  bool Exited();
+  ChildProgress Progress() const;
+  void Terminate();  // SIGTERM (ignored once the child is reaped)
+  void Kill();       // SIGKILL (ignored once the child is reaped)
+  // REQUIRES: Exited(). waitpid's status.
+  int wait_status() const { return wait_status_; }
+  // The result file's text; "" when the child wrote none.
+  std::string ResultJson() const;
+
+ private:
+  JobProcess(pid_t pid, std::string spec_path);
+
+  pid_t pid_;
+  std::string spec_path_;
+  bool reaped_ = false;
+  int wait_status_ = 0;
+};
+
+// The child side (`bitsweep-worker run-job`): runs the JobSpec JSON file at `spec_path` (under
+// tensor parallelism as its ranks, model/tp_run.h), writes the result and progress files, and
+// returns the exit code above.
+int RunJobChild(const std::string& spec_path, const std::string& result_path,
+                const std::string& progress_path, const std::string& artifact_root,
+                const std::string& data_dir);
+
+}  // namespace bitsweep::worker

@@ -60,7 +60,7 @@ std::string MethodsSummary() {
       " and write a Hugging Face folder (dequantized weights, quantization_config.json, and for "
       "weight-only methods at 2/3/4/8 bits the packed GPTQ layout in <out>/packed). Weight bits: ",
       absl::StrJoin(wbits, ", "),
-      ". Calibration defaults follow the study (METHODS.md 1.3): ", absl::StrJoin(calib, "; "),
+      ". Calibration defaults follow the study (docs/study-protocol.md): ", absl::StrJoin(calib, "; "),
       ".");
 }
 

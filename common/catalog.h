@@ -37,7 +37,7 @@ struct MethodOption {
   const char* requires_option = "";
 };
 
-// Calibration defaults of a method (README "Calibration", METHODS.md §1.3).
+// Calibration defaults of a method (README "Calibration", docs/study-protocol.md).
 struct CalibrationDefaults {
   const char* source = "";  // "c4"
   int64_t nsamples = 0, seqlen = 0, seed = 0;

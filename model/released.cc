@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/tiny_model.h"
 
 namespace bitsweep::model {
 namespace {
@@ -36,28 +37,23 @@ std::vector<std::string> ReleasedQwen3Names() {
 StatusOr<Qwen3Config> ReleasedQwen3Config(const std::string& name) {
   for (const Shape& s : kShapes) {
     if (name != s.name) continue;
-    Qwen3Config c;
-    c.model_type = s.experts > 0 ? "qwen3_moe" : "qwen3";
-    c.architectures = {s.experts > 0 ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"};
-    c.vocab_size = 151936;
-    c.hidden_size = s.hidden;
-    c.intermediate_size = s.intermediate;
-    c.num_hidden_layers = s.layers;
-    c.num_attention_heads = s.heads;
-    c.num_key_value_heads = s.kv_heads;
-    c.head_dim = 128;
-    c.max_position_embeddings = 40960;
-    c.rms_norm_eps = 1e-6;
-    c.rope_theta = 1e6;
-    c.tie_word_embeddings = s.tied;
-    c.torch_dtype = "bfloat16";
-    if (s.experts > 0) {
-      c.num_experts = s.experts;
-      c.num_experts_per_tok = s.active;
-      c.moe_intermediate_size = s.moe_intermediate;
-      c.decoder_sparse_step = 1;
-      c.norm_topk_prob = true;
+    TinyModelOptions o;  // the same config builder as make-tiny-model's
+    o.moe = s.experts > 0;
+    o.dtype = "bf16";
+    o.hidden_size = s.hidden;
+    o.intermediate_size = s.intermediate;
+    o.num_layers = s.layers;
+    o.num_heads = s.heads;
+    o.num_kv_heads = s.kv_heads;
+    o.head_dim = 128;
+    o.tie_word_embeddings = s.tied;
+    if (o.moe) {
+      o.num_experts = s.experts;
+      o.num_experts_per_tok = s.active;
+      o.moe_intermediate_size = s.moe_intermediate;
     }
+    Qwen3Config c = TinyConfig(o, 151936);
+    c.max_position_embeddings = 40960;
     return c;
   }
   return absl::NotFoundError(absl::StrCat("no released Qwen3 model \"", name, "\" (known: ",

@@ -151,7 +151,7 @@ Batch MakeBatch(const model::Qwen3Model& model, const std::vector<Row>& rows, si
   }
   if (tree) {
     batch.rope = model.MakeRope(pos);
-    batch.rope.visible_end = end.to(model.device());
+    batch.rope.mask.subtree_end = end.to(model.device());
   } else {
     batch.rope = model.MakeRope(T);
   }

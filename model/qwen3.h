@@ -1,9 +1,6 @@
-// The Qwen3 decoder (dense and MoE) in libtorch, following Hugging Face's modeling_qwen3.py and
-// modeling_qwen3_moe.py (METHODS.md §3):
-//   h = embed[ids]; per layer: x = RMSNorm(h); q,k,v = x W^T; q,k = RMSNorm_{q,k} over head_dim
-//   (before RoPE); RoPE; causal GQA attention (softmax in fp32); h += o_proj(attn);
-//   h += MLP(RMSNorm(h)) with MLP = down(silu(gate x) * up x), or the top-k routed MoE block;
-//   logits = lm_head(RMSNorm(h)), lm_head tied to embed when tie_word_embeddings.
+// The Qwen3 model (dense and MoE) in libtorch, following Hugging Face's modeling_qwen3.py and
+// modeling_qwen3_moe.py: h = embed[ids]; every decoder layer (model/qwen3_layer.h) updates h;
+// logits = lm_head(RMSNorm(h)), lm_head tied to embed when tie_word_embeddings.
 //
 // Shapes: ids [B, T] int64; hidden [B, T, hidden]; logits [B, T, vocab]. Batches are right
 // padded: with causal attention a real token never attends to a later (padding) position, so
@@ -47,52 +44,11 @@
 #include "common/status.h"
 #include "model/linear.h"
 #include "model/qwen3_config.h"
+#include "model/qwen3_layer.h"
 
 namespace bitsweep::model {
 
 class Checkpoint;
-
-enum class ComputeDType { kFloat32, kBFloat16 };
-StatusOr<ComputeDType> ParseComputeDType(const std::string& name);  // "fp32" | "bf16"
-const char* ComputeDTypeName(ComputeDType dtype);
-
-struct Mlp {
-  Linear gate_proj, up_proj, down_proj;
-  at::Tensor Forward(const at::Tensor& x) const;  // [N, hidden] or [B, T, hidden]
-};
-
-struct MoeBlock {
-  Linear gate;               // the router, [num_experts, hidden]
-  std::vector<Mlp> experts;  // under TP each expert's down_proj output is a partial sum ...
-  std::shared_ptr<const Collective> collective;  // ... that Forward all-reduces once (or null)
-  int64_t top_k = 0;
-  bool norm_topk_prob = false;
-  at::Tensor Forward(const at::Tensor& x) const;  // [B, T, hidden]
-};
-
-struct DecoderLayer {
-  at::Tensor input_layernorm, post_attention_layernorm;  // [hidden]
-  at::Tensor q_norm, k_norm;                             // [head_dim]
-  Linear q_proj, k_proj, v_proj, o_proj;
-  std::optional<Mlp> mlp;       // dense layers
-  std::optional<MoeBlock> moe;  // sparse layers
-
-  // Named linears, as HF module names relative to the layer ("self_attn.q_proj",
-  // "mlp.gate_proj", "mlp.experts.3.down_proj", "mlp.gate" for the router).
-  std::vector<std::pair<std::string, Linear*>> Linears();
-};
-
-// Position-dependent inputs shared by every layer of one forward.
-//  cos, sin: RoPE tables, [T, head_dim] for positions 0..T-1 in every row, or [B, T, head_dim]
-//    for per-row positions (MakeRope(positions)).
-//  visible_end: undefined for plain causal attention; else [B, T] int64 and key j of row b is
-//    visible to query i iff j <= i < visible_end[b][j]. A prefix tree laid out in preorder with
-//    visible_end = the end of each node's subtree lets every token see exactly its ancestors,
-//    so several sequences that share prefixes run as one row (the log-likelihood engine).
-struct RopeTables {
-  at::Tensor cos, sin;
-  at::Tensor visible_end;
-};
 
 // lm_head rows converted to the compute dtype at a time under LoadOptions::lazy_globals
 // (8192 x 4096 fp32 = 128 MiB for Qwen3-8B).
@@ -156,7 +112,7 @@ class Qwen3Model {
   at::Tensor RunLayer(int64_t i, const at::Tensor& hidden, const RopeTables& rope) const;
   // The attention sub-block of layer i (HF's self_attn: q/k/v, q/k norms, RoPE, causal GQA
   // attention, o_proj) on its normed input, without the residual: [B,T,hidden] -> [B,T,hidden].
-  // AWQ matches this module's output when it scales q/k/v.
+  // Activation-scaling quantizers match this module's output when they scale q/k/v.
   at::Tensor SelfAttention(int64_t i, const at::Tensor& normed, const RopeTables& rope) const;
   at::Tensor FinalNorm(const at::Tensor& hidden) const;  // model.norm
   at::Tensor LmHead(const at::Tensor& normed) const;     // [..., hidden] -> [..., vocab]
@@ -177,7 +133,7 @@ class Qwen3Model {
   // Full forward: logits [B, T, vocab] in the compute dtype.
   at::Tensor Forward(const at::Tensor& ids) const;
   // Runs every decoder layer over each batch of hidden states, layer-outer: layer i runs on
-  // every batch before layer i + 1 (GPTQ's llama_eval order). A lazy model reads each layer
+  // every batch before layer i + 1 (the study's perplexity order). A lazy model reads each layer
   // that is not in memory once, runs it on every batch and drops it again, so evaluation holds
   // one decoder layer plus the batches' hidden states; layers already in memory stay. Each
   // batch sees exactly the operations of ForwardHidden, so the results are the same bit for
@@ -189,7 +145,7 @@ class Qwen3Model {
   bool lazy() const { return static_cast<bool>(lazy_get_); }
   // Hidden states after the final norm, [B, T, hidden] (callers that chunk the lm_head).
   at::Tensor ForwardHidden(const at::Tensor& ids) const;
-  // The same over explicit positions and visibility (RopeTables above).
+  // The same over explicit positions and attention mask (RopeTables, model/qwen3_layer.h).
   at::Tensor ForwardHidden(const at::Tensor& ids, const RopeTables& rope) const;
 
   // Lazy models (LoadOptions::lazy_layers): whether layer i is in memory; read it (a no-op when
@@ -198,7 +154,7 @@ class Qwen3Model {
   Status MaterializeLayer(int64_t i);
   void ReleaseLayer(int64_t i);
   // Runs `setup` on every decoder layer in memory now and on every layer a lazy model reads
-  // later (e.g. SmoothQuant's activation hooks, which must survive a layer being re-read).
+  // later (e.g. a quantizer's activation hooks, which must survive a layer being re-read).
   using LayerSetup = std::function<void(int64_t i, DecoderLayer& layer)>;
   void AddLayerSetup(LayerSetup setup);
 
@@ -258,8 +214,5 @@ class Qwen3Model {
   TensorGetter lazy_get_;     // lazy models: reads a tensor from the checkpoint
   std::function<void(const std::string&)> release_;  // lazy models: drops a tensor's pages
 };
-
-// RMSNorm as HF computes it: weight * (x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype).
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 }  // namespace bitsweep::model

@@ -1,0 +1,171 @@
+// Qwen3Model's loading and layer streaming: Load / FromTensors / FromSource build the model
+// from a checkpoint or a tensor source; a lazy model reads its decoder layers on demand
+// (MaterializeLayer, RunLayers) and drops them again.
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "absl/strings/str_cat.h"
+#include "model/qwen3.h"
+#include "model/qwen3_builder.h"
+#include "model/safetensors.h"
+
+namespace bitsweep::model {
+
+using internal::Builder;
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
+                                                       const LoadOptions& options) {
+  ASSIGN_OR_RETURN(Qwen3Config config, LoadQwen3Config(dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened, Checkpoint::Open(dir));
+  std::shared_ptr<const Checkpoint> ck(std::move(opened));
+  const at::ScalarType dtype = ToScalarType(options.dtype);
+  // Under TP the builder narrows the mapped tensor to this rank's shard before converting it,
+  // so a rank reads and converts only its shard.
+  const bool sharded = options.tp && options.tp->world_size() > 1;
+  // lazy_globals: the embeddings and lm_head are handed over as mapped, in the stored dtype.
+  const bool keep_globals = options.lazy_globals && !sharded;
+  TensorGetter get = [ck, dtype, sharded,
+                      keep_globals](const std::string& name) -> StatusOr<at::Tensor> {
+    if (!ck->Has(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
+    }
+    const bool global = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+    return sharded || (keep_globals && global) ? ck->Load(name) : ck->LoadAs(name, dtype);
+  };
+  std::function<void(const std::string&)> release = [ck](const std::string& name) {
+    ck->ReleasePages(name);
+  };
+  auto model = Build(config, options, get, sharded ? release : nullptr);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
+  }
+  (*model)->source_ = dir;
+  if (options.lazy_layers) {
+    (*model)->lazy_get_ = std::move(get);
+    (*model)->release_ = release;
+  }
+  return model;
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromTensors(
+    const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
+    const LoadOptions& options) {
+  RETURN_IF_ERROR(config.Validate());
+  return Build(config, options, [&tensors](const std::string& name) -> StatusOr<at::Tensor> {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("missing tensor \"", name, "\""));
+    }
+    return it->second;
+  });
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromSource(const Qwen3Config& config,
+                                                             const TensorSource& get,
+                                                             const LoadOptions& options) {
+  RETURN_IF_ERROR(config.Validate());
+  ASSIGN_OR_RETURN(auto model, Build(config, options, get));
+  if (options.lazy_layers) model->lazy_get_ = get;
+  return model;
+}
+
+StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
+    const Qwen3Config& config, const LoadOptions& options, const TensorGetter& get,
+    const std::function<void(const std::string&)>& release) {
+  auto model = std::unique_ptr<Qwen3Model>(new Qwen3Model());
+  model->config_ = config;
+  model->dtype_ = options.dtype;
+  model->device_ = options.device;
+  model->tp_ = options.tp ? options.tp : SingleProcessCollective();
+  if (model->tp_->world_size() > 1) {
+    RETURN_IF_ERROR(ValidateTensorParallel(config, model->tp_->world_size()));
+  }
+  try {
+    Builder b(model->config_, ToScalarType(options.dtype), options.device, get, model->tp_,
+              release);
+    const int64_t V = config.vocab_size, H = config.hidden_size;
+    const bool convert = !options.lazy_globals || model->tp_->world_size() > 1;
+    ASSIGN_OR_RETURN(model->embed_tokens_,
+                     b.Take("model.embed_tokens.weight", {V, H}, -1, convert));
+    ASSIGN_OR_RETURN(model->norm_, b.Take("model.norm.weight", {H}));
+    if (config.tie_word_embeddings) {
+      model->lm_head_ = model->tp_->world_size() > 1
+                            ? b.VocabShard(model->embed_tokens_).contiguous()
+                            : model->embed_tokens_;
+    } else {
+      ASSIGN_OR_RETURN(model->lm_head_, b.TakeVocabShard("lm_head.weight", V, H, convert));
+    }
+    model->layers_.resize(config.num_hidden_layers);
+    model->loaded_.assign(config.num_hidden_layers, !options.lazy_layers);
+    if (!options.lazy_layers) {
+      for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+        ASSIGN_OR_RETURN(model->layers_[i], b.TakeLayer(i));
+      }
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("building the model: ", e.what_without_backtrace()));
+  }
+  return model;
+}
+
+Status Qwen3Model::MaterializeLayer(int64_t i) {
+  if (i < 0 || i >= num_layers()) {
+    return absl::OutOfRangeError(absl::StrCat("layer ", i, " of ", num_layers()));
+  }
+  return LoadLayer(i);
+}
+
+Status Qwen3Model::LoadLayer(int64_t i) const {
+  if (loaded_[i]) return absl::OkStatus();
+  try {
+    Builder b(config_, ToScalarType(dtype_), device_, lazy_get_, tp_,
+              tp_->world_size() > 1 ? release_ : nullptr);
+    auto layer = b.TakeLayer(i);
+    if (!layer.ok()) {
+      return absl::Status(layer.status().code(),
+                          absl::StrCat(source_, ": ", layer.status().message()));
+    }
+    layers_[i] = std::move(layer).value();
+    for (const LayerSetup& setup : layer_setups_) setup(i, layers_[i]);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(source_, ": loading layer ", i, ": ", e.what_without_backtrace()));
+  }
+  loaded_[i] = true;
+  return absl::OkStatus();
+}
+
+void Qwen3Model::ReleaseLayer(int64_t i) { DropLayer(i); }
+
+void Qwen3Model::DropLayer(int64_t i) const {
+  if (!loaded_.at(i) || !lazy_get_) return;
+  if (release_) {
+    for (const auto& [name, t] : LayerTensors(i)) release_(name);
+  }
+  layers_[i] = DecoderLayer();
+  loaded_[i] = false;
+}
+
+void Qwen3Model::AddLayerSetup(LayerSetup setup) {
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    if (loaded_[i]) setup(i, layers_[i]);
+  }
+  layer_setups_.push_back(std::move(setup));
+}
+
+Status Qwen3Model::RunLayers(std::vector<at::Tensor>& hiddens,
+                             const std::vector<RopeTables>& ropes) const {
+  if (hiddens.size() != ropes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("RunLayers: ", hiddens.size(),
+                                                   " batches but ", ropes.size(), " rope tables"));
+  }
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    const bool read_here = !loaded_[i];  // only a layer read here is dropped here
+    RETURN_IF_ERROR(LoadLayer(i));
+    for (size_t b = 0; b < hiddens.size(); ++b) hiddens[b] = RunLayer(i, hiddens[b], ropes[b]);
+    if (read_here) DropLayer(i);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace bitsweep::model

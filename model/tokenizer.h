@@ -8,7 +8,7 @@
 // The regex is the one in tokenizer.json, written for Oniguruma (what `tokenizers` uses); the
 // escapes whose meaning differs in PCRE2 (\s, \w, \h, \v) are rewritten to Oniguruma's meaning.
 // Checked id for id against Hugging Face `tokenizers` (Rust) and transformers.js by
-// tests/model/tokenizer_test.cc (tools/hf_reference).
+// tests/model/tokenizer_reference_test.cc (tools/hf_reference).
 // Decoding maps ids back to tokens, undoes the byte->unicode mapping and concatenates
 // (added tokens decode to their content).
 //

@@ -23,6 +23,11 @@ using json = nlohmann::json;
 
 namespace {
 
+// Ids index tables of (largest id + 1) entries, so a file's ids must stay below twice its number
+// of tokens plus this many: Qwen3's ids are dense, and a small file may leave gaps (tens of
+// bytes of tables per unused id).
+constexpr int64_t kIdGapAllowance = 1 << 16;
+
 // GPT-2's pre-tokenizer, used by a ByteLevel pre-tokenizer with use_regex = true.
 constexpr char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -135,6 +140,27 @@ StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Create(const json& j, const s
     }
   }
 
+  // The id tables below have max_id + 1 entries, so ids must be dense enough: an id of 2^31 - 2
+  // would otherwise allocate ~80 GB.
+  const int64_t tokens = static_cast<int64_t>(entries.size() + added.size());
+  const int64_t id_limit = 2 * tokens + kIdGapAllowance;
+  if (max_id >= id_limit) {
+    std::string field = "model.vocab", token;
+    for (const auto& [id, name] : entries) {
+      if (id == max_id) token = *name;
+    }
+    for (size_t k = 0; k < added.size() && token.empty(); ++k) {
+      if (added[k].id == max_id) {
+        field = absl::StrCat("added_tokens[", k, "]");
+        token = added[k].content;
+      }
+    }
+    return FieldError(
+        path, field,
+        absl::StrCat("id ", max_id, " of \"", token, "\" is too large for a vocabulary of ", tokens,
+                     " tokens (ids must be dense: below 2 x ", tokens, " + ", kIdGapAllowance,
+                     " = ", id_limit, ")"));
+  }
   t->id_to_bytes_.assign(static_cast<size_t>(max_id + 1), "");
   t->id_known_.assign(static_cast<size_t>(max_id + 1), false);
   std::vector<const std::string*> id_token(static_cast<size_t>(max_id + 1), nullptr);

@@ -14,7 +14,9 @@
 //
 // Immutable after Load() but for an internal word cache; Encode/Decode are thread-safe. Load
 // errors are InvalidArgument (a missing file included) and name the file and the offending field
-// (missing "model", unknown model type, a merge naming an unknown token, ...).
+// (missing "model", unknown model type, a merge naming an unknown token, an id not below twice
+// the number of tokens plus 65536: ids index tables of max id + 1 entries, so they must be
+// dense, ...).
 #pragma once
 
 #include <cstdint>

@@ -393,3 +393,44 @@ TEST_CASE(
   CHECK_THAT(std::string(unreadable.status().message()),
              Contains(dir + "/sub/tokenizer.json") && Contains("is a directory"));
 }
+
+TEST_CASE(
+    "An id far beyond the vocabulary size is rejected, naming the id and the size, before any "
+    "table is allocated for it",
+    "[tokenizer]") {
+  // Ids index tables of (largest id + 1) entries: 2^31 - 2 would make them ~80 GB.
+  const int32_t huge = 2147483646;
+  struct Case {
+    std::string name, field;
+    std::function<void(json&)> mutate;
+  };
+  const std::vector<Case> cases = {
+      {"vocab", "model.vocab", [&](json& j) { j["model"]["vocab"]["zz"] = huge; }},
+      {"added", "added_tokens[0]", [&](json& j) { j["added_tokens"][0]["id"] = huge; }},
+  };
+  for (const Case& c : cases) {
+    INFO("case " << c.name);
+    json j = TinyTokenizer();
+    c.mutate(j);
+    const size_t tokens = j["model"]["vocab"].size() + j["added_tokens"].size();
+    auto t = Tokenizer::Load(WriteTokenizer(j, "tok_sparse_" + c.name));
+    REQUIRE_FALSE(t.ok());
+    CHECK(t.status().code() == absl::StatusCode::kInvalidArgument);
+    const std::string msg(t.status().message());
+    CHECK_THAT(msg, Contains(c.field) && Contains(std::to_string(huge)) &&
+                        Contains(std::to_string(tokens) + " tokens"));
+  }
+  // The bound: ids below twice the number of tokens plus 65536 load, gaps and all.
+  json j = TinyTokenizer();
+  const int32_t limit =
+      2 * static_cast<int32_t>(j["model"]["vocab"].size() + j["added_tokens"].size()) + 65536;
+  j["added_tokens"][0]["id"] = limit - 1;
+  auto tok = LoadJson(j, "tok_sparse_ok");
+  CHECK(tok->VocabSize() == limit);
+  CHECK(tok->Encode("<|endoftext|>") == std::vector<int32_t>{limit - 1});
+  j["added_tokens"][0]["id"] = limit;
+  auto over = Tokenizer::Load(WriteTokenizer(j, "tok_sparse_over"));
+  REQUIRE_FALSE(over.ok());
+  CHECK_THAT(std::string(over.status().message()),
+             Contains("added_tokens[0]") && Contains(std::to_string(limit)));
+}

@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/shapes.h"
 #include "eval/loglikelihood.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -80,13 +81,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   bitsweep::model::ConfigureRuntime(ro);
 
-  bitsweep::model::TinyModelOptions o;
-  o.hidden_size = 1024;
-  o.intermediate_size = 3072;
-  o.num_layers = layers;
-  o.num_heads = 16;
-  o.num_kv_heads = 8;
-  o.head_dim = 128;
+  bitsweep::model::TinyModelOptions o = bitsweep::bench::Qwen3LayerShapes("0.6b", layers);
   auto config = bitsweep::model::TinyConfig(o, vocab);
   config.max_position_embeddings = 40960;
   auto model = bitsweep::model::Qwen3Model::FromTensors(

@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/shapes.h"
 #include "eval/perplexity.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -48,13 +49,7 @@ int main(int argc, char** argv) {
   ro.retain_heap = !default_heap;
   bitsweep::model::ConfigureRuntime(ro);
 
-  bitsweep::model::TinyModelOptions o;
-  o.hidden_size = 1024;
-  o.intermediate_size = 3072;
-  o.num_layers = layers;
-  o.num_heads = 16;
-  o.num_kv_heads = 8;
-  o.head_dim = 128;
+  bitsweep::model::TinyModelOptions o = bitsweep::bench::Qwen3LayerShapes("0.6b", layers);
   o.vocab_size = vocab;
   const auto config = bitsweep::model::TinyConfig(o, vocab);
   bitsweep::model::LoadOptions lo;

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/shapes.h"
 #include "common/catalog.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -38,15 +39,8 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 bitsweep::model::TinyModelOptions Shape(const std::string& name, int64_t layers) {
-  bitsweep::model::TinyModelOptions o;
-  o.num_layers = layers;
-  o.head_dim = 128;
+  bitsweep::model::TinyModelOptions o = bitsweep::bench::Qwen3LayerShapes(name, layers);
   o.vocab_size = 1024;  // the vocabulary does not take part in layer-wise quantization
-  if (name == "8b") {
-    o.hidden_size = 4096, o.intermediate_size = 12288, o.num_heads = 32, o.num_kv_heads = 8;
-  } else {
-    o.hidden_size = 1024, o.intermediate_size = 3072, o.num_heads = 16, o.num_kv_heads = 8;
-  }
   return o;
 }
 

@@ -39,6 +39,18 @@ rpc::ChannelOptions ChannelOptionsOf(const ServiceFlags& flags) {
   return channel;
 }
 
+// One call of a verb: `print(response)` when it succeeds, the error otherwise; the exit code.
+template <typename Request, typename Response, typename Print>
+int CallAndPrint(Client& client,
+                 grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                               Response*),
+                 const Request& request, Print print) {
+  Response response;
+  if (Status st = client.Call(method, request, &response); !st.ok()) return Fail(st);
+  print(response);
+  return 0;
+}
+
 }  // namespace
 
 Client::Client(const ServiceFlags& flags)
@@ -115,42 +127,36 @@ int RunWatch(Client& client, const ServiceFlags& f) {
 
 int RunStatus(Client& client, const ServiceFlags& f) {
   if (f.sweep_id == 0) {
-    v1::ListSweepsResponse response;
-    const Status st =
-        client.Call(&v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(), &response);
-    if (!st.ok()) return Fail(st);
-    for (const auto& s : response.sweeps()) std::printf("%s\n", SweepLine(s).c_str());
-    return 0;
+    return CallAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
+                        [](const v1::ListSweepsResponse& response) {
+                          for (const auto& s : response.sweeps()) {
+                            std::printf("%s\n", SweepLine(s).c_str());
+                          }
+                        });
   }
   v1::ListJobsRequest request;
   request.set_sweep_id(f.sweep_id);
-  v1::ListJobsResponse response;
-  if (Status st = client.Call(&v1::Coordinator::Stub::ListJobs, request, &response); !st.ok()) {
-    return Fail(st);
-  }
-  for (const std::string& line : JobLines(response)) std::printf("%s\n", line.c_str());
-  return 0;
+  return CallAndPrint(client, &v1::Coordinator::Stub::ListJobs, request,
+                      [](const v1::ListJobsResponse& response) {
+                        for (const std::string& line : JobLines(response)) {
+                          std::printf("%s\n", line.c_str());
+                        }
+                      });
 }
 
 int RunCancel(Client& client, const ServiceFlags& f) {
   if (f.job_id > 0) {
     v1::CancelJobRequest request;
     request.set_job_id(f.job_id);
-    v1::Job job;
-    if (Status st = client.Call(&v1::Coordinator::Stub::CancelJob, request, &job); !st.ok()) {
-      return Fail(st);
-    }
-    std::printf("job %lld canceled\n", static_cast<long long>(f.job_id));
-    return 0;
+    return CallAndPrint(client, &v1::Coordinator::Stub::CancelJob, request, [&f](const v1::Job&) {
+      std::printf("job %lld canceled\n", static_cast<long long>(f.job_id));
+    });
   }
   v1::CancelSweepRequest request;
   request.set_sweep_id(f.sweep_id);
-  v1::Sweep sweep;
-  if (Status st = client.Call(&v1::Coordinator::Stub::CancelSweep, request, &sweep); !st.ok()) {
-    return Fail(st);
-  }
-  std::printf("%s\n", SweepLine(sweep).c_str());
-  return 0;
+  return CallAndPrint(
+      client, &v1::Coordinator::Stub::CancelSweep, request,
+      [](const v1::Sweep& sweep) { std::printf("%s\n", SweepLine(sweep).c_str()); });
 }
 
 int PrintResults(Client& client, int64_t sweep_id, const std::string& format,

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,123 @@ void Stop(pid_t pid) {
   waitpid(pid, nullptr, 0);
 }
 
+// The processes `bitsweep local` started. PostgreSQL is not one of them: it stops when its
+// LocalPostgres is destroyed, after these.
+struct Children {
+  pid_t coordinator = -1;
+  std::vector<pid_t> workers;
+
+  // Workers first, so none reports to a coordinator that is already gone.
+  void Stop() {
+    for (pid_t w : workers) cli::Stop(w);
+    cli::Stop(coordinator);
+  }
+};
+
+// A private PostgreSQL in `state`/postgres with the database "bitsweep"; `*conninfo` is how to
+// reach that database.
+StatusOr<std::unique_ptr<store::LocalPostgres>> StartPostgres(const fs::path& state,
+                                                              std::string* conninfo) {
+  store::LocalPostgresOptions po;
+  po.data_dir = (state / "postgres").string();
+  ASSIGN_OR_RETURN(std::unique_ptr<store::LocalPostgres> pg, store::LocalPostgres::Start(po));
+  *conninfo = pg->ConnInfo("bitsweep");
+  {
+    auto created = pg->CreateDatabase("bitsweep");  // fails harmlessly when it exists
+    if (created.ok()) *conninfo = *created;
+  }
+  std::fprintf(stderr, "local: PostgreSQL on 127.0.0.1:%d\n", pg->port());
+  return pg;
+}
+
+// Starts the coordinator on free loopback ports; returns its gRPC address.
+std::string StartCoordinator(const std::string& bin, const std::string& conninfo,
+                             const fs::path& state, Children* children) {
+  const int port = FreePort();
+  const std::string addr = absl::StrCat("127.0.0.1:", port);
+  const int metrics_port = FreePort();
+  const int http_port = FreePort();
+  children->coordinator = SpawnLogged({bin, "--listen", addr, "--db", conninfo, "--metrics-listen",
+                                       absl::StrCat("127.0.0.1:", metrics_port), "--http-listen",
+                                       absl::StrCat("127.0.0.1:", http_port)},
+                                      (state / "logs" / "coordinator.log").string());
+  std::fprintf(stderr,
+               "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
+               "http://127.0.0.1:%d/)\n",
+               addr.c_str(), metrics_port, http_port);
+  return addr;
+}
+
+// Starts f.workers workers leasing from the coordinator at `addr`.
+void StartWorkers(const std::string& bin, const std::string& addr, const ServiceFlags& f,
+                  const std::string& data_dir, const fs::path& state, Children* children) {
+  // Workers share this machine's CPUs: N workers each running every core's worth of OpenMP
+  // threads oversubscribe it and spin against each other (common/cpus.h).
+  const int threads_per_worker = f.threads_per_worker > 0
+                                     ? f.threads_per_worker
+                                     : std::max(1, AvailableCpus() / std::max(1, f.workers));
+  for (int i = 0; i < f.workers; ++i) {
+    std::vector<std::string> argv = {bin,
+                                     "--coordinator",
+                                     addr,
+                                     "--name",
+                                     absl::StrCat("local-", i),
+                                     "--artifacts",
+                                     (state / "artifacts").string(),
+                                     "--data-dir",
+                                     data_dir,
+                                     "--poll-seconds",
+                                     "0.5"};
+    if (f.devices_per_worker > 0) {
+      for (const char* flag : {"--devices", "--max-tp"}) {
+        argv.push_back(flag);
+        argv.push_back(std::to_string(f.devices_per_worker));
+      }
+    }
+    argv.push_back("--threads");
+    argv.push_back(std::to_string(threads_per_worker));
+    children->workers.push_back(
+        SpawnLogged(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
+  }
+  std::fprintf(stderr, "local: %d workers (logs in %s)\n", f.workers, (state / "logs").c_str());
+}
+
+// Submits the sweep, retrying while the coordinator that was just started is not up yet.
+StatusOr<v1::SubmitSweepResponse> SubmitWhenUp(Client& client, const std::string& sweep_file) {
+  StatusOr<v1::SubmitSweepResponse> sub = absl::UnavailableError("coordinator not up");
+  for (int i = 0;
+       i < kSubmitAttempts && !sub.ok() && sub.status().code() == absl::StatusCode::kUnavailable;
+       ++i) {
+    sub = Submit(client, sweep_file);
+    if (!sub.ok()) std::this_thread::sleep_for(kSubmitRetryDelay);
+  }
+  return sub;
+}
+
+void PrintSubmitted(const v1::SubmitSweepResponse& sub) {
+  std::fprintf(
+      stderr, "local: submitted sweep %lld \"%s\": %lld jobs%s\n",
+      static_cast<long long>(sub.sweep().id()), sub.sweep().name().c_str(),
+      static_cast<long long>(sub.sweep().total()),
+      sub.skipped_size() ? absl::StrCat(", ", sub.skipped_size(), " skipped").c_str() : "");
+  for (const auto& s : sub.skipped()) {
+    std::fprintf(stderr, "  skipped %s: %s\n", s.description().c_str(), s.reason().c_str());
+  }
+}
+
+// Watches the sweep to its end (or Ctrl-C) and prints its results table; the exit code.
+int WatchAndPrintResults(Client& client, int64_t sweep_id, const std::string& format) {
+  auto done = Watch(client, sweep_id, true, stderr, &g_interrupted);
+  if (!done.ok()) return Fail(done.status());
+  int rc = PrintResults(client, sweep_id, format, "");
+  if (done->failed() > 0) {
+    std::fprintf(stderr, "local: %lld jobs failed (see `bitsweep status` or the worker logs)\n",
+                 static_cast<long long>(done->failed()));
+    rc = rc ? rc : 1;
+  }
+  return rc;
+}
+
 }  // namespace
 
 StatusOr<std::string> FindBinary(const std::string& name, const std::string& build_subdir) {
@@ -75,97 +193,24 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   signal(SIGTERM, OnInterrupt);
   fs::create_directories(state / "logs");
   std::fprintf(stderr, "local: state in %s (PostgreSQL data, artifacts, logs)\n", state.c_str());
-  store::LocalPostgresOptions po;
-  po.data_dir = (state / "postgres").string();
-  auto pg = store::LocalPostgres::Start(po);
+  std::string conninfo;
+  auto pg = StartPostgres(state, &conninfo);
   if (!pg.ok()) return Fail(pg.status());
-  std::string conninfo = (*pg)->ConnInfo("bitsweep");
-  {
-    auto created = (*pg)->CreateDatabase("bitsweep");  // fails harmlessly when it exists
-    if (created.ok()) conninfo = *created;
-  }
-  std::fprintf(stderr, "local: PostgreSQL on 127.0.0.1:%d\n", (*pg)->port());
-  const int port = FreePort();
-  const std::string addr = absl::StrCat("127.0.0.1:", port);
-  const int metrics_port = FreePort();
-  const int http_port = FreePort();
-  pid_t coord = SpawnLogged({*coordinator_bin, "--listen", addr, "--db", conninfo,
-                             "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port),
-                             "--http-listen", absl::StrCat("127.0.0.1:", http_port)},
-                            (state / "logs" / "coordinator.log").string());
-  std::fprintf(stderr,
-               "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
-               "http://127.0.0.1:%d/)\n",
-               addr.c_str(), metrics_port, http_port);
-  // Workers share this machine's CPUs: N workers each running every core's worth of OpenMP
-  // threads oversubscribe it and spin against each other (common/cpus.h).
-  const int threads_per_worker = f.threads_per_worker > 0
-                                     ? f.threads_per_worker
-                                     : std::max(1, AvailableCpus() / std::max(1, f.workers));
-  std::vector<pid_t> workers;
-  for (int i = 0; i < f.workers; ++i) {
-    std::vector<std::string> argv = {*worker_bin,
-                                     "--coordinator",
-                                     addr,
-                                     "--name",
-                                     absl::StrCat("local-", i),
-                                     "--artifacts",
-                                     (state / "artifacts").string(),
-                                     "--data-dir",
-                                     data_dir,
-                                     "--poll-seconds",
-                                     "0.5"};
-    if (f.devices_per_worker > 0) {
-      for (const char* flag : {"--devices", "--max-tp"}) {
-        argv.push_back(flag);
-        argv.push_back(std::to_string(f.devices_per_worker));
-      }
-    }
-    argv.push_back("--threads");
-    argv.push_back(std::to_string(threads_per_worker));
-    workers.push_back(
-        SpawnLogged(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
-  }
-  std::fprintf(stderr, "local: %d workers (logs in %s)\n", f.workers, (state / "logs").c_str());
-  auto shutdown = [&]() {
-    for (pid_t w : workers) Stop(w);
-    Stop(coord);
-  };
+  Children children;
+  const std::string addr = StartCoordinator(*coordinator_bin, conninfo, state, &children);
+  StartWorkers(*worker_bin, addr, f, data_dir, state, &children);
+
   ServiceFlags cf = f;
   cf.coordinator = addr;
   Client client(cf);
-  StatusOr<v1::SubmitSweepResponse> sub = absl::UnavailableError("coordinator not up");
-  for (int i = 0;
-       i < kSubmitAttempts && !sub.ok() && sub.status().code() == absl::StatusCode::kUnavailable;
-       ++i) {
-    sub = Submit(client, f.sweep_file);
-    if (!sub.ok()) std::this_thread::sleep_for(kSubmitRetryDelay);
-  }
+  auto sub = SubmitWhenUp(client, f.sweep_file);
   if (!sub.ok()) {
-    shutdown();
+    children.Stop();
     return Fail(sub.status());
   }
-  std::fprintf(
-      stderr, "local: submitted sweep %lld \"%s\": %lld jobs%s\n",
-      static_cast<long long>(sub->sweep().id()), sub->sweep().name().c_str(),
-      static_cast<long long>(sub->sweep().total()),
-      sub->skipped_size() ? absl::StrCat(", ", sub->skipped_size(), " skipped").c_str() : "");
-  for (const auto& s : sub->skipped()) {
-    std::fprintf(stderr, "  skipped %s: %s\n", s.description().c_str(), s.reason().c_str());
-  }
-  auto done = Watch(client, sub->sweep().id(), true, stderr, &g_interrupted);
-  int rc = 0;
-  if (!done.ok()) {
-    rc = Fail(done.status());
-  } else {
-    rc = PrintResults(client, sub->sweep().id(), f.format, "");
-    if (done->failed() > 0) {
-      std::fprintf(stderr, "local: %lld jobs failed (see `bitsweep status` or the worker logs)\n",
-                   static_cast<long long>(done->failed()));
-      rc = rc ? rc : 1;
-    }
-  }
-  shutdown();
+  PrintSubmitted(*sub);
+  const int rc = WatchAndPrintResults(client, sub->sweep().id(), f.format);
+  children.Stop();
   return rc;
 }
 

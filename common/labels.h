@@ -30,7 +30,7 @@ struct LabelParts {
 std::vector<std::string> DistinctLabels(const std::vector<LabelParts>& items);
 
 // A quantization label without its weight bit-width: one plot line per series
-// ("gptq w4 g64" -> "gptq g64", "smoothquant w8a8" -> "smoothquant a8").
+// ("gptq w4 g64" -> "gptq g64"; a weight-and-activation label "m w8a8" -> "m a8").
 std::string QuantSeries(const std::string& label, int wbits);
 
 // The calibration of a normalised spec as label fields (calib, nsamples, calib_seqlen, seed,

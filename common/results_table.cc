@@ -178,7 +178,7 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   for (size_t i = 0; i < ordered.size(); ++i) {
     ResultsRow& row = *ordered[i];
     row.label = row_labels[i];
-    // "smoothquant w8a8" -> "smoothquant a8", "gptq w4 g64 nsamples=4" -> "gptq g64 nsamples=4".
+    // "gptq w4 g64 nsamples=4" -> "gptq g64 nsamples=4"; a W+A label "m w8a8" -> "m a8".
     row.series = row.baseline ? std::string("fp") : QuantSeries(row.label, row.wbits);
     for (size_t c = 0; c < columns.size(); ++c) {
       auto cell = cells.find({row.key, c});

@@ -1,467 +1,40 @@
+// Loading tokenizer.json into the byte-level BPE tokenizer of model/bpe_tokenizer.h: the model's
+// vocabulary and merges, the added tokens, the normalizer and the pre-tokenizer, each checked
+// against what bitsweep supports, with errors that name the file and the field.
 #include "model/tokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-#include <utf8proc.h>
-
 #include <algorithm>
-#include <array>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <queue>
-#include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "model/bpe_tokenizer.h"
+#include "model/tokenizer_unicode.h"
 
 namespace bitsweep::model {
-namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+namespace {
+
+// Ids index tables of (largest id + 1) entries, so a file's ids must stay below twice its number
+// of tokens plus this many: Qwen3's ids are dense, and a small file may leave gaps (tens of
+// bytes of tables per unused id).
+constexpr int64_t kIdGapAllowance = 1 << 16;
 
 // GPT-2's pre-tokenizer, used by a ByteLevel pre-tokenizer with use_regex = true.
 constexpr char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// Oniguruma's Unicode \s (what `tokenizers` compiles the pattern with): the White_Space
-// property. PCRE2's UCP \s also takes U+180E (via \h), which Unicode stopped calling a space.
-constexpr char kOnigSpaceItems[] = R"(\x{09}-\x{0d}\x{85}\p{Z})";
-// Oniguruma's Unicode \w: Letter | Mark | Decimal_Number | Connector_Punctuation. PCRE2 10.42's
-// UCP \w is Letter | Number | "_".
-constexpr char kOnigWordItems[] = R"(\p{L}\p{M}\p{Nd}\p{Pc})";
-
-// Words longer than this are not cached (as in `tokenizers`), and the cache is dropped when it
-// reaches kMaxCacheEntries, so an unbounded corpus cannot grow it without limit. WikiText-2
-// has ~30k distinct pieces.
-constexpr size_t kMaxCachedWordBytes = 256;
-constexpr size_t kMaxCacheEntries = 1 << 20;
-
 Status FieldError(const std::string& path, const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", field, ": ", what));
 }
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  utf8proc_uint8_t buf[4];
-  const utf8proc_ssize_t n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf);
-  out->append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
-}
-
-// The code point at s[i], advancing i; -1 (and one byte) for a malformed sequence.
-int32_t NextCodepoint(std::string_view s, size_t* i) {
-  utf8proc_int32_t cp = -1;
-  const utf8proc_ssize_t n =
-      utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data()) + *i,
-                       static_cast<utf8proc_ssize_t>(s.size() - *i), &cp);
-  *i += n > 0 ? static_cast<size_t>(n) : 1;
-  return n > 0 ? cp : -1;
-}
-
-// The code point that ends s (s non-empty), or -1 when s ends in a malformed sequence.
-int32_t LastCodepoint(std::string_view s) {
-  size_t start = s.size() - 1;
-  while (start > 0 && s.size() - start < 4 &&
-         (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) {
-    --start;
-  }
-  size_t i = start;
-  const int32_t cp = NextCodepoint(s, &i);
-  return i == s.size() ? cp : -1;
-}
-
-// Rust regex's \s, which `tokenizers` uses for lstrip/rstrip: the White_Space property.
-bool IsWhiteSpace(int32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
-}
-
-// Rust regex's \w, which `tokenizers` uses for single_word: Alphabetic | Mark | Decimal_Number |
-// Connector_Punctuation | Join_Control. Alphabetic is taken as Letter | Letter_Number, which
-// leaves out the few Other_Alphabetic symbols (circled letters).
-bool IsWordChar(int32_t cp) {
-  if (cp < 0) return false;
-  if (cp == 0x200C || cp == 0x200D) return true;
-  switch (utf8proc_category(cp)) {
-    case UTF8PROC_CATEGORY_LU:
-    case UTF8PROC_CATEGORY_LL:
-    case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO:
-    case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_PC:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// NFC of `s`; input that is not valid UTF-8 is returned unchanged (`tokenizers` only ever sees
-// valid UTF-8, so there is nothing to match).
-std::string Nfc(std::string_view s) {
-  utf8proc_uint8_t* out = nullptr;
-  const utf8proc_ssize_t n = utf8proc_map(
-      reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
-      &out, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-  std::string result =
-      n >= 0 ? std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n)) : std::string(s);
-  std::free(out);
-  return result;
-}
-
-// Rewrites the Oniguruma pattern of a tokenizer.json so that PCRE2 gives it Oniguruma's meaning
-// where the two dialects differ on escapes: \s \S \w \W (Unicode classes), \h \H (hex digits in
-// Oniguruma) and \v (the VT character in Oniguruma). Negated classes inside [...] cannot be
-// spelled as a union and are left to PCRE2's meaning; the Qwen2 and GPT-2 patterns use none.
-std::string OnigurumaToPcre2(const std::string& pattern) {
-  std::string out;
-  bool in_class = false;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    const char c = pattern[i];
-    if (c == '\\' && i + 1 < pattern.size()) {
-      const char d = pattern[++i];
-      const std::string space = kOnigSpaceItems, word = kOnigWordItems, hex = "0-9a-fA-F";
-      switch (d) {
-        case 's':
-          out += in_class ? space : "[" + space + "]";
-          continue;
-        case 'w':
-          out += in_class ? word : "[" + word + "]";
-          continue;
-        case 'h':
-          out += in_class ? hex : "[" + hex + "]";
-          continue;
-        case 'v':
-          out += R"(\x{0b})";
-          continue;
-        case 'S':
-          if (!in_class) {
-            out += "[^" + space + "]";
-            continue;
-          }
-          break;
-        case 'W':
-          if (!in_class) {
-            out += "[^" + word + "]";
-            continue;
-          }
-          break;
-        case 'H':
-          if (!in_class) {
-            out += "[^" + hex + "]";
-            continue;
-          }
-          break;
-        default:
-          break;
-      }
-      out += c;
-      out += d;
-      continue;
-    }
-    if (!in_class && c == '[') {
-      in_class = true;
-      out += c;
-      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
-      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];  // literal ]
-      continue;
-    }
-    if (in_class && c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {
-      const size_t close = pattern.find(":]", i + 2);
-      if (close != std::string::npos) {
-        out.append(pattern, i, close + 2 - i);
-        i = close + 1;
-        continue;
-      }
-    }
-    if (in_class && c == ']') in_class = false;
-    out += c;
-  }
-  return out;
-}
-
-// GPT-2 bytes_to_unicode: printable Latin-1 bytes map to themselves, the others, in byte
-// order, to U+0100 onwards.
-std::array<uint32_t, 256> ByteToCodepoint() {
-  std::array<uint32_t, 256> code{};
-  uint32_t next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool direct = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    code[b] = direct ? static_cast<uint32_t>(b) : next++;
-  }
-  return code;
-}
-
-struct AddedToken {
-  int32_t id;
-  std::string content;  // as matched: NFC'd at load when `normalized` and a normalizer is set
-  bool special, lstrip, rstrip, single_word, normalized;
-};
-
-// A span of the text being encoded: an added token (token >= 0, an index into added_) or text
-// for the model (token == -1).
-struct Span {
-  size_t begin, end;
-  int token;
-};
-
-class BpeTokenizer : public Tokenizer {
- public:
-  ~BpeTokenizer() override {
-    if (regex_ != nullptr) pcre2_code_free(regex_);
-  }
-
-  static StatusOr<std::unique_ptr<Tokenizer>> Create(const json& j, const std::string& path);
-
-  std::vector<int32_t> Encode(std::string_view text) const override {
-    // As `tokenizers`' AddedVocabulary::extract_and_normalize: tokens with normalized=false are
-    // found in the raw text, the others in each normalised piece between them.
-    std::vector<int32_t> ids;
-    for (const Span& raw : SplitOnAdded(text, raw_tokens_)) {
-      if (raw.token >= 0) {
-        ids.push_back(added_[raw.token].id);
-        continue;
-      }
-      const std::string_view piece = text.substr(raw.begin, raw.end - raw.begin);
-      const std::string normalized = nfc_ ? Nfc(piece) : std::string(piece);
-      for (const Span& s : SplitOnAdded(normalized, normalized_tokens_)) {
-        if (s.token >= 0) {
-          ids.push_back(added_[s.token].id);
-        } else {
-          PreTokenize(std::string_view(normalized).substr(s.begin, s.end - s.begin), &ids);
-        }
-      }
-    }
-    return ids;
-  }
-
-  StatusOr<std::string> Decode(const std::vector<int32_t>& ids) const override {
-    std::string out;
-    for (int32_t id : ids) {
-      if (id < 0 || static_cast<size_t>(id) >= id_to_bytes_.size() || !id_known_[id]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("token id ", id, " is not in the vocabulary (size ", VocabSize(), ")"));
-      }
-      out += id_to_bytes_[id];
-    }
-    return out;
-  }
-
-  int32_t VocabSize() const override { return static_cast<int32_t>(id_to_bytes_.size()); }
-
-  int32_t TokenToId(std::string_view token) const override {
-    const std::string key(token);
-    auto a = added_ids_.find(key);
-    if (a != added_ids_.end()) return a->second;
-    auto it = vocab_.find(key);
-    return it == vocab_.end() ? -1 : it->second;
-  }
-
- private:
-  // `tokenizers`' AddedVocabulary::find_matches: the aho-corasick leftmost-longest,
-  // non-overlapping matches of `set`; a single_word match inside a word is dropped (the scan
-  // still resumes after it); lstrip/rstrip widen a match over the whitespace beside it. Returns
-  // the spans covering all of `text` (none for empty text).
-  std::vector<Span> SplitOnAdded(std::string_view text, const std::vector<int>& set) const {
-    std::vector<Span> spans;
-    if (text.empty()) return spans;
-    constexpr size_t kUnknown = std::numeric_limits<size_t>::max() - 1;
-    std::vector<size_t> next(set.size(), kUnknown);  // next occurrence of each token at/after pos
-    size_t pos = 0, start_offset = 0;
-    while (!set.empty()) {
-      int best = -1;
-      size_t best_at = std::string_view::npos, best_len = 0;
-      for (size_t k = 0; k < set.size(); ++k) {
-        const std::string& content = added_[set[k]].content;
-        if (next[k] == kUnknown || (next[k] != std::string_view::npos && next[k] < pos)) {
-          next[k] = text.find(content, pos);
-        }
-        if (next[k] == std::string_view::npos) continue;
-        if (next[k] < best_at || (next[k] == best_at && content.size() > best_len)) {
-          best = set[k];
-          best_at = next[k];
-          best_len = content.size();
-        }
-      }
-      if (best < 0) break;
-      const AddedToken& tok = added_[best];
-      size_t start = best_at, stop = best_at + best_len;
-      pos = stop;
-      // Only a token that starts with whitespace could start inside the whitespace an rstrip
-      // has taken; `tokenizers` would emit overlapping spans there, this drops the match.
-      if (start < start_offset) continue;
-      if (tok.single_word) {
-        const bool word_before = start > 0 && IsWordChar(LastCodepoint(text.substr(0, start)));
-        size_t i = stop;
-        const bool word_after = stop < text.size() && IsWordChar(NextCodepoint(text, &i));
-        if (word_before || word_after) continue;
-      }
-      if (tok.lstrip) {
-        while (start > start_offset && IsWhiteSpace(LastCodepoint(text.substr(0, start)))) {
-          size_t back = start - 1;
-          while (back > 0 && (static_cast<unsigned char>(text[back]) & 0xC0) == 0x80) --back;
-          start = back;
-        }
-      }
-      if (tok.rstrip) {
-        while (stop < text.size()) {
-          size_t i = stop;
-          if (!IsWhiteSpace(NextCodepoint(text, &i))) break;
-          stop = i;
-        }
-      }
-      if (start_offset < start) spans.push_back({start_offset, start, -1});
-      spans.push_back({start, stop, best});
-      start_offset = stop;
-    }
-    if (start_offset < text.size()) spans.push_back({start_offset, text.size(), -1});
-    return spans;
-  }
-
-  // Split(Regex, Isolated): every match is a word, and so is every stretch between matches.
-  void PreTokenize(std::string_view text, std::vector<int32_t>* ids) const {
-    if (text.empty()) return;
-    if (regex_ == nullptr) {
-      EncodeWord(text, ids);
-      return;
-    }
-    pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    const size_t n = text.size();
-    size_t pos = 0, last = 0;
-    while (pos < n) {
-      int rc = jit_ ? pcre2_jit_match(regex_, subject, n, pos, 0, md, nullptr)
-                    : PCRE2_ERROR_JIT_BADOPTION;
-      if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
-        // JIT stack exhausted (or no JIT): the interpreter has its own, heap-based limits.
-        rc = pcre2_match(regex_, subject, n, pos, 0, md, nullptr);
-      }
-      if (rc < 0) break;  // no further match (rc == 0 means a match with a short ovector)
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      const size_t s = ov[0], e = ov[1];
-      if (s > last) EncodeWord(text.substr(last, s - last), ids);
-      last = s;
-      if (e == s) {  // empty match: step over one character, which joins the next stretch
-        size_t i = s;
-        NextCodepoint(text, &i);
-        pos = i;
-        continue;
-      }
-      EncodeWord(text.substr(s, e - s), ids);
-      last = pos = e;
-    }
-    if (last < n) EncodeWord(text.substr(last), ids);
-    pcre2_match_data_free(md);
-  }
-
-  void EncodeWord(std::string_view word, std::vector<int32_t>* ids) const {
-    const bool cacheable = word.size() <= kMaxCachedWordBytes;
-    std::string key;
-    if (cacheable) {
-      key.assign(word);
-      std::shared_lock<std::shared_mutex> lock(cache_mu_);
-      auto it = cache_.find(key);
-      if (it != cache_.end()) {
-        ids->insert(ids->end(), it->second.begin(), it->second.end());
-        return;
-      }
-    }
-    std::vector<int32_t> syms = Bpe(word);
-    ids->insert(ids->end(), syms.begin(), syms.end());
-    if (!cacheable) return;
-    std::unique_lock<std::shared_mutex> lock(cache_mu_);
-    if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-    cache_.emplace(std::move(key), std::move(syms));
-  }
-
-  // `tokenizers`' Word::merge_all without dropout: repeatedly merge the adjacent pair with the
-  // lowest merge rank, leftmost first, via a min-heap of candidate pairs; entries made stale by
-  // an earlier merge are skipped when popped. O(n log n), so very long words stay cheap.
-  std::vector<int32_t> Bpe(std::string_view word) const {
-    if (ignore_merges_) {
-      std::string mapped;
-      for (unsigned char c : word) AppendUtf8(byte_to_cp_[c], &mapped);
-      auto it = vocab_.find(mapped);
-      if (it != vocab_.end()) return {it->second};
-    }
-    struct Symbol {
-      int32_t id, prev, next;  // id -1: merged into its left neighbour
-    };
-    const int32_t n = static_cast<int32_t>(word.size());
-    std::vector<Symbol> sym(static_cast<size_t>(n));
-    for (int32_t i = 0; i < n; ++i) {
-      sym[i] = {byte_id_[static_cast<unsigned char>(word[i])], i - 1, i + 1 < n ? i + 1 : -1};
-    }
-    struct Candidate {
-      int32_t rank, pos, new_id;
-      bool operator<(const Candidate& o) const {  // reversed: the heap top is the smallest
-        return rank != o.rank ? rank > o.rank : pos > o.pos;
-      }
-    };
-    std::priority_queue<Candidate> heap;
-    auto push = [&](int32_t pos) {
-      const int32_t right = sym[pos].next;
-      if (right < 0) return;
-      auto it = merges_.find(Key(sym[pos].id, sym[right].id));
-      if (it != merges_.end()) heap.push({it->second.first, pos, it->second.second});
-    };
-    for (int32_t i = 0; i + 1 < n; ++i) push(i);
-    while (!heap.empty()) {
-      const Candidate top = heap.top();
-      heap.pop();
-      Symbol& left = sym[top.pos];
-      if (left.id < 0 || left.next < 0) continue;
-      const int32_t right = left.next;
-      auto it = merges_.find(Key(left.id, sym[right].id));
-      if (it == merges_.end() || it->second.second != top.new_id) continue;  // stale
-      left.id = top.new_id;
-      left.next = sym[right].next;
-      sym[right].id = -1;
-      if (left.next >= 0) sym[left.next].prev = top.pos;
-      if (left.prev >= 0) push(left.prev);
-      push(top.pos);
-    }
-    std::vector<int32_t> out;
-    for (int32_t i = 0; i >= 0 && i < n; i = sym[i].next) out.push_back(sym[i].id);
-    return out;
-  }
-
-  static uint64_t Key(int32_t a, int32_t b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-  }
-
-  struct KeyHash {
-    size_t operator()(uint64_t k) const { return std::hash<uint64_t>()(k * 0x9E3779B97F4A7C15ULL); }
-  };
-
-  std::unordered_map<std::string, int32_t> vocab_;
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>, KeyHash> merges_;  // -> rank, id
-  std::vector<AddedToken> added_;
-  std::unordered_map<std::string, int32_t> added_ids_;  // original content -> id
-  // Indices into added_, special tokens first then the others, each in file order (the order
-  // `tokenizers` builds its automata in).
-  std::vector<int> raw_tokens_, normalized_tokens_;
-  std::vector<std::string> id_to_bytes_;  // decoded bytes of every id
-  std::vector<bool> id_known_;
-  std::array<uint32_t, 256> byte_to_cp_{};
-  std::array<int32_t, 256> byte_id_{};
-  bool nfc_ = false;
-  bool ignore_merges_ = false;
-  pcre2_code* regex_ = nullptr;
-  bool jit_ = false;
-  mutable std::shared_mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
-};
 
 std::string TypeOf(const json& j) {
   return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
@@ -475,6 +48,8 @@ StatusOr<bool> BoolField(const json& obj, const char* key, bool def, const std::
   if (!obj[key].is_boolean()) return FieldError(path, field + "." + key, "must be true or false");
   return obj[key].get<bool>();
 }
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Create(const json& j, const std::string& path) {
   auto t = std::unique_ptr<BpeTokenizer>(new BpeTokenizer());
@@ -565,6 +140,27 @@ StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Create(const json& j, const s
     }
   }
 
+  // The id tables below have max_id + 1 entries, so ids must be dense enough: an id of 2^31 - 2
+  // would otherwise allocate ~80 GB.
+  const int64_t tokens = static_cast<int64_t>(entries.size() + added.size());
+  const int64_t id_limit = 2 * tokens + kIdGapAllowance;
+  if (max_id >= id_limit) {
+    std::string field = "model.vocab", token;
+    for (const auto& [id, name] : entries) {
+      if (id == max_id) token = *name;
+    }
+    for (size_t k = 0; k < added.size() && token.empty(); ++k) {
+      if (added[k].id == max_id) {
+        field = absl::StrCat("added_tokens[", k, "]");
+        token = added[k].content;
+      }
+    }
+    return FieldError(
+        path, field,
+        absl::StrCat("id ", max_id, " of \"", token, "\" is too large for a vocabulary of ", tokens,
+                     " tokens (ids must be dense: below 2 x ", tokens, " + ", kIdGapAllowance,
+                     " = ", id_limit, ")"));
+  }
   t->id_to_bytes_.assign(static_cast<size_t>(max_id + 1), "");
   t->id_known_.assign(static_cast<size_t>(max_id + 1), false);
   std::vector<const std::string*> id_token(static_cast<size_t>(max_id + 1), nullptr);
@@ -760,8 +356,6 @@ StatusOr<std::unique_ptr<Tokenizer>> BpeTokenizer::Create(const json& j, const s
   }
   return std::unique_ptr<Tokenizer>(std::move(t));
 }
-
-}  // namespace
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
   fs::path file = path;

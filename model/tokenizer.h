@@ -8,13 +8,15 @@
 // The regex is the one in tokenizer.json, written for Oniguruma (what `tokenizers` uses); the
 // escapes whose meaning differs in PCRE2 (\s, \w, \h, \v) are rewritten to Oniguruma's meaning.
 // Checked id for id against Hugging Face `tokenizers` (Rust) and transformers.js by
-// tests/model/tokenizer_test.cc (tools/hf_reference).
+// tests/model/tokenizer_reference_test.cc (tools/hf_reference).
 // Decoding maps ids back to tokens, undoes the byte->unicode mapping and concatenates
 // (added tokens decode to their content).
 //
 // Immutable after Load() but for an internal word cache; Encode/Decode are thread-safe. Load
 // errors are InvalidArgument (a missing file included) and name the file and the offending field
-// (missing "model", unknown model type, a merge naming an unknown token, ...).
+// (missing "model", unknown model type, a merge naming an unknown token, an id not below twice
+// the number of tokens plus 65536: ids index tables of max id + 1 entries, so they must be
+// dense, ...).
 #pragma once
 
 #include <cstdint>

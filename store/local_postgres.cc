@@ -1,11 +1,8 @@
 #include "store/local_postgres.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <netinet/in.h>
 #include <pwd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "common/process.h"
 
 namespace bitsweep::store {
 
@@ -52,24 +51,6 @@ std::string FindBinDir() {
     if (!out.empty() && fs::exists(fs::path(out) / "initdb")) return out;
   }
   return kDefaultBinDir;
-}
-
-StatusOr<int> FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError(std::string("socket(): ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::string err = std::strerror(errno);
-    close(fd);
-    return absl::UnavailableError("cannot find a free port on 127.0.0.1: " + err);
-  }
-  close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
 }
 
 Status ChownTree(const fs::path& root, uid_t uid, gid_t gid) {
@@ -124,7 +105,8 @@ StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start(const LocalPostgre
     // A port probed free can be taken before postgres binds it; try a few.
     Status last;
     for (int attempt = 0; attempt < 5; ++attempt) {
-      ASSIGN_OR_RETURN(pg->port_, FreeLoopbackPort());
+      pg->port_ = FreePort();
+      if (pg->port_ == 0) return absl::UnavailableError("cannot find a free port on 127.0.0.1");
       last = pg->StartServer();
       if (last.ok()) return pg;
     }

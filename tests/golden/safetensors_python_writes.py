@@ -2,8 +2,8 @@
 """Golden safetensors file written by Python without the safetensors package (struct, json and
 the tensors' bytes from python3-torch), with the values it holds as text.
 
-tests/model/safetensors_test.cc ("Our reader reads a file that Python wrote") opens the .safetensors
-file with bitsweep's reader and compares every tensor with the .txt file.
+tests/model/safetensors_python_test.cc ("Our reader reads a file that Python wrote") opens the
+.safetensors file with bitsweep's reader and compares every tensor with the .txt file.
 
 usage: python3 tests/golden/safetensors_python_writes.py [DIR]   (DIR defaults to tests/golden)
 Writes DIR/safetensors_python_writes.safetensors ("__metadata__" names the golden and its

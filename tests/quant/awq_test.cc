@@ -1,9 +1,10 @@
-// Pins quant/awq.cc (METHODS.md §2.4): AWQ with one ratio and no clip is plain min-max RTN; the
-// equivalent transformation keeps the FP layer (norm->fcs, v->o under GQA, up->down, the MoE
-// router); the full method's invariants (codes in range, model weights = dequantized codes,
-// next-layer inputs = FP outputs, chosen loss <= ratio-0 loss); the clip search and the
-// post_attention_layernorm -> gate,up scale search against plain-loop references; MoE layers
-// with the documented small-expert fallback; v->o skipping as llm-awq does; the errors.
+// Pins quant/awq.cc and quant/awq_search.cc (METHODS.md §2.4): AWQ with one ratio and no clip
+// is plain min-max RTN; the equivalent transformation keeps the FP layer (norm->fcs, v->o under
+// GQA, up->down, the MoE router); the full method's invariants (codes in range, model weights =
+// dequantized codes, next-layer inputs = FP outputs, chosen loss <= ratio-0 loss); the clip
+// search and the post_attention_layernorm -> gate,up scale search against plain-loop
+// references; MoE layers with the documented small-expert fallback; v->o skipping as llm-awq
+// does; the errors.
 // Headers that pull in ATen come before Catch2 so that Catch2's CHECK overrides glog's.
 #include "quant/awq.h"
 

@@ -2,8 +2,8 @@
 // hand-computed example, function preservation of the smoothing (dense and MoE, router
 // included), the act-max calibration and FP propagation of SmoothQuantLayer, the per-channel
 // abs-max weights (codes, dequantisation, the released code's no-smoothing path = plain RTN),
-// the activation hooks (W8A8Linear.forward), and agreement with an independent python3-torch
-// re-implementation of upstream smoothquant (tests/reference/smoothquant_reference.py).
+// the activation hooks (W8A8Linear.forward); the agreement with an independent python3-torch
+// re-implementation of upstream smoothquant is smoothquant_python_test.cc.
 // Headers that pull in ATen come before Catch2 so that Catch2's CHECK overrides glog's.
 #include "quant/smoothquant.h"
 
@@ -28,6 +28,7 @@
 #include "quant/method.h"
 #include "quant/quantize_model.h"
 #include "quant/rtn.h"
+#include "tests/quant/smoothquant_testing.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/python.h"
 
@@ -46,35 +47,19 @@ using bitsweep::quant::SmoothingScales;
 using bitsweep::quant::SmoothLayer;
 using bitsweep::quant::SmoothQuantLayer;
 using bitsweep::quant::SmoothQuantOptions;
-using Tensors = std::map<std::string, at::Tensor>;
 using bitsweep::Status;
+using bitsweep::quant::smoothquant_test::Config;
+using bitsweep::quant::smoothquant_test::Ids;
+using bitsweep::quant::smoothquant_test::kVocab;
+using bitsweep::quant::smoothquant_test::RelDiff;
+using bitsweep::quant::smoothquant_test::Tensors;
+using bitsweep::quant::smoothquant_test::Weights;
 
-constexpr int64_t kVocab = 96;
 // Rescaling norm weights and weight columns by s and 1/s in fp32 moves a layer's output by a
 // few roundings: relative to its largest entry.
 constexpr double kSmoothPreserveRelTol = 1e-5;
 // Same ops in the same order on the same values: fp32 results agree to rounding.
 constexpr double kFloatRelTol = 1e-6;
-
-Qwen3Config Config(bool moe) {
-  TinyModelOptions o;
-  o.moe = moe;
-  o.num_layers = 2;
-  return bitsweep::model::TinyConfig(o, kVocab);
-}
-
-// Random weights; with `outliers` a few hidden channels of every norm are 25x larger, so the
-// norm outputs have the outlier channels SmoothQuant exists for.
-Tensors Weights(const Qwen3Config& c, uint64_t seed, bool outliers) {
-  Tensors w = bitsweep::model::RandomQwen3Weights(c, seed);
-  if (outliers) {
-    for (auto& [name, t] : w) {
-      if (name.find("layernorm") == std::string::npos) continue;
-      for (int64_t ch : {3, 17, 40}) t[ch] = t[ch] * 25;
-    }
-  }
-  return w;
-}
 
 std::unique_ptr<Qwen3Model> Build(const Qwen3Config& c, const Tensors& w) {
   Tensors copy;
@@ -85,23 +70,10 @@ std::unique_ptr<Qwen3Model> Build(const Qwen3Config& c, const Tensors& w) {
   return std::move(m).value();
 }
 
-// `rows` random id sequences [1, len] and their embeddings (layer 0's inputs).
-std::vector<at::Tensor> Ids(int rows, int64_t len, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  std::vector<at::Tensor> ids;
-  for (int r = 0; r < rows; ++r) ids.push_back(at::randint(kVocab, {1, len}, gen, at::kLong));
-  return ids;
-}
-
 std::vector<at::Tensor> Embed(const Qwen3Model& m, const std::vector<at::Tensor>& ids) {
   std::vector<at::Tensor> xs;
   for (const auto& i : ids) xs.push_back(m.Embed(i));
   return xs;
-}
-
-double RelDiff(const at::Tensor& a, const at::Tensor& ref) {
-  return (a.to(at::kDouble) - ref.to(at::kDouble)).abs().max().item<double>() /
-         ref.abs().max().item<double>();
 }
 
 // Column-wise max |W| over the named linears of layer: [in] fp32.
@@ -578,100 +550,4 @@ TEST_CASE("With outlier channels smoothing lowers the W8A8 logit error", "[quant
   }
   INFO("W8A8 max |dlogit| / max |logit|: plain " << err[false] << ", smoothed " << err[true]);
   CHECK(err[true] < 0.5 * err[false]);
-}
-
-namespace {
-
-std::vector<std::vector<int64_t>> ToRows(const std::vector<at::Tensor>& ids) {
-  std::vector<std::vector<int64_t>> rows;
-  for (const auto& t : ids) {
-    const at::Tensor c = t.reshape({-1}).contiguous();
-    rows.emplace_back(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-  }
-  return rows;
-}
-
-struct PyCase {
-  bool moe;
-  int wbits, abits;
-  double alpha;
-  bool qkv_out;
-};
-
-// Full pipeline (QuantizeModel with SmoothQuant, then InstallActivationQuantization) against
-// the python reference, with and without smoothing.
-void CheckAgainstPython(const PyCase& pc, const std::string& name) {
-  bitsweep::testing::RequirePythonTorch();
-  c10::InferenceMode guard;
-  const std::string dir = bitsweep::testing::ScratchDir(name);
-  const Qwen3Config c = Config(pc.moe);
-  const Tensors w = Weights(c, 61, /*outliers=*/true);
-  std::vector<std::pair<std::string, at::Tensor>> ordered(w.begin(), w.end());
-  REQUIRE(bitsweep::model::WriteModelFolder(dir + "/model", c, ordered, "f32", 0).ok());
-  const auto calib_ids = ToRows(Ids(4, 32, 71));
-  const std::vector<at::Tensor> eval_t = Ids(2, 24, 72);
-  const auto eval_ids = ToRows(eval_t);
-  std::ofstream(dir + "/calib.json") << nlohmann::json(calib_ids).dump();
-  std::ofstream(dir + "/eval.json") << nlohmann::json(eval_ids).dump();
-  const std::string out_path = dir + "/ref.bin";
-  bitsweep::testing::RunPython(
-      bitsweep::testing::SourceDir() + "/tests/reference/smoothquant_reference.py " + dir +
-          "/model " + dir + "/calib.json " + dir + "/eval.json " + std::to_string(pc.alpha) + " " +
-          std::to_string(pc.wbits) + " " + std::to_string(pc.abits) + " " +
-          (pc.qkv_out ? "1" : "0") + " " + out_path,
-      dir + "/python.log");
-  const int64_t per = 2 * 24 * kVocab;
-  std::vector<double> buf(3 * per);
-  std::ifstream in(out_path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(buf.data()), buf.size() * sizeof(double));
-  REQUIRE(in.gcount() == static_cast<std::streamsize>(buf.size() * sizeof(double)));
-  const at::Tensor ref = at::from_blob(buf.data(), {3, 2, 24, kVocab}, at::kDouble).clone();
-
-  bitsweep::quant::CalibrationSet calib;
-  for (const auto& r : calib_ids) calib.samples.emplace_back(r.begin(), r.end());
-  const at::Tensor ids = at::cat(eval_t);
-  std::vector<at::Tensor> got;
-  for (bool smooth : {true, false}) {
-    auto m = Qwen3Model::Load(dir + "/model");
-    REQUIRE(m.ok());
-    // released_code is SmoothQuant without smoothing.
-    char alpha[32];
-    std::snprintf(alpha, sizeof(alpha), "%.17g", pc.alpha);
-    bitsweep::QuantConfig qc;
-    qc.method = "smoothquant";
-    qc.wbits = pc.wbits;
-    qc.options["alpha"] = alpha;
-    qc.options["released_code"] = smooth ? "false" : "true";
-    bitsweep::quant::QuantizeOptions o;
-    o.method = bitsweep::quant::MakeQuantizer(qc).value();
-    auto r = bitsweep::quant::QuantizeModel(**m, &calib, o);
-    INFO(r.status().ToString());
-    REQUIRE(r.ok());
-    REQUIRE(InstallActivationQuantization(**m, pc.abits, pc.qkv_out).ok());
-    got.push_back((*m)->Forward(ids));
-  }
-  auto fp = Qwen3Model::Load(dir + "/model");
-  REQUIRE(fp.ok());
-  const double e_fp = RelDiff((*fp)->Forward(ids), ref[2]);
-  const double e_smooth = RelDiff(got[0], ref[0]);
-  const double e_plain = RelDiff(got[1], ref[1]);
-  const double gap = RelDiff(ref[0], ref[1]);  // what smoothing changes
-  INFO("FP " << e_fp << ", smoothed " << e_smooth << ", unsmoothed " << e_plain
-             << ", smoothed vs unsmoothed reference " << gap);
-  CHECK(e_fp < 1e-5);
-  CHECK(e_smooth < 1e-4);
-  CHECK(e_plain < 1e-4);
-  CHECK(gap > 100 * std::max(e_smooth, e_plain));
-}
-
-}  // namespace
-
-TEST_CASE("Dense W8A8 SmoothQuant (q/k/v outputs quantised) matches upstream's semantics",
-          "[quant][smoothquant][python]") {
-  CheckAgainstPython({false, 8, 8, 0.5, true}, "sq_python_dense");
-}
-
-TEST_CASE("MoE W4A6 SmoothQuant (router in the smoothing group) matches upstream's semantics",
-          "[quant][smoothquant][python]") {
-  CheckAgainstPython({true, 4, 6, 0.8, false}, "sq_python_moe");
 }

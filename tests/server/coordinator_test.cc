@@ -1,3 +1,5 @@
+// The coordinator's job lifecycle over gRPC: sweeps submitted and validated, leases, heartbeats,
+// completion, expiry, retries, cancellation, restarts and tensor-parallel placement.
 #include "server/coordinator.h"
 
 #include <arpa/inet.h>
@@ -17,25 +19,13 @@
 #include "absl/time/clock.h"
 #include "bitsweep/v1/coordinator.grpc.pb.h"
 #include "bitsweep/v1/worker.grpc.pb.h"
+#include "tests/server/coordinator_testing.h"
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/rpc.h"
 
-namespace bitsweep::server {
+namespace bitsweep::server::coordinator_test {
 namespace {
-
-// rtn w4 and the fp baseline from the first entry (billm w4 makes no sense: skipped), billm w1
-// from the second: 3 jobs, 1 skipped combination. The model path need not exist.
-constexpr const char* kSweepYaml = R"(name: small
-priority: 5
-max_attempts: 2
-models: [/nonexistent/qwen3-tiny]
-methods:
-  - method: [rtn, billm]
-    wbits: [4]
-  - method: billm
-tasks: [wikitext2]
-)";
 
 // Shares the baseline and rtn w4 with kSweepYaml; adds rtn w3.
 constexpr const char* kOverlappingYaml = R"(name: overlap
@@ -46,93 +36,12 @@ methods:
 tasks: [wikitext2]
 )";
 
-struct Running {
-  std::unique_ptr<Coordinator> coordinator;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Coordinator::Stub> client;
-  std::unique_ptr<v1::WorkerGateway::Stub> worker;
-};
-
-// `db` "": a fresh database; otherwise that one (a restarted coordinator).
-Running Start(ServerConfig config = {}, bool with_metrics = false, const std::string& db = "") {
-  config.db = db.empty() ? testing::FreshDatabase() : db;
-  config.listen = "127.0.0.1:0";
-  // Only the metrics test serves /metrics: stopping the exposer (civetweb) takes ~2 s.
-  config.metrics_listen = with_metrics ? "127.0.0.1:0" : "";
-  config.reaper_interval = absl::Milliseconds(50);
-  config.watch_poll_interval = absl::Milliseconds(20);
-  auto started = Coordinator::Start(config);
-  if (!started.ok()) FAIL("Coordinator::Start: " << started.status().ToString());
-  Running r;
-  r.coordinator = std::move(started).value();
-  REQUIRE(r.coordinator->port() > 0);
-  r.channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(r.coordinator->port()),
-                                  grpc::InsecureChannelCredentials());
-  r.client = v1::Coordinator::NewStub(r.channel);
-  r.worker = v1::WorkerGateway::NewStub(r.channel);
-  return r;
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
-  return testing::RpcContext(token);
-}
-
-v1::SubmitSweepResponse Submit(Running& r, const std::string& request_id, const std::string& yaml,
-                               grpc::Status* status_out = nullptr) {
-  v1::SubmitSweepRequest req;
-  req.set_request_id(request_id);
-  req.set_sweep_yaml(yaml);
-  req.set_source_name("test.yaml");
-  v1::SubmitSweepResponse resp;
-  grpc::Status st = r.client->SubmitSweep(Ctx().get(), req, &resp);
-  if (status_out != nullptr) {
-    *status_out = st;
-  } else {
-    REQUIRE_RPC_OK(st);
-  }
-  return resp;
-}
-
 int64_t TotalJobsInStore(Running& r) {
   auto counts = r.coordinator->store().CountJobsByState();
   REQUIRE(counts.ok());
   int64_t total = 0;
   for (const auto& [state, n] : *counts) total += n;
   return total;
-}
-
-int64_t RegisterWorker(Running& r, const std::string& name, int devices = 1, int max_tp = 1) {
-  v1::RegisterRequest req;
-  req.set_name(name);
-  req.set_devices(devices);
-  req.set_memory_gb(64);
-  req.set_max_tp(max_tp);
-  v1::RegisterResponse resp;
-  REQUIRE_RPC_OK(r.worker->Register(Ctx().get(), req, &resp));
-  REQUIRE(resp.worker_id() > 0);
-  return resp.worker_id();
-}
-
-v1::LeaseResponse Lease(Running& r, int64_t worker_id) {
-  v1::LeaseRequest req;
-  req.set_worker_id(worker_id);
-  v1::LeaseResponse resp;
-  REQUIRE_RPC_OK(r.worker->Lease(Ctx().get(), req, &resp));
-  return resp;
-}
-
-grpc::Status Complete(Running& r, int64_t worker_id, int64_t job_id, int64_t epoch, double ppl) {
-  v1::CompleteRequest req;
-  req.set_worker_id(worker_id);
-  req.set_job_id(job_id);
-  req.set_lease_epoch(epoch);
-  auto* m = req.add_metrics();
-  m->set_name("ppl");
-  m->set_value(ppl);
-  m->set_n(32);
-  req.set_provenance_json(R"({"code_version": "test"})");
-  v1::CompleteResponse resp;
-  return r.worker->Complete(Ctx().get(), req, &resp);
 }
 
 grpc::Status Heartbeat(Running& r, int64_t worker_id, int64_t job_id, int64_t epoch,
@@ -155,29 +64,6 @@ v1::Job FindJob(Running& r, int64_t job_id) {
   }
   FAIL("job " << job_id << " not listed");
   return {};
-}
-
-// GET http://127.0.0.1:port/metrics with a plain socket; returns the body.
-std::string HttpGetMetrics(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
-  ::close(fd);
-  const auto body = response.find("\r\n\r\n");
-  REQUIRE(body != std::string::npos);
-  INFO(response.substr(0, 200));
-  REQUIRE(response.rfind("HTTP/1.", 0) == 0);
-  REQUIRE(response.find(" 200 ") != std::string::npos);
-  return response.substr(body + 4);
 }
 
 TEST_CASE("a submitted sweep becomes its expanded jobs and lists the skipped combinations",
@@ -526,161 +412,5 @@ TEST_CASE(
   CHECK(lease.spec_json().find("\"tp\":2") != std::string::npos);
 }
 
-TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUTHENTICATED",
-          "[pg][grpc]") {
-  ServerConfig config;
-  config.client_token = "client-secret";
-  config.worker_token = "worker-secret";
-  Running r = Start(config);
-  v1::ListSweepsResponse sweeps;
-  CHECK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
-        grpc::StatusCode::UNAUTHENTICATED);
-  CHECK(r.client->ListSweeps(Ctx("wrong").get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
-        grpc::StatusCode::UNAUTHENTICATED);
-  CHECK(r.client->ListSweeps(Ctx("worker-secret").get(), v1::ListSweepsRequest(), &sweeps)
-            .error_code() == grpc::StatusCode::UNAUTHENTICATED);
-  REQUIRE_RPC_OK(
-      r.client->ListSweeps(Ctx("client-secret").get(), v1::ListSweepsRequest(), &sweeps));
-  v1::RegisterRequest reg;
-  reg.set_name("w");
-  v1::RegisterResponse reg_resp;
-  CHECK(r.worker->Register(Ctx("client-secret").get(), reg, &reg_resp).error_code() ==
-        grpc::StatusCode::UNAUTHENTICATED);
-  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-secret").get(), reg, &reg_resp));
-}
-
-TEST_CASE("a comma-separated token list accepts each of its tokens, so tokens can be rotated",
-          "[pg][grpc]") {
-  ServerConfig config;
-  config.client_token = "client-old,client-new";
-  config.worker_token = "worker-old,worker-new";
-  Running r = Start(config);
-  v1::ListSweepsResponse sweeps;
-  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-old").get(), v1::ListSweepsRequest(), &sweeps));
-  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("client-new").get(), v1::ListSweepsRequest(), &sweeps));
-  for (const char* wrong : {"client-old,client-new", "client-", "client-newer", "worker-new", ""}) {
-    INFO("token '" << wrong << "'");
-    CHECK(r.client->ListSweeps(Ctx(wrong).get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
-          grpc::StatusCode::UNAUTHENTICATED);
-  }
-  v1::RegisterRequest reg;
-  v1::RegisterResponse reg_resp;
-  reg.set_name("w-old");
-  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-old").get(), reg, &reg_resp));
-  reg.set_name("w-new");
-  REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-new").get(), reg, &reg_resp));
-  CHECK(r.worker->Register(Ctx("client-new").get(), reg, &reg_resp).error_code() ==
-        grpc::StatusCode::UNAUTHENTICATED);
-}
-
-TEST_CASE("the standard health service answers SERVING", "[pg][grpc]") {
-  Running r = Start();
-  const testing::Answer health = testing::HealthCheck(r.channel);
-  REQUIRE_RPC_OK(health.status);
-  CHECK(health.bytes == testing::kServing);
-}
-
-TEST_CASE(
-    "with tokens configured, the health service still answers without a token (Kubernetes probes)",
-    "[pg][grpc]") {
-  ServerConfig config;
-  config.client_token = "client-secret";
-  config.worker_token = "worker-secret";
-  Running r = Start(config);
-  // No authorization metadata, as the kubelet's gRPC probe sends none.
-  const testing::Answer health = testing::HealthCheck(r.channel);
-  REQUIRE_RPC_OK(health.status);
-  CHECK(health.bytes == testing::kServing);
-  // The bitsweep services on the same port still refuse the missing token.
-  v1::ListSweepsResponse sweeps;
-  CHECK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps).error_code() ==
-        grpc::StatusCode::UNAUTHENTICATED);
-}
-
-// Runs the next operation on `cq` to completion; false when it failed.
-bool Await(grpc::CompletionQueue& cq, void* expected_tag) {
-  void* tag = nullptr;
-  bool ok = false;
-  if (!cq.Next(&tag, &ok)) return false;
-  return ok && tag == expected_tag;
-}
-
-TEST_CASE("server reflection lists both bitsweep services", "[pg][grpc]") {
-  Running r = Start();
-  grpc::GenericStub stub(r.channel);
-  grpc::CompletionQueue cq;
-  auto ctx = Ctx();
-  auto call = stub.PrepareCall(
-      ctx.get(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
-  void* const tag = reinterpret_cast<void*>(1);
-  call->StartCall(tag);
-  REQUIRE(Await(cq, tag));
-  grpc::Slice list_services(
-      std::string("\x3a\x00", 2));  // ServerReflectionRequest{list_services: ""}
-  grpc::ByteBuffer request(&list_services, 1);
-  call->Write(request, tag);
-  REQUIRE(Await(cq, tag));
-  call->WritesDone(tag);
-  REQUIRE(Await(cq, tag));
-  grpc::ByteBuffer response;
-  call->Read(&response, tag);
-  REQUIRE(Await(cq, tag));
-  grpc::Status status;
-  call->Finish(&status, tag);
-  REQUIRE(Await(cq, tag));
-  REQUIRE_RPC_OK(status);
-  std::vector<grpc::Slice> slices;
-  REQUIRE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  CHECK(bytes.find("bitsweep.v1.Coordinator") != std::string::npos);
-  CHECK(bytes.find("bitsweep.v1.WorkerGateway") != std::string::npos);
-  cq.Shutdown();
-  void* ignored_tag;
-  bool ignored_ok;
-  while (cq.Next(&ignored_tag, &ignored_ok)) {
-  }
-}
-
-TEST_CASE("the metrics endpoint serves the job gauges and RPC histograms in valid text format",
-          "[pg][grpc]") {
-  Running r = Start(ServerConfig(), /*with_metrics=*/true);
-  REQUIRE(r.coordinator->metrics_port() > 0);
-  Submit(r, "req-m", kSweepYaml);
-  const int64_t worker = RegisterWorker(r, "host-m/0");
-  auto lease = Lease(r, worker);
-  REQUIRE(lease.has_job());
-  REQUIRE_RPC_OK(Complete(r, worker, lease.job_id(), lease.lease_epoch(), 12.5));
-
-  const std::string text = HttpGetMetrics(r.coordinator->metrics_port());
-  INFO(text);
-  CHECK(text.find("bitsweep_jobs{state=\"pending\"} 2") != std::string::npos);
-  CHECK(text.find("bitsweep_jobs{state=\"succeeded\"} 1") != std::string::npos);
-  CHECK(text.find("bitsweep_queue_depth 2") != std::string::npos);
-  CHECK(text.find("bitsweep_rpc_duration_seconds_count{code=\"OK\",method=\"SubmitSweep\"} 1") !=
-        std::string::npos);
-  CHECK(text.find("bitsweep_lease_duration_seconds_count 1") != std::string::npos);
-  CHECK(text.find("bitsweep_job_transitions_total{event=\"LEASE\"} 1") != std::string::npos);
-  CHECK(text.find("bitsweep_jobs_completed_total{") != std::string::npos);
-  CHECK(text.find("bitsweep_job_duration_seconds_count{") != std::string::npos);
-
-  const std::string promtool = "/usr/bin/promtool";
-  if (::access(promtool.c_str(), X_OK) != 0) {
-    WARN("promtool not installed: the text format is not linted");
-    return;
-  }
-  const std::string file = testing::ScratchDir("server-metrics") + "/metrics.txt";
-  std::ofstream(file) << text;
-  FILE* pipe = ::popen((promtool + " check metrics < " + file + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), pipe)) output.append(buf, n);
-  const int rc = ::pclose(pipe);
-  INFO("promtool: " << output);
-  CHECK(WIFEXITED(rc));
-  CHECK(WEXITSTATUS(rc) == 0);
-}
-
 }  // namespace
-}  // namespace bitsweep::server
+}  // namespace bitsweep::server::coordinator_test

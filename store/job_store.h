@@ -89,6 +89,8 @@ struct LeaseRequest {
   int64_t worker_id = 0;
   absl::Time now;
   absl::Duration ttl;
+  // The worker's idempotency key ("" = none): see JobStore::Lease.
+  std::string request_id;
 };
 
 struct HeartbeatReply {
@@ -164,8 +166,14 @@ class JobStore {
   // unregistered worker. Concurrent calls are combined: while one lease runs, the calls that
   // arrive wait and are then served together by one LeaseMany (a call alone is one statement,
   // one round trip).
+  // Idempotent by `request_id` (when not ""): while the job leased under (worker_id,
+  // request_id) is still held (LEASED or CANCEL_REQUESTED), the same call answers that job with
+  // the same epoch and attempt and renews its lease to now + ttl, instead of leasing another
+  // one; the id is stored with the lease, so this survives a coordinator restart. Requests of
+  // one coordinator are served one batch after another, so a retry never races its original.
   virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
-                                                   absl::Duration ttl) = 0;
+                                                   absl::Duration ttl,
+                                                   const std::string& request_id = "") = 0;
   // Leases for several workers in one transaction: one plan and one candidate scan for all of
   // them instead of one each, the hot path's cost under many workers. Result i is what Lease
   // would have returned for requests[i] called after requests[0..i-1] (the same ranking, with
@@ -189,6 +197,8 @@ class JobStore {
                                   bool retryable, absl::Time now) = 0;
   // Treats every lease with deadline < now as a retryable failure; returns how many expired.
   virtual StatusOr<int64_t> ExpireLeases(absl::Time now) = 0;
+  // One round trip to the database (`SELECT 1`): OK, or UNAVAILABLE while it cannot be reached.
+  virtual Status Ping() = 0;
 
   // PENDING -> CANCELED, LEASED -> CANCEL_REQUESTED; jobs another active sweep still needs are
   // kept. Idempotent. Returns the number of jobs changed.

@@ -34,7 +34,7 @@ std::string SetClause(JobEvent event, JobState to, const SetValues& v) {
     case JobState::kLeased:  // a new lease: the fencing token and the attempt count grow
       return ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = " +
              v.worker + ", lease_deadline = " + v.deadline + ", leased_at = " + v.now +
-             ", renewed_at = " + v.now;
+             ", renewed_at = " + v.now + ", lease_request_id = " + v.request_id;
   }
   return "";
 }

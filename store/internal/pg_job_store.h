@@ -29,8 +29,8 @@ class PgJobStore final : public JobStore {
                                 const std::vector<NewJob>& jobs, absl::Time now) override;
   StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) override;
   StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
-  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
-                                           absl::Duration ttl) override;
+  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now, absl::Duration ttl,
+                                           const std::string& request_id) override;
   std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
       const std::vector<LeaseRequest>& requests) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
@@ -40,6 +40,7 @@ class PgJobStore final : public JobStore {
   StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
                           absl::Time now) override;
   StatusOr<int64_t> ExpireLeases(absl::Time now) override;
+  Status Ping() override;
   StatusOr<int64_t> CancelSweep(int64_t sweep_id, const std::string& reason,
                                 absl::Time now) override;
   Status CancelJob(int64_t job_id, const std::string& reason, absl::Time now) override;
@@ -83,8 +84,13 @@ class PgJobStore final : public JobStore {
                              const std::vector<JobEvent>& kinds);
   absl::Duration Backoff(int32_t attempt) const;
 
-  // A batch from the combiner: one request is the single-statement lease, more are LeaseMany.
+  // A batch from the combiner: first the replays (requests whose request id still holds a job get
+  // it again, LeaseReplays), then the rest: one request is the single-statement lease, more are
+  // LeaseMany. A request id repeated within the batch is served once.
   std::vector<StatusOr<std::optional<LeasedJob>>> ServeLeases(
+      const std::vector<LeaseRequest>& requests);
+  // The jobs still held under the requests' (worker, request id), renewed; by request index.
+  StatusOr<std::map<std::size_t, LeasedJob>> LeaseReplays(
       const std::vector<LeaseRequest>& requests);
   StatusOr<std::optional<LeasedJob>> LeaseOne(const LeaseRequest& request);
 

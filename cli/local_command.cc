@@ -114,7 +114,12 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
                                      "--data-dir",
                                      data_dir,
                                      "--poll-seconds",
-                                     "0.5"};
+                                     "0.5",
+                                     // Kept with the rest of the state: a worker of a rerun
+                                     // resumes its session (its name is free at once) and
+                                     // delivers what a stopped run left in its spool.
+                                     "--state-dir",
+                                     (state / "workers" / absl::StrCat("local-", i)).string()};
     if (f.devices_per_worker > 0) {
       for (const char* flag : {"--devices", "--max-tp"}) {
         argv.push_back(flag);

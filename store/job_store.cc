@@ -102,5 +102,17 @@ Status PgJobStore::Ping() {
       Mode::kOneStatement);
 }
 
+StatusOr<std::string> PgJobStore::ClusterId() {
+  std::string id;
+  RETURN_IF_ERROR(Transact(
+      "ClusterId",
+      [&](pqxx::transaction_base& tx) -> Status {
+        id = tx.exec1("SELECT id FROM cluster")[0].as<std::string>();
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  return id;
+}
+
 }  // namespace internal
 }  // namespace bitsweep::store

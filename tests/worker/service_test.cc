@@ -13,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -405,7 +406,11 @@ TEST_CASE("a second worker under a live worker's name is refused at Register, na
   WorkerOptions second = f.options;
   second.state_dir = f.dir + "/state-of-another";  // another process: another session
   std::atomic<bool> stop{false};
-  const Status refused = RunWorker(second, &stop);
+  auto second_run = std::async(std::launch::async, [&] { return RunWorker(second, &stop); });
+  const bool ended = second_run.wait_for(seconds(30)) == std::future_status::ready;
+  stop = true;  // had it been let in, it would run until stopped
+  const Status refused = second_run.get();
+  CHECK(ended);
   CHECK(refused.code() == absl::StatusCode::kAlreadyExists);
   CHECK(refused.message().find("the worker name 'w1' is held by a live worker") !=
         absl::string_view::npos);

@@ -118,7 +118,12 @@ void StartWorkers(const std::string& bin, const std::string& addr, const Service
                                      "--data-dir",
                                      data_dir,
                                      "--poll-seconds",
-                                     "0.5"};
+                                     "0.5",
+                                     // Kept with the rest of the state: a worker of a rerun
+                                     // resumes its session (its name is free at once) and
+                                     // delivers what a stopped run left in its spool.
+                                     "--state-dir",
+                                     (state / "workers" / absl::StrCat("local-", i)).string()};
     if (f.devices_per_worker > 0) {
       for (const char* flag : {"--devices", "--max-tp"}) {
         argv.push_back(flag);

@@ -81,7 +81,8 @@ EvalFacts ReadEvalFacts(const std::string& provenance_json, const EvalConfig& sp
 
 struct ColumnBuild {
   ResultsColumn column;
-  std::string base;  // "wikitext2 ppl"
+  std::string base;   // "wikitext2 ppl"
+  std::string match;  // the key without what only provenance tells (data file, protocol)
 };
 
 }  // namespace
@@ -93,7 +94,14 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   std::map<RowKey, ResultsRow> rows;
   std::map<std::string, std::vector<LabelField>> calibration_of;  // by artifact key
   std::map<std::pair<std::string, size_t>, ResultsCell> cells;  // (row key, column) -> cell
-  for (const ResultInput& in : inputs) {
+  // A diverged job's row (non-finite, no provenance: common/diverged.h) goes into the column its
+  // settings match once the results with provenance have made the columns, so it comes last.
+  std::vector<const ResultInput*> by_placement;
+  for (const ResultInput& in : inputs) by_placement.push_back(&in);
+  std::stable_partition(by_placement.begin(), by_placement.end(),
+                        [](const ResultInput* in) { return std::isfinite(in->value); });
+  for (const ResultInput* input : by_placement) {
+    const ResultInput& in = *input;
     auto spec = JobSpecFromJson(in.spec_json);
     if (!spec.ok()) {
       ++table.unreadable;
@@ -108,11 +116,22 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
     if (!facts.data.empty()) settings.emplace_back("data", facts.data);
     if (!facts.protocol.empty()) settings.emplace_back("protocol", facts.protocol);
     std::string key = absl::StrCat(in.metric, "|", EvalKey(eval));
+    std::string match = key;
+    if (IsTaskPath(eval.task)) absl::StrAppend(&match, ";task=", eval.task);
     for (const auto& [name, value] : settings) absl::StrAppend(&key, ";", name, "=", value);
+    if (!std::isfinite(in.value) && facts.data.empty() && facts.protocol.empty()) {
+      for (const ColumnBuild& c : columns) {
+        if (c.match == match) {
+          key = c.column.key;
+          break;
+        }
+      }
+    }
     auto [ci, new_column] = column_index.try_emplace(key, columns.size());
     if (new_column) {
       ColumnBuild c;
       c.base = absl::StrCat(TaskColumnName(eval.task), ppl ? " ppl" : " acc");
+      c.match = match;
       c.column.task = eval.task;
       c.column.metric = in.metric;
       c.column.lower_is_better = ppl;

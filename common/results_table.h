@@ -72,7 +72,9 @@ struct ResultsTable {
 };
 
 // Keeps each task's headline metric (ppl for perplexity, acc otherwise) and pivots. Of two
-// results for one cell (the same job key stored twice), the later job's is kept.
+// results for one cell (the same job key stored twice), the later job's is kept. A non-finite
+// value without provenance (a diverged job's row, common/diverged.h) joins the column of its
+// metric and evaluation settings whatever data file the other results of that column name.
 ResultsTable PivotResults(const std::vector<ResultInput>& inputs);
 
 // The table as JSON, the format the dashboard and the HTML report read:
@@ -83,7 +85,9 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs);
 //              "cells": {"<column name>": {"value", "stderr", "n", "job_id"}}}]}
 std::string ResultsTableToJson(const ResultsTable& table);
 
-// A cell as the text table prints it: ppl with 3 decimals, accuracies with 4.
+// A cell as the text table prints it: ppl with 3 decimals, accuracies with 4; a diverged
+// model's cell (a non-finite value, common/diverged.h) as "inf", "-inf" or "nan". (JSON has no
+// such numbers: ResultsTableToJson writes null there.)
 std::string FormatResultValue(const ResultsColumn& column, double value);
 
 // The text renderings of the table (`bitsweep results --format`; json and the HTML report are

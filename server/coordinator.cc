@@ -14,6 +14,7 @@
 #include "server/coordinator_service.h"
 #include "server/http_api.h"
 #include "server/job_board.h"
+#include "server/lease_reaper.h"
 #include "server/metrics.h"
 #include "server/worker_gateway.h"
 
@@ -154,8 +155,11 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
 }
 
 void Coordinator::ReapLoop() {
+  // Workers heartbeat again within one TTL of this start (or of the database's return after an
+  // outage); until then an expired deadline may only mean that they could not.
+  LeaseGrace grace(config_.lease_ttl, deps_.now());
   while (!stop_reaper_.WaitForNotificationWithTimeout(config_.reaper_interval)) {
-    auto expired = store_->ExpireLeases(deps_.now());
+    auto expired = ReapOnce(*store_, grace, deps_.now());
     if (!expired.ok()) {
       std::fprintf(stderr, "bitsweep-coordinator: lease reaper: %s\n",
                    expired.status().ToString().c_str());

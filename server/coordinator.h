@@ -3,7 +3,8 @@
 // default health service and server reflection, the plaintext health-only gRPC server (when
 // config.health_listen is set), the Prometheus exposer, the web dashboard (HttpApi, when
 // config.http_listen is set), and the lease reaper (JobStore::ExpireLeases(now) every
-// reaper_interval). The destructor shuts everything down.
+// reaper_interval, held for one lease TTL after the start and after a database outage:
+// server/lease_reaper.h). The destructor shuts everything down.
 //
 //   ServerConfig config;  config.db = "host=... dbname=...";  config.listen = "127.0.0.1:0";
 //   ASSIGN_OR_RETURN(auto coordinator, Coordinator::Start(config));

@@ -19,8 +19,9 @@ struct ResultWithSpec {
   std::string spec_json;  // of row.job_id
 };
 
-// Every stored result of sweep `sweep_id` (0: of every sweep), in the store's order. NOT_FOUND
-// for an unknown sweep.
+// Every stored result of sweep `sweep_id` (0: of every sweep), in the store's order, then one row
+// for each FAILED job whose model diverged (common/diverged.h): the metric its reason names with
+// the value +inf, -inf or NaN, no provenance. NOT_FOUND for an unknown sweep.
 StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, int64_t sweep_id);
 
 // One row as the results pivot reads it (common/results_table.h).

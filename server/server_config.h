@@ -38,7 +38,9 @@ struct ServerConfig {
   std::string health_listen;
   // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
   absl::Duration lease_ttl = absl::Seconds(60);
-  // How often the lease reaper calls JobStore::ExpireLeases(now).
+  // How often the lease reaper calls JobStore::ExpireLeases(now). It expires nothing for one
+  // lease_ttl after the coordinator starts and after the database comes back from an outage
+  // (server/lease_reaper.h), so that workers can heartbeat first.
   absl::Duration reaper_interval = absl::Seconds(2);
   // How often WatchSweep polls the store for changed counts.
   absl::Duration watch_poll_interval = absl::Milliseconds(500);

@@ -10,6 +10,9 @@
 namespace bitsweep::server {
 namespace {
 
+// RegisterRequest.session: long enough not to be guessed.
+constexpr std::size_t kMinSessionLength = 16;
+
 // Metric labels for a leased job: catalog names only (a task given as a file path is "file"),
 // so the label sets stay small whatever the sweeps contain.
 LeaseEntry LeaseLabels(const std::string& spec_json, absl::Time now) {
@@ -52,8 +55,13 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
     if (request->devices() < 0) return absl::InvalidArgumentError("devices: must be >= 0");
     if (request->max_tp() < 0) return absl::InvalidArgumentError("max_tp: must be >= 0");
     if (!(request->memory_gb() >= 0)) return absl::InvalidArgumentError("memory_gb: must be >= 0");
+    if (!request->session().empty() && request->session().size() < kMinSessionLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session: at least ", kMinSessionLength, " characters"));
+    }
     store::WorkerInfo info;
     info.name = request->name();
+    info.session = request->session();
     info.capabilities.devices = request->devices();
     info.capabilities.memory_gb = request->memory_gb();
     info.capabilities.tp = std::max(1, request->max_tp());
@@ -64,7 +72,11 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
       labels[key] = value;
     }
     info.labels_json = labels.dump();
-    ASSIGN_OR_RETURN(int64_t worker_id, deps_.store->RegisterWorker(info, deps_.now()));
+    // A name is refused while another session holds it and was seen within one lease TTL.
+    ASSIGN_OR_RETURN(int64_t worker_id,
+                     deps_.store->RegisterWorker(info, deps_.now(), deps_.lease_ttl));
+    ASSIGN_OR_RETURN(std::string cluster_id, deps_.store->ClusterId());
+    response->set_cluster_id(cluster_id);
     deps_.board->PutWorker(worker_id, WorkerEntry{info.name, info.capabilities});
     response->set_worker_id(worker_id);
     response->set_lease_ttl_seconds(absl::ToDoubleSeconds(deps_.lease_ttl));
@@ -80,7 +92,7 @@ grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
     const absl::Time now = deps_.now();
     // The store reads the worker's registered capabilities from the database.
     StatusOr<std::optional<store::LeasedJob>> got =
-        deps_.store->Lease(request->worker_id(), now, deps_.lease_ttl);
+        deps_.store->Lease(request->worker_id(), now, deps_.lease_ttl, request->request_id());
     if (got.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("worker_id: ", request->worker_id(),
                                               " is not registered: call Register again"));
@@ -112,7 +124,7 @@ grpc::Status WorkerGatewayService::Heartbeat(grpc::ServerContext* context,
     deps_.metrics->CountHeartbeat();
     ASSIGN_OR_RETURN(store::HeartbeatReply reply,
                      deps_.store->Heartbeat(request->job_id(), request->lease_epoch(), deps_.now(),
-                                            deps_.lease_ttl));
+                                            deps_.lease_ttl, request->session()));
     const double progress =
         std::isfinite(request->progress()) ? std::clamp(request->progress(), 0.0, 1.0) : 0.0;
     deps_.board->SetProgress(request->job_id(), JobProgress{progress, request->phase()});
@@ -140,7 +152,8 @@ grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
     }
     const absl::Time now = deps_.now();
     ASSIGN_OR_RETURN(JobState state,
-                     deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now));
+                     deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now,
+                                           request->session()));
     // A replayed Complete finds no lease on the board and counts nothing twice.
     if (auto lease = deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(JobEvent::kComplete);
@@ -160,7 +173,7 @@ grpc::Status WorkerGatewayService::Fail(grpc::ServerContext* context,
   return guard_.Run("Fail", context, [&]() -> Status {
     ASSIGN_OR_RETURN(JobState state,
                      deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
-                                       request->retryable(), deps_.now()));
+                                       request->retryable(), deps_.now(), request->session()));
     if (deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(state == JobState::kPending ? JobEvent::kRetry
                                                                  : JobEvent::kFail);

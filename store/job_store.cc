@@ -66,9 +66,14 @@ Status PgJobStore::Transact(const std::string& what, const Body& body, Mode mode
       return StatusFromCurrentException(what);
     } catch (const pqxx::in_doubt_error&) {
       give_back(false);  // the commit may have landed: only the caller may retry
+      pool_.DiscardIdle();
       return StatusFromCurrentException(what);
     } catch (const pqxx::broken_connection&) {
       give_back(false);
+      // A connection that broke was most likely cut by a server restart, which cut every other
+      // idle one as well: drop them all, so that the retry below (and every caller after it)
+      // connects afresh instead of drawing the next dead connection from the pool.
+      pool_.DiscardIdle();
       // Before COMMIT nothing was committed, so one retry on a fresh connection is safe; it
       // turns a pooled connection that died with a server restart into a reconnect. (An
       // autocommit statement may have landed: Heartbeat and reads repeat harmlessly, and a
@@ -76,10 +81,37 @@ Status PgJobStore::Transact(const std::string& what, const Body& body, Mode mode
       if (attempt == 1) continue;
       return StatusFromCurrentException(what);
     } catch (...) {
-      give_back(!CurrentExceptionBreaksConnection());
+      // The server's goodbye (SQLSTATE 57P01 admin_shutdown, class 08) surfaces as an SQL error
+      // rather than broken_connection when it was read before the socket's end: the same case.
+      const bool broken = CurrentExceptionBreaksConnection();
+      give_back(!broken);
+      if (broken) pool_.DiscardIdle();
+      if (broken && attempt == 1) continue;
       return StatusFromCurrentException(what);
     }
   }
+}
+
+Status PgJobStore::Ping() {
+  return Transact(
+      "Ping",
+      [](pqxx::transaction_base& tx) -> Status {
+        tx.exec("SELECT 1");
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement);
+}
+
+StatusOr<std::string> PgJobStore::ClusterId() {
+  std::string id;
+  RETURN_IF_ERROR(Transact(
+      "ClusterId",
+      [&](pqxx::transaction_base& tx) -> Status {
+        id = tx.exec1("SELECT id FROM cluster")[0].as<std::string>();
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  return id;
 }
 
 }  // namespace internal

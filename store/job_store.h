@@ -65,6 +65,8 @@ struct JobResultRow {
 
 struct WorkerInfo {
   std::string name;  // unique; registering a known name updates that worker
+  // The worker process's secret session ("" = none): see RegisterWorker. Never read back.
+  std::string session;
   Capabilities capabilities;
   std::string labels_json = "{}";  // a JSON object of string labels
   // Artifact keys already loaded; read back, also those of the jobs it completed, each once,
@@ -89,6 +91,8 @@ struct LeaseRequest {
   int64_t worker_id = 0;
   absl::Time now;
   absl::Duration ttl;
+  // The worker's idempotency key ("" = none): see JobStore::Lease.
+  std::string request_id;
 };
 
 struct HeartbeatReply {
@@ -154,7 +158,12 @@ class JobStore {
   // Persists a worker and returns its id (the same id for a known name, whose capabilities and
   // labels are replaced and whose artifacts gain the ones listed). The registry lives in the
   // database, so a restarted coordinator knows every worker without asking it to register again.
-  virtual StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) = 0;
+  // Sessions: the name's stored session becomes worker.session, unless the name is held by
+  // another session (not NULL, not worker.session) that was seen (registered, leased,
+  // heartbeated) after now - `live`: then ALREADY_EXISTS naming the holder. `live` 0: never
+  // refused.
+  virtual StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now,
+                                           absl::Duration live = absl::ZeroDuration()) = 0;
   // NOT_FOUND for an unknown id.
   virtual StatusOr<WorkerInfo> GetWorker(int64_t worker_id) = 0;
 
@@ -164,8 +173,14 @@ class JobStore {
   // unregistered worker. Concurrent calls are combined: while one lease runs, the calls that
   // arrive wait and are then served together by one LeaseMany (a call alone is one statement,
   // one round trip).
+  // Idempotent by `request_id` (when not ""): while the job leased under (worker_id,
+  // request_id) is still held (LEASED or CANCEL_REQUESTED), the same call answers that job with
+  // the same epoch and attempt and renews its lease to now + ttl, instead of leasing another
+  // one; the id is stored with the lease, so this survives a coordinator restart. Requests of
+  // one coordinator are served one batch after another, so a retry never races its original.
   virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
-                                                   absl::Duration ttl) = 0;
+                                                   absl::Duration ttl,
+                                                   const std::string& request_id = "") = 0;
   // Leases for several workers in one transaction: one plan and one candidate scan for all of
   // them instead of one each, the hot path's cost under many workers. Result i is what Lease
   // would have returned for requests[i] called after requests[0..i-1] (the same ranking, with
@@ -175,20 +190,30 @@ class JobStore {
   // database failure, which every request gets. Only the chosen rows are locked.
   virtual std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
       const std::vector<LeaseRequest>& requests) = 0;
+  // The calls about a leased job below take the caller's `session`: the job must be held by the
+  // worker registered under that session ("" matches a worker registered without one), checked
+  // with the epoch; otherwise FAILED_PRECONDITION, as for a stale epoch.
   // Renews the lease to now + ttl. FAILED_PRECONDITION when the epoch is no longer current.
   virtual StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
-                                             absl::Duration ttl) = 0;
+                                             absl::Duration ttl,
+                                             const std::string& session = "") = 0;
   // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED;
   // returns the state the job is in now. A replay with the same epoch after success returns
   // the job's state and writes nothing.
   virtual StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
-                                      const std::vector<JobResultRow>& results, absl::Time now) = 0;
+                                      const std::vector<JobResultRow>& results, absl::Time now,
+                                      const std::string& session = "") = 0;
   // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED (CANCELED
   // after a cancel request). Returns the state the job is in now (also for a replay).
   virtual StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason,
-                                  bool retryable, absl::Time now) = 0;
+                                  bool retryable, absl::Time now,
+                                  const std::string& session = "") = 0;
   // Treats every lease with deadline < now as a retryable failure; returns how many expired.
   virtual StatusOr<int64_t> ExpireLeases(absl::Time now) = 0;
+  // One round trip to the database (`SELECT 1`): OK, or UNAVAILABLE while it cannot be reached.
+  virtual Status Ping() = 0;
+  // The database's identity (store/schema/004_cluster.sql): random, made once per database.
+  virtual StatusOr<std::string> ClusterId() = 0;
 
   // PENDING -> CANCELED, LEASED -> CANCEL_REQUESTED; jobs another active sweep still needs are
   // kept. Idempotent. Returns the number of jobs changed.

@@ -1,6 +1,10 @@
 // Lease: concurrent calls are combined (LeaseCombiner); a call alone is one statement
 // (LeaseOneQuery), a batch is LeaseMany: one read, the ranking in C++, one write. Both rank by
 // store/internal/lease_ranking.h.
+#include <algorithm>
+#include <map>
+#include <utility>
+
 #include "store/internal/lease_batch.h"
 #include "store/internal/lease_sql.h"
 #include "store/internal/pg_job_store.h"
@@ -33,15 +37,103 @@ Status NotRegistered(int64_t worker_id) {
 }  // namespace
 
 StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
-                                                     absl::Duration ttl) {
+                                                     absl::Duration ttl,
+                                                     const std::string& request_id) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
-  return leases_.Lease({worker_id, now, ttl});
+  return leases_.Lease({worker_id, now, ttl, request_id});
 }
 
+// The replay lookup runs inside the combiner's batch, not before it: batches of one coordinator
+// are served one after another, so a retry sent while its original is still being served finds
+// the original's lease once it is its turn.
 std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::ServeLeases(
     const std::vector<LeaseRequest>& requests) {
-  if (requests.size() != 1) return LeaseMany(requests);
-  return {LeaseOne(requests[0])};
+  using Result = StatusOr<std::optional<LeasedJob>>;
+  std::vector<Result> results(requests.size(), std::optional<LeasedJob>());
+  std::map<std::size_t, LeasedJob> replayed;
+  const bool keyed = std::any_of(requests.begin(), requests.end(),
+                                 [](const LeaseRequest& q) { return !q.request_id.empty(); });
+  if (keyed) {
+    StatusOr<std::map<std::size_t, LeasedJob>> found = LeaseReplays(requests);
+    if (!found.ok()) return std::vector<Result>(requests.size(), found.status());
+    replayed = *std::move(found);
+  }
+  // The requests to lease anew; a (worker, request id) repeated within the batch is leased once
+  // and its copies get the same answer.
+  std::vector<LeaseRequest> fresh;
+  std::vector<std::size_t> fresh_index(requests.size(), requests.size());
+  std::map<std::pair<int64_t, std::string>, std::size_t> first;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const LeaseRequest& q = requests[i];
+    if (auto r = replayed.find(i); r != replayed.end()) {
+      results[i] = std::optional<LeasedJob>(r->second);
+      continue;
+    }
+    if (!q.request_id.empty()) {
+      auto [it, inserted] = first.emplace(std::make_pair(q.worker_id, q.request_id), fresh.size());
+      if (!inserted) {
+        fresh_index[i] = it->second;
+        continue;
+      }
+    }
+    fresh_index[i] = fresh.size();
+    fresh.push_back(q);
+  }
+  if (fresh.empty()) return results;
+  std::vector<Result> leased =
+      fresh.size() == 1 ? std::vector<Result>{LeaseOne(fresh[0])} : LeaseMany(fresh);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (fresh_index[i] < fresh.size()) results[i] = leased[fresh_index[i]];
+  }
+  return results;
+}
+
+StatusOr<std::map<std::size_t, LeasedJob>> PgJobStore::LeaseReplays(
+    const std::vector<LeaseRequest>& requests) {
+  // The literal states match the partial index jobs_lease_request.
+  static const std::string* const query = new std::string(
+      "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) "
+      "  AS r(worker_id, request_id, deadline, now) WHERE r.request_id <> '') "
+      "UPDATE jobs SET lease_deadline = " +
+      TsOf("r.deadline") + ", renewed_at = " + TsOf("r.now") +
+      " FROM r WHERE jobs.worker_id = r.worker_id AND jobs.lease_request_id = r.request_id "
+      "AND jobs.lease_request_id IS NOT NULL AND jobs.state IN ('LEASED', 'CANCEL_REQUESTED') "
+      "RETURNING jobs.id, jobs.worker_id, jobs.lease_request_id, jobs.lease_epoch, jobs.attempt, "
+      "jobs.job_key, jobs.artifact_key, jobs.spec::text AS spec");
+  std::vector<int64_t> workers, deadlines, nows;
+  std::vector<std::string> ids;
+  for (const LeaseRequest& q : requests) {
+    workers.push_back(q.worker_id);
+    ids.push_back(q.ttl > absl::ZeroDuration() ? q.request_id : "");
+    deadlines.push_back(Micros(q.now + q.ttl));
+    nows.push_back(Micros(q.now));
+  }
+  std::map<std::size_t, LeasedJob> out;
+  RETURN_IF_ERROR(Transact(
+      "Lease",
+      [&](pqxx::transaction_base& tx) -> Status {
+        out.clear();
+        for (const pqxx::row& row : Exec(tx, *query, NumberArray(workers), TextArray(ids),
+                                         NumberArray(deadlines), NumberArray(nows))) {
+          const int64_t worker = row["worker_id"].as<int64_t>();
+          const std::string id = row["lease_request_id"].as<std::string>();
+          for (std::size_t i = 0; i < requests.size(); ++i) {
+            if (requests[i].worker_id != worker || requests[i].request_id != id) continue;
+            LeasedJob l;
+            l.job_id = row["id"].as<int64_t>();
+            l.epoch = row["lease_epoch"].as<int64_t>();
+            l.attempt = row["attempt"].as<int32_t>();
+            l.job_key = row["job_key"].as<std::string>();
+            l.artifact_key = row["artifact_key"].as<std::string>();
+            l.spec_json = row["spec"].as<std::string>();
+            l.deadline = FromMicros(deadlines[i]);
+            out.emplace(i, std::move(l));
+          }
+        }
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
+  return out;
 }
 
 StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(const LeaseRequest& q) {
@@ -51,7 +143,8 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(const LeaseRequest& q) {
       [&](pqxx::transaction_base& tx) -> Status {
         leased.reset();
         pqxx::result r =
-            Exec(tx, LeaseOneQuery(), Micros(q.now), q.worker_id, Micros(q.now + q.ttl));
+            Exec(tx, LeaseOneQuery(), Micros(q.now), q.worker_id, Micros(q.now + q.ttl),
+                 q.request_id);
         if (r.size() != 1) return absl::InternalError("Lease: expected one row");
         if (r[0]["workers_seen"].as<int64_t>() == 0) return NotRegistered(q.worker_id);
         if (r[0]["id"].is_null()) return absl::OkStatus();

@@ -127,7 +127,8 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
   return sweep_id;
 }
 
-StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now) {
+StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Time now,
+                                             absl::Duration live) {
   if (worker.name.empty()) return absl::InvalidArgumentError("RegisterWorker: name is empty");
   const Capabilities& c = worker.capabilities;
   if (c.devices < 0) return absl::InvalidArgumentError("RegisterWorker: devices < 0");
@@ -136,21 +137,40 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
   int64_t id = 0;
   RETURN_IF_ERROR(
       Transact("RegisterWorker " + worker.name, [&](pqxx::transaction_base& tx) -> Status {
+        // One registration of a name at a time: two workers racing for a name cannot both win.
+        Exec(tx, "SELECT pg_advisory_xact_lock(hashtext($1))", worker.name);
+        pqxx::result held = Exec(tx,
+                                 "SELECT id, session, " + Us("last_heartbeat") +
+                                     " AS seen_us, labels::text AS labels FROM workers "
+                                     "WHERE name = $1",
+                                 worker.name);
+        if (live > absl::ZeroDuration() && !held.empty() && !held[0]["session"].is_null() &&
+            held[0]["session"].as<std::string>() != worker.session) {
+          const absl::Time seen = FromMicros(held[0]["seen_us"].as<int64_t>());
+          if (seen > now - live) {
+            return absl::AlreadyExistsError(
+                "Register: the worker name '" + worker.name + "' is held by a live worker (id " +
+                held[0]["id"].as<std::string>() + ", labels " + held[0]["labels"].as<std::string>() +
+                ", last seen " + absl::FormatDuration(absl::Trunc(now - seen, absl::Seconds(1))) +
+                " ago): give this worker another --name, or stop that one");
+          }
+        }
         id =
             Exec1(tx,
                   "WITH w AS (INSERT INTO workers (name, devices, memory_gb, tp, labels, "
-                  "registered_at, last_heartbeat) VALUES ($1, $2, $3, $4, $5::json, " +
+                  "registered_at, last_heartbeat, session) VALUES ($1, $2, $3, $4, $5::json, " +
                       Ts(7) + ", " + Ts(7) +
-                      ") ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices, "
-                      "memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, labels = EXCLUDED.labels, "
-                      "last_heartbeat = EXCLUDED.last_heartbeat RETURNING id), "
+                      ", NULLIF($8, '')) ON CONFLICT (name) DO UPDATE SET devices = "
+                      "EXCLUDED.devices, memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, "
+                      "labels = EXCLUDED.labels, last_heartbeat = EXCLUDED.last_heartbeat, "
+                      "session = EXCLUDED.session RETURNING id), "
                       // What it reports now, added to what it was seen completing before.
                       "a AS (INSERT INTO worker_artifacts (worker_id, artifact_key) "
                       "SELECT w.id, t.key FROM w CROSS JOIN unnest($6::text[]) WITH ORDINALITY "
                       "AS t(key, n) WHERE t.key <> '' ORDER BY t.n ON CONFLICT DO NOTHING) "
                       "SELECT id FROM w",
                   worker.name, c.devices, c.memory_gb, c.tp, worker.labels_json,
-                  TextArray(worker.artifacts), Micros(now))["id"]
+                  TextArray(worker.artifacts), Micros(now), worker.session)["id"]
                 .as<int64_t>();
         return absl::OkStatus();
       }));

@@ -34,7 +34,7 @@ std::string SetClause(JobEvent event, JobState to, const SetValues& v) {
     case JobState::kLeased:  // a new lease: the fencing token and the attempt count grow
       return ", lease_epoch = jobs.lease_epoch + 1, attempt = jobs.attempt + 1, worker_id = " +
              v.worker + ", lease_deadline = " + v.deadline + ", leased_at = " + v.now +
-             ", renewed_at = " + v.now;
+             ", renewed_at = " + v.now + ", lease_request_id = " + v.request_id;
   }
   return "";
 }
@@ -42,7 +42,9 @@ std::string SetClause(JobEvent event, JobState to, const SetValues& v) {
 StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::transaction_base& tx, int64_t job_id) {
   pqxx::result r = Exec(tx,
                         "SELECT state, lease_epoch, attempt, max_attempts, "
-                        "coalesce(worker_id, 0) AS worker_id FROM jobs WHERE id = $1 FOR UPDATE",
+                        "coalesce(worker_id, 0) AS worker_id, coalesce((SELECT session FROM "
+                        "workers w WHERE w.id = jobs.worker_id), '') AS holder_session "
+                        "FROM jobs WHERE id = $1 FOR UPDATE",
                         job_id);
   if (r.empty()) return absl::NotFoundError("job " + std::to_string(job_id) + " does not exist");
   Locked l;
@@ -51,6 +53,7 @@ StatusOr<PgJobStore::Locked> PgJobStore::LockJob(pqxx::transaction_base& tx, int
   l.attempt = r[0]["attempt"].as<int32_t>();
   l.max_attempts = r[0]["max_attempts"].as<int32_t>();
   l.worker_id = r[0]["worker_id"].as<int64_t>();
+  l.holder_session = r[0]["holder_session"].as<std::string>();
   return l;
 }
 
@@ -84,6 +87,13 @@ Status PgJobStore::Fenced(const std::string& what, int64_t job_id, int64_t epoch
                                        " is not held under lease epoch " + std::to_string(epoch) +
                                        " (current epoch " + std::to_string(job.epoch) + ", state " +
                                        StateName(job.state) + ")");
+}
+
+Status PgJobStore::CheckSession(const std::string& what, int64_t job_id, const Locked& job,
+                                const std::string& session) {
+  if (job.holder_session == session) return absl::OkStatus();
+  return absl::FailedPreconditionError(what + ": job " + std::to_string(job_id) +
+                                       " is held by another worker session");
 }
 
 bool PgJobStore::AlreadyApplied(pqxx::transaction_base& tx, int64_t job_id, int64_t epoch,

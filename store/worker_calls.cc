@@ -37,10 +37,14 @@ StatusOr<ResultArrays> ToArrays(const std::vector<JobResultRow>& results) {
                       NumberArray(ns), TextArray(provenance)};
 }
 
-// Complete of a job held under the given epoch, in one statement: the guarded transition, its
-// job_events row, the results (when it succeeds) and the worker's artifact. No row: not held
-// under that epoch (the caller then finds out why). $1 job id, $2 epoch, $3 now (us), $4..$8 the
-// results' columns.
+// The session of the worker holding a job of table `jobs` ('' when none or it sent none).
+constexpr char kHolderSession[] =
+    "coalesce((SELECT session FROM workers hw WHERE hw.id = jobs.worker_id), '')";
+
+// Complete of a job held under the given epoch by the given session, in one statement: the
+// guarded transition, its job_events row, the results (when it succeeds) and the worker's
+// artifact. No row: not held under that epoch by that session (the caller then finds out why).
+// $1 job id, $2 epoch, $3 now (us), $4..$8 the results' columns, $9 the session.
 const std::string& CompleteQuery() {
   static const std::string* query = [] {
     const std::string succeeded = StateLiteral(JobState::kSucceeded);
@@ -52,8 +56,9 @@ const std::string& CompleteQuery() {
       throw std::logic_error("CompleteQuery: COMPLETE's destinations need one set clause");
     }
     return new std::string(
-        "WITH j AS (SELECT id, state AS from_state, coalesce(worker_id, 0) AS wid, artifact_key "
-        "FROM jobs WHERE id = $1 AND lease_epoch = $2 AND state IN " +
+        std::string("WITH j AS (SELECT id, state AS from_state, coalesce(worker_id, 0) AS wid, "
+                    "artifact_key FROM jobs WHERE id = $1 AND lease_epoch = $2 AND ") +
+        kHolderSession + " = $9 AND state IN " +
         StateList(JobEvent::kComplete) +
         " FOR UPDATE), "
         "u AS (UPDATE jobs SET state = " +
@@ -84,9 +89,9 @@ const std::string& CompleteQuery() {
 // Runs CompleteQuery: the job's state after it, or nullopt when it is not held under `epoch`.
 StatusOr<std::optional<JobState>> CompleteHeld(pqxx::transaction_base& tx, int64_t job_id,
                                                int64_t epoch, absl::Time now,
-                                               const ResultArrays& a) {
+                                               const ResultArrays& a, const std::string& session) {
   pqxx::result r = Exec(tx, CompleteQuery(), job_id, epoch, Micros(now), a.metrics, a.values,
-                        a.stderrs, a.ns, a.provenance);
+                        a.stderrs, a.ns, a.provenance, session);
   if (r.empty()) return std::optional<JobState>();
   ASSIGN_OR_RETURN(JobState to, CheckedMove("Complete", r[0], JobEvent::kComplete));
   return std::optional<JobState>(to);
@@ -95,7 +100,7 @@ StatusOr<std::optional<JobState>> CompleteHeld(pqxx::transaction_base& tx, int64
 }  // namespace
 
 StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
-                                               absl::Duration ttl) {
+                                               absl::Duration ttl, const std::string& session) {
   HeartbeatReply reply;
   RETURN_IF_ERROR(Transact(
       "Heartbeat",
@@ -106,15 +111,20 @@ StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, ab
         pqxx::result r = Exec(
             tx,
             "WITH u AS (UPDATE jobs SET lease_deadline = " + Ts(3) + ", renewed_at = " + Ts(4) +
-                " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) "
-                "RETURNING state, cancel_requested, worker_id), "
+                " WHERE id = $1 AND lease_epoch = $2 AND state = ANY($5::text[]) AND " +
+                std::string(kHolderSession) +
+                " = $6 RETURNING state, cancel_requested, worker_id), "
                 "wk AS (UPDATE workers SET last_heartbeat = " +
                 Ts(4) +
                 " WHERE id = (SELECT worker_id FROM u) RETURNING id) "
                 "SELECT state, cancel_requested, (SELECT count(*) FROM wk) AS workers FROM u",
-            job_id, epoch, Micros(now + ttl), Micros(now), SourceStatesArray(JobEvent::kHeartbeat));
+            job_id, epoch, Micros(now + ttl), Micros(now), SourceStatesArray(JobEvent::kHeartbeat),
+            session);
         if (r.empty()) {
           ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
+          if (job.epoch == epoch && Apply(job.state, JobEvent::kHeartbeat).ok()) {
+            RETURN_IF_ERROR(CheckSession("Heartbeat", job_id, job, session));
+          }
           return Fenced("Heartbeat", job_id, epoch, job);
         }
         ASSIGN_OR_RETURN(JobState state, StateOf(r[0]["state"]));
@@ -128,7 +138,8 @@ StatusOr<HeartbeatReply> PgJobStore::Heartbeat(int64_t job_id, int64_t epoch, ab
 }
 
 StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
-                                        const std::vector<JobResultRow>& results, absl::Time now) {
+                                        const std::vector<JobResultRow>& results, absl::Time now,
+                                        const std::string& session) {
   ASSIGN_OR_RETURN(const ResultArrays arrays, ToArrays(results));
   // The common case in one autocommit statement: the job is held under `epoch` (complete p50
   // 0.56 -> 0.25 ms against the transaction). Anything else (a replay, a fenced or unknown job)
@@ -137,7 +148,7 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
   RETURN_IF_ERROR(Transact(
       "Complete",
       [&](pqxx::transaction_base& tx) -> Status {
-        ASSIGN_OR_RETURN(done, CompleteHeld(tx, job_id, epoch, now, arrays));
+        ASSIGN_OR_RETURN(done, CompleteHeld(tx, job_id, epoch, now, arrays, session));
         return absl::OkStatus();
       },
       Mode::kOneStatement));
@@ -148,13 +159,15 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
     final_state = job.state;
     if (job.epoch == epoch && IsTerminal(job.state) &&
         AlreadyApplied(tx, job_id, epoch, {JobEvent::kComplete})) {
-      return absl::OkStatus();  // a replay of a Complete that landed
+      return absl::OkStatus();  // a replay of a Complete that landed (changes nothing)
     }
     if (job.epoch != epoch || !Apply(job.state, JobEvent::kComplete).ok()) {
       return Fenced("Complete", job_id, epoch, job);
     }
+    RETURN_IF_ERROR(CheckSession("Complete", job_id, job, session));
     // Held under `epoch` after all: the same statement, now under this transaction's lock.
-    ASSIGN_OR_RETURN(std::optional<JobState> to, CompleteHeld(tx, job_id, epoch, now, arrays));
+    ASSIGN_OR_RETURN(std::optional<JobState> to,
+                     CompleteHeld(tx, job_id, epoch, now, arrays, session));
     if (!to.has_value()) {
       return absl::InternalError("job " + std::to_string(job_id) +
                                  ": COMPLETE guard matched no row although the row was locked");
@@ -166,7 +179,7 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
 }
 
 StatusOr<JobState> PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason,
-                                    bool retryable, absl::Time now) {
+                                    bool retryable, absl::Time now, const std::string& session) {
   JobState final_state = JobState::kFailed;
   RETURN_IF_ERROR(Transact("Fail", [&](pqxx::transaction_base& tx) -> Status {
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
@@ -175,11 +188,13 @@ StatusOr<JobState> PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::st
         retryable && job.attempt < job.max_attempts ? JobEvent::kRetry : JobEvent::kFail;
     if (job.epoch == epoch &&
         AlreadyApplied(tx, job_id, epoch, {JobEvent::kRetry, JobEvent::kFail})) {
-      return absl::OkStatus();  // a replay of a Fail that landed
+      return absl::OkStatus();  // a replay of a Fail that landed (changes nothing)
     }
     if (job.epoch != epoch || !Apply(job.state, event).ok()) {
       return Fenced("Fail", job_id, epoch, job);
     }
+    // The job row is locked: checked against the epoch read under the same lock.
+    RETURN_IF_ERROR(CheckSession("Fail", job_id, job, session));
     ASSIGN_OR_RETURN(final_state,
                      Transition(tx, job_id, job, event, now, now + Backoff(job.attempt), reason));
     return absl::OkStatus();

@@ -2,6 +2,9 @@
 
 #include <grpcpp/client_context.h>
 
+#include <cstdio>
+#include <random>
+
 #include "rpc/call_context.h"
 #include "rpc/status_convert.h"
 
@@ -38,6 +41,7 @@ Request Fenced(const JobLease& lease) {
   request.set_worker_id(lease.worker_id);
   request.set_job_id(lease.job_id);
   request.set_lease_epoch(lease.lease_epoch);
+  request.set_session(lease.session);
   return request;
 }
 
@@ -59,15 +63,19 @@ StatusOr<Registration> CoordinatorClient::Register(const v1::RegisterRequest& re
       }));
   Registration registration;
   registration.worker_id = response.worker_id();
+  registration.cluster_id = response.cluster_id();
   if (response.lease_ttl_seconds() > 0) {
     registration.lease_ttl_seconds = response.lease_ttl_seconds();
   }
   return registration;
 }
 
-StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id) {
+StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id,
+                                                          const std::string& request_id,
+                                                          const std::string& session) {
   v1::LeaseRequest request;
   request.set_worker_id(worker_id);
+  request.set_request_id(request_id);
   v1::LeaseResponse response;
   RETURN_IF_ERROR(
       Call(*stub_, token_, "Lease", &v1::WorkerGateway::Stub::Lease, request, &response));
@@ -78,6 +86,7 @@ StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id) {
   lease.lease_epoch = response.lease_epoch();
   lease.attempt = response.attempt();
   lease.spec_json = response.spec_json();
+  lease.session = session;
   return std::optional<JobLease>(std::move(lease));
 }
 
@@ -103,10 +112,8 @@ Status CoordinatorClient::Complete(const JobLease& lease, const std::vector<Metr
     out->set_n(m.n);
   }
   request.set_provenance_json(provenance_json);
-  return RetryUnavailable(kCompleteAttempts, kCompleteRetryDelay, *clock_, nullptr, [&]() {
-    v1::CompleteResponse response;
-    return Call(*stub_, token_, "Complete", &v1::WorkerGateway::Stub::Complete, request, &response);
-  });
+  v1::CompleteResponse response;
+  return Call(*stub_, token_, "Complete", &v1::WorkerGateway::Stub::Complete, request, &response);
 }
 
 Status CoordinatorClient::Fail(const JobLease& lease, const std::string& reason, bool retryable) {
@@ -115,6 +122,14 @@ Status CoordinatorClient::Fail(const JobLease& lease, const std::string& reason,
   request.set_retryable(retryable);
   v1::FailResponse response;
   return Call(*stub_, token_, "Fail", &v1::WorkerGateway::Stub::Fail, request, &response);
+}
+
+std::string NewLeaseRequestId() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char out[33];
+  std::snprintf(out, sizeof(out), "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
+  return out;
 }
 
 }  // namespace bitsweep::worker

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/diverged.h"
 #include "common/job_spec.h"
 #include "model/tp_run.h"
 
@@ -45,23 +47,63 @@ bool ValidResult(const json& r) {
          r.contains("provenance");
 }
 
+// One metric of a result file. Every key is checked before it is read: `m["key"]` on a const
+// object without the key is undefined behaviour in nlohmann::json, not an exception. A null
+// value (nlohmann writes NaN and infinities as null) is a diverged metric: a deterministic
+// failure, named (OUT_OF_RANGE); any other malformed metric is INTERNAL. A missing or null stderr reads as 0 (unknown).
+StatusOr<MetricRow> ReadMetric(const json& m) {
+  if (!m.is_object() || !m.contains("name") || !m["name"].is_string()) {
+    return absl::InternalError("a metric without a name");
+  }
+  MetricRow row;
+  row.name = m["name"].get<std::string>();
+  if (m.contains("value") && m["value"].is_null()) {
+    return absl::OutOfRangeError(DivergedReasonUnknown(row.name));
+  }
+  if (!m.contains("value") || !m["value"].is_number()) {
+    return absl::InternalError(absl::StrCat("metric ", row.name, " has no numeric value"));
+  }
+  row.value = m["value"].get<double>();
+  if (m.contains("stderr") && m["stderr"].is_number()) row.stderr_ = m["stderr"].get<double>();
+  if (m.contains("n") && m["n"].is_number_integer()) row.n = m["n"].get<int64_t>();
+  RETURN_IF_ERROR(CheckFiniteMetrics({row}));
+  return row;
+}
+
 }  // namespace
+
+Status CheckFiniteMetrics(const std::vector<MetricRow>& metrics) {
+  for (const MetricRow& m : metrics) {
+    if (!std::isfinite(m.value)) return absl::OutOfRangeError(DivergedReason(m.name, m.value));
+  }
+  return absl::OkStatus();
+}
 
 JobExit InterpretJobExit(int wait_status, const std::string& result_json) {
   const json r = json::parse(result_json, nullptr, false);
   JobExit out;
   if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == kJobExitOk && ValidResult(r)) {
-    try {
-      for (const auto& m : r["metrics"]) {
-        out.metrics.push_back({m["name"].get<std::string>(), m["value"].get<double>(),
-                               m["stderr"].get<double>(), m["n"].get<int64_t>()});
+    Status bad;
+    for (const auto& m : r["metrics"]) {
+      StatusOr<MetricRow> row = ReadMetric(m);
+      if (!row.ok()) {
+        bad = row.status();
+        break;
       }
+      out.metrics.push_back(*std::move(row));
+    }
+    if (bad.ok()) {
       out.provenance_json = r["provenance"].dump();
       out.succeeded = true;
       return out;
-    } catch (const json::exception&) {
-      out.metrics.clear();  // a malformed metric: as any other invalid result
     }
+    out.metrics.clear();
+    if (bad.code() == absl::StatusCode::kOutOfRange) {  // diverged: no attempt does better
+      out.failure = std::string(bad.message());
+      out.retryable = false;
+      return out;
+    }
+    // Otherwise a malformed metric: as any other invalid result.
   }
   if (WIFSIGNALED(wait_status)) {
     const int signal = WTERMSIG(wait_status);
@@ -213,6 +255,11 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
     return fail(r.status());
   }
   if (!leader) return kJobExitOk;
+  // Said here, where inf and nan are still told apart (JSON has neither: nlohmann writes null).
+  if (Status finite = CheckFiniteMetrics(r->metrics); !finite.ok()) {
+    fail(finite);
+    return kJobExitBadInput;
+  }
   json metrics = json::array();
   for (const auto& m : r->metrics) {
     metrics.push_back({{"name", m.name}, {"value", m.value}, {"stderr", m.stderr_}, {"n", m.n}});

@@ -6,8 +6,11 @@
 //   <scratch>/job-<id>.json.result    {"metrics": [{"name", "value", "stderr", "n"}],
 //                                     "provenance": {...}} or {"error": message, "code": absl
 //                                     code}, written once (atomically) by the child
-// and the child's exit code: 0 ok, 2 bad input (not retryable), 1 any other failure, 127 when
-// the binary cannot be executed.
+// and the child's exit code: 0 ok, 2 the job cannot succeed anywhere (bad input, or a metric
+// that is not finite: "ppl is inf: the quantized model diverges"; not retried), 1 any other
+// failure, 127 when the binary cannot be executed. Whatever the result file holds (not JSON,
+// missing keys, wrong types), the parent reads it without crashing: an unreadable result fails
+// the job.
 #pragma once
 
 #include <sys/types.h>
@@ -49,7 +52,13 @@ struct JobExit {
 };
 
 // Pure: `wait_status` as waitpid returns it, `result_json` the result file's text ("" if none).
+// A metric whose value is not a number (null: NaN or an infinity) fails the job, not retryably,
+// naming the metric.
 JobExit InterpretJobExit(int wait_status, const std::string& result_json);
+
+// OUT_OF_RANGE naming the first metric whose value is NaN or infinite ("ppl is inf: the
+// quantized model diverges"); OK when all are finite.
+Status CheckFiniteMetrics(const std::vector<MetricRow>& metrics);
 
 // One running child. Not thread-safe; the destructor kills and reaps a child still running.
 class JobProcess {

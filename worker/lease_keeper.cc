@@ -12,17 +12,17 @@ LeaseKeeper::LeaseKeeper(double lease_ttl_seconds, HeartbeatFn heartbeat, Clock*
       metrics_(metrics),
       interval_(std::chrono::duration_cast<Clock::Duration>(
           std::chrono::duration<double>(lease_ttl_seconds / kHeartbeatsPerLease))),
-      last_beat_(clock->Now()) {}
+      next_beat_(clock->Now() + interval_) {}
 
 LeaseKeeper::Action LeaseKeeper::Tick(const ProgressFn& progress) {
   const Clock::TimePoint now = clock_->Now();
   Action action;
   action.kill = now >= kill_deadline_;
-  if (lost_ || now - last_beat_ < interval_) return action;
-  last_beat_ = now;
+  if (lost_ || now < next_beat_) return action;
   const StatusOr<bool> answer = heartbeat_(progress());
   const bool fenced = answer.status().code() == absl::StatusCode::kFailedPrecondition;
   const bool cancel = answer.ok() && *answer;
+  next_beat_ = now + (answer.ok() ? interval_ : heartbeat_retry_delay());
   if (metrics_ != nullptr)
     metrics_->CountHeartbeat(answer.ok() ? "ok" : fenced ? "fenced" : "error");
   if (fenced || cancel || (stop_ != nullptr && *stop_)) {

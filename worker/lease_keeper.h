@@ -1,7 +1,10 @@
 // LeaseKeeper: keeps one job's lease while its process runs (STYLE.md P10, P11). The worker
 // calls Tick() every kJobPollInterval until the job process exits; every heartbeat interval (a
 // third of the lease TTL, so that two lost heartbeats still leave the lease alive) Tick sends a
-// heartbeat with the process's progress. A heartbeat answered FAILED_PRECONDITION (the lease was
+// heartbeat with the process's progress. A heartbeat that failed (any error but
+// FAILED_PRECONDITION) is sent again a quarter of an interval later, not a whole one: after an
+// outage the lease is renewed soon after the coordinator can take it, well within the grace its
+// reaper gives (server/lease_reaper.h). A heartbeat answered FAILED_PRECONDITION (the lease was
 // taken away: "fenced"), one answered cancel_requested, or the worker's shutdown (*stop) asks the
 // process to stop (SIGTERM) and, kJobKillGrace later, to die (SIGKILL). Once the lease is lost no
 // heartbeat is sent any more and the job's work is to be discarded.
@@ -24,6 +27,7 @@ namespace bitsweep::worker {
 class WorkerMetrics;
 
 inline constexpr int kHeartbeatsPerLease = 3;            // heartbeat interval = lease TTL / this
+inline constexpr int kHeartbeatRetriesPerInterval = 4;   // retry delay = heartbeat interval / this
 inline constexpr std::chrono::seconds kJobKillGrace{5};  // from SIGTERM to SIGKILL
 inline constexpr std::chrono::milliseconds kJobPollInterval{100};  // how often Tick is called
 
@@ -54,6 +58,8 @@ class LeaseKeeper {
   // The latest heartbeat that asked the process to stop carried cancel_requested.
   bool canceled() const { return canceled_; }
   Clock::Duration heartbeat_interval() const { return interval_; }
+  // How long after a failed heartbeat the next one is sent.
+  Clock::Duration heartbeat_retry_delay() const { return interval_ / kHeartbeatRetriesPerInterval; }
 
  private:
   HeartbeatFn heartbeat_;
@@ -61,7 +67,7 @@ class LeaseKeeper {
   const std::atomic<bool>* stop_;
   WorkerMetrics* metrics_;
   Clock::Duration interval_;
-  Clock::TimePoint last_beat_;
+  Clock::TimePoint next_beat_;
   Clock::TimePoint kill_deadline_ = Clock::TimePoint::max();
   bool lost_ = false;
   bool canceled_ = false;

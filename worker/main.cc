@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   if (const char* t = std::getenv("BITSWEEP_WORKER_TOKEN")) o.token = t;
   app.add_option("--coordinator", o.coordinator, "Coordinator address host:port")
       ->capture_default_str();
-  app.add_option("--name", o.name, "Worker name (default worker-<pid>)");
+  app.add_option("--name", o.name,
+                 "Worker name, unique among live workers (default <host>-<random>, kept in the "
+                 "state directory)");
   app.add_option("--token", o.token, "Worker bearer token (default $BITSWEEP_WORKER_TOKEN)");
   app.add_option("--tls-ca", o.tls_ca, "CA certificate: use TLS to the coordinator");
   app.add_option("--tls-cert", o.tls_cert, "Client certificate (mutual TLS)");
@@ -48,6 +50,10 @@ int main(int argc, char** argv) {
   app.add_option("--idle-exit-seconds", o.idle_exit_seconds,
                  "Exit after this long without a job (0 = never)")
       ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir,
+                 "Directory kept across restarts: finished results not yet delivered, the "
+                 "default name, the session (default under <tmp> per name and coordinator; one "
+                 "worker per directory)");
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
   bitsweep::model::RuntimeOptions ro;

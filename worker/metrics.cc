@@ -44,6 +44,15 @@ WorkerMetrics::WorkerMetrics(const std::string& version)
                      .Name("bitsweep_worker_heartbeats_sent_total")
                      .Help("Heartbeats sent to the coordinator, by result (ok, error, fenced)")
                      .Register(*registry_);
+  discarded_ = &prometheus::BuildCounter()
+                    .Name("bitsweep_worker_results_discarded_total")
+                    .Help("Finished results dropped undelivered, by reason (fenced, refused)")
+                    .Register(*registry_);
+  complete_retries_ = &prometheus::BuildCounter()
+                           .Name("bitsweep_worker_complete_retries_total")
+                           .Help("Complete calls that failed and will be tried again")
+                           .Register(*registry_)
+                           .Add({});
   busy_ = &prometheus::BuildGauge()
                .Name("bitsweep_worker_busy")
                .Help("1 while a job runs on this worker, else 0")
@@ -68,6 +77,10 @@ WorkerMetrics::WorkerMetrics(const std::string& version)
 
 void WorkerMetrics::CountHeartbeat(const std::string& result) {
   heartbeats_->Add({{"result", result}}).Increment();
+}
+
+void WorkerMetrics::CountDiscardedResult(const std::string& reason) {
+  discarded_->Add({{"reason", reason}}).Increment();
 }
 
 void WorkerMetrics::ObserveJob(const std::string& spec_json, const std::string& outcome,

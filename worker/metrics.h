@@ -33,6 +33,13 @@ class WorkerMetrics {
   void SetBusy(bool busy) { busy_->Set(busy ? 1 : 0); }
   // result: "ok", "error" or "fenced".
   void CountHeartbeat(const std::string& result);
+  // bitsweep_worker_results_discarded_total{reason}: a finished result dropped from the spool
+  // without being delivered; reason "fenced" (the lease was taken away), "refused" (the
+  // coordinator answered INVALID_ARGUMENT) or "other_database" (spooled under a coordinator of
+  // another database).
+  void CountDiscardedResult(const std::string& reason);
+  // bitsweep_worker_complete_retries_total: a Complete that will be tried again.
+  void CountCompleteRetry() { complete_retries_->Increment(); }
   // One finished job. `spec_json` is the leased JobSpec (method and task kind labels; "unknown"
   // when it does not parse); outcome: "succeeded", "failed", "canceled" or "lost"; `result_json`
   // is the child's result file ({"metrics", "provenance"}; may be empty): a succeeded job counts
@@ -46,6 +53,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>* jobs_;
   prometheus::Family<prometheus::Histogram>* job_duration_;
   prometheus::Family<prometheus::Counter>* heartbeats_;
+  prometheus::Family<prometheus::Counter>* discarded_;
+  prometheus::Counter* complete_retries_;
   prometheus::Gauge* busy_;
   prometheus::Family<prometheus::Counter>* cache_;
   prometheus::Gauge* tokens_per_second_;

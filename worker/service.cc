@@ -15,6 +15,9 @@
 #include "worker/job_process.h"
 #include "worker/lease_keeper.h"
 #include "worker/metrics.h"
+#include "worker/result_delivery.h"
+#include "worker/result_spool.h"
+#include "worker/worker_state.h"
 
 namespace bitsweep::worker {
 namespace {
@@ -28,9 +31,11 @@ void Log(const std::string& name, const std::string& message) {
   std::fflush(stderr);
 }
 
-v1::RegisterRequest RegisterRequestOf(const WorkerOptions& o, const std::string& name) {
+v1::RegisterRequest RegisterRequestOf(const WorkerOptions& o, const std::string& name,
+                                      const std::string& session) {
   v1::RegisterRequest request;
   request.set_name(name);
+  request.set_session(session);
   request.set_devices(o.devices);
   request.set_memory_gb(o.memory_gb);
   request.set_max_tp(o.max_tp);
@@ -80,10 +85,12 @@ struct FinishedJob {
 class Worker {
  public:
   // `clock` and `metrics` must outlive the worker.
-  Worker(const WorkerOptions& options, std::string name, const std::atomic<bool>* stop,
+  Worker(const WorkerOptions& options, WorkerState state, const std::atomic<bool>* stop,
          Clock& clock, WorkerMetrics* metrics)
       : options_(options),
-        name_(std::move(name)),
+        name_(state.name),
+        session_(state.session),
+        spool_(std::move(state.spool)),
         stop_(stop),
         clock_(clock),
         metrics_(metrics),
@@ -91,15 +98,22 @@ class Worker {
         scratch_(
             (fs::temp_directory_path() / absl::StrCat("bitsweep-worker-", getpid())).string()) {}
 
-  // Registers, then leases and runs jobs until *stop (or the idle limit).
+  // Registers, delivers what the spool holds, then leases and runs jobs until *stop (or the idle
+  // limit).
   Status Run() {
-    ASSIGN_OR_RETURN(registration_, client_.Register(RegisterRequestOf(options_, name_), stop_));
+    ASSIGN_OR_RETURN(registration_,
+                     client_.Register(RegisterRequestOf(options_, name_, session_), stop_));
     Log(absl::StrCat("registered as worker ", registration_.worker_id, " with ",
                      options_.coordinator));
+    DeliverSpooled();
     fs::create_directories(scratch_);
     Clock::TimePoint idle_since = clock_.Now();
+    std::string request_id;  // kept while a Lease goes unanswered, so that its retry is a replay
     while (!Stopped(stop_)) {
-      StatusOr<std::optional<JobLease>> lease = client_.Lease(registration_.worker_id);
+      if (request_id.empty()) request_id = NewLeaseRequestId();
+      StatusOr<std::optional<JobLease>> lease =
+          client_.Lease(registration_.worker_id, request_id, session_);
+      if (lease.ok() || lease.status().code() == absl::StatusCode::kNotFound) request_id.clear();
       if (lease.status().code() == absl::StatusCode::kNotFound) {
         Log("the coordinator does not know this worker (restarted?): registering again");
         RegisterAgain();
@@ -127,8 +141,48 @@ class Worker {
   // it not (its database was reset), Lease answers NOT_FOUND and we register again. The lease
   // TTL of the first registration stays.
   void RegisterAgain() {
-    StatusOr<Registration> again = client_.Register(RegisterRequestOf(options_, name_), stop_);
+    StatusOr<Registration> again =
+        client_.Register(RegisterRequestOf(options_, name_, session_), stop_);
     if (again.ok()) registration_.worker_id = again->worker_id;
+  }
+
+  // The results a previous run of this worker (or this run, before a shutdown) could not deliver.
+  void DeliverSpooled() {
+    std::vector<std::string> unreadable;
+    const std::vector<SpooledResult> spooled = spool_->List(&unreadable);
+    for (const std::string& path : unreadable) {
+      Log(absl::StrCat("unreadable spooled result ", path, " set aside as ", path, ".corrupt"));
+    }
+    if (!spooled.empty()) {
+      Log(absl::StrCat(spooled.size(), " result(s) in ", spool_->dir(), ": delivering"));
+    }
+    for (const SpooledResult& result : spooled) {
+      if (Stopped(stop_)) return;
+      // Job ids and epochs mean nothing in another database: such a result could only land on
+      // the wrong job.
+      if (!result.cluster_id.empty() && !registration_.cluster_id.empty() &&
+          result.cluster_id != registration_.cluster_id) {
+        Log(absl::StrCat("job ", result.lease.job_id, ": discarding its spooled result: it was "
+                         "leased from another coordinator database (", result.cluster_id, ")"));
+        metrics_->CountDiscardedResult("other_database");
+        if (Status removed = spool_->Remove(result); !removed.ok()) Log(removed.ToString());
+        continue;
+      }
+      const Delivery d = DeliverResult(DeliveryContextOf(), result);
+      if (d == Delivery::kDelivered) Log(absl::StrCat("job ", result.lease.job_id, " succeeded"));
+    }
+  }
+
+  DeliveryContext DeliveryContextOf() {
+    DeliveryContext c;
+    c.client = &client_;
+    c.spool = spool_.get();
+    c.clock = &clock_;
+    c.stop = stop_;
+    c.metrics = metrics_;
+    c.lease_ttl_seconds = registration_.lease_ttl_seconds;
+    c.log = [this](const std::string& message) { Log(message); };
+    return c;
   }
 
   bool IdleTooLong(Clock::TimePoint idle_since) {
@@ -185,13 +239,29 @@ class Worker {
                              ? InterpretJobExit(job.wait_status, job.result_json)
                              : JobExit{false, {}, {}, std::string(job.started.message()), true};
     if (exit.succeeded && !job.canceled) {
-      const Status s = client_.Complete(
-          lease, exit.metrics, StampProvenance(exit.provenance_json, name_, lease.attempt));
-      observe(s.ok()                                              ? "succeeded"
-              : s.code() == absl::StatusCode::kFailedPrecondition ? "lost"
-                                                                  : "failed");
-      Log(absl::StrCat("job ", lease.job_id,
-                       s.ok() ? " succeeded" : " complete: ", s.ok() ? "" : s.ToString()));
+      // On disk before the first Complete: from here on no outage and no restart loses it.
+      const std::string provenance = StampProvenance(exit.provenance_json, name_, lease.attempt);
+      StatusOr<SpooledResult> spooled =
+          spool_->Put(lease, exit.metrics, provenance, registration_.cluster_id);
+      if (!spooled.ok()) {
+        Log(absl::StrCat("job ", lease.job_id, ": ", spooled.status().ToString(),
+                         "; delivering the result from memory only"));
+        spooled = SpooledResult{lease, exit.metrics, provenance, registration_.cluster_id, ""};
+      }
+      switch (DeliverResult(DeliveryContextOf(), *spooled)) {
+        case Delivery::kDelivered:
+          observe("succeeded");
+          Log(absl::StrCat("job ", lease.job_id, " succeeded"));
+          break;
+        case Delivery::kFenced:
+          observe("lost");
+          break;
+        case Delivery::kRefused:
+          observe("failed");
+          break;
+        case Delivery::kStopped:  // delivered by the next start
+          break;
+      }
       return;
     }
     const std::string reason = job.canceled ? std::string("canceled") : exit.failure;
@@ -203,6 +273,8 @@ class Worker {
 
   const WorkerOptions& options_;
   const std::string name_;
+  const std::string session_;
+  std::unique_ptr<ResultSpool> spool_;  // locks the state directory for this process
   const std::atomic<bool>* stop_;
   Clock& clock_;
   WorkerMetrics* metrics_;
@@ -214,15 +286,21 @@ class Worker {
 }  // namespace
 
 Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
-  const std::string name = o.name.empty() ? absl::StrCat("worker-", getpid()) : o.name;
   WorkerMetrics metrics(kWorkerVersion);
+  return RunWorker(o, stop, &metrics);
+}
+
+Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop, WorkerMetrics* metrics) {
+  ASSIGN_OR_RETURN(WorkerState state, OpenWorkerState(o.state_dir, o.name, o.coordinator));
+  const std::string name = state.name;
   std::unique_ptr<MetricsServer> metrics_server;
   if (!o.metrics_listen.empty()) {
-    ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(o.metrics_listen, metrics.registry()));
+    ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(o.metrics_listen, metrics->registry()));
     Log(name, absl::StrCat("metrics on http://", o.metrics_listen, "/metrics (port ",
                            metrics_server->port(), ")"));
   }
-  return Worker(o, name, stop, SteadyClock(), &metrics).Run();
+  Log(name, absl::StrCat("state in ", state.dir));
+  return Worker(o, std::move(state), stop, SteadyClock(), metrics).Run();
 }
 
 }  // namespace bitsweep::worker

@@ -4,7 +4,11 @@
 // job. A heartbeat answered with cancel_requested, or FAILED_PRECONDITION (the lease was taken
 // away), kills the child promptly; its work is discarded. The parts: the coordinator's RPCs
 // (worker/coordinator_client.h), the job process and its protocol (worker/job_process.h), the
-// heartbeats (worker/lease_keeper.h); the loop in worker/service.cc ties them together.
+// heartbeats (worker/lease_keeper.h), the finished results not yet delivered
+// (worker/result_spool.h, worker/result_delivery.h); the loop in worker/service.cc ties them
+// together. A succeeded job's result is spooled on disk before its first Complete and kept
+// until the coordinator takes it (or fences the lease), through coordinator and database
+// outages and restarts of the worker: a worker starts by delivering what its spool holds.
 #pragma once
 
 #include <atomic>
@@ -18,7 +22,10 @@ namespace bitsweep::worker {
 
 struct WorkerOptions {
   std::string coordinator = "127.0.0.1:50051";
-  std::string name;                       // default: hostname-pid
+  // Unique among the coordinator's live workers (a Register under a name another live worker
+  // holds is refused, naming it). "" = the state directory's: <host name>-<random suffix>, made
+  // on the first start and kept (worker/worker_state.h).
+  std::string name;
   std::string token;                      // worker bearer token ("" = none)
   std::string tls_ca, tls_cert, tls_key;  // TLS to the coordinator when tls_ca is set
   std::string artifact_root;              // shared directory of quantized models
@@ -32,11 +39,21 @@ struct WorkerOptions {
   std::string self_exe;        // this binary (for run-job children); default /proc/self/exe
   int threads = 0;             // CPU threads of each job process (0 = all cores)
   std::string metrics_listen;  // host:port of the Prometheus /metrics endpoint ("" = off)
+  // Survives restarts (worker/worker_state.h): the spool of finished results not yet delivered
+  // (locked: one worker per state directory), the default name and the session. "" = under
+  // <temp>, per name and coordinator (OpenWorkerState). A spooled result is re-sent only to a
+  // coordinator of the database that leased it (RegisterResponse.cluster_id).
+  std::string state_dir;
 };
+
+class WorkerMetrics;
 
 // Runs until *stop becomes true (or the idle limit passes). Errors only for a metrics_listen
 // that cannot be bound or a failed registration; job failures are reported to the coordinator
 // and the loop goes on.
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
+// The same, counting into `metrics` (which must outlive the call): for tests.
+Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop,
+                 WorkerMetrics* metrics);
 
 }  // namespace bitsweep::worker

@@ -49,4 +49,14 @@ void ConnectionPool::Release(std::unique_ptr<pqxx::connection> c) {
   }
 }
 
+void ConnectionPool::DiscardIdle() {
+  std::vector<std::unique_ptr<pqxx::connection>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ -= static_cast<int>(idle_.size());
+    dropped.swap(idle_);
+  }
+  // Closed outside the lock: closing a connection whose peer is gone may take a moment.
+}
+
 }  // namespace bitsweep::store::internal

@@ -25,6 +25,11 @@ class ConnectionPool {
   // nullptr (or a closed connection) gives the slot back without keeping the connection.
   void Release(std::unique_ptr<pqxx::connection> c);
 
+  // Closes every idle connection (their slots become free): called when one connection was
+  // found broken, since a server restart breaks them all at once. Connections lent out are
+  // dropped when they come back broken.
+  void DiscardIdle();
+
  private:
   struct Waiter {
     std::condition_variable cv;

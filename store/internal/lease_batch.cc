@@ -102,8 +102,10 @@ void Liveness::Saw(int64_t worker_id, absl::Time now) {
 pqxx::result ApplyLeases(pqxx::transaction_base& tx, const std::vector<LeaseRequest>& requests,
                          const std::vector<LeasePick>& picks, const Liveness& live) {
   std::vector<int64_t> job_ids, worker_ids, deadlines, nows;
+  std::vector<std::string> request_ids;
   for (const LeasePick& p : picks) {
     const LeaseRequest& q = requests[p.request];
+    request_ids.push_back(q.request_id);
     job_ids.push_back(p.job->id);
     worker_ids.push_back(q.worker_id);
     deadlines.push_back(Micros(q.now + q.ttl));
@@ -111,7 +113,7 @@ pqxx::result ApplyLeases(pqxx::transaction_base& tx, const std::vector<LeaseRequ
   }
   return Exec(tx, LeaseApplyQuery(), NumberArray(job_ids), NumberArray(worker_ids),
               NumberArray(deadlines), NumberArray(nows), NumberArray(live.workers),
-              NumberArray(live.nows));
+              NumberArray(live.nows), TextArray(request_ids));
 }
 
 }  // namespace bitsweep::store::internal

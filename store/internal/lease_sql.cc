@@ -59,7 +59,7 @@ const std::string& LeaseOneQuery() {
         // The guarded LEASE transition, its job_events row and the worker's liveness, all in
         // this one statement: the lease path is the coordinator's hot path.
         + LeaseTransitionSql("pick WHERE jobs.id = pick.id AND jobs.state IN " + pending,
-                             "pick.state", {Ts(1), "", "", "$2", Ts(3)}) +
+                             "pick.state", {Ts(1), "", "", "$2", Ts(3), "NULLIF($4, '')"}) +
         ", wk AS (UPDATE workers SET last_heartbeat = " + Ts(1) +
         " WHERE id = $2 RETURNING id) "
         "SELECT u.id, u.from_state, u.to_state, u.lease_epoch, u.attempt, u.job_key, "
@@ -117,11 +117,12 @@ const std::string& LeaseApplyQuery() {
   static const std::string* query = [] {
     return new std::string(
         "WITH a AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
-        "$4::bigint[]) AS a(job_id, worker_id, deadline, now)), "
+        "$4::bigint[], $7::text[]) AS a(job_id, worker_id, deadline, now, request_id)), "
         "lk AS (SELECT id, state FROM jobs WHERE id = ANY($1::bigint[]) AND state IN " +
         StateList(JobEvent::kLease) + " FOR UPDATE SKIP LOCKED), " +
         LeaseTransitionSql("a JOIN lk ON lk.id = a.job_id WHERE jobs.id = a.job_id", "lk.state",
-                           {TsOf("a.now"), "", "", "a.worker_id", TsOf("a.deadline")}) +
+                           {TsOf("a.now"), "", "", "a.worker_id", TsOf("a.deadline"),
+                            "NULLIF(a.request_id, '')"}) +
         ", wk AS (UPDATE workers SET last_heartbeat = " + TsOf("l.now") +
         " FROM unnest($5::bigint[], $6::bigint[]) AS l(id, now) WHERE workers.id = l.id) "
         "SELECT * FROM u");

@@ -8,7 +8,7 @@ namespace bitsweep::store::internal {
 
 // The single-statement lease: candidate windows, ranking, `FOR UPDATE SKIP LOCKED`, the
 // guarded transition, its job_events row and the worker's liveness in one round trip.
-// $1 now (us), $2 worker id, $3 lease deadline (us). Always one row: workers_seen 0 for an
+// $1 now (us), $2 worker id, $3 lease deadline (us), $4 request id ("" = none). Always one row: workers_seen 0 for an
 // unregistered worker; id NULL when nothing was leased; else the leased job (LeasedFromRow).
 const std::string& LeaseOneQuery();
 
@@ -28,7 +28,8 @@ enum SnapshotRowKind {
 // LeaseMany's transitions in one statement: locks the picks that are still pending and that
 // nobody else holds (SKIP LOCKED), LEASEs them with their job_events rows, and records the
 // liveness of the batch's workers. A pick not returned was taken by someone else. $1 jobs,
-// $2 their workers, $3 deadlines (us), $4 nows (us), $5 workers alive, $6 their nows (us).
+// $2 their workers, $3 deadlines (us), $4 nows (us), $5 workers alive, $6 their nows (us),
+// $7 their request ids ("" = none).
 // Rows: the leased jobs (LeasedFromRow).
 const std::string& LeaseApplyQuery();
 

@@ -27,19 +27,23 @@ class PgJobStore final : public JobStore {
   StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                 const std::string& spec_json, int32_t priority,
                                 const std::vector<NewJob>& jobs, absl::Time now) override;
-  StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now) override;
+  StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now,
+                                   absl::Duration live) override;
   StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
-  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
-                                           absl::Duration ttl) override;
+  StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now, absl::Duration ttl,
+                                           const std::string& request_id) override;
   std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
       const std::vector<LeaseRequest>& requests) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,
-                                     absl::Duration ttl) override;
+                                     absl::Duration ttl, const std::string& session) override;
   StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
-                              const std::vector<JobResultRow>& results, absl::Time now) override;
+                              const std::vector<JobResultRow>& results, absl::Time now,
+                              const std::string& session) override;
   StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason, bool retryable,
-                          absl::Time now) override;
+                          absl::Time now, const std::string& session) override;
   StatusOr<int64_t> ExpireLeases(absl::Time now) override;
+  Status Ping() override;
+  StatusOr<std::string> ClusterId() override;
   StatusOr<int64_t> CancelSweep(int64_t sweep_id, const std::string& reason,
                                 absl::Time now) override;
   Status CancelJob(int64_t job_id, const std::string& reason, absl::Time now) override;
@@ -66,7 +70,8 @@ class PgJobStore final : public JobStore {
     JobState state;
     int64_t epoch;
     int32_t attempt, max_attempts;
-    int64_t worker_id;  // 0: none
+    int64_t worker_id;           // 0: none
+    std::string holder_session;  // the session of worker_id ("" when none)
   };
   static StatusOr<Locked> LockJob(pqxx::transaction_base& tx, int64_t job_id);
   // Moves a locked job along `event` (guarded by its source states and epoch), sets the columns
@@ -78,13 +83,21 @@ class PgJobStore final : public JobStore {
                                        absl::Time not_before, const std::string& reason);
   // Lease gone: NOT_FOUND, stale epoch or wrong state -> FAILED_PRECONDITION.
   static Status Fenced(const std::string& what, int64_t job_id, int64_t epoch, const Locked& job);
+  // FAILED_PRECONDITION when `session` is not the session of the job's holder.
+  static Status CheckSession(const std::string& what, int64_t job_id, const Locked& job,
+                             const std::string& session);
   // True when an event of `kinds` was already recorded for (job, epoch): a replayed call.
   static bool AlreadyApplied(pqxx::transaction_base& tx, int64_t job_id, int64_t epoch,
                              const std::vector<JobEvent>& kinds);
   absl::Duration Backoff(int32_t attempt) const;
 
-  // A batch from the combiner: one request is the single-statement lease, more are LeaseMany.
+  // A batch from the combiner: first the replays (requests whose request id still holds a job get
+  // it again, LeaseReplays), then the rest: one request is the single-statement lease, more are
+  // LeaseMany. A request id repeated within the batch is served once.
   std::vector<StatusOr<std::optional<LeasedJob>>> ServeLeases(
+      const std::vector<LeaseRequest>& requests);
+  // The jobs still held under the requests' (worker, request id), renewed; by request index.
+  StatusOr<std::map<std::size_t, LeasedJob>> LeaseReplays(
       const std::vector<LeaseRequest>& requests);
   StatusOr<std::optional<LeasedJob>> LeaseOne(const LeaseRequest& request);
 

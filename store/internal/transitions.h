@@ -17,6 +17,8 @@ struct SetValues {
   std::string reason = "$3";
   std::string worker;    // LEASED only: the new holder
   std::string deadline;  // LEASED only: its lease deadline
+  // LEASED only: the Lease call's request id (text; NULL = none)
+  std::string request_id = "NULL";
 };
 
 // `, col = ...`: what moving a job along `event` into `to` sets besides state and updated_at

@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
+#include <limits>
 
 #include "tests/testing/paths.h"
 #include "tests/testing/poll.h"
@@ -57,6 +59,55 @@ TEST_CASE("a child's failure is its error, retried unless the input was bad") {
       InterpretJobExit(Exited(0), R"({"metrics": [{"name": 1}], "provenance": {}})");
   CHECK_FALSE(malformed.succeeded);
   CHECK(malformed.failure == "job process exited with status 0 without a valid result");
+}
+
+TEST_CASE("a non-finite metric is a failure for good that names the metric and says diverged") {
+  CHECK(CheckFiniteMetrics({{"ppl", 12.5, 0, 1}, {"acc", 0.5, 0.01, 10}}).ok());
+  const Status inf =
+      CheckFiniteMetrics({{"acc", 0.5, 0, 1}, {"ppl", std::numeric_limits<double>::infinity()}});
+  CHECK(inf.message() == "ppl is inf: the quantized model diverges");
+  CHECK(CheckFiniteMetrics({{"acc", std::nan("")}}).message() ==
+        "acc is nan: the quantized model diverges");
+  CHECK(CheckFiniteMetrics({{"nll", -std::numeric_limits<double>::infinity()}}).message() ==
+        "nll is -inf: the quantized model diverges");
+
+  // The parent reads what nlohmann::json writes for them (null) the same way.
+  const JobExit exit = InterpretJobExit(
+      Exited(0), R"({"metrics": [{"name": "ppl", "value": null, "stderr": 0, "n": 4}],)"
+                 R"( "provenance": {}})");
+  CHECK_FALSE(exit.succeeded);
+  CHECK_FALSE(exit.retryable);
+  CHECK(exit.failure == "ppl is not a finite number: the quantized model diverges");
+  // As does a child that said so itself (exit code 2).
+  const JobExit said = InterpretJobExit(
+      Exited(kJobExitBadInput), R"({"error": "ppl is inf: the quantized model diverges"})");
+  CHECK_FALSE(said.retryable);
+  CHECK(said.failure == "ppl is inf: the quantized model diverges");
+}
+
+TEST_CASE("a result file of any shape is read without crashing: what is not a result fails") {
+  const char* bad[] = {"",
+                       "{",
+                       "[]",
+                       "null",
+                       R"({"metrics": {}, "provenance": {}})",
+                       R"({"metrics": [3], "provenance": {}})",
+                       R"({"metrics": [{"value": 1}], "provenance": {}})",
+                       R"({"metrics": [{"name": 5, "value": 1}], "provenance": {}})",
+                       R"({"metrics": [{"name": "acc", "value": "0.5"}], "provenance": {}})",
+                       R"({"metrics": [], "error": 3})"};
+  for (const char* text : bad) {
+    INFO(text);
+    const JobExit exit = InterpretJobExit(Exited(0), text);
+    CHECK_FALSE(exit.succeeded);
+    CHECK_FALSE(exit.failure.empty());
+  }
+  // stderr and n are optional (a missing stderr is unknown: 0).
+  const JobExit bare =
+      InterpretJobExit(Exited(0), R"({"metrics": [{"name": "acc", "value": 0.5}], "provenance": 1})");
+  REQUIRE(bare.succeeded);
+  CHECK(bare.metrics[0].stderr_ == 0);
+  CHECK(bare.metrics[0].n == 0);
 }
 
 TEST_CASE("a child killed by a signal failed retryably, whatever its result file says") {

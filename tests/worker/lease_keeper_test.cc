@@ -131,16 +131,47 @@ TEST_CASE("a failed heartbeat keeps the job running; a shutdown stops it at the 
   CHECK(k.Counted("error", 1));
 
   k.stop = true;
-  k.clock.Advance(milliseconds(500));
-  CHECK_FALSE(k.Tick().terminate);  // waits for the heartbeat
-  k.clock.Advance(milliseconds(500));
   k.coordinator.answer = false;
+  k.clock.Advance(milliseconds(100));
+  CHECK_FALSE(k.Tick().terminate);  // waits for the heartbeat (retried 250 ms after the failure)
+  k.clock.Advance(milliseconds(150));
   const LeaseKeeper::Action action = k.Tick();
   CHECK(action.terminate);
   CHECK(action.reason == "shutdown");
   CHECK_FALSE(k.keeper.lost());
   CHECK_FALSE(k.keeper.canceled());
   CHECK(k.coordinator.beats.size() == 2);
+}
+
+TEST_CASE("a failed heartbeat is retried sooner than the next period, then the period resumes") {
+  Keeper k(3.0);  // a heartbeat every second
+  CHECK(k.keeper.heartbeat_retry_delay() == milliseconds(250));
+  k.coordinator.answer = absl::UnavailableError("Heartbeat: the coordinator is restarting");
+  k.clock.Advance(seconds(1));
+  k.Tick();
+  REQUIRE(k.coordinator.beats.size() == 1);
+  // Retried a quarter of the interval later, again and again while it fails.
+  for (int i = 0; i < 2; ++i) {
+    k.clock.Advance(milliseconds(249));
+    k.Tick();
+    CHECK(k.coordinator.beats.size() == static_cast<std::size_t>(1 + i));
+    k.clock.Advance(milliseconds(1));
+    k.Tick();
+    CHECK(k.coordinator.beats.size() == static_cast<std::size_t>(2 + i));
+  }
+  CHECK(k.Counted("error", 3));
+  // Once one lands, the next is a whole interval later.
+  k.coordinator.answer = false;
+  k.clock.Advance(milliseconds(250));
+  k.Tick();
+  REQUIRE(k.coordinator.beats.size() == 4);
+  k.clock.Advance(milliseconds(999));
+  k.Tick();
+  CHECK(k.coordinator.beats.size() == 4);
+  k.clock.Advance(milliseconds(1));
+  k.Tick();
+  CHECK(k.coordinator.beats.size() == 5);
+  CHECK_FALSE(k.keeper.lost());
 }
 
 }  // namespace

@@ -117,6 +117,10 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
   q->add_option("--dtype", f.dtype, "Compute dtype of calibration: fp32 or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
+  q->add_option("--device", f.device,
+                "cpu, cuda, cuda:N, or auto (CUDA when this build has it and a GPU is visible, "
+                "else cpu)")
+      ->capture_default_str();
   // One flag per method option of the catalog; the pipeline checks that the method takes it.
   for (const MethodOption* o : AllOptions()) {
     const std::string name = o->name;

@@ -10,8 +10,10 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
+
 #include <memory>
 
 namespace bitsweep::model {
@@ -21,6 +23,9 @@ class Collective {
   virtual ~Collective() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
+  // Where the tensors it reduces must live: the CPU (Gloo, one process) or this rank's GPU
+  // (NCCL). Small host values (a loss, a count) are reduced in a tensor made here.
+  virtual c10::Device device() const { return c10::Device(c10::kCPU); }
   // In place: every rank ends with the element-wise sum (max) over ranks, bitwise identical on
   // every rank.
   virtual void AllReduceSum(at::Tensor& t) const = 0;

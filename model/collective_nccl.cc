@@ -76,6 +76,9 @@ class NcclCollective final : public Collective {
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
+  c10::Device device() const override {
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(device_));
+  }
   void AllReduceSum(at::Tensor& t) const override { AllReduce(t, ncclSum); }
   void AllReduceMax(at::Tensor& t) const override { AllReduce(t, ncclMax); }
 

@@ -73,6 +73,13 @@ struct LoadOptions {
   // are those of the converted tensors (conversion is elementwise). GlobalTensors() still
   // returns them in the compute dtype. Ignored under tensor parallelism. Load and FromSource.
   bool lazy_globals = false;
+  // The decoder layers' linear weights stay as the checkpoint stores them (memory-mapped: file
+  // pages, not anonymous memory; copied as they are to a CUDA device) instead of being
+  // converted to the compute dtype. For drivers that read the weights but never run the
+  // layers (a quantizer that converts each weight itself); a forward over such a layer in
+  // another dtype fails. The norms are converted as usual. Load only; ignored under tensor
+  // parallelism.
+  bool stored_linear_weights = false;
   // Tensor parallelism: this process is rank tp->rank() of tp->world_size() and loads only its
   // shard (layout above). nullptr: the whole model.
   std::shared_ptr<const Collective> tp;
@@ -210,6 +217,7 @@ class Qwen3Model {
   mutable std::vector<DecoderLayer> layers_;
   std::string source_;                // the folder Load read, for error messages
   mutable std::vector<bool> loaded_;  // per layer; all true unless lazy
+  bool stored_linears_ = false;       // LoadOptions::stored_linear_weights
   std::vector<LayerSetup> layer_setups_;
   TensorGetter lazy_get_;     // lazy models: reads a tensor from the checkpoint
   std::function<void(const std::string&)> release_;  // lazy models: drops a tensor's pages

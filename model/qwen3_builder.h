@@ -38,6 +38,9 @@ class Builder {
         world_(tp_ ? tp_->world_size() : 1),
         release_(std::move(release)) {}
 
+  // Linear weights keep their stored dtype (LoadOptions::stored_linear_weights).
+  void keep_stored_linears(bool keep) { stored_linears_ = keep; }
+
   // Tensor `name` of full shape `shape`; with shard_dim >= 0 under TP, only this rank's equal
   // part of dimension shard_dim.
   // `convert` false (LoadOptions::lazy_globals): the tensor stays in its stored dtype.
@@ -90,6 +93,10 @@ class Builder {
                               bool reduce = true) {
     if (world_ == 1) style = ParallelStyle::kReplicated;
     const int dim = style == ParallelStyle::kColumn ? 0 : style == ParallelStyle::kRow ? 1 : -1;
+    if (stored_linears_ && world_ == 1) {  // LoadOptions::stored_linear_weights
+      ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}, -1, /*convert=*/false));
+      return Linear(w.to(device_), style, nullptr);
+    }
     ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}, dim));
     return Linear(std::move(w), style, style == ParallelStyle::kRow && reduce ? tp_ : nullptr);
   }
@@ -155,6 +162,7 @@ class Builder {
   std::shared_ptr<const Collective> tp_;
   int rank_, world_;
   std::function<void(const std::string&)> release_;
+  bool stored_linears_ = false;
 };
 
 }  // namespace bitsweep::model::internal

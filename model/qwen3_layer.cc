@@ -43,9 +43,11 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * xf.to(x.scalar_type());
 }
 
-at::Tensor Mlp::Forward(const at::Tensor& x) const {
-  return down_proj.Forward(at::silu(gate_proj.Forward(x)) * up_proj.Forward(x));
+at::Tensor Mlp::Activation(const at::Tensor& x) const {
+  return at::silu(gate_proj.Forward(x)) * up_proj.Forward(x);
 }
+
+at::Tensor Mlp::Forward(const at::Tensor& x) const { return down_proj.Forward(Activation(x)); }
 
 at::Tensor MoeBlock::Forward(const at::Tensor& x) const {
   const auto shape = x.sizes().vec();
@@ -111,8 +113,8 @@ RopeTables RopeForPositions(const Qwen3Config& c, at::ScalarType dt, const at::T
   return {emb.cos().to(dt), emb.sin().to(dt), AttentionMask{}};
 }
 
-at::Tensor SelfAttentionForward(const DecoderLayer& l, const Qwen3Config& c, const at::Tensor& x,
-                                const RopeTables& rope) {
+at::Tensor AttentionContext(const DecoderLayer& l, const Qwen3Config& c, const at::Tensor& x,
+                            const RopeTables& rope) {
   const int64_t B = x.size(0), T = x.size(1), hd = c.head_dim;
   // Head counts come from the (possibly column-sharded) weights, so a tensor-parallel shard
   // runs its own heads with no change here.
@@ -177,8 +179,12 @@ at::Tensor SelfAttentionForward(const DecoderLayer& l, const Qwen3Config& c, con
                                      : at::softmax(scores, -1);
     out.narrow(3, s, n).copy_(at::bmm(probs, vc).view({B, n_kv, group, n, hd}));
   }
-  at::Tensor ctx = out.permute({0, 3, 1, 2, 4}).reshape({B, T, n_heads * hd});
-  return l.o_proj.Forward(ctx);
+  return out.permute({0, 3, 1, 2, 4}).reshape({B, T, n_heads * hd});
+}
+
+at::Tensor SelfAttentionForward(const DecoderLayer& l, const Qwen3Config& c,
+                                const at::Tensor& normed, const RopeTables& rope) {
+  return l.o_proj.Forward(AttentionContext(l, c, normed, rope));
 }
 
 at::Tensor DecoderLayerForward(const DecoderLayer& l, const Qwen3Config& c,
@@ -187,6 +193,43 @@ at::Tensor DecoderLayerForward(const DecoderLayer& l, const Qwen3Config& c,
   at::Tensor h = hidden + SelfAttentionForward(l, c, RmsNorm(hidden, l.input_layernorm, eps), rope);
   at::Tensor x = RmsNorm(h, l.post_attention_layernorm, eps);
   return h + (l.moe ? l.moe->Forward(x) : l.mlp->Forward(x));
+}
+
+DenseLayerStages::DenseLayerStages(const DecoderLayer& layer, const Qwen3Config& config,
+                                   const RopeTables& rope, at::Tensor hidden)
+    : layer_(layer), config_(config), rope_(rope), hidden_(std::move(hidden)) {
+  TORCH_CHECK(layer.mlp.has_value() && !layer.moe.has_value(),
+              "DenseLayerStages: the layer is not dense");
+}
+
+// The stages of DecoderLayerForward: h = hidden + o_proj(context(RmsNorm(hidden)));
+// out = h + down(activation(RmsNorm(h))).
+const at::Tensor& DenseLayerStages::Next() {
+  const double eps = config_.rms_norm_eps;
+  switch (next_++) {
+    case 0:
+      input_ = RmsNorm(hidden_, layer_.input_layernorm, eps);
+      break;
+    case 1:
+      input_ = AttentionContext(layer_, config_, input_, rope_);
+      break;
+    case 2:
+      hidden_ = hidden_ + layer_.o_proj.Forward(input_);
+      input_ = RmsNorm(hidden_, layer_.post_attention_layernorm, eps);
+      break;
+    case 3:
+      input_ = layer_.mlp->Activation(input_);
+      break;
+    default:
+      TORCH_CHECK(false, "DenseLayerStages: Next() after the last group");
+  }
+  return input_;
+}
+
+at::Tensor DenseLayerStages::Output() {
+  TORCH_CHECK(next_ == kGroups, "DenseLayerStages: Output() before the last group's input");
+  ++next_;
+  return hidden_ + layer_.mlp->down_proj.Forward(input_);
 }
 
 }  // namespace bitsweep::model

@@ -32,6 +32,8 @@ at::ScalarType ToScalarType(ComputeDType dtype);
 struct Mlp {
   Linear gate_proj, up_proj, down_proj;
   at::Tensor Forward(const at::Tensor& x) const;  // [N, hidden] or [B, T, hidden]
+  // down_proj's input: silu(gate_proj(x)) * up_proj(x). Forward(x) is down_proj(Activation(x)).
+  at::Tensor Activation(const at::Tensor& x) const;
 };
 
 struct MoeBlock {
@@ -91,8 +93,41 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor SelfAttentionForward(const DecoderLayer& layer, const Qwen3Config& config,
                                 const at::Tensor& normed, const RopeTables& rope);
 
+// The attention of SelfAttentionForward before o_proj: o_proj's input, [B, T, q_dim].
+at::Tensor AttentionContext(const DecoderLayer& layer, const Qwen3Config& config,
+                            const at::Tensor& normed, const RopeTables& rope);
+
 // The whole decoder layer with both residuals: [B, T, hidden] -> [B, T, hidden].
 at::Tensor DecoderLayerForward(const DecoderLayer& layer, const Qwen3Config& config,
                                const at::Tensor& hidden, const RopeTables& rope);
+
+// A dense decoder layer's forward cut at the inputs of its linear groups, in true-sequential
+// order (model/arch.h SequentialGroups): {k, v, q} read the normed hidden state, {o} the
+// attention context, {up, gate} the normed residual after attention, {down} the MLP's
+// activation. For a driver that replaces a group's weights after seeing its input and before
+// the next group runs (true-sequential calibration): each Next() computes only what follows
+// the previous group, with that group's weights as they are now, so a layer costs about one
+// forward instead of one per group. Running the stages is DecoderLayerForward op for op: the
+// output equals RunLayer's bit for bit when no weight changed.
+class DenseLayerStages {
+ public:
+  static constexpr int kGroups = 4;
+  // REQUIRES: layer is dense (no MoE block); `hidden` [B, T, hidden].
+  DenseLayerStages(const DecoderLayer& layer, const Qwen3Config& config, const RopeTables& rope,
+                   at::Tensor hidden);
+  // The input of the next group (0: q/k/v, 1: o, 2: up/gate, 3: down), computed through the
+  // previous group's linears. Called kGroups times.
+  const at::Tensor& Next();
+  // The layer's output, through down_proj; after the kGroups-th Next().
+  at::Tensor Output();
+
+ private:
+  const DecoderLayer& layer_;
+  const Qwen3Config& config_;
+  const RopeTables& rope_;
+  int next_ = 0;
+  at::Tensor hidden_;  // the layer's input, then the residual after attention
+  at::Tensor input_;   // the current group's input
+};
 
 }  // namespace bitsweep::model

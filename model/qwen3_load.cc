@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
 #include "model/qwen3_builder.h"
@@ -24,18 +25,25 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   const bool sharded = options.tp && options.tp->world_size() > 1;
   // lazy_globals: the embeddings and lm_head are handed over as mapped, in the stored dtype.
   const bool keep_globals = options.lazy_globals && !sharded;
-  TensorGetter get = [ck, dtype, sharded,
-                      keep_globals](const std::string& name) -> StatusOr<at::Tensor> {
+  // stored_linear_weights: so are the decoder layers' linears.
+  const bool keep_linears = options.stored_linear_weights && !sharded;
+  TensorGetter get = [ck, dtype, sharded, keep_globals,
+                      keep_linears](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
     const bool global = name == "model.embed_tokens.weight" || name == "lm_head.weight";
-    return sharded || (keep_globals && global) ? ck->Load(name) : ck->LoadAs(name, dtype);
+    const bool linear =
+        absl::EndsWith(name, "_proj.weight") || absl::EndsWith(name, ".mlp.gate.weight");
+    const bool keep = sharded || (keep_globals && global) || (keep_linears && linear);
+    return keep ? ck->Load(name) : ck->LoadAs(name, dtype);
   };
   std::function<void(const std::string&)> release = [ck](const std::string& name) {
     ck->ReleasePages(name);
   };
-  auto model = Build(config, options, get, sharded ? release : nullptr);
+  LoadOptions built = options;
+  built.stored_linear_weights = keep_linears;
+  auto model = Build(config, built, get, sharded ? release : nullptr);
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
   }
@@ -51,7 +59,9 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromTensors(
     const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
     const LoadOptions& options) {
   RETURN_IF_ERROR(config.Validate());
-  return Build(config, options, [&tensors](const std::string& name) -> StatusOr<at::Tensor> {
+  LoadOptions built = options;
+  built.stored_linear_weights = false;  // Load only
+  return Build(config, built, [&tensors](const std::string& name) -> StatusOr<at::Tensor> {
     auto it = tensors.find(name);
     if (it == tensors.end()) {
       return absl::InvalidArgumentError(absl::StrCat("missing tensor \"", name, "\""));
@@ -64,7 +74,9 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::FromSource(const Qwen3Config& 
                                                              const TensorSource& get,
                                                              const LoadOptions& options) {
   RETURN_IF_ERROR(config.Validate());
-  ASSIGN_OR_RETURN(auto model, Build(config, options, get));
+  LoadOptions built = options;
+  built.stored_linear_weights = false;  // Load only
+  ASSIGN_OR_RETURN(auto model, Build(config, built, get));
   if (options.lazy_layers) model->lazy_get_ = get;
   return model;
 }
@@ -76,6 +88,7 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
   model->config_ = config;
   model->dtype_ = options.dtype;
   model->device_ = options.device;
+  model->stored_linears_ = options.stored_linear_weights;
   model->tp_ = options.tp ? options.tp : SingleProcessCollective();
   if (model->tp_->world_size() > 1) {
     RETURN_IF_ERROR(ValidateTensorParallel(config, model->tp_->world_size()));
@@ -83,6 +96,7 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Build(
   try {
     Builder b(model->config_, ToScalarType(options.dtype), options.device, get, model->tp_,
               release);
+    b.keep_stored_linears(options.stored_linear_weights);
     const int64_t V = config.vocab_size, H = config.hidden_size;
     const bool convert = !options.lazy_globals || model->tp_->world_size() > 1;
     ASSIGN_OR_RETURN(model->embed_tokens_,
@@ -120,6 +134,7 @@ Status Qwen3Model::LoadLayer(int64_t i) const {
   try {
     Builder b(config_, ToScalarType(dtype_), device_, lazy_get_, tp_,
               tp_->world_size() > 1 ? release_ : nullptr);
+    b.keep_stored_linears(stored_linears_);
     auto layer = b.TakeLayer(i);
     if (!layer.ok()) {
       return absl::Status(layer.status().code(),

@@ -18,4 +18,6 @@ int ConfigureRuntime(const RuntimeOptions& options) {
   return at::get_num_threads();
 }
 
+void ReturnLargeAllocations(size_t bytes) { mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes)); }
+
 }  // namespace bitsweep::model

@@ -163,7 +163,7 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
   auto restore = [&] {
     for (size_t j = 0; j < lins.size(); ++j) lins[j]->SetWeight(orig[j]);
   };
-  at::Tensor losses = at::zeros({n_grid}, at::kDouble);
+  at::Tensor losses = at::zeros({n_grid}, x.options().dtype(at::kDouble));
   try {
     for (int k = 0; k < n_grid; ++k) {
       if (!Mine(split, k)) continue;
@@ -239,7 +239,7 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
 
   AwqClip r;
   r.max_val = org_max.clone();
-  r.steps = at::zeros({out, ng}, at::kLong);
+  r.steps = at::zeros({out, ng}, wf.options().dtype(at::kLong));
   const int64_t rows = std::max<int64_t>(1, kClipBatchFloats / std::max<int64_t>(1, ng * t));
   for (int64_t r0 = 0; r0 < out; r0 += rows) {
     const int64_t nb = std::min(rows, out - r0);
@@ -252,7 +252,7 @@ StatusOr<AwqClip> SearchClipImpl(const at::Tensor& w, const at::Tensor& x, const
     const at::Tensor max_b = org_max.narrow(0, r0, nb);             // [nb, ng]
     at::Tensor best = r.max_val.narrow(0, r0, nb);
     at::Tensor steps = r.steps.narrow(0, r0, nb);
-    at::Tensor min_err = at::full({nb, ng}, kInitialClipError, at::kFloat);
+    at::Tensor min_err = at::full({nb, ng}, kInitialClipError, wf.options());
     for (int64_t i_s = 0; i_s < n_shrink; ++i_s) {
       const at::Tensor max_val = max_b * (1.0 - static_cast<double>(i_s) / o.n_grid);
       const at::Tensor mv = max_val.unsqueeze(-1);

@@ -262,11 +262,15 @@ StatusOr<BillmResult> BillmQuantizeImpl(const at::Tensor& w, const at::Tensor& h
   c10::NoGradGuard no_grad;
   const int64_t rows = w.size(0);
   const int64_t in = w.size(1);
-  at::Tensor H = h.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);
+  // H and W in fp32 on w's device. The per-block searches (salient count, break point) are
+  // sorts and prefix sums over the block on the host: each block's [rows, blocksize] saliency
+  // is copied over once, explicitly (T_host below).
+  const c10::Device device = w.device();
+  at::Tensor H = h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);
   if (!at::isfinite(H).all().item<bool>()) {
     return absl::InvalidArgumentError("BillmQuantize: h contains non-finite values");
   }
-  at::Tensor W = w.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);
+  at::Tensor W = w.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);
   const at::Tensor dead = H.diagonal().eq(0);
   H.diagonal().masked_fill_(dead, 1);
   W.masked_fill_(dead.unsqueeze(0), 0);
@@ -292,7 +296,7 @@ StatusOr<BillmResult> BillmQuantizeImpl(const at::Tensor& w, const at::Tensor& h
   const at::Tensor hdiag = Hc.diagonal().contiguous();
 
   BillmResult result;
-  result.region = at::empty({rows, in}, at::kChar);
+  result.region = at::empty({rows, in}, W.options().dtype(at::kChar));
   double loss = 0;
   double storage = 0;
   int64_t salient_total = 0;
@@ -307,7 +311,8 @@ StatusOr<BillmResult> BillmQuantizeImpl(const at::Tensor& w, const at::Tensor& h
 
     // Salient columns.
     const int64_t up = std::min(options.up_lim, n);
-    const at::Tensor top = std::get<1>(at::topk(T.abs().sum(0), up));  // [up], descending
+    const at::Tensor T_host = T.cpu();  // the block's saliency for the host searches
+    const at::Tensor top = std::get<1>(at::topk(T_host.abs().sum(0), up));  // [up], descending
     std::vector<int64_t> order(top.data_ptr<int64_t>(), top.data_ptr<int64_t>() + up);
     {
       std::vector<uint8_t> in_top(n, 0);
@@ -317,15 +322,16 @@ StatusOr<BillmResult> BillmQuantizeImpl(const at::Tensor& w, const at::Tensor& h
       }
     }
     const at::Tensor tp =
-        T.index_select(1, at::tensor(order, at::kLong)).to(at::kDouble).contiguous();
+        T_host.index_select(1, at::tensor(order, at::kLong)).to(at::kDouble).contiguous();
     const int64_t k = SearchSalientCount(tp, up);
     std::vector<uint8_t> salient(n, 0);
     for (int64_t i = 0; i < k; ++i) salient[order[i]] = 1;
 
     // Break point and the three regions.
-    const float p = SearchBreakPoint(T, salient);
-    const at::Tensor col_salient =
-        at::from_blob(salient.data(), {1, n}, at::kByte).to(at::kBool).expand({rows, n});
+    const float p = SearchBreakPoint(T_host, salient);
+    const at::Tensor col_salient = at::from_blob(salient.data(), {1, n}, at::kByte)
+                                       .to(device, at::kBool)
+                                       .expand({rows, n});
     const at::Tensor big = T.abs().ge(p);
     const at::Tensor m3 = col_salient;
     const at::Tensor m2 = big.logical_and(col_salient.logical_not());
@@ -408,7 +414,7 @@ Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeRe
       std::string note;
       if (lh.tokens[k] < job.min_expert_tokens && roles.at(names[k]).expert) {
         // No 1-bit RTN exists: binarise without data, H = I (saliency by magnitude^2).
-        H = at::eye(lin.in_features(), at::kFloat);
+        H = at::eye(lin.in_features(), lin.weight().options().dtype(at::kFloat));
         note = absl::StrCat("fallback to BiLLM with H = I: ", lh.tokens[k], " calibration tokens (< ",
                             job.min_expert_tokens, ")");
       }

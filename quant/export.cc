@@ -118,11 +118,15 @@ Status QuantizedModelWriter::WriteShard(
     const std::vector<std::pair<std::string, at::Tensor>>& tensors, std::vector<Shard>* shards) {
   Shard s;
   s.file = ShardName(index, num_shards_);
+  // Tensors of a model on a GPU are written from host copies, one shard at a time.
+  std::vector<std::pair<std::string, at::Tensor>> host;
+  host.reserve(tensors.size());
   for (const auto& [name, t] : tensors) {
     s.names.push_back(name);
     s.bytes += static_cast<uint64_t>(t.numel()) * t.element_size();
+    host.push_back({name, t.cpu()});  // no copy for a CPU tensor
   }
-  RETURN_IF_ERROR(model::WriteSafetensorsFile((fs::path(dir) / s.file).string(), tensors));
+  RETURN_IF_ERROR(model::WriteSafetensorsFile((fs::path(dir) / s.file).string(), host));
   shards->push_back(std::move(s));
   return absl::OkStatus();
 }

@@ -74,6 +74,34 @@ double QuantizeRowBlock(float* __restrict w1, float* __restrict err1, int32_t* _
   return loss;
 }
 
+// QuantizeRowBlock for every row at once with tensor ops, for a weight off the CPU (upstream's
+// fasterquant loop): the same operations column by column, with the block's error compensation
+// as one rank-1 update per column. codes: the block's [out, n] columns (written); hinv1: the
+// block's [n, n] corner of Hinv; group: n group indices (host); loss accumulates on the device
+// (no host sync inside the loop).
+void QuantizeBlockOnDevice(at::Tensor& w1, at::Tensor& err1, at::Tensor codes,
+                           const at::Tensor& scales, const at::Tensor& zeros, const int64_t* group,
+                           const at::Tensor& hinv1, float minq, float maxq, at::Tensor& loss) {
+  const int64_t n = w1.size(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const at::Tensor x = w1.select(1, i);
+    const at::Tensor s = scales.select(1, group[i]);
+    const at::Tensor z = zeros.select(1, group[i]);
+    const at::Tensor q = at::clamp(at::round(x / s) + z, minq, maxq);
+    const at::Tensor x_hat = s * (q - z);
+    const at::Tensor d = hinv1.select(0, i).select(0, i);
+    const at::Tensor diff = x - x_hat;
+    loss.add_((diff * diff / (d * d) / 2).sum().to(at::kDouble));
+    const at::Tensor err = diff / d;
+    err1.select(1, i).copy_(err);
+    codes.select(1, i).copy_(q);
+    if (i + 1 < n) {
+      w1.narrow(1, i + 1, n - i - 1)
+          .sub_(err.unsqueeze(1) * hinv1.select(0, i).narrow(0, i + 1, n - i - 1).unsqueeze(0));
+    }
+  }
+}
+
 void StoreParams(const GroupParams& p, int64_t g, at::Tensor& scales, at::Tensor& zeros) {
   scales.select(1, g).copy_(p.scale);
   zeros.select(1, g).copy_(p.zero);
@@ -90,14 +118,17 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   const int64_t n_groups = in / group_size;
   const bool static_groups = grouped && options.static_groups;
 
-  at::Tensor H = h.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [in, in]
+  // Everything runs on w's device (H and W in fp32, as the reference accumulates).
+  const c10::Device device = w.device();
+  const at::TensorOptions f32 = at::TensorOptions(device).dtype(at::kFloat);
+  at::Tensor H = h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [in, in]
   if (!at::isfinite(H).all().item<bool>()) {
     return absl::InvalidArgumentError("GptqQuantize: h contains non-finite values");
   }
-  at::Tensor W = w.to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [out, in]
+  at::Tensor W = w.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [out, in]
 
-  at::Tensor scales = at::zeros({out, n_groups}, at::kFloat);
-  at::Tensor zeros = at::zeros({out, n_groups}, at::kFloat);
+  at::Tensor scales = at::zeros({out, n_groups}, f32);
+  at::Tensor zeros = at::zeros({out, n_groups}, f32);
   if (!grouped) StoreParams(FindParams(W, grid), 0, scales, zeros);
 
   const at::Tensor dead = H.diagonal().eq(0);  // [in]
@@ -111,7 +142,7 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
     }
   }
 
-  at::Tensor perm = at::arange(in, at::kLong);  // permuted position -> original column
+  at::Tensor perm = at::arange(in, f32.dtype(at::kLong));  // permuted position -> original column
   if (options.act_order) {
     perm = std::get<1>(at::sort(H.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true));
     W = W.index_select(1, perm).contiguous();
@@ -126,9 +157,14 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
         "GptqQuantize: the damped Hessian h is not positive definite (Cholesky failed at order ",
         info.item<int64_t>(), "); raise percdamp or calibrate on more tokens"));
   }
+  // Each [in, in] matrix is dropped as soon as the next is made: for a down_proj of Qwen3-8B
+  // they are 604 MB each, and at most two are alive at a time.
+  H = at::Tensor();
+  at::Tensor inverse = at::cholesky_inverse(L);
+  L = at::Tensor();
   at::Tensor Hinv;
-  std::tie(Hinv, info) = at::linalg_cholesky_ex(at::cholesky_inverse(L), /*upper=*/true,
-                                                /*check_errors=*/false);
+  std::tie(Hinv, info) = at::linalg_cholesky_ex(inverse, /*upper=*/true, /*check_errors=*/false);
+  inverse = at::Tensor();
   if (info.item<int64_t>() != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "GptqQuantize: the inverse of the damped Hessian h is not positive definite (Cholesky "
@@ -137,7 +173,8 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   Hinv = Hinv.contiguous();
 
   // Group of each column in processing order.
-  const int64_t* perm_p = perm.data_ptr<int64_t>();
+  const at::Tensor perm_host = perm.cpu();  // once per linear
+  const int64_t* perm_p = perm_host.data_ptr<int64_t>();
   std::vector<int64_t> col_group(in, 0);
   for (int64_t c = 0; c < in; ++c) {
     if (static_groups) {
@@ -147,11 +184,13 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
     }
   }
 
-  at::Tensor codes = at::empty({out, in}, at::kInt);  // processing order
+  at::Tensor codes = at::empty({out, in}, f32.dtype(at::kInt));  // processing order
   std::vector<double> row_loss(out, 0.0);
-  const float* hinv_p = Hinv.data_ptr<float>();
   const float minq = static_cast<float>(grid.minq());
   const float maxq = static_cast<float>(grid.maxq());
+  const bool on_cpu = device.is_cpu();
+  const float* hinv_p = on_cpu ? Hinv.data_ptr<float>() : nullptr;
+  at::Tensor device_loss = at::zeros({}, f32.dtype(at::kDouble));  // off the CPU
   for (int64_t i1 = 0; i1 < in; i1 += options.blocksize) {
     const int64_t i2 = std::min(i1 + options.blocksize, in);
     const int64_t n = i2 - i1;
@@ -162,20 +201,25 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
       }
     }
     at::Tensor W1 = W.slice(1, i1, i2).clone(at::MemoryFormat::Contiguous);  // [out, n]
-    at::Tensor Err1 = at::empty({out, n}, at::kFloat);                        // [out, n]
-    float* w1_p = W1.data_ptr<float>();
-    float* err1_p = Err1.data_ptr<float>();
-    int32_t* codes_p = codes.data_ptr<int32_t>();
-    const float* scale_p = scales.data_ptr<float>();
-    const float* zero_p = zeros.data_ptr<float>();
-    const int64_t* group_p = col_group.data() + i1;
-    at::parallel_for(0, out, kRowGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        row_loss[r] += QuantizeRowBlock(w1_p + r * n, err1_p + r * n, codes_p + r * in + i1,
-                                        scale_p + r * n_groups, zero_p + r * n_groups, group_p,
-                                        hinv_p, in, i1, n, minq, maxq);
-      }
-    });
+    at::Tensor Err1 = at::empty({out, n}, f32);                               // [out, n]
+    if (!on_cpu) {
+      QuantizeBlockOnDevice(W1, Err1, codes.narrow(1, i1, n), scales, zeros, col_group.data() + i1,
+                            Hinv.slice(0, i1, i2).slice(1, i1, i2), minq, maxq, device_loss);
+    } else {
+      float* w1_p = W1.data_ptr<float>();
+      float* err1_p = Err1.data_ptr<float>();
+      int32_t* codes_p = codes.data_ptr<int32_t>();
+      const float* scale_p = scales.data_ptr<float>();
+      const float* zero_p = zeros.data_ptr<float>();
+      const int64_t* group_p = col_group.data() + i1;
+      at::parallel_for(0, out, kRowGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          row_loss[r] += QuantizeRowBlock(w1_p + r * n, err1_p + r * n, codes_p + r * in + i1,
+                                          scale_p + r * n_groups, zero_p + r * n_groups, group_p,
+                                          hinv_p, in, i1, n, minq, maxq);
+        }
+      });
+    }
     if (i2 < in) {
       // W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]; the strided view is BLAS-compatible, so addmm_
       // writes into W without a copy.
@@ -184,7 +228,7 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   }
 
   const at::Tensor invperm = at::argsort(perm);
-  at::Tensor g_idx = at::arange(in, at::kLong).div(group_size, "floor");
+  at::Tensor g_idx = at::arange(in, f32.dtype(at::kLong)).div(group_size, "floor");
   if (!static_groups) g_idx = g_idx.index_select(0, invperm);
 
   GptqResult result;
@@ -194,15 +238,16 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   result.weight.zeros = zeros;
   result.weight.g_idx = g_idx.to(at::kInt);
   for (double l : row_loss) result.loss += l;
+  if (!on_cpu) result.loss = device_loss.item<double>();
   return result;
 }
 
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(int64_t in_features) {
+HessianAccumulator::HessianAccumulator(int64_t in_features, c10::Device device) {
   TORCH_CHECK(in_features > 0, "HessianAccumulator: in_features = ", in_features,
               " must be positive");
-  h_ = at::zeros({in_features, in_features}, at::kFloat);
+  h_ = at::zeros({in_features, in_features}, at::TensorOptions(device).dtype(at::kFloat));
 }
 
 void HessianAccumulator::Add(const at::Tensor& x, int64_t sequences) {
@@ -213,7 +258,7 @@ void HessianAccumulator::Add(const at::Tensor& x, int64_t sequences) {
               " must be >= 1");
   c10::NoGradGuard no_grad;
   // add_batch: rescale the running mean, then add the new sequences' outer products.
-  const at::Tensor xs = x.reshape({-1, in}).to(at::kCPU, at::kFloat);  // [tokens, in]
+  const at::Tensor xs = x.reshape({-1, in}).to(h_.device(), at::kFloat);  // [tokens, in]
   h_.mul_(static_cast<double>(n_) / static_cast<double>(n_ + sequences));
   n_ += sequences;
   const at::Tensor scaled = xs * std::sqrt(2.0 / static_cast<double>(n_));
@@ -274,8 +319,13 @@ class GptqMethod : public Quantizer {
     model::Qwen3Model& m = *job.model;
     const int64_t i = job.index;
     model::DecoderLayer& layer = m.layer(i);
+    const auto groups = model::SequentialGroups(layer, true_sequential_);
+    if (true_sequential_ && !layer.moe && m.tp()->world_size() == 1 &&
+        groups.size() == model::DenseLayerStages::kGroups) {
+      return QuantizeDenseStaged(job, groups, out);
+    }
     const std::map<std::string, model::LinearRole> roles = model::LinearRoles(layer);
-    for (const auto& group : model::SequentialGroups(layer, true_sequential_)) {
+    for (const auto& group : groups) {
       ASSIGN_OR_RETURN(LayerHessians lh, CollectHessians(job, group));
       for (size_t k = 0; k < group.size(); ++k) {
         model::Linear& lin = *lh.linears[k];
@@ -288,20 +338,8 @@ class GptqMethod : public Quantizer {
           out->linears.push_back(r);
           continue;
         }
-        // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
-        double loss = 0;
-        const at::Tensor& H = lh.h[k]->H();
-        ASSIGN_OR_RETURN(
-            QuantizedWeight q,
-            QuantizeRowsSharded(*m.tp(), lin,
-                                [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
-                                  ASSIGN_OR_RETURN(GptqResult r, GptqQuantize(rows, H, gptq_));
-                                  loss = r.loss;
-                                  return std::move(r.weight);
-                                }));
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name, lh.h[k]->H(), lh.tokens[k], out));
         lh.h[k].reset();
-        out->linears.push_back({name, SumOverRanks(*m.tp(), loss), lh.tokens[k], "", {}});
-        out->weights.emplace(name, std::move(q));
       }
     }
     for (at::Tensor& x : *job.xs) x = m.RunLayer(i, x, *job.rope);
@@ -317,6 +355,57 @@ class GptqMethod : public Quantizer {
   }
 
  private:
+  // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
+  Status QuantizeLinear(const model::Collective& tp, model::Linear& lin, const std::string& name,
+                        const at::Tensor& H, int64_t tokens, QuantizeResult* out) const {
+    double loss = 0;
+    ASSIGN_OR_RETURN(QuantizedWeight q,
+                     QuantizeRowsSharded(tp, lin,
+                                         [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+                                           ASSIGN_OR_RETURN(GptqResult r,
+                                                            GptqQuantize(rows, H, gptq_));
+                                           loss = r.loss;
+                                           return std::move(r.weight);
+                                         }));
+    out->linears.push_back({name, SumOverRanks(tp, loss), tokens, "", {}});
+    out->weights.emplace(name, std::move(q));
+    return absl::OkStatus();
+  }
+
+  // A dense layer in true-sequential order, in one process: the calibration inputs pass
+  // through the layer's stages once (model::DenseLayerStages), each group's Hessian taken from
+  // its stage's input, instead of one whole-layer forward per group. The linears of a group
+  // read the same input, so they share one Hessian; it holds what each one's input hook would
+  // have accumulated in a forward, and the stages compute the forward's operations, so the
+  // weights and next-layer inputs are those of the per-group forwards bit for bit.
+  Status QuantizeDenseStaged(LayerJob& job, const std::vector<std::vector<std::string>>& groups,
+                             QuantizeResult* out) const {
+    model::Qwen3Model& m = *job.model;
+    model::DecoderLayer& layer = m.layer(job.index);
+    std::vector<model::DenseLayerStages> stages;
+    stages.reserve(job.xs->size());
+    for (const at::Tensor& x : *job.xs) stages.emplace_back(layer, m.config(), *job.rope, x);
+    for (const auto& group : groups) {
+      std::unique_ptr<HessianAccumulator> h;
+      int64_t tokens = 0;
+      for (model::DenseLayerStages& s : stages) {
+        const at::Tensor& x = s.Next();
+        if (!h) h = std::make_unique<HessianAccumulator>(x.size(-1), x.device());
+        h->Add(x, 1);
+        tokens += x.numel() / x.size(-1);
+      }
+      for (const std::string& relative : group) {
+        model::Linear* lin = FindLinearIn(layer, relative);
+        if (lin == nullptr) {
+          return absl::InternalError(absl::StrCat(job.prefix, relative, ": no such linear"));
+        }
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), *lin, job.prefix + relative, h->H(), tokens, out));
+      }
+    }
+    for (size_t s = 0; s < stages.size(); ++s) (*job.xs)[s] = stages[s].Output();
+    return absl::OkStatus();
+  }
+
   GptqOptions gptq_;
   bool true_sequential_;
 };

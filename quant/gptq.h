@@ -8,6 +8,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
 
@@ -19,7 +20,8 @@ namespace bitsweep::quant {
 
 class HessianAccumulator {
  public:
-  explicit HessianAccumulator(int64_t in_features);
+  // H lives on `device` (the calibration activations' device); Add moves x there.
+  explicit HessianAccumulator(int64_t in_features, c10::Device device = c10::Device(c10::kCPU));
   // x: [..., in_features], one call per calibration batch of `sequences` sequences (GPTQ's
   // hooks see [batch, tokens, in] and count the batch).
   // REQUIRES: x.size(-1) == in_features, sequences >= 1; otherwise throws c10::Error naming the

@@ -27,7 +27,8 @@ StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::st
     // Hessian is over the whole input, gathered from every rank in the hook below.
     const bool gather = lin->style() == model::ParallelStyle::kRow;
     out.h.push_back(std::make_unique<HessianAccumulator>(
-        lin->in_features() * (gather ? job.model->tp()->world_size() : 1)));
+        lin->in_features() * (gather ? job.model->tp()->world_size() : 1),
+        job.model->device()));
   }
   const std::shared_ptr<const model::Collective> tp = job.model->tp();
   for (size_t k = 0; k < names.size(); ++k) {

@@ -42,6 +42,11 @@ class Quantizer {
   virtual Status Validate(const model::Qwen3Config& config) const;
   // Quantizes decoder layer job.index (the contract of quant/layer_job.h).
   virtual Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const = 0;
+  // Whether QuantizeLayer only reads the linears' weights (converting each one itself) and
+  // never runs the layer. The driver may then leave the weights memory-mapped in the
+  // checkpoint's dtype (model::LoadOptions::stored_linear_weights) when the compute dtype
+  // holds them exactly, so a layer costs no anonymous memory. Default: false.
+  virtual bool reads_weights_only() const { return false; }
   // The method's own block of quantization_config.json (its options as the recipe names them),
   // or null when it has none.
   virtual nlohmann::json Recipe() const = 0;

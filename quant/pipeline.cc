@@ -10,7 +10,9 @@
 #include "common/catalog.h"
 #include "common/job_spec.h"
 #include "model/collective.h"
+#include "model/device.h"
 #include "model/qwen3.h"
+#include "model/runtime.h"
 #include "model/tokenizer.h"
 #include "quant/calibration_data.h"
 #include "quant/export.h"
@@ -26,6 +28,8 @@ namespace bitsweep::quant {
 namespace {
 
 Status Bad(const std::string& message) { return absl::InvalidArgumentError(message); }
+
+constexpr size_t kLargeAllocationBytes = size_t{32} << 20;
 
 // The request's method and settings as a catalog QuantConfig (validated, defaults filled), with
 // errors naming the flags.
@@ -78,12 +82,24 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   const int wbits = method->grid().bits;
   const int64_t group = method->grid().group_size;
 
+  // Weight-sized buffers go back to the kernel when freed, so the peak is what is live (one
+  // layer's tensors), not a heap fragmented by them; smaller buffers stay in the heap.
+  model::ReturnLargeAllocations(kLargeAllocationBytes);
+
+  auto device = model::ResolveDevice(f.device);
+  if (!device.ok()) return bad(absl::StrCat("--device: ", device.status().message()));
+
   model::LoadOptions lo;
   lo.dtype = *dtype;
+  lo.device = *device;
   lo.lazy_layers = true;  // the driver streams: one decoder layer in memory at a time
   // The embeddings stay mapped: calibration converts only the rows of its tokens, and the
   // writer copies embeddings and lm_head through from the source (quant/export.cc).
   lo.lazy_globals = true;
+  // A method that only reads weights sees them as stored (mapped) when fp32 compute holds every
+  // stored value exactly: converting a bf16 weight to fp32 at load or in the method gives the
+  // same numbers.
+  lo.stored_linear_weights = method->reads_weights_only() && *dtype == model::ComputeDType::kFloat32;
   lo.tp = tp;
   if ((tp ? tp->world_size() : 1) != f.tp) {
     return bad(absl::StrCat("tp = ", f.tp, " but the tensor-parallel group has ",
@@ -106,6 +122,7 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
                            {"grid", row.grid},
                            {"symmetric", row.symmetric},
                            {"compute_dtype", f.dtype},
+                           {"device", lo.device.str()},
                            {"released_code", OptionBool(config.options, "released_code")},
                            {"source_model", f.model},
                            {"code_version", BITSWEEP_VERSION},

@@ -37,6 +37,8 @@ struct QuantizeRequest {
   std::optional<std::string> calib;
   std::optional<int64_t> nsamples, seqlen, seed;
   std::string dtype = "fp32";  // compute dtype of the calibration forward
+  // Where the model and the method run: cpu, cuda, cuda:N or auto (model/device.h).
+  std::string device = "auto";
   bool no_packed = false;
   // Tensor-parallel ranks the caller launches (cli/tp_run.h); QuantizeFolder checks that its
   // group has this many. The result does not depend on it.

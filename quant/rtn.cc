@@ -29,7 +29,7 @@ StatusOr<QuantizedWeight> RtnQuantizeImpl(const at::Tensor& w, const QuantGrid& 
   q.codes = QuantizeCodes(slices, p, grid).view({out, in}).to(at::kInt);
   q.scales = p.scale.view({out, n_groups});
   q.zeros = p.zero.view({out, n_groups});
-  q.g_idx = at::arange(in, at::kLong).div(group, "floor").to(at::kInt);
+  q.g_idx = at::arange(in, w.options().dtype(at::kLong)).div(group, "floor").to(at::kInt);
   return q;
 }
 
@@ -85,6 +85,9 @@ class RtnMethod : public Quantizer {
     }
     return absl::OkStatus();
   }
+
+  // RtnQuantize converts each weight to fp32 itself; no forward runs.
+  bool reads_weights_only() const override { return true; }
 
   nlohmann::json Recipe() const override { return nullptr; }
 };

@@ -39,7 +39,7 @@ StatusOr<QuantizedWeight> QuantizeRowsSharded(const model::Collective& tp, model
 
 double SumOverRanks(const model::Collective& tp, double local) {
   if (tp.world_size() == 1) return local;
-  at::Tensor t = at::full({1}, local, at::kDouble);
+  at::Tensor t = at::full({1}, local, at::TensorOptions(tp.device()).dtype(at::kDouble));
   tp.AllReduceSum(t);
   return t.item<double>();
 }

@@ -1,0 +1,110 @@
+// GPTQ's layer driver: one pass through a dense layer's stages for the true-sequential groups.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "common/catalog.h"
+#include "model/arch.h"
+#include "model/qwen3.h"
+#include "model/tiny_model.h"
+#include "quant/gptq.h"
+#include "quant/layer_job.h"
+#include "quant/method.h"
+#include "quant/tensor_parallel.h"
+
+namespace {
+
+using bitsweep::model::Qwen3Model;
+using bitsweep::quant::QuantizedWeight;
+
+std::unique_ptr<Qwen3Model> TinyDense() {
+  bitsweep::model::TinyModelOptions o;
+  o.seed = 9;
+  const auto config = bitsweep::model::TinyConfig(o, 256);
+  auto m = Qwen3Model::FromTensors(config, bitsweep::model::RandomQwen3Weights(config, 9));
+  REQUIRE(m.ok());
+  return std::move(m).value();
+}
+
+}  // namespace
+
+TEST_CASE("GPTQ's one pass through a dense layer gives the weights and next-layer inputs of one "
+          "forward per true-sequential group, bit for bit",
+          "[gptq]") {
+  c10::InferenceMode guard;
+  bitsweep::QuantConfig qc;
+  qc.method = "gptq";
+  qc.wbits = 3;
+  qc.group_size = 16;
+  qc.options["act_order"] = "true";
+  auto quantizer = bitsweep::quant::MakeQuantizer(qc);
+  REQUIRE(quantizer.ok());
+  const auto& options = (*quantizer)->config().options;
+  REQUIRE(bitsweep::OptionBool(options, "true_sequential"));
+  bitsweep::quant::GptqOptions g;
+  g.grid = (*quantizer)->grid();
+  g.percdamp = bitsweep::OptionDouble(options, "percdamp");
+  g.blocksize = bitsweep::OptionInt(options, "blocksize");
+  g.act_order = true;
+
+  auto driven = TinyDense();
+  auto reference = TinyDense();
+  at::manual_seed(2);
+  std::vector<at::Tensor> xs_driven, xs_reference;
+  for (int s = 0; s < 3; ++s) {
+    xs_driven.push_back(at::randn({1, 48, driven->config().hidden_size}));
+    xs_reference.push_back(xs_driven.back().clone());
+  }
+  const auto rope = driven->MakeRope(48);
+
+  for (int64_t i = 0; i < driven->num_layers(); ++i) {
+    INFO("layer " << i);
+    bitsweep::quant::QuantizeResult got;
+    bitsweep::quant::LayerJob job;
+    job.model = driven.get();
+    job.index = i;
+    job.prefix = "model.layers." + std::to_string(i) + ".";
+    job.xs = &xs_driven;
+    job.rope = &rope;
+    REQUIRE((*quantizer)->QuantizeLayer(job, &got).ok());
+
+    // The reference: one whole-layer forward per group, hooks accumulating each linear's
+    // Hessian, then GPTQ of each linear of the group, then one more forward for the outputs.
+    std::map<std::string, QuantizedWeight> want;
+    bitsweep::quant::LayerJob rjob = job;
+    rjob.model = reference.get();
+    rjob.xs = &xs_reference;
+    for (const auto& group : bitsweep::model::SequentialGroups(reference->layer(i), true)) {
+      auto lh = bitsweep::quant::CollectHessians(rjob, group);
+      REQUIRE(lh.ok());
+      for (size_t k = 0; k < group.size(); ++k) {
+        auto q = bitsweep::quant::QuantizeRowsSharded(
+            *reference->tp(), *lh->linears[k],
+            [&](const at::Tensor& rows) -> bitsweep::StatusOr<QuantizedWeight> {
+              auto r = bitsweep::quant::GptqQuantize(rows, lh->h[k]->H(), g);
+              if (!r.ok()) return r.status();
+              return std::move(r->weight);
+            });
+        REQUIRE(q.ok());
+        want.emplace(job.prefix + group[k], *q);
+      }
+    }
+    for (at::Tensor& x : xs_reference) x = reference->RunLayer(i, x, rope);
+
+    REQUIRE(got.weights.size() == want.size());
+    for (const auto& [name, w] : want) {
+      INFO(name);
+      const QuantizedWeight& q = got.weights.at(name);
+      CHECK(at::equal(q.codes, w.codes));
+      CHECK(at::equal(q.scales, w.scales));
+      CHECK(at::equal(q.zeros, w.zeros));
+      CHECK(at::equal(q.g_idx, w.g_idx));
+    }
+    for (size_t s = 0; s < xs_driven.size(); ++s) CHECK(at::equal(xs_driven[s], xs_reference[s]));
+    for (const auto& r : got.linears) CHECK(r.calib_tokens == 3 * 48);
+  }
+}

@@ -57,6 +57,17 @@ if(BITSWEEP_CUDA_ENABLED)
       "CMAKE_PREFIX_PATH at a CUDA libtorch (e.g. python3 -c 'import torch; "
       "print(torch.utils.cmake_prefix_path)').")
     set(_note "libtorch in ${_bitsweep_torch_lib_dir} lacks ${_missing}")
+    # A CPU libtorch's c10/cuda headers lack the one its CUDA build generates.
+    set(_have_macros OFF)
+    foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+      if(EXISTS "${_dir}/c10/cuda/impl/cuda_cmake_macros.h")
+        set(_have_macros ON)
+      endif()
+    endforeach()
+    if(NOT _have_macros)
+      target_include_directories(bitsweep_torch SYSTEM INTERFACE
+        "${CMAKE_CURRENT_LIST_DIR}/cuda-compat-include")
+    endif()
     set_property(GLOBAL PROPERTY RULE_LAUNCH_LINK
       "${PROJECT_SOURCE_DIR}/cmake/compile_only_link.sh '${_note}'")
   else()

@@ -1,15 +1,17 @@
 #!/bin/sh
 # The link "launcher" of a compile-only CUDA build (cmake/Cuda.cmake): instead of running the
 # link command it is given, writes a stub at the command's -o output that explains why the
-# target was not linked and exits 1 when run.
+# target was not linked and exits 1 when run. Commands without -o (static libraries: ar, rm)
+# run as they are.
 note=$1
 shift
 out=
-while [ $# -gt 0 ]; do
-  if [ "$1" = "-o" ] && [ $# -gt 1 ]; then out=$2; fi
-  shift
+prev=
+for arg in "$@"; do
+  [ "$prev" = "-o" ] && out=$arg
+  prev=$arg
 done
-[ -n "$out" ] || { echo "compile_only_link.sh: no -o in the link command" >&2; exit 1; }
+[ -n "$out" ] || exec "$@"
 name=$(basename "$out")
 cat >"$out" <<STUB
 #!/bin/sh

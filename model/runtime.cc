@@ -7,9 +7,15 @@
 
 namespace bitsweep::model {
 
+namespace {
+// The process's mmap threshold: glibc's initial 128 KiB until ConfigureRuntime retains the heap.
+int mmap_threshold = 128 * 1024;
+}  // namespace
+
 int ConfigureRuntime(const RuntimeOptions& options) {
   if (options.retain_heap) {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mmap_threshold = 1 << 30;
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
   int threads = options.threads;
@@ -18,6 +24,12 @@ int ConfigureRuntime(const RuntimeOptions& options) {
   return at::get_num_threads();
 }
 
-void ReturnLargeAllocations(size_t bytes) { mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes)); }
+ReturnLargeAllocations::ReturnLargeAllocations(size_t bytes) {
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(bytes));
+}
+
+ReturnLargeAllocations::~ReturnLargeAllocations() {
+  mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+}
 
 }  // namespace bitsweep::model

@@ -19,10 +19,17 @@ struct RuntimeOptions {
 // Applies `options`; returns the number of intra-op threads in effect.
 int ConfigureRuntime(const RuntimeOptions& options = {});
 
-// Allocations of at least `bytes` get their own mapping again, returned to the kernel when
-// freed, instead of the retained heap (retain_heap). For a driver whose peak must be its live
-// tensors: the layer-streamed quantizer frees weight-sized buffers in varying sizes, which a
-// retained heap keeps as fragments (an 8B layer under RTN: 2.2 GiB live, 3.6 GiB of heap).
-void ReturnLargeAllocations(size_t bytes);
+// While alive, allocations of at least `bytes` get their own mapping, returned to the kernel
+// when freed, instead of the retained heap (retain_heap); the process's setting comes back at
+// destruction. For a driver whose peak must be its live tensors: the layer-streamed quantizer
+// frees weight-sized buffers in varying sizes, which a retained heap keeps as fragments (an 8B
+// layer under RTN: 2.2 GiB live, 3.6 GiB of heap). Not for concurrent use.
+class ReturnLargeAllocations {
+ public:
+  explicit ReturnLargeAllocations(size_t bytes);
+  ~ReturnLargeAllocations();
+  ReturnLargeAllocations(const ReturnLargeAllocations&) = delete;
+  ReturnLargeAllocations& operator=(const ReturnLargeAllocations&) = delete;
+};
 
 }  // namespace bitsweep::model

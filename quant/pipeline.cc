@@ -84,7 +84,7 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
 
   // Weight-sized buffers go back to the kernel when freed, so the peak is what is live (one
   // layer's tensors), not a heap fragmented by them; smaller buffers stay in the heap.
-  model::ReturnLargeAllocations(kLargeAllocationBytes);
+  const model::ReturnLargeAllocations return_large(kLargeAllocationBytes);
 
   auto device = model::ResolveDevice(f.device);
   if (!device.ok()) return bad(absl::StrCat("--device: ", device.status().message()));

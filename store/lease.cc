@@ -14,10 +14,9 @@ namespace bitsweep::store::internal {
 
 namespace {
 
-// A row of the leased jobs both lease statements return (columns id, from_state, to_state,
-// lease_epoch, attempt, job_key, artifact_key, spec).
-StatusOr<LeasedJob> LeasedFromRow(const pqxx::row& row, absl::Time deadline) {
-  RETURN_IF_ERROR(CheckedMove("Lease", row, JobEvent::kLease).status());
+// The lease's fields of a job row (columns id, lease_epoch, attempt, job_key, artifact_key,
+// spec); the deadline as stored, in microseconds.
+LeasedJob LeasedFields(const pqxx::row& row, int64_t deadline_micros) {
   LeasedJob l;
   l.job_id = row["id"].as<int64_t>();
   l.epoch = row["lease_epoch"].as<int64_t>();
@@ -25,9 +24,15 @@ StatusOr<LeasedJob> LeasedFromRow(const pqxx::row& row, absl::Time deadline) {
   l.job_key = row["job_key"].as<std::string>();
   l.artifact_key = row["artifact_key"].as<std::string>();
   l.spec_json = row["spec"].as<std::string>();
-  // As stored: microseconds.
-  l.deadline = FromMicros(Micros(deadline));
+  l.deadline = FromMicros(deadline_micros);
   return l;
+}
+
+// A row of the leased jobs both lease statements return (the columns above and from_state,
+// to_state).
+StatusOr<LeasedJob> LeasedFromRow(const pqxx::row& row, absl::Time deadline) {
+  RETURN_IF_ERROR(CheckedMove("Lease", row, JobEvent::kLease).status());
+  return LeasedFields(row, Micros(deadline));
 }
 
 Status NotRegistered(int64_t worker_id) {
@@ -119,15 +124,7 @@ StatusOr<std::map<std::size_t, LeasedJob>> PgJobStore::LeaseReplays(
           const std::string id = row["lease_request_id"].as<std::string>();
           for (std::size_t i = 0; i < requests.size(); ++i) {
             if (requests[i].worker_id != worker || requests[i].request_id != id) continue;
-            LeasedJob l;
-            l.job_id = row["id"].as<int64_t>();
-            l.epoch = row["lease_epoch"].as<int64_t>();
-            l.attempt = row["attempt"].as<int32_t>();
-            l.job_key = row["job_key"].as<std::string>();
-            l.artifact_key = row["artifact_key"].as<std::string>();
-            l.spec_json = row["spec"].as<std::string>();
-            l.deadline = FromMicros(deadlines[i]);
-            out.emplace(i, std::move(l));
+            out.emplace(i, LeasedFields(row, deadlines[i]));
           }
         }
         return absl::OkStatus();

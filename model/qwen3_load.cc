@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
 #include "model/qwen3_builder.h"
@@ -25,17 +24,17 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   const bool sharded = options.tp && options.tp->world_size() > 1;
   // lazy_globals: the embeddings and lm_head are handed over as mapped, in the stored dtype.
   const bool keep_globals = options.lazy_globals && !sharded;
-  // stored_linear_weights: so are the decoder layers' linears.
+  // stored_linear_weights: every tensor is handed over mapped; the builder converts all but
+  // the decoder layers' linears.
   const bool keep_linears = options.stored_linear_weights && !sharded;
   TensorGetter get = [ck, dtype, sharded, keep_globals,
                       keep_linears](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
+    // Stored dtype: the builder converts what it does not keep (the same values as LoadAs).
     const bool global = name == "model.embed_tokens.weight" || name == "lm_head.weight";
-    const bool linear =
-        absl::EndsWith(name, "_proj.weight") || absl::EndsWith(name, ".mlp.gate.weight");
-    const bool keep = sharded || (keep_globals && global) || (keep_linears && linear);
+    const bool keep = sharded || keep_linears || (keep_globals && global);
     return keep ? ck->Load(name) : ck->LoadAs(name, dtype);
   };
   std::function<void(const std::string&)> release = [ck](const std::string& name) {

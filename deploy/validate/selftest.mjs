@@ -1,0 +1,165 @@
+// `validate.mjs --self-test`: proves the checks bite. Broken copies of the manifests, rules,
+// dashboard and Dockerfiles must each be rejected with the expected error, and correct variants
+// accepted; a check that lets a broken copy through (or rejects a correct one) fails it.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { DEPLOY, K8S, clone, loadDocs } from "./common.mjs";
+import { render } from "./render.mjs";
+import { checkSchemas } from "./schema.mjs";
+import { checkRefs } from "./refs.mjs";
+import {
+  DASHBOARD, RULES_FILE, checkDashboard, checkDashboardSyntax, checkPrometheusRuleMatches, checkRuleNames,
+  exportedMetrics,
+} from "./monitoring.mjs";
+import { checkDockerfile, checkRuntimePackages } from "./docker.mjs";
+
+// Broken copies that must each be rejected; a check that lets one through fails the self-test.
+export async function selfTest() {
+  const exported = exportedMetrics();
+  const base = render(path.join(K8S, "overlays/production"));
+  const find = (objs, kind, name) => objs.find((o) => o.kind === kind && o.metadata.name === name);
+  const coord = (objs) => find(objs, "Deployment", "bitsweep-coordinator").spec.template.spec.containers[0];
+  const worker = (objs) => find(objs, "StatefulSet", "bitsweep-worker").spec.template.spec.containers[0];
+  const plain = render(path.join(K8S, "overlays/gpu"));
+  const svcPort = (objs, name) => find(objs, "Service", "bitsweep-coordinator").spec.ports.find((p) => p.name === name);
+  const setArg = (c, flag, value) => { c.args = c.args.map((a) => (a.startsWith(`${flag}=`) ? `${flag}=${value}` : a)); };
+  // The production coordinator as before --health-listen: TLS, TCP probes on the gRPC port.
+  const noHealth = (o) => {
+    const c = coord(o);
+    c.args = c.args.filter((a) => !a.startsWith("--health-listen="));
+    c.ports = c.ports.filter((p) => p.name !== "health");
+    for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+      c[kind] = { ...c[kind], tcpSocket: { port: "grpc" } };
+      delete c[kind].grpc;
+    }
+  };
+  const cases = [
+    ["replicas is not an integer", plain, (o) => { find(o, "Deployment", "bitsweep-coordinator").spec.replicas = "one"; }, "must be integer"],
+    ["a gRPC probe port by name", plain, (o) => { coord(o).readinessProbe.grpc.port = "grpc"; }, "must be integer"],
+    ["an unknown kind", plain, (o) => { o.push({ apiVersion: "v1", kind: "Servcie", metadata: { name: "x" } }); }, "no schema"],
+    ["a misspelt container field", plain, (o) => { coord(o).readinesProbe = coord(o).readinessProbe; delete coord(o).readinessProbe; }, "unknown field 'readinesProbe'"],
+    ["a misspelt alert field", plain, (o) => { find(o, "PrometheusRule", "bitsweep").spec.groups[0].rules[0].fro = "5m"; }, "unknown field 'fro'"],
+    ["a misspelt metadata field", plain, (o) => { find(o, "Service", "bitsweep-worker").metadata.lables = {}; }, "unknown field 'lables'"],
+    ["a malformed quantity", plain, (o) => { worker(o).resources.limits.memory = "lots"; }, "quantity"],
+    ["a Service selecting nothing", plain, (o) => { find(o, "Service", "bitsweep-coordinator").spec.selector = { app: "nope" }; }, "selects no pod"],
+    ["a selector not matching its template", plain, (o) => { find(o, "StatefulSet", "bitsweep-worker").spec.selector.matchLabels["x"] = "y"; }, "does not match"],
+    ["a coordinator flag that does not exist", plain, (o) => { coord(o).args.push("--no-such-flag=1"); }, "not a flag"],
+    ["a worker flag that does not exist", plain, (o) => { worker(o).args.push("--gpus=2"); }, "not a flag"],
+    ["a TCP probe without TLS", plain, (o) => { coord(o).livenessProbe = { tcpSocket: { port: 50051 } }; }, "gRPC probe"],
+    ["a gRPC probe on a TLS port", base, (o) => { coord(o).readinessProbe = { grpc: { port: 50051 } }; }, "cannot reach a TLS port"],
+    // The plaintext health port beside a TLS --listen.
+    ["a TCP probe under TLS with a health port", base, (o) => { coord(o).livenessProbe = { tcpSocket: { port: "grpc" } }; }, "gRPC probe (grpc.health.v1) on the --health-listen port 8081"],
+    ["a gRPC probe on a port that is not --health-listen", base, (o) => { coord(o).startupProbe.grpc.port = 8082; }, "on the --health-listen port 8081"],
+    ["a TCP probe on another port under TLS without a health port", base, (o) => { noHealth(o); coord(o).readinessProbe = { tcpSocket: { port: 9464 } }; }, "TCP probe on the gRPC port"],
+    ["a --health-listen without its container port", base, (o) => { coord(o).ports = coord(o).ports.filter((p) => p.name !== "health"); }, "no container port named 'health'"],
+    ["a container port 'health' that is not the --health-listen port", base, (o) => { coord(o).ports.find((p) => p.name === "health").containerPort = 8082; }, "is not the --health-listen port 8081"],
+    ["a container port 'health' without --health-listen", base, (o) => { coord(o).args = coord(o).args.filter((a) => !a.startsWith("--health-listen=")); }, "no --health-listen"],
+    ["a loopback --health-listen", base, (o) => { setArg(coord(o), "--health-listen", "127.0.0.1:8081"); }, "unreachable by the kubelet"],
+    ["--health-listen on the gRPC port", base, (o) => { setArg(coord(o), "--health-listen", "0.0.0.0:50051"); }, "both use port 50051"],
+    ["GPUs requested differ from --devices", base, (o) => { worker(o).resources.limits["nvidia.com/gpu"] = 4; worker(o).resources.requests["nvidia.com/gpu"] = 4; }, "--devices"],
+    ["a missing ConfigMap key", plain, (o) => { delete find(o, "ConfigMap", "bitsweep-config").data["db-conninfo"]; }, "has no key"],
+    ["an unknown Secret key", plain, (o) => { coord(o).env.find((e) => e.name === "PGPASSWORD").valueFrom.secretKeyRef.key = "pass"; }, "not in secrets.example.yaml"],
+    ["the shared volume at another path", plain, (o) => { worker(o).volumeMounts[0].mountPath = "/data"; }, "shared volume"],
+    ["a ServiceMonitor port that does not exist", plain, (o) => { find(o, "ServiceMonitor", "bitsweep-worker").spec.endpoints[0].port = "http"; }, "endpoint port"],
+    ["a container running as root", plain, (o) => { find(o, "StatefulSet", "bitsweep-worker").spec.template.spec.securityContext.runAsNonRoot = false; }, "runAsNonRoot"],
+    // The dashboard's port wiring.
+    ["a dashboard container port that is not the --http-listen port", plain, (o) => { coord(o).ports.find((p) => p.name === "http").containerPort = 8081; }, "is not the --http-listen port 8080"],
+    ["an --http-listen port that is not the dashboard container port", base, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9090"); }, "is not the --http-listen port 9090"],
+    ["a Service targetPort number no container serves", plain, (o) => { svcPort(o, "http").targetPort = 8081; }, "targetPort 8081"],
+    ["the dashboard on loopback behind a container port", plain, (o) => { setArg(coord(o), "--http-listen", "127.0.0.1:8080"); }, "loopback only"],
+    ["a dashboard without its container port", plain, (o) => { coord(o).ports = coord(o).ports.filter((p) => p.name !== "http"); }, "no container port named 'http'"],
+    ["the dashboard on the metrics port", plain, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9464"); }, "both use port 9464"],
+    ["a dashboard port no NetworkPolicy admits", plain, (o) => { const np = find(o, "NetworkPolicy", "bitsweep-coordinator"); np.spec.ingress = np.spec.ingress.filter((r) => !r.ports.some((p) => p.port === 8080)); }, "admit no traffic"],
+    ["a remote dashboard without the client token", base, (o) => { coord(o).env = coord(o).env.filter((e) => e.name !== "BITSWEEP_CLIENT_TOKEN"); }, "needs the client token"],
+    ["an HTTPS dashboard behind appProtocol http", base, (o) => { svcPort(o, "http").appProtocol = "http"; }, "appProtocol 'http'"],
+    ["an Ingress to a port its Service does not have", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.rules[0].http.paths[0].backend.service.port = { name: "dashboard" }; }, "no port of Service"],
+    ["an Ingress to the gRPC port", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.rules[0].http.paths[0].backend.service.port = { number: 50051 }; }, "serves no web page"],
+    ["an Ingress speaking HTTP to the HTTPS dashboard", base, (o) => { delete find(o, "Ingress", "bitsweep-dashboard").metadata.annotations; }, "backend-protocol is HTTP"],
+    ["an Ingress TLS Secret that is not listed", base, (o) => { find(o, "Ingress", "bitsweep-dashboard").spec.tls[0].secretName = "nope"; }, "tls Secret 'nope'"],
+  ];
+  const failures = [];
+  for (const [what, objs, mutate, expect] of cases) {
+    const copy = clone(objs);
+    mutate(copy);
+    const errors = [];
+    await checkSchemas(copy, errors, "self-test");
+    checkRefs(copy, errors, "self-test", { complete: true });
+    if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (expected an error containing '${expect}'; got ${JSON.stringify(errors)})`);
+  }
+  // Variants that must pass: a check that rejects one of them is wrong.
+  const accepted = [
+    ["TCP probes under TLS without --health-listen", base, noHealth],
+  ];
+  for (const [what, objs, mutate] of accepted) {
+    const copy = clone(objs);
+    mutate(copy);
+    const errors = [];
+    await checkSchemas(copy, errors, "self-test");
+    checkRefs(copy, errors, "self-test", { complete: true });
+    if (errors.length) failures.push(`${what}: rejected (${JSON.stringify(errors)})`);
+  }
+  // The renderer refuses what it does not implement, and patches that do not apply.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bitsweep-kz-"));
+  const kz = (body) => { fs.writeFileSync(path.join(tmp, "kustomization.yaml"), body); try { render(tmp); return null; } catch (e) { return e.message; } };
+  const baseRel = path.relative(tmp, path.join(K8S, "base"));
+  for (const [what, body, expect] of [
+    ["an unsupported kustomization key", `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${baseRel}]\ncommonLabels: {a: b}\n`, "not supported"],
+    ["a patch removing a missing path", `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${baseRel}]\npatches:\n  - target: {kind: StatefulSet, name: bitsweep-worker}\n    patch: |-\n      - op: remove\n        path: /spec/nope\n`, "patches[0]"],
+    ["an image entry matching nothing", `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${baseRel}]\nimages: [{name: bitsweep/nope, newTag: x}]\n`, "matches no container"],
+  ]) {
+    const msg = kz(body);
+    if (!msg || !msg.includes(expect)) failures.push(`${what}: not rejected (got ${msg})`);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  // Alerts, the dashboard and Dockerfiles.
+  const rules = loadDocs(RULES_FILE)[0];
+  const badRules = clone(rules);
+  badRules.groups[0].rules[0].expr = "sum(bitsweep_jobs_total) > 0";
+  let errors = [];
+  checkRuleNames(badRules.groups, exported, errors, "self-test");
+  if (!errors.some((e) => e.includes("bitsweep_jobs_total"))) failures.push("an alert on an unexported metric: not rejected");
+  errors = [];
+  checkPrometheusRuleMatches(render(path.join(K8S, "base")), badRules, errors, "self-test");
+  if (!errors.some((e) => e.includes("differs"))) failures.push("a PrometheusRule differing from the rules file: not rejected");
+  const dash = JSON.parse(fs.readFileSync(DASHBOARD, "utf8"));
+  for (const [what, expr, expect] of [
+    ["a dashboard metric that is not exported", "sum(rate(bitsweep_jobs_failed_total[5m]))", "bitsweep_jobs_failed_total"],
+    ["a dashboard label that is not exported", 'sum by (status) (bitsweep_jobs)', "label 'status'"],
+    ["a histogram suffix on a counter", "sum(bitsweep_worker_heartbeats_total_bucket)", "bitsweep_worker_heartbeats_total_bucket"],
+  ]) {
+    const d = clone(dash);
+    d.panels.find((p) => p.type !== "row").targets[0].expr = expr;
+    errors = [];
+    checkDashboard(d, exported, errors);
+    if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (${JSON.stringify(errors)})`);
+  }
+  errors = [];
+  const bad = clone(dash);
+  bad.panels.find((p) => p.type !== "row").targets[0].expr = "sum(bitsweep_jobs";
+  checkDashboardSyntax(checkDashboard(bad, exported, []), errors);
+  if (!errors.length) failures.push("a dashboard query that does not parse: not rejected");
+  const coordDocker = fs.readFileSync(path.join(DEPLOY, "docker/coordinator.Dockerfile"), "utf8");
+  for (const [what, text, expect] of [
+    ["a Dockerfile running as root", coordDocker.replace(/^USER .*$/m, "USER root"), "non-root"],
+    ["a Dockerfile with another entry point", coordDocker.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT ["/bin/sh"]'), "ENTRYPOINT"],
+    ["a Dockerfile with a misspelt instruction flag", coordDocker.replace("COPY --from=build", "COPY --form=build"), "Unknown flag: form"],
+    ["a Dockerfile building a missing target", coordDocker.replace("--target bitsweep-coordinator", "--target bitsweep-coordinatorr"), "does not exist"],
+  ]) {
+    errors = [];
+    checkDockerfile("coordinator.Dockerfile", text, errors);
+    if (!errors.some((e) => e.includes(expect))) failures.push(`${what}: not rejected (${JSON.stringify(errors)})`);
+  }
+  // The runtime package check, where the coordinator is built.
+  let extra = 0;
+  const notes = [];
+  errors = [];
+  checkRuntimePackages(errors, notes, { "coordinator.Dockerfile": coordDocker.replace(" libpqxx-6.4", "") });
+  if (notes.some((n) => n.includes("coordinator.Dockerfile") && n.includes("not checked"))) {
+    console.log("note: bitsweep-coordinator is not built: the runtime package check was not self-tested");
+  } else {
+    extra = 1;
+    if (!errors.some((e) => e.includes("libpqxx"))) failures.push(`an image missing a runtime package: not rejected (${JSON.stringify(errors)})`);
+  }
+  return { failures, count: cases.length + accepted.length + 3 + 2 + 3 + 1 + 4 + extra };
+}

@@ -43,9 +43,10 @@ function argMap(args) {
 
 // Checks container `c` of workload `w` when it is bitsweep's (named coordinator or worker):
 // `volumes` are the pod's by name, `env` the names of the container's variables, `flags` from
-// bitsweepFlags(); container ports serving web pages are added to `webPorts` ({w, name,
+// bitsweepFlags(), `claims` the names of the workload's volumeClaimTemplates (a volume of each
+// pod's own); container ports serving web pages are added to `webPorts` ({w, name,
 // containerPort, scheme}), errors reported through err(w, message).
-export function checkBitsweepContainer(w, c, { err, volumes, env, flags, webPorts }) {
+export function checkBitsweepContainer(w, c, { err, volumes, claims, env, flags, webPorts }) {
   const cw = `container '${c.name}'`;
   const ports = new Map((c.ports ?? []).map((p) => [p.name, p.containerPort]));
   const args = argMap(c.args);
@@ -61,7 +62,10 @@ export function checkBitsweepContainer(w, c, { err, volumes, env, flags, webPort
     }
   }
   if (c.name === "coordinator") checkCoordinator(w, c, { cw, err, args, ports, env, webPorts });
-  if (c.name === "worker") checkWorker(w, c, { cw, err, args, ports });
+  if (c.name === "worker") {
+    checkWorker(w, c, { cw, err, args, ports });
+    checkStateDir(w, c, { cw, err, args, volumes, claims });
+  }
 }
 
 function checkCoordinator(w, c, { cw, err, args, ports, env, webPorts }) {
@@ -142,4 +146,28 @@ function checkWorker(w, c, { cw, err, args, ports }) {
   }
   const mport = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== mport) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
+}
+
+// The worker's --state-dir (its result spool, name and session: README "Reliability") must be on
+// a writable volume of the pod's own, never the container's (read-only) root filesystem, which
+// loses it with the container. A volume all the pods share (a pod volume claiming a PVC) is one
+// directory for every worker, and a state directory takes one worker only: there it must be
+// made per pod with $(POD_NAME).
+function checkStateDir(w, c, { cw, err, args, volumes, claims }) {
+  const dir = args.get("--state-dir");
+  if (typeof dir !== "string" || !dir.startsWith("/")) {
+    err(w, `${cw}: set --state-dir to an absolute path on a mounted volume (the default is under /tmp; the worker keeps its undelivered results, name and session there)`);
+    return;
+  }
+  const under = (m) => dir === m.mountPath || dir.startsWith(`${m.mountPath.replace(/\/$/, "")}/`);
+  const mount = (c.volumeMounts ?? []).filter(under).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  if (!mount) {
+    err(w, `${cw}: --state-dir ${dir} is on no mounted volume (the container's root filesystem: its spooled results, name and session would be lost with the container)`);
+    return;
+  }
+  if (mount.readOnly) err(w, `${cw}: --state-dir ${dir} is on volume '${mount.name}', mounted read-only`);
+  const shared = volumes.get(mount.name)?.persistentVolumeClaim && !claims.has(mount.name);
+  if (shared && !dir.includes("$(POD_NAME)")) {
+    err(w, `${cw}: --state-dir ${dir} is on volume '${mount.name}', which every pod of ${w.kind} ${w.metadata?.name} shares: one worker per state directory (use a volumeClaimTemplate, or $(POD_NAME) in the path)`);
+  }
 }

@@ -80,7 +80,7 @@ export function checkRefs(objs, errors, where, { complete }) {
       if (sc.allowPrivilegeEscalation !== false || !(sc.capabilities?.drop ?? []).includes("ALL")) {
         err(w, `${cw} must set allowPrivilegeEscalation: false and drop ALL capabilities`);
       }
-      checkBitsweepContainer(w, c, { err, volumes, env, flags, webPorts });
+      checkBitsweepContainer(w, c, { err, volumes, claims, env, flags, webPorts });
     }
   }
   // NetworkPolicies selecting a workload's pods and admitting ingress to a container port.

@@ -57,6 +57,11 @@ export async function selfTest() {
     ["a container port 'health' without --health-listen", base, (o) => { coord(o).args = coord(o).args.filter((a) => !a.startsWith("--health-listen=")); }, "no --health-listen"],
     ["a loopback --health-listen", base, (o) => { setArg(coord(o), "--health-listen", "127.0.0.1:8081"); }, "unreachable by the kubelet"],
     ["--health-listen on the gRPC port", base, (o) => { setArg(coord(o), "--health-listen", "0.0.0.0:50051"); }, "both use port 50051"],
+    // The worker's state directory (--state-dir) on a volume of the pod's own.
+    ["a worker without --state-dir", plain, (o) => { worker(o).args = worker(o).args.filter((a) => !a.startsWith("--state-dir=")); }, "set --state-dir"],
+    ["a --state-dir on the root filesystem", plain, (o) => { setArg(worker(o), "--state-dir", "/var/lib/other"); }, "--state-dir /var/lib/other is on no mounted volume"],
+    ["a --state-dir on a read-only mount", plain, (o) => { worker(o).volumeMounts.find((m) => m.name === "state").readOnly = true; }, "mounted read-only"],
+    ["a --state-dir every worker shares", plain, (o) => { setArg(worker(o), "--state-dir", "/shared/state"); }, "which every pod of StatefulSet bitsweep-worker shares"],
     ["GPUs requested differ from --devices", base, (o) => { worker(o).resources.limits["nvidia.com/gpu"] = 4; worker(o).resources.requests["nvidia.com/gpu"] = 4; }, "--devices"],
     ["a missing ConfigMap key", plain, (o) => { delete find(o, "ConfigMap", "bitsweep-config").data["db-conninfo"]; }, "has no key"],
     ["an unknown Secret key", plain, (o) => { coord(o).env.find((e) => e.name === "PGPASSWORD").valueFrom.secretKeyRef.key = "pass"; }, "not in secrets.example.yaml"],
@@ -90,6 +95,12 @@ export async function selfTest() {
   // Variants that must pass: a check that rejects one of them is wrong.
   const accepted = [
     ["TCP probes under TLS without --health-listen", base, noHealth],
+    ["a --state-dir per pod on the shared volume", plain, (o) => { setArg(worker(o), "--state-dir", "/shared/state/$(POD_NAME)"); }],
+    ["a --state-dir on an emptyDir (kept across container restarts, not pod deletion)", plain, (o) => {
+      const s = find(o, "StatefulSet", "bitsweep-worker").spec;
+      delete s.volumeClaimTemplates;
+      s.template.spec.volumes.push({ name: "state", emptyDir: {} });
+    }],
   ];
   for (const [what, objs, mutate] of accepted) {
     const copy = clone(objs);

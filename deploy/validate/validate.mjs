@@ -17,7 +17,8 @@
 //    probes gRPC probes on its --listen port, or with TLS on the plaintext --health-listen port
 //    (container port 'health'; TCP probes on the gRPC port only with TLS and no --health-listen),
 //    GPUs requested = --devices >= --max-tp,
-//    --memory-gb under the memory limit, the shared volume at one path, resources and a
+//    --memory-gb under the memory limit, the shared volume at one path, the worker's --state-dir
+//    on a writable volume of its own pod, resources and a
 //    non-root security context on every container.
 //  * The dashboard's wiring: the --http-listen port (server/main.cc's default when absent) is
 //    the container port 'http', not loopback, distinct from --listen and --metrics-listen, with

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ROOT, SHARED_MOUNT } from "./common.mjs";
+import { splitImage } from "./render.mjs";
 
 function definedFlags(mainFile) {
   const src = fs.readFileSync(path.join(ROOT, mainFile), "utf8");
@@ -136,7 +137,7 @@ function checkWorker(w, c, { cw, err, args, ports }) {
   if (Number(req["nvidia.com/gpu"] ?? gpus) !== gpus) err(w, `${cw}: nvidia.com/gpu requests and limits differ`);
   const devices = Number(args.get("--devices") ?? 1);
   const tp = Number(args.get("--max-tp") ?? 1);
-  if (gpus > 0 && devices !== gpus) err(w, `${cw}: requests ${gpus} nvidia.com/gpu but offers --devices=${devices}`);
+  checkGpus(w, c, { cw, err, gpus, devices });
   if (tp > devices) err(w, `${cw}: --max-tp=${tp} exceeds --devices=${devices}`);
   const memGb = Number(args.get("--memory-gb") ?? 0);
   if (memGb > 0 && memGb * 1e9 > parseQuantity(lim.memory)) err(w, `${cw}: --memory-gb=${memGb} exceeds the memory limit ${lim.memory}`);
@@ -146,6 +147,26 @@ function checkWorker(w, c, { cw, err, args, ports }) {
   }
   const mport = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== mport) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
+}
+
+// A worker given GPUs (nvidia.com/gpu) offers that many to a job (--devices), is told how many
+// it was given (env BITSWEEP_EXPECT_GPUS: the downward API cannot read extended resources, so a
+// literal) and runs the CUDA image. The worker refuses to start when the count, --devices and the
+// GPUs it discovers differ: here the three values in the manifest must agree.
+function checkGpus(w, c, { cw, err, gpus, devices }) {
+  const env = (c.env ?? []).find((e) => e.name === "BITSWEEP_EXPECT_GPUS");
+  if (gpus === 0 && !env) return;
+  if (env && env.value === undefined) {
+    err(w, `${cw}: env BITSWEEP_EXPECT_GPUS must be a literal value (the downward API cannot read nvidia.com/gpu)`);
+  }
+  const expect = env?.value === undefined ? "(unset)" : env.value;
+  if (devices !== gpus || String(expect) !== String(gpus)) {
+    err(w, `${cw}: nvidia.com/gpu limit ${gpus}, --devices=${devices} and env BITSWEEP_EXPECT_GPUS=${expect} must agree (the worker refuses to start when they differ from the GPUs it discovers)`);
+  }
+  const image = splitImage(String(c.image ?? "")).name;
+  if (gpus > 0 && path.basename(image) !== "worker-cuda") {
+    err(w, `${cw}: requests ${gpus} nvidia.com/gpu but runs ${c.image}, not the CUDA worker image (worker-cuda)`);
+  }
 }
 
 // The worker's --state-dir (its result spool, name and session: README "Reliability") must be on

@@ -16,7 +16,8 @@ const CLUSTER_SCOPED = new Set([
   "CustomResourceDefinition", "PriorityClass",
 ]);
 
-function splitImage(image) {
+// An image reference's name and tag (null when it has none).
+export function splitImage(image) {
   const at = image.indexOf("@");
   const base = at >= 0 ? image.slice(0, at) : image;
   const colon = base.lastIndexOf(":");

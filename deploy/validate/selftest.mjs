@@ -23,6 +23,7 @@ export async function selfTest() {
   const worker = (objs) => find(objs, "StatefulSet", "bitsweep-worker").spec.template.spec.containers[0];
   const plain = render(path.join(K8S, "overlays/gpu"));
   const svcPort = (objs, name) => find(objs, "Service", "bitsweep-coordinator").spec.ports.find((p) => p.name === name);
+  const expectGpus = (objs) => worker(objs).env.find((e) => e.name === "BITSWEEP_EXPECT_GPUS");
   const setArg = (c, flag, value) => { c.args = c.args.map((a) => (a.startsWith(`${flag}=`) ? `${flag}=${value}` : a)); };
   // The production coordinator as before --health-listen: TLS, TCP probes on the gRPC port.
   const noHealth = (o) => {
@@ -62,7 +63,14 @@ export async function selfTest() {
     ["a --state-dir on the root filesystem", plain, (o) => { setArg(worker(o), "--state-dir", "/var/lib/other"); }, "--state-dir /var/lib/other is on no mounted volume"],
     ["a --state-dir on a read-only mount", plain, (o) => { worker(o).volumeMounts.find((m) => m.name === "state").readOnly = true; }, "mounted read-only"],
     ["a --state-dir every worker shares", plain, (o) => { setArg(worker(o), "--state-dir", "/shared/state"); }, "which every pod of StatefulSet bitsweep-worker shares"],
-    ["GPUs requested differ from --devices", base, (o) => { worker(o).resources.limits["nvidia.com/gpu"] = 4; worker(o).resources.requests["nvidia.com/gpu"] = 4; }, "--devices"],
+    // GPUs: nvidia.com/gpu, --devices and BITSWEEP_EXPECT_GPUS agree, on the CUDA image.
+    ["GPUs requested differ from --devices", base, (o) => { worker(o).resources.limits["nvidia.com/gpu"] = 4; worker(o).resources.requests["nvidia.com/gpu"] = 4; }, "nvidia.com/gpu limit 4, --devices=2 and env BITSWEEP_EXPECT_GPUS=2 must agree"],
+    ["--devices differing from the GPUs requested", plain, (o) => { setArg(worker(o), "--devices", "2"); }, "nvidia.com/gpu limit 1, --devices=2 and env BITSWEEP_EXPECT_GPUS=1 must agree"],
+    ["BITSWEEP_EXPECT_GPUS differing from the GPUs requested", plain, (o) => { expectGpus(o).value = "2"; }, "nvidia.com/gpu limit 1, --devices=1 and env BITSWEEP_EXPECT_GPUS=2 must agree"],
+    ["a GPU worker without BITSWEEP_EXPECT_GPUS", plain, (o) => { worker(o).env = worker(o).env.filter((e) => e.name !== "BITSWEEP_EXPECT_GPUS"); }, "env BITSWEEP_EXPECT_GPUS=(unset) must agree"],
+    ["BITSWEEP_EXPECT_GPUS without GPUs", plain, (o) => { delete worker(o).resources.limits["nvidia.com/gpu"]; delete worker(o).resources.requests["nvidia.com/gpu"]; }, "nvidia.com/gpu limit 0, --devices=1 and env BITSWEEP_EXPECT_GPUS=1 must agree"],
+    ["BITSWEEP_EXPECT_GPUS from a field reference", plain, (o) => { const e = expectGpus(o); delete e.value; e.valueFrom = { fieldRef: { fieldPath: "metadata.name" } }; }, "must be a literal value"],
+    ["a GPU worker on the CPU image", plain, (o) => { worker(o).image = "bitsweep/worker-cpu:0.1.0"; }, "not the CUDA worker image"],
     ["a missing ConfigMap key", plain, (o) => { delete find(o, "ConfigMap", "bitsweep-config").data["db-conninfo"]; }, "has no key"],
     ["an unknown Secret key", plain, (o) => { coord(o).env.find((e) => e.name === "PGPASSWORD").valueFrom.secretKeyRef.key = "pass"; }, "not in secrets.example.yaml"],
     ["the shared volume at another path", plain, (o) => { worker(o).volumeMounts[0].mountPath = "/data"; }, "shared volume"],

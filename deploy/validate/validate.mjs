@@ -16,10 +16,10 @@
 //    container args are flags that server/main.cc / worker/main.cc define, the coordinator's
 //    probes gRPC probes on its --listen port, or with TLS on the plaintext --health-listen port
 //    (container port 'health'; TCP probes on the gRPC port only with TLS and no --health-listen),
-//    GPUs requested = --devices >= --max-tp,
-//    --memory-gb under the memory limit, the shared volume at one path, the worker's --state-dir
-//    on a writable volume of its own pod, resources and a
-//    non-root security context on every container.
+//    a worker's GPUs requested = --devices = env BITSWEEP_EXPECT_GPUS >= --max-tp, on the CUDA
+//    image, --memory-gb under the memory limit, the shared volume at one path, the worker's
+//    --state-dir on a writable volume of its own pod, resources and a non-root security context
+//    on every container.
 //  * The dashboard's wiring: the --http-listen port (server/main.cc's default when absent) is
 //    the container port 'http', not loopback, distinct from --listen and --metrics-listen, with
 //    the client token set; every Service targetPort (name or number) is a container port of

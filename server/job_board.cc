@@ -3,6 +3,17 @@
 #include <utility>
 
 namespace bitsweep::server {
+namespace {
+
+// A copy of the entry under `key`, nullopt when there is none.
+template <typename Map>
+std::optional<typename Map::mapped_type> Find(const Map& map, int64_t key) {
+  auto it = map.find(key);
+  if (it == map.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace
 
 void JobBoard::PutWorker(int64_t worker_id, WorkerEntry entry) {
   absl::MutexLock lock(&mu_);
@@ -11,9 +22,7 @@ void JobBoard::PutWorker(int64_t worker_id, WorkerEntry entry) {
 
 std::optional<WorkerEntry> JobBoard::Worker(int64_t worker_id) const {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return std::nullopt;
-  return it->second;
+  return Find(workers_, worker_id);
 }
 
 void JobBoard::Leased(int64_t job_id, LeaseEntry entry) {
@@ -29,9 +38,7 @@ void JobBoard::SetProgress(int64_t job_id, JobProgress progress) {
 
 std::optional<JobProgress> JobBoard::Progress(int64_t job_id) const {
   absl::MutexLock lock(&mu_);
-  auto it = progress_.find(job_id);
-  if (it == progress_.end()) return std::nullopt;
-  return it->second;
+  return Find(progress_, job_id);
 }
 
 std::optional<LeaseEntry> JobBoard::Finished(int64_t job_id) {

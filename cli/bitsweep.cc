@@ -37,9 +37,14 @@ using bitsweep::Status;
 using bitsweep::StatusOr;
 using nlohmann::json;
 
+// Exit code 2 for what the user gave (a bad argument, or a --max-memory too small for one
+// layer), 1 for any other failure.
 int Fail(const Status& s) {
   std::cerr << "bitsweep: error: " << s.message() << "\n";
-  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+                 s.code() == absl::StatusCode::kResourceExhausted
+             ? 2
+             : 1;
 }
 
 // --data-dir, else $BITSWEEP_DATA_DIR, else ../shared/data or ./data when present.
@@ -113,7 +118,7 @@ int RunEval(const EvalFlags& f) {
     if (!row.ok()) return Fail(row.status());
     kinds.push_back((*row)->kind);
   }
-  auto tp = bitsweep::model::StartTensorParallel(f.tp);
+  auto tp = bitsweep::model::StartTensorParallel(f.tp, f.device);
   if (!tp.ok()) return Fail(tp.status());
   if (tp->launched) return tp->rc;
   const bool leader = tp->rank == 0;  // under TP only rank 0 prints
@@ -123,11 +128,7 @@ int RunEval(const EvalFlags& f) {
   bitsweep::model::LoadOptions lo;
   lo.dtype = *dtype;
   lo.tp = tp->tp;
-  auto device = bitsweep::model::ResolveDevice(f.device);
-  if (!device.ok()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("--device: ", device.status().message())));
-  }
-  lo.device = *device;
+  lo.device = tp->device;  // this rank's: cuda:N+rank under tensor parallelism on CUDA
   auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo, max_memory);
   if (!loaded.ok()) return Fail(loaded.status());
   auto& model = loaded->model;
@@ -289,7 +290,8 @@ int main(int argc, char** argv) {
                    "visible, else cpu)")
       ->capture_default_str();
   eval->add_option("--tp", ef.tp,
-                   "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "
+                   "Tensor-parallel size: run as N rank processes (Gloo on CPU; on CUDA one GPU per "
+                   "rank from --device on, over NCCL), each holding 1/N "
                    "of the model; results equal those with 1")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

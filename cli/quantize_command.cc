@@ -140,7 +140,8 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
   q->add_flag("--no-packed", f.no_packed, "Do not write the packed GPTQ layout");
   q->add_option("--data-dir", f.data_dir, "Data folder for c4/wikitext2 calibration");
   q->add_option("--tp", f.tp,
-                "Tensor-parallel size: run as N rank processes (Gloo on CPU), each holding 1/N "
+                "Tensor-parallel size: run as N rank processes (Gloo on CPU; on CUDA one GPU per "
+                "rank from --device on, over NCCL), each holding 1/N "
                 "of the model; the output is the same as with 1")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -150,12 +151,13 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
 int RunQuantize(const QuantizeFlags& f, const std::string& data_dir) {
   quant::QuantizeRequest request = f;
   request.data_dir = data_dir;
-  auto tp = model::StartTensorParallel(f.tp);
+  auto tp = model::StartTensorParallel(f.tp, f.device);
   if (!tp.ok()) {
     std::cerr << "bitsweep: error: " << tp.status().message() << "\n";
     return 2;
   }
   if (tp->launched) return tp->rc;
+  request.device = tp->device.str();  // this rank's: cuda:N+rank under tensor parallelism
   const bool tty = isatty(2) != 0 && tp->rank == 0;
   auto r = quant::QuantizeFolder(
       request,

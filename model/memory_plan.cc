@@ -65,7 +65,7 @@ StatusOr<MemoryPlan> PlanModelMemory(const Qwen3Config& c, ComputeDType dtype, i
     return plan;
   }
   if (plan.layer_bytes + plan.scoring_bytes > budget_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    return absl::ResourceExhaustedError(absl::StrCat(
         budget, " is too small: one decoder layer (layer ", largest, ": ",
         FormatBytes(plan.layer_bytes), " in ", ComputeDTypeName(dtype), ") and scoring (",
         FormatBytes(plan.scoring_bytes), ") need ",

@@ -30,7 +30,7 @@ int64_t LayerBytes(const Qwen3Config& c, int64_t i, ComputeDType dtype, int worl
 int64_t ModelBytes(const Qwen3Config& c, ComputeDType dtype, int world = 1);
 
 // Resident when the whole model plus one scoring chunk fits `budget_bytes`, otherwise
-// streamed; INVALID_ARGUMENT naming the layer's size when not even one layer and a scoring
+// streamed; RESOURCE_EXHAUSTED naming the layer's size when not even one layer and a scoring
 // chunk fit. `budget_source` names where the budget came from ("--max-memory",
 // "available memory") for the reason and the error.
 StatusOr<MemoryPlan> PlanModelMemory(const Qwen3Config& c, ComputeDType dtype, int world,

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/memory.h"
+#include "model/cuda_info.h"
 #include "model/qwen3_config.h"
 #include "model/safetensors.h"
 #include "quant/packed.h"
@@ -50,9 +51,18 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
     ASSIGN_OR_RETURN(model::Qwen3Config config, model::LoadQwen3Config(dir));
     const int world = options.tp ? options.tp->world_size() : 1;
     const bool given = max_memory_bytes > 0;
-    const int64_t budget = given ? max_memory_bytes : AvailableMemoryBytes();
-    auto plan = model::PlanModelMemory(config, options.dtype, world, budget,
-                                       given ? "--max-memory" : "available memory");
+    int64_t budget = max_memory_bytes;
+    std::string source = "--max-memory";
+    if (!given && options.device.is_cuda()) {
+      // The GPU's memory free now (its caching allocator's unused blocks counted as free).
+      ASSIGN_OR_RETURN(model::CudaDeviceInfo gpu, model::QueryCudaDevice(options.device.index()));
+      budget = gpu.free_bytes;
+      source = absl::StrCat("free memory of ", options.device.str());
+    } else if (!given) {
+      budget = AvailableMemoryBytes();
+      source = "available memory";
+    }
+    auto plan = model::PlanModelMemory(config, options.dtype, world, budget, source);
     if (!plan.ok()) {
       return absl::Status(plan.status().code(), absl::StrCat(dir, ": ", plan.status().message()));
     }

@@ -25,10 +25,11 @@ struct LoadedModel {
   std::optional<model::MemoryPlan> memory;
 };
 
-// `max_memory_bytes`: plan residency against this budget (0: the memory available to this
+// `max_memory_bytes`: plan residency against this budget (0: what is free now: on a CUDA device
+// its free memory, on the CPU the memory available to this
 // process, common/memory.h) and load the model resident or layer-streamed
-// (LoadOptions::lazy_layers and lazy_globals) accordingly; INVALID_ARGUMENT naming the layer's
-// size when not even one layer fits. -1: no plan, load as `options` say.
+// (LoadOptions::lazy_layers and lazy_globals) accordingly; RESOURCE_EXHAUSTED naming the
+// layer's size when not even one layer fits. -1: no plan, load as `options` say.
 StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
                                        const model::LoadOptions& options = {},
                                        int64_t max_memory_bytes = -1);

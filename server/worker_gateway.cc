@@ -1,6 +1,8 @@
 #include "server/worker_gateway.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +11,36 @@
 
 namespace bitsweep::server {
 namespace {
+
+// RegisterRequest.gpus as stored (workers.gpus), after checking that they agree with the offer:
+// one device per GPU, and no more memory per device than the smallest GPU has.
+StatusOr<std::string> GpusJson(const v1::RegisterRequest& request) {
+  nlohmann::json gpus = nlohmann::json::array();
+  if (request.gpus().empty()) return gpus.dump();
+  if (request.devices() != request.gpus_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("devices: ", request.devices(), " but ",
+                                                   request.gpus_size(), " GPUs registered"));
+  }
+  int64_t smallest = std::numeric_limits<int64_t>::max();
+  for (const v1::GpuDevice& g : request.gpus()) {
+    if (g.total_bytes() <= 0 || g.free_bytes() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gpus: cuda:", g.index(), " reports no memory"));
+    }
+    smallest = std::min(smallest, g.total_bytes());
+    gpus.push_back({{"index", g.index()},
+                    {"id", g.id()},
+                    {"name", g.name()},
+                    {"total_bytes", g.total_bytes()},
+                    {"free_bytes", g.free_bytes()}});
+  }
+  if (request.memory_gb() * 1024.0 * 1024.0 * 1024.0 > static_cast<double>(smallest)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("memory_gb: ", request.memory_gb(), " GiB per device exceeds the smallest "
+                     "GPU's ", static_cast<double>(smallest) / (1024.0 * 1024.0 * 1024.0), " GiB"));
+  }
+  return gpus.dump();
+}
 
 // RegisterRequest.session: long enough not to be guessed.
 constexpr std::size_t kMinSessionLength = 16;
@@ -72,6 +104,7 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
       labels[key] = value;
     }
     info.labels_json = labels.dump();
+    ASSIGN_OR_RETURN(info.gpus_json, GpusJson(*request));
     // A name is refused while another session holds it and was seen within one lease TTL.
     ASSIGN_OR_RETURN(int64_t worker_id,
                      deps_.store->RegisterWorker(info, deps_.now(), deps_.lease_ttl));

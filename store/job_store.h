@@ -69,6 +69,7 @@ struct WorkerInfo {
   std::string session;
   Capabilities capabilities;
   std::string labels_json = "{}";  // a JSON object of string labels
+  std::string gpus_json = "[]";    // a JSON array of its GPUs (RegisterRequest.gpus)
   // Artifact keys already loaded; read back, also those of the jobs it completed, each once,
   // in the order gained.
   std::vector<std::string> artifacts;

@@ -131,7 +131,7 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
         // (JobSpec::ArtifactKey) contains.
         pqxx::result r = Exec(tx,
                               "SELECT w.id, w.name, w.devices, w.memory_gb, w.tp, "
-                              "w.labels::text AS labels, a.artifact_key, " +
+                              "w.labels::text AS labels, w.gpus::text AS gpus, a.artifact_key, " +
                                   Us("w.last_heartbeat") +
                                   " AS last_heartbeat_us FROM workers w LEFT JOIN "
                                   "worker_artifacts a ON a.worker_id = w.id WHERE w.id = $1 "
@@ -146,6 +146,7 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
         w.capabilities.memory_gb = r[0]["memory_gb"].as<double>();
         w.capabilities.tp = r[0]["tp"].as<int32_t>();
         w.labels_json = r[0]["labels"].as<std::string>();
+        w.gpus_json = r[0]["gpus"].as<std::string>();
         w.artifacts.clear();
         for (const pqxx::row& row : r) {
           if (!row["artifact_key"].is_null()) {

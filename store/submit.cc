@@ -158,19 +158,20 @@ StatusOr<int64_t> PgJobStore::RegisterWorker(const WorkerInfo& worker, absl::Tim
         id =
             Exec1(tx,
                   "WITH w AS (INSERT INTO workers (name, devices, memory_gb, tp, labels, "
-                  "registered_at, last_heartbeat, session) VALUES ($1, $2, $3, $4, $5::json, " +
+                  "registered_at, last_heartbeat, session, gpus) VALUES ($1, $2, $3, $4, "
+                  "$5::json, " +
                       Ts(7) + ", " + Ts(7) +
-                      ", NULLIF($8, '')) ON CONFLICT (name) DO UPDATE SET devices = "
+                      ", NULLIF($8, ''), $9::json) ON CONFLICT (name) DO UPDATE SET devices = "
                       "EXCLUDED.devices, memory_gb = EXCLUDED.memory_gb, tp = EXCLUDED.tp, "
                       "labels = EXCLUDED.labels, last_heartbeat = EXCLUDED.last_heartbeat, "
-                      "session = EXCLUDED.session RETURNING id), "
+                      "session = EXCLUDED.session, gpus = EXCLUDED.gpus RETURNING id), "
                       // What it reports now, added to what it was seen completing before.
                       "a AS (INSERT INTO worker_artifacts (worker_id, artifact_key) "
                       "SELECT w.id, t.key FROM w CROSS JOIN unnest($6::text[]) WITH ORDINALITY "
                       "AS t(key, n) WHERE t.key <> '' ORDER BY t.n ON CONFLICT DO NOTHING) "
                       "SELECT id FROM w",
                   worker.name, c.devices, c.memory_gb, c.tp, worker.labels_json,
-                  TextArray(worker.artifacts), Micros(now), worker.session)["id"]
+                  TextArray(worker.artifacts), Micros(now), worker.session, worker.gpus_json)["id"]
                 .as<int64_t>();
         return absl::OkStatus();
       }));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -134,6 +135,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   // Everything the child needs is built before fork: between fork and exec it only calls
   // async-signal-safe functions.
   const std::string threads = std::to_string(options.threads);
+  const std::string max_memory = std::to_string(options.max_memory_bytes);
   const char* argv[] = {"bitsweep-worker",
                         "--threads",
                         threads.c_str(),
@@ -148,7 +150,20 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
                         options.artifact_root.c_str(),
                         "--data-dir",
                         options.data_dir.c_str(),
+                        "--device",
+                        options.device.c_str(),
+                        "--max-memory-bytes",
+                        max_memory.c_str(),
                         nullptr};
+  // The worker's environment, with CUDA_VISIBLE_DEVICES naming exactly the job's GPUs.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) env_strings.emplace_back(*e);
+  }
+  env_strings.push_back("CUDA_VISIBLE_DEVICES=" + options.cuda_visible_devices);
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   // Signals stay blocked from fork until the child has dropped this process's handlers: a
   // SIGTERM that Terminate() sends before exec then ends the child instead of running the
   // worker's (or a test framework's) handler in the copy.
@@ -170,7 +185,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
     }
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
-    execv(options.self_exe.c_str(), const_cast<char* const*>(argv));
+    execve(options.self_exe.c_str(), const_cast<char* const*>(argv), envp.data());
     _exit(kJobExitNotExecuted);
   }
   const int fork_errno = errno;
@@ -215,8 +230,7 @@ void JobProcess::Kill() {
 std::string JobProcess::ResultJson() const { return Slurp(spec_path_ + kResultSuffix); }
 
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
-                const std::string& progress_path, const std::string& artifact_root,
-                const std::string& data_dir) {
+                const std::string& progress_path, const ChildOptions& options) {
   auto fail = [&](const Status& s) {
     ReplaceFile(
         result_path,
@@ -229,14 +243,15 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
   if (!spec.ok()) return fail(spec.status());
   // A job with tp = N runs as N rank processes of this command (model/tp_run.h): this process
   // launches them and reports a failed rank; rank 0 writes the result and the progress.
-  auto tp = model::StartTensorParallel(std::max(1, spec->resources.tp));
+  auto tp = model::StartTensorParallel(std::max(1, spec->resources.tp), options.device);
   if (!tp.ok()) return fail(tp.status());
   if (tp->launched) {
     if (tp->rc != 0) fail(absl::InternalError(tp->failure));
     return tp->rc;
   }
   const bool leader = tp->rank == 0;
-  RunnerConfig config{artifact_root, data_dir, tp->tp};
+  RunnerConfig config{options.artifact_root, options.data_dir, tp->tp, options.max_memory_bytes,
+                      tp->device};
   auto progress = [&](double f, const std::string& phase) {
     if (!leader) return;
     std::ostringstream line;

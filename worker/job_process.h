@@ -34,6 +34,14 @@ struct JobProcessOptions {
   int threads = 0;                          // --threads of the child (0 = all cores)
   std::string artifact_root;                // --artifacts of the child
   std::string data_dir;                     // --data-dir of the child
+  // Where the job runs (worker/device_offer.h): the child's --device ("cpu" or "cuda": rank r
+  // of a tensor-parallel job on cuda:r) and its CUDA_VISIBLE_DEVICES, which the child gets in
+  // place of the worker's ("" on the CPU: the job sees no GPU).
+  std::string device = "cpu";
+  std::string cuda_visible_devices;
+  // The child's memory budget (its --max-memory): 0 = what is free when it runs (the GPU's
+  // free memory on CUDA, the available memory on the CPU).
+  int64_t max_memory_bytes = 0;
 };
 
 // What the child last reported in its progress file.
@@ -93,10 +101,16 @@ class JobProcess {
 };
 
 // The child side (`bitsweep-worker run-job`): runs the JobSpec JSON file at `spec_path` (under
-// tensor parallelism as its ranks, model/tp_run.h), writes the result and progress files, and
-// returns the exit code above.
+// tensor parallelism as its ranks, model/tp_run.h, on `device`: cpu over Gloo, cuda one GPU
+// per rank over NCCL), writes the result and progress files, and returns the exit code above.
+// `max_memory_bytes` as RunnerConfig's.
+struct ChildOptions {
+  std::string artifact_root;
+  std::string data_dir;
+  std::string device = "cpu";
+  int64_t max_memory_bytes = 0;
+};
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
-                const std::string& progress_path, const std::string& artifact_root,
-                const std::string& data_dir);
+                const std::string& progress_path, const ChildOptions& options);
 
 }  // namespace bitsweep::worker

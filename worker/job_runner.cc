@@ -145,6 +145,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
       const auto tq = std::chrono::steady_clock::now();
       quant::QuantizeRequest request = ToRequest(spec, model_dir, config.data_dir);
       request.tp = world;
+      request.device = config.device.str();
       auto r = quant::QuantizeFolder(
           request,
           [&](int64_t done, int64_t total) {
@@ -176,8 +177,16 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   model::LoadOptions lo;
   lo.dtype = dtype;
   lo.tp = config.tp;
-  ASSIGN_OR_RETURN(quant::LoadedModel loaded,
-                   quant::LoadModelForEval(model_dir, lo, config.max_memory_bytes));
+  lo.device = config.device;
+  StatusOr<quant::LoadedModel> load = quant::LoadModelForEval(model_dir, lo, config.max_memory_bytes);
+  if (!load.ok() && load.status().code() == absl::StatusCode::kResourceExhausted) {
+    // Not even one layer fits: no other attempt on this offer does better (not retried).
+    return absl::InvalidArgumentError(absl::StrCat("model ", spec.model, " cannot run on ",
+                                                   config.device.str(), " even layer-streamed: ",
+                                                   load.status().message()));
+  }
+  if (!load.ok()) return load.status();
+  quant::LoadedModel loaded = *std::move(load);
   eval::TaskSettings s;
   s.task = spec.eval.task;
   s.data_dir = config.data_dir;
@@ -204,6 +213,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   prov["seconds"] = Seconds(t0);
   prov["quant"] = DescribeQuant(spec.quant);
   prov["tensor_parallel"] = config.tp ? config.tp->world_size() : 1;
+  prov["device"] = config.device.str();
   if (!loaded.description.empty()) prov["loaded_as"] = loaded.description;
   prov["memory"] = json::parse(quant::MemoryPlanJson(*loaded.memory));
   prov["eval"] = json::parse(r.json);

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 #include "common/job_spec.h"
 #include "common/status.h"
 
@@ -31,8 +33,12 @@ struct RunnerConfig {
   // quantize and evaluate their shards and return the same outcome. nullptr: one process.
   std::shared_ptr<const model::Collective> tp;
   // Evaluation memory budget: a model that does not fit is evaluated layer-streamed
-  // (quant::LoadModelForEval). 0: the memory available to the job process.
+  // (quant::LoadModelForEval). 0: the memory available to the job process (on CUDA: its GPU's
+  // free memory). A model that does not fit even streamed fails the job, not retryably, naming
+  // the model, what it needs and what was offered.
   int64_t max_memory_bytes = 0;
+  // Where this rank quantizes and evaluates (its own GPU under tensor parallelism on CUDA).
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 struct MetricRow {

@@ -10,8 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "model/cuda_info.h"
 #include "model/runtime.h"
 #include "model/tp_run.h"
+#include "worker/device_offer.h"
 #include "worker/job_process.h"
 #include "worker/service.h"
 
@@ -39,10 +42,21 @@ int main(int argc, char** argv) {
   app.add_option("--artifacts", o.artifact_root, "Shared directory of quantized models")
       ->required();
   app.add_option("--data-dir", o.data_dir, "Evaluation and calibration data folder");
-  app.add_option("--devices", o.devices, "Devices offered to one job")->capture_default_str();
-  app.add_option("--memory-gb", o.memory_gb, "Memory offered to one job (0 = unspecified)")
+  bitsweep::worker::DeviceFlags df;
+  app.add_option("--device", df.device,
+                 "auto (the GPUs this process sees when the build has CUDA, else the CPU), cpu, "
+                 "or cuda (refuse to start without a GPU). Each job process gets exactly the "
+                 "GPUs it leased through CUDA_VISIBLE_DEVICES, one tensor-parallel rank per GPU")
       ->capture_default_str();
-  app.add_option("--max-tp", o.max_tp, "Largest tensor-parallel size")->capture_default_str();
+  app.add_option("--devices", df.devices,
+                 "Devices offered to one job (default 1 on the CPU; on GPUs it must equal the "
+                 "GPUs visible, and $BITSWEEP_EXPECT_GPUS when set, or the worker refuses to "
+                 "start)");
+  app.add_option("--memory-gb", df.memory_gb,
+                 "Memory offered to one job, and its memory budget (default: unspecified on the "
+                 "CPU; on GPUs, per GPU: the smallest GPU's memory, and no more)");
+  app.add_option("--max-tp", df.max_tp,
+                 "Largest tensor-parallel size (default 1 on the CPU, the GPU count on GPUs)");
   std::vector<std::string> labels;
   app.add_option("--label", labels, "Label KEY=VALUE stored with the registration (repeatable)");
   app.add_option("--poll-seconds", o.poll_seconds, "Wait between empty leases")
@@ -62,25 +76,47 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::string spec, result, progress;
+  bitsweep::worker::ChildOptions child;
   auto* run = app.add_subcommand("run-job", "(internal) run one job spec in this process");
   run->add_option("--spec", spec)->required();
   run->add_option("--result", result)->required();
   run->add_option("--progress", progress)->required();
-  // The child reuses --artifacts / --data-dir given after run-job.
-  run->add_option("--artifacts", o.artifact_root);
-  run->add_option("--data-dir", o.data_dir);
+  run->add_option("--artifacts", child.artifact_root);
+  run->add_option("--data-dir", child.data_dir);
+  run->add_option("--device", child.device);
+  run->add_option("--max-memory-bytes", child.max_memory_bytes);
   app.get_option("--artifacts")->required(false);
   CLI11_PARSE(app, argc, argv);
 
   if (run->parsed()) {
     bitsweep::model::ConfigureRuntime(ro);
-    return bitsweep::worker::RunJobChild(spec, result, progress, o.artifact_root, o.data_dir);
+    return bitsweep::worker::RunJobChild(spec, result, progress, child);
   }
   if (o.artifact_root.empty()) {
     std::cerr << "bitsweep-worker: --artifacts is required\n";
     return 2;
   }
   o.threads = ro.threads;
+  if (const char* expect = std::getenv("BITSWEEP_EXPECT_GPUS"); expect != nullptr && *expect) {
+    int n = -1;
+    if (!absl::SimpleAtoi(expect, &n) || n < 0) {
+      std::cerr << "bitsweep-worker: BITSWEEP_EXPECT_GPUS=\"" << expect
+                << "\": expected a number of GPUs\n";
+      return 2;
+    }
+    df.expect_gpus = n;
+  }
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) df.cuda_visible_devices = visible;
+  // Discovery only when GPUs may be used: --device cpu never touches the CUDA runtime.
+  auto offer = bitsweep::worker::PlanDeviceOffer(
+      df, df.device == "cpu" ? bitsweep::StatusOr<std::vector<bitsweep::model::CudaDeviceInfo>>(
+                                   std::vector<bitsweep::model::CudaDeviceInfo>{})
+                             : bitsweep::model::ListCudaDevices());
+  if (!offer.ok()) {
+    std::cerr << "bitsweep-worker: error: " << offer.status().message() << "\n";
+    return 2;
+  }
+  o.offer = *std::move(offer);
   for (const std::string& label : labels) {
     const auto eq = label.find('=');
     if (eq == std::string::npos || eq == 0) {

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_spec.h"
 #include "rpc/channel.h"
 #include "worker/clock.h"
 #include "worker/coordinator_client.h"
@@ -36,9 +37,18 @@ v1::RegisterRequest RegisterRequestOf(const WorkerOptions& o, const std::string&
   v1::RegisterRequest request;
   request.set_name(name);
   request.set_session(session);
-  request.set_devices(o.devices);
-  request.set_memory_gb(o.memory_gb);
-  request.set_max_tp(o.max_tp);
+  request.set_devices(o.offer.devices);
+  request.set_memory_gb(o.offer.memory_gb);
+  request.set_max_tp(o.offer.max_tp);
+  for (size_t i = 0; i < o.offer.gpus.size(); ++i) {
+    const model::CudaDeviceInfo& info = o.offer.gpus[i];
+    v1::GpuDevice* gpu = request.add_gpus();
+    gpu->set_index(info.index);
+    gpu->set_id(o.offer.gpu_ids[i]);
+    gpu->set_name(info.name);
+    gpu->set_total_bytes(info.total_bytes);
+    gpu->set_free_bytes(info.free_bytes);
+  }
   for (const auto& [key, value] : o.labels) (*request.mutable_labels())[key] = value;
   return request;
 }
@@ -52,12 +62,20 @@ rpc::ChannelOptions ChannelOptionsOf(const WorkerOptions& o) {
   return channel;
 }
 
-JobProcessOptions JobProcessOptionsOf(const WorkerOptions& o) {
+// The job process of one leased job: the devices it leased (spec resources.devices) among this
+// worker's, and the memory cap the worker was given.
+JobProcessOptions JobProcessOptionsOf(const WorkerOptions& o, const std::string& spec_json) {
   JobProcessOptions process;
   if (!o.self_exe.empty()) process.self_exe = o.self_exe;
   process.threads = o.threads;
   process.artifact_root = o.artifact_root;
   process.data_dir = o.data_dir;
+  StatusOr<JobSpec> spec = JobSpecFromJson(spec_json);  // a bad spec fails in the child
+  const JobDevices devices = DevicesForJob(o.offer, spec.ok() ? spec->resources.devices : 1);
+  process.device = devices.device;
+  process.cuda_visible_devices = devices.cuda_visible_devices;
+  process.max_memory_bytes =
+      static_cast<int64_t>(o.offer.memory_cap_gb * 1024.0 * 1024.0 * 1024.0);
   return process;
 }
 
@@ -104,7 +122,7 @@ class Worker {
     ASSIGN_OR_RETURN(registration_,
                      client_.Register(RegisterRequestOf(options_, name_, session_), stop_));
     Log(absl::StrCat("registered as worker ", registration_.worker_id, " with ",
-                     options_.coordinator));
+                     options_.coordinator, "; offers ", options_.offer.description));
     DeliverSpooled();
     fs::create_directories(scratch_);
     Clock::TimePoint idle_since = clock_.Now();
@@ -196,7 +214,7 @@ class Worker {
     Log(absl::StrCat("leased job ", lease.job_id, " epoch ", lease.lease_epoch));
     FinishedJob job;
     auto process =
-        JobProcess::Start(JobProcessOptionsOf(options_), scratch_, lease.job_id, lease.spec_json);
+        JobProcess::Start(JobProcessOptionsOf(options_, lease.spec_json), scratch_, lease.job_id, lease.spec_json);
     job.start = clock_.Now();
     if (!process.ok()) {
       job.started = process.status();

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "worker/device_offer.h"
 
 namespace bitsweep::worker {
 
@@ -30,9 +31,10 @@ struct WorkerOptions {
   std::string tls_ca, tls_cert, tls_key;  // TLS to the coordinator when tls_ca is set
   std::string artifact_root;              // shared directory of quantized models
   std::string data_dir;
-  int devices = 1;
-  double memory_gb = 0;
-  int max_tp = 1;
+  // What it registers (devices, memory per device, largest TP size, its GPUs) and gives each
+  // job process (its GPUs through CUDA_VISIBLE_DEVICES): worker/device_offer.h. Default: the
+  // CPU, one device, memory unspecified.
+  DeviceOffer offer;
   std::map<std::string, std::string> labels;  // stored with the registration (zone, gpu, ...)
   double poll_seconds = 1.0;                  // wait between empty leases
   double idle_exit_seconds = 0;               // > 0: exit after this long without a job

@@ -124,6 +124,39 @@ TEST_CASE("bitsweep eval names the problem for bad models, tasks and data", "[cl
   CHECK_THAT(bad_cfg.err, Contains("config.json") && Contains("vocab_size"));
 }
 
+// This machine has no visible GPU, so every CUDA spelling is refused, whatever the build.
+TEST_CASE("bitsweep eval and quantize refuse devices that are not available, naming those that are",
+          "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_bad_device");
+  REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model", dir).code == 0);
+  const std::string data = SmallDataDir(dir);
+  const std::string eval =
+      "eval --model " + dir + "/model --tasks wikitext2 --max-windows 1 --data-dir " + data;
+  Run unknown = Bitsweep(eval + " --device tpu", dir);
+  CHECK(unknown.code == 2);
+  CHECK_THAT(unknown.err, Contains("\"tpu\" is not cpu, cuda, cuda:N or auto") &&
+                              Contains("available: cpu"));
+  for (const std::string device : {"cuda", "cuda:3"}) {
+    Run cuda = Bitsweep(eval + " --device " + device, dir);
+    CHECK(cuda.code == 2);
+    CHECK_THAT(cuda.err, Contains("\"" + device + "\"") && Contains("available: cpu"));
+  }
+  // Under tensor parallelism the launcher refuses before any rank starts.
+  Run tp = Bitsweep(eval + " --device cuda --tp 2", dir);
+  CHECK(tp.code == 2);
+  CHECK_THAT(tp.err, Contains("available: cpu"));
+  Run quantize = Bitsweep("quantize --model " + dir + "/model --out " + dir +
+                              "/q --method rtn --wbits 4 --device cuda:1 --data-dir " + data,
+                          dir);
+  CHECK(quantize.code == 2);
+  CHECK_THAT(quantize.err, Contains("\"cuda:1\"") && Contains("available: cpu"));
+  CHECK_FALSE(fs::exists(dir + "/q"));
+  // auto is the CPU here, and gives the CPU's result.
+  Run automatic = Bitsweep(eval + " --device auto --json", dir);
+  REQUIRE(automatic.code == 0);
+  CHECK(nlohmann::json::parse(automatic.out)["device"] == "cpu");
+}
+
 TEST_CASE("bitsweep tokenize encodes standard input and --decode inverts it", "[cli]") {
   const std::string dir = bitsweep::testing::ScratchDir("cli_tokenize");
   REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model", dir).code == 0);

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/time/clock.h"
 #include "bitsweep/v1/worker.grpc.pb.h"
 #include "server/coordinator.h"
@@ -81,6 +83,65 @@ TEST_CASE("a Lease retried with its request id answers the same job and epoch, a
   auto job = r.coordinator->store().GetJob(first.job_id());
   REQUIRE(job.ok());
   CHECK(job->attempt == 1);
+}
+
+
+TEST_CASE("a GPU worker registers its GPUs, is refused when its offer disagrees with them, and "
+          "is leased only jobs whose memory per device its smallest GPU holds",
+          "[pg][grpc]") {
+  Running r = Start(testing::FreshDatabase());
+  store::NewJob fits, too_big;
+  fits.job_key = "fits";
+  too_big.job_key = "too-big";
+  fits.spec_json = too_big.spec_json = "{}";
+  fits.needs.devices = too_big.needs.devices = 2;
+  fits.needs.memory_gb = 70;
+  too_big.needs.memory_gb = 90;  // per device: more than an 80 GB GPU has
+  too_big.priority = 1;          // would be leased first if it fitted
+  REQUIRE(r.coordinator->store().SubmitSweep("r", "s", "{}", 0, {fits, too_big}, absl::Now()).ok());
+
+  v1::RegisterRequest reg;
+  reg.set_name("gpu-worker");
+  reg.set_devices(2);
+  reg.set_max_tp(2);
+  reg.set_memory_gb(79.1);
+  for (int i = 0; i < 2; ++i) {
+    v1::GpuDevice* g = reg.add_gpus();
+    g->set_index(i);
+    g->set_id(std::to_string(i + 4));
+    g->set_name("NVIDIA H100 80GB HBM3");
+    g->set_total_bytes(int64_t{85} * 1000 * 1000 * 1000);  // 79.2 GiB
+    g->set_free_bytes(int64_t{84} * 1000 * 1000 * 1000);
+  }
+  v1::RegisterResponse registered;
+
+  v1::RegisterRequest wrong_count = reg;
+  wrong_count.set_devices(1);
+  grpc::Status refused =
+      r.worker->Register(testing::RpcContext().get(), wrong_count, &registered);
+  CHECK(refused.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(refused.error_message().find("devices: 1 but 2 GPUs") != std::string::npos);
+  v1::RegisterRequest too_much = reg;
+  too_much.set_memory_gb(80);
+  refused = r.worker->Register(testing::RpcContext().get(), too_much, &registered);
+  CHECK(refused.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(refused.error_message().find("memory_gb: 80 GiB per device") != std::string::npos);
+
+  REQUIRE_RPC_OK(r.worker->Register(testing::RpcContext().get(), reg, &registered));
+  auto stored = r.coordinator->store().GetWorker(registered.worker_id());
+  REQUIRE(stored.ok());
+  const nlohmann::json gpus = nlohmann::json::parse(stored->gpus_json);
+  REQUIRE(gpus.size() == 2);
+  CHECK(gpus[1]["id"] == "5");
+  CHECK(gpus[1]["name"] == "NVIDIA H100 80GB HBM3");
+  CHECK(gpus[1]["total_bytes"] == int64_t{85} * 1000 * 1000 * 1000);
+
+  const v1::LeaseResponse leased = Lease(r, registered.worker_id(), "gpu-lease-1");
+  REQUIRE(leased.has_job());
+  auto job = r.coordinator->store().GetJob(leased.job_id());
+  REQUIRE(job.ok());
+  CHECK(job->job_key == "fits");
+  CHECK_FALSE(Lease(r, registered.worker_id(), "gpu-lease-2").has_job());
 }
 
 }  // namespace

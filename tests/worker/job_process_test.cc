@@ -151,11 +151,40 @@ TEST_CASE("a job process gets the spec and the protocol's arguments, and its fil
   CHECK(Slurp(dir + "/argv") == "--threads 3 run-job --spec " + dir + "/job-7.json --result " +
                                     dir + "/job-7.json.result --progress " + dir +
                                     "/job-7.json.progress --artifacts " + dir +
-                                    "/artifacts --data-dir " + dir + "/data\n");
+                                    "/artifacts --data-dir " + dir +
+                                    "/data --device cpu --max-memory-bytes 0\n");
   CHECK((*process)->ResultJson() == kResult);  // the script copied the spec there
   const ChildProgress progress = (*process)->Progress();
   CHECK(progress.fraction == 0.5);
   CHECK(progress.phase == "quantize layer 1/2");
+}
+
+TEST_CASE("a job process sees exactly the GPUs of its job in CUDA_VISIBLE_DEVICES, and none on "
+          "the CPU, whatever the worker's own",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("job_process_gpus");
+  setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3", 1);  // the worker's own list
+  JobProcessOptions options;
+  options.self_exe = FakeWorkerBinary(
+      dir, "printf '%s|%s' \"${CUDA_VISIBLE_DEVICES-unset}\" \"$HOME\" > \"$7\"\nexit 0");
+  options.device = "cuda";
+  options.cuda_visible_devices = "2,3";
+  options.max_memory_bytes = int64_t{40} << 30;
+  auto gpu = JobProcess::Start(options, dir, 11, "{}");
+  REQUIRE(gpu.ok());
+  REQUIRE(WaitForExit(**gpu));
+  const std::string home = std::getenv("HOME") != nullptr ? std::getenv("HOME") : "";
+  CHECK((*gpu)->ResultJson() == "2,3|" + home);  // the rest of the environment is kept
+  CHECK(Slurp(dir + "/argv").find("--device cuda --max-memory-bytes 42949672960") !=
+        std::string::npos);
+
+  options.device = "cpu";
+  options.cuda_visible_devices = "";
+  auto cpu = JobProcess::Start(options, dir, 12, "{}");
+  REQUIRE(cpu.ok());
+  REQUIRE(WaitForExit(**cpu));
+  CHECK((*cpu)->ResultJson() == "|" + home);  // set, and empty: no GPU at all
+  unsetenv("CUDA_VISIBLE_DEVICES");
 }
 
 TEST_CASE("a job process that writes nothing has no result and no progress", "[worker]") {

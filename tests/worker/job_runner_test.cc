@@ -68,6 +68,7 @@ TEST_CASE("A job quantizes its artifact once, reuses it, and evaluates the quant
   CHECK(fractions.back() == Approx(1.0));
   auto prov = nlohmann::json::parse(first->provenance_json);
   CHECK(prov["job_key"] == rtn.JobKey());
+  CHECK(prov["device"] == "cpu");
   CHECK_THAT(prov["quant"].get<std::string>(), Catch::Contains("rtn w4 g16"));
 
   auto second = bitsweep::worker::RunJob(rtn, config, nullptr);
@@ -80,7 +81,7 @@ TEST_CASE("A job child reports bad specs as non-retryable errors naming the prob
   const std::string dir = bitsweep::testing::ScratchDir("job_child");
   WriteFile(dir + "/spec.json", "{\"model\": 3}");
   const int code = bitsweep::worker::RunJobChild(dir + "/spec.json", dir + "/result.json",
-                                                 dir + "/progress", dir + "/artifacts", "");
+                                                 dir + "/progress", {dir + "/artifacts", ""});
   CHECK(code == 2);
   auto r = nlohmann::json::parse(std::ifstream(dir + "/result.json"));
   CHECK_THAT(r["error"].get<std::string>(), Catch::Contains("model"));
@@ -92,8 +93,29 @@ TEST_CASE("A job child reports bad specs as non-retryable errors naming the prob
   REQUIRE(n.ok());
   WriteFile(dir + "/spec2.json", bitsweep::JobSpecToJson(*n));
   const int code2 = bitsweep::worker::RunJobChild(dir + "/spec2.json", dir + "/result2.json",
-                                                  dir + "/progress", dir + "/artifacts", "");
+                                                  dir + "/progress", {dir + "/artifacts", ""});
   CHECK(code2 != 0);
   auto r2 = nlohmann::json::parse(std::ifstream(dir + "/result2.json"));
   CHECK_THAT(r2["error"].get<std::string>(), Catch::Contains("no-such-model"));
+}
+
+TEST_CASE("A job whose model cannot fit its memory offer even layer-streamed fails for good, "
+          "naming the model, the need and the offer",
+          "[worker]") {
+  const std::string dir = bitsweep::testing::ScratchDir("job_child_cannot_fit");
+  REQUIRE(bitsweep::model::WriteTinyModel(dir + "/model", {}).ok());
+  WriteFile(dir + "/facts.jsonl",
+            "{\"context\": \"sky\", \"choices\": [\"blue\", \"green\"], \"gold\": 0}\n");
+  WriteFile(dir + "/spec.json",
+            bitsweep::JobSpecToJson(Spec(dir + "/model", "fp", dir + "/facts.jsonl")));
+  bitsweep::worker::ChildOptions options{dir + "/artifacts", ""};
+  options.max_memory_bytes = 64 << 10;  // 64 KiB: not one layer of the tiny model
+  const int code = bitsweep::worker::RunJobChild(dir + "/spec.json", dir + "/result.json",
+                                                 dir + "/progress", options);
+  CHECK(code == bitsweep::worker::kJobExitBadInput);  // not retried
+  auto r = nlohmann::json::parse(std::ifstream(dir + "/result.json"));
+  const std::string error = r["error"].get<std::string>();
+  CHECK_THAT(error, Catch::Contains("model " + dir + "/model cannot run on cpu even "
+                                    "layer-streamed") &&
+                        Catch::Contains("64 KiB is too small: one decoder layer (layer 0: "));
 }

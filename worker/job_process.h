@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/path_roots.h"
 #include "common/status.h"
 #include "worker/job_runner.h"
 
@@ -34,6 +35,7 @@ struct JobProcessOptions {
   int threads = 0;                          // --threads of the child (0 = all cores)
   std::string artifact_root;                // --artifacts of the child
   std::string data_dir;                     // --data-dir of the child
+  PathRoots roots;                          // --model-root / --data-root of the child
 };
 
 // What the child last reported in its progress file.
@@ -92,11 +94,16 @@ class JobProcess {
   int wait_status_ = 0;
 };
 
+// A fresh private scratch folder for job files: <temp>/bitsweep-worker-XXXXXX made by mkdtemp
+// (mode 0700, a name nobody can take or point elsewhere first). INTERNAL when none can be made.
+StatusOr<std::string> MakeScratchDir();
+
 // The child side (`bitsweep-worker run-job`): runs the JobSpec JSON file at `spec_path` (under
 // tensor parallelism as its ranks, model/tp_run.h), writes the result and progress files, and
-// returns the exit code above.
+// returns the exit code above. A spec naming a path outside `roots` (common/path_roots.h) fails
+// as bad input before any file of it is opened.
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
                 const std::string& progress_path, const std::string& artifact_root,
-                const std::string& data_dir);
+                const std::string& data_dir, const PathRoots& roots = {});
 
 }  // namespace bitsweep::worker

@@ -39,6 +39,12 @@ int main(int argc, char** argv) {
   app.add_option("--artifacts", o.artifact_root, "Shared directory of quantized models")
       ->required();
   app.add_option("--data-dir", o.data_dir, "Evaluation and calibration data folder");
+  app.add_option("--model-root", o.roots.model,
+                 "Folder a job's model path must lie in, symbolic links resolved (repeatable; "
+                 "none: not confined)");
+  app.add_option("--data-root", o.roots.data,
+                 "Folder a job's .jsonl task and calibration file must lie in (repeatable; none: "
+                 "not confined)");
   app.add_option("--devices", o.devices, "Devices offered to one job")->capture_default_str();
   app.add_option("--memory-gb", o.memory_gb, "Memory offered to one job (0 = unspecified)")
       ->capture_default_str();
@@ -52,8 +58,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", o.state_dir,
                  "Directory kept across restarts: finished results not yet delivered, the "
-                 "default name, the session (default under <tmp> per name and coordinator; one "
-                 "worker per directory)");
+                 "default name, the session (default $XDG_STATE_HOME/bitsweep/worker/"
+                 "<name>@<coordinator>, else under ~/.local/state; one worker per directory)");
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
   bitsweep::model::RuntimeOptions ro;
@@ -69,12 +75,15 @@ int main(int argc, char** argv) {
   // The child reuses --artifacts / --data-dir given after run-job.
   run->add_option("--artifacts", o.artifact_root);
   run->add_option("--data-dir", o.data_dir);
+  run->add_option("--model-root", o.roots.model);
+  run->add_option("--data-root", o.roots.data);
   app.get_option("--artifacts")->required(false);
   CLI11_PARSE(app, argc, argv);
 
   if (run->parsed()) {
     bitsweep::model::ConfigureRuntime(ro);
-    return bitsweep::worker::RunJobChild(spec, result, progress, o.artifact_root, o.data_dir);
+    return bitsweep::worker::RunJobChild(spec, result, progress, o.artifact_root, o.data_dir,
+                                         o.roots);
   }
   if (o.artifact_root.empty()) {
     std::cerr << "bitsweep-worker: --artifacts is required\n";

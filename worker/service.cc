@@ -58,6 +58,7 @@ JobProcessOptions JobProcessOptionsOf(const WorkerOptions& o) {
   process.threads = o.threads;
   process.artifact_root = o.artifact_root;
   process.data_dir = o.data_dir;
+  process.roots = o.roots;
   return process;
 }
 
@@ -94,9 +95,7 @@ class Worker {
         stop_(stop),
         clock_(clock),
         metrics_(metrics),
-        client_(rpc::OpenChannel(ChannelOptionsOf(options)), options.token, &clock_),
-        scratch_(
-            (fs::temp_directory_path() / absl::StrCat("bitsweep-worker-", getpid())).string()) {}
+        client_(rpc::OpenChannel(ChannelOptionsOf(options)), options.token, &clock_) {}
 
   // Registers, delivers what the spool holds, then leases and runs jobs until *stop (or the idle
   // limit).
@@ -106,7 +105,7 @@ class Worker {
     Log(absl::StrCat("registered as worker ", registration_.worker_id, " with ",
                      options_.coordinator));
     DeliverSpooled();
-    fs::create_directories(scratch_);
+    ASSIGN_OR_RETURN(scratch_, MakeScratchDir());
     Clock::TimePoint idle_since = clock_.Now();
     std::string request_id;  // kept while a Lease goes unanswered, so that its retry is a replay
     while (!Stopped(stop_)) {
@@ -279,7 +278,7 @@ class Worker {
   Clock& clock_;
   WorkerMetrics* metrics_;
   CoordinatorClient client_;
-  const std::string scratch_;
+  std::string scratch_;  // made by Run (MakeScratchDir)
   Registration registration_;
 };
 

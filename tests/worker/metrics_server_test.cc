@@ -70,8 +70,9 @@ std::unique_ptr<MetricsServer> StartServer(milliseconds deadline) {
   return std::move(server).value();
 }
 
-TEST_CASE("a client trickling its request one byte at a time neither delays other scrapes nor "
-          "outlives the whole-request deadline") {
+TEST_CASE(
+    "a client trickling its request one byte at a time neither delays other scrapes nor "
+    "outlives the whole-request deadline") {
   const milliseconds deadline(1500);
   auto server = StartServer(deadline);
   const int slow = Connect(server->port());
@@ -100,11 +101,13 @@ TEST_CASE("a client trickling its request one byte at a time neither delays othe
   CHECK(lasted < deadline + milliseconds(2000));
 }
 
-TEST_CASE("more idle connections than the server holds at once cannot lock out a scrape: the "
-          "oldest make room") {
+TEST_CASE(
+    "more idle connections than the server holds at once cannot lock out a scrape: the "
+    "oldest make room") {
   auto server = StartServer(std::chrono::seconds(60));
   std::vector<int> idle;
-  for (int i = 0; i < MetricsServer::kMaxConnections + 8; ++i) idle.push_back(Connect(server->port()));
+  for (int i = 0; i < MetricsServer::kMaxConnections + 8; ++i)
+    idle.push_back(Connect(server->port()));
   const std::string answer = Get(server->port(), milliseconds(2000));
   CHECK(answer.rfind("HTTP/1.1 200 OK", 0) == 0);
   // The first ones were closed to make room; the newest are still open.

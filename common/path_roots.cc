@@ -62,8 +62,8 @@ Status CheckJobSpecPaths(const JobSpec& spec, const PathRoots& roots) {
     RETURN_IF_ERROR(CheckUnderRoots("task", spec.eval.task, roots.data, "--data-root"));
   }
   if (spec.calibration && IsCalibrationFile(spec.calibration->source)) {
-    RETURN_IF_ERROR(CheckUnderRoots("calibration.source", spec.calibration->source, roots.data,
-                                    "--data-root"));
+    RETURN_IF_ERROR(
+        CheckUnderRoots("calibration.source", spec.calibration->source, roots.data, "--data-root"));
   }
   return absl::OkStatus();
 }
@@ -75,8 +75,8 @@ Status CheckSweepPaths(const SweepSpec& spec, const PathRoots& roots) {
   }
   for (std::size_t i = 0; i < spec.tasks.size(); ++i) {
     if (!IsTaskPath(spec.tasks[i].task)) continue;
-    RETURN_IF_ERROR(CheckUnderRoots(absl::StrCat("tasks[", i, "]"), spec.tasks[i].task,
-                                    roots.data, "--data-root"));
+    RETURN_IF_ERROR(CheckUnderRoots(absl::StrCat("tasks[", i, "]"), spec.tasks[i].task, roots.data,
+                                    "--data-root"));
   }
   for (const std::string& file : CalibrationFiles(spec)) {
     RETURN_IF_ERROR(CheckUnderRoots("calibration.source", file, roots.data, "--data-root"));

@@ -53,22 +53,25 @@ TEST_CASE("symbolic links and '..' are resolved before the check: neither leads 
   const Tree t = MakeTree("path_roots_links");
   fs::create_symlink(t.dir + "/secret", t.dir + "/data/link.jsonl");
   fs::create_directory_symlink("/etc", t.dir + "/models/etc");
-  CHECK_FALSE(CheckUnderRoots("task", t.dir + "/data/link.jsonl", t.roots.data, "--data-root").ok());
+  CHECK_FALSE(
+      CheckUnderRoots("task", t.dir + "/data/link.jsonl", t.roots.data, "--data-root").ok());
   CHECK_FALSE(CheckUnderRoots("model", t.dir + "/models/etc", t.roots.model, "--model-root").ok());
   CHECK_FALSE(
       CheckUnderRoots("model", t.dir + "/models/etc/missing", t.roots.model, "--model-root").ok());
   CHECK_FALSE(
       CheckUnderRoots("model", t.dir + "/models/m/../../secret", t.roots.model, "--model-root")
           .ok());
-  CHECK_FALSE(CheckUnderRoots("model", "../../../../../../etc", t.roots.model, "--model-root").ok());
+  CHECK_FALSE(
+      CheckUnderRoots("model", "../../../../../../etc", t.roots.model, "--model-root").ok());
   // A root that is itself a link is resolved too: paths through either spelling are inside.
   fs::create_directory_symlink(t.dir + "/models", t.dir + "/models-link");
-  CHECK(CheckUnderRoots("model", t.dir + "/models/m", {t.dir + "/models-link"}, "--model-root")
-            .ok());
+  CHECK(
+      CheckUnderRoots("model", t.dir + "/models/m", {t.dir + "/models-link"}, "--model-root").ok());
 }
 
-TEST_CASE("a sweep's models, .jsonl tasks and calibration files are checked before expansion; "
-          "built-in tasks and calibration sets name no path") {
+TEST_CASE(
+    "a sweep's models, .jsonl tasks and calibration files are checked before expansion; "
+    "built-in tasks and calibration sets name no path") {
   const Tree t = MakeTree("path_roots_sweep");
   auto yaml = [&](const std::string& model, const std::string& task, const std::string& calib) {
     return "name: s\nmodels: [" + model + "]\nmethods: [{method: gptq, wbits: [4]}]\ntasks: [" +
@@ -104,8 +107,10 @@ TEST_CASE("a sweep's models, .jsonl tasks and calibration files are checked befo
 
 TEST_CASE("the roots a sweep names admit its own paths and nothing beside them") {
   const Tree t = MakeTree("path_roots_named");
-  auto spec = ParseSweepYaml("name: s\nmodels: [" + t.dir + "/models/m]\nmethods: [{method: rtn, "
-                             "wbits: [4]}]\ntasks: [wikitext2, " + t.dir + "/data/t.jsonl]\n",
+  auto spec = ParseSweepYaml("name: s\nmodels: [" + t.dir +
+                                 "/models/m]\nmethods: [{method: rtn, "
+                                 "wbits: [4]}]\ntasks: [wikitext2, " +
+                                 t.dir + "/data/t.jsonl]\n",
                              "s.yaml");
   REQUIRE(spec.ok());
   const PathRoots roots = RootsNamedBy(*spec);

@@ -138,8 +138,8 @@ TEST_CASE("a sweep naming a model outside --model-root is refused before any fil
   Running r = Start(config);
   auto submit = [&](const std::string& model) {
     std::string yaml = kSweepYaml;
-    yaml.replace(yaml.find("/nonexistent/qwen3-tiny"), std::string("/nonexistent/qwen3-tiny").size(),
-                 model);
+    const std::string placeholder = "/nonexistent/qwen3-tiny";
+    yaml.replace(yaml.find(placeholder), placeholder.size(), model);
     grpc::Status status;
     Submit(r, "roots-" + model, yaml, &status);
     return status;

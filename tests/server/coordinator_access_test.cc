@@ -24,19 +24,14 @@
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/rpc.h"
+#include "tests/testing/socket.h"
 
 namespace bitsweep::server::coordinator_test {
 namespace {
 
 // GET http://127.0.0.1:port/metrics with a plain socket; returns the body.
 std::string HttpGetMetrics(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  const int fd = testing::ConnectLoopback(port);
   const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
   std::string response;

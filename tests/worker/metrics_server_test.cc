@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tests/testing/poll.h"
+#include "tests/testing/socket.h"
 #include "worker/metrics.h"
 
 namespace bitsweep::worker {
@@ -20,16 +21,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-int Connect(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  return fd;
-}
+int Connect(int port) { return testing::ConnectLoopback(port); }
 
 // GET /metrics on a fresh connection; the whole response, "" when none came within `timeout`.
 std::string Get(int port, milliseconds timeout) {

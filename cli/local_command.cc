@@ -17,7 +17,9 @@
 #include "cli/client_commands.h"
 #include "cli/output.h"
 #include "common/cpus.h"
+#include "common/path_roots.h"
 #include "common/process.h"
+#include "common/sweep.h"
 #include "store/local_postgres.h"
 
 namespace bitsweep::cli {
@@ -83,15 +85,23 @@ StatusOr<std::unique_ptr<store::LocalPostgres>> StartPostgres(const fs::path& st
 
 // Starts the coordinator on free loopback ports; returns its gRPC address.
 std::string StartCoordinator(const std::string& bin, const std::string& conninfo,
-                             const fs::path& state, Children* children) {
+                             const fs::path& state, const std::vector<std::string>& root_flags,
+                             Children* children) {
   const int port = FreePort();
   const std::string addr = absl::StrCat("127.0.0.1:", port);
   const int metrics_port = FreePort();
   const int http_port = FreePort();
-  children->coordinator = SpawnLogged({bin, "--listen", addr, "--db", conninfo, "--metrics-listen",
-                                       absl::StrCat("127.0.0.1:", metrics_port), "--http-listen",
-                                       absl::StrCat("127.0.0.1:", http_port)},
-                                      (state / "logs" / "coordinator.log").string());
+  std::vector<std::string> argv = {bin,
+                                   "--listen",
+                                   addr,
+                                   "--db",
+                                   conninfo,
+                                   "--metrics-listen",
+                                   absl::StrCat("127.0.0.1:", metrics_port),
+                                   "--http-listen",
+                                   absl::StrCat("127.0.0.1:", http_port)};
+  argv.insert(argv.end(), root_flags.begin(), root_flags.end());
+  children->coordinator = SpawnLogged(argv, (state / "logs" / "coordinator.log").string());
   std::fprintf(stderr,
                "local: coordinator on %s (metrics on 127.0.0.1:%d/metrics, dashboard on "
                "http://127.0.0.1:%d/)\n",
@@ -101,7 +111,8 @@ std::string StartCoordinator(const std::string& bin, const std::string& conninfo
 
 // Starts f.workers workers leasing from the coordinator at `addr`.
 void StartWorkers(const std::string& bin, const std::string& addr, const ServiceFlags& f,
-                  const std::string& data_dir, const fs::path& state, Children* children) {
+                  const std::string& data_dir, const fs::path& state,
+                  const std::vector<std::string>& root_flags, Children* children) {
   // Workers share this machine's CPUs: N workers each running every core's worth of OpenMP
   // threads oversubscribe it and spin against each other (common/cpus.h).
   const int threads_per_worker = f.threads_per_worker > 0
@@ -132,6 +143,7 @@ void StartWorkers(const std::string& bin, const std::string& addr, const Service
     }
     argv.push_back("--threads");
     argv.push_back(std::to_string(threads_per_worker));
+    argv.insert(argv.end(), root_flags.begin(), root_flags.end());
     children->workers.push_back(
         SpawnLogged(argv, (state / "logs" / absl::StrCat("worker-", i, ".log")).string()));
   }
@@ -192,6 +204,12 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   if (!fs::exists(f.sweep_file)) {
     return Fail(absl::NotFoundError(f.sweep_file + ": cannot open sweep file"));
   }
+  // The coordinator and the workers open only what the sweep names (and the data folder).
+  auto sweep = ParseSweepFile(f.sweep_file);
+  if (!sweep.ok()) return Fail(sweep.status());
+  PathRoots roots = RootsNamedBy(*sweep);
+  if (!data_dir.empty()) roots.data.push_back(ResolvePath(data_dir));
+  const std::vector<std::string> root_flags = RootFlags(roots);
   const fs::path state = fs::absolute(f.state_dir);
   // Ctrl-C stops the workers, the coordinator and PostgreSQL instead of orphaning them.
   signal(SIGINT, OnInterrupt);
@@ -202,8 +220,9 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir) {
   auto pg = StartPostgres(state, &conninfo);
   if (!pg.ok()) return Fail(pg.status());
   Children children;
-  const std::string addr = StartCoordinator(*coordinator_bin, conninfo, state, &children);
-  StartWorkers(*worker_bin, addr, f, data_dir, state, &children);
+  const std::string addr =
+      StartCoordinator(*coordinator_bin, conninfo, state, root_flags, &children);
+  StartWorkers(*worker_bin, addr, f, data_dir, state, root_flags, &children);
 
   ServiceFlags cf = f;
   cf.coordinator = addr;

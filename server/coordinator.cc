@@ -79,7 +79,10 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   deps.lease_ttl = config.lease_ttl;
   deps.watch_poll_interval = config.watch_poll_interval;
   deps.stopping = &c->stopping_;
-  c->coordinator_service_ = std::make_unique<CoordinatorService>(deps, config.client_token);
+  deps.roots.model = config.model_roots;
+  deps.roots.data = config.data_roots;
+  c->coordinator_service_ = std::make_unique<CoordinatorService>(deps, config.client_token,
+                                                                config.viewer_token);
   c->worker_service_ = std::make_unique<WorkerGatewayService>(deps, config.worker_token);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -140,6 +143,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
     HttpApiOptions http;
     http.listen = config.http_listen;
     http.client_token = config.client_token;
+    http.viewer_token = config.viewer_token;
     http.tls_cert = config.tls_cert;
     http.tls_key = config.tls_key;
     http.tls_ca = config.tls_ca;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/path_roots.h"
 #include "common/sweep.h"
 #include "rpc/proto_convert.h"
 #include "server/proto_convert.h"
@@ -69,6 +70,8 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     const std::string source =
         request->source_name().empty() ? "sweep.yaml" : request->source_name();
     ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source));
+    // Before ExpandSweep, which reads each model's config.json.
+    RETURN_IF_ERROR(CheckSweepPaths(spec, deps_.roots));
     ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec));
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
@@ -95,7 +98,7 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
 
 grpc::Status CoordinatorService::GetSweep(grpc::ServerContext* context,
                                           const v1::GetSweepRequest* request, v1::Sweep* response) {
-  return guard_.Run("GetSweep", context, [&]() -> Status {
+  return guard_.RunRead("GetSweep", context, [&]() -> Status {
     ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(request->sweep_id()));
     SweepToProto(sweep, response);
     return absl::OkStatus();
@@ -105,7 +108,7 @@ grpc::Status CoordinatorService::GetSweep(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ListSweeps(grpc::ServerContext* context,
                                             const v1::ListSweepsRequest* request,
                                             v1::ListSweepsResponse* response) {
-  return guard_.Run("ListSweeps", context, [&]() -> Status {
+  return guard_.RunRead("ListSweeps", context, [&]() -> Status {
     if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
     ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps_.store->ListSweeps());
     std::sort(sweeps.begin(), sweeps.end(),
@@ -121,7 +124,7 @@ grpc::Status CoordinatorService::ListSweeps(grpc::ServerContext* context,
 grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
                                           const v1::ListJobsRequest* request,
                                           v1::ListJobsResponse* response) {
-  return guard_.Run("ListJobs", context, [&]() -> Status {
+  return guard_.RunRead("ListJobs", context, [&]() -> Status {
     if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
     ASSIGN_OR_RETURN(std::optional<JobState> state,
                      rpc::JobStateFromProto(request->state(), "state"));
@@ -153,7 +156,7 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
 grpc::Status CoordinatorService::WatchSweep(grpc::ServerContext* context,
                                             const v1::GetSweepRequest* request,
                                             grpc::ServerWriter<v1::Sweep>* writer) {
-  return guard_.Run("WatchSweep", context, [&]() -> Status {
+  return guard_.RunRead("WatchSweep", context, [&]() -> Status {
     std::optional<v1::Sweep> last_sent;
     absl::Time last_send_time;
     while (true) {
@@ -208,7 +211,7 @@ grpc::Status CoordinatorService::CancelJob(grpc::ServerContext* context,
 grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
                                               const v1::QueryResultsRequest* request,
                                               v1::QueryResultsResponse* response) {
-  return guard_.Run("QueryResults", context, [&]() -> Status {
+  return guard_.RunRead("QueryResults", context, [&]() -> Status {
     ASSIGN_OR_RETURN(std::vector<ResultWithSpec> results,
                      ResultsWithSpecs(*deps_.store, request->sweep_id()));
     for (const auto& [row, spec_json] : results) {

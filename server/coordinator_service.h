@@ -12,9 +12,11 @@ namespace bitsweep::server {
 
 class CoordinatorService final : public bitsweep::v1::Coordinator::Service {
  public:
-  // `client_token` empty: no authentication.
-  CoordinatorService(ServiceDeps deps, std::string client_token)
-      : deps_(std::move(deps)), guard_(deps_.metrics, std::move(client_token), deps_.now) {}
+  // `client_token` empty: no authentication. `viewer_token` (ServerConfig::viewer_token) is
+  // accepted by the read RPCs only.
+  CoordinatorService(ServiceDeps deps, const std::string& client_token,
+                     const std::string& viewer_token = "")
+      : deps_(std::move(deps)), guard_(deps_.metrics, client_token, deps_.now, viewer_token) {}
 
   grpc::Status SubmitSweep(grpc::ServerContext* context, const v1::SubmitSweepRequest* request,
                            v1::SubmitSweepResponse* response) override;

@@ -244,6 +244,11 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
   std::unique_ptr<HttpApi> api(new HttpApi());
   api->deps_ = deps;
   api->tokens_ = SplitTokenList(options.client_token);
+  if (!api->tokens_.empty()) {  // viewer tokens only ever come with client tokens
+    for (std::string& viewer : SplitTokenList(options.viewer_token)) {
+      api->tokens_.push_back(std::move(viewer));
+    }
+  }
   if (!options.tls_cert.empty()) {
     api->server_ = std::make_unique<httplib::SSLServer>(
         options.tls_cert.c_str(), options.tls_key.c_str(),

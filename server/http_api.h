@@ -14,7 +14,8 @@
 //          progress, phase, model, quantization, method, wbits, abits, group, task, spec
 //
 // With a client token configured every /api/ request needs "Authorization: Bearer <token>"
-// (401 otherwise), the token of the gRPC Coordinator service; the page and its assets are
+// (401 otherwise), a client or viewer token of the gRPC Coordinator service (the API only
+// reads); the page and its assets are
 // public (they hold no data). Errors are {"error": message} with 400/404/503/500.
 // With TLS configured it serves HTTPS with the gRPC server's certificate and key (and requires
 // client certificates when a CA is given). Thread-safe; requests run on the server's pool.
@@ -36,6 +37,7 @@ namespace bitsweep::server {
 struct HttpApiOptions {
   std::string listen;  // "host:port"; port 0 = a free one
   std::string client_token;
+  std::string viewer_token;  // accepted as well as client_token (the API only reads)
   std::string tls_cert, tls_key, tls_ca;  // PEM files; cert+key enable HTTPS
 };
 

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   double lease_ttl_s = 60;
   CLI::App app{"bitsweep-coordinator: schedules sweep jobs on workers over gRPC"};
   app.add_option("--listen", config.listen,
-                 "gRPC address host:port; a non-loopback host needs TLS and both tokens, or "
+                 "gRPC address host:port; a non-loopback host needs both tokens, and TLS unless "
                  "--insecure-allow-remote")
       ->capture_default_str();
   app.add_option("--db", config.db,
@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--http-listen", config.http_listen,
                  "web dashboard and JSON API address host:port (\"\" disables it); a "
-                 "non-loopback host needs TLS and --client-token, or --insecure-allow-remote")
+                 "non-loopback host needs --client-token, and TLS unless --insecure-allow-remote")
       ->capture_default_str();
   app.add_option("--health-listen", config.health_listen,
                  "plaintext gRPC address host:port serving only grpc.health.v1 (for probes that "
@@ -55,20 +55,32 @@ int main(int argc, char** argv) {
                  "each accepted, for rotation (env BITSWEEP_CLIENT_TOKEN)");
   app.add_option("--worker-token", config.worker_token,
                  "bearer token WorkerGateway RPCs must carry; several separated by commas are "
-                 "each accepted, for rotation (env BITSWEEP_WORKER_TOKEN)");
+                 "each accepted, for rotation (env BITSWEEP_WORKER_TOKEN); must differ from every "
+                 "client token");
+  app.add_option("--viewer-token", config.viewer_token,
+                 "read-only bearer token: accepted by the read RPCs (GetSweep, ListSweeps, "
+                 "ListJobs, WatchSweep, QueryResults) and the dashboard API, refused by "
+                 "SubmitSweep and the cancels; needs --client-token (env BITSWEEP_VIEWER_TOKEN)");
   app.add_option("--tls-cert", config.tls_cert, "server certificate chain (PEM); enables TLS")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", config.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
   app.add_option("--tls-ca", config.tls_ca,
                  "CA bundle (PEM) for client certificates: requires mutual TLS")
       ->check(CLI::ExistingFile);
+  app.add_option("--model-root", config.model_roots,
+                 "folder the model paths of submitted sweeps must lie in, symbolic links "
+                 "resolved (repeatable; none: not confined)");
+  app.add_option("--data-root", config.data_roots,
+                 "folder the .jsonl tasks and calibration files of submitted sweeps must lie in "
+                 "(repeatable; none: not confined)");
   app.add_flag("--insecure-allow-remote", config.insecure_allow_remote,
-               "allow a non-loopback --listen or --http-listen without TLS and tokens (trusted "
-               "networks only)");
+               "allow a non-loopback --listen or --http-listen without TLS (trusted networks "
+               "only); the tokens are still required");
   CLI11_PARSE(app, argc, argv);
   config.lease_ttl = absl::Seconds(lease_ttl_s);
   if (config.client_token.empty()) config.client_token = EnvOr("BITSWEEP_CLIENT_TOKEN", "");
   if (config.worker_token.empty()) config.worker_token = EnvOr("BITSWEEP_WORKER_TOKEN", "");
+  if (config.viewer_token.empty()) config.viewer_token = EnvOr("BITSWEEP_VIEWER_TOKEN", "");
 
   // Block the signals before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.
@@ -87,11 +99,12 @@ int main(int argc, char** argv) {
   std::fprintf(
       stderr,
       "bitsweep-coordinator: gRPC on %s (port %d)%s, tls=%s%s, client auth=%s, worker "
-      "auth=%s, lease ttl %gs, metrics %s, dashboard %s, health %s\n",
+      "auth=%s, viewer auth=%s, lease ttl %gs, metrics %s, dashboard %s, health %s\n",
       config.listen.c_str(), c.port(), config.ListensOnLoopbackOnly() ? " -- loopback only" : "",
       config.tls() ? "on" : "off", config.tls_ca.empty() ? "" : " (mutual)",
       config.client_token.empty() ? "off" : "bearer token",
-      config.worker_token.empty() ? "off" : "bearer token", lease_ttl_s,
+      config.worker_token.empty() ? "off" : "bearer token",
+      config.viewer_token.empty() ? "off" : "bearer token", lease_ttl_s,
       config.metrics_listen.empty() ? "off"
                                     : ("http://" + config.metrics_listen + "/metrics (port " +
                                        std::to_string(c.metrics_port()) + ")")

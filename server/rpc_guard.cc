@@ -28,7 +28,7 @@ bool BearerTokenMatches(std::string_view authorization, const std::vector<std::s
   return authorization.substr(0, kBearer.size()) == kBearer && accepted;
 }
 
-grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
+grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context, bool read_only) const {
   if (tokens_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(rpc::kAuthorizationKey);
@@ -36,10 +36,14 @@ grpc::Status RpcGuard::Authenticate(const grpc::ServerContext& context) const {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "missing 'authorization: Bearer <token>' metadata");
   }
-  if (!BearerTokenMatches(std::string_view(it->second.data(), it->second.size()), tokens_)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
+  const std::string_view authorization(it->second.data(), it->second.size());
+  if (BearerTokenMatches(authorization, tokens_)) return grpc::Status::OK;
+  if (BearerTokenMatches(authorization, viewer_tokens_)) {
+    if (read_only) return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "the viewer token is read-only: this call needs the client token");
   }
-  return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
 }
 
 void RpcGuard::Record(const std::string& method, const grpc::Status& status, double seconds) const {

@@ -1,7 +1,12 @@
 #include "server/server_config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +61,26 @@ Status CheckTokenList(const std::string& field, const std::string& tokens) {
   return absl::OkStatus();
 }
 
+// No token may serve two roles: a client token that is also a worker token lets every client
+// complete or fail jobs (and every worker submit and cancel), and a viewer token that is also a
+// client token is no read-only role.
+Status CheckDistinctRoles(
+    const std::vector<std::pair<const char*, const std::string*>>& roles) {
+  for (std::size_t i = 0; i < roles.size(); ++i) {
+    for (std::size_t j = i + 1; j < roles.size(); ++j) {
+      for (const std::string& a : SplitTokenList(*roles[i].second)) {
+        for (const std::string& b : SplitTokenList(*roles[j].second)) {
+          if (a != b) continue;
+          return absl::InvalidArgumentError(absl::StrCat(
+              roles[i].first, ", ", roles[j].first,
+              ": the same token is listed for both roles; give each role its own token"));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::vector<std::string> SplitTokenList(const std::string& tokens) {
@@ -66,7 +91,13 @@ std::vector<std::string> SplitTokenList(const std::string& tokens) {
 bool IsLoopbackAddress(const std::string& host_port) {
   std::string host, port;
   if (!SplitHostPort(host_port, &host, &port)) return false;
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;  // a name other than localhost
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 bool ServerConfig::ListensOnLoopbackOnly() const { return IsLoopbackAddress(listen); }
@@ -103,25 +134,45 @@ Status ServerConfig::Validate() const {
   }
   RETURN_IF_ERROR(CheckTokenList("client_token", client_token));
   RETURN_IF_ERROR(CheckTokenList("worker_token", worker_token));
+  RETURN_IF_ERROR(CheckTokenList("viewer_token", viewer_token));
+  if (!viewer_token.empty() && client_token.empty()) {
+    return absl::InvalidArgumentError(
+        "viewer_token: needs client_token too (without it every Coordinator RPC is open)");
+  }
+  RETURN_IF_ERROR(CheckDistinctRoles({{"client_token", &client_token},
+                                      {"worker_token", &worker_token},
+                                      {"viewer_token", &viewer_token}}));
   if (tls_cert.empty() != tls_key.empty()) {
     return absl::InvalidArgumentError("tls_cert, tls_key: give both or neither");
   }
   if (!tls_ca.empty() && tls_cert.empty()) {
     return absl::InvalidArgumentError("tls_ca: mutual TLS needs tls_cert and tls_key too");
   }
-  if (!ListensOnLoopbackOnly() && !insecure_allow_remote &&
-      (!tls() || client_token.empty() || worker_token.empty())) {
+  // insecure_allow_remote waives TLS, never the tokens.
+  if (!ListensOnLoopbackOnly() && (client_token.empty() || worker_token.empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen: '", listen,
+                     "' is not a loopback address; remote listening needs both client_token and "
+                     "worker_token (insecure_allow_remote waives only TLS)"));
+  }
+  if (!ListensOnLoopbackOnly() && !insecure_allow_remote && !tls()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "listen: '", listen,
-        "' is not a loopback address; remote listening needs TLS (tls_cert, tls_key) and both "
-        "client_token and worker_token, or insecure_allow_remote"));
+        "' is not a loopback address; remote listening needs TLS (tls_cert, tls_key), or "
+        "insecure_allow_remote on a trusted network"));
+  }
+  if (!http_listen.empty() && !IsLoopbackAddress(http_listen) && client_token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("http_listen: '", http_listen,
+                     "' is not a loopback address; a remote dashboard needs client_token "
+                     "(insecure_allow_remote waives only TLS)"));
   }
   if (!http_listen.empty() && !IsLoopbackAddress(http_listen) && !insecure_allow_remote &&
-      (!tls() || client_token.empty())) {
+      !tls()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "http_listen: '", http_listen,
-        "' is not a loopback address; a remote dashboard needs TLS (tls_cert, tls_key) and "
-        "client_token, or insecure_allow_remote"));
+        "' is not a loopback address; a remote dashboard needs TLS (tls_cert, tls_key), or "
+        "insecure_allow_remote on a trusted network"));
   }
   return absl::OkStatus();
 }

@@ -12,7 +12,7 @@ namespace bitsweep::server {
 
 struct ServerConfig {
   // gRPC listen address "host:port"; port 0 picks a free one (Coordinator::port() tells which).
-  // Default loopback only: a non-loopback host needs TLS and both tokens, or
+  // Default loopback only: a non-loopback host needs both tokens, and TLS unless
   // insecure_allow_remote.
   std::string listen = "127.0.0.1:50051";
   // libpq conninfo of the job database (PG* environment variables apply). Required.
@@ -25,8 +25,8 @@ struct ServerConfig {
   std::string metrics_listen = "127.0.0.1:9464";
   // Dashboard and its JSON API over HTTP ("host:port", port 0 = a free one); "" = off (the
   // bitsweep-coordinator binary defaults to 127.0.0.1:8080). Same rules as `listen`: a
-  // non-loopback host needs TLS (served as HTTPS with tls_cert/tls_key) and client_token, or
-  // insecure_allow_remote. The API takes client_token, as the Coordinator RPCs do.
+  // non-loopback host needs client_token, and TLS (served as HTTPS with tls_cert/tls_key) unless
+  // insecure_allow_remote. The API (read-only) takes client_token or viewer_token.
   std::string http_listen;
   // Plaintext gRPC address ("host:port", port 0 = a free one) of a second server in the process
   // serving only grpc.health.v1.Health (no bitsweep service, no reflection, no tokens), with the
@@ -50,22 +50,34 @@ struct ServerConfig {
   // a token can be rotated without a moment where clients or workers are refused.
   std::string client_token;
   std::string worker_token;
+  // Read-only role: the Coordinator read RPCs (GetSweep, ListSweeps, ListJobs, WatchSweep,
+  // QueryResults) and the dashboard's API accept it as well as client_token; SubmitSweep,
+  // CancelSweep and CancelJob refuse it (PERMISSION_DENIED). Needs client_token. "" = none.
+  std::string viewer_token;
   // PEM files. cert and key together enable TLS; ca additionally requires and verifies client
   // certificates (mutual TLS).
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;
-  // Allows listening on a non-loopback address without TLS and tokens (trusted networks only).
+  // Where the paths of a submitted sweep may lead (common/path_roots.h): model folders under one
+  // of model_roots, .jsonl tasks and calibration files under one of data_roots, each resolved
+  // with its symbolic links; a sweep naming anything else is refused (INVALID_ARGUMENT, the
+  // same words whether the path exists or not) before any file is opened. Empty: not confined.
+  std::vector<std::string> model_roots;
+  std::vector<std::string> data_roots;
+  // Allows listening on a non-loopback address without TLS (trusted networks only). It never
+  // waives the tokens.
   bool insecure_allow_remote = false;
 
   bool tls() const { return !tls_cert.empty(); }
-  // Whether `listen` names a loopback host (127.x.x.x, ::1, localhost).
+  // Whether `listen` names a loopback host (127.0.0.0/8, ::1, ::ffff:127.x.x.x, localhost).
   bool ListensOnLoopbackOnly() const;
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
-  // address without TLS and tokens (unless insecure_allow_remote; for http_listen TLS and the
-  // client token; never for health_listen), health_listen on the port of another listen address
-  // (both fixed, i.e. not 0), non-positive durations, a token list with an empty entry or
-  // whitespace.
+  // `listen` without both tokens or without TLS (TLS waived by insecure_allow_remote), a remote
+  // http_listen without client_token or without TLS (likewise), health_listen on the port of
+  // another listen address (both fixed, i.e. not 0), non-positive durations, a token list with
+  // an empty entry or whitespace, viewer_token without client_token, and one token in two roles
+  // (client, worker, viewer).
   Status Validate() const;
 };
 
@@ -73,7 +85,9 @@ struct ServerConfig {
 // written; ServerConfig::Validate rejects empty ones and whitespace.
 std::vector<std::string> SplitTokenList(const std::string& tokens);
 
-// Whether the host part of "host:port" ("[::1]:50051", "localhost:1") is a loopback address.
+// Whether the host part of "host:port" ("[::1]:50051", "localhost:1") is a loopback address:
+// parsed as an IPv4 or IPv6 address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) or the name
+// "localhost"; any other name (e.g. "127.example.com") is not.
 bool IsLoopbackAddress(const std::string& host_port);
 
 }  // namespace bitsweep::server

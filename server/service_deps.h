@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/path_roots.h"
 #include "server/job_board.h"
 #include "server/metrics.h"
 #include "store/job_store.h"
@@ -22,6 +23,8 @@ struct ServiceDeps {
   std::function<absl::Time()> now = [] { return absl::Now(); };
   // Set when the server is shutting down; WatchSweep streams end at their next poll.
   const std::atomic<bool>* stopping = nullptr;
+  // Where a submitted sweep's paths may lead (ServerConfig::model_roots, data_roots).
+  PathRoots roots;
 };
 
 // The worker's registered name: from the JobBoard cache, else from the store (then cached).

@@ -125,7 +125,8 @@ grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
     const absl::Time now = deps_.now();
     // The store reads the worker's registered capabilities from the database.
     StatusOr<std::optional<store::LeasedJob>> got =
-        deps_.store->Lease(request->worker_id(), now, deps_.lease_ttl, request->request_id());
+        deps_.store->Lease(request->worker_id(), now, deps_.lease_ttl, request->request_id(),
+                           request->session());
     if (got.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("worker_id: ", request->worker_id(),
                                               " is not registered: call Register again"));

@@ -94,6 +94,8 @@ struct LeaseRequest {
   absl::Duration ttl;
   // The worker's idempotency key ("" = none): see JobStore::Lease.
   std::string request_id;
+  // The worker's session ("" matches a worker registered without one): see JobStore::Lease.
+  std::string session;
 };
 
 struct HeartbeatReply {
@@ -174,6 +176,9 @@ class JobStore {
   // unregistered worker. Concurrent calls are combined: while one lease runs, the calls that
   // arrive wait and are then served together by one LeaseMany (a call alone is one statement,
   // one round trip).
+  // `session` must be the one the worker registered under ("" matches a worker registered
+  // without one): FAILED_PRECONDITION otherwise, nothing leased and the worker not marked seen,
+  // so a holder of the worker token who knows a worker id cannot take that worker's jobs.
   // Idempotent by `request_id` (when not ""): while the job leased under (worker_id,
   // request_id) is still held (LEASED or CANCEL_REQUESTED), the same call answers that job with
   // the same epoch and attempt and renews its lease to now + ttl, instead of leasing another
@@ -181,7 +186,8 @@ class JobStore {
   // one coordinator are served one batch after another, so a retry never races its original.
   virtual StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now,
                                                    absl::Duration ttl,
-                                                   const std::string& request_id = "") = 0;
+                                                   const std::string& request_id = "",
+                                                   const std::string& session = "") = 0;
   // Leases for several workers in one transaction: one plan and one candidate scan for all of
   // them instead of one each, the hot path's cost under many workers. Result i is what Lease
   // would have returned for requests[i] called after requests[0..i-1] (the same ranking, with

@@ -3,6 +3,7 @@
 // store/internal/lease_ranking.h.
 #include <algorithm>
 #include <map>
+#include <tuple>
 #include <utility>
 
 #include "store/internal/lease_batch.h"
@@ -39,13 +40,19 @@ Status NotRegistered(int64_t worker_id) {
   return absl::NotFoundError("Lease: worker " + std::to_string(worker_id) + " is not registered");
 }
 
+Status WrongSession(int64_t worker_id) {
+  return absl::FailedPreconditionError("Lease: worker " + std::to_string(worker_id) +
+                                       " is registered under another session");
+}
+
 }  // namespace
 
 StatusOr<std::optional<LeasedJob>> PgJobStore::Lease(int64_t worker_id, absl::Time now,
                                                      absl::Duration ttl,
-                                                     const std::string& request_id) {
+                                                     const std::string& request_id,
+                                                     const std::string& session) {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("Lease: ttl <= 0");
-  return leases_.Lease({worker_id, now, ttl, request_id});
+  return leases_.Lease({worker_id, now, ttl, request_id, session});
 }
 
 // The replay lookup runs inside the combiner's batch, not before it: batches of one coordinator
@@ -63,11 +70,11 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::ServeLeases(
     if (!found.ok()) return std::vector<Result>(requests.size(), found.status());
     replayed = *std::move(found);
   }
-  // The requests to lease anew; a (worker, request id) repeated within the batch is leased once
-  // and its copies get the same answer.
+  // The requests to lease anew; a (worker, request id, session) repeated within the batch is
+  // leased once and its copies get the same answer.
   std::vector<LeaseRequest> fresh;
   std::vector<std::size_t> fresh_index(requests.size(), requests.size());
-  std::map<std::pair<int64_t, std::string>, std::size_t> first;
+  std::map<std::tuple<int64_t, std::string, std::string>, std::size_t> first;
   for (std::size_t i = 0; i < requests.size(); ++i) {
     const LeaseRequest& q = requests[i];
     if (auto r = replayed.find(i); r != replayed.end()) {
@@ -75,7 +82,8 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::ServeLeases(
       continue;
     }
     if (!q.request_id.empty()) {
-      auto [it, inserted] = first.emplace(std::make_pair(q.worker_id, q.request_id), fresh.size());
+      auto [it, inserted] = first.emplace(std::make_tuple(q.worker_id, q.request_id, q.session),
+                                          fresh.size());
       if (!inserted) {
         fresh_index[i] = it->second;
         continue;
@@ -97,19 +105,25 @@ StatusOr<std::map<std::size_t, LeasedJob>> PgJobStore::LeaseReplays(
     const std::vector<LeaseRequest>& requests) {
   // The literal states match the partial index jobs_lease_request.
   static const std::string* const query = new std::string(
-      "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) "
-      "  AS r(worker_id, request_id, deadline, now) WHERE r.request_id <> '') "
+      "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], "
+      "  $5::text[]) AS r(worker_id, request_id, deadline, now, session) "
+      "  WHERE r.request_id <> '') "
       "UPDATE jobs SET lease_deadline = " +
       TsOf("r.deadline") + ", renewed_at = " + TsOf("r.now") +
       " FROM r WHERE jobs.worker_id = r.worker_id AND jobs.lease_request_id = r.request_id "
       "AND jobs.lease_request_id IS NOT NULL AND jobs.state IN ('LEASED', 'CANCEL_REQUESTED') "
+      // Only the session the worker registered under replays its lease (a wrong one goes on to
+      // a fresh lease, which refuses it).
+      "AND coalesce((SELECT session FROM workers hw WHERE hw.id = jobs.worker_id), '') = "
+      "r.session "
       "RETURNING jobs.id, jobs.worker_id, jobs.lease_request_id, jobs.lease_epoch, jobs.attempt, "
       "jobs.job_key, jobs.artifact_key, jobs.spec::text AS spec");
   std::vector<int64_t> workers, deadlines, nows;
-  std::vector<std::string> ids;
+  std::vector<std::string> ids, sessions;
   for (const LeaseRequest& q : requests) {
     workers.push_back(q.worker_id);
     ids.push_back(q.ttl > absl::ZeroDuration() ? q.request_id : "");
+    sessions.push_back(q.session);
     deadlines.push_back(Micros(q.now + q.ttl));
     nows.push_back(Micros(q.now));
   }
@@ -119,7 +133,8 @@ StatusOr<std::map<std::size_t, LeasedJob>> PgJobStore::LeaseReplays(
       [&](pqxx::transaction_base& tx) -> Status {
         out.clear();
         for (const pqxx::row& row : Exec(tx, *query, NumberArray(workers), TextArray(ids),
-                                         NumberArray(deadlines), NumberArray(nows))) {
+                                         NumberArray(deadlines), NumberArray(nows),
+                                         TextArray(sessions))) {
           const int64_t worker = row["worker_id"].as<int64_t>();
           const std::string id = row["lease_request_id"].as<std::string>();
           for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -141,9 +156,10 @@ StatusOr<std::optional<LeasedJob>> PgJobStore::LeaseOne(const LeaseRequest& q) {
         leased.reset();
         pqxx::result r =
             Exec(tx, LeaseOneQuery(), Micros(q.now), q.worker_id, Micros(q.now + q.ttl),
-                 q.request_id);
+                 q.request_id, q.session);
         if (r.size() != 1) return absl::InternalError("Lease: expected one row");
-        if (r[0]["workers_seen"].as<int64_t>() == 0) return NotRegistered(q.worker_id);
+        if (r[0]["workers_known"].as<int64_t>() == 0) return NotRegistered(q.worker_id);
+        if (r[0]["workers_seen"].as<int64_t>() == 0) return WrongSession(q.worker_id);
         if (r[0]["id"].is_null()) return absl::OkStatus();
         ASSIGN_OR_RETURN(leased, LeasedFromRow(r[0], q.now + q.ttl));
         return absl::OkStatus();
@@ -188,6 +204,10 @@ std::vector<StatusOr<std::optional<LeasedJob>>> PgJobStore::LeaseMany(
     if (!results[i].ok()) continue;
     if (!snapshot.workers.count(requests[i].worker_id)) {
       results[i] = NotRegistered(requests[i].worker_id);
+      continue;
+    }
+    if (snapshot.session_of[requests[i].worker_id] != requests[i].session) {
+      results[i] = WrongSession(requests[i].worker_id);
       continue;
     }
     live.Saw(requests[i].worker_id, requests[i].now);

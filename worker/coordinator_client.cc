@@ -76,6 +76,7 @@ StatusOr<std::optional<JobLease>> CoordinatorClient::Lease(int64_t worker_id,
   v1::LeaseRequest request;
   request.set_worker_id(worker_id);
   request.set_request_id(request_id);
+  request.set_session(session);
   v1::LeaseResponse response;
   RETURN_IF_ERROR(
       Call(*stub_, token_, "Lease", &v1::WorkerGateway::Stub::Lease, request, &response));

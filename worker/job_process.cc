@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/diverged.h"
 #include "common/job_spec.h"
+#include "common/path_roots.h"
 #include "model/tp_run.h"
 
 namespace bitsweep::worker {
@@ -136,25 +137,16 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   // async-signal-safe functions.
   const std::string threads = std::to_string(options.threads);
   const std::string max_memory = std::to_string(options.max_memory_bytes);
-  const char* argv[] = {"bitsweep-worker",
-                        "--threads",
-                        threads.c_str(),
-                        "run-job",
-                        "--spec",
-                        spec_path.c_str(),
-                        "--result",
-                        result_path.c_str(),
-                        "--progress",
-                        progress_path.c_str(),
-                        "--artifacts",
-                        options.artifact_root.c_str(),
-                        "--data-dir",
-                        options.data_dir.c_str(),
-                        "--device",
-                        options.device.c_str(),
-                        "--max-memory-bytes",
-                        max_memory.c_str(),
-                        nullptr};
+  std::vector<std::string> args = {"bitsweep-worker", "--threads",  threads,
+                                   "run-job",         "--spec",     spec_path,
+                                   "--result",        result_path,  "--progress",
+                                   progress_path,     "--artifacts", options.artifact_root,
+                                   "--data-dir",      options.data_dir, "--device", options.device,
+                                   "--max-memory-bytes", max_memory};
+  for (std::string& flag : RootFlags(options.roots)) args.push_back(std::move(flag));
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  argv.push_back(nullptr);
   // The worker's environment, with CUDA_VISIBLE_DEVICES naming exactly the job's GPUs.
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -185,7 +177,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
     }
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
-    execve(options.self_exe.c_str(), const_cast<char* const*>(argv), envp.data());
+    execve(options.self_exe.c_str(), const_cast<char* const*>(argv.data()), envp.data());
     _exit(kJobExitNotExecuted);
   }
   const int fork_errno = errno;
@@ -229,6 +221,17 @@ void JobProcess::Kill() {
 
 std::string JobProcess::ResultJson() const { return Slurp(spec_path_ + kResultSuffix); }
 
+StatusOr<std::string> MakeScratchDir() {
+  std::error_code ec;
+  const fs::path tmp = fs::temp_directory_path(ec);
+  std::string pattern = ((ec ? fs::path("/tmp") : tmp) / "bitsweep-worker-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot make a scratch directory '", pattern,
+                                            "': ", std::strerror(errno)));
+  }
+  return pattern;
+}
+
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
                 const std::string& progress_path, const ChildOptions& options) {
   auto fail = [&](const Status& s) {
@@ -241,6 +244,10 @@ int RunJobChild(const std::string& spec_path, const std::string& result_path,
   };
   auto spec = JobSpecFromJson(Slurp(spec_path));
   if (!spec.ok()) return fail(spec.status());
+  // Before anything opens them: a path outside the roots is refused, revealing nothing of it.
+  if (Status confined = CheckJobSpecPaths(*spec, options.roots); !confined.ok()) {
+    return fail(confined);
+  }
   // A job with tp = N runs as N rank processes of this command (model/tp_run.h): this process
   // launches them and reports a failed rank; rank 0 writes the result and the progress.
   auto tp = model::StartTensorParallel(std::max(1, spec->resources.tp), options.device);

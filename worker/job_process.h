@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/path_roots.h"
 #include "common/status.h"
 #include "worker/job_runner.h"
 
@@ -42,6 +43,7 @@ struct JobProcessOptions {
   // The child's memory budget (its --max-memory): 0 = what is free when it runs (the GPU's
   // free memory on CUDA, the available memory on the CPU).
   int64_t max_memory_bytes = 0;
+  PathRoots roots;                          // --model-root / --data-root of the child
 };
 
 // What the child last reported in its progress file.
@@ -100,15 +102,21 @@ class JobProcess {
   int wait_status_ = 0;
 };
 
+// A fresh private scratch folder for job files: <temp>/bitsweep-worker-XXXXXX made by mkdtemp
+// (mode 0700, a name nobody can take or point elsewhere first). INTERNAL when none can be made.
+StatusOr<std::string> MakeScratchDir();
+
 // The child side (`bitsweep-worker run-job`): runs the JobSpec JSON file at `spec_path` (under
 // tensor parallelism as its ranks, model/tp_run.h, on `device`: cpu over Gloo, cuda one GPU
 // per rank over NCCL), writes the result and progress files, and returns the exit code above.
-// `max_memory_bytes` as RunnerConfig's.
+// `max_memory_bytes` as RunnerConfig's. A spec naming a path outside `roots`
+// (common/path_roots.h) fails as bad input before any file of it is opened.
 struct ChildOptions {
   std::string artifact_root;
   std::string data_dir;
   std::string device = "cpu";
   int64_t max_memory_bytes = 0;
+  PathRoots roots;
 };
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
                 const std::string& progress_path, const ChildOptions& options);

@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
   app.add_option("--artifacts", o.artifact_root, "Shared directory of quantized models")
       ->required();
   app.add_option("--data-dir", o.data_dir, "Evaluation and calibration data folder");
+  app.add_option("--model-root", o.roots.model,
+                 "Folder a job's model path must lie in, symbolic links resolved (repeatable; "
+                 "none: not confined)");
+  app.add_option("--data-root", o.roots.data,
+                 "Folder a job's .jsonl task and calibration file must lie in (repeatable; none: "
+                 "not confined)");
   bitsweep::worker::DeviceFlags df;
   app.add_option("--device", df.device,
                  "auto (the GPUs this process sees when the build has CUDA, else the CPU), cpu, "
@@ -66,8 +72,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", o.state_dir,
                  "Directory kept across restarts: finished results not yet delivered, the "
-                 "default name, the session (default under <tmp> per name and coordinator; one "
-                 "worker per directory)");
+                 "default name, the session (default $XDG_STATE_HOME/bitsweep/worker/"
+                 "<name>@<coordinator>, else under ~/.local/state; one worker per directory)");
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
   bitsweep::model::RuntimeOptions ro;
@@ -85,6 +91,8 @@ int main(int argc, char** argv) {
   run->add_option("--data-dir", child.data_dir);
   run->add_option("--device", child.device);
   run->add_option("--max-memory-bytes", child.max_memory_bytes);
+  run->add_option("--model-root", child.roots.model);
+  run->add_option("--data-root", child.roots.data);
   app.get_option("--artifacts")->required(false);
   CLI11_PARSE(app, argc, argv);
 

@@ -7,10 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -110,7 +112,8 @@ void WorkerMetrics::ObserveJob(const std::string& spec_json, const std::string& 
 }
 
 StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& address, std::shared_ptr<prometheus::Collectable> collectable) {
+    const std::string& address, std::shared_ptr<prometheus::Collectable> collectable,
+    std::chrono::milliseconds request_deadline) {
   const auto colon = address.rfind(':');
   int port = -1;
   sockaddr_in a{};
@@ -122,10 +125,10 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
         absl::StrCat("metrics_listen: '", address, "' is not an IPv4 host:port"));
   }
   a.sin_port = htons(static_cast<uint16_t>(port));
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 16) != 0) {
+  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 64) != 0) {
     const std::string why = std::strerror(errno);
     if (fd >= 0) close(fd);
     return absl::UnavailableError(
@@ -134,11 +137,15 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   socklen_t len = sizeof(a);
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   return std::unique_ptr<MetricsServer>(
-      new MetricsServer(fd, ntohs(a.sin_port), std::move(collectable)));
+      new MetricsServer(fd, ntohs(a.sin_port), std::move(collectable), request_deadline));
 }
 
-MetricsServer::MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable)
-    : fd_(fd), port_(port), collectable_(std::move(collectable)) {
+MetricsServer::MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable,
+                             std::chrono::milliseconds request_deadline)
+    : fd_(fd),
+      port_(port),
+      collectable_(std::move(collectable)),
+      request_deadline_(request_deadline) {
   thread_ = std::thread([this] { Serve(); });
 }
 
@@ -148,42 +155,94 @@ MetricsServer::~MetricsServer() {
   close(fd_);
 }
 
-void MetricsServer::Serve() {
-  while (!stop_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 200) <= 0) continue;
-    const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    timeval tv{5, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    std::string request;
-    char buf[4096];
-    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 65536) {
-      const ssize_t n = recv(c, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      request.append(buf, static_cast<size_t>(n));
-    }
-    std::string status = "200 OK", body;
-    if (request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0) {
-      std::ostringstream out;
-      prometheus::TextSerializer().Serialize(out, collectable_->Collect());
-      body = out.str();
-    } else {
-      status = "404 Not Found";
-      body = "only GET /metrics is served here\n";
-    }
-    const std::string response =
-        absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: text/plain; version=0.0.4\r\n",
-                     "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-    size_t sent = 0;
-    while (sent < response.size()) {
-      const ssize_t n = send(c, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    close(c);
+std::string MetricsServer::Respond(const std::string& request) const {
+  std::string status = "200 OK", body;
+  if (request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0) {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, collectable_->Collect());
+    body = out.str();
+  } else {
+    status = "404 Not Found";
+    body = "only GET /metrics is served here\n";
   }
+  return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: text/plain; version=0.0.4\r\n",
+                      "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+}
+
+void MetricsServer::Serve() {
+  using Clock = std::chrono::steady_clock;
+  // One open connection: reading its request head until the blank line (or 64 KiB), then
+  // writing its response; closed when done or when its deadline passes.
+  struct Connection {
+    int fd;
+    Clock::time_point deadline;
+    std::string request;
+    std::string response;  // non-empty: writing
+    size_t sent = 0;
+  };
+  std::vector<Connection> open;
+  auto close_at = [&](size_t i) {
+    close(open[i].fd);
+    open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
+  };
+  constexpr size_t kMaxRequest = 65536;
+  while (!stop_) {
+    std::vector<pollfd> fds;
+    fds.push_back({fd_, POLLIN, 0});
+    for (const Connection& c : open) {
+      fds.push_back({c.fd, static_cast<short>(c.response.empty() ? POLLIN : POLLOUT), 0});
+    }
+    int timeout_ms = 200;  // also how soon a stop is noticed
+    const Clock::time_point now = Clock::now();
+    for (const Connection& c : open) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now);
+      timeout_ms = std::max(0, std::min(timeout_ms, static_cast<int>(left.count()) + 1));
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) break;
+    // Existing connections first (fds[k + 1] is open[k] as polled; new ones are appended after).
+    const size_t polled = open.size();
+    std::vector<bool> done(polled, false);
+    for (size_t k = 0; k < polled; ++k) {
+      Connection& c = open[k];
+      const short revents = fds[k + 1].revents;
+      if (revents == 0) continue;
+      if (c.response.empty()) {
+        char buf[4096];
+        const ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+          done[k] = true;
+          continue;
+        }
+        if (n > 0) c.request.append(buf, static_cast<size_t>(n));
+        if (c.request.find("\r\n\r\n") != std::string::npos || c.request.size() >= kMaxRequest) {
+          c.response = Respond(c.request);
+        }
+      }
+      if (!c.response.empty() && (revents & (POLLOUT | POLLIN))) {
+        const ssize_t n =
+            send(c.fd, c.response.data() + c.sent, c.response.size() - c.sent, MSG_NOSIGNAL);
+        if (n > 0) c.sent += static_cast<size_t>(n);
+        if ((n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+            c.sent == c.response.size()) {
+          done[k] = true;
+        }
+      }
+      if (revents & (POLLERR | POLLNVAL)) done[k] = true;
+    }
+    const Clock::time_point after = Clock::now();
+    for (size_t k = polled; k-- > 0;) {
+      if (done[k] || open[k].deadline <= after) close_at(k);
+    }
+    if (fds[0].revents & POLLIN) {
+      for (;;) {
+        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0) break;
+        if (open.size() >= static_cast<size_t>(kMaxConnections)) close_at(0);  // the oldest
+        open.push_back(Connection{c, Clock::now() + request_deadline_, {}, {}, 0});
+      }
+    }
+  }
+  for (const Connection& c : open) close(c.fd);
 }
 
 }  // namespace bitsweep::worker

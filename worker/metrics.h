@@ -11,6 +11,7 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -60,15 +61,23 @@ class WorkerMetrics {
   prometheus::Gauge* tokens_per_second_;
 };
 
-// A minimal HTTP server for GET /metrics (Prometheus text format 0.0.4), one connection at a
-// time, on its own thread. The worker cannot use prometheus::Exposer: civetweb starts its
-// threads with a fixed small stack, and glibc refuses such a stack in a process whose static TLS
-// is as large as libtorch's ("Cannot create threads", EINVAL without a clone).
+// A minimal HTTP server for GET /metrics (Prometheus text format 0.0.4) on its own thread. The
+// worker cannot use prometheus::Exposer: civetweb starts its threads with a fixed small stack,
+// and glibc refuses such a stack in a process whose static TLS is as large as libtorch's
+// ("Cannot create threads", EINVAL without a clone). One thread serves every connection at once
+// (poll over non-blocking sockets), each within a whole-request deadline: a client that sends
+// a byte now and then is cut off when its deadline passes, and never delays the others, so a
+// slow client cannot starve the liveness probe. Beyond kMaxConnections open at once, the
+// oldest is closed to make room.
 class MetricsServer {
  public:
-  // Listens on `address` (IPv4 "host:port"; port 0 = any free one) and serves `collectable`.
+  // Most connections served at once.
+  static constexpr int kMaxConnections = 64;
+  // Listens on `address` (IPv4 "host:port"; port 0 = any free one) and serves `collectable`;
+  // each connection gets `request_deadline` from its accept to its last byte sent.
   static StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Collectable> collectable);
+      const std::string& address, std::shared_ptr<prometheus::Collectable> collectable,
+      std::chrono::milliseconds request_deadline = std::chrono::seconds(5));
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -76,12 +85,16 @@ class MetricsServer {
   int port() const { return port_; }
 
  private:
-  MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable);
+  MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable,
+                std::chrono::milliseconds request_deadline);
   void Serve();
+  // The full HTTP response to `request` (its head as received).
+  std::string Respond(const std::string& request) const;
 
   int fd_;
   int port_;
   std::shared_ptr<prometheus::Collectable> collectable_;
+  std::chrono::milliseconds request_deadline_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -76,6 +76,7 @@ JobProcessOptions JobProcessOptionsOf(const WorkerOptions& o, const std::string&
   process.cuda_visible_devices = devices.cuda_visible_devices;
   process.max_memory_bytes =
       static_cast<int64_t>(o.offer.memory_cap_gb * 1024.0 * 1024.0 * 1024.0);
+  process.roots = o.roots;
   return process;
 }
 
@@ -112,9 +113,7 @@ class Worker {
         stop_(stop),
         clock_(clock),
         metrics_(metrics),
-        client_(rpc::OpenChannel(ChannelOptionsOf(options)), options.token, &clock_),
-        scratch_(
-            (fs::temp_directory_path() / absl::StrCat("bitsweep-worker-", getpid())).string()) {}
+        client_(rpc::OpenChannel(ChannelOptionsOf(options)), options.token, &clock_) {}
 
   // Registers, delivers what the spool holds, then leases and runs jobs until *stop (or the idle
   // limit).
@@ -124,7 +123,7 @@ class Worker {
     Log(absl::StrCat("registered as worker ", registration_.worker_id, " with ",
                      options_.coordinator, "; offers ", options_.offer.description));
     DeliverSpooled();
-    fs::create_directories(scratch_);
+    ASSIGN_OR_RETURN(scratch_, MakeScratchDir());
     Clock::TimePoint idle_since = clock_.Now();
     std::string request_id;  // kept while a Lease goes unanswered, so that its retry is a replay
     while (!Stopped(stop_)) {
@@ -297,7 +296,7 @@ class Worker {
   Clock& clock_;
   WorkerMetrics* metrics_;
   CoordinatorClient client_;
-  const std::string scratch_;
+  std::string scratch_;  // made by Run (MakeScratchDir)
   Registration registration_;
 };
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <string>
 
+#include "common/path_roots.h"
 #include "common/status.h"
 #include "worker/device_offer.h"
 
@@ -41,9 +42,13 @@ struct WorkerOptions {
   std::string self_exe;        // this binary (for run-job children); default /proc/self/exe
   int threads = 0;             // CPU threads of each job process (0 = all cores)
   std::string metrics_listen;  // host:port of the Prometheus /metrics endpoint ("" = off)
+  // Where a job's model, task and calibration paths may lead (common/path_roots.h); a job
+  // naming anything else fails as bad input before any of its files is opened.
+  PathRoots roots;
   // Survives restarts (worker/worker_state.h): the spool of finished results not yet delivered
   // (locked: one worker per state directory), the default name and the session. "" = under
-  // <temp>, per name and coordinator (OpenWorkerState). A spooled result is re-sent only to a
+  // $XDG_STATE_HOME (else ~/.local/state)/bitsweep/worker/, per name and coordinator
+  // (OpenWorkerState). A spooled result is re-sent only to a
   // coordinator of the database that leased it (RegisterResponse.cluster_id).
   std::string state_dir;
 };

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -43,8 +44,8 @@ std::string SafeLeaf(std::string leaf) {
 }
 
 std::string DefaultDir(const std::string& who, const std::string& coordinator) {
-  return (fs::temp_directory_path() /
-          SafeLeaf(absl::StrCat("bitsweep-worker-state-", who, "@", coordinator)))
+  return (fs::path(StateHome()) / "bitsweep" / "worker" /
+          SafeLeaf(absl::StrCat(who, "@", coordinator)))
       .string();
 }
 
@@ -81,6 +82,15 @@ StatusOr<std::string> Kept(const std::string& dir, const std::string& file,
 }
 
 }  // namespace
+
+std::string StateHome() {
+  // The XDG base directory rules: a relative value is invalid and ignored.
+  const char* xdg = std::getenv("XDG_STATE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return xdg;
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] == '/') return (fs::path(home) / ".local" / "state").string();
+  return (fs::temp_directory_path() / absl::StrCat("bitsweep-state-", getuid())).string();
+}
 
 std::string HostName() {
   char host[256] = {};

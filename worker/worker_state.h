@@ -25,15 +25,21 @@ struct WorkerState {
   std::unique_ptr<ResultSpool> spool;  // locked for this process
 };
 
-// Opens (creating what is missing) the state directory `state_dir`, or by default:
-//   with a `name`:  <tmp>/bitsweep-worker-state-<name>@<coordinator>
-//   without one:    the first of <tmp>/bitsweep-worker-state-<host>@<coordinator>-<k>, k = 0, 1,
-//                   ..., that no live worker holds, so that the workers of one host each find
-//                   their own again after a restart.
-// (unsafe characters of the leaf become '_'). `name` "" takes the directory's name file (or
-// makes one). FAILED_PRECONDITION when an explicit state directory is held by a live worker.
+// Opens (creating what is missing) the state directory `state_dir`, or by default, under
+// <state home>/bitsweep/worker/ (StateHome):
+//   with a `name`:  <name>@<coordinator>
+//   without one:    the first of <host>@<coordinator>-<k>, k = 0, 1, ..., that no live worker
+//                   holds, so that the workers of one host each find their own again after a
+//                   restart.
+// (unsafe characters of the leaf become '_'). They stay until removed: a per-user place that
+// survives reboots, unlike /tmp, where they used to pile up. `name` "" takes the directory's
+// name file (or makes one). FAILED_PRECONDITION when an explicit state directory is held by a live worker.
 StatusOr<WorkerState> OpenWorkerState(const std::string& state_dir, const std::string& name,
                                       const std::string& coordinator);
+
+// The XDG state home: $XDG_STATE_HOME when absolute, else $HOME/.local/state, else
+// <temp>/bitsweep-state-<uid>.
+std::string StateHome();
 
 // This host's name (gethostname), "host" when it has none.
 std::string HostName();

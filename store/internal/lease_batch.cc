@@ -20,6 +20,8 @@ LeaseSnapshot ReadLeaseSnapshot(pqxx::transaction_base& tx, absl::Time latest,
         w.devices = r["devices"].as<int32_t>();
         w.memory_gb = r["memory_gb"].as<double>();
         w.tp = r["tp"].as<int32_t>();
+        // A worker row carries its session in the artifact_key column.
+        s.session_of[r["id"].as<int64_t>()] = r["artifact_key"].as<std::string>();
         break;
       }
       case kWorkerArtifactRow:

@@ -17,6 +17,7 @@ namespace bitsweep::store::internal {
 // What a batch ranks; nothing is locked while it is read.
 struct LeaseSnapshot {
   std::map<int64_t, Capabilities> workers;  // the batch's registered workers
+  std::map<int64_t, std::string> session_of;  // worker -> its registered session ('' = none)
   // worker -> the artifacts it holds among the candidates' (all the ranking needs of them)
   std::map<int64_t, std::set<std::string>> artifacts_of;
   std::vector<Candidate> candidates;

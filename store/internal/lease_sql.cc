@@ -34,7 +34,11 @@ const std::string& LeaseOneQuery() {
   static const std::string* query = [] {
     const std::string pending = StateList(JobEvent::kLease);
     return new std::string(
-        "WITH w AS (SELECT devices, memory_gb, tp FROM workers WHERE id = $2), "
+        // w: the worker, when it holds the session $5 ('' = registered without one); wk
+        // marks it seen only then, and workers_known tells an unknown worker from a wrong
+        // session.
+        "WITH w AS (SELECT devices, memory_gb, tp FROM workers WHERE id = $2 "
+        "  AND coalesce(session, '') = $5), "
         "held AS (" +
         HeldPerSweepSql() +
         "), "
@@ -61,11 +65,13 @@ const std::string& LeaseOneQuery() {
         + LeaseTransitionSql("pick WHERE jobs.id = pick.id AND jobs.state IN " + pending,
                              "pick.state", {Ts(1), "", "", "$2", Ts(3), "NULLIF($4, '')"}) +
         ", wk AS (UPDATE workers SET last_heartbeat = " + Ts(1) +
-        " WHERE id = $2 RETURNING id) "
+        " WHERE id = $2 AND coalesce(session, '') = $5 RETURNING id), "
+        "known AS (SELECT count(*) AS n FROM workers WHERE id = $2) "
         "SELECT u.id, u.from_state, u.to_state, u.lease_epoch, u.attempt, u.job_key, "
-        "u.artifact_key, u.spec, (SELECT count(*) FROM wk) AS workers_seen FROM u "
+        "u.artifact_key, u.spec, (SELECT count(*) FROM wk) AS workers_seen, "
+        "(SELECT n FROM known) AS workers_known FROM u "
         "UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-        "(SELECT count(*) FROM wk) WHERE NOT EXISTS (SELECT 1 FROM u)");
+        "(SELECT count(*) FROM wk), (SELECT n FROM known) WHERE NOT EXISTS (SELECT 1 FROM u)");
   }();
   return *query;
 }
@@ -77,8 +83,8 @@ const std::string& LeaseSnapshotQuery() {
     const std::string pending = StateList(JobEvent::kLease);
     auto kind = [](SnapshotRowKind k) { return "SELECT " + std::to_string(k); };
     return new std::string(
-        "WITH ws AS (SELECT id, devices, memory_gb, tp FROM workers "
-        "  WHERE id = ANY($2::bigint[])), "
+        "WITH ws AS (SELECT id, devices, memory_gb, tp, coalesce(session, '') AS session "
+        "  FROM workers WHERE id = ANY($2::bigint[])), "
         "caps AS (SELECT DISTINCT devices, memory_gb, tp FROM ws), "
         "arts AS (SELECT DISTINCT a.key, ws.devices, ws.memory_gb, ws.tp FROM ws "
         "  CROSS JOIN LATERAL (SELECT artifact_key AS key FROM worker_artifacts "
@@ -96,7 +102,8 @@ const std::string& LeaseSnapshotQuery() {
         "  WHERE j.id = ANY(ARRAY(SELECT id FROM cand)) AND j.state IN " +
         pending + ") " + kind(kWorkerRow) +
         " AS kind, id, NULL::bigint AS sweep_id, NULL::int AS priority, "
-        "NULL::text AS artifact_key, devices::int AS devices, memory_gb::float8 AS memory_gb, "
+        // A worker row's artifact_key is its session (ReadLeaseSnapshot).
+        "session AS artifact_key, devices::int AS devices, memory_gb::float8 AS memory_gb, "
         "tp::int AS tp, NULL::bigint AS not_before_us, "
         "NULL::bigint AS held FROM ws "
         "UNION ALL " +

@@ -31,7 +31,8 @@ class PgJobStore final : public JobStore {
                                    absl::Duration live) override;
   StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;
   StatusOr<std::optional<LeasedJob>> Lease(int64_t worker_id, absl::Time now, absl::Duration ttl,
-                                           const std::string& request_id) override;
+                                           const std::string& request_id,
+                                           const std::string& session) override;
   std::vector<StatusOr<std::optional<LeasedJob>>> LeaseMany(
       const std::vector<LeaseRequest>& requests) override;
   StatusOr<HeartbeatReply> Heartbeat(int64_t job_id, int64_t epoch, absl::Time now,

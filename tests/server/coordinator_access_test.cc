@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -23,19 +24,14 @@
 #include "tests/testing/local_pg.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/rpc.h"
+#include "tests/testing/socket.h"
 
 namespace bitsweep::server::coordinator_test {
 namespace {
 
 // GET http://127.0.0.1:port/metrics with a plain socket; returns the body.
 std::string HttpGetMetrics(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  const int fd = testing::ConnectLoopback(port);
   const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
   std::string response;
@@ -71,6 +67,93 @@ TEST_CASE("with tokens configured, RPCs without the right bearer token are UNAUT
   CHECK(r.worker->Register(Ctx("client-secret").get(), reg, &reg_resp).error_code() ==
         grpc::StatusCode::UNAUTHENTICATED);
   REQUIRE_RPC_OK(r.worker->Register(Ctx("worker-secret").get(), reg, &reg_resp));
+}
+
+TEST_CASE("the viewer token reads sweeps, jobs and results but cannot submit or cancel, and is "
+          "no worker token",
+          "[pg][grpc]") {
+  ServerConfig config;
+  config.client_token = "client-secret";
+  config.worker_token = "worker-secret";
+  config.viewer_token = "viewer-old,viewer-new";
+  Running r = Start(config);
+  v1::SubmitSweepRequest submit;
+  submit.set_request_id("viewer-submit");
+  submit.set_sweep_yaml(kSweepYaml);
+  submit.set_source_name("test.yaml");
+  v1::SubmitSweepResponse submitted;
+  const grpc::Status refused = r.client->SubmitSweep(Ctx("viewer-new").get(), submit, &submitted);
+  CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(refused.error_message() ==
+        "the viewer token is read-only: this call needs the client token");
+  REQUIRE_RPC_OK(r.client->SubmitSweep(Ctx("client-secret").get(), submit, &submitted));
+
+  v1::ListSweepsResponse sweeps;
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx("viewer-old").get(), v1::ListSweepsRequest(), &sweeps));
+  CHECK(sweeps.sweeps_size() == 1);
+  v1::GetSweepRequest get;
+  get.set_sweep_id(submitted.sweep().id());
+  v1::Sweep sweep;
+  REQUIRE_RPC_OK(r.client->GetSweep(Ctx("viewer-new").get(), get, &sweep));
+  v1::ListJobsRequest list_jobs;
+  list_jobs.set_sweep_id(submitted.sweep().id());
+  v1::ListJobsResponse jobs;
+  REQUIRE_RPC_OK(r.client->ListJobs(Ctx("viewer-new").get(), list_jobs, &jobs));
+  REQUIRE(jobs.jobs_size() > 0);
+  v1::QueryResultsResponse results;
+  REQUIRE_RPC_OK(
+      r.client->QueryResults(Ctx("viewer-new").get(), v1::QueryResultsRequest(), &results));
+
+  v1::CancelJobRequest cancel_job;
+  cancel_job.set_job_id(jobs.jobs(0).id());
+  v1::Job job;
+  CHECK(r.client->CancelJob(Ctx("viewer-new").get(), cancel_job, &job).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  v1::CancelSweepRequest cancel;
+  cancel.set_sweep_id(submitted.sweep().id());
+  CHECK(r.client->CancelSweep(Ctx("viewer-new").get(), cancel, &sweep).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  REQUIRE_RPC_OK(r.client->GetSweep(Ctx("viewer-new").get(), get, &sweep));
+  CHECK(sweep.canceled() == 0);
+
+  v1::RegisterRequest reg;
+  reg.set_name("w");
+  v1::RegisterResponse reg_resp;
+  CHECK(r.worker->Register(Ctx("viewer-new").get(), reg, &reg_resp).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_CASE("a sweep naming a model outside --model-root is refused before any file is read, in "
+          "the same words whether the path exists or not",
+          "[pg][grpc]") {
+  const std::string dir = testing::ScratchDir("coordinator_model_roots");
+  ServerConfig config;
+  config.model_roots = {dir + "/models"};
+  config.data_roots = {dir + "/data"};
+  Running r = Start(config);
+  auto submit = [&](const std::string& model) {
+    std::string yaml = kSweepYaml;
+    const std::string placeholder = "/nonexistent/qwen3-tiny";
+    yaml.replace(yaml.find(placeholder), placeholder.size(), model);
+    grpc::Status status;
+    Submit(r, "roots-" + model, yaml, &status);
+    return status;
+  };
+  // /etc exists (and an /etc/config.json parse error would have been echoed); /etc-nope does not.
+  for (const std::string& model :
+       std::vector<std::string>{"/etc", "/etc-nope", dir + "/models/../secret"}) {
+    INFO(model);
+    const grpc::Status refused = submit(model);
+    CHECK(refused.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    // The sweep parser normalises paths lexically ("models/../secret" -> "secret").
+    const std::string named = std::filesystem::path(model).lexically_normal().string();
+    CHECK(refused.error_message() ==
+          "models[0]: '" + named + "' is outside the --model-root folders this server allows");
+  }
+  CHECK(submit(dir + "/models/qwen3-tiny").ok());
+  v1::ListSweepsResponse sweeps;
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps));
+  CHECK(sweeps.sweeps_size() == 1);
 }
 
 TEST_CASE("a comma-separated token list accepts each of its tokens, so tokens can be rotated",

@@ -44,13 +44,14 @@ struct Running {
   std::string token;
 };
 
-Running Start(const std::string& token) {
+Running Start(const std::string& token, const std::string& viewer_token = "") {
   ServerConfig config;
   config.db = testing::FreshDatabase();
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "";
   config.http_listen = "127.0.0.1:0";
   config.client_token = token;
+  config.viewer_token = viewer_token;
   auto started = Coordinator::Start(config);
   if (!started.ok()) FAIL("Coordinator::Start: " << started.status().ToString());
   Running r;
@@ -161,6 +162,20 @@ TEST_CASE("the dashboard API answers 401 without the client token and JSON with 
   CHECK(chart->status == 200);
   CHECK(chart->body.find("uPlot") != std::string::npos);
   CHECK(r.http->Get("/assets/nope.js")->status == 404);
+}
+
+TEST_CASE("the dashboard API, which only reads, takes the viewer token as well as the client "
+          "token",
+          "[pg][grpc][http]") {
+  Running r = Start("s3cret", "look-only");
+  Submit(r, "viewer-1", kSweepYaml);
+  auto viewed = r.http->Get("/api/sweeps", {{"Authorization", "Bearer look-only"}});
+  REQUIRE(viewed);
+  CHECK(viewed->status == 200);
+  CHECK(json::parse(viewed->body)["sweeps"].size() == 1);
+  auto wrong = r.http->Get("/api/sweeps", {{"Authorization", "Bearer look-onl"}});
+  REQUIRE(wrong);
+  CHECK(wrong->status == 401);
 }
 
 TEST_CASE(

@@ -155,6 +155,17 @@ TEST_CASE("the coordinator binary refuses a remote address without TLS and token
   CHECK(err.find("insecure_allow_remote") != std::string::npos);
 }
 
+TEST_CASE("the coordinator binary refuses at start a client token that is also a worker token") {
+  auto child = Spawn("server-main-shared-token",
+                     {"--db", "host=127.0.0.1", "--listen", "127.0.0.1:0", "--client-token",
+                      "one,same", "--worker-token", "same"});
+  CHECK(child->Wait(absl::Seconds(20)) == 1);
+  const std::string err = ReadFile(child->stderr_path);
+  INFO(err);
+  CHECK(err.find("client_token, worker_token: the same token is listed for both roles") !=
+        std::string::npos);
+}
+
 TEST_CASE("the coordinator neither links libtorch nor includes torch or libpqxx headers") {
   // STYLE.md P2: the coordinator builds in seconds and runs on any node.
   FILE* pipe = ::popen(("readelf -d '" + Binary() + "' 2>&1").c_str(), "r");

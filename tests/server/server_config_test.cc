@@ -21,6 +21,26 @@ TEST_CASE("loopback addresses are recognised in every spelling") {
   CHECK_FALSE(IsLoopbackAddress("10.0.0.5:50051"));
 }
 
+TEST_CASE("the loopback check parses addresses: a name that merely starts with 127. is remote, "
+          "every spelling of a loopback address is not") {
+  CHECK_FALSE(IsLoopbackAddress("127.example.com:50051"));
+  CHECK_FALSE(IsLoopbackAddress("127.0.0.1.nip.io:50051"));
+  CHECK_FALSE(IsLoopbackAddress("127.0.0.256:50051"));
+  CHECK_FALSE(IsLoopbackAddress("localhost.example.com:1"));
+  CHECK_FALSE(IsLoopbackAddress("[::2]:1"));
+  CHECK_FALSE(IsLoopbackAddress("[::ffff:10.0.0.1]:1"));
+  CHECK(IsLoopbackAddress("127.255.255.254:1"));
+  CHECK(IsLoopbackAddress("LOCALHOST:1"));
+  CHECK(IsLoopbackAddress("[0:0:0:0:0:0:0:1]:1"));
+  CHECK(IsLoopbackAddress("[::ffff:127.0.0.1]:1"));
+  ServerConfig c;
+  c.db = "x";
+  c.listen = "127.example.com:50051";
+  const Status s = c.Validate();
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message().find("not a loopback address") != absl::string_view::npos);
+}
+
 TEST_CASE("the default config is valid once a database is given and listens on loopback") {
   ServerConfig c = Valid();
   CHECK(c.Validate().ok());
@@ -32,7 +52,8 @@ TEST_CASE("the default config is valid once a database is given and listens on l
   CHECK(c.Validate().message().find("db_connections") != absl::string_view::npos);
 }
 
-TEST_CASE("a remote listen address needs TLS and both tokens unless insecure is allowed") {
+TEST_CASE("a remote listen address needs both tokens, and TLS unless insecure_allow_remote, "
+          "which never waives the tokens") {
   ServerConfig c = Valid();
   c.listen = "0.0.0.0:50051";
   Status s = c.Validate();
@@ -47,7 +68,15 @@ TEST_CASE("a remote listen address needs TLS and both tokens unless insecure is 
   ServerConfig insecure = Valid();
   insecure.listen = "0.0.0.0:50051";
   insecure.insecure_allow_remote = true;
-  CHECK(insecure.Validate().ok());
+  s = insecure.Validate();
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message() ==
+        "listen: '0.0.0.0:50051' is not a loopback address; remote listening needs both "
+        "client_token and worker_token (insecure_allow_remote waives only TLS)");
+  insecure.client_token = "c";
+  CHECK_FALSE(insecure.Validate().ok());  // still the worker token
+  insecure.worker_token = "w";
+  CHECK(insecure.Validate().ok());  // plaintext, on a trusted network, with tokens
 }
 
 TEST_CASE(
@@ -86,7 +115,8 @@ TEST_CASE("half-configured TLS and malformed addresses are rejected naming the f
   CHECK(c.Validate().message().find("lease_ttl") != absl::string_view::npos);
 }
 
-TEST_CASE("a remote dashboard address needs TLS and the client token, or insecure_allow_remote") {
+TEST_CASE("a remote dashboard address needs the client token, and TLS unless "
+          "insecure_allow_remote") {
   ServerConfig c = Valid();
   c.http_listen = "127.0.0.1:0";
   CHECK(c.Validate().ok());
@@ -100,9 +130,41 @@ TEST_CASE("a remote dashboard address needs TLS and the client token, or insecur
   c = Valid();
   c.http_listen = "0.0.0.0:8080";
   c.insecure_allow_remote = true;
+  CHECK(c.Validate().message() ==
+        "http_listen: '0.0.0.0:8080' is not a loopback address; a remote dashboard needs "
+        "client_token (insecure_allow_remote waives only TLS)");
+  c.client_token = "secret";
   CHECK(c.Validate().ok());
   c.http_listen = "localhost";
   CHECK(c.Validate().message().find("http_listen") != absl::string_view::npos);
+}
+
+TEST_CASE("a token listed for two roles (client, worker, viewer) is refused, naming both roles") {
+  ServerConfig c = Valid();
+  c.client_token = "a,shared";
+  c.worker_token = "shared";
+  Status s = c.Validate();
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message() ==
+        "client_token, worker_token: the same token is listed for both roles; give each role "
+        "its own token");
+  c.worker_token = "w";
+  c.viewer_token = "a";
+  CHECK(c.Validate().message().rfind("client_token, viewer_token:", 0) == 0);
+  c.viewer_token = "w";
+  CHECK(c.Validate().message().rfind("worker_token, viewer_token:", 0) == 0);
+  c.viewer_token = "v";
+  CHECK(c.Validate().ok());
+}
+
+TEST_CASE("a viewer token without a client token is refused: the writes would be open") {
+  ServerConfig c = Valid();
+  c.viewer_token = "v";
+  const Status s = c.Validate();
+  CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(s.message().find("viewer_token") != absl::string_view::npos);
+  c.viewer_token = "v,";
+  CHECK(c.Validate().message().find("viewer_token") != absl::string_view::npos);
 }
 
 TEST_CASE(

@@ -38,7 +38,7 @@ TEST_CASE("a leased job's Heartbeat, Complete and Fail are refused to every sess
   auto store = OpenWithJob();
   auto w = Register(*store, "w", kSession, kT0);
   REQUIRE(w.ok());
-  auto leased = store->Lease(*w, kT0, kTtl);
+  auto leased = store->Lease(*w, kT0, kTtl, "", kSession);
   REQUIRE(leased.ok());
   REQUIRE(leased->has_value());
   const LeasedJob l = **leased;
@@ -98,6 +98,44 @@ TEST_CASE("a Register under a name that another live session holds is refused, n
   // Workers without sessions (older workers) register under their names as before.
   REQUIRE(Register(*store, "old", "", kT0).ok());
   REQUIRE(Register(*store, "old", "", kT0).ok());
+}
+
+TEST_CASE("a Lease is refused to every session but the one the worker registered under, alone, "
+          "in a batch and as a replay, and leaves the job pending",
+          "[pg]") {
+  auto store = OpenWithJob();
+  auto w = Register(*store, "w", kSession, kT0);
+  REQUIRE(w.ok());
+  const std::string wrong =
+      "Lease: worker " + std::to_string(*w) + " is registered under another session";
+  for (const std::string& session : {kImpostor, std::string()}) {
+    const Status one = store->Lease(*w, kT0, kTtl, "", session).status();
+    CHECK(one.code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(one.message() == wrong);
+  }
+  const auto batch = store->LeaseMany({{*w, kT0, kTtl, "", kImpostor}, {*w, kT0, kTtl, "b", ""}});
+  REQUIRE(batch.size() == 2);
+  for (const auto& r : batch) {
+    CHECK(r.status().code() == absl::StatusCode::kFailedPrecondition);
+    CHECK(r.status().message() == wrong);
+  }
+  auto job = store->GetJob(1);
+  REQUIRE(job.ok());
+  CHECK(job->state == JobState::kPending);
+  CHECK(store->Lease(999, kT0, kTtl, "", kSession).status().code() ==
+        absl::StatusCode::kNotFound);
+
+  auto held = store->Lease(*w, kT0, kTtl, "req", kSession);
+  REQUIRE(held.ok());
+  REQUIRE(held->has_value());
+  // Knowing the worker id and the request id is not enough to have the lease answered again.
+  CHECK(store->Lease(*w, kT0, kTtl, "req", kImpostor).status().code() ==
+        absl::StatusCode::kFailedPrecondition);
+  auto replay = store->Lease(*w, kT0, kTtl, "req", kSession);
+  REQUIRE(replay.ok());
+  REQUIRE(replay->has_value());
+  CHECK((*replay)->job_id == (*held)->job_id);
+  CHECK((*replay)->epoch == (*held)->epoch);
 }
 
 }  // namespace

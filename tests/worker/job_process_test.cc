@@ -8,9 +8,11 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <limits>
 
+#include "common/job_spec.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/poll.h"
 #include "tests/testing/process.h"
@@ -185,6 +187,78 @@ TEST_CASE("a job process sees exactly the GPUs of its job in CUDA_VISIBLE_DEVICE
   REQUIRE(WaitForExit(**cpu));
   CHECK((*cpu)->ResultJson() == "|" + home);  // set, and empty: no GPU at all
   unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+TEST_CASE("a job process is given the worker's path roots as --model-root and --data-root",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("job_process_roots");
+  JobProcessOptions options;
+  options.self_exe = FakeWorkerBinary(dir, "exit 0");
+  options.roots.model = {"/models"};
+  options.roots.data = {"/data/a", "/data/b"};
+  auto process = JobProcess::Start(options, dir, 9, "{}");
+  REQUIRE(process.ok());
+  REQUIRE(WaitForExit(**process));
+  const std::string argv = Slurp(dir + "/argv");
+  const std::string tail = " --model-root /models --data-root /data/a --data-root /data/b\n";
+  REQUIRE(argv.size() > tail.size());
+  CHECK(argv.substr(argv.size() - tail.size()) == tail);
+}
+
+TEST_CASE("a job naming a model, task or calibration file outside the roots fails for good before "
+          "anything is opened, in the same words whether the path exists or not",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("job_child_roots");
+  std::filesystem::create_directories(dir + "/models");
+  std::filesystem::create_directories(dir + "/data");
+  PathRoots roots;
+  roots.model = {dir + "/models"};
+  roots.data = {dir + "/data"};
+  auto run = [&](const std::string& model, const std::string& task) {
+    JobSpec spec;
+    spec.model = model;
+    spec.eval.task = task;
+    WriteFile(dir + "/job.json", JobSpecToJson(spec));
+    std::filesystem::remove(dir + "/job.json.result");
+    ChildOptions child{dir + "/artifacts", dir + "/data"};
+    child.roots = roots;
+    const int rc = RunJobChild(dir + "/job.json", dir + "/job.json.result",
+                               dir + "/job.json.progress", child);
+    return std::make_pair(rc, Slurp(dir + "/job.json.result"));
+  };
+  for (const std::string model : {"/etc", "/etc-nope"}) {
+    INFO(model);
+    const auto [rc, result] = run(model, "wikitext2");
+    CHECK(rc == kJobExitBadInput);
+    CHECK(result.find("model: '" + model +
+                      "' is outside the --model-root folders this server allows") !=
+          std::string::npos);
+  }
+  const auto [rc, result] = run(dir + "/models/m", "/etc/x.jsonl");
+  CHECK(rc == kJobExitBadInput);
+  CHECK(result.find("task: '/etc/x.jsonl' is outside the --data-root folders") !=
+        std::string::npos);
+}
+
+TEST_CASE("each scratch folder is made by mkdtemp: private, new and unguessable each time",
+          "[worker]") {
+  auto a = MakeScratchDir();
+  auto b = MakeScratchDir();
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(*a != *b);
+  for (const std::string& dir : {*a, *b}) {
+    INFO(dir);
+    struct stat st {};
+    REQUIRE(::stat(dir.c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0700);
+    CHECK(std::filesystem::path(dir).filename().string().rfind("bitsweep-worker-", 0) == 0);
+    // Not the process id: a name another user could have made (or linked) beforehand.
+    CHECK(std::filesystem::path(dir).filename().string() !=
+          "bitsweep-worker-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+  }
 }
 
 TEST_CASE("a job process that writes nothing has no result and no progress", "[worker]") {

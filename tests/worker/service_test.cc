@@ -461,6 +461,35 @@ TEST_CASE("a worker without a name is <host>-<random>, and its state directory k
   fs::remove_all(b_dir);
 }
 
+TEST_CASE("a worker's default state directory is under $XDG_STATE_HOME (else ~/.local/state), "
+          "not /tmp",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("worker_state_home");
+  const char* old_xdg = std::getenv("XDG_STATE_HOME");
+  const char* old_home = std::getenv("HOME");
+  const std::string saved_xdg = old_xdg ? old_xdg : "", saved_home = old_home ? old_home : "";
+  ::setenv("XDG_STATE_HOME", (dir + "/xdg").c_str(), 1);
+  ::setenv("HOME", (dir + "/home").c_str(), 1);
+  {
+    auto state = OpenWorkerState("", "w9", "127.0.0.1:5");
+    REQUIRE(state.ok());
+    CHECK(state->dir == dir + "/xdg/bitsweep/worker/w9@127.0.0.1_5");
+    CHECK(fs::is_directory(state->dir + "/spool"));
+  }
+  ::setenv("XDG_STATE_HOME", "relative/ignored", 1);  // the XDG rules: only absolute paths
+  {
+    auto state = OpenWorkerState("", "w9", "127.0.0.1:5");
+    REQUIRE(state.ok());
+    CHECK(state->dir == dir + "/home/.local/state/bitsweep/worker/w9@127.0.0.1_5");
+  }
+  if (old_xdg) {
+    ::setenv("XDG_STATE_HOME", saved_xdg.c_str(), 1);
+  } else {
+    ::unsetenv("XDG_STATE_HOME");
+  }
+  ::setenv("HOME", saved_home.c_str(), 1);
+}
+
 TEST_CASE("two workers cannot share one state directory", "[worker]") {
   const std::string dir = testing::ScratchDir("service_state_lock");
   auto held = ResultSpool::Open(dir + "/state/spool");  // a live worker's

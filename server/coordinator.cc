@@ -78,6 +78,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   deps.board = c->board_.get();
   deps.lease_ttl = config.lease_ttl;
   deps.watch_poll_interval = config.watch_poll_interval;
+  deps.max_jobs_per_sweep = config.max_jobs_per_sweep;
   deps.stopping = &c->stopping_;
   c->coordinator_service_ = std::make_unique<CoordinatorService>(deps, config.client_token);
   c->worker_service_ = std::make_unique<WorkerGatewayService>(deps, config.worker_token);

@@ -69,7 +69,9 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     const std::string source =
         request->source_name().empty() ? "sweep.yaml" : request->source_name();
     ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source));
-    ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec));
+    ExpandOptions expand;
+    expand.max_jobs = deps_.max_jobs_per_sweep;
+    ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec, expand));
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
     for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));

@@ -151,6 +151,22 @@ tasks: [wikitext2]
   CHECK(st.error_message().find("request_id") != std::string::npos);
 }
 
+TEST_CASE("a sweep over --max-jobs-per-sweep is INVALID_ARGUMENT naming its count and the limit "
+          "and stores nothing",
+          "[pg][grpc]") {
+  ServerConfig config;
+  config.max_jobs_per_sweep = 3;  // kOverlappingYaml's grid: baseline, rtn w3, rtn w4 = 3 jobs
+  Running r = Start(config);
+  grpc::Status st;
+  Submit(r, "req-over", kSweepYaml, &st);  // baseline + rtn w4 + billm w4 + billm w1 = 4
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() ==
+        "sweep small: its grid is 4 jobs (1 models x 4 configurations x 1 tasks), over the limit "
+        "of 3 jobs per sweep");
+  CHECK(TotalJobsInStore(r) == 0);
+  CHECK(Submit(r, "req-at-limit", kOverlappingYaml).sweep().total() == 3);
+}
+
 TEST_CASE("a worker leases, heartbeats and completes every job and each result is stored once",
           "[pg][grpc]") {
   Running r = Start();

@@ -199,7 +199,7 @@ TEST_CASE(
     CHECK(job["progress"] == 1.0);
   }
 
-  json results = GetJson(r, "/api/results?sweep=" + std::to_string(sweep));
+  json results = GetJson(r, "/api/results/table?sweep=" + std::to_string(sweep));
   const json& table = results["table"];
   REQUIRE(table["columns"].size() == 1);
   CHECK(table["columns"][0]["name"] == "wikitext2 ppl");
@@ -211,11 +211,19 @@ TEST_CASE(
     const auto& cell = row["cells"]["wikitext2 ppl"];
     CHECK(cell["value"].get<double>() == done.at(cell["job_id"].get<int64_t>()));
   }
-  CHECK(results["rows"].size() == 3);
+  const json listed = GetJson(r, "/api/results?sweep=" + std::to_string(sweep));
+  REQUIRE(listed["jobs"].size() == 3);
+  CHECK(listed["next_page_token"] == "");
+  for (const auto& job : listed["jobs"]) {
+    REQUIRE(job["metrics"].size() == 1);
+    CHECK(job["metrics"][0]["value"].get<double>() == done.at(job["job_id"].get<int64_t>()));
+    CHECK(job["provenance"]["code_version"] == "http-test");
+  }
   // Every sweep's results when no sweep is named; the canceled sweep shares only the baseline,
   // which had already succeeded.
-  CHECK(GetJson(r, "/api/results")["table"]["rows"].size() == 3);
-  const json shared = GetJson(r, "/api/results?sweep=" + std::to_string(other))["table"]["rows"];
+  CHECK(GetJson(r, "/api/results/table")["table"]["rows"].size() == 3);
+  const json shared =
+      GetJson(r, "/api/results/table?sweep=" + std::to_string(other))["table"]["rows"];
   REQUIRE(shared.size() == 1);
   CHECK(shared[0]["baseline"] == true);
 
@@ -275,7 +283,7 @@ tasks: [wikitext2]
 )");
   REQUIRE(RunAll(r, outcome).size() == 1);
 
-  const json table = GetJson(r, "/api/results")["table"];  // every sweep
+  const json table = GetJson(r, "/api/results/table")["table"];  // every sweep
   INFO(table.dump(1));
   REQUIRE(table["columns"].size() == 2);
   const std::string subset = table["columns"][0]["name"];
@@ -294,7 +302,7 @@ tasks: [wikitext2]
   CHECK(rows.at("gptq w3 g64 nsamples=4")[subset]["value"].get<double>() == 6.094);
   CHECK(rows.at("gptq w3 g64 nsamples=32")[subset]["value"].get<double>() == 6.038);
   // Only the first sweep's results when it is named: its own columns and rows.
-  const json own = GetJson(r, "/api/results?sweep=" + std::to_string(small))["table"];
+  const json own = GetJson(r, "/api/results/table?sweep=" + std::to_string(small))["table"];
   CHECK(own["columns"].size() == 1);
   CHECK(own["rows"].size() == 4);
 }

@@ -4,6 +4,7 @@
 #include "server/paging.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "common/diverged.h"
 #include "tests/server/coordinator_testing.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/process.h"
 #include "tests/testing/rpc.h"
 
 namespace bitsweep::server::coordinator_test {
@@ -90,6 +92,14 @@ std::vector<store::JobResultRow> StudyResults(const std::string& spec_json) {
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+// Runs argv to its end; its exit code (stdout and stderr appended to `log`).
+int RunToExit(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = testing::Spawn(argv, log);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // A worker registered straight in the coordinator's store (the tests below play its part there).
@@ -237,7 +247,7 @@ TEST_CASE("A diverged job's result is listed with its job's spec on the results 
 TEST_CASE(
     "A study-sized sweep's results and jobs are read in pages that each stay under 1 MB, "
     "provenance once per job",
-    "[pg][grpc][slow]") {
+    "[pg][grpc][cli][slow]") {
   Running r = Start();
   const v1::SubmitSweepResponse submitted = Submit(r, "req-study", StudyYaml());
   REQUIRE(submitted.sweep().total() == 1764);
@@ -312,6 +322,25 @@ TEST_CASE(
     list.set_page_token(page.next_page_token());
   }
   CHECK(listed == 1764);
+
+  // `bitsweep results` and `bitsweep status`, the real executable, read every page: the table
+  // has the grid's 7 x 28 = 196 rows (csv: one header line more); status one line per job.
+  const std::string dir = testing::ScratchDir("paging-study-cli");
+  const std::string coordinator = "127.0.0.1:" + std::to_string(r.coordinator->port());
+  const std::string bin = testing::BinaryDir() + "/cli/bitsweep";
+  CHECK(RunToExit({bin, "results", std::to_string(sweep), "--coordinator", coordinator, "--format",
+                   "csv", "--output", dir + "/results.csv"},
+                  dir + "/results.log") == 0);
+  INFO(testing::Slurp(dir + "/results.log"));
+  CHECK(testing::Count(testing::Slurp(dir + "/results.csv"), "\n") == 196 + 1);
+  CHECK(RunToExit({bin, "results", std::to_string(sweep), "--coordinator", coordinator, "--format",
+                   "json", "--output", dir + "/results.json"},
+                  dir + "/results.log") == 0);
+  CHECK(testing::Count(testing::Slurp(dir + "/results.json"), "\"metric\": ") ==
+        static_cast<int>(stored_rows));
+  CHECK(RunToExit({bin, "status", std::to_string(sweep), "--coordinator", coordinator},
+                  dir + "/status.log") == 0);
+  CHECK(testing::Count(testing::Slurp(dir + "/status.log"), "SUCCEEDED") == 1764);
 }
 
 }  // namespace bitsweep::server::coordinator_test

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -10,8 +11,9 @@ namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// Tokens read "<listing>|<filter>|<position>": opaque to clients (the proto says so), readable in
-// logs. Filters never hold '|' (numbers and state names).
+// A token is "<listing>|<filter>|<position>" in web-safe base64 without padding: opaque to
+// clients (the proto says so) and safe in a URL's query unescaped. Filters never hold '|'
+// (numbers and state names).
 constexpr char kSeparator = '|';
 
 }  // namespace
@@ -29,23 +31,25 @@ StatusOr<int32_t> PageSize(int32_t page_size, int32_t legacy_limit, std::string_
 }
 
 std::string MakePageToken(const PageKey& key, int64_t position) {
-  return absl::StrCat(key.listing, std::string(1, kSeparator), key.filter,
-                      std::string(1, kSeparator), position);
+  return absl::WebSafeBase64Escape(absl::StrCat(key.listing, std::string(1, kSeparator), key.filter,
+                                                std::string(1, kSeparator), position));
 }
 
 StatusOr<int64_t> ReadPageToken(const std::string& token, const PageKey& key,
                                 std::string_view field) {
   if (token.empty()) return 0;
-  const size_t last = token.rfind(kSeparator);
-  const size_t first = token.find(kSeparator);
+  std::string plain;
+  if (!absl::WebSafeBase64Unescape(token, &plain)) plain.clear();
+  const size_t last = plain.rfind(kSeparator);
+  const size_t first = plain.find(kSeparator);
   int64_t position = 0;
-  if (first == std::string::npos || first == last || token.compare(0, first, key.listing) != 0 ||
-      !absl::SimpleAtoi(token.substr(last + 1), &position) || position <= 0) {
+  if (first == std::string::npos || first == last || plain.compare(0, first, key.listing) != 0 ||
+      !absl::SimpleAtoi(plain.substr(last + 1), &position) || position <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         AV(field), ": '", token, "' is not a page token of this listing (", key.listing,
         "); send the next_page_token of its previous page, or \"\" for the first"));
   }
-  const std::string filter = token.substr(first + 1, last - first - 1);
+  const std::string filter = plain.substr(first + 1, last - first - 1);
   if (filter != key.filter) {
     return absl::InvalidArgumentError(
         absl::StrCat(AV(field), ": the token continues the listing with filter '", filter,

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -251,6 +252,55 @@ TEST_CASE(
 // baseline on the whole WikiText-2 at 2048 (7.221) must not replace the first sweep's on 8
 // windows of 256 (6.061), under which the quantized rows are worse than FP; (2) GPTQ w3 with
 // calibration nsamples 4 (6.094) and 32 (6.038) in one sweep are two rows.
+TEST_CASE(
+    "the dashboard API pages sweeps, a sweep's jobs and results with page tokens, and "
+    "refuses a token of another listing with 400",
+    "[pg][grpc][http]") {
+  Running r = Start("");
+  const int64_t sweep = Submit(r, "dash-1", kSweepYaml);
+  const std::map<int64_t, double> done = RunAll(r);
+  const int64_t other = Submit(r, "dash-2", kOtherYaml);
+
+  // Sweeps, newest first, one per page.
+  json first = GetJson(r, "/api/sweeps?page_size=1");
+  REQUIRE(first["sweeps"].size() == 1);
+  CHECK(first["sweeps"][0]["id"] == other);
+  const std::string token = first["next_page_token"];
+  REQUIRE_FALSE(token.empty());
+  json second = GetJson(r, "/api/sweeps?page_size=1&page_token=" + token);
+  REQUIRE(second["sweeps"].size() == 1);
+  CHECK(second["sweeps"][0]["id"] == sweep);
+  CHECK(second["next_page_token"] == "");
+
+  // A sweep's jobs and its results, two per page: every job once, in id order.
+  for (const std::string listing :
+       {"/api/sweeps/" + std::to_string(sweep) + "?page_size=2",
+        "/api/results?sweep=" + std::to_string(sweep) + "&page_size=2"}) {
+    std::vector<int64_t> ids;
+    std::string next;
+    int pages = 0;
+    do {
+      json page = GetJson(r, listing + (next.empty() ? "" : "&page_token=" + next));
+      ++pages;
+      for (const auto& job : page["jobs"]) {
+        ids.push_back(job.contains("id") ? job["id"].get<int64_t>() : job["job_id"].get<int64_t>());
+      }
+      next = page["next_page_token"];
+    } while (!next.empty());
+    CHECK(pages == 2);
+    REQUIRE(ids.size() == done.size());
+    CHECK(std::is_sorted(ids.begin(), ids.end()));
+    for (int64_t id : ids) CHECK(done.count(id) == 1);
+  }
+
+  // A sweeps token on the jobs listing, a page size that is not a number.
+  CHECK_THAT(
+      GetJson(r, "/api/sweeps/" + std::to_string(sweep) + "?page_token=" + token, 400)["error"]
+          .get<std::string>(),
+      Catch::Contains("not a page token of this listing (jobs)"));
+  CHECK(GetJson(r, "/api/results?page_size=many", 400)["error"] == "page_size: not an integer");
+}
+
 TEST_CASE("stored results of different settings never share a cell in the dashboard's table",
           "[pg][grpc][http]") {
   Running r = Start("");

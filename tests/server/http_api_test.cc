@@ -124,6 +124,21 @@ std::map<int64_t, double> RunAll(Running& r, const Outcome& outcome = ByBits) {
   return done;
 }
 
+// kSweepYaml submitted and run to the end (its 3 jobs' ppl by job id), then kOtherYaml submitted.
+struct DashThenOther {
+  int64_t sweep = 0;
+  std::map<int64_t, double> done;
+  int64_t other = 0;
+};
+DashThenOther RunDashThenSubmitOther(Running& r) {
+  DashThenOther out;
+  out.sweep = Submit(r, "dash-1", kSweepYaml);
+  out.done = RunAll(r);
+  REQUIRE(out.done.size() == 3);
+  out.other = Submit(r, "dash-2", kOtherYaml);
+  return out;
+}
+
 json GetJson(Running& r, const std::string& path, int want_status = 200) {
   httplib::Headers headers;
   if (!r.token.empty()) headers.emplace("Authorization", "Bearer " + r.token);
@@ -169,10 +184,7 @@ TEST_CASE(
     "job's events and provenance",
     "[pg][grpc][http]") {
   Running r = Start("");
-  const int64_t sweep = Submit(r, "dash-1", kSweepYaml);
-  const std::map<int64_t, double> done = RunAll(r);
-  REQUIRE(done.size() == 3);
-  const int64_t other = Submit(r, "dash-2", kOtherYaml);
+  const auto [sweep, done, other] = RunDashThenSubmitOther(r);
   v1::CancelSweepRequest cancel;
   cancel.set_sweep_id(other);
   v1::Sweep canceled;
@@ -248,18 +260,12 @@ TEST_CASE(
   CHECK(GetJson(r, "/api/results?sweep=x", 400).contains("error"));
 }
 
-// The researcher's two cases, through the store and the dashboard API: (1) a second sweep's FP
-// baseline on the whole WikiText-2 at 2048 (7.221) must not replace the first sweep's on 8
-// windows of 256 (6.061), under which the quantized rows are worse than FP; (2) GPTQ w3 with
-// calibration nsamples 4 (6.094) and 32 (6.038) in one sweep are two rows.
 TEST_CASE(
     "the dashboard API pages sweeps, a sweep's jobs and results with page tokens, and "
     "refuses a token of another listing with 400",
     "[pg][grpc][http]") {
   Running r = Start("");
-  const int64_t sweep = Submit(r, "dash-1", kSweepYaml);
-  const std::map<int64_t, double> done = RunAll(r);
-  const int64_t other = Submit(r, "dash-2", kOtherYaml);
+  const auto [sweep, done, other] = RunDashThenSubmitOther(r);
 
   // Sweeps, newest first, one per page.
   json first = GetJson(r, "/api/sweeps?page_size=1");
@@ -301,6 +307,10 @@ TEST_CASE(
   CHECK(GetJson(r, "/api/results?page_size=many", 400)["error"] == "page_size: not an integer");
 }
 
+// The researcher's two cases, through the store and the dashboard API: (1) a second sweep's FP
+// baseline on the whole WikiText-2 at 2048 (7.221) must not replace the first sweep's on 8
+// windows of 256 (6.061), under which the quantized rows are worse than FP; (2) GPTQ w3 with
+// calibration nsamples 4 (6.094) and 32 (6.038) in one sweep are two rows.
 TEST_CASE("stored results of different settings never share a cell in the dashboard's table",
           "[pg][grpc][http]") {
   Running r = Start("");

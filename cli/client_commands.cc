@@ -51,6 +51,38 @@ int CallAndPrint(Client& client,
   return 0;
 }
 
+// Calls a paged listing (`method`) page after page, each page's next_page_token as the next
+// request's page_token, and appends every page to `all`: every item, in one response.
+template <typename Request, typename Response>
+Status CallAllPages(Client& client,
+                    grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*,
+                                                                  const Request&, Response*),
+                    Request request, Response* all) {
+  all->Clear();
+  while (true) {
+    Response page;
+    RETURN_IF_ERROR(client.Call(method, request, &page));
+    const std::string next = page.next_page_token();
+    all->MergeFrom(page);
+    if (next.empty()) break;
+    request.set_page_token(next);
+  }
+  all->clear_next_page_token();
+  return absl::OkStatus();
+}
+
+// CallAndPrint over every page of a paged listing.
+template <typename Request, typename Response, typename Print>
+int CallAllPagesAndPrint(Client& client,
+                         grpc::Status (v1::Coordinator::Stub::*method)(grpc::ClientContext*,
+                                                                       const Request&, Response*),
+                         const Request& request, Print print) {
+  Response all;
+  if (Status st = CallAllPages(client, method, request, &all); !st.ok()) return Fail(st);
+  print(all);
+  return 0;
+}
+
 }  // namespace
 
 Client::Client(const ServiceFlags& flags)
@@ -127,21 +159,21 @@ int RunWatch(Client& client, const ServiceFlags& f) {
 
 int RunStatus(Client& client, const ServiceFlags& f) {
   if (f.sweep_id == 0) {
-    return CallAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
-                        [](const v1::ListSweepsResponse& response) {
-                          for (const auto& s : response.sweeps()) {
-                            std::printf("%s\n", SweepLine(s).c_str());
-                          }
-                        });
+    return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
+                                [](const v1::ListSweepsResponse& response) {
+                                  for (const auto& s : response.sweeps()) {
+                                    std::printf("%s\n", SweepLine(s).c_str());
+                                  }
+                                });
   }
   v1::ListJobsRequest request;
   request.set_sweep_id(f.sweep_id);
-  return CallAndPrint(client, &v1::Coordinator::Stub::ListJobs, request,
-                      [](const v1::ListJobsResponse& response) {
-                        for (const std::string& line : JobLines(response)) {
-                          std::printf("%s\n", line.c_str());
-                        }
-                      });
+  return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListJobs, request,
+                              [](const v1::ListJobsResponse& response) {
+                                for (const std::string& line : JobLines(response)) {
+                                  std::printf("%s\n", line.c_str());
+                                }
+                              });
 }
 
 int RunCancel(Client& client, const ServiceFlags& f) {
@@ -163,9 +195,8 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
                  const std::string& output) {
   v1::QueryResultsRequest request;
   request.set_sweep_id(sweep_id);
-  v1::QueryResultsResponse response;
-  Status st =
-      client.Call(&v1::Coordinator::Stub::QueryResults, request, &response, kLongCallTimeout);
+  v1::QueryResultsResponse response;  // every page's jobs
+  Status st = CallAllPages(client, &v1::Coordinator::Stub::QueryResults, request, &response);
   if (!st.ok()) return Fail(st);
   st = WriteOutput(output, RenderResults(response, format, sweep_id));
   return st.ok() ? 0 : Fail(st);

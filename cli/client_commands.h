@@ -18,8 +18,8 @@
 
 namespace bitsweep::cli {
 
-// Submitting a sweep (expanding it, writing every job) and reading all results may take longer
-// than an ordinary call.
+// Submitting a sweep (expanding it, writing every job) may take longer than an ordinary call.
+// Listings (status, results) are read a page per call, each an ordinary call.
 inline constexpr absl::Duration kLongCallTimeout = absl::Seconds(120);
 
 // The coordinator's stub with the flags' channel (TLS) and token.
@@ -56,7 +56,8 @@ int RunSubmit(Client& client, const ServiceFlags& flags);
 int RunWatch(Client& client, const ServiceFlags& flags);
 int RunStatus(Client& client, const ServiceFlags& flags);
 int RunCancel(Client& client, const ServiceFlags& flags);
-// QueryResults of `sweep_id` (0: every sweep) rendered in `format`, to `output` ("": stdout).
+// Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format`, to `output` ("":
+// stdout).
 int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
                  const std::string& output);
 

@@ -21,27 +21,35 @@ using nlohmann::json;
 
 constexpr int kProgressBarWidth = 30;
 
+// One row per metric, each with its job's spec and provenance (the format `--format json` has
+// always printed).
 std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
   json rows = json::array();
-  for (const auto& r : results.rows()) {
-    rows.push_back({{"job_id", r.job_id()},
-                    {"job_key", r.job_key()},
-                    {"spec", json::parse(r.spec_json(), nullptr, false)},
-                    {"metric", r.metric().name()},
-                    {"value", r.metric().value()},
-                    {"stderr", r.metric().stderr()},
-                    {"n", r.metric().n()},
-                    {"provenance", json::parse(r.provenance_json(), nullptr, false)}});
+  for (const v1::JobResults& job : results.jobs()) {
+    const json spec = json::parse(job.spec_json(), nullptr, false);
+    const json provenance = json::parse(job.provenance_json(), nullptr, false);
+    for (const v1::Metric& m : job.metrics()) {
+      rows.push_back({{"job_id", job.job_id()},
+                      {"job_key", job.job_key()},
+                      {"spec", spec},
+                      {"metric", m.name()},
+                      {"value", m.value()},
+                      {"stderr", m.stderr()},
+                      {"n", m.n()},
+                      {"provenance", provenance}});
+    }
   }
   return rows.dump(2) + "\n";
 }
 
 ResultsTable Pivot(const v1::QueryResultsResponse& results) {
   std::vector<ResultInput> inputs;
-  inputs.reserve(results.rows_size());
-  for (const auto& r : results.rows()) {
-    inputs.push_back({r.job_id(), r.spec_json(), r.metric().name(), r.metric().value(),
-                      r.metric().stderr(), r.metric().n(), r.provenance_json()});
+  for (const v1::JobResults& job : results.jobs()) {
+    for (const v1::Metric& m : job.metrics()) {
+      if (!IsHeadlineMetric(m.name())) continue;  // the only rows the pivot reads
+      inputs.push_back({job.job_id(), job.spec_json(), m.name(), m.value(), m.stderr(), m.n(),
+                        job.provenance_json()});
+    }
   }
   return PivotResults(inputs);
 }

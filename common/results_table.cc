@@ -87,6 +87,8 @@ struct ColumnBuild {
 
 }  // namespace
 
+bool IsHeadlineMetric(const std::string& metric) { return metric == "ppl" || metric == "acc"; }
+
 ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   ResultsTable table;
   std::vector<ColumnBuild> columns;
@@ -107,8 +109,8 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
       ++table.unreadable;
       continue;
     }
+    if (!IsHeadlineMetric(in.metric)) continue;
     const bool ppl = in.metric == "ppl";
-    if (!ppl && in.metric != "acc") continue;  // the headline metric of each task
     const EvalConfig& eval = spec->eval;
     const EvalFacts facts = ReadEvalFacts(in.provenance_json, eval);
     std::vector<LabelField> settings = EvalFields(eval);

@@ -71,6 +71,10 @@ struct ResultsTable {
   int64_t unreadable = 0;              // inputs whose spec_json did not parse (left out)
 };
 
+// Whether PivotResults uses `metric`: each task's headline, "ppl" (perplexity) or "acc" (every
+// other task). Readers that page through results keep only these rows for the table.
+bool IsHeadlineMetric(const std::string& metric);
+
 // Keeps each task's headline metric (ppl for perplexity, acc otherwise) and pivots. Of two
 // results for one cell (the same job key stored twice), the later job's is kept. A non-finite
 // value without provenance (a diverged job's row, common/diverged.h) joins the column of its

@@ -103,6 +103,15 @@ class YamlReader {
     if (s == "false" || s == "no" || s == "off") return false;
     return Error(n, field, "expected true or false");
   }
+  // A sequence longer than kMaxSweepListLength is refused: every list multiplies the grid.
+  Status CheckLength(const YAML::Node& n, std::string_view field) const {
+    if (n.IsSequence() && n.size() > kMaxSweepListLength) {
+      return Error(n, field,
+                   absl::StrCat("a list of ", n.size(), " entries; at most ", kMaxSweepListLength,
+                                " are allowed"));
+    }
+    return absl::OkStatus();
+  }
   // A scalar or a sequence of scalars.
   StatusOr<std::vector<int>> IntList(const YAML::Node& n, std::string_view field, int64_t min,
                                      int64_t max) const {
@@ -115,6 +124,7 @@ class YamlReader {
     if (!n.IsSequence() || n.size() == 0) {
       return Error(n, field, "expected an integer or a non-empty list of integers");
     }
+    RETURN_IF_ERROR(CheckLength(n, field));
     for (size_t i = 0; i < n.size(); ++i) {
       ASSIGN_OR_RETURN(int64_t v, Int(n[i], Index(field, i), min, max));
       out.push_back(static_cast<int>(v));
@@ -181,6 +191,7 @@ Status ReadCalibration(const YamlReader& r, const YAML::Node& n, std::string_vie
 
 Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<SweepMethod>* out) {
   if (!list.IsSequence()) return r.Error(list, "methods", "expected a list");
+  RETURN_IF_ERROR(r.CheckLength(list, "methods"));
   for (size_t i = 0; i < list.size(); ++i) {
     const YAML::Node n = list[i];
     const std::string field = YamlReader::Index("methods", i);
@@ -209,6 +220,7 @@ Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<Swee
     if (!m) return r.Error(n, field + ".method", "missing");
     std::vector<std::pair<std::string, YAML::Node>> names;
     if (m.IsSequence()) {
+      RETURN_IF_ERROR(r.CheckLength(m, field + ".method"));
       for (size_t k = 0; k < m.size(); ++k) {
         ASSIGN_OR_RETURN(std::string s, r.String(m[k], YamlReader::Index(field + ".method", k)));
         names.emplace_back(s, m[k]);
@@ -286,6 +298,7 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   if (!models.IsSequence() || models.size() == 0) {
     return r.Error(models, "models", "expected a non-empty list");
   }
+  RETURN_IF_ERROR(r.CheckLength(models, "models"));
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string field = YamlReader::Index("models", i);
     SweepModel m;
@@ -311,6 +324,7 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   if (!tasks.IsSequence() || tasks.size() == 0) {
     return r.Error(tasks, "tasks", "expected a non-empty list");
   }
+  RETURN_IF_ERROR(r.CheckLength(tasks, "tasks"));
   for (size_t i = 0; i < tasks.size(); ++i) {
     const std::string field = YamlReader::Index("tasks", i);
     SweepTask t;
@@ -451,6 +465,11 @@ CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
 
 StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name) {
   const YamlReader reader{std::string(source_name)};
+  if (yaml.size() > kMaxSweepYamlBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(AV(source_name), ": the sweep file is ",
+                                                   yaml.size(), " bytes; at most ",
+                                                   kMaxSweepYamlBytes, " are allowed"));
+  }
   try {
     const YAML::Node root = YAML::Load(std::string(yaml));
     return ParseImpl(reader, root);
@@ -467,7 +486,46 @@ StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
   return ParseSweepYaml(text.str(), path);
 }
 
+namespace {
+
+constexpr int64_t kMaxCount = std::numeric_limits<int64_t>::max();
+
+int64_t SaturatingTimes(int64_t a, int64_t b) {
+  return a != 0 && b > kMaxCount / a ? kMaxCount : a * b;
+}
+
+// Quantization configurations per model before skipping: the baseline and every method's
+// wbits x abits x group.
+int64_t GridConfigurations(const SweepSpec& spec) {
+  int64_t configs = spec.baseline ? 1 : 0;
+  for (const SweepMethod& m : spec.methods) {
+    const int64_t per_method =
+        SaturatingTimes(SaturatingTimes(static_cast<int64_t>(m.wbits.size()),
+                                        std::max<int64_t>(1, static_cast<int64_t>(m.abits.size()))),
+                        std::max<int64_t>(1, static_cast<int64_t>(m.group.size())));
+    configs = per_method > kMaxCount - configs ? kMaxCount : configs + per_method;
+  }
+  return configs;
+}
+
+}  // namespace
+
+int64_t SweepGridSize(const SweepSpec& spec) {
+  return SaturatingTimes(
+      SaturatingTimes(static_cast<int64_t>(spec.models.size()), GridConfigurations(spec)),
+      static_cast<int64_t>(spec.tasks.size()));
+}
+
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {
+  if (options.max_jobs > 0) {
+    const int64_t grid = SweepGridSize(spec);
+    if (grid > options.max_jobs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sweep ", spec.name, ": its grid is ", grid, " jobs (", spec.models.size(), " models x ",
+          GridConfigurations(spec), " configurations x ", spec.tasks.size(),
+          " tasks), over the limit of ", options.max_jobs, " jobs per sweep"));
+    }
+  }
   ExpandedSweep out;
   std::vector<size_t> task_of;  // per job: its task's index (for the final order)
   std::unordered_set<std::string> job_keys;

@@ -9,6 +9,11 @@
 // Plain values and pure functions except that ExpandSweep reads config.json files;
 // thread-compatible.
 //
+// Bounds (a sweep is untrusted input to a long-lived coordinator): the YAML text is at most
+// kMaxSweepYamlBytes, every list (models, methods, tasks, a method's names, wbits, abits, group)
+// at most kMaxSweepListLength entries, and ExpandSweep refuses a grid larger than
+// ExpandOptions::max_jobs before building any job (SweepGridSize: counted, not expanded).
+//
 // File format (examples/sweeps/*.yaml):
 //   name: study                       # required
 //   priority: 0                       # default 0; higher runs first
@@ -35,6 +40,10 @@
 #include "common/status.h"
 
 namespace bitsweep {
+
+inline constexpr size_t kMaxSweepYamlBytes = 1 << 20;  // 1 MiB
+inline constexpr size_t kMaxSweepListLength = 1000;
+inline constexpr int64_t kDefaultMaxJobsPerSweep = 100000;
 
 struct SweepModel {
   std::string path;
@@ -92,9 +101,19 @@ struct ExpandOptions {
   // Relative model paths are looked up under this folder for config.json ("" = the working
   // directory). Job specs keep the paths as written.
   std::string model_root;
+  // Largest grid (SweepGridSize) expanded; a larger one is INVALID_ARGUMENT naming its size and
+  // this limit, found before any job is built. 0 = no limit.
+  int64_t max_jobs = kDefaultMaxJobsPerSweep;
 };
 
-// INVALID_ARGUMENT for what no skip can fix (an empty grid, an unreadable config.json).
+// The jobs the sweep's grid asks for before any combination is skipped or de-duplicated:
+// models x (baseline + every method's wbits x abits x group) x tasks, an upper bound of
+// ExpandSweep's job count. Computed from the list lengths without expanding; saturates at
+// INT64_MAX.
+int64_t SweepGridSize(const SweepSpec& spec);
+
+// INVALID_ARGUMENT for what no skip can fix (an empty grid, an unreadable config.json, a grid
+// over options.max_jobs).
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options = {});
 
 }  // namespace bitsweep

@@ -78,6 +78,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   deps.board = c->board_.get();
   deps.lease_ttl = config.lease_ttl;
   deps.watch_poll_interval = config.watch_poll_interval;
+  deps.max_jobs_per_sweep = config.max_jobs_per_sweep;
   deps.stopping = &c->stopping_;
   deps.roots.model = config.model_roots;
   deps.roots.data = config.data_roots;

@@ -2,20 +2,19 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/path_roots.h"
 #include "common/sweep.h"
 #include "rpc/proto_convert.h"
+#include "server/paging.h"
 #include "server/proto_convert.h"
 #include "server/results_query.h"
 
 namespace bitsweep::server {
 namespace {
 
-constexpr int kDefaultSweepPage = 100;
 // WatchSweep sends the sweep at least this often even when nothing changed, so clients can
 // tell a quiet sweep from a dead connection.
 constexpr absl::Duration kWatchKeepalive = absl::Seconds(5);
@@ -72,7 +71,9 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source));
     // Before ExpandSweep, which reads each model's config.json.
     RETURN_IF_ERROR(CheckSweepPaths(spec, deps_.roots));
-    ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec));
+    ExpandOptions expand;
+    expand.max_jobs = deps_.max_jobs_per_sweep;
+    ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec, expand));
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
     for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));
@@ -109,14 +110,21 @@ grpc::Status CoordinatorService::ListSweeps(grpc::ServerContext* context,
                                             const v1::ListSweepsRequest* request,
                                             v1::ListSweepsResponse* response) {
   return guard_.RunRead("ListSweeps", context, [&]() -> Status {
-    if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
-    ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps_.store->ListSweeps());
-    std::sort(sweeps.begin(), sweeps.end(),
-              [](const auto& a, const auto& b) { return a.id > b.id; });
-    const size_t limit = request->limit() == 0 ? kDefaultSweepPage : request->limit();
-    for (size_t i = 0; i < sweeps.size() && i < limit; ++i) {
-      SweepToProto(sweeps[i], response->add_sweeps());
-    }
+    ASSIGN_OR_RETURN(const int32_t size, PageSize(request->page_size(), request->limit()));
+    const PageKey key{"sweeps", ""};
+    ASSIGN_OR_RETURN(const int64_t before, ReadPageToken(request->page_token(), key));
+    ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps,
+                     deps_.store->ListSweepsPage(before, size + 1));
+    response->set_next_page_token(FillPage(
+        sweeps, size, key,
+        [](const store::SweepInfo& info) {
+          v1::Sweep s;
+          SweepToProto(info, &s);
+          return s;
+        },
+        [](const v1::Sweep& s) { return s.ByteSizeLong(); },
+        [&](v1::Sweep s) { *response->add_sweeps() = std::move(s); },
+        [](const store::SweepInfo& info) { return info.id; }));
     return absl::OkStatus();
   });
 }
@@ -125,30 +133,28 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
                                           const v1::ListJobsRequest* request,
                                           v1::ListJobsResponse* response) {
   return guard_.RunRead("ListJobs", context, [&]() -> Status {
-    if (request->limit() < 0) return absl::InvalidArgumentError("limit: must be >= 0");
-    ASSIGN_OR_RETURN(std::optional<JobState> state,
-                     rpc::JobStateFromProto(request->state(), "state"));
-    std::vector<store::JobInfo> jobs;
-    if (request->sweep_id() != 0) {
-      ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(request->sweep_id()));
-      ASSIGN_OR_RETURN(jobs, deps_.store->ListJobs(sweep.id));
-    } else {
-      // Jobs are shared between sweeps: list each once.
-      ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps_.store->ListSweeps());
-      std::set<int64_t> seen;
-      for (const auto& sweep : sweeps) {
-        ASSIGN_OR_RETURN(std::vector<store::JobInfo> part, deps_.store->ListJobs(sweep.id));
-        for (auto& job : part) {
-          if (seen.insert(job.id).second) jobs.push_back(std::move(job));
-        }
-      }
-      std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    ASSIGN_OR_RETURN(const int32_t size, PageSize(request->page_size(), request->limit()));
+    store::JobFilter filter;
+    filter.sweep_id = request->sweep_id();
+    ASSIGN_OR_RETURN(filter.state, rpc::JobStateFromProto(request->state(), "state"));
+    const PageKey key{"jobs", absl::StrCat("sweep=", filter.sweep_id,
+                                           ",state=", static_cast<int>(request->state()))};
+    ASSIGN_OR_RETURN(const int64_t after, ReadPageToken(request->page_token(), key));
+    if (filter.sweep_id != 0 && after == 0) {
+      RETURN_IF_ERROR(deps_.store->GetSweep(filter.sweep_id).status());  // NOT_FOUND
     }
-    for (const auto& job : jobs) {
-      if (state && job.state != *state) continue;
-      if (request->limit() > 0 && response->jobs_size() >= request->limit()) break;
-      JobToProto(job, job.worker_name, deps_.board->Progress(job.id), response->add_jobs());
-    }
+    ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs,
+                     deps_.store->ListJobsPage(filter, after, size + 1));
+    response->set_next_page_token(FillPage(
+        jobs, size, key,
+        [&](const store::JobInfo& job) {
+          v1::Job j;
+          JobToProto(job, job.worker_name, deps_.board->Progress(job.id), &j);
+          return j;
+        },
+        [](const v1::Job& j) { return j.ByteSizeLong(); },
+        [&](v1::Job j) { *response->add_jobs() = std::move(j); },
+        [](const store::JobInfo& job) { return job.id; }));
     return absl::OkStatus();
   });
 }
@@ -212,19 +218,31 @@ grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
                                               const v1::QueryResultsRequest* request,
                                               v1::QueryResultsResponse* response) {
   return guard_.RunRead("QueryResults", context, [&]() -> Status {
-    ASSIGN_OR_RETURN(std::vector<ResultWithSpec> results,
-                     ResultsWithSpecs(*deps_.store, request->sweep_id()));
-    for (const auto& [row, spec_json] : results) {
-      auto* out = response->add_rows();
-      out->set_job_id(row.job_id);
-      out->set_job_key(row.job_key);
-      out->set_spec_json(spec_json);
-      out->mutable_metric()->set_name(row.metric);
-      out->mutable_metric()->set_value(row.value);
-      out->mutable_metric()->set_stderr(row.stderr_value);
-      out->mutable_metric()->set_n(row.n);
-      out->set_provenance_json(row.provenance_json);
-    }
+    ASSIGN_OR_RETURN(const int32_t size, PageSize(request->page_size()));
+    const PageKey key{"results", absl::StrCat("sweep=", request->sweep_id())};
+    ASSIGN_OR_RETURN(const int64_t after, ReadPageToken(request->page_token(), key));
+    ASSIGN_OR_RETURN(std::vector<store::JobResults> jobs,
+                     ResultsPageOf(*deps_.store, request->sweep_id(), after, size));
+    response->set_next_page_token(FillPage(
+        jobs, size, key,
+        [](const store::JobResults& job) {
+          v1::JobResults out;
+          out.set_job_id(job.job_id);
+          out.set_job_key(job.job_key);
+          out.set_spec_json(job.spec_json);
+          out.set_provenance_json(job.provenance_json);
+          for (const store::StoredMetric& m : MetricsOf(job)) {
+            v1::Metric* metric = out.add_metrics();
+            metric->set_name(m.metric);
+            metric->set_value(m.value);
+            metric->set_stderr(m.stderr_value);
+            metric->set_n(m.n);
+          }
+          return out;
+        },
+        [](const v1::JobResults& j) { return j.ByteSizeLong(); },
+        [&](v1::JobResults j) { *response->add_jobs() = std::move(j); },
+        [](const store::JobResults& job) { return job.job_id; }));
     return absl::OkStatus();
   });
 }

@@ -10,6 +10,7 @@
 #include "common/job_spec.h"
 #include "common/results_table.h"
 #include "dashboard/assets.h"
+#include "server/paging.h"
 #include "server/proto_convert.h"
 #include "server/results_query.h"
 #include "server/rpc_guard.h"
@@ -54,13 +55,8 @@ json SweepJson(const store::SweepInfo& info) {
 }
 
 json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
-  JobBoard& board = *deps.board;
-  std::string worker_name;
-  if (info.worker_id) {
-    worker_name = WorkerName(deps, *info.worker_id);
-  }
-  v1::Job j;
-  JobToProto(info, worker_name, board.Progress(info.id), &j);
+  v1::Job j;  // worker_name comes with the job's row: no read per job
+  JobToProto(info, info.worker_name, deps.board->Progress(info.id), &j);
   json out = {{"id", j.id()},
               {"sweep_id", info.sweep_id},
               {"job_key", j.job_key()},
@@ -98,49 +94,105 @@ StatusOr<int64_t> PathId(const httplib::Request& req, const char* field) {
 // JsonHandler maps to an HTTP code.
 using RouteFn = Status (*)(const ServiceDeps& deps, const httplib::Request& req, json* out);
 
-// GET /api/sweeps
-Status ListSweeps(const ServiceDeps& deps, const httplib::Request&, json* out) {
-  ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps, deps.store->ListSweeps());
-  std::sort(sweeps.begin(), sweeps.end(), [](const auto& a, const auto& b) { return a.id > b.id; });
-  json list = json::array();
-  for (const auto& sweep : sweeps) list.push_back(SweepJson(sweep));
-  *out = {{"sweeps", std::move(list)}};
+// The page a request asks for: ?page_size=N (0 or absent: the default) and ?page_token=T.
+struct PageRequest {
+  int32_t size = 0;
+  int64_t position = 0;
+};
+StatusOr<PageRequest> ReadPageRequest(const httplib::Request& req, const PageKey& key) {
+  int32_t size = 0;
+  if (req.has_param("page_size") && !absl::SimpleAtoi(req.get_param_value("page_size"), &size)) {
+    return absl::InvalidArgumentError("page_size: not an integer");
+  }
+  PageRequest page;
+  ASSIGN_OR_RETURN(page.size, PageSize(size));
+  ASSIGN_OR_RETURN(page.position, ReadPageToken(req.get_param_value("page_token"), key));
+  return page;
+}
+
+// Fills `list` with one page of `items` (read with one more than page.size) converted by
+// `convert`; returns the next page's token.
+template <typename Item, typename Convert, typename Position>
+std::string JsonPage(const std::vector<Item>& items, const PageRequest& page, const PageKey& key,
+                     json* list, Convert convert, Position position) {
+  *list = json::array();
+  return FillPage(
+      items, page.size, key, convert, [](const json& j) { return j.dump().size(); },
+      [&](json j) { list->push_back(std::move(j)); }, position);
+}
+
+// GET /api/sweeps[?page_size=N&page_token=T]
+Status ListSweeps(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  const PageKey key{"sweeps", ""};
+  ASSIGN_OR_RETURN(PageRequest page, ReadPageRequest(req, key));
+  ASSIGN_OR_RETURN(std::vector<store::SweepInfo> sweeps,
+                   deps.store->ListSweepsPage(page.position, page.size + 1));
+  json list;
+  std::string next =
+      JsonPage(sweeps, page, key, &list, SweepJson, [](const store::SweepInfo& s) { return s.id; });
+  *out = {{"sweeps", std::move(list)}, {"next_page_token", std::move(next)}};
   return absl::OkStatus();
 }
 
-// GET /api/sweeps/ID
+// GET /api/sweeps/ID[?page_size=N&page_token=T]
 Status GetSweep(const ServiceDeps& deps, const httplib::Request& req, json* out) {
   ASSIGN_OR_RETURN(int64_t id, PathId(req, "sweep id"));
+  const PageKey key{"jobs", absl::StrCat("sweep=", id)};
+  ASSIGN_OR_RETURN(PageRequest page, ReadPageRequest(req, key));
   ASSIGN_OR_RETURN(store::SweepInfo sweep, deps.store->GetSweep(id));
-  ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs, deps.store->ListJobs(id));
-  json list = json::array();
-  for (const auto& job : jobs) list.push_back(JobJson(job, deps));
-  *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}};
+  store::JobFilter filter;
+  filter.sweep_id = id;
+  ASSIGN_OR_RETURN(std::vector<store::JobInfo> jobs,
+                   deps.store->ListJobsPage(filter, page.position, page.size + 1));
+  json list;
+  std::string next = JsonPage(
+      jobs, page, key, &list, [&](const store::JobInfo& job) { return JobJson(job, deps); },
+      [](const store::JobInfo& job) { return job.id; });
+  *out = {{"sweep", SweepJson(sweep)}, {"jobs", std::move(list)}, {"next_page_token", next}};
   return absl::OkStatus();
 }
 
-// GET /api/results[?sweep=ID]
-Status QueryResults(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+StatusOr<int64_t> SweepParam(const httplib::Request& req) {
   int64_t sweep_id = 0;  // every sweep
   if (req.has_param("sweep") &&
       (!absl::SimpleAtoi(req.get_param_value("sweep"), &sweep_id) || sweep_id <= 0)) {
     return absl::InvalidArgumentError("sweep: not a positive integer");
   }
-  ASSIGN_OR_RETURN(std::vector<ResultWithSpec> results, ResultsWithSpecs(*deps.store, sweep_id));
-  std::vector<ResultInput> inputs;
-  json list = json::array();
-  for (const ResultWithSpec& result : results) {
-    const store::JobResultRow& row = result.row;
-    inputs.push_back(ToResultInput(result));
-    list.push_back({{"job_id", row.job_id},
-                    {"job_key", row.job_key},
-                    {"metric", row.metric},
-                    {"value", row.value},
-                    {"stderr", row.stderr_value},
-                    {"n", row.n}});
-  }
-  *out = {{"table", json::parse(ResultsTableToJson(PivotResults(inputs)))},
-          {"rows", std::move(list)}};
+  return sweep_id;
+}
+
+// GET /api/results[?sweep=ID&page_size=N&page_token=T]
+Status QueryResults(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  ASSIGN_OR_RETURN(int64_t sweep_id, SweepParam(req));
+  const PageKey key{"results", absl::StrCat("sweep=", sweep_id)};
+  ASSIGN_OR_RETURN(PageRequest page, ReadPageRequest(req, key));
+  ASSIGN_OR_RETURN(std::vector<store::JobResults> jobs,
+                   ResultsPageOf(*deps.store, sweep_id, page.position, page.size));
+  json list;
+  std::string next = JsonPage(
+      jobs, page, key, &list,
+      [](const store::JobResults& job) {
+        json metrics = json::array();
+        for (const store::StoredMetric& m : MetricsOf(job)) {
+          metrics.push_back(
+              {{"metric", m.metric}, {"value", m.value}, {"stderr", m.stderr_value}, {"n", m.n}});
+        }
+        return json{{"job_id", job.job_id},
+                    {"job_key", job.job_key},
+                    {"spec", json::parse(job.spec_json, nullptr, false)},
+                    {"provenance", json::parse(job.provenance_json, nullptr, false)},
+                    {"metrics", std::move(metrics)}};
+      },
+      [](const store::JobResults& job) { return job.job_id; });
+  *out = {{"jobs", std::move(list)}, {"next_page_token", std::move(next)}};
+  return absl::OkStatus();
+}
+
+// GET /api/results/table[?sweep=ID]
+Status ResultsTableRoute(const ServiceDeps& deps, const httplib::Request& req, json* out) {
+  ASSIGN_OR_RETURN(int64_t sweep_id, SweepParam(req));
+  ASSIGN_OR_RETURN(ResultsTable table, ResultsTableOf(*deps.store, sweep_id));
+  *out = {{"table", json::parse(ResultsTableToJson(table))}};
   return absl::OkStatus();
 }
 
@@ -294,6 +346,7 @@ void HttpApi::Route() {
   s.Get("/api/sweeps", JsonHandler(&deps_, "HttpListSweeps", ListSweeps));
   s.Get(R"(/api/sweeps/(\d+))", JsonHandler(&deps_, "HttpGetSweep", GetSweep));
   s.Get("/api/results", JsonHandler(&deps_, "HttpQueryResults", QueryResults));
+  s.Get("/api/results/table", JsonHandler(&deps_, "HttpResultsTable", ResultsTableRoute));
   s.Get(R"(/api/jobs/(\d+))", JsonHandler(&deps_, "HttpGetJob", GetJob));
   s.Get("/",
         [](const httplib::Request&, httplib::Response& res) { ServeAsset("index.html", res); });

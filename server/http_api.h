@@ -4,14 +4,21 @@
 //
 //   GET /                      the dashboard page (also /index.html)
 //   GET /assets/NAME           its scripts and styles
-//   GET /api/sweeps            {"sweeps": [sweep]}, newest first
-//   GET /api/sweeps/ID         {"sweep": sweep, "jobs": [job]}
-//   GET /api/results[?sweep=ID] {"table": ResultsTableToJson, "rows": [stored rows]}
+//   GET /api/sweeps            {"sweeps": [sweep], "next_page_token"}, newest first
+//   GET /api/sweeps/ID         {"sweep": sweep, "jobs": [job], "next_page_token"}, jobs by id
+//   GET /api/results[?sweep=ID] {"jobs": [job results], "next_page_token"}, by job id
+//   GET /api/results/table[?sweep=ID] {"table": ResultsTableToJson} of every result (headline
+//                              metrics only are read into it, a page of jobs at a time)
 //   GET /api/jobs/ID           {"job": job, "events": [event], "results": [row]}
+//   Listings are paged as the gRPC ones (server/paging.h): ?page_size=N (0 = 100, at most
+//   1000, and never more than 512 KiB of items) and ?page_token=<the previous next_page_token>;
+//   next_page_token is "" on the last page.
 //   sweep: id, name, priority, created_at (unix s), state (ACTIVE|CANCELED), pending, leased,
 //          succeeded, failed, canceled, total, finished (as the gRPC Sweep message)
 //   job:   id, sweep_id, job_key, state, attempt, max_attempts, priority, worker, error,
 //          progress, phase, model, quantization, method, wbits, abits, group, task, spec
+//   job results: job_id, job_key, spec, provenance (once per job), metrics: [{metric, value,
+//          stderr, n}] (a diverged job: its one metric, value null)
 //
 // With a client token configured every /api/ request needs "Authorization: Bearer <token>"
 // (401 otherwise), a client or viewer token of the gRPC Coordinator service (the API only

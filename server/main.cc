@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
                  "most PostgreSQL connections held at once (RPCs beyond it queue)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-jobs-per-sweep", config.max_jobs_per_sweep,
+                 "most jobs one sweep's grid may ask for (models x configurations x tasks, "
+                 "counted before expanding); SubmitSweep refuses a larger one")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -1,7 +1,8 @@
-// The stored results joined with the spec of the job that produced each row: what the gRPC
-// QueryResults and the dashboard's /api/results answer, read here once for both. The store keeps
-// result rows by job key and specs by job, so the join asks for each distinct job once.
-// Thread-safe as the store is.
+// The stored results as QueryResults and the dashboard's JSON API answer them: pages of jobs,
+// each with its spec, provenance and metrics, read by one statement per page
+// (JobStore::ResultsPage); a job that failed because its model diverged (common/diverged.h)
+// lists the metric its reason names. Also the results table (common/results_table.h) of a whole
+// sweep, built page by page keeping only the rows the table uses. Thread-safe as the store is.
 #pragma once
 
 #include <cstdint>
@@ -14,17 +15,18 @@
 
 namespace bitsweep::server {
 
-struct ResultWithSpec {
-  store::JobResultRow row;
-  std::string spec_json;  // of row.job_id
-};
+// The metrics `job` lists: its stored ones, or for a job that failed because its model
+// diverged the one its reason names, valued +inf, -inf or NaN.
+std::vector<store::StoredMetric> MetricsOf(const store::JobResults& job);
 
-// Every stored result of sweep `sweep_id` (0: of every sweep), in the store's order, then one row
-// for each FAILED job whose model diverged (common/diverged.h): the metric its reason names with
-// the value +inf, -inf or NaN, no provenance. NOT_FOUND for an unknown sweep.
-StatusOr<std::vector<ResultWithSpec>> ResultsWithSpecs(store::JobStore& store, int64_t sweep_id);
+// Up to `limit` + 1 jobs with results of sweep `sweep_id` (0: every sweep) after job
+// `after_job_id` (the extra one tells FillPage whether more follow). NOT_FOUND for an unknown
+// sweep.
+StatusOr<std::vector<store::JobResults>> ResultsPageOf(store::JobStore& store, int64_t sweep_id,
+                                                       int64_t after_job_id, int32_t limit);
 
-// One row as the results pivot reads it (common/results_table.h).
-ResultInput ToResultInput(const ResultWithSpec& result);
+// The table of every result of sweep `sweep_id` (0: every sweep), read a page at a time; only
+// headline metrics (IsHeadlineMetric) are kept between pages. NOT_FOUND for an unknown sweep.
+StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id);
 
 }  // namespace bitsweep::server

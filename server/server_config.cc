@@ -123,6 +123,9 @@ Status ServerConfig::Validate() const {
   }
   if (db.empty()) return absl::InvalidArgumentError("db: the libpq conninfo is empty");
   if (db_connections < 1) return absl::InvalidArgumentError("db_connections: must be >= 1");
+  if (max_jobs_per_sweep < 1) {
+    return absl::InvalidArgumentError("max_jobs_per_sweep: must be >= 1");
+  }
   if (lease_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lease_ttl: must be positive");
   }

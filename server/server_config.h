@@ -2,6 +2,7 @@
 // main.cc fills it from flags and the environment; tests fill it directly. Plain value type.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct ServerConfig {
   // insecure_allow_remote: a health answer carries no data. Its port must differ from the fixed
   // ports of listen, metrics_listen and http_listen.
   std::string health_listen;
+  // Most jobs one sweep may ask for: SubmitSweep refuses a larger grid (common/sweep.h
+  // SweepGridSize) with INVALID_ARGUMENT naming both numbers, before building any job. >= 1.
+  int64_t max_jobs_per_sweep = 100000;
   // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
   absl::Duration lease_ttl = absl::Seconds(60);
   // How often the lease reaper calls JobStore::ExpireLeases(now). It expires nothing for one

@@ -19,6 +19,8 @@ struct ServiceDeps {
   JobBoard* board = nullptr;
   absl::Duration lease_ttl = absl::Seconds(60);
   absl::Duration watch_poll_interval = absl::Milliseconds(500);
+  // SubmitSweep's limit on a sweep's grid (ServerConfig::max_jobs_per_sweep).
+  int64_t max_jobs_per_sweep = 100000;
   // The only clock the services read (P11): absl::Now in production.
   std::function<absl::Time()> now = [] { return absl::Now(); };
   // Set when the server is shutting down; WatchSweep streams end at their next poll.

@@ -143,6 +143,33 @@ struct ResultFilter {
   std::optional<std::string> metric;
 };
 
+// Which jobs ListJobsPage lists.
+struct JobFilter {
+  int64_t sweep_id = 0;           // 0: every sweep's (each job once, even when shared)
+  std::optional<JobState> state;  // empty: every state
+};
+
+// A metric without its provenance (JobResults carries that once per job).
+struct StoredMetric {
+  std::string metric;
+  double value = 0;
+  double stderr_value = 0;
+  int64_t n = 0;
+};
+
+// One job's stored results, or a FAILED job whose reason says its model diverged
+// (common/diverged.h: no metrics; the caller reads the metric from last_error).
+struct JobResults {
+  int64_t job_id = 0;
+  std::string job_key, spec_json;
+  JobState state = JobState::kSucceeded;
+  std::string last_error;
+  // Once per job: every metric of a job comes from one Complete and carries the worker's one
+  // provenance; the store keeps it on each row, this read takes it from the first. "{}" = none.
+  std::string provenance_json = "{}";
+  std::vector<StoredMetric> metrics;  // by metric name
+};
+
 class JobStore {
  public:
   // Connects to `conninfo` (libpq syntax; PG* environment variables apply) and migrates.
@@ -235,6 +262,21 @@ class JobStore {
   virtual StatusOr<std::vector<JobInfo>> ListJobs(int64_t sweep_id) = 0;
   virtual StatusOr<std::vector<JobResultRow>> Results(const ResultFilter& filter) = 0;
   virtual StatusOr<std::vector<JobEventRow>> Events(int64_t job_id) = 0;
+
+  // Pages (keyset paging, for listings that must stay bounded whatever the database holds): each
+  // page starts past the last id of the page before, so a page costs one index range scan of at
+  // most `limit` (>= 1) rows wherever it lies, and rows added meanwhile never shift or repeat
+  // one. An empty page is the end.
+  // Sweeps with id < before_id (0: from the newest), newest first, with their job counts.
+  virtual StatusOr<std::vector<SweepInfo>> ListSweepsPage(int64_t before_id, int32_t limit) = 0;
+  // Jobs matching `filter` with id > after_id, by id.
+  virtual StatusOr<std::vector<JobInfo>> ListJobsPage(const JobFilter& filter, int64_t after_id,
+                                                      int32_t limit) = 0;
+  // Jobs of sweep `sweep_id` (0: of every sweep) with id > after_job_id that have stored results,
+  // or FAILED with a diverged reason (common/diverged.h), by id, with their spec, provenance
+  // and metrics: one statement joining jobs and results (no read per job). `limit` counts jobs.
+  virtual StatusOr<std::vector<JobResults>> ResultsPage(int64_t sweep_id, int64_t after_job_id,
+                                                        int32_t limit) = 0;
   // Every state (zero included), for metrics.
   virtual StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
 };

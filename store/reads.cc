@@ -1,5 +1,6 @@
 // Reads: workers, sweeps with their job counts, jobs, results, events, counts by state. Rows are
 // decoded by column name, so a query's select list is the only place its columns are listed.
+#include "common/diverged.h"
 #include "store/internal/pg_job_store.h"
 #include "store/internal/sql.h"
 
@@ -82,19 +83,30 @@ Status DecodeAll(const pqxx::result& r, StatusOr<T> (*decode)(const pqxx::row&),
   return absl::OkStatus();
 }
 
-// Every sweep (one = false) or the one with `sweep_id`, each with its jobs counted by state.
-StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::transaction_base& tx, bool one,
-                                            int64_t sweep_id) {
-  pqxx::result r =
-      Exec(tx,
-           "SELECT id, request_id, name, spec::text AS spec, priority, state, " + Us("created_at") +
-               " AS created_at_us FROM sweeps WHERE ($1 = false OR id = $2) ORDER BY id",
-           one, sweep_id);
+Status CheckPageLimit(int32_t limit) {
+  if (limit < 1) {
+    return absl::InvalidArgumentError("limit: a page holds at least 1 row, got " +
+                                      std::to_string(limit));
+  }
+  return absl::OkStatus();
+}
+
+// The sweeps `select` picks (a WHERE / ORDER BY / LIMIT tail over sweeps s, its parameters
+// `args`), in its order, each with its jobs counted by state.
+template <typename... Args>
+StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::transaction_base& tx, const std::string& select,
+                                            const Args&... args) {
+  pqxx::result r = Exec(tx,
+                        "SELECT s.id, s.request_id, s.name, s.spec::text AS spec, s.priority, "
+                        "s.state, " +
+                            Us("s.created_at") + " AS created_at_us FROM sweeps s " + select,
+                        args...);
   pqxx::result counts = Exec(tx,
                              "SELECT sj.sweep_id, j.state, count(*) AS n FROM sweep_jobs sj "
                              "JOIN jobs j ON j.id = sj.job_id "
-                             "WHERE ($1 = false OR sj.sweep_id = $2) GROUP BY 1, 2",
-                             one, sweep_id);
+                             "WHERE sj.sweep_id IN (SELECT s.id FROM sweeps s " +
+                                 select + ") GROUP BY 1, 2",
+                             args...);
   std::vector<SweepInfo> out;
   std::map<int64_t, std::size_t> index;
   for (const pqxx::row& row : r) {
@@ -163,7 +175,7 @@ StatusOr<WorkerInfo> PgJobStore::GetWorker(int64_t worker_id) {
 StatusOr<SweepInfo> PgJobStore::GetSweep(int64_t sweep_id) {
   std::vector<SweepInfo> sweeps;
   RETURN_IF_ERROR(Transact("GetSweep", [&](pqxx::transaction_base& tx) -> Status {
-    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, true, sweep_id));
+    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, "WHERE s.id = $1", sweep_id));
     return absl::OkStatus();
   }));
   if (sweeps.empty()) {
@@ -175,7 +187,7 @@ StatusOr<SweepInfo> PgJobStore::GetSweep(int64_t sweep_id) {
 StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweeps() {
   std::vector<SweepInfo> sweeps;
   RETURN_IF_ERROR(Transact("ListSweeps", [&](pqxx::transaction_base& tx) -> Status {
-    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, false, 0));
+    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx, "ORDER BY s.id"));
     return absl::OkStatus();
   }));
   return sweeps;
@@ -226,6 +238,106 @@ StatusOr<std::vector<JobResultRow>> PgJobStore::Results(const ResultFilter& filt
              filter.job_key.value_or(""), filter.metric.has_value(), filter.metric.value_or("")),
         ResultFromRow, out);
   }));
+  return out;
+}
+
+StatusOr<std::vector<SweepInfo>> PgJobStore::ListSweepsPage(int64_t before_id, int32_t limit) {
+  RETURN_IF_ERROR(CheckPageLimit(limit));
+  std::vector<SweepInfo> sweeps;
+  RETURN_IF_ERROR(Transact("ListSweepsPage", [&](pqxx::transaction_base& tx) -> Status {
+    ASSIGN_OR_RETURN(sweeps, ReadSweeps(tx,
+                                        "WHERE ($1::bigint = 0 OR s.id < $1) "
+                                        "ORDER BY s.id DESC LIMIT $2",
+                                        before_id, limit));
+    return absl::OkStatus();
+  }));
+  return sweeps;
+}
+
+StatusOr<std::vector<JobInfo>> PgJobStore::ListJobsPage(const JobFilter& filter, int64_t after_id,
+                                                        int32_t limit) {
+  RETURN_IF_ERROR(CheckPageLimit(limit));
+  const std::string state = filter.state ? StateName(*filter.state) : "";
+  std::vector<JobInfo> jobs;
+  RETURN_IF_ERROR(Transact(
+      "ListJobsPage",
+      [&](pqxx::transaction_base& tx) -> Status {
+        // A sweep's jobs walk its sweep_jobs primary key; every job walks jobs' (each job once).
+        if (filter.sweep_id != 0) {
+          return DecodeAll(Exec(tx,
+                                "SELECT " + JobColumns() +
+                                    " FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
+                                    "WHERE sj.sweep_id = $1 AND sj.job_id > $2 "
+                                    "AND ($3 = '' OR j.state = $3) ORDER BY sj.job_id LIMIT $4",
+                                filter.sweep_id, after_id, state, limit),
+                           JobFromRow, jobs);
+        }
+        return DecodeAll(Exec(tx,
+                              "SELECT " + JobColumns() +
+                                  " FROM jobs j WHERE j.id > $1 AND ($2 = '' OR j.state = $2) "
+                                  "ORDER BY j.id LIMIT $3",
+                              after_id, state, limit),
+                         JobFromRow, jobs);
+      },
+      Mode::kOneStatement));
+  return jobs;
+}
+
+StatusOr<std::vector<JobResults>> PgJobStore::ResultsPage(int64_t sweep_id, int64_t after_job_id,
+                                                          int32_t limit) {
+  RETURN_IF_ERROR(CheckPageLimit(limit));
+  std::vector<JobResults> out;
+  RETURN_IF_ERROR(Transact(
+      "ResultsPage",
+      [&](pqxx::transaction_base& tx) -> Status {
+        // The page's jobs first (LIMIT counts jobs, not metric rows), then their metrics; spec
+        // and provenance travel on each job's first row only.
+        pqxx::result r = Exec(
+            tx,
+            "WITH page AS ("
+            "  SELECT j.id, j.job_key, j.spec, j.state, j.last_error FROM jobs j "
+            "  WHERE j.id > $2 AND ($1::bigint = 0 OR EXISTS (SELECT 1 FROM sweep_jobs sj "
+            "                                     WHERE sj.job_id = j.id AND sj.sweep_id = $1)) "
+            "  AND (EXISTS (SELECT 1 FROM results x WHERE x.job_id = j.id) "
+            "       OR (j.state = 'FAILED' AND right(j.last_error, length($3)) = $3)) "
+            "  ORDER BY j.id LIMIT $4), "
+            "joined AS ("
+            "  SELECT p.id, p.job_key, p.spec, p.state, p.last_error, r.metric, r.value, "
+            "         r.stderr, r.n, r.provenance, "
+            "         row_number() OVER (PARTITION BY p.id ORDER BY r.metric) AS k "
+            "  FROM page p LEFT JOIN results r ON r.job_id = p.id) "
+            "SELECT id AS job_id, job_key, state, metric, value, stderr, n, "
+            "       CASE WHEN k = 1 THEN spec::text END AS spec, "
+            "       CASE WHEN k = 1 THEN last_error END AS last_error, "
+            "       CASE WHEN k = 1 THEN provenance::text END AS provenance "
+            "FROM joined ORDER BY id, k",
+            sweep_id, after_job_id, std::string(kDivergedSuffix), limit);
+        out.clear();
+        for (const pqxx::row& row : r) {
+          const int64_t job_id = row["job_id"].as<int64_t>();
+          if (out.empty() || out.back().job_id != job_id) {
+            JobResults job;
+            job.job_id = job_id;
+            job.job_key = row["job_key"].as<std::string>();
+            ASSIGN_OR_RETURN(job.state, StateOf(row["state"]));
+            job.spec_json = row["spec"].as<std::string>();
+            job.last_error = row["last_error"].as<std::string>();
+            if (!row["provenance"].is_null()) {
+              job.provenance_json = row["provenance"].as<std::string>();
+            }
+            out.push_back(std::move(job));
+          }
+          if (row["metric"].is_null()) continue;  // a diverged job: no stored metric
+          StoredMetric m;
+          m.metric = row["metric"].as<std::string>();
+          m.value = row["value"].as<double>();
+          m.stderr_value = row["stderr"].as<double>();
+          m.n = row["n"].as<int64_t>();
+          out.back().metrics.push_back(std::move(m));
+        }
+        return absl::OkStatus();
+      },
+      Mode::kOneStatement));
   return out;
 }
 

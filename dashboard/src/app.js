@@ -26,6 +26,21 @@
     return body;
   }
 
+  // Every page of a paged listing (?page_token=<next_page_token> until it is ""): the first
+  // page's body with `key`'s items of every page.
+  async function apiAll(path, key) {
+    const sep = path.includes('?') ? '&' : '?';
+    const first = await api(path);
+    let next = first.next_page_token;
+    while (next) {
+      const page = await api(path + sep + 'page_token=' + encodeURIComponent(next));
+      first[key] = first[key].concat(page[key]);
+      next = page.next_page_token;
+    }
+    delete first.next_page_token;
+    return first;
+  }
+
   function askToken(message) {
     stop();
     main.textContent = '';
@@ -93,7 +108,7 @@
   }
 
   async function showSweeps() {
-    const data = await api('/api/sweeps');
+    const data = await apiAll('/api/sweeps', 'sweeps');
     main.textContent = '';
     main.appendChild(el('h2', { text: 'Sweeps' }));
     if (data.sweeps.length === 0) {
@@ -130,7 +145,8 @@
   }
 
   async function showSweep(id) {
-    const [data, results] = await Promise.all([api('/api/sweeps/' + id), api('/api/results?sweep=' + id)]);
+    const [data, results] = await Promise.all([apiAll('/api/sweeps/' + id, 'jobs'),
+                                               api('/api/results/table?sweep=' + id)]);
     const s = data.sweep;
     const st = sweepStatus(s);
     let top = document.getElementById('sweep-top');
@@ -153,7 +169,7 @@
   }
 
   async function showAllResults() {
-    const results = await api('/api/results');
+    const results = await api('/api/results/table');
     if (!document.getElementById('results')) {
       main.textContent = '';
       lastResults = null;

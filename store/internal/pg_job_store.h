@@ -54,6 +54,11 @@ class PgJobStore final : public JobStore {
   StatusOr<std::vector<JobInfo>> ListJobs(int64_t sweep_id) override;
   StatusOr<std::vector<JobResultRow>> Results(const ResultFilter& filter) override;
   StatusOr<std::vector<JobEventRow>> Events(int64_t job_id) override;
+  StatusOr<std::vector<SweepInfo>> ListSweepsPage(int64_t before_id, int32_t limit) override;
+  StatusOr<std::vector<JobInfo>> ListJobsPage(const JobFilter& filter, int64_t after_id,
+                                              int32_t limit) override;
+  StatusOr<std::vector<JobResults>> ResultsPage(int64_t sweep_id, int64_t after_job_id,
+                                                int32_t limit) override;
   StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
 
  private:

@@ -239,3 +239,74 @@ TEST_CASE("A missing sweep file is an error naming the file") {
   REQUIRE_FALSE(spec.ok());
   CHECK_THAT(std::string(spec.status().message()), Catch::StartsWith("/nonexistent/sweep.yaml"));
 }
+
+TEST_CASE(
+    "A sweep whose grid is over the job limit is refused before any job is built, naming "
+    "the count and the limit") {
+  // About 14 KB of YAML asking for 400 models x 21,001 configurations x 100 tasks: 8.4 x 10^8
+  // jobs, which expanding would need hundreds of GB for. Counted, not expanded, it is refused at
+  // once.
+  std::string yaml = "name: huge\nmodels: [";
+  for (int i = 0; i < 400; ++i)
+    yaml += (i ? ", " : "") + std::string("/m/model-") + std::to_string(i);
+  yaml += "]\nmethods:\n  - {method: [rtn, gptq, awq], wbits: [2, 3, 4, 5, 6, 7, 8], group: [";
+  for (int g = 1; g <= 1000; ++g) yaml += (g > 1 ? "," : "") + std::to_string(g);
+  yaml += "]}\ntasks: [";
+  for (int t = 0; t < 100; ++t) yaml += t ? ", c4" : "c4";
+  yaml += "]\n";
+  CHECK(yaml.size() < 40 * 1024);
+  auto spec = ParseSweepYaml(yaml, "huge.yaml");
+  REQUIRE(spec.ok());
+  CHECK(SweepGridSize(*spec) == 840040000);
+  auto expanded = ExpandSweep(*spec);  // the default limit, kDefaultMaxJobsPerSweep
+  REQUIRE_FALSE(expanded.ok());
+  CHECK(expanded.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(expanded.status().message() ==
+        "sweep huge: its grid is 840040000 jobs (400 models x 21001 configurations x 100 tasks), "
+        "over the limit of 100000 jobs per sweep");
+}
+
+TEST_CASE("A sweep whose grid is exactly the job limit is expanded and one over it is refused") {
+  auto spec =
+      ParseSweepYaml(std::string(kHeader) + "methods: [{method: rtn, wbits: [3, 4]}]\n", "t.yaml");
+  REQUIRE(spec.ok());
+  CHECK(SweepGridSize(*spec) == 3);  // baseline, rtn w3, rtn w4 on one model and one task
+  ExpandOptions at_limit;
+  at_limit.max_jobs = 3;
+  auto ok = ExpandSweep(*spec, at_limit);
+  REQUIRE(ok.ok());
+  CHECK(ok->jobs.size() == 3);
+  ExpandOptions below;
+  below.max_jobs = 2;
+  auto refused = ExpandSweep(*spec, below);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(std::string(refused.status().message()),
+             Catch::Contains("grid is 3 jobs") && Catch::Contains("limit of 2 jobs per sweep"));
+  ExpandOptions unlimited;
+  unlimited.max_jobs = 0;
+  CHECK(ExpandSweep(*spec, unlimited).ok());
+}
+
+TEST_CASE("A sweep list longer than the cap is refused naming the field and the cap") {
+  std::string wbits = "[";
+  for (size_t i = 0; i <= kMaxSweepListLength; ++i) wbits += i ? ",4" : "4";
+  wbits += "]";
+  CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: rtn, wbits: " + wbits + "}\n") ==
+        "t.yaml:5:26: methods[0].wbits: a list of 1001 entries; at most 1000 are allowed");
+  std::string models = "[";
+  for (size_t i = 0; i <= kMaxSweepListLength; ++i) models += i ? ",/m" : "/m";
+  models += "]";
+  CHECK(ParseError("name: t\nmodels: " + models + "\ntasks: [c4]\n") ==
+        "t.yaml:2:9: models: a list of 1001 entries; at most 1000 are allowed");
+  std::string tasks = "[";
+  for (size_t i = 0; i <= kMaxSweepListLength; ++i) tasks += i ? ",c4" : "c4";
+  tasks += "]";
+  CHECK_THAT(ParseError("name: t\nmodels: [/m]\ntasks: " + tasks + "\n"),
+             Catch::EndsWith("tasks: a list of 1001 entries; at most 1000 are allowed"));
+}
+
+TEST_CASE("A sweep file over the size cap is refused naming its size and the cap") {
+  std::string yaml = std::string(kHeader) + "# " + std::string(kMaxSweepYamlBytes, 'x') + "\n";
+  CHECK(ParseError(yaml) == "t.yaml: the sweep file is " + std::to_string(yaml.size()) +
+                                " bytes; at most 1048576 are allowed");
+}

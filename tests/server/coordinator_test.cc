@@ -151,6 +151,22 @@ tasks: [wikitext2]
   CHECK(st.error_message().find("request_id") != std::string::npos);
 }
 
+TEST_CASE("a sweep over --max-jobs-per-sweep is INVALID_ARGUMENT naming its count and the limit "
+          "and stores nothing",
+          "[pg][grpc]") {
+  ServerConfig config;
+  config.max_jobs_per_sweep = 3;  // kOverlappingYaml's grid: baseline, rtn w3, rtn w4 = 3 jobs
+  Running r = Start(config);
+  grpc::Status st;
+  Submit(r, "req-over", kSweepYaml, &st);  // baseline + rtn w4 + billm w4 + billm w1 = 4
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() ==
+        "sweep small: its grid is 4 jobs (1 models x 4 configurations x 1 tasks), over the limit "
+        "of 3 jobs per sweep");
+  CHECK(TotalJobsInStore(r) == 0);
+  CHECK(Submit(r, "req-at-limit", kOverlappingYaml).sweep().total() == 3);
+}
+
 TEST_CASE("a worker leases, heartbeats and completes every job and each result is stored once",
           "[pg][grpc]") {
   Running r = Start();
@@ -198,7 +214,7 @@ TEST_CASE("a worker leases, heartbeats and completes every job and each result i
     CHECK(FindJob(r, first).state() == v1::JOB_STATE_LEASED);
     v1::QueryResultsResponse none;
     REQUIRE_RPC_OK(r.client->QueryResults(Ctx().get(), v1::QueryResultsRequest(), &none));
-    CHECK(none.rows_size() == 0);
+    CHECK(none.jobs_size() == 0);
   }
 
   double ppl = 10;
@@ -213,12 +229,13 @@ TEST_CASE("a worker leases, heartbeats and completes every job and each result i
   q.set_sweep_id(sweep.id());
   v1::QueryResultsResponse results;
   REQUIRE_RPC_OK(r.client->QueryResults(Ctx().get(), q, &results));
-  REQUIRE(results.rows_size() == 3);
+  REQUIRE(results.jobs_size() == 3);
   std::set<int64_t> result_jobs;
-  for (const auto& row : results.rows()) {
+  for (const auto& row : results.jobs()) {
     result_jobs.insert(row.job_id());
-    CHECK(row.metric().name() == "ppl");
-    CHECK(row.metric().n() == 32);
+    REQUIRE(row.metrics_size() == 1);
+    CHECK(row.metrics(0).name() == "ppl");
+    CHECK(row.metrics(0).n() == 32);
     CHECK(row.spec_json().find("/nonexistent/qwen3-tiny") != std::string::npos);
     CHECK(row.provenance_json().find("\"code_version\":\"test\"") != std::string::npos);
     CHECK(row.provenance_json().find("host-a/0") != std::string::npos);
@@ -388,8 +405,8 @@ TEST_CASE(
   v1::QueryResultsRequest query;
   v1::QueryResultsResponse results;
   REQUIRE_RPC_OK(r.client->QueryResults(Ctx().get(), query, &results));
-  REQUIRE(results.rows_size() == 1);
-  CHECK(results.rows(0).provenance_json().find("host-r/0") != std::string::npos);
+  REQUIRE(results.jobs_size() == 1);
+  CHECK(results.jobs(0).provenance_json().find("host-r/0") != std::string::npos);
   auto next = Lease(r, worker);
   REQUIRE(next.has_job());
   CHECK(FindJob(r, next.job_id()).worker() == "host-r/0");

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -124,6 +125,21 @@ std::map<int64_t, double> RunAll(Running& r, const Outcome& outcome = ByBits) {
   return done;
 }
 
+// kSweepYaml submitted and run to the end (its 3 jobs' ppl by job id), then kOtherYaml submitted.
+struct DashThenOther {
+  int64_t sweep = 0;
+  std::map<int64_t, double> done;
+  int64_t other = 0;
+};
+DashThenOther RunDashThenSubmitOther(Running& r) {
+  DashThenOther out;
+  out.sweep = Submit(r, "dash-1", kSweepYaml);
+  out.done = RunAll(r);
+  REQUIRE(out.done.size() == 3);
+  out.other = Submit(r, "dash-2", kOtherYaml);
+  return out;
+}
+
 json GetJson(Running& r, const std::string& path, int want_status = 200) {
   httplib::Headers headers;
   if (!r.token.empty()) headers.emplace("Authorization", "Bearer " + r.token);
@@ -183,10 +199,7 @@ TEST_CASE(
     "job's events and provenance",
     "[pg][grpc][http]") {
   Running r = Start("");
-  const int64_t sweep = Submit(r, "dash-1", kSweepYaml);
-  const std::map<int64_t, double> done = RunAll(r);
-  REQUIRE(done.size() == 3);
-  const int64_t other = Submit(r, "dash-2", kOtherYaml);
+  const auto [sweep, done, other] = RunDashThenSubmitOther(r);
   v1::CancelSweepRequest cancel;
   cancel.set_sweep_id(other);
   v1::Sweep canceled;
@@ -214,7 +227,7 @@ TEST_CASE(
     CHECK(job["progress"] == 1.0);
   }
 
-  json results = GetJson(r, "/api/results?sweep=" + std::to_string(sweep));
+  json results = GetJson(r, "/api/results/table?sweep=" + std::to_string(sweep));
   const json& table = results["table"];
   REQUIRE(table["columns"].size() == 1);
   CHECK(table["columns"][0]["name"] == "wikitext2 ppl");
@@ -226,11 +239,19 @@ TEST_CASE(
     const auto& cell = row["cells"]["wikitext2 ppl"];
     CHECK(cell["value"].get<double>() == done.at(cell["job_id"].get<int64_t>()));
   }
-  CHECK(results["rows"].size() == 3);
+  const json listed = GetJson(r, "/api/results?sweep=" + std::to_string(sweep));
+  REQUIRE(listed["jobs"].size() == 3);
+  CHECK(listed["next_page_token"] == "");
+  for (const auto& job : listed["jobs"]) {
+    REQUIRE(job["metrics"].size() == 1);
+    CHECK(job["metrics"][0]["value"].get<double>() == done.at(job["job_id"].get<int64_t>()));
+    CHECK(job["provenance"]["code_version"] == "http-test");
+  }
   // Every sweep's results when no sweep is named; the canceled sweep shares only the baseline,
   // which had already succeeded.
-  CHECK(GetJson(r, "/api/results")["table"]["rows"].size() == 3);
-  const json shared = GetJson(r, "/api/results?sweep=" + std::to_string(other))["table"]["rows"];
+  CHECK(GetJson(r, "/api/results/table")["table"]["rows"].size() == 3);
+  const json shared =
+      GetJson(r, "/api/results/table?sweep=" + std::to_string(other))["table"]["rows"];
   REQUIRE(shared.size() == 1);
   CHECK(shared[0]["baseline"] == true);
 
@@ -252,6 +273,53 @@ TEST_CASE(
   CHECK(GetJson(r, "/api/jobs/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/sweeps/999999", 404).contains("error"));
   CHECK(GetJson(r, "/api/results?sweep=x", 400).contains("error"));
+}
+
+TEST_CASE(
+    "the dashboard API pages sweeps, a sweep's jobs and results with page tokens, and "
+    "refuses a token of another listing with 400",
+    "[pg][grpc][http]") {
+  Running r = Start("");
+  const auto [sweep, done, other] = RunDashThenSubmitOther(r);
+
+  // Sweeps, newest first, one per page.
+  json first = GetJson(r, "/api/sweeps?page_size=1");
+  REQUIRE(first["sweeps"].size() == 1);
+  CHECK(first["sweeps"][0]["id"] == other);
+  const std::string token = first["next_page_token"];
+  REQUIRE_FALSE(token.empty());
+  json second = GetJson(r, "/api/sweeps?page_size=1&page_token=" + token);
+  REQUIRE(second["sweeps"].size() == 1);
+  CHECK(second["sweeps"][0]["id"] == sweep);
+  CHECK(second["next_page_token"] == "");
+
+  // A sweep's jobs and its results, two per page: every job once, in id order.
+  for (const std::string listing :
+       {"/api/sweeps/" + std::to_string(sweep) + "?page_size=2",
+        "/api/results?sweep=" + std::to_string(sweep) + "&page_size=2"}) {
+    std::vector<int64_t> ids;
+    std::string next;
+    int pages = 0;
+    do {
+      json page = GetJson(r, listing + (next.empty() ? "" : "&page_token=" + next));
+      ++pages;
+      for (const auto& job : page["jobs"]) {
+        ids.push_back(job.contains("id") ? job["id"].get<int64_t>() : job["job_id"].get<int64_t>());
+      }
+      next = page["next_page_token"];
+    } while (!next.empty());
+    CHECK(pages == 2);
+    REQUIRE(ids.size() == done.size());
+    CHECK(std::is_sorted(ids.begin(), ids.end()));
+    for (int64_t id : ids) CHECK(done.count(id) == 1);
+  }
+
+  // A sweeps token on the jobs listing, a page size that is not a number.
+  CHECK_THAT(
+      GetJson(r, "/api/sweeps/" + std::to_string(sweep) + "?page_token=" + token, 400)["error"]
+          .get<std::string>(),
+      Catch::Contains("not a page token of this listing (jobs)"));
+  CHECK(GetJson(r, "/api/results?page_size=many", 400)["error"] == "page_size: not an integer");
 }
 
 // The researcher's two cases, through the store and the dashboard API: (1) a second sweep's FP
@@ -290,7 +358,7 @@ tasks: [wikitext2]
 )");
   REQUIRE(RunAll(r, outcome).size() == 1);
 
-  const json table = GetJson(r, "/api/results")["table"];  // every sweep
+  const json table = GetJson(r, "/api/results/table")["table"];  // every sweep
   INFO(table.dump(1));
   REQUIRE(table["columns"].size() == 2);
   const std::string subset = table["columns"][0]["name"];
@@ -309,7 +377,7 @@ tasks: [wikitext2]
   CHECK(rows.at("gptq w3 g64 nsamples=4")[subset]["value"].get<double>() == 6.094);
   CHECK(rows.at("gptq w3 g64 nsamples=32")[subset]["value"].get<double>() == 6.038);
   // Only the first sweep's results when it is named: its own columns and rows.
-  const json own = GetJson(r, "/api/results?sweep=" + std::to_string(small))["table"];
+  const json own = GetJson(r, "/api/results/table?sweep=" + std::to_string(small))["table"];
   CHECK(own["columns"].size() == 1);
   CHECK(own["rows"].size() == 4);
 }

@@ -50,6 +50,10 @@ TEST_CASE("the default config is valid once a database is given and listens on l
   c = Valid();
   c.db_connections = 0;
   CHECK(c.Validate().message().find("db_connections") != absl::string_view::npos);
+  c = Valid();
+  CHECK(c.max_jobs_per_sweep == 100000);
+  c.max_jobs_per_sweep = 0;
+  CHECK(c.Validate().message() == "max_jobs_per_sweep: must be >= 1");
 }
 
 TEST_CASE("a remote listen address needs both tokens, and TLS unless insecure_allow_remote, "

@@ -304,5 +304,48 @@ TEST_CASE("calls during a PostgreSQL outage return UNAVAILABLE and work again af
   CHECK(next.job_key == "b");
 }
 
+TEST_CASE(
+    "ResultsPage counts jobs not metric rows and carries each job's provenance once, "
+    "in one statement per page",
+    "[pg]") {
+  auto store = OpenFresh();
+  auto sweep = store->SubmitSweep("r1", "s", "{}", 0, {Job("a"), Job("b"), Job("c")}, kT0);
+  REQUIRE_OK(sweep);
+  auto other = store->SubmitSweep("r2", "t", "{}", 0, {Job("d")}, kT0);
+  REQUIRE_OK(other);
+  const int64_t w = Worker(*store, "w");
+  for (int i = 0; i < 4; ++i) {
+    LeasedJob l = MustLease(*store, w, kT0);
+    std::vector<JobResultRow> rows;
+    for (const char* metric : {"acc", "acc/subject/x", "acc_norm"}) {
+      JobResultRow r;
+      r.metric = metric;
+      r.value = i;
+      r.provenance_json = "{\"job\":\"" + l.job_key + "\"}";
+      rows.push_back(r);
+    }
+    REQUIRE_OK(store->Complete(l.job_id, l.epoch, rows, kT0));
+  }
+  auto first = store->ResultsPage(*sweep, 0, 2);
+  REQUIRE_OK(first);
+  REQUIRE(first->size() == 2);  // two jobs, six metric rows
+  for (const JobResults& job : *first) {
+    REQUIRE(job.metrics.size() == 3);
+    CHECK(job.metrics[0].metric == "acc");
+    CHECK(job.metrics[2].metric == "acc_norm");
+    CHECK(job.provenance_json == "{\"job\":\"" + job.job_key + "\"}");
+    CHECK(job.spec_json == R"({"key": ")" + job.job_key + R"("})");
+  }
+  CHECK(first->at(0).job_id < first->at(1).job_id);
+  auto rest = store->ResultsPage(*sweep, first->back().job_id, 2);
+  REQUIRE_OK(rest);
+  REQUIRE(rest->size() == 1);  // the sweep's third job; "d" belongs to the other sweep
+  CHECK(rest->at(0).job_key == "c");
+  auto every = store->ResultsPage(0, 0, 10);
+  REQUIRE_OK(every);
+  CHECK(every->size() == 4);
+  CHECK(store->ResultsPage(*sweep, 0, 0).status().code() == absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace bitsweep::store::job_store_test

@@ -5,18 +5,43 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
 namespace bitsweep {
 
+struct SpawnOptions {
+  // The child leads a process group of its own (setpgid): a terminal's Ctrl-C then reaches only
+  // the parent, which stops the child and whatever the child started with StopProcessGroup.
+  bool own_process_group = false;
+  // Sent to the child when the thread that started it dies, however it dies (PR_SET_PDEATHSIG;
+  // 0: none). A child whose parent is already gone when it would exec exits at once.
+  int parent_death_signal = 0;
+};
+
+// In a child between fork and exec: every signal this process handles goes back to its default
+// action, as exec would do, while ignored ones (SIGPIPE, say) stay ignored. Async-signal-safe.
+void RestoreDefaultSignalHandlers();
+
 // Starts argv[0] (an executable path) with argv, standard output and error appended to `log`;
-// returns its pid (the child exits 127 when argv[0] cannot be executed).
-pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log);
+// returns its pid (the child exits 127 when argv[0] cannot be executed). The child starts with
+// every signal at its default action except those this process ignores, and with no inherited
+// signal mask.
+pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log,
+                  const SpawnOptions& options = {});
+
+// Stops a child started with own_process_group: SIGTERM to its whole group, then, when the
+// leader has not exited within `grace`, SIGKILL to the group; reaps the leader. Returns true
+// when the leader exited within the grace period. Members that outlive their leader are killed.
+bool StopProcessGroup(pid_t leader, std::chrono::milliseconds grace);
 
 // A loopback TCP port nothing listened on when asked: the kernel's pick for a socket bound to
 // 127.0.0.1:0, released before returning, so another process may take it before the caller
 // binds it. 0 when no socket could be bound.
 int FreePort();
+
+// Whether a socket can bind 127.0.0.1:`port` right now (released before returning).
+bool PortIsFree(int port);
 
 }  // namespace bitsweep

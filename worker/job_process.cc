@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/diverged.h"
 #include "common/job_spec.h"
+#include "common/process.h"
 #include "model/tp_run.h"
 
 namespace bitsweep::worker {
@@ -159,15 +160,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   if (pid == 0) {
     // What exec would do, done earlier: handled signals go back to their default action;
     // ignored ones (SIGPIPE, say) stay ignored.
-    struct sigaction default_action {};
-    default_action.sa_handler = SIG_DFL;
-    for (int signal = 1; signal < NSIG; ++signal) {
-      struct sigaction current {};
-      if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler != SIG_IGN &&
-          current.sa_handler != SIG_DFL) {
-        sigaction(signal, &default_action, nullptr);
-      }
-    }
+    RestoreDefaultSignalHandlers();
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
     execv(options.self_exe.c_str(), const_cast<char* const*>(argv));

@@ -68,7 +68,13 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     }
     const std::string source =
         request->source_name().empty() ? "sweep.yaml" : request->source_name();
-    ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source));
+    if (!request->base_dir().empty() && request->base_dir().front() != '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("base_dir: '", request->base_dir(), "' is not an absolute folder"));
+    }
+    ParseOptions parse;
+    parse.base_dir = request->base_dir();
+    ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source, parse));
     ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec));
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());

@@ -150,7 +150,8 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
     for (const auto& job : jobs) {
       if (state && job.state != *state) continue;
       if (request->limit() > 0 && response->jobs_size() >= request->limit()) break;
-      JobToProto(job, job.worker_name, deps_.board->Progress(job.id), response->add_jobs());
+      JobToProto(job, job.worker_name, deps_.board->Progress(job.id), deps_.now(),
+                 response->add_jobs());
     }
     return absl::OkStatus();
   });
@@ -206,7 +207,7 @@ grpc::Status CoordinatorService::CancelJob(grpc::ServerContext* context,
         deps_.store->CancelJob(request->job_id(), "job canceled by a client", deps_.now()));
     ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(request->job_id()));
     if (job.state != before.state) deps_.metrics->CountTransition(JobEvent::kCancel);
-    JobToProto(job, job.worker_name, deps_.board->Progress(job.id), response);
+    JobToProto(job, job.worker_name, deps_.board->Progress(job.id), deps_.now(), response);
     return absl::OkStatus();
   });
 }

@@ -60,7 +60,7 @@ json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
     worker_name = WorkerName(deps, *info.worker_id);
   }
   v1::Job j;
-  JobToProto(info, worker_name, board.Progress(info.id), &j);
+  JobToProto(info, worker_name, board.Progress(info.id), deps.now(), &j);
   json out = {{"id", j.id()},
               {"sweep_id", info.sweep_id},
               {"job_key", j.job_key()},
@@ -71,7 +71,9 @@ json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
               {"worker", j.worker()},
               {"error", j.error()},
               {"progress", j.progress()},
-              {"phase", j.phase()}};
+              {"phase", j.phase()},
+              {"elapsed_seconds", j.elapsed_seconds()},
+              {"eta_seconds", j.eta_seconds()}};
   auto spec = JobSpecFromJson(info.spec_json);
   if (spec.ok()) {
     out["model"] = spec->model;

@@ -53,6 +53,15 @@
     return (seconds / 3600).toFixed(2) + ' h';
   }
 
+  // A running job's progress: percent and phase, time since its lease and the estimate left.
+  function jobProgress(j) {
+    if (j.state !== 'LEASED') return '';
+    let text = `${(100 * j.progress).toFixed(0)}% ${j.phase}`;
+    if (j.elapsed_seconds > 0) text += `, ${duration(j.elapsed_seconds)} elapsed`;
+    if (j.eta_seconds > 0) text += `, ~${duration(j.eta_seconds)} left`;
+    return text;
+  }
+
   function sweepStatus(s) {
     if (s.state === 'CANCELED') return 'canceled';
     if (!s.finished) return 'running';
@@ -113,7 +122,7 @@
       el('td', {}, el('span', { class: 'badge ' + j.state, text: j.state.toLowerCase() })),
       el('td', { class: 'num', text: `${j.attempt}/${j.max_attempts}` }),
       el('td', { text: j.worker }),
-      el('td', { text: j.state === 'LEASED' ? `${(100 * j.progress).toFixed(0)}% ${j.phase}` : '' }),
+      el('td', { text: jobProgress(j) }),
       el('td', { class: 'error', text: j.error }),
     ])))]);
   }
@@ -190,7 +199,7 @@
       ['model', j.model], ['quantization', j.quantization], ['task', j.task],
       ['sweep', el('a', { href: '#/sweep/' + j.sweep_id, text: String(j.sweep_id) })],
       ['attempt', `${j.attempt}/${j.max_attempts}`], ['worker', j.worker],
-      ['progress', j.state === 'LEASED' ? `${(100 * j.progress).toFixed(0)}% ${j.phase}` : ''],
+      ['progress', jobProgress(j)],
       ['error', j.error],
       ['submitted', submitted ? when(submitted.at) : ''],
       ['waited', submitted && leased ? duration(leased.at - submitted.at) : ''],

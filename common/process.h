@@ -41,7 +41,8 @@ bool StopProcessGroup(pid_t leader, std::chrono::milliseconds grace);
 // binds it. 0 when no socket could be bound.
 int FreePort();
 
-// Whether a socket can bind 127.0.0.1:`port` right now (released before returning).
+// Whether a listening socket could bind 127.0.0.1:`port` right now (SO_REUSEADDR, as servers
+// bind: connections lingering in TIME_WAIT do not count); released before returning.
 bool PortIsFree(int port);
 
 }  // namespace bitsweep

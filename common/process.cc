@@ -37,8 +37,8 @@ int BindLoopback(int port) {
 
 constexpr std::chrono::milliseconds kStopPoll{50};
 
-}  // namespace
-
+// In a child between fork and exec: every signal this process handles goes back to its default
+// action, as exec would do, while ignored ones (SIGPIPE, say) stay ignored. Async-signal-safe.
 void RestoreDefaultSignalHandlers() {
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
@@ -51,14 +51,10 @@ void RestoreDefaultSignalHandlers() {
   }
 }
 
-pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log,
-                  const SpawnOptions& options) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+}  // namespace
+
+pid_t ForkForExec(const SpawnOptions& options) {
   const pid_t parent = getpid();
-  // Opened before fork: the child of a threaded process may only make async-signal-safe calls.
-  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   // Signals stay blocked from fork until the child has dropped this process's handlers, so a
   // signal sent to the new pid (or its group) before exec never runs the parent's handler in
   // the copy.
@@ -73,19 +69,36 @@ pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log,
       prctl(PR_SET_PDEATHSIG, options.parent_death_signal);
       if (getppid() != parent) _exit(127);  // the parent died before prctl
     }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return 0;
+  }
+  const int fork_errno = errno;
+  // Also in the parent, so that a signal to the group cannot precede the child's setpgid.
+  if (pid > 0 && options.own_process_group) setpgid(pid, pid);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  errno = fork_errno;
+  return pid;
+}
+
+pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log,
+                  const SpawnOptions& options) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  // Opened before fork: the child of a threaded process may only make async-signal-safe calls.
+  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const pid_t pid = ForkForExec(options);
+  if (pid == 0) {
     if (log_fd >= 0) {
       dup2(log_fd, 1);
       dup2(log_fd, 2);
     }
-    sigset_t none;
+    sigset_t none;  // no inherited mask: a caller that blocks signals for sigwait is common
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
-  // Also in the parent, so that a signal to the group cannot precede the child's setpgid.
-  if (pid > 0 && options.own_process_group) setpgid(pid, pid);
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (log_fd >= 0) close(log_fd);
   return pid;
 }

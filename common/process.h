@@ -20,14 +20,17 @@ struct SpawnOptions {
   int parent_death_signal = 0;
 };
 
-// In a child between fork and exec: every signal this process handles goes back to its default
-// action, as exec would do, while ignored ones (SIGPIPE, say) stay ignored. Async-signal-safe.
-void RestoreDefaultSignalHandlers();
+// fork() for a child that is to exec: 0 in the child, which has every signal this process
+// handles back at its default action (ignored ones stay ignored), `options` applied and this
+// thread's signal mask; the child's pid in the parent (-1 with errno when fork failed). Signals
+// stay blocked from fork until the child has dropped the parent's handlers, so a signal sent to
+// the new pid (or its group) before exec never runs them in the copy. The child may only make
+// async-signal-safe calls (exec, dup2, _exit).
+pid_t ForkForExec(const SpawnOptions& options);
 
 // Starts argv[0] (an executable path) with argv, standard output and error appended to `log`;
-// returns its pid (the child exits 127 when argv[0] cannot be executed). The child starts with
-// every signal at its default action except those this process ignores, and with no inherited
-// signal mask.
+// returns its pid (the child exits 127 when argv[0] cannot be executed), forked as ForkForExec
+// forks but with no signal blocked.
 pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log,
                   const SpawnOptions& options = {});
 

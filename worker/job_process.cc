@@ -1,8 +1,6 @@
 #include "worker/job_process.h"
 
-#include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,24 +148,17 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
                         "--data-dir",
                         options.data_dir.c_str(),
                         nullptr};
-  // Signals stay blocked from fork until the child has dropped this process's handlers: a
-  // SIGTERM that Terminate() sends before exec then ends the child instead of running the
-  // worker's (or a test framework's) handler in the copy.
-  sigset_t all, previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &previous);
-  const pid_t pid = fork();
+  // Handlers dropped before exec (a SIGTERM that Terminate() sends before exec ends the child
+  // instead of running the worker's, or a test framework's, handler in the copy), and a worker
+  // killed mid-job leaves no stray job process.
+  SpawnOptions spawn;
+  spawn.parent_death_signal = SIGKILL;
+  const pid_t pid = ForkForExec(spawn);
   if (pid == 0) {
-    // What exec would do, done earlier: handled signals go back to their default action;
-    // ignored ones (SIGPIPE, say) stay ignored.
-    RestoreDefaultSignalHandlers();
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
     execv(options.self_exe.c_str(), const_cast<char* const*>(argv));
     _exit(kJobExitNotExecuted);
   }
   const int fork_errno = errno;
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (pid < 0) {
     return absl::InternalError(
         absl::StrCat("cannot start a job process: fork: errno ", fork_errno));

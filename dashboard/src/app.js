@@ -93,12 +93,23 @@
       el('td', { class: 'num', text: String(s.leased) }),
       el('td', { class: 'num', text: String(s.pending) }),
       el('td', { text: when(s.created_at) }),
+      el('td', { text: sweepTiming(s) }),
     ]);
+  }
+
+  // An unfinished sweep's elapsed time and the estimate left at the rate its jobs finished so
+  // far (as `bitsweep status` prints them).
+  function sweepTiming(s) {
+    if (s.finished || !s.created_at) return '';
+    const elapsed = Math.max(0, Date.now() / 1000 - s.created_at);
+    const done = s.succeeded + s.failed + s.canceled;
+    const eta = done > 0 ? `~${duration(elapsed * (s.total - done) / done)} left` : 'estimate after the first job';
+    return `${duration(elapsed)} elapsed, ${eta}`;
   }
 
   function sweepHead() {
     return el('thead', {}, el('tr', {}, ['id', 'name', 'status', 'progress', 'done', 'succeeded',
-      'failed', 'canceled', 'running', 'pending', 'created'].map((h) => el('th', { text: h }))));
+      'failed', 'canceled', 'running', 'pending', 'created', 'time'].map((h) => el('th', { text: h }))));
   }
 
   async function showSweeps() {

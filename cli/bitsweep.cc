@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/output.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
 #include "common/catalog.h"
@@ -37,15 +38,7 @@ using bitsweep::Status;
 using bitsweep::StatusOr;
 using nlohmann::json;
 
-// Exit code 2 for what the user gave (a bad argument, or a --max-memory too small for one
-// layer), 1 for any other failure.
-int Fail(const Status& s) {
-  std::cerr << "bitsweep: error: " << s.message() << "\n";
-  return s.code() == absl::StatusCode::kInvalidArgument ||
-                 s.code() == absl::StatusCode::kResourceExhausted
-             ? 2
-             : 1;
-}
+using bitsweep::cli::Fail;
 
 // --data-dir, else $BITSWEEP_DATA_DIR, else ../shared/data or ./data when present.
 std::string ResolveDataDir(const std::string& flag) {
@@ -235,6 +228,7 @@ int main(int argc, char** argv) {
       "(" +
       CatalogNames(true) + ")\nand evaluates them on its tasks (" + CatalogNames(false) + ")."};
   app.require_subcommand(1);
+  app.footer(bitsweep::cli::kExitCodesHelp);
   bitsweep::model::RuntimeOptions runtime;
   app.add_option(
          "--threads", runtime.threads,
@@ -357,7 +351,12 @@ int main(int argc, char** argv) {
       "--data-dir", local_data_dir,
       "Evaluation data for the workers (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; every parse error is bad input.
+    return app.exit(e) == 0 ? bitsweep::cli::kExitOk : bitsweep::cli::kExitUsage;
+  }
   bitsweep::model::ConfigureRuntime(runtime);
 
   {

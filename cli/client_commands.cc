@@ -83,6 +83,15 @@ int CallAllPagesAndPrint(Client& client,
   return 0;
 }
 
+// kExitJobsFailed, saying so on stderr, when a job of the finished sweep did not succeed.
+int FinishedSweepExit(const v1::Sweep& sweep) {
+  if (sweep.failed() + sweep.canceled() == 0) return kExitOk;
+  std::fprintf(stderr, "bitsweep: sweep %lld: %lld failed, %lld canceled of %lld jobs\n",
+               static_cast<long long>(sweep.id()), static_cast<long long>(sweep.failed()),
+               static_cast<long long>(sweep.canceled()), static_cast<long long>(sweep.total()));
+  return kExitJobsFailed;
+}
+
 }  // namespace
 
 Client::Client(const ServiceFlags& flags)
@@ -96,6 +105,7 @@ StatusOr<v1::SubmitSweepResponse> Submit(Client& client, const std::string& swee
   request.set_request_id(RequestId());
   request.set_sweep_yaml(std::string(std::istreambuf_iterator<char>(in), {}));
   request.set_source_name(fs::path(sweep_file).filename().string());
+  request.set_base_dir(fs::absolute(sweep_file).parent_path().string());
   v1::SubmitSweepResponse response;
   RETURN_IF_ERROR(
       client.Call(&v1::Coordinator::Stub::SubmitSweep, request, &response, kLongCallTimeout));
@@ -121,9 +131,12 @@ StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* ou
       return status;
     }
     unavailable = 0;
+    // On a terminal the line (with its elapsed time and estimate) is redrawn at every poll;
+    // elsewhere a new line is written only when the counts change.
     const std::string line = SweepLine(sweep);
-    if (print && line != last) {
-      std::fprintf(out, tty ? "\r%s" : "%s\n", line.c_str());
+    if (print && (tty || line != last)) {
+      const std::string timing = SweepTiming(sweep, absl::ToUnixSeconds(absl::Now()));
+      std::fprintf(out, tty ? "\r%s%s\033[K" : "%s%s\n", line.c_str(), timing.c_str());
       std::fflush(out);
       last = line;
     }
@@ -148,21 +161,24 @@ int RunSubmit(Client& client, const ServiceFlags& f) {
   if (f.wait) {
     auto w = Watch(client, r->sweep().id(), true, stdout, nullptr);
     if (!w.ok()) return Fail(w.status());
+    return FinishedSweepExit(*w);
   }
   return 0;
 }
 
 int RunWatch(Client& client, const ServiceFlags& f) {
   auto w = Watch(client, f.sweep_id, true, stdout, nullptr);
-  return w.ok() ? 0 : Fail(w.status());
+  return w.ok() ? FinishedSweepExit(*w) : Fail(w.status());
 }
 
 int RunStatus(Client& client, const ServiceFlags& f) {
   if (f.sweep_id == 0) {
     return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
                                 [](const v1::ListSweepsResponse& response) {
+                                  const int64_t now = absl::ToUnixSeconds(absl::Now());
                                   for (const auto& s : response.sweeps()) {
-                                    std::printf("%s\n", SweepLine(s).c_str());
+                                    std::printf("%s%s\n", SweepLine(s).c_str(),
+                                                SweepTiming(s, now).c_str());
                                   }
                                 });
   }
@@ -199,7 +215,13 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
   Status st = CallAllPages(client, &v1::Coordinator::Stub::QueryResults, request, &response);
   if (!st.ok()) return Fail(st);
   st = WriteOutput(output, RenderResults(response, format, sweep_id));
-  return st.ok() ? 0 : Fail(st);
+  if (!st.ok()) return Fail(st);
+  if (response.jobs_size() == 0) {
+    std::fprintf(stderr, "bitsweep: no results%s\n",
+                 sweep_id > 0 ? absl::StrFormat(" for sweep %d", sweep_id).c_str() : "");
+    return kExitNoResults;
+  }
+  return kExitOk;
 }
 
 }  // namespace bitsweep::cli

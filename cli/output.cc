@@ -1,5 +1,6 @@
 #include "cli/output.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -58,7 +59,10 @@ ResultsTable Pivot(const v1::QueryResultsResponse& results) {
 
 int Fail(const Status& status) {
   std::cerr << "bitsweep: error: " << status.message() << "\n";
-  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+                 status.code() == absl::StatusCode::kResourceExhausted
+             ? kExitUsage
+             : kExitError;
 }
 
 std::string SweepLine(const v1::Sweep& s) {
@@ -68,6 +72,31 @@ std::string SweepLine(const v1::Sweep& s) {
       "sweep %d %-12s [%s%s] %d/%d  succeeded %d  failed %d  canceled %d  running %d  pending %d",
       s.id(), s.name(), std::string(filled, '#'), std::string(kProgressBarWidth - filled, '.'),
       done, s.total(), s.succeeded(), s.failed(), s.canceled(), s.leased(), s.pending());
+}
+
+std::string ShortDuration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s < 60) return absl::StrFormat("%ds", s);
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+}
+
+std::string SweepTiming(const v1::Sweep& s, int64_t now_unix_seconds) {
+  if (s.finished() || s.created_at() <= 0) return "";
+  const double elapsed = std::max<int64_t>(0, now_unix_seconds - s.created_at());
+  const int64_t done = s.succeeded() + s.failed() + s.canceled();
+  const std::string eta =
+      done > 0 ? ShortDuration(elapsed * (s.total() - done) / static_cast<double>(done)) : "?";
+  return absl::StrCat("  elapsed ", ShortDuration(elapsed), "  eta ", eta);
+}
+
+// "  40%  elapsed 12s  eta 18s" for a running job, "" otherwise.
+static std::string JobTiming(const v1::Job& j) {
+  if (j.elapsed_seconds() <= 0) return "";
+  std::string out = absl::StrFormat("  %.0f%%  elapsed %s", 100 * j.progress(),
+                                    ShortDuration(j.elapsed_seconds()));
+  if (j.eta_seconds() > 0) absl::StrAppend(&out, "  eta ", ShortDuration(j.eta_seconds()));
+  return out;
 }
 
 std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
@@ -82,10 +111,10 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
   std::vector<std::string> lines;
   for (int i = 0; i < jobs.jobs_size(); ++i) {
     const v1::Job& j = jobs.jobs(i);
-    lines.push_back(absl::StrFormat("job %-5d %-18s attempt %d/%d  %-28s %-12s %s%s", j.id(),
+    lines.push_back(absl::StrFormat("job %-5d %-18s attempt %d/%d  %-28s %-12s %s%s%s", j.id(),
                                     std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
                                     j.max_attempts(), readable[i] ? labels[i].quant : "?",
-                                    readable[i] ? labels[i].eval : "?", j.phase(),
+                                    readable[i] ? labels[i].eval : "?", j.phase(), JobTiming(j),
                                     j.error().empty() ? "" : "  error: " + j.error()));
   }
   return lines;

@@ -12,13 +12,33 @@
 
 namespace bitsweep::cli {
 
-// Prints "bitsweep: error: <message>" to stderr; the exit code: 2 for INVALID_ARGUMENT, else 1.
+// The exit codes of `bitsweep` (README "Exit codes", `bitsweep --help`).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;       // could not run: unreachable, refused, I/O
+inline constexpr int kExitUsage = 2;       // bad input: flags, sweep file, missing inputs
+inline constexpr int kExitJobsFailed = 3;  // ran, but some job failed or was canceled
+inline constexpr int kExitNoResults = 4;   // `results`: nothing stored for the sweep(s)
+inline constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 success; 1 could not run (coordinator unreachable, refused, I/O error); 2 bad "
+    "input (flags, sweep file, missing models or data, a --max-memory too small); 3 the sweep ran but some job failed or "
+    "was canceled (watch, submit --wait, local); 4 no results (results); 128+N stopped by "
+    "signal N (local).";
+
+// Prints "bitsweep: error: <message>" to stderr; the exit code: kExitUsage for
+// INVALID_ARGUMENT and RESOURCE_EXHAUSTED (what was asked for does not fit: a --max-memory too
+// small for one layer), else kExitError.
 int Fail(const Status& status);
 
 // "sweep 3 demo [#####.....] 4/12  succeeded 4  failed 0  canceled 0  running 2  pending 6".
 std::string SweepLine(const v1::Sweep& sweep);
+// For an unfinished sweep, "  elapsed 2m10s  eta 4m20s": the time since it was created at
+// `now_unix_seconds`, and what is left at the rate its jobs finished so far ("eta ?" before the
+// first); "" for a finished sweep.
+std::string SweepTiming(const v1::Sweep& sweep, int64_t now_unix_seconds);
+// "42s", "3m05s", "1h02m".
+std::string ShortDuration(double seconds);
 // One line per job: "job 12    LEASED  attempt 1/3  rtn w4 g128  wikitext2  quantize layer
-// 3/28", the state named as in common/job_state.h, the quantization and evaluation labelled by
+// 3/28  40%  elapsed 12s  eta 18s" (progress, elapsed and estimate while it runs), the state named as in common/job_state.h, the quantization and evaluation labelled by
 // common/labels.h's LabelJobs (naming the settings that tell apart jobs whose short labels are
 // equal); "?" for a spec that does not parse.
 std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs);

@@ -23,6 +23,14 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
     c->add_option("--token", f.token, "Client bearer token (default $BITSWEEP_CLIENT_TOKEN)");
     c->add_option("--tls-ca", f.tls_ca, "CA certificate: use TLS to the coordinator");
   };
+  // results and local: the same formats, unknown ones refused.
+  auto format_option = [&](CLI::App* c) {
+    c->add_option("--format", f.format,
+                  "Results format: table, csv, json, markdown, or html (one self-contained page "
+                  "with the dashboard's tables and plots)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"table", "csv", "json", "markdown", "html"}));
+  };
   auto* submit = app.add_subcommand("submit", "Submit a sweep file (YAML) to the coordinator");
   submit->add_option("sweep", f.sweep_file, "Sweep file")->required();
   submit->add_flag("--wait", f.wait, "Watch the sweep until it finishes");
@@ -39,12 +47,7 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
       "options, calibration), a column per task and evaluation settings (seqlen, windows or "
       "limit, shots, batch, dtype, data file); subsets are marked");
   results->add_option("sweep_id", f.sweep_id, "Sweep id (default: every sweep)");
-  results
-      ->add_option("--format", f.format,
-                   "table, csv, json, markdown, or html (one self-contained page with the "
-                   "dashboard's tables and plots)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"table", "csv", "json", "markdown", "html"}));
+  format_option(results);
   results->add_option("--output", f.output, "Write to this file instead of standard output");
   common(results);
   auto* cancel = app.add_subcommand("cancel", "Cancel a sweep (or one job with --job)");
@@ -60,14 +63,28 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   }
   auto* local = app.add_subcommand(
       "local",
-      "Run a sweep on this machine: a private PostgreSQL, the coordinator and N workers; prints "
-      "the results table and stops what it started");
-  local->add_option("sweep", f.sweep_file, "Sweep file")->required();
+      "Run a sweep on this machine: checks the sweep's models and data, then starts a private "
+      "PostgreSQL, the coordinator and N workers; prints the results table (and each failed "
+      "job's error) and stops what it started, also on Ctrl-C, SIGTERM or a closed output. "
+      "Exit code 0 when every job succeeded, 3 when some failed");
+  local->add_option("sweep", f.sweep_file,
+                    "Sweep file (relative paths in it resolve against its folder); optional with "
+                    "--keep, --results, --status");
   local->add_option("--workers", f.workers, "Worker processes")->capture_default_str();
-  local
-      ->add_option("--state-dir", f.state_dir,
-                   "PostgreSQL data, artifacts and logs (kept: a rerun reuses stored results)")
-      ->capture_default_str();
+  local->add_option("--state-dir", f.state_dir,
+                    "PostgreSQL data, artifacts, logs and ports (kept: a rerun reuses stored "
+                    "results; default $XDG_STATE_HOME/bitsweep/local, else "
+                    "~/.local/state/bitsweep/local)");
+  local->add_flag("--keep", f.keep,
+                  "After the sweep (or at once, without one) keep PostgreSQL, the coordinator, the "
+                  "workers and the dashboard up at the printed addresses until Ctrl-C; the ports "
+                  "are remembered in the state folder and reused while free");
+  local->add_flag("--results", f.local_results,
+                  "Print the results stored in a stopped state folder (PostgreSQL read-only) and "
+                  "stop");
+  local->add_flag("--status", f.local_status,
+                  "Print the sweeps and jobs (with their errors) of a stopped state folder "
+                  "(PostgreSQL read-only) and stop");
   local->add_option(
       "--threads-per-worker", f.threads_per_worker,
       "CPU threads per worker job (0 = the available CPUs divided among the workers)");
@@ -76,8 +93,7 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
                    "Devices each worker offers (also its largest tensor-parallel size); a job "
                    "with resources {devices: N, tp: N} runs as N rank processes")
       ->check(CLI::Range(0, 64));
-  local->add_option("--format", f.format, "Results format: table, csv, json or markdown")
-      ->capture_default_str();
+  format_option(local);
 }
 
 int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& data_dir) {

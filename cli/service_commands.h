@@ -26,7 +26,10 @@ struct ServiceFlags {
   bool wait = false;
   // local
   int workers = 2;
-  std::string state_dir = "bitsweep-local";
+  std::string state_dir;  // "": DefaultLocalStateDir() (cli/local_command.h)
+  bool keep = false;           // serve until Ctrl-C after the sweep (or without one)
+  bool local_results = false;  // print the stored results of a stopped state folder
+  bool local_status = false;   // print the sweeps and jobs of a stopped state folder
   std::string data_dir;
   int threads_per_worker = 0;
   int devices_per_worker = 0;  // 0: the worker's default; N: --devices N --max-tp N

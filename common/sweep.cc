@@ -461,9 +461,26 @@ CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
   return c;
 }
 
+// The relative paths of `s` made absolute under `base`.
+void ResolvePaths(const std::string& base, SweepSpec* s) {
+  auto resolve = [&base](std::string* p) {
+    if (!p->empty() && fs::path(*p).is_relative()) *p = NormalizePath((fs::path(base) / *p).string());
+  };
+  auto resolve_source = [&resolve](CalibrationOverride* c) {
+    if (c->source && *c->source != "c4" && *c->source != "wikitext2") resolve(&*c->source);
+  };
+  for (SweepModel& m : s->models) resolve(&m.path);
+  for (SweepTask& t : s->tasks) {
+    if (IsTaskPath(t.task)) resolve(&t.task);
+  }
+  resolve_source(&s->calibration);
+  for (SweepMethod& m : s->methods) resolve_source(&m.calibration);
+}
+
 }  // namespace
 
-StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name) {
+StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name,
+                                   const ParseOptions& options) {
   const YamlReader reader{std::string(source_name)};
   if (yaml.size() > kMaxSweepYamlBytes) {
     return absl::InvalidArgumentError(absl::StrCat(AV(source_name), ": the sweep file is ",
@@ -472,7 +489,9 @@ StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view sourc
   }
   try {
     const YAML::Node root = YAML::Load(std::string(yaml));
-    return ParseImpl(reader, root);
+    ASSIGN_OR_RETURN(SweepSpec spec, ParseImpl(reader, root));
+    if (!options.base_dir.empty()) ResolvePaths(options.base_dir, &spec);
+    return spec;
   } catch (const YAML::Exception& e) {
     return reader.Error(e.mark, "syntax", e.msg);
   }
@@ -483,7 +502,9 @@ StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
   if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the sweep file"));
   std::ostringstream text;
   text << in.rdbuf();
-  return ParseSweepYaml(text.str(), path);
+  ParseOptions options;
+  options.base_dir = fs::absolute(path).parent_path().string();
+  return ParseSweepYaml(text.str(), path, options);
 }
 
 namespace {

@@ -83,8 +83,17 @@ struct SweepSpec {
   EvalConfig eval;  // task unused; limit is every task's default
 };
 
+struct ParseOptions {
+  // Relative paths of the sweep (model folders, .jsonl task files, calibration files; not the
+  // named tasks and sources c4, wikitext2, ...) are resolved against this absolute folder, the
+  // sweep file's, and lexically normalised; "" keeps them as written.
+  std::string base_dir;
+};
+
 // `source_name` prefixes error positions ("study.yaml:12:5: methods[1].wbits[0]: ...").
-StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name);
+StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name,
+                                   const ParseOptions& options = {});
+// Reads and parses a sweep file; relative paths resolve against the file's folder.
 StatusOr<SweepSpec> ParseSweepFile(const std::string& path);
 
 struct SkippedCombination {

@@ -68,7 +68,13 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     }
     const std::string source =
         request->source_name().empty() ? "sweep.yaml" : request->source_name();
-    ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source));
+    if (!request->base_dir().empty() && request->base_dir().front() != '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("base_dir: '", request->base_dir(), "' is not an absolute folder"));
+    }
+    ParseOptions parse;
+    parse.base_dir = request->base_dir();
+    ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepYaml(request->sweep_yaml(), source, parse));
     // Before ExpandSweep, which reads each model's config.json.
     RETURN_IF_ERROR(CheckSweepPaths(spec, deps_.roots));
     ExpandOptions expand;
@@ -149,7 +155,7 @@ grpc::Status CoordinatorService::ListJobs(grpc::ServerContext* context,
         jobs, size, key,
         [&](const store::JobInfo& job) {
           v1::Job j;
-          JobToProto(job, job.worker_name, deps_.board->Progress(job.id), &j);
+          JobToProto(job, job.worker_name, deps_.board->Progress(job.id), deps_.now(), &j);
           return j;
         },
         [](const v1::Job& j) { return j.ByteSizeLong(); },
@@ -209,7 +215,7 @@ grpc::Status CoordinatorService::CancelJob(grpc::ServerContext* context,
         deps_.store->CancelJob(request->job_id(), "job canceled by a client", deps_.now()));
     ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(request->job_id()));
     if (job.state != before.state) deps_.metrics->CountTransition(JobEvent::kCancel);
-    JobToProto(job, job.worker_name, deps_.board->Progress(job.id), response);
+    JobToProto(job, job.worker_name, deps_.board->Progress(job.id), deps_.now(), response);
     return absl::OkStatus();
   });
 }

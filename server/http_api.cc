@@ -56,7 +56,7 @@ json SweepJson(const store::SweepInfo& info) {
 
 json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
   v1::Job j;  // worker_name comes with the job's row: no read per job
-  JobToProto(info, info.worker_name, deps.board->Progress(info.id), &j);
+  JobToProto(info, info.worker_name, deps.board->Progress(info.id), deps.now(), &j);
   json out = {{"id", j.id()},
               {"sweep_id", info.sweep_id},
               {"job_key", j.job_key()},
@@ -67,7 +67,9 @@ json JobJson(const store::JobInfo& info, const ServiceDeps& deps) {
               {"worker", j.worker()},
               {"error", j.error()},
               {"progress", j.progress()},
-              {"phase", j.phase()}};
+              {"phase", j.phase()},
+              {"elapsed_seconds", j.elapsed_seconds()},
+              {"eta_seconds", j.eta_seconds()}};
   auto spec = JobSpecFromJson(info.spec_json);
   if (spec.ok()) {
     out["model"] = spec->model;

@@ -38,7 +38,12 @@ void JobBoard::SetProgress(int64_t job_id, JobProgress progress) {
 
 std::optional<JobProgress> JobBoard::Progress(int64_t job_id) const {
   absl::MutexLock lock(&mu_);
-  return Find(progress_, job_id);
+  auto it = progress_.find(job_id);
+  auto lease = leases_.find(job_id);
+  if (it == progress_.end() && lease == leases_.end()) return std::nullopt;
+  JobProgress out = it == progress_.end() ? JobProgress{} : it->second;
+  if (lease != leases_.end()) out.leased_at = lease->second.leased_at;
+  return out;
 }
 
 std::optional<LeaseEntry> JobBoard::Finished(int64_t job_id) {

@@ -26,6 +26,9 @@ struct WorkerEntry {
 struct JobProgress {
   double progress = 0;  // [0, 1]
   std::string phase;
+  // When the running attempt was leased (filled in by JobBoard::Progress; nullopt when this
+  // process did not see the lease).
+  std::optional<absl::Time> leased_at;
 };
 
 struct LeaseEntry {
@@ -43,6 +46,7 @@ class JobBoard {
   // Records a new lease (and forgets the previous attempt's progress).
   void Leased(int64_t job_id, LeaseEntry entry);
   void SetProgress(int64_t job_id, JobProgress progress);
+  // The progress last reported and when the attempt was leased; nullopt when neither is known.
   std::optional<JobProgress> Progress(int64_t job_id) const;
   // Forgets the job's lease and progress; returns the lease when one was recorded.
   std::optional<LeaseEntry> Finished(int64_t job_id);

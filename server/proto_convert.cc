@@ -27,7 +27,7 @@ void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out) {
 }
 
 void JobToProto(const store::JobInfo& job, const std::string& worker_name,
-                const std::optional<JobProgress>& progress, v1::Job* out) {
+                const std::optional<JobProgress>& progress, absl::Time now, v1::Job* out) {
   out->Clear();
   out->set_id(job.id);
   out->set_job_key(job.job_key);
@@ -47,6 +47,13 @@ void JobToProto(const store::JobInfo& job, const std::string& worker_name,
              (job.state == JobState::kLeased || job.state == JobState::kCancelRequested)) {
     out->set_progress(progress->progress);
     out->set_phase(progress->phase);
+    if (progress->leased_at && now > *progress->leased_at) {
+      const double elapsed = absl::ToDoubleSeconds(now - *progress->leased_at);
+      out->set_elapsed_seconds(elapsed);
+      if (progress->progress > 0 && progress->progress < 1) {
+        out->set_eta_seconds(elapsed * (1 - progress->progress) / progress->progress);
+      }
+    }
   }
   out->set_priority(job.priority);
 }

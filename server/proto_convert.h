@@ -14,8 +14,9 @@ namespace bitsweep::server {
 // Counts by state; LEASED includes CANCEL_REQUESTED (still held by a worker). finished when no
 // job is pending or held.
 void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out);
-// `worker_name` "" when unknown; `progress` from the JobBoard when the job is running.
+// `worker_name` "" when unknown; `progress` from the JobBoard when the job is running; `now`
+// dates the running attempt's elapsed time and estimate.
 void JobToProto(const store::JobInfo& job, const std::string& worker_name,
-                const std::optional<JobProgress>& progress, v1::Job* out);
+                const std::optional<JobProgress>& progress, absl::Time now, v1::Job* out);
 
 }  // namespace bitsweep::server

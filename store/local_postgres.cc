@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -118,6 +119,69 @@ StatusOr<std::unique_ptr<LocalPostgres>> LocalPostgres::Start(const LocalPostgre
 
 LocalPostgres::~LocalPostgres() {
   if (running_) Stop().IgnoreError();
+  if (guardian_fd_ >= 0) {
+    close(guardian_fd_);  // the guardian's pg_ctl stop finds the server stopped
+    while (waitpid(guardian_pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+pid_t LocalPostgres::pid() const {
+  if (!running_) return 0;
+  std::istringstream in(ReadFile((fs::path(options_.data_dir) / "postmaster.pid").string()));
+  long pid = 0;
+  in >> pid;
+  return static_cast<pid_t>(pid);
+}
+
+Status LocalPostgres::StartGuardian() {
+  if (!options_.stop_with_owner || guardian_fd_ >= 0) return absl::OkStatus();
+  // Everything the child needs is made before fork: it may only make async-signal-safe calls.
+  const std::vector<std::string> argv = {Bin("pg_ctl"), "stop", "-D", options_.data_dir, "-m",
+                                         "fast", "-w", "-t", std::to_string(options_.timeout_s)};
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  passwd* pw = as_postgres_user_ ? getpwnam(kServerUser) : nullptr;
+  const uid_t uid = pw != nullptr ? pw->pw_uid : 0;
+  const gid_t gid = pw != nullptr ? pw->pw_gid : 0;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(std::string("pipe: ") + std::strerror(errno));
+  }
+  const int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setsid();  // no terminal signals: Ctrl-C must not end the guardian before the server
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) signal(sig, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    for (int fd : {0, 1, 2}) dup2(null_fd, fd);
+    for (int fd = 3; fd < 1024; ++fd) {
+      if (fd != fds[0]) close(fd);
+    }
+    char byte;
+    while (true) {  // until the owner's end closes (EOF), however the owner ended
+      const ssize_t n = read(fds[0], &byte, 1);
+      if (n == 0 || (n < 0 && errno != EINTR)) break;
+    }
+    if (pw != nullptr && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+      _exit(126);
+    }
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  const int fork_errno = errno;
+  close(fds[0]);
+  if (null_fd >= 0) close(null_fd);
+  if (pid < 0) {
+    close(fds[1]);
+    return absl::InternalError(std::string("fork: ") + std::strerror(fork_errno));
+  }
+  guardian_fd_ = fds[1];
+  guardian_pid_ = pid;
+  return absl::OkStatus();
 }
 
 std::string LocalPostgres::Bin(const std::string& name) const {
@@ -246,6 +310,7 @@ Status LocalPostgres::StartServer() {
     if (!options_.fsync) {
       conf << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n";
     }
+    if (options_.read_only) conf << "default_transaction_read_only = on\n";
     if (!conf) return absl::InternalError("cannot write " + (dir / "bitsweep.conf").string());
   }
   if (as_postgres_user_) {
@@ -266,7 +331,8 @@ Status LocalPostgres::StartServer() {
             std::to_string(options_.timeout_s)},
            false);
   running_ = true;
-  return st;
+  RETURN_IF_ERROR(st);
+  return StartGuardian();
 }
 
 Status LocalPostgres::Stop() {

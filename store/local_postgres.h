@@ -8,6 +8,8 @@
 // Not thread-safe: one owner calls Start/Stop/Restart.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +32,13 @@ struct LocalPostgresOptions {
   int max_connections = 200;
   // Seconds to wait for the server to accept connections (and to stop).
   int timeout_s = 60;
+  // Every transaction is read-only by default (default_transaction_read_only): for answering
+  // questions about a stopped state without changing it.
+  bool read_only = false;
+  // The server stops when the process that started it dies, however it dies (SIGKILL
+  // included): a guardian process, in a session of its own and deaf to the terminal's signals,
+  // waits for a pipe from this process to close and then runs `pg_ctl stop -m fast`.
+  bool stop_with_owner = false;
 
   Status Validate() const;
 };
@@ -47,6 +56,8 @@ class LocalPostgres {
   std::string conninfo() const { return ConnInfo("postgres"); }
   std::string ConnInfo(const std::string& dbname) const;
   int port() const { return port_; }
+  // The postmaster's pid (from postmaster.pid), 0 when the server is not running.
+  pid_t pid() const;
   const std::string& data_dir() const { return options_.data_dir; }
   bool running() const { return running_; }
 
@@ -64,6 +75,8 @@ class LocalPostgres {
   explicit LocalPostgres(LocalPostgresOptions options) : options_(std::move(options)) {}
   Status InitDb();
   Status StartServer();
+  // options_.stop_with_owner: forks the guardian (once).
+  Status StartGuardian();
   // Runs argv to completion (as the postgres user when as_server_user and we are root);
   // an error names `what`, the exit status and the tail of the command's output.
   Status Run(const std::string& what, const std::vector<std::string>& argv, bool as_server_user);
@@ -73,6 +86,8 @@ class LocalPostgres {
   int port_ = 0;
   bool running_ = false;
   bool as_postgres_user_ = false;  // running as root: drop to the postgres system user
+  int guardian_fd_ = -1;           // the write end of the guardian's pipe
+  pid_t guardian_pid_ = -1;
 };
 
 }  // namespace bitsweep::store

@@ -2,7 +2,8 @@
 //
 // Migrate() applies, in version order, every migration not yet recorded in schema_version, each
 // in one transaction that also records it. Each transaction first takes a transaction-scoped
-// advisory lock, so coordinators starting at once apply every file exactly once. Idempotent.
+// advisory lock, so coordinators starting at once apply every file exactly once. Idempotent; when
+// every migration is already recorded it only reads (a read-only database is enough).
 #pragma once
 
 #include <limits>

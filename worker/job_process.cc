@@ -1,8 +1,6 @@
 #include "worker/job_process.h"
 
-#include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +18,7 @@
 #include "common/diverged.h"
 #include "common/job_spec.h"
 #include "common/path_roots.h"
+#include "common/process.h"
 #include "model/tp_run.h"
 
 namespace bitsweep::worker {
@@ -156,32 +155,17 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   std::vector<char*> envp;
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
-  // Signals stay blocked from fork until the child has dropped this process's handlers: a
-  // SIGTERM that Terminate() sends before exec then ends the child instead of running the
-  // worker's (or a test framework's) handler in the copy.
-  sigset_t all, previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &previous);
-  const pid_t pid = fork();
+  // Handlers dropped before exec (a SIGTERM that Terminate() sends before exec ends the child
+  // instead of running the worker's, or a test framework's, handler in the copy), and a worker
+  // killed mid-job leaves no stray job process.
+  SpawnOptions spawn;
+  spawn.parent_death_signal = SIGKILL;
+  const pid_t pid = ForkForExec(spawn);
   if (pid == 0) {
-    // What exec would do, done earlier: handled signals go back to their default action;
-    // ignored ones (SIGPIPE, say) stay ignored.
-    struct sigaction default_action {};
-    default_action.sa_handler = SIG_DFL;
-    for (int signal = 1; signal < NSIG; ++signal) {
-      struct sigaction current {};
-      if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler != SIG_IGN &&
-          current.sa_handler != SIG_DFL) {
-        sigaction(signal, &default_action, nullptr);
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a worker killed mid-job leaves no stray job process
     execve(options.self_exe.c_str(), const_cast<char* const*>(argv.data()), envp.data());
     _exit(kJobExitNotExecuted);
   }
   const int fork_errno = errno;
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (pid < 0) {
     return absl::InternalError(
         absl::StrCat("cannot start a job process: fork: errno ", fork_errno));

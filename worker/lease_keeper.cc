@@ -1,5 +1,7 @@
 #include "worker/lease_keeper.h"
 
+#include <algorithm>
+
 #include "worker/metrics.h"
 
 namespace bitsweep::worker {
@@ -10,8 +12,10 @@ LeaseKeeper::LeaseKeeper(double lease_ttl_seconds, HeartbeatFn heartbeat, Clock*
       clock_(clock),
       stop_(stop),
       metrics_(metrics),
-      interval_(std::chrono::duration_cast<Clock::Duration>(
-          std::chrono::duration<double>(lease_ttl_seconds / kHeartbeatsPerLease))),
+      interval_(std::min<Clock::Duration>(
+          std::chrono::duration_cast<Clock::Duration>(
+              std::chrono::duration<double>(lease_ttl_seconds / kHeartbeatsPerLease)),
+          kMaxHeartbeatInterval)),
       next_beat_(clock->Now() + interval_) {}
 
 LeaseKeeper::Action LeaseKeeper::Tick(const ProgressFn& progress) {
@@ -30,7 +34,9 @@ LeaseKeeper::Action LeaseKeeper::Tick(const ProgressFn& progress) {
     canceled_ = cancel;
     action.terminate = true;
     action.reason = fenced ? "lease lost" : cancel ? "canceled" : "shutdown";
-    kill_deadline_ = now + kJobKillGrace;
+    // The first stop starts the grace period; later heartbeats that say so again do not
+    // extend it.
+    kill_deadline_ = std::min(kill_deadline_, now + kJobKillGrace);
   }
   return action;
 }

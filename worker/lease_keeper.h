@@ -1,7 +1,8 @@
 // LeaseKeeper: keeps one job's lease while its process runs (STYLE.md P10, P11). The worker
 // calls Tick() every kJobPollInterval until the job process exits; every heartbeat interval (a
-// third of the lease TTL, so that two lost heartbeats still leave the lease alive) Tick sends a
-// heartbeat with the process's progress. A heartbeat that failed (any error but
+// third of the lease TTL, so that two lost heartbeats still leave the lease alive, and at most
+// kMaxHeartbeatInterval, so that progress moves and a cancel lands within seconds: one small
+// UPDATE per running job every 2 s) Tick sends a heartbeat with the process's progress. A heartbeat that failed (any error but
 // FAILED_PRECONDITION) is sent again a quarter of an interval later, not a whole one: after an
 // outage the lease is renewed soon after the coordinator can take it, well within the grace its
 // reaper gives (server/lease_reaper.h). A heartbeat answered FAILED_PRECONDITION (the lease was
@@ -27,6 +28,7 @@ namespace bitsweep::worker {
 class WorkerMetrics;
 
 inline constexpr int kHeartbeatsPerLease = 3;            // heartbeat interval = lease TTL / this
+inline constexpr std::chrono::seconds kMaxHeartbeatInterval{2};  // ... or this when shorter
 inline constexpr int kHeartbeatRetriesPerInterval = 4;   // retry delay = heartbeat interval / this
 inline constexpr std::chrono::seconds kJobKillGrace{5};  // from SIGTERM to SIGKILL
 inline constexpr std::chrono::milliseconds kJobPollInterval{100};  // how often Tick is called

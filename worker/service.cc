@@ -284,7 +284,7 @@ class Worker {
     const std::string reason = job.canceled ? std::string("canceled") : exit.failure;
     observe(job.canceled ? "canceled" : "failed");
     const Status s = client_.Fail(lease, reason, !job.canceled && exit.retryable);
-    Log(absl::StrCat("job ", lease.job_id, " failed: ", reason,
+    Log(absl::StrCat("job ", lease.job_id, job.canceled ? " canceled" : " failed: " + reason,
                      s.ok() ? "" : " (" + s.ToString() + ")"));
   }
 

@@ -68,6 +68,15 @@
     return (seconds / 3600).toFixed(2) + ' h';
   }
 
+  // A running job's progress: percent and phase, time since its lease and the estimate left.
+  function jobProgress(j) {
+    if (j.state !== 'LEASED') return '';
+    let text = `${(100 * j.progress).toFixed(0)}% ${j.phase}`;
+    if (j.elapsed_seconds > 0) text += `, ${duration(j.elapsed_seconds)} elapsed`;
+    if (j.eta_seconds > 0) text += `, ~${duration(j.eta_seconds)} left`;
+    return text;
+  }
+
   function sweepStatus(s) {
     if (s.state === 'CANCELED') return 'canceled';
     if (!s.finished) return 'running';
@@ -99,12 +108,23 @@
       el('td', { class: 'num', text: String(s.leased) }),
       el('td', { class: 'num', text: String(s.pending) }),
       el('td', { text: when(s.created_at) }),
+      el('td', { text: sweepTiming(s) }),
     ]);
+  }
+
+  // An unfinished sweep's elapsed time and the estimate left at the rate its jobs finished so
+  // far (as `bitsweep status` prints them).
+  function sweepTiming(s) {
+    if (s.finished || !s.created_at) return '';
+    const elapsed = Math.max(0, Date.now() / 1000 - s.created_at);
+    const done = s.succeeded + s.failed + s.canceled;
+    const eta = done > 0 ? `~${duration(elapsed * (s.total - done) / done)} left` : 'estimate after the first job';
+    return `${duration(elapsed)} elapsed, ${eta}`;
   }
 
   function sweepHead() {
     return el('thead', {}, el('tr', {}, ['id', 'name', 'status', 'progress', 'done', 'succeeded',
-      'failed', 'canceled', 'running', 'pending', 'created'].map((h) => el('th', { text: h }))));
+      'failed', 'canceled', 'running', 'pending', 'created', 'time'].map((h) => el('th', { text: h }))));
   }
 
   async function showSweeps() {
@@ -128,7 +148,7 @@
       el('td', {}, el('span', { class: 'badge ' + j.state, text: j.state.toLowerCase() })),
       el('td', { class: 'num', text: `${j.attempt}/${j.max_attempts}` }),
       el('td', { text: j.worker }),
-      el('td', { text: j.state === 'LEASED' ? `${(100 * j.progress).toFixed(0)}% ${j.phase}` : '' }),
+      el('td', { text: jobProgress(j) }),
       el('td', { class: 'error', text: j.error }),
     ])))]);
   }
@@ -206,7 +226,7 @@
       ['model', j.model], ['quantization', j.quantization], ['task', j.task],
       ['sweep', el('a', { href: '#/sweep/' + j.sweep_id, text: String(j.sweep_id) })],
       ['attempt', `${j.attempt}/${j.max_attempts}`], ['worker', j.worker],
-      ['progress', j.state === 'LEASED' ? `${(100 * j.progress).toFixed(0)}% ${j.phase}` : ''],
+      ['progress', jobProgress(j)],
       ['error', j.error],
       ['submitted', submitted ? when(submitted.at) : ''],
       ['waited', submitted && leased ? duration(leased.at - submitted.at) : ''],

@@ -548,3 +548,14 @@ TEST_CASE("A rank killed mid-job fails the whole job naming the rank and leaves 
   CHECK_THAT(Slurp(log), Contains("rank 1 of 2 was killed by signal 9"));
   for (pid_t p : ranks) CHECK_FALSE(fs::exists("/proc/" + std::to_string(p)));
 }
+
+TEST_CASE("bitsweep --help lists the exit codes and every parse error exits 2", "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_exit_codes");
+  Run help = Bitsweep("--help", dir);
+  CHECK(help.code == 0);
+  CHECK_THAT(help.out, Contains("Exit codes: 0 success; 1 could not run"));
+  CHECK_THAT(help.out, Contains("3 the sweep ran but some job failed or was canceled"));
+  CHECK(Bitsweep("results --format xml", dir).code == 2);
+  CHECK(Bitsweep("status --no-such-flag", dir).code == 2);
+  CHECK(Bitsweep("", dir).code == 2);  // a subcommand is required
+}

@@ -1,6 +1,8 @@
 #include "common/sweep.h"
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -89,12 +91,13 @@ TEST_CASE("The demo sweep expands to 12 configs x 3 tasks on the shipped model")
   CHECK(e->skipped.empty());
   CHECK(e->jobs.size() == 36);
   for (const JobSpec& j : e->jobs) {
-    CHECK(j.model == "models/demo");
+    // Relative paths resolve against the sweep file's folder (examples/sweeps/../../models).
+    CHECK(j.model == testing::SourceDir() + "/models/demo");
     const bool ppl = j.eval.task == "wikitext2" || j.eval.task == "c4";
     CHECK(j.eval.limit == (ppl ? 32 : 0));
     CHECK(j.eval.seqlen == (ppl ? 256 : 0));
     if (j.calibration) {
-      CHECK(j.calibration->source == "build/demo/calib.txt");
+      CHECK(j.calibration->source == testing::SourceDir() + "/build/demo/calib.txt");
       CHECK(j.calibration->nsamples == 32);
       CHECK(j.calibration->seed ==
             (j.quant.method == "gptq" || j.quant.method == "billm" ? 0 : 42));
@@ -309,4 +312,41 @@ TEST_CASE("A sweep file over the size cap is refused naming its size and the cap
   std::string yaml = std::string(kHeader) + "# " + std::string(kMaxSweepYamlBytes, 'x') + "\n";
   CHECK(ParseError(yaml) == "t.yaml: the sweep file is " + std::to_string(yaml.size()) +
                                 " bytes; at most 1048576 are allowed");
+}
+
+TEST_CASE("Relative paths of a sweep resolve against its file's folder, named ones stay") {
+  const std::string dir = testing::ScratchDir("sweep_relative_paths");
+  const std::string yaml =
+      "name: rel\n"
+      "models: [model, {path: ../elsewhere/m2}, /abs/m3]\n"
+      "methods: [{method: gptq, wbits: [4], calibration: {source: calib/text.txt}},\n"
+      "          {method: awq, wbits: [4]}]\n"
+      "tasks: [wikitext2, tasks/facts.jsonl, /abs/other.jsonl]\n"
+      "calibration: {source: c4}\n";
+  {
+    std::ofstream(dir + "/sweep.yaml") << yaml;
+  }
+  auto from_file = ParseSweepFile(dir + "/sweep.yaml");
+  INFO(from_file.status().ToString());
+  REQUIRE(from_file.ok());
+  ParseOptions options;
+  options.base_dir = dir;
+  auto from_text = ParseSweepYaml(yaml, "sweep.yaml", options);
+  REQUIRE(from_text.ok());
+  for (const SweepSpec* s : {&*from_file, &*from_text}) {
+    REQUIRE(s->models.size() == 3);
+    CHECK(s->models[0].path == dir + "/model");
+    CHECK(s->models[1].path == std::filesystem::path(dir).parent_path().string() + "/elsewhere/m2");
+    CHECK(s->models[2].path == "/abs/m3");
+    CHECK(s->tasks[0].task == "wikitext2");
+    CHECK(s->tasks[1].task == dir + "/tasks/facts.jsonl");
+    CHECK(s->tasks[2].task == "/abs/other.jsonl");
+    CHECK(s->calibration.source == "c4");
+    CHECK(s->methods[0].calibration.source == dir + "/calib/text.txt");
+  }
+  // Without a base folder the text keeps its paths as written.
+  auto as_written = ParseSweepYaml(yaml, "sweep.yaml");
+  REQUIRE(as_written.ok());
+  CHECK(as_written->models[0].path == "model");
+  CHECK(as_written->tasks[1].task == "tasks/facts.jsonl");
 }

@@ -205,6 +205,10 @@ TEST_CASE("a worker leases, heartbeats and completes every job and each result i
   CHECK(running.progress() == Approx(0.25));
   CHECK(running.phase() == "eval wikitext2");
   CHECK(running.worker() == "host-a/0");
+  // The time since its lease, and what is left at that rate (a quarter done: three times it).
+  CHECK(running.elapsed_seconds() > 0);
+  CHECK(running.elapsed_seconds() < 30);
+  CHECK(running.eta_seconds() == Approx(3 * running.elapsed_seconds()));
 
   SECTION("a call with a stale epoch is FAILED_PRECONDITION and changes nothing") {
     grpc::Status st = Complete(r, worker, first, epochs[first] + 1, 1.0);

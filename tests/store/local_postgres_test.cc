@@ -1,11 +1,17 @@
 #include "store/local_postgres.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
 
+#include "store/migrations.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/poll.h"
 
 namespace bitsweep::store {
 namespace {
@@ -58,6 +64,70 @@ TEST_CASE("LocalPostgres reuses an existing cluster in its data directory",
   auto pg = LocalPostgres::Start(options);
   REQUIRE(pg.ok());
   CHECK(Ping((*pg)->ConnInfo("kept")) == 42);
+}
+
+TEST_CASE(
+    "A read_only LocalPostgres answers reads, refuses writes, and an up-to-date schema migrates "
+    "on it",
+    "[pg][local_postgres]") {
+  const std::string dir = testing::ScratchDir("local_postgres_read_only") + "/data";
+  LocalPostgresOptions options;
+  options.data_dir = dir;
+  options.fsync = false;
+  std::string conninfo;
+  {
+    auto pg = LocalPostgres::Start(options);
+    REQUIRE(pg.ok());
+    auto db = (*pg)->CreateDatabase("ro");
+    REQUIRE(db.ok());
+    REQUIRE(Migrate(*db).ok());
+  }
+  options.read_only = true;
+  auto pg = LocalPostgres::Start(options);
+  REQUIRE(pg.ok());
+  conninfo = (*pg)->ConnInfo("ro");
+  auto version = Migrate(conninfo);  // only reads: every migration is recorded
+  INFO(version.status().ToString());
+  REQUIRE(version.ok());
+  CHECK(*version == internal::Migrations().back().version);
+  pqxx::connection c(conninfo);
+  {
+    pqxx::work tx(c);
+    CHECK(tx.exec1("SELECT count(*) FROM schema_version")[0].as<int>() == *version);
+  }
+  pqxx::work tx(c);
+  CHECK_THROWS_WITH(tx.exec("CREATE TABLE t (x int)"),
+                    Catch::Contains("read-only transaction"));
+}
+
+TEST_CASE("A LocalPostgres with stop_with_owner stops when its owner is killed",
+          "[pg][local_postgres]") {
+  const std::string dir = testing::ScratchDir("local_postgres_guardian") + "/data";
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t owner = fork();
+  if (owner == 0) {  // the owner: starts the server, says its pid, waits to be killed
+    LocalPostgresOptions options;
+    options.data_dir = dir;
+    options.fsync = false;
+    options.stop_with_owner = true;
+    auto pg = LocalPostgres::Start(options);
+    const pid_t pid = pg.ok() ? (*pg)->pid() : 0;
+    if (write(fds[1], &pid, sizeof(pid)) != sizeof(pid)) _exit(1);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  pid_t postmaster = 0;
+  REQUIRE(read(fds[0], &postmaster, sizeof(postmaster)) == sizeof(postmaster));
+  close(fds[0]);
+  REQUIRE(postmaster > 0);
+  CHECK(kill(postmaster, 0) == 0);
+  kill(owner, SIGKILL);
+  waitpid(owner, nullptr, 0);
+  // The guardian runs pg_ctl stop: the postmaster exits and removes its pid file.
+  CHECK(testing::WaitUntil([&] { return !std::filesystem::exists(dir + "/postmaster.pid"); },
+                           std::chrono::seconds(30), std::chrono::milliseconds(100)));
 }
 
 TEST_CASE("LocalPostgres errors name what failed", "[pg][local_postgres]") {

@@ -88,6 +88,22 @@ TEST_CASE("the lease keeper heartbeats every third of the lease TTL with the lat
   CHECK(k.Counted("ok", 3));
 }
 
+TEST_CASE("a long lease is still heartbeaten every 2 s, so progress moves and a cancel lands soon") {
+  Keeper k(600.0);  // a third of the TTL would be 200 s
+  CHECK(k.keeper.heartbeat_interval() == kMaxHeartbeatInterval);
+  k.clock.Advance(kMaxHeartbeatInterval - milliseconds(1));
+  k.Tick();
+  CHECK(k.coordinator.beats.empty());
+  k.clock.Advance(milliseconds(1));
+  k.Tick();
+  CHECK(k.coordinator.beats.size() == 1);
+  k.coordinator.answer = true;  // a client canceled the job
+  k.clock.Advance(kMaxHeartbeatInterval);
+  const LeaseKeeper::Action stop = k.Tick();
+  CHECK(stop.terminate);
+  CHECK(stop.reason == "canceled");
+}
+
 TEST_CASE("a cancel request stops the job process, and kills it after the grace period") {
   Keeper k(60.0);
   k.coordinator.answer = true;

@@ -1,0 +1,101 @@
+#include "common/sweep_inputs.h"
+
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/catalog.h"
+
+namespace bitsweep {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool HasFileEnding(const fs::path& dir, const std::string& ending) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() >= ending.size() &&
+        name.compare(name.size() - ending.size(), ending.size(), ending) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void CheckModel(const std::string& model, std::vector<std::string>* problems) {
+  std::error_code ec;
+  if (!fs::is_directory(model, ec)) {
+    problems->push_back(absl::StrCat("model ", model, ": no such folder"));
+    return;
+  }
+  std::vector<std::string> missing;
+  if (!fs::is_regular_file(fs::path(model) / "config.json", ec)) missing.push_back("config.json");
+  if (!HasFileEnding(model, ".safetensors")) missing.push_back("weights (*.safetensors)");
+  if (!fs::is_regular_file(fs::path(model) / "tokenizer.json", ec)) {
+    missing.push_back("tokenizer.json");
+  }
+  for (const std::string& m : missing) problems->push_back(absl::StrCat("model ", model, ": no ", m));
+}
+
+// The folder under the data folder that holds a named task's or source's files: the first
+// component of the catalog's data_files ("wikitext2/wiki.test.raw" -> "wikitext2").
+std::string DataFolder(const std::string& name) {
+  auto task = LookupTask(name);
+  const std::string files = task.ok() ? (*task)->data_files : name;
+  return files.substr(0, files.find('/'));
+}
+
+void CheckNamedData(const std::string& what, const std::string& name,
+                    const InputCheckOptions& options, std::vector<std::string>* problems) {
+  if (!options.check_named_data) return;
+  if (options.data_dir.empty()) {
+    problems->push_back(absl::StrCat(what, " ", name,
+                                     ": no data folder (pass --data-dir or set "
+                                     "$BITSWEEP_DATA_DIR)"));
+    return;
+  }
+  const fs::path folder = fs::path(options.data_dir) / DataFolder(name);
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec) || fs::is_empty(folder, ec)) {
+    problems->push_back(absl::StrCat(what, " ", name, ": no data in ", folder.string()));
+  }
+}
+
+void CheckFile(const std::string& what, const std::string& path,
+               std::vector<std::string>* problems) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) problems->push_back(absl::StrCat(what, " ", path, ": no such file"));
+}
+
+}  // namespace
+
+std::vector<std::string> CheckSweepInputs(const ExpandedSweep& sweep,
+                                          const InputCheckOptions& options) {
+  std::vector<std::string> problems;
+  std::set<std::string> seen;  // "kind:name", each checked once
+  auto first = [&seen](const std::string& kind, const std::string& name) {
+    return seen.insert(absl::StrCat(kind, ":", name)).second;
+  };
+  for (const JobSpec& job : sweep.jobs) {
+    if (first("model", job.model)) CheckModel(job.model, &problems);
+    if (first("task", job.eval.task)) {
+      if (IsTaskPath(job.eval.task)) {
+        CheckFile("task", job.eval.task, &problems);
+      } else {
+        CheckNamedData("task", job.eval.task, options, &problems);
+      }
+    }
+    if (job.calibration && first("calibration", job.calibration->source)) {
+      const std::string& source = job.calibration->source;
+      if (source == "c4" || source == "wikitext2") {
+        CheckNamedData("calibration source", source, options, &problems);
+      } else {
+        CheckFile("calibration source", source, &problems);
+      }
+    }
+  }
+  return problems;
+}
+
+}  // namespace bitsweep

@@ -1,0 +1,27 @@
+// What a sweep's jobs read before any of them can run: model folders (config.json, *.safetensors
+// weights, tokenizer.json), .jsonl task files, calibration files, and the data of named tasks
+// and calibration sources under the workers' data folder. `bitsweep local` checks them before it
+// starts anything and refuses with the whole list. Reads the file system only; thread-compatible.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/sweep.h"
+
+namespace bitsweep {
+
+struct InputCheckOptions {
+  // The folder the workers read named tasks (wikitext2, piqa, ...) and calibration sources (c4,
+  // wikitext2) from; "" reports every named one as having no data folder.
+  std::string data_dir;
+  // false: named tasks and sources are not checked (their data lives with the workers).
+  bool check_named_data = true;
+};
+
+// One line per problem, each path once, in job order ("model /m: no tokenizer.json"); empty when
+// everything the jobs read is there. Relative paths are checked against the working directory.
+std::vector<std::string> CheckSweepInputs(const ExpandedSweep& sweep,
+                                          const InputCheckOptions& options);
+
+}  // namespace bitsweep

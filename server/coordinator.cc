@@ -79,6 +79,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   deps.lease_ttl = config.lease_ttl;
   deps.watch_poll_interval = config.watch_poll_interval;
   deps.max_jobs_per_sweep = config.max_jobs_per_sweep;
+  deps.check_inputs = config.check_inputs;
   deps.stopping = &c->stopping_;
   deps.roots.model = config.model_roots;
   deps.roots.data = config.data_roots;

@@ -5,8 +5,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/path_roots.h"
 #include "common/sweep.h"
+#include "common/sweep_inputs.h"
 #include "rpc/proto_convert.h"
 #include "server/paging.h"
 #include "server/proto_convert.h"
@@ -80,6 +82,16 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     ExpandOptions expand;
     expand.max_jobs = deps_.max_jobs_per_sweep;
     ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec, expand));
+    if (deps_.check_inputs) {
+      InputCheckOptions check;
+      check.check_named_data = false;  // the workers' data folder, not ours
+      const std::vector<std::string> problems = CheckSweepInputs(expanded, check);
+      if (!problems.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": ", problems.size(), " problem", problems.size() == 1 ? "" : "s",
+            " with what the jobs read (nothing was stored):\n  ", absl::StrJoin(problems, "\n  ")));
+      }
+    }
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
     for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));

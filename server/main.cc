@@ -52,6 +52,11 @@ int main(int argc, char** argv) {
                  "counted before expanding); SubmitSweep refuses a larger one")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  bool no_input_checks = false;
+  app.add_flag("--no-input-checks", no_input_checks,
+               "do not check at submit time that the sweep's model folders (config.json, "
+               "*.safetensors, tokenizer.json), task and calibration files exist: for a "
+               "coordinator that cannot see the workers' files");
   app.add_option("--lease-ttl", lease_ttl_s, "lease time-to-live in seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -83,6 +88,7 @@ int main(int argc, char** argv) {
                "only); the tokens are still required");
   CLI11_PARSE(app, argc, argv);
   config.lease_ttl = absl::Seconds(lease_ttl_s);
+  config.check_inputs = !no_input_checks;
   if (config.client_token.empty()) config.client_token = EnvOr("BITSWEEP_CLIENT_TOKEN", "");
   if (config.worker_token.empty()) config.worker_token = EnvOr("BITSWEEP_WORKER_TOKEN", "");
   if (config.viewer_token.empty()) config.viewer_token = EnvOr("BITSWEEP_VIEWER_TOKEN", "");

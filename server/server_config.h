@@ -40,6 +40,12 @@ struct ServerConfig {
   // Most jobs one sweep may ask for: SubmitSweep refuses a larger grid (common/sweep.h
   // SweepGridSize) with INVALID_ARGUMENT naming both numbers, before building any job. >= 1.
   int64_t max_jobs_per_sweep = 100000;
+  // SubmitSweep checks that what the sweep's jobs read is there (common/sweep_inputs.h: each
+  // model folder's config.json, *.safetensors and tokenizer.json, each .jsonl task and
+  // calibration file) and refuses with the list of problems before storing anything. Named
+  // tasks' data lives with the workers and is not checked here. false: for a coordinator that
+  // does not see the workers' model folders.
+  bool check_inputs = true;
   // Lease time-to-live: a job whose worker sent no heartbeat for this long is retried.
   absl::Duration lease_ttl = absl::Seconds(60);
   // How often the lease reaper calls JobStore::ExpireLeases(now). It expires nothing for one

@@ -21,6 +21,8 @@ struct ServiceDeps {
   absl::Duration watch_poll_interval = absl::Milliseconds(500);
   // SubmitSweep's limit on a sweep's grid (ServerConfig::max_jobs_per_sweep).
   int64_t max_jobs_per_sweep = 100000;
+  // SubmitSweep checks the sweep's input files (ServerConfig::check_inputs).
+  bool check_inputs = true;
   // The only clock the services read (P11): absl::Now in production.
   std::function<absl::Time()> now = [] { return absl::Now(); };
   // Set when the server is shutting down; WatchSweep streams end at their next poll.

@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -151,9 +152,10 @@ tasks: [wikitext2]
   CHECK(st.error_message().find("request_id") != std::string::npos);
 }
 
-TEST_CASE("a sweep over --max-jobs-per-sweep is INVALID_ARGUMENT naming its count and the limit "
-          "and stores nothing",
-          "[pg][grpc]") {
+TEST_CASE(
+    "a sweep over --max-jobs-per-sweep is INVALID_ARGUMENT naming its count and the limit "
+    "and stores nothing",
+    "[pg][grpc]") {
   ServerConfig config;
   config.max_jobs_per_sweep = 3;  // kOverlappingYaml's grid: baseline, rtn w3, rtn w4 = 3 jobs
   Running r = Start(config);
@@ -165,6 +167,44 @@ TEST_CASE("a sweep over --max-jobs-per-sweep is INVALID_ARGUMENT naming its coun
         "of 3 jobs per sweep");
   CHECK(TotalJobsInStore(r) == 0);
   CHECK(Submit(r, "req-at-limit", kOverlappingYaml).sweep().total() == 3);
+}
+
+TEST_CASE(
+    "a sweep whose model folders or task files are missing is refused with every problem "
+    "listed and stores nothing; once they exist it is accepted",
+    "[pg][grpc]") {
+  const std::string dir = testing::ScratchDir("coordinator_input_checks");
+  std::filesystem::create_directories(dir + "/partial");
+  std::ofstream(dir + "/partial/config.json") << "{}";
+  Running r = Start(ServerConfig{}, false, "", /*check_inputs=*/true);
+  const std::string yaml = "name: inputs\nmodels: [" + dir + "/partial, " + dir +
+                           "/absent]\nmethods: [{method: rtn, wbits: [4]}]\ntasks: [wikitext2, " +
+                           dir + "/facts.jsonl]\n";
+  grpc::Status status;
+  Submit(r, "inputs-1", yaml, &status);
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  // wikitext2's data lives with the workers: not checked here.
+  CHECK(status.error_message() ==
+        "test.yaml: 4 problems with what the jobs read (nothing was "
+        "stored):\n  model " +
+            dir + "/partial: no weights (*.safetensors)\n  model " + dir +
+            "/partial: no tokenizer.json\n  model " + dir + "/absent: no such folder\n  task " +
+            dir + "/facts.jsonl: no such file");
+  CHECK(TotalJobsInStore(r) == 0);
+  v1::ListSweepsResponse sweeps;
+  REQUIRE_RPC_OK(r.client->ListSweeps(Ctx().get(), v1::ListSweepsRequest(), &sweeps));
+  CHECK(sweeps.sweeps_size() == 0);
+
+  for (const std::string m : {"/partial", "/absent"}) {
+    std::filesystem::create_directories(dir + m);
+    std::ofstream(dir + m + "/config.json") << "{}";
+    std::ofstream(dir + m + "/model.safetensors") << "";
+    std::ofstream(dir + m + "/tokenizer.json") << "{}";
+  }
+  std::ofstream(dir + "/facts.jsonl") << "{}\n";
+  Submit(r, "inputs-2", yaml, &status);
+  CHECK(status.ok());
+  CHECK(TotalJobsInStore(r) > 0);
 }
 
 TEST_CASE("a worker leases, heartbeats and completes every job and each result is stored once",

@@ -1,7 +1,6 @@
 #include "tests/server/coordinator_testing.h"
 
 #include <catch2/catch.hpp>
-
 #include <utility>
 
 #include "tests/testing/local_pg.h"
@@ -9,13 +8,16 @@
 
 namespace bitsweep::server::coordinator_test {
 
-Running Start(ServerConfig config, bool with_metrics, const std::string& db) {
+Running Start(ServerConfig config, bool with_metrics, const std::string& db, bool check_inputs) {
   config.db = db.empty() ? testing::FreshDatabase() : db;
   config.listen = "127.0.0.1:0";
   // Only the metrics test serves /metrics: stopping the exposer (civetweb) takes ~2 s.
   config.metrics_listen = with_metrics ? "127.0.0.1:0" : "";
   config.reaper_interval = absl::Milliseconds(50);
   config.watch_poll_interval = absl::Milliseconds(20);
+  // The harness's sweeps name model folders that do not exist (/nonexistent/...): nothing here
+  // runs a job. The input check has its own cases, on a coordinator started with it.
+  config.check_inputs = check_inputs;
   auto started = Coordinator::Start(config);
   if (!started.ok()) FAIL("Coordinator::Start: " << started.status().ToString());
   Running r;

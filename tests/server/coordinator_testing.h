@@ -34,8 +34,10 @@ struct Running {
   std::unique_ptr<v1::WorkerGateway::Stub> worker;
 };
 
-// `db` "": a fresh database; otherwise that one (a restarted coordinator).
-Running Start(ServerConfig config = {}, bool with_metrics = false, const std::string& db = "");
+// `db` "": a fresh database; otherwise that one (a restarted coordinator). `check_inputs`
+// overrides config.check_inputs: off by default, since the harness's models do not exist.
+Running Start(ServerConfig config = {}, bool with_metrics = false, const std::string& db = "",
+              bool check_inputs = false);
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "");
 // SubmitSweep; REQUIREs success unless `status_out` is given, which receives the status.
 v1::SubmitSweepResponse Submit(Running& r, const std::string& request_id, const std::string& yaml,

@@ -61,7 +61,7 @@ std::string MethodsSummary() {
       "weight-only methods at 2/3/4/8 bits the packed GPTQ layout in <out>/packed). Weight bits: ",
       absl::StrJoin(wbits, ", "),
       ". Calibration defaults follow the study (docs/study-protocol.md): ", absl::StrJoin(calib, "; "),
-      ".");
+      ". What each method computes: docs/methods.md.");
 }
 
 }  // namespace

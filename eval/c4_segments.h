@@ -1,4 +1,4 @@
-// The study's 256 C4 validation (document, token offset) pairs (METHODS.md Appendix A,
+// The study's 256 C4 validation (document, token offset) pairs (docs/study-protocol.md#c4-segments,
 // decoded from Efficient-ML/Qwen3-Quantization eval_my/c4_seed_{tmp,index}.pth).
 #pragma once
 

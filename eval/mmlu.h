@@ -1,5 +1,5 @@
 // MMLU k-shot in the original Hendrycks format, as the study's evaluate_hf.py scores it
-// (METHODS.md §1.4):
+// (docs/study-protocol.md#3-evaluation):
 //   prompt = "The following are multiple choice questions (with answers) about" + " " +
 //            subject words joined by " " + ".\n\n"            (two spaces after "about")
 //          + k dev examples, each "{q}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer: {X}\n\n"

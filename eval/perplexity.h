@@ -1,6 +1,6 @@
-// Perplexity evaluation as the study's code does it (METHODS.md §1.4, GPTQ-style):
-// the token stream is cut into non-overlapping windows of `seqlen` tokens (the tail that does
-// not fill a window is dropped); each window is scored with no attention mask, predicting
+// Perplexity evaluation as the study's code does it (docs/study-protocol.md#3-evaluation,
+// GPTQ-style): the token stream is cut into non-overlapping windows of `seqlen` tokens (the tail
+// that does not fill a window is dropped); each window is scored with no attention mask, predicting
 // tokens 1..seqlen-1 from their prefixes; window i contributes nll_i = mean_loss_i * seqlen and
 //   ppl = exp(sum_i nll_i / (windows * seqlen)),
 // i.e. seqlen-1 predictions per window normalised as if there were seqlen.
@@ -66,7 +66,8 @@ struct C4Stream {
 // C4 validation stream of 256 segments of `seqlen` tokens from a JSONL file of documents
 // ({"text": ...} per line) under `<data_dir>/c4/`:
 //  * the full shard c4-validation.00000-of-00008.json (45576 documents): the study's fixed
-//    (document, offset) pairs (METHODS.md Appendix A), segment = tokens[off, off + seqlen);
+//    (document, offset) pairs (docs/study-protocol.md#c4-segments),
+//    segment = tokens[off, off + seqlen);
 //  * any other file: the GPTQ loader's procedure on that file, with CPython's generator
 //    seeded 0: pick a random document until it has more than seqlen tokens, then a random
 //    offset in it (the procedure that generated the study's pairs on the full shard).

@@ -1,6 +1,6 @@
 // Zero-shot multiple-choice tasks, defined as lm-evaluation-harness (>= 0.4) defines them
-// (METHODS.md §1.4). Each document becomes one log-likelihood request per choice; the target
-// delimiter is " ":
+// (docs/study-protocol.md#3-evaluation). Each document becomes one log-likelihood request per
+// choice; the target delimiter is " ":
 //   piqa          "Question: {goal}\nAnswer:"  +  " {sol_i}"                      acc, acc_norm
 //   arc_easy,     "Question: {question.stem}\nAnswer:"  +  " {choice_i.text}"   acc, acc_norm
 //   arc_challenge

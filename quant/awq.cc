@@ -1,4 +1,4 @@
-// AWQ per decoder layer, METHODS.md §2.4. Upstream: mit-han-lab/llm-awq
+// AWQ per decoder layer, docs/methods.md#awq. Upstream: mit-han-lab/llm-awq
 // awq/quantize/pre_quant.py (run_awq: cache inputs, FP-propagate, scale, clip),
 // auto_scale.py (auto_scale_block/_search_module_scale, apply_scale), auto_clip.py
 // (auto_clip_layer/apply_clip), quantizer.py (pseudo_quantize_tensor = our kMinMax grid).

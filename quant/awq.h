@@ -1,4 +1,4 @@
-// AWQ (Lin et al. 2023; mit-han-lab/llm-awq), METHODS.md §2.4: activation-aware per-channel
+// AWQ (Lin et al. 2023; mit-han-lab/llm-awq), docs/methods.md#awq: activation-aware per-channel
 // scale search on the FP layer's cached inputs, clip search, then the min-max (kMinMax) grid.
 //
 // Per decoder layer (AwqQuantizeLayer): one FP forward caches every linear's input and the FP

@@ -1,5 +1,5 @@
 // BiLLM: Aaronhuang-778/BiLLM bigptq.py fasterquant with utils/structure.py, autosearch.py,
-// mask.py and binary.py (METHODS.md §2.6), for CPU.
+// mask.py and binary.py (docs/methods.md#billm), for CPU.
 //
 // Walk-through (W [out, in] fp32, Hc = upper Cholesky factor of the damped H^-1):
 //  1. Dead columns (diag H == 0) get H[i,i] = 1 and W[:, i] = 0; H += percdamp * mean(diag H) I.

@@ -1,4 +1,4 @@
-// BiLLM (Huang et al. 2024; Aaronhuang-778/BiLLM), METHODS.md §2.6: Hessian-based salient
+// BiLLM (Huang et al. 2024; Aaronhuang-778/BiLLM), docs/methods.md#billm: Hessian-based salient
 // columns with order-2 residual binarisation, bell-shaped split of the non-salient weights
 // with a break-point search, and GPTQ-style blocked error compensation. Masks are explicit.
 //

@@ -1,6 +1,6 @@
 // Calibration samples for the layer-wise quantizers, drawn as the study's code draws them
-// (METHODS.md §1.3), or given explicitly so that two runs or two implementations use exactly
-// the same token sequences.
+// (docs/study-protocol.md#1-calibration-defaults-per-method), or given explicitly so that two runs
+// or two implementations use exactly the same token sequences.
 //
 // Sources (`spec`):
 //   "c4"            C4 training documents: <data_dir>/c4/c4-train.*.json[l] (JSONL {"text"}).

@@ -1,5 +1,6 @@
-// GPTQ with lazy block updates: IST-DASLab/gptq gptq.py fasterquant (METHODS.md §2.3), rewritten
-// for CPU speed. quant/reference.cc holds the column-by-column version this is tested against.
+// GPTQ with lazy block updates: IST-DASLab/gptq gptq.py fasterquant (docs/methods.md#gptq),
+// rewritten for CPU speed. quant/reference.cc holds the column-by-column version this is tested
+// against.
 //
 // Walk-through (shapes: W [out, in], H and Hinv [in, in], a block has n <= blocksize columns):
 //  1. Per-channel params are found once on the original W (before dead columns are zeroed).

@@ -1,4 +1,4 @@
-// GPTQ (Frantar et al. 2022; IST-DASLab/gptq gptq.py), METHODS.md §2.3.
+// GPTQ (Frantar et al. 2022; IST-DASLab/gptq gptq.py), docs/methods.md#gptq.
 //
 // HessianAccumulator keeps H = (2/N) sum x x^T over N calibration sequences exactly as
 // GPTQ.add_batch does (the counter counts sequences, not tokens). GptqQuantize then quantises

@@ -1,5 +1,5 @@
-// Quantizer primitives of METHODS.md §2.1, written with the same tensor operations, in the same
-// order, as the Python they reproduce (gptq quant.py, llm-awq quantizer.py, smoothquant
+// Quantizer primitives of docs/methods.md#grids, written with the same tensor operations, in the
+// same order, as the Python they reproduce (gptq quant.py, llm-awq quantizer.py, smoothquant
 // fake_quant.py), so that results agree bit for bit in fp32 and not merely to a tolerance.
 #include "quant/grid.h"
 
@@ -92,7 +92,7 @@ at::Tensor QuantizeCodes(const at::Tensor& w, const GroupParams& p, const QuantG
   TORCH_CHECK(w.dim() == 2, "QuantizeCodes: w must be 2-D [rows, cols], got ", w.dim(), "-D");
   const at::Tensor scale = p.scale.unsqueeze(1);
   const at::Tensor zero = p.zero.unsqueeze(1);
-  // For kSymAbsMax zero is 0 and |round(w/scale)| <= qmax already (METHODS.md §2.1c), so the
+  // For kSymAbsMax zero is 0 and |round(w/scale)| <= qmax already (docs/methods.md#grids), so the
   // clamp only guards the invariant that -2^(b-1) is never produced.
   return (at::round(w.to(at::kFloat) / scale) + zero)
       .clamp(static_cast<double>(grid.minq()), static_cast<double>(grid.maxq()));

@@ -5,7 +5,7 @@
 // Integer codes, scales and zero points are first-class values: a QuantizedWeight can be
 // dequantised, packed, stored and compared, not only fake-quantised.
 //
-// Grid kinds (METHODS.md §2.1):
+// Grid kinds (docs/methods.md#grids):
 //   kMinMaxWithZero  GPTQ/RTN: asymmetric, range [min(w,0), max(w,0)], an all-zero group uses
 //                    [-1, 1]; scale = (max-min)/maxq, zero = round(-min/scale);
 //                    q = clamp(round(w/scale) + zero, 0, maxq), w_hat = scale * (q - zero).

@@ -1,5 +1,5 @@
-// What the layer-wise driver (quantize_model.cc, METHODS.md §2.0) hands each method for one
-// decoder layer, and what the methods report back. Per-layer method entry points
+// What the layer-wise driver (quantize_model.cc, docs/methods.md#layer-wise-driver) hands each
+// method for one decoder layer, and what the methods report back. Per-layer method entry points
 // (GPTQ, AWQ, SmoothQuant, BiLLM) share this contract:
 //   * job.model->layer(job.index) is loaded and may be modified in place (weights replaced by
 //     their dequantised values, norms rescaled);

@@ -32,8 +32,9 @@ struct QuantizeRequest {
   // The method's options by catalog name ("act_order" -> "true"), as given; unset ones take the
   // row's defaults, options of other methods are an error.
   std::map<std::string, std::string> options;
-  // Calibration; unset: the method's defaults (METHODS.md §1.3). An error for a method that
-  // uses no calibration data.
+  // Calibration; unset: the method's defaults
+  // (docs/study-protocol.md#1-calibration-defaults-per-method). An error for a method that uses no
+  // calibration data.
   std::optional<std::string> calib;
   std::optional<int64_t> nsamples, seqlen, seed;
   std::string dtype = "fp32";  // compute dtype of the calibration forward

@@ -1,5 +1,5 @@
-// Quantizes a loaded Qwen3 model in place, layer by layer (METHODS.md §2.0), and returns the
-// integer form of every quantized linear with per-linear reconstruction losses.
+// Quantizes a loaded Qwen3 model in place, layer by layer (docs/methods.md#layer-wise-driver), and
+// returns the integer form of every quantized linear with per-linear reconstruction losses.
 //
 // The method is a Quantizer (quant/method.h) built from its catalog row; this driver knows no
 // method by name. Methods: RTN (no calibration); GPTQ and BiLLM (sequential calibration: each

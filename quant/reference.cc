@@ -1,4 +1,4 @@
-// Column-by-column GPTQ, one line of fasterquant's pseudo-code (METHODS.md §2.3) at a time.
+// Column-by-column GPTQ, one line of fasterquant's pseudo-code (docs/methods.md#gptq) at a time.
 // Deliberately shares nothing with gptq.cc but the argument checks and the grid primitives.
 #include "quant/reference.h"
 

@@ -1,5 +1,5 @@
 // Reference GPTQ (STYLE.md P6): column by column, straight from the fasterquant pseudo-code of
-// METHODS.md §2.3, without lazy blocks or raw pointers, written to be read. It exists to check
+// docs/methods.md#gptq, without lazy blocks or raw pointers, written to be read. It exists to check
 // GptqQuantize (quant/gptq.h), which must agree with it to a float tolerance; it is O(in) tensor
 // operations per column and is not meant for real layers.
 #pragma once

@@ -1,4 +1,4 @@
-// RTN (METHODS.md §2.2): the grid primitive applied to every group of a weight independently.
+// RTN (docs/methods.md#rtn): the grid primitive applied to every group of a weight independently.
 #include "quant/rtn.h"
 
 #include <ATen/ATen.h>

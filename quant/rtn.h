@@ -1,4 +1,5 @@
-// Round-to-nearest: every group of a weight quantised independently on a grid (METHODS.md §2.2).
+// Round-to-nearest: every group of a weight quantised independently on a grid
+// (docs/methods.md#rtn).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -30,7 +31,7 @@ StatusOr<LinearReport> RtnQuantizeLinear(const model::Collective& tp, model::Lin
                                          QuantizeResult* out);
 
 // The "rtn" row of common/catalog.cc: the grid with zero in range; with released_code, per
-// channel whatever the group size says (the study's released code, METHODS.md §1.5.1).
+// channel whatever the group size says (the study's released code, docs/methods.md#released-code).
 StatusOr<QuantizerPtr> MakeRtnQuantizer(const MethodInfo& row, const QuantConfig& config);
 
 }  // namespace bitsweep::quant

@@ -1,10 +1,10 @@
-// SmoothQuant, METHODS.md §2.5 (intended algorithm) and §1.3/§1.5.2 (what the study runs).
-// Sources: mit-han-lab/smoothquant calibration.py get_act_scales (hooks on every nn.Linear
-// input: max over tokens of |x|, per channel, kept in fp32), smooth.py smooth_ln_fcs_llama_like
-// and smooth_lm (Llama: input_layernorm -> q,k,v with q_proj's act scales; post_attention_layernorm
-// -> gate,up with gate_proj's; Mixtral: post_attention_layernorm -> [router, experts' w1, w3]
-// with the router's act scales), fake_quant.py (W8A8Linear: per-channel abs-max weights,
-// dynamic per-token abs-max inputs, q/k/v outputs too when quantize_bmm_input).
+// SmoothQuant, docs/methods.md#smoothquant (the algorithm) and docs/methods.md#released-code (what
+// the study runs). Sources: mit-han-lab/smoothquant calibration.py get_act_scales (hooks on every
+// nn.Linear input: max over tokens of |x|, per channel, kept in fp32), smooth.py
+// smooth_ln_fcs_llama_like and smooth_lm (Llama: input_layernorm -> q,k,v with q_proj's act scales;
+// post_attention_layernorm -> gate,up with gate_proj's; Mixtral: post_attention_layernorm ->
+// [router, experts' w1, w3] with the router's act scales), fake_quant.py (W8A8Linear: per-channel
+// abs-max weights, dynamic per-token abs-max inputs, q/k/v outputs too when quantize_bmm_input).
 //
 // Numerics: upstream casts act_scales to the weight dtype and computes w_max, s and the
 // in-place div_/mul_ in that dtype (fp16 on its GPU runs). We compute w_max and s in fp32 and

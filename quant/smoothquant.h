@@ -1,9 +1,9 @@
-// SmoothQuant (Xiao et al. 2023; mit-han-lab/smoothquant), METHODS.md §2.5: per-channel
+// SmoothQuant (Xiao et al. 2023; mit-han-lab/smoothquant), docs/methods.md#smoothquant: per-channel
 // activation maxima from FP calibration, smoothing s = a^alpha / w^(1-alpha) folded into the
 // preceding RMSNorm, weights per-channel symmetric abs-max (kSymAbsMax) at wbits, and
 // activations per-token symmetric abs-max at abits, dynamically, at evaluation time.
 //
-// The study's released code (METHODS.md §1.3, §1.5.2) runs no calibration and no smoothing:
+// The study's released code (docs/methods.md#released-code) runs no calibration and no smoothing:
 // SmoothQuantOptions::smooth = false gives exactly that (W per-channel abs-max + dynamic A
 // per-token abs-max). Vectors: act_max and s are [in_features] fp32; weights [out, in].
 #pragma once

@@ -1,5 +1,5 @@
-// WorkerState: what a worker keeps across its restarts, in its state directory (README
-// "Reliability"):
+// WorkerState: what a worker keeps across its restarts, in its state directory
+// (docs/reliability.md):
 //   <dir>/spool/    finished results not yet delivered (worker/result_spool.h; its lock makes the
 //                   directory one worker's)
 //   <dir>/name      the worker's name when none was given: <host name>-<6 random hex digits>,

@@ -7,8 +7,9 @@ using bitsweep::PythonRandom;
 // Expected values printed by CPython 3.11: random.seed(S); [random.randint(...) ...].
 TEST_CASE("PythonRandom reproduces CPython's random.randint after random.seed(0)") {
   PythonRandom rng(0);
-  // 25247 is also the first document of the study's C4 evaluation segments (METHODS.md App. A),
-  // which were drawn this way from the 45576-document validation shard.
+  // 25247 is also the first document of the study's C4 evaluation segments
+  // (docs/study-protocol.md#c4-segments), which were drawn this way from the 45576-document
+  // validation shard.
   CHECK(rng.RandInt(0, 45575) == 25247);
   CHECK(rng.RandInt(0, 45575) == 27562);
   CHECK(rng.RandInt(0, 45575) == 2653);

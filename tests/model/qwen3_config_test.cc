@@ -12,7 +12,7 @@ using bitsweep::model::ParseQwen3Config;
 using Catch::Matchers::Contains;
 using json = nlohmann::json;
 
-// Qwen3-0.6B's config.json (METHODS.md §3.2).
+// Qwen3-0.6B's config.json (model/released.h).
 json Qwen3_0_6B() {
   return json::parse(R"({
     "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,

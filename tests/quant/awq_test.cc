@@ -1,4 +1,4 @@
-// Pins quant/awq.cc and quant/awq_search.cc (METHODS.md §2.4): AWQ with one ratio and no clip
+// Pins quant/awq.cc and quant/awq_search.cc (docs/methods.md#awq): AWQ with one ratio and no clip
 // is plain min-max RTN; the equivalent transformation keeps the FP layer (norm->fcs, v->o under
 // GQA, up->down, the MoE router); the full method's invariants (codes in range, model weights =
 // dequantized codes, next-layer inputs = FP outputs, chosen loss <= ratio-0 loss); the clip

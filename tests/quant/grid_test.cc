@@ -1,5 +1,5 @@
-// Pins quant/grid.cc: the three quantiser primitives of METHODS.md §2.1 on hand-computed rows,
-// their code ranges and rounding, and QuantizedWeight / per-token fake quantisation.
+// Pins quant/grid.cc: the three quantiser primitives of docs/methods.md#grids on hand-computed
+// rows, their code ranges and rounding, and QuantizedWeight / per-token fake quantisation.
 // Headers that pull in ATen come before Catch2 so that Catch2's CHECK overrides glog's.
 #include "quant/grid.h"
 #include "quant/rtn.h"

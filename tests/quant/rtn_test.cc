@@ -35,7 +35,7 @@ at::Tensor RandomWeight(int64_t out, int64_t in, uint64_t seed) {
   return w;
 }
 
-// METHODS.md §2.1, element by element on plain floats: the independent computation RTN must
+// docs/methods.md#grids, element by element on plain floats: the independent computation RTN must
 // reproduce exactly. Returns codes, and per-(row, group) scale and zero.
 struct LoopResult {
   std::vector<int32_t> codes;  // [out * in]

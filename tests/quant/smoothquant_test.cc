@@ -1,5 +1,5 @@
-// Pins quant/smoothquant.cc (METHODS.md §2.5, §1.3, §1.5.2): the smoothing scales on a
-// hand-computed example, function preservation of the smoothing (dense and MoE, router
+// Pins quant/smoothquant.cc (docs/methods.md#smoothquant, #released-code): the smoothing scales on
+// a hand-computed example, function preservation of the smoothing (dense and MoE, router
 // included), the act-max calibration and FP propagation of SmoothQuantLayer, the per-channel
 // abs-max weights (codes, dequantisation, the released code's no-smoothing path = plain RTN),
 // the activation hooks (W8A8Linear.forward); the agreement with an independent python3-torch

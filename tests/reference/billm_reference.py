@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference BiLLM in python3-torch, written from the published algorithm of
 Aaronhuang-778/BiLLM (bigptq.py fasterquant, binary.py high_order_residual, utils/structure.py,
-utils/autosearch.py, utils/mask.py; METHODS.md §2.6) in upstream's own form: float32 torch,
+utils/autosearch.py, utils/mask.py; docs/methods.md#billm) in upstream's own form: float32 torch,
 NaN-marked masks averaged with nanmean (relying on torch.sign(NaN) == 0), sequential candidate
 loops, and numpy.quantile for the break-point candidates. Shares no code with bitsweep.
 

@@ -1,6 +1,6 @@
-// The README's backup and restore procedure, run for real: pg_dump while the coordinator serves,
-// pg_restore --clean into the same database after it stopped, and a coordinator that starts on
-// the restored state.
+// The backup and restore procedure of docs/operations.md, run for real: pg_dump while the
+// coordinator serves, pg_restore --clean into the same database after it stopped, and a
+// coordinator that starts on the restored state.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -117,12 +117,12 @@ TEST_CASE(
     REQUIRE(lease_resp.has_job());
     leased_job = lease_resp.job_id();
 
-    // The README's backup command, while the coordinator holds its connections.
+    // docs/operations.md's backup command, while the coordinator holds its connections.
     REQUIRE(RunCommand(PgBin("pg_dump") + " --format=custom -d '" + db + "' -f '" + dump.string() +
                        "'") == 0);
     Submit(a, "after", kAfterDump);  // state the restore must drop
     REQUIRE(Sweeps(a).size() == 2);
-  }  // the coordinator stops, as the README's restore asks
+  }  // the coordinator stops, as docs/operations.md's restore asks
 
   REQUIRE(RunCommand(PgBin("pg_restore") +
                      " --clean --if-exists --no-owner --single-transaction -d '" + db + "' '" +

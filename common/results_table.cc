@@ -155,6 +155,9 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
       c.column.task = eval.task;
       c.column.metric = in.metric;
       c.column.lower_is_better = ppl;
+      // Accuracy tasks report a standard error (0 when every example agrees); perplexity has one
+      // only where a result stored it.
+      c.column.has_stderr = !ppl;
       c.column.key = key;
       c.column.settings = std::move(settings);
       columns.push_back(std::move(c));
@@ -404,7 +407,7 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
       const ResultsCell* c = cell(r);
       if (c == nullptr) return missing;
       std::string text = FormatResultValue(col, c->value, pct);
-      if (latex && col.has_stderr && c->stderr_value > 0) {
+      if (latex && col.has_stderr) {
         absl::StrAppend(&text, "$_{\\pm ", FormatResultValue(col, c->stderr_value, pct), "}$");
       }
       return text;

@@ -42,7 +42,7 @@ struct ResultsColumn {
   std::string key;               // canonical: task, metric and every evaluation setting
   std::vector<std::pair<std::string, std::string>> settings;  // label fields, display order
   bool subset = false;      // some result was computed on part of the task's data (limit)
-  bool has_stderr = false;  // some cell has a standard error (accuracy tasks; not perplexity)
+  bool has_stderr = false;  // an accuracy column, or a perplexity one where some cell has stderr
   bool has_delta = false;   // some quantized cell has its model's baseline in this column
 };
 

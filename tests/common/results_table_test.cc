@@ -340,6 +340,10 @@ tasks: [wikitext2, piqa]
   CHECK(t.columns[0].has_delta);
   CHECK_FALSE(t.columns[0].has_stderr);  // perplexity has none
   CHECK(t.columns[1].has_stderr);
+  // An accuracy column keeps its stderr column when every result is exact (stderr 0).
+  std::vector<ResultInput> exact = in;
+  for (ResultInput& r : exact) r.stderr_value = 0;
+  CHECK(PivotResults(exact).columns[1].has_stderr);
 }
 
 // Two rows, two columns; the quantized row lacks a piqa result.

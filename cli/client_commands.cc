@@ -208,13 +208,13 @@ int RunCancel(Client& client, const ServiceFlags& f) {
 }
 
 int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
-                 const std::string& output) {
+                 const std::string& output, bool percent) {
   v1::QueryResultsRequest request;
   request.set_sweep_id(sweep_id);
   v1::QueryResultsResponse response;  // every page's jobs
   Status st = CallAllPages(client, &v1::Coordinator::Stub::QueryResults, request, &response);
   if (!st.ok()) return Fail(st);
-  st = WriteOutput(output, RenderResults(response, format, sweep_id));
+  st = WriteOutput(output, RenderResults(response, format, sweep_id, percent));
   if (!st.ok()) return Fail(st);
   if (response.jobs_size() == 0) {
     std::fprintf(stderr, "bitsweep: no results%s\n",

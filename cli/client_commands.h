@@ -56,9 +56,9 @@ int RunSubmit(Client& client, const ServiceFlags& flags);
 int RunWatch(Client& client, const ServiceFlags& flags);
 int RunStatus(Client& client, const ServiceFlags& flags);
 int RunCancel(Client& client, const ServiceFlags& flags);
-// Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format`, to `output` ("":
-// stdout).
+// Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format` (accuracies in
+// percent when `percent`: cli/output.h RenderResults), to `output` ("": stdout).
 int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
-                 const std::string& output);
+                 const std::string& output, bool percent = false);
 
 }  // namespace bitsweep::cli

@@ -285,11 +285,12 @@ int SignalExit() {
 
 // Watches the sweep to its end (or a signal) and prints its results table and each failed
 // job's error; the exit code.
-int WatchAndPrintResults(Client& client, int64_t sweep_id, const std::string& format) {
+int WatchAndPrintResults(Client& client, int64_t sweep_id, const std::string& format,
+                         bool percent) {
   auto done = Watch(client, sweep_id, true, stderr, &g_interrupted);
   if (g_interrupted) return SignalExit();
   if (!done.ok()) return Fail(done.status());
-  int rc = PrintResults(client, sweep_id, format, "");
+  int rc = PrintResults(client, sweep_id, format, "", percent);
   // Now, not at exit: a closed standard output (`| head`) shows as SIGPIPE here.
   std::cout.flush();
   std::fflush(stdout);
@@ -458,7 +459,7 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir_flag) {
       return true;
     });
     if (!up.ok()) return Fail(up.status());
-    return PrintResults(client, 0, f.format, "");
+    return PrintResults(client, 0, f.format, "", f.percent);
   }
   services.StartWorkers(*worker_bin, f, data_dir);
   int rc = kExitOk;
@@ -467,7 +468,7 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir_flag) {
     if (g_interrupted) return SignalExit();
     if (!sub.ok()) return Fail(sub.status());
     PrintSubmitted(*sub);
-    rc = WatchAndPrintResults(client, sub->sweep().id(), f.format);
+    rc = WatchAndPrintResults(client, sub->sweep().id(), f.format, f.percent);
     if (g_interrupted) return rc;
   }
   if (f.keep) {

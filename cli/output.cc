@@ -121,7 +121,7 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
 }
 
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,
-                          int64_t sweep_id) {
+                          int64_t sweep_id, bool percent) {
   if (format == "json") return ResultRowsJson(results);
   const ResultsTable table = Pivot(results);
   if (format == "html") {
@@ -129,9 +129,14 @@ std::string RenderResults(const v1::QueryResultsResponse& results, const std::st
         sweep_id > 0 ? absl::StrCat("bitsweep results: sweep ", sweep_id) : "bitsweep results";
     return dashboard::RenderReport(title, ResultsTableToJson(table));
   }
-  return RenderResultsTable(table, format == "csv"        ? ResultsFormat::kCsv
-                                   : format == "markdown" ? ResultsFormat::kMarkdown
-                                                          : ResultsFormat::kText);
+  ResultsRenderOptions options;
+  options.percent = percent;
+  return RenderResultsTable(table,
+                            format == "csv"        ? ResultsFormat::kCsv
+                            : format == "markdown" ? ResultsFormat::kMarkdown
+                            : format == "latex"    ? ResultsFormat::kLatex
+                                                   : ResultsFormat::kText,
+                            options);
 }
 
 Status WriteOutput(const std::string& path, const std::string& text) {

@@ -43,12 +43,13 @@ std::string ShortDuration(double seconds);
 // equal); "?" for a spec that does not parse.
 std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs);
 
-// The results in `format` (table, csv, markdown, json, html): table, csv and markdown are
-// common/results_table.h's renderings of the pivot; json is every stored row with its spec and
-// provenance; html is the dashboard's self-contained report, titled after `sweep_id` (0: every
-// sweep).
+// The results in `format` (table, csv, markdown, latex, json, html): table, csv, markdown and
+// latex are common/results_table.h's renderings of the pivot, accuracies in percent when
+// `percent`; json is every stored row with its spec and provenance (raw values); html is the
+// dashboard's self-contained report (accuracies always in percent), titled after `sweep_id` (0:
+// every sweep).
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,
-                          int64_t sweep_id);
+                          int64_t sweep_id, bool percent = false);
 
 // `text` to standard output (`path` "" or "-") or to the file `path`, saying so on stderr;
 // UNAVAILABLE naming the file when it cannot be written.

@@ -26,10 +26,16 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   // results and local: the same formats, unknown ones refused.
   auto format_option = [&](CLI::App* c) {
     c->add_option("--format", f.format,
-                  "Results format: table, csv, json, markdown, or html (one self-contained page "
-                  "with the dashboard's tables and plots)")
+                  "Results format: table, csv (method, wbits, abits, group in columns of their "
+                  "own), json (every stored row, raw), markdown, latex (a booktabs tabular), or "
+                  "html (one self-contained page with the dashboard's tables and plots, "
+                  "accuracies in percent). table, csv and markdown add a stderr column where the "
+                  "task has one and a \"vs FP\" column, the difference to the model's baseline")
         ->capture_default_str()
-        ->check(CLI::IsMember({"table", "csv", "json", "markdown", "html"}));
+        ->check(CLI::IsMember({"table", "csv", "json", "markdown", "latex", "html"}));
+    c->add_flag("--percent", f.percent,
+                "Accuracies (value, stderr, difference) in percent, as the paper prints them "
+                "(table, csv, markdown, latex)");
   };
   auto* submit = app.add_subcommand("submit", "Submit a sweep file (YAML) to the coordinator");
   submit->add_option("sweep", f.sweep_file, "Sweep file")->required();
@@ -115,7 +121,7 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
   Client client(f);
   if (parsed("submit")) return RunSubmit(client, f);
   if (parsed("watch")) return RunWatch(client, f);
-  if (parsed("results")) return PrintResults(client, f.sweep_id, f.format, f.output);
+  if (parsed("results")) return PrintResults(client, f.sweep_id, f.format, f.output, f.percent);
   if (parsed("cancel")) return RunCancel(client, f);
   if (parsed("status")) return RunStatus(client, f);
   return -1;

@@ -21,7 +21,8 @@ struct ServiceFlags {
   std::string sweep_file;
   int64_t sweep_id = 0;
   int64_t job_id = 0;
-  std::string format = "table";  // table | csv | json | markdown | html
+  std::string format = "table";  // table | csv | json | markdown | latex | html
+  bool percent = false;          // accuracies in percent (table, csv, markdown, latex)
   std::string output;            // results: a file instead of stdout
   bool wait = false;
   // local

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -18,15 +19,16 @@ namespace {
 
 using nlohmann::json;
 
+// Bits descending within a method: the negated widths sort first when largest.
 struct RowKey {
   std::string model;
   int baseline_last;  // 0 for the baseline: sorts first
   std::string method;
-  int wbits, abits, group;
+  int neg_wbits, neg_abits, group;
   std::string artifact_key;
   bool operator<(const RowKey& o) const {
-    return std::tie(model, baseline_last, method, wbits, abits, group, artifact_key) <
-           std::tie(o.model, o.baseline_last, o.method, o.wbits, o.abits, o.group,
+    return std::tie(model, baseline_last, method, neg_wbits, neg_abits, group, artifact_key) <
+           std::tie(o.model, o.baseline_last, o.method, o.neg_wbits, o.neg_abits, o.group,
                     o.artifact_key);
   }
 };
@@ -89,13 +91,29 @@ struct ColumnBuild {
 
 bool IsHeadlineMetric(const std::string& metric) { return metric == "ppl" || metric == "acc"; }
 
+std::string ModelDisplayName(const std::string& model_path) {
+  std::filesystem::path p = std::filesystem::path(model_path).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // "/models/Qwen3-8B/"
+  const std::filesystem::path parent = p.parent_path();
+  // The Hugging Face cache: <cache>/models--<org>--<name>/snapshots/<revision>.
+  if (parent.filename() == "snapshots") {
+    const std::string repo = parent.parent_path().filename().string();
+    const size_t sep = repo.rfind("--");
+    if (repo.rfind("models--", 0) == 0 && sep != std::string::npos && sep + 2 < repo.size()) {
+      return repo.substr(sep + 2);
+    }
+  }
+  const std::string name = p.filename().string();
+  return name.empty() ? model_path : name;
+}
+
 ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   ResultsTable table;
   std::vector<ColumnBuild> columns;
   std::map<std::string, size_t> column_index;  // by key
   std::map<RowKey, ResultsRow> rows;
   std::map<std::string, std::vector<LabelField>> calibration_of;  // by artifact key
-  std::map<std::pair<std::string, size_t>, ResultsCell> cells;  // (row key, column) -> cell
+  std::map<std::pair<std::string, size_t>, ResultsCell> cells;    // (row key, column) -> cell
   // A diverged job's row (non-finite, no provenance: common/diverged.h) goes into the column its
   // settings match once the results with provenance have made the columns, so it comes last.
   std::vector<const ResultInput*> by_placement;
@@ -137,6 +155,9 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
       c.column.task = eval.task;
       c.column.metric = in.metric;
       c.column.lower_is_better = ppl;
+      // Accuracy tasks report a standard error (0 when every example agrees); perplexity has one
+      // only where a result stored it.
+      c.column.has_stderr = !ppl;
       c.column.key = key;
       c.column.settings = std::move(settings);
       columns.push_back(std::move(c));
@@ -146,7 +167,8 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
     const QuantConfig& q = spec->quant;
     const bool fp = q.method == "fp";
     const std::string artifact = spec->ArtifactKey();
-    RowKey row_key{spec->model, fp ? 0 : 1, q.method, q.wbits, q.abits, q.group_size, artifact};
+    RowKey row_key{spec->model,  fp ? 0 : 1, q.method, -q.wbits, -(q.abits == 0 ? 16 : q.abits),
+                   q.group_size, artifact};
     auto [it, inserted] = rows.try_emplace(row_key);
     ResultsRow& row = it->second;
     if (inserted) {
@@ -208,6 +230,38 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   }
   table.rows.reserve(rows.size());
   for (auto& [key, row] : rows) table.rows.push_back(std::move(row));
+
+  // Model names: the short name, unless two different folders share it.
+  std::map<std::string, std::set<std::string>> folders_named;
+  for (const ResultsRow& row : table.rows)
+    folders_named[ModelDisplayName(row.model)].insert(row.model);
+  for (ResultsRow& row : table.rows) {
+    const std::string name = ModelDisplayName(row.model);
+    row.model_name = folders_named[name].size() == 1 ? name : row.model;
+  }
+
+  // Deltas to the model's baseline in the same column; the baseline row comes first.
+  const ResultsRow* baseline = nullptr;
+  for (ResultsRow& row : table.rows) {
+    if (row.baseline) baseline = &row;
+    if (baseline != nullptr && baseline->model != row.model) baseline = nullptr;
+    for (ResultsColumn& c : table.columns) {
+      auto cell = row.cells.find(c.name);
+      if (cell == row.cells.end()) continue;
+      if (cell->second.stderr_value > 0 && std::isfinite(cell->second.stderr_value)) {
+        c.has_stderr = true;
+      }
+      if (row.baseline || baseline == nullptr) continue;
+      auto base = baseline->cells.find(c.name);
+      if (base == baseline->cells.end() || !std::isfinite(base->second.value) ||
+          !std::isfinite(cell->second.value)) {
+        continue;
+      }
+      cell->second.has_delta = true;
+      cell->second.delta = cell->second.value - base->second.value;
+      c.has_delta = true;
+    }
+  }
   return table;
 }
 
@@ -225,6 +279,8 @@ std::string ResultsTableToJson(const ResultsTable& table) {
                        {"lower_is_better", c.lower_is_better},
                        {"key", c.key},
                        {"subset", c.subset},
+                       {"has_stderr", c.has_stderr},
+                       {"has_delta", c.has_delta},
                        {"settings", object(c.settings)}});
   }
   json rows = json::array();
@@ -234,9 +290,11 @@ std::string ResultsTableToJson(const ResultsTable& table) {
       cells[name] = {{"value", cell.value},
                      {"stderr", cell.stderr_value},
                      {"n", cell.n},
-                     {"job_id", cell.job_id}};
+                     {"job_id", cell.job_id},
+                     {"delta", cell.has_delta ? json(cell.delta) : json(nullptr)}};
     }
     rows.push_back({{"model", r.model},
+                    {"model_name", r.model_name},
                     {"method", r.method},
                     {"wbits", r.wbits},
                     {"abits", r.abits},
@@ -251,8 +309,18 @@ std::string ResultsTableToJson(const ResultsTable& table) {
   return json{{"columns", std::move(columns)}, {"rows", std::move(rows)}}.dump();
 }
 
-std::string FormatResultValue(const ResultsColumn& column, double value) {
-  return column.lower_is_better ? absl::StrFormat("%.3f", value) : absl::StrFormat("%.4f", value);
+std::string FormatResultValue(const ResultsColumn& column, double value, bool percent) {
+  if (column.lower_is_better) return absl::StrFormat("%.3f", value);
+  return percent ? absl::StrFormat("%.2f", 100 * value) : absl::StrFormat("%.4f", value);
+}
+
+std::string FormatResultDelta(const ResultsColumn& column, double delta, bool percent) {
+  std::string text = column.lower_is_better ? absl::StrFormat("%+.3f", delta)
+                     : percent              ? absl::StrFormat("%+.2f", 100 * delta)
+                                            : absl::StrFormat("%+.4f", delta);
+  // A difference that rounds to zero has no sign.
+  if (text.find_first_not_of("+-0.") == std::string::npos) text[0] = '+';
+  return text;
 }
 
 namespace {
@@ -261,55 +329,201 @@ constexpr char kSubsetNote[] =
     "(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
     "limited by the sweep; not comparable with results on the whole data.\n";
 
-}  // namespace
+// One printed column: its header, whether it holds numbers (right-aligned), and each row's text.
+struct OutColumn {
+  std::string header;
+  bool number = false;
+  std::vector<std::string> cells;
+};
 
-std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format) {
-  if (table.rows.empty()) return "no results yet\n";
-  std::vector<std::vector<std::string>> lines;
-  std::vector<std::string> header = {"model", "quantization"};
-  for (const auto& col : table.columns) header.push_back(col.name);
-  lines.push_back(header);
-  for (const auto& row : table.rows) {
-    std::vector<std::string> line = {row.model, row.label};
-    for (const auto& col : table.columns) {
-      auto it = row.cells.find(col.name);
-      line.push_back(it == row.cells.end() ? "-" : FormatResultValue(col, it->second.value));
+std::string CsvField(const std::string& field) {
+  if (field.find_first_of(",\"\n\r") == std::string::npos) return field;
+  return absl::StrCat("\"", absl::StrReplaceAll(field, {{"\"", "\"\""}}), "\"");
+}
+
+std::string LatexEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '\\':
+        out += "\\textbackslash{}";
+        break;
+      case '~':
+        out += "\\textasciitilde{}";
+        break;
+      case '^':
+        out += "\\textasciicircum{}";
+        break;
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
+        out += '\\';
+        out += c;
+        break;
+      default:
+        out += c;
     }
-    lines.push_back(line);
+  }
+  return out;
+}
+
+std::string GroupText(const ResultsRow& row) {
+  if (row.baseline) return "";
+  return row.group == -1 ? "channel" : absl::StrCat(row.group);
+}
+
+std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat format,
+                                  const ResultsRenderOptions& options) {
+  const bool csv = format == ResultsFormat::kCsv;
+  const bool latex = format == ResultsFormat::kLatex;
+  const std::string missing = csv ? "" : latex ? "--" : "-";
+  std::vector<OutColumn> out;
+  auto text_column = [&](const std::string& header, bool number, auto cell_of) {
+    OutColumn c{header, number, {}};
+    for (const ResultsRow& row : table.rows) c.cells.push_back(cell_of(row));
+    out.push_back(std::move(c));
+  };
+  text_column("model", false, [](const ResultsRow& r) { return r.model_name; });
+  if (csv) {
+    text_column("method", false, [](const ResultsRow& r) { return r.method; });
+    text_column("wbits", true, [](const ResultsRow& r) { return absl::StrCat(r.wbits); });
+    text_column("abits", true,
+                [](const ResultsRow& r) { return absl::StrCat(r.abits == 0 ? 16 : r.abits); });
+    text_column("group", true, GroupText);
+  }
+  text_column("quantization", false, [](const ResultsRow& r) { return r.label; });
+  for (const ResultsColumn& col : table.columns) {
+    const bool pct = options.percent && !col.lower_is_better;
+    const std::string header = col.name + (pct ? " (%)" : "");
+    auto cell = [&](const ResultsRow& r) -> const ResultsCell* {
+      auto it = r.cells.find(col.name);
+      return it == r.cells.end() ? nullptr : &it->second;
+    };
+    text_column(header, true, [&](const ResultsRow& r) {
+      const ResultsCell* c = cell(r);
+      if (c == nullptr) return missing;
+      std::string text = FormatResultValue(col, c->value, pct);
+      if (latex && col.has_stderr) {
+        absl::StrAppend(&text, "$_{\\pm ", FormatResultValue(col, c->stderr_value, pct), "}$");
+      }
+      return text;
+    });
+    if (latex) continue;
+    if (col.has_stderr) {
+      text_column(csv ? col.name + " stderr" : "stderr", true, [&](const ResultsRow& r) {
+        const ResultsCell* c = cell(r);
+        return c == nullptr ? missing : FormatResultValue(col, c->stderr_value, pct);
+      });
+    }
+    if (col.has_delta) {
+      text_column(csv ? col.name + " vs FP" : "vs FP", true, [&](const ResultsRow& r) {
+        const ResultsCell* c = cell(r);
+        return c == nullptr || !c->has_delta ? missing : FormatResultDelta(col, c->delta, pct);
+      });
+    }
+  }
+  return out;
+}
+
+std::string RenderCsv(const std::vector<OutColumn>& columns, size_t rows) {
+  std::string text;
+  for (size_t r = 0; r <= rows; ++r) {
+    for (size_t i = 0; i < columns.size(); ++i) {
+      const OutColumn& c = columns[i];
+      absl::StrAppend(&text, i ? "," : "", CsvField(r == 0 ? c.header : c.cells[r - 1]));
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+std::string RenderLatex(const ResultsTable& table, const std::vector<OutColumn>& columns) {
+  std::string spec;
+  for (const OutColumn& c : columns) spec += c.number ? "r" : "l";
+  std::string text = absl::StrCat("\\begin{tabular}{", spec, "}\n\\toprule\n");
+  auto line = [&](auto cell_of) {
+    std::string out;
+    for (size_t i = 0; i < columns.size(); ++i) absl::StrAppend(&out, i ? " & " : "", cell_of(i));
+    absl::StrAppend(&text, out, " \\\\\n");
+  };
+  line([&](size_t i) { return LatexEscape(columns[i].header); });
+  for (size_t r = 0; r < table.rows.size(); ++r) {
+    const bool first_of_model = r == 0 || table.rows[r - 1].model != table.rows[r].model;
+    if (first_of_model) text += "\\midrule\n";
+    line([&](size_t i) {
+      if (i == 0) return first_of_model ? LatexEscape(columns[0].cells[r]) : std::string();
+      // Values carry their own math ("$_{\pm 0.45}$"); only the minus of a delta needs none.
+      return columns[i].number ? columns[i].cells[r] : LatexEscape(columns[i].cells[r]);
+    });
+  }
+  text += "\\bottomrule\n\\end{tabular}\n";
+  return text;
+}
+
+std::string RenderPadded(const std::vector<OutColumn>& columns, size_t rows, bool markdown) {
+  std::vector<size_t> w;
+  for (const OutColumn& c : columns) {
+    size_t width = c.header.size();
+    for (const std::string& cell : c.cells) width = std::max(width, cell.size());
+    w.push_back(width);
   }
   std::string text;
-  if (format == ResultsFormat::kCsv) {
-    for (const auto& l : lines) {
-      for (size_t i = 0; i < l.size(); ++i) absl::StrAppend(&text, i ? "," : "", l[i]);
-      text += "\n";
+  auto pad = [](const std::string& s, size_t width, bool right) {
+    const std::string fill(width - std::min(width, s.size()), ' ');
+    return right ? fill + s : s + fill;
+  };
+  for (size_t r = 0; r <= rows; ++r) {
+    std::string out = markdown ? "|" : "";
+    for (size_t i = 0; i < columns.size(); ++i) {
+      const std::string& cell = r == 0 ? columns[i].header : columns[i].cells[r - 1];
+      const std::string padded = pad(cell, w[i], columns[i].number);
+      if (markdown) {
+        absl::StrAppend(&out, " ", padded, " |");
+      } else {
+        absl::StrAppend(&out, i ? "  " : "", padded);
+      }
     }
-    return text;
-  }
-  const bool markdown = format == ResultsFormat::kMarkdown;
-  std::vector<size_t> w(header.size(), 0);
-  for (const auto& l : lines) {
-    for (size_t i = 0; i < l.size(); ++i) w[i] = std::max(w[i], l[i].size());
-  }
-  for (size_t r = 0; r < lines.size(); ++r) {
-    std::string out = markdown ? "| " : "";
-    for (size_t i = 0; i < lines[r].size(); ++i) {
-      out += absl::StrFormat("%-*s", static_cast<int>(w[i]), lines[r][i]);
-      out += markdown ? " | " : "  ";
-    }
+    if (!markdown) out.erase(out.find_last_not_of(' ') + 1);
     absl::StrAppend(&text, out, "\n");
     if (r == 0) {
       std::string rule = markdown ? "|" : "";
       for (size_t i = 0; i < w.size(); ++i) {
-        rule += std::string(w[i] + (markdown ? 2 : 0), '-');
-        rule += markdown ? "|" : "  ";
+        if (markdown) {
+          const bool right = columns[i].number;
+          absl::StrAppend(&rule, std::string(w[i] + (right ? 1 : 2), '-'), right ? ":" : "", "|");
+        } else {
+          absl::StrAppend(&rule, i ? "  " : "", std::string(w[i], '-'));
+        }
       }
       absl::StrAppend(&text, rule, "\n");
     }
   }
+  return text;
+}
+
+}  // namespace
+
+std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format,
+                               const ResultsRenderOptions& options) {
+  if (table.rows.empty()) return "no results yet\n";
+  const std::vector<OutColumn> columns = OutColumns(table, format, options);
+  if (format == ResultsFormat::kCsv) return RenderCsv(columns, table.rows.size());
+  std::string text =
+      format == ResultsFormat::kLatex
+          ? RenderLatex(table, columns)
+          : RenderPadded(columns, table.rows.size(), format == ResultsFormat::kMarkdown);
   // Subset columns are named so in every format; the text formats also say what that means.
   if (std::any_of(table.columns.begin(), table.columns.end(),
                   [](const ResultsColumn& c) { return c.subset; })) {
-    absl::StrAppend(&text, "\n", kSubsetNote);
+    if (format == ResultsFormat::kLatex) {
+      absl::StrAppend(&text, "% ", kSubsetNote);
+    } else {
+      absl::StrAppend(&text, "\n", kSubsetNote);
+    }
   }
   return text;
 }

@@ -41,7 +41,9 @@ struct ResultsColumn {
   bool lower_is_better = false;  // true for perplexity
   std::string key;               // canonical: task, metric and every evaluation setting
   std::vector<std::pair<std::string, std::string>> settings;  // label fields, display order
-  bool subset = false;  // some result was computed on part of the task's data (limit)
+  bool subset = false;      // some result was computed on part of the task's data (limit)
+  bool has_stderr = false;  // an accuracy column, or a perplexity one where some cell has stderr
+  bool has_delta = false;   // some quantized cell has its model's baseline in this column
 };
 
 struct ResultsCell {
@@ -49,11 +51,16 @@ struct ResultsCell {
   double stderr_value = 0;
   int64_t n = 0;
   int64_t job_id = 0;
+  // value minus the model's FP baseline in the same column (so under the same evaluation
+  // settings); only on quantized rows whose baseline has a finite value there.
+  bool has_delta = false;
+  double delta = 0;
 };
 
 struct ResultsRow {
-  std::string model;
-  std::string method;  // "fp" for the baseline
+  std::string model;       // the model folder, as in the spec
+  std::string model_name;  // ModelDisplayName, or the folder when two models' names are equal
+  std::string method;      // "fp" for the baseline
   int wbits = 16, abits = 0, group = -1;
   // "FP (baseline)" or DescribeQuant ("gptq w4 g128"), plus the calibration settings that tell
   // it from the model's other rows of that series ("gptq w3 g64 nsamples=4").
@@ -67,13 +74,20 @@ struct ResultsRow {
 
 struct ResultsTable {
   std::vector<ResultsColumn> columns;  // in order of first appearance
-  std::vector<ResultsRow> rows;        // by model, baseline first, method, wbits, abits, group
-  int64_t unreadable = 0;              // inputs whose spec_json did not parse (left out)
+  // By model, baseline first, then method; within a method by bits descending (wbits, then
+  // abits, no activation quantization counting as 16), then group.
+  std::vector<ResultsRow> rows;
+  int64_t unreadable = 0;  // inputs whose spec_json did not parse (left out)
 };
 
 // Whether PivotResults uses `metric`: each task's headline, "ppl" (perplexity) or "acc" (every
 // other task). Readers that page through results keep only these rows for the table.
 bool IsHeadlineMetric(const std::string& metric);
+
+// The name a table shows for a model folder: its basename ("/models/Qwen3-8B" -> "Qwen3-8B"), or
+// the repository's name for a Hugging Face cache snapshot
+// (".../models--Qwen--Qwen3-0.6B/snapshots/<hash>" -> "Qwen3-0.6B").
+std::string ModelDisplayName(const std::string& model_path);
 
 // Keeps each task's headline metric (ppl for perplexity, acc otherwise) and pivots. Of two
 // results for one cell (the same job key stored twice), the later job's is kept. A non-finite
@@ -84,27 +98,44 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs);
 // The table as JSON, the format the dashboard and the HTML report read:
 //   {"columns": [{"name", "task", "metric", "lower_is_better", "key", "subset",
 //                 "settings": {"seqlen": "256", "windows": "8", ...}}],
-//    "rows": [{"model", "method", "wbits", "abits", "group", "label", "series", "baseline",
-//              "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
-//              "cells": {"<column name>": {"value", "stderr", "n", "job_id"}}}]}
+//    "rows": [{"model", "model_name", "method", "wbits", "abits", "group", "label", "series",
+//              "baseline", "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
+//              "cells": {"<column name>": {"value", "stderr", "n", "job_id", "delta"}}}]}
+// ("delta": null where the cell has none; the columns also carry "has_stderr", "has_delta").
 std::string ResultsTableToJson(const ResultsTable& table);
 
-// A cell as the text table prints it: ppl with 3 decimals, accuracies with 4; a diverged
-// model's cell (a non-finite value, common/diverged.h) as "inf", "-inf" or "nan". (JSON has no
-// such numbers: ResultsTableToJson writes null there.)
-std::string FormatResultValue(const ResultsColumn& column, double value);
+// A cell as the text table prints it: ppl with 3 decimals, accuracies with 4, or with 2 in percent
+// (`percent`: 0.7123 -> "71.23"); a diverged model's cell (a non-finite value,
+// common/diverged.h) as "inf", "-inf" or "nan". (JSON has no such numbers: ResultsTableToJson
+// writes null there.) Stderr prints the same way; a delta with its sign ("+1.234", "-0.52").
+std::string FormatResultValue(const ResultsColumn& column, double value, bool percent = false);
+std::string FormatResultDelta(const ResultsColumn& column, double delta, bool percent = false);
 
 // The text renderings of the table (`bitsweep results --format`; json and the HTML report are
 // ResultsTableToJson's and dashboard/'s):
-//   kText      columns padded to their widest cell, two spaces apart, a rule under the header
-//   kCsv       comma-separated, no quoting (cells are names and numbers)
-//   kMarkdown  a GitHub table: "| a | b |", padded like kText
-enum class ResultsFormat { kText, kCsv, kMarkdown };
+//   kText      columns padded to their widest cell (numbers right-aligned), two spaces apart, a
+//              rule under the header, no trailing spaces
+//   kCsv       comma-separated (RFC 4180 quoting where a field needs it); the model's method,
+//              wbits, abits (16: none) and group ("channel": per channel) in columns of their own;
+//              a missing cell is empty
+//   kMarkdown  a GitHub table: "| a | b |", padded like kText, numbers right-aligned
+//   kLatex     a booktabs tabular (\toprule, \midrule between models, \bottomrule); the model
+//              named on its first row; stderr as a subscript "$_{\pm 0.45}$"; no delta column
+enum class ResultsFormat { kText, kCsv, kMarkdown, kLatex };
 
-// The header row is "model", "quantization" and one column each; a missing cell is "-". When a
-// column is a subset (ResultsColumn::subset), kText and kMarkdown end with a note saying what that
-// means (kCsv stays a plain table). A table without rows renders as "no results yet\n" in every
-// format.
-std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format);
+struct ResultsRenderOptions {
+  bool percent = false;  // accuracies (value, stderr, delta) in percent, headers marked "(%)"
+};
+
+// The header row is "model" (ModelDisplayName), "quantization" (kCsv: "model", "method",
+// "wbits", "abits", "group", "quantization") and one column each, followed, in kText, kCsv and
+// kMarkdown, by its "stderr" column where the column has_stderr and its "vs FP" column (the
+// delta to the model's baseline) where it has_delta (kCsv names them "<column> stderr",
+// "<column> vs FP"). A missing cell is "-" (kCsv: empty; kLatex: "--"). When a column is a subset
+// (ResultsColumn::subset), kText, kMarkdown and kLatex end with a note saying what that means
+// (kLatex as a % comment; kCsv stays a plain table). A table without rows renders as "no results
+// yet\n" in every format.
+std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format,
+                               const ResultsRenderOptions& options = {});
 
 }  // namespace bitsweep

@@ -12,6 +12,7 @@
   const kPollMs = 2000;
   let timer = null;
   let lastResults = null;  // JSON text of the results shown, so a poll redraws only on change
+  let resultsState = {};   // the results table's filters and sorting, kept across redraws
 
   class AuthError extends Error {}
 
@@ -159,7 +160,7 @@
     if (box && text === lastResults) return box;
     lastResults = text;
     const fresh = el('section', { id: 'results' });
-    R.renderResults(fresh, table, { jobHref: (id) => '#/job/' + id });
+    R.renderResults(fresh, table, { jobHref: (id) => '#/job/' + id, state: resultsState });
     if (box) box.replaceWith(fresh);
     return fresh;
   }
@@ -276,6 +277,7 @@
     else if (hash === '#/results') show = showAllResults;
     else show = showSweeps;
     main.textContent = '';
+    resultsState = {};  // each page starts unfiltered
     const tick = async () => {
       let final = false;
       try {

@@ -21,9 +21,16 @@
     return e;
   }
 
-  // As the CLI prints them (common/results_table.cc FormatResultValue).
+  // As the CLI prints them with --percent (common/results_table.cc FormatResultValue):
+  // perplexity with 3 decimals, accuracies in percent with 2, as the paper prints them.
   function formatValue(column, v) {
-    return column.lower_is_better ? v.toFixed(3) : v.toFixed(4);
+    if (v === null || v === undefined) return 'inf';  // JSON has no inf: a diverged model
+    return column.lower_is_better ? v.toFixed(3) : (100 * v).toFixed(2);
+  }
+
+  // The column's header: its name, and "(%)" for an accuracy.
+  function columnTitle(column) {
+    return column.name + (column.lower_is_better ? '' : ' (%)');
   }
 
   function formatDelta(column, d) {
@@ -59,26 +66,39 @@
   // The pivoted table: a row per model and recipe (FP baseline first), a column per task and
   // evaluation settings; each quantized cell shows its delta to the model's baseline in the same
   // column (so under the same evaluation settings), coloured by how much worse it is.
+  // `opts.rows`: the rows to show, in order (default: every row); `opts.sort` {key, dir} marks
+  // the sorted header and `opts.onSort(key)` is called when a header is clicked.
   function resultsTable(table, opts) {
     opts = opts || {};
     const base = baselineByModel(table);
+    const sortable = (key, attrs) => {
+      const sorted = opts.sort && opts.sort.key === key;
+      attrs['data-sort-key'] = key;
+      if (sorted) attrs['aria-sort'] = opts.sort.dir > 0 ? 'ascending' : 'descending';
+      if (opts.onSort) attrs.onclick = () => opts.onSort(key);
+      attrs.class = (attrs.class || '') + ' sortable' + (sorted ? (opts.sort.dir > 0 ? ' asc' : ' desc') : '');
+      return el('th', attrs);
+    };
     const head = el('tr', {}, [
-      el('th', { text: 'model' }), el('th', { text: 'method' }), el('th', { text: 'bits' }),
-      el('th', { text: 'group' }), el('th', { text: 'quantization' }),
+      sortable('model', { text: 'model' }), sortable('method', { text: 'method' }),
+      sortable('bits', { text: 'bits' }), sortable('group', { text: 'group' }),
+      sortable('quantization', { text: 'quantization' }),
     ].concat(table.columns.map((c) =>
-      el('th', { class: 'num' + (c.subset ? ' subset' : ''), text: c.name, 'data-column': c.name,
-                 title: (c.lower_is_better ? 'lower is better' : 'higher is better') +
-                   (c.subset ? '; computed on a subset of the data (limit)' : '') +
-                   '\n' + settingsText(c.settings) }))));
+      sortable('column:' + c.name, {
+        class: 'num' + (c.subset ? ' subset' : ''), text: columnTitle(c), 'data-column': c.name,
+        title: (c.lower_is_better ? 'lower is better' : 'higher is better') +
+          (c.subset ? '; computed on a subset of the data (limit)' : '') +
+          '\n' + settingsText(c.settings) + '\nclick to sort' }))));
     const body = el('tbody');
     let lastModel = null;
-    for (const row of table.rows) {
+    for (const row of opts.rows || table.rows) {
       const tr = el('tr', {
         class: (row.baseline ? 'baseline' : '') + (row.model !== lastModel ? ' model-start' : ''),
         'data-model': row.model, 'data-label': row.label,
       });
       // The model is named once, on its first (baseline) row, as in the study's tables.
-      tr.appendChild(el('td', { class: 'model', text: row.model !== lastModel ? row.model : '' }));
+      tr.appendChild(el('td', { class: 'model', title: row.model,
+                                text: row.model !== lastModel ? (row.model_name || row.model) : '' }));
       lastModel = row.model;
       tr.appendChild(el('td', { text: row.method }));
       tr.appendChild(el('td', { text: bitsLabel(row) }));
@@ -90,7 +110,8 @@
         const td = el('td', {
           class: 'num', 'data-column': c.name, 'data-value': String(cell.value),
           'data-job-id': String(cell.job_id),
-          title: 'stderr ' + cell.stderr.toPrecision(3) + ', n ' + cell.n + ', job ' + cell.job_id,
+          title: 'stderr ' + (c.lower_is_better ? cell.stderr.toPrecision(3) : formatValue(c, cell.stderr)) +
+            ', n ' + cell.n + ', job ' + cell.job_id,
         });
         const text = formatValue(c, cell.value);
         td.appendChild(opts.jobHref
@@ -120,46 +141,68 @@
                    '#cb4b16', '#586e75', '#8b5a2b'];
 
   // One chart per (model, column): the metric against the weight bit-width, one line per
-  // quantization series (method with its group and options), the FP baseline as a dashed line.
+  // quantization series (method with its group and options), the FP baseline as a dashed line
+  // across the whole axis. Ticks sit at exactly the bit-widths present. Each series' points are
+  // offset a little along x and drawn as open markers of decreasing size, so series with equal
+  // values stay visible. Accuracy is plotted in percent on a 0-100 axis.
   function plot(table, model, column) {
     const rows = table.rows.filter((r) => r.model === model && r.cells[column.name]);
     const quant = rows.filter((r) => !r.baseline);
     const base = rows.find((r) => r.baseline);
     if (quant.length === 0) return null;
-    const xs = Array.from(new Set(quant.map((r) => r.wbits))).sort((a, b) => a - b);
+    const scale = column.lower_is_better ? 1 : 100;
+    const y = (v) => (v === null || v === undefined ? null : scale * v);
+    const bits = Array.from(new Set(quant.map((r) => r.wbits))).sort((a, b) => a - b);
+    const lo = bits[0] - 0.5;
+    const hi = bits[bits.length - 1] + 0.5;
     const names = Array.from(new Set(quant.map((r) => r.series))).sort();
-    const data = [xs];
+    const step = names.length > 1 ? Math.min(0.08, 0.3 / (names.length - 1)) : 0;
+    const offset = (i) => (i - (names.length - 1) / 2) * step;
+    const key = (x) => x.toFixed(6);
+    const xs = new Map([[key(lo), lo], [key(hi), hi]]);  // the FP line spans the whole axis
+    names.forEach((name, i) => {
+      for (const r of quant) if (r.series === name) xs.set(key(r.wbits + offset(i)), r.wbits + offset(i));
+    });
+    const xvals = Array.from(xs.values()).sort((a, b) => a - b);
+    const data = [xvals];
     const series = [{ label: 'bits' }];
     names.forEach((name, i) => {
-      data.push(xs.map((x) => {
-        const r = quant.find((q) => q.series === name && q.wbits === x);
-        return r ? r.cells[column.name].value : null;
+      data.push(xvals.map((x) => {
+        const r = quant.find((q) => q.series === name && key(q.wbits + offset(i)) === key(x));
+        return r ? y(r.cells[column.name].value) : null;
       }));
-      series.push({ label: name, stroke: palette[i % palette.length], width: 2, spanGaps: true,
-                    points: { show: true, size: 7 } });
+      const color = palette[i % palette.length];
+      series.push({ label: name, stroke: color, width: 2, spanGaps: true,
+                    dash: i % 2 === 1 ? [10, 3] : undefined,
+                    points: { show: true, size: Math.max(6, 13 - 2 * i), width: 2, stroke: color,
+                              fill: '#fff' } });
     });
-    if (base) {
-      data.push(xs.map(() => base.cells[column.name].value));
-      series.push({ label: 'FP', stroke: '#444', width: 1, dash: [6, 4], points: { show: false } });
+    let fp = null;
+    if (base && base.cells[column.name] && base.cells[column.name].value !== null) {
+      fp = y(base.cells[column.name].value);
+      data.push(xvals.map(() => fp));
+      series.push({ label: 'FP', stroke: '#444', width: 1.5, dash: [6, 4], points: { show: false } });
     }
     const box = el('figure', { class: 'plot', 'data-model': model, 'data-column': column.name,
-                               'data-points': String(quant.length) },
-                   [el('figcaption', { text: column.name + ' vs bits — ' + model })]);
+                               'data-points': String(quant.length), 'data-bits': bits.join(','),
+                               'data-fp': fp === null ? '' : String(fp) },
+                   [el('figcaption', { text: columnTitle(column) + ' vs bits — ' +
+                                            ((base || quant[0]).model_name || model) })]);
     if (typeof uPlot === 'undefined') {
       box.appendChild(el('p', { class: 'error', text: 'uPlot did not load' }));
       return box;
     }
     const opts = {
       width: 440, height: 260, series: series,
-      scales: { x: { time: false, range: (u, lo, hi) => [lo - 0.5, hi + 0.5] },
-                y: { auto: true } },
-      axes: [{ label: 'weight bits', values: (u, v) => v.map((x) => Number.isInteger(x) ? String(x) : '') },
-             { label: column.metric, size: 60 }],
+      scales: { x: { time: false, range: () => [lo, hi] },
+                y: column.lower_is_better ? { auto: true } : { auto: false, range: () => [0, 100] } },
+      axes: [{ label: 'weight bits', splits: () => bits, values: (u, v) => v.map(String) },
+             { label: column.lower_is_better ? column.metric : column.metric + ' (%)', size: 60 }],
       legend: { live: false },
     };
     const holder = el('div', { class: 'plot-canvas' });
     box.appendChild(holder);
-    new uPlot(opts, data, holder);
+    box.uplot = new uPlot(opts, data, holder);
     return box;
   }
 
@@ -175,8 +218,127 @@
     return wrap;
   }
 
+  function csvField(text) {
+    text = String(text);
+    return /[",\n\r]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  // The rows as CSV, as `bitsweep results --format csv --percent` prints them: method, wbits,
+  // abits and group in columns of their own, each column followed by its stderr (where the task
+  // has one) and its difference to the model's baseline; a missing cell is empty.
+  function tableCsv(table, rows) {
+    const head = ['model', 'method', 'wbits', 'abits', 'group', 'quantization'];
+    for (const c of table.columns) {
+      const title = columnTitle(c);
+      head.push(title);
+      if (c.has_stderr) head.push(c.name + ' stderr');
+      if (c.has_delta) head.push(c.name + ' vs FP');
+    }
+    const lines = [head];
+    for (const r of rows || table.rows) {
+      const line = [r.model_name || r.model, r.method, r.wbits, r.abits === 0 ? 16 : r.abits,
+                    r.baseline ? '' : (r.group === -1 ? 'channel' : r.group), r.label];
+      for (const c of table.columns) {
+        const cell = r.cells[c.name];
+        line.push(cell ? formatValue(c, cell.value) : '');
+        if (c.has_stderr) line.push(cell ? formatValue(c, cell.stderr) : '');
+        if (c.has_delta) {
+          line.push(cell && cell.delta !== null && cell.delta !== undefined
+            ? (c.lower_is_better ? cell.delta.toFixed(3) : (100 * cell.delta).toFixed(2))
+                .replace(/^(?=[0-9])/, '+').replace(/^-(?=0\.0*$)/, '+')
+            : '');
+        }
+      }
+      lines.push(line);
+    }
+    return lines.map((l) => l.map(csvField).join(',')).join('\n') + '\n';
+  }
+
+  // Sort keys of the results table's headers: a row's text or number under that key.
+  function sortValue(row, key) {
+    if (key === 'model') return row.model_name || row.model;
+    if (key === 'method') return row.method;
+    if (key === 'bits') return row.baseline ? 1000 : row.wbits * 100 + (row.abits || 16);
+    if (key === 'group') return row.baseline ? -2 : row.group;
+    if (key === 'quantization') return row.label;
+    const cell = row.cells[key.slice('column:'.length)];
+    return cell && cell.value !== null ? cell.value : null;
+  }
+
+  // The rows that pass the filters, in the chosen order (the pivot's order when unsorted).
+  function visibleRows(table, state) {
+    const text = (state.text || '').toLowerCase();
+    let rows = table.rows.filter((r) =>
+      (!state.model || r.model === state.model) && (!state.method || r.method === state.method) &&
+      (!text || [r.model, r.model_name, r.method, r.label, r.series].join(' ').toLowerCase().includes(text)));
+    if (state.sort) {
+      const { key, dir } = state.sort;
+      rows = rows.map((r, i) => [r, i]).sort(([a, i], [b, j]) => {
+        const va = sortValue(a, key);
+        const vb = sortValue(b, key);
+        if (va === null && vb === null) return i - j;
+        if (va === null) return 1;  // missing values last in either direction
+        if (vb === null) return -1;
+        const d = typeof va === 'number' ? va - vb : String(va).localeCompare(String(vb));
+        return d !== 0 ? dir * d : i - j;
+      }).map(([r]) => r);
+    }
+    return rows;
+  }
+
+  // Filters (text, model, method), sortable headers and a CSV download of the rows shown.
+  // `state` keeps the choices across redraws (the dashboard redraws when results change).
+  function filteredTable(table, opts, state) {
+    const wrap = el('div', { class: 'results-view' });
+    const tableBox = el('div', { class: 'table-wrap' });
+    const count = el('span', { class: 'muted results-count' });
+    const redraw = () => {
+      const rows = visibleRows(table, state);
+      count.textContent = `${rows.length} of ${table.rows.length} rows`;
+      tableBox.textContent = '';
+      tableBox.appendChild(resultsTable(table, Object.assign({}, opts, {
+        rows, sort: state.sort,
+        onSort: (key) => {
+          // ascending, descending, then the pivot's order again
+          if (!state.sort || state.sort.key !== key) state.sort = { key, dir: 1 };
+          else if (state.sort.dir === 1) state.sort = { key, dir: -1 };
+          else state.sort = null;
+          redraw();
+        },
+      })));
+    };
+    const select = (name, values, label) => {
+      const s = el('select', { class: 'results-filter-' + name, 'aria-label': label,
+                               onchange: () => { state[name] = s.value; redraw(); } },
+        [el('option', { value: '', text: 'every ' + name }) ].concat(values.map(([v, t]) => el('option', { value: v, text: t }))));
+      s.value = state[name] || '';
+      return s;
+    };
+    const models = new Map(table.rows.map((r) => [r.model, r.model_name || r.model]));
+    const methods = Array.from(new Set(table.rows.map((r) => r.method))).sort();
+    const search = el('input', { type: 'search', class: 'results-filter-text', placeholder: 'filter rows',
+                                 'aria-label': 'filter rows', value: state.text || '',
+                                 oninput: () => { state.text = search.value; redraw(); } });
+    const download = el('button', { type: 'button', class: 'results-csv', text: 'Download CSV',
+      onclick: () => {
+        const blob = new Blob([tableCsv(table, visibleRows(table, state))], { type: 'text/csv' });
+        const a = el('a', { href: URL.createObjectURL(blob), download: 'bitsweep-results.csv' });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+      } });
+    wrap.appendChild(el('div', { class: 'results-controls' }, [
+      search, select('model', Array.from(models.entries()), 'model'),
+      select('method', methods.map((m) => [m, m]), 'method'), download, count]));
+    wrap.appendChild(tableBox);
+    redraw();
+    return wrap;
+  }
+
   // The whole results view: table then plots, into `container` (its content is replaced).
+  // `opts.state`: the filters and sorting, kept by the caller across redraws.
   function renderResults(container, table, opts) {
+    opts = opts || {};
     container.textContent = '';
     if (!table || table.rows.length === 0) {
       container.appendChild(el('p', { class: 'empty', text: 'No results yet.' }));
@@ -184,19 +346,21 @@
     }
     container.appendChild(el('h2', { text: 'Results' }));
     container.appendChild(el('p', { class: 'hint', text:
-      'A row per model and recipe (FP baseline first), a column per task and evaluation settings; ' +
-      'labels name the settings that tell otherwise-equal rows or columns apart, and "(subset)" marks ' +
-      'results computed on part of the data. Quantized cells show the difference to the baseline ' +
-      'under the same settings (perplexity absolute, accuracy in points): red worse, green better.' }));
+      'A row per model and recipe (FP baseline first, then by method and bits descending), a ' +
+      'column per task and evaluation settings; labels name the settings that tell otherwise-equal ' +
+      'rows or columns apart, and "(subset)" marks results computed on part of the data. ' +
+      'Accuracies are in percent. Quantized cells show the difference to the baseline under the ' +
+      'same settings (perplexity absolute, accuracy in points): red worse, green better. Click a ' +
+      'header to sort.' }));
     if (table.columns.some((c) => c.subset)) {
       container.appendChild(el('p', { class: 'hint subset-note', text:
         '(subset): computed on the first windows (perplexity) or examples (other tasks) only; not ' +
         'comparable with results on the whole data.' }));
     }
-    container.appendChild(el('div', { class: 'table-wrap' }, resultsTable(table, opts)));
+    container.appendChild(filteredTable(table, opts, opts.state || {}));
     container.appendChild(el('h2', { text: 'Metric vs bit-width' }));
     container.appendChild(plots(table));
   }
 
-  window.BitsweepRender = { el, formatValue, resultsTable, plots, renderResults };
+  window.BitsweepRender = { el, formatValue, resultsTable, plots, renderResults, tableCsv, visibleRows };
 })();

@@ -559,3 +559,17 @@ TEST_CASE("bitsweep --help lists the exit codes and every parse error exits 2", 
   CHECK(Bitsweep("status --no-such-flag", dir).code == 2);
   CHECK(Bitsweep("", dir).code == 2);  // a subcommand is required
 }
+
+TEST_CASE("bitsweep results and local take --format latex and --percent and their help names both",
+          "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_results_formats");
+  for (const char* verb : {"results", "local"}) {
+    Run help = Bitsweep(std::string(verb) + " --help", dir);
+    CHECK(help.code == 0);
+    CHECK_THAT(help.out, Contains("latex (a booktabs tabular)"));
+    CHECK_THAT(help.out, Contains("--percent"));
+  }
+  // Parsed (not a usage error, 2): the call itself fails, nothing listens on port 1.
+  Run latex = Bitsweep("results --format latex --percent --coordinator 127.0.0.1:1", dir);
+  CHECK(latex.code == 1);
+}

@@ -38,9 +38,9 @@ std::vector<ResultInput> Inputs() {
       in.push_back(
           {id, JobSpecToJson(s), "ppl", base + (s.quant.method == "gptq" ? 0.5 : 0), 0, 4, ""});
     } else {
+      in.push_back({id, JobSpecToJson(s), "acc", 0.7 - 0.01 * (16 - s.quant.wbits), 0.01, 100, ""});
       in.push_back(
-          {id, JobSpecToJson(s), "acc", 0.7 - 0.01 * (16 - s.quant.wbits), 0.01, 100, ""});
-      in.push_back({id, JobSpecToJson(s), "acc_norm", 0.9, 0.01, 100, ""});  // not a headline metric
+          {id, JobSpecToJson(s), "acc_norm", 0.9, 0.01, 100, ""});  // not a headline metric
     }
   }
   return in;
@@ -59,12 +59,12 @@ TEST_CASE(
   CHECK(t.rows[0].baseline);
   CHECK(t.rows[0].label == "FP (baseline)");
   CHECK(t.rows[1].label == "gptq w4 g64");
-  CHECK(t.rows[2].label == "rtn w3 g64");
-  CHECK(t.rows[3].label == "rtn w4 g64");
+  CHECK(t.rows[2].label == "rtn w4 g64");
+  CHECK(t.rows[3].label == "rtn w3 g64");
   CHECK(t.rows[2].series == "rtn g64");
   CHECK(t.rows[3].series == "rtn g64");
   CHECK(t.rows[1].series == "gptq g64");
-  CHECK(t.rows[2].cells.at("wikitext2 ppl").value == Approx(15));
+  CHECK(t.rows[3].cells.at("wikitext2 ppl").value == Approx(15));
   CHECK(t.rows[1].cells.at("wikitext2 ppl").value == Approx(14.5));
   CHECK(t.rows[0].cells.at("piqa acc").value == Approx(0.7));
   CHECK(t.rows[0].cells.at("piqa acc").n == 100);
@@ -76,10 +76,16 @@ TEST_CASE("the results table's JSON carries every row, cell and column the dashb
   REQUIRE(j["rows"].size() == 4);
   CHECK(j["columns"][0]["name"] == "wikitext2 ppl");
   CHECK(j["rows"][0]["baseline"] == true);
-  CHECK(j["rows"][2]["wbits"] == 3);
-  CHECK(j["rows"][2]["group"] == 64);
-  CHECK(j["rows"][2]["cells"]["wikitext2 ppl"]["value"].get<double>() == Approx(15));
-  CHECK(j["rows"][2]["cells"]["wikitext2 ppl"]["job_id"].get<int64_t>() > 0);
+  CHECK(j["rows"][3]["wbits"] == 3);
+  CHECK(j["rows"][3]["group"] == 64);
+  CHECK(j["rows"][3]["model_name"] == "a");
+  CHECK(j["rows"][3]["cells"]["wikitext2 ppl"]["value"].get<double>() == Approx(15));
+  CHECK(j["rows"][3]["cells"]["wikitext2 ppl"]["delta"].get<double>() == Approx(5));
+  CHECK(j["rows"][0]["cells"]["wikitext2 ppl"]["delta"].is_null());
+  CHECK(j["rows"][3]["cells"]["wikitext2 ppl"]["job_id"].get<int64_t>() > 0);
+  CHECK(j["columns"][1]["has_stderr"] == true);
+  CHECK(j["columns"][0]["has_stderr"] == false);
+  CHECK(j["columns"][0]["has_delta"] == true);
 }
 
 // The provenance a worker stores for a perplexity result (eval/run_task.cc's JSON, abridged).
@@ -135,7 +141,8 @@ tasks: [wikitext2]
     in.push_back({fp ? 1 : 2, JobSpecToJson(s), "ppl", fp ? 6.061 : 6.300, 0, 8,
                   PplProvenance(8, 281600, 256)});
   }
-  in.push_back({3, JobSpecToJson(second[0]), "ppl", 7.221, 0, 137, PplProvenance(137, 281600, 2048)});
+  in.push_back(
+      {3, JobSpecToJson(second[0]), "ppl", 7.221, 0, 137, PplProvenance(137, 281600, 2048)});
 
   const ResultsTable t = PivotResults(in);
   REQUIRE(t.columns.size() == 2);
@@ -187,10 +194,12 @@ models: [/m/qwen3]
 methods: []
 tasks: [{task: piqa, limit: 50}]
 )");
-  const std::string limited = R"({"eval": {"task": "piqa", "limited": true, "source": "/d/piqa/valid.jsonl"}})";
+  const std::string limited =
+      R"({"eval": {"task": "piqa", "limited": true, "source": "/d/piqa/valid.jsonl"}})";
   const ResultsTable t = PivotResults({{1, JobSpecToJson(acc[0]), "acc", 0.6, 0.07, 50, limited}});
   CHECK(t.columns[0].name == "piqa acc limit=50 (subset)");
-  CHECK(t.columns[0].settings.back() == std::make_pair(std::string("data"), std::string("piqa/valid.jsonl")));
+  CHECK(t.columns[0].settings.back() ==
+        std::make_pair(std::string("data"), std::string("piqa/valid.jsonl")));
 }
 
 // The second case: GPTQ w3 with calibration nsamples 4 (ppl 6.094) and 32 (6.038) in one sweep
@@ -241,7 +250,7 @@ TEST_CASE("labels name every setting that differs within a group, and only those
   const std::vector<std::string> labels = DistinctLabels({
       {"g", "a", {{"x", "1"}, {"y", "2"}}, {}},
       {"g", "a", {{"x", "1"}, {"y", "3"}}, {}},
-      {"g", "b", {{"x", "1"}}, {}},           // lacks y: differs from those that have it
+      {"g", "b", {{"x", "1"}}, {}},                 // lacks y: differs from those that have it
       {"h", "a", {{"x", "9"}, {"y", "3"}}, {"x"}},  // another group; x shown because asked
   });
   CHECK(labels == std::vector<std::string>{"a y=2", "a y=3", "b y=-", "a x=9"});
@@ -253,64 +262,202 @@ TEST_CASE("unreadable specs are counted and left out of the table") {
   CHECK(t.unreadable == 1);
 }
 
-// Two rows, two columns, one cell missing.
+TEST_CASE(
+    "rows are ordered by bits descending within a method, weight bits before activation bits") {
+  const auto jobs = Expand(R"(name: order
+models: [/m/qwen3]
+methods:
+  - {method: rtn, wbits: [2, 8, 3, 4], group: [64]}
+  - {method: gptq, wbits: [3, 4], group: [128, 64]}
+tasks: [wikitext2]
+)");
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : jobs) in.push_back({++id, JobSpecToJson(s), "ppl", 10.0 + id, 0, 4, ""});
+  const ResultsTable t = PivotResults(in);
+  std::vector<std::string> labels;
+  for (const ResultsRow& r : t.rows) labels.push_back(r.label);
+  CHECK(labels == std::vector<std::string>{"FP (baseline)", "gptq w4 g64", "gptq w4 g128",
+                                           "gptq w3 g64", "gptq w3 g128", "rtn w8 g64",
+                                           "rtn w4 g64", "rtn w3 g64", "rtn w2 g64"});
+}
+
+TEST_CASE(
+    "the model column shows the folder's name, a Hugging Face snapshot's repository name, and "
+    "the path where two folders share a name") {
+  CHECK(ModelDisplayName("/models/Qwen3-8B") == "Qwen3-8B");
+  CHECK(ModelDisplayName("/models/Qwen3-8B/") == "Qwen3-8B");
+  CHECK(ModelDisplayName("/root/.cache/huggingface/hub/models--Qwen--Qwen3-0.6B/snapshots/"
+                         "c1899de289a04d12100db370d81485cdf75e47ca") == "Qwen3-0.6B");
+  CHECK(ModelDisplayName("/data/snapshots/abc") == "abc");  // not a cache: no models--
+  const auto jobs = Expand(R"(name: names
+models: [/a/Qwen3-8B, /b/Qwen3-8B, /m/Qwen3-0.6B]
+methods: []
+tasks: [wikitext2]
+)");
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : jobs) in.push_back({++id, JobSpecToJson(s), "ppl", 10, 0, 4, ""});
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.rows.size() == 3);
+  CHECK(t.rows[0].model_name == "/a/Qwen3-8B");
+  CHECK(t.rows[1].model_name == "/b/Qwen3-8B");
+  CHECK(t.rows[2].model_name == "Qwen3-0.6B");
+  CHECK(t.rows[2].model == "/m/Qwen3-0.6B");
+  CHECK(RenderResultsTable(t, ResultsFormat::kText).find("\nQwen3-0.6B ") != std::string::npos);
+}
+
+TEST_CASE(
+    "quantized cells carry their difference to their own model's baseline in the same column, "
+    "and columns say whether they have stderr") {
+  const auto jobs = Expand(R"(name: d
+models: [/m/a, /m/b]
+methods: [{method: rtn, wbits: [4], group: [64]}]
+tasks: [wikitext2, piqa]
+)");
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : jobs) {
+    const bool fp = s.quant.method == "fp";
+    const bool b = s.model == "/m/b";
+    if (s.eval.task == "wikitext2") {
+      in.push_back({++id, JobSpecToJson(s), "ppl", (fp ? 10.0 : 12.5) + (b ? 100 : 0), 0, 4, ""});
+    } else if (!(b && fp)) {  // model b has no piqa baseline
+      in.push_back({++id, JobSpecToJson(s), "acc", fp ? 0.70 : 0.65, 0.01, 100, ""});
+    }
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.rows.size() == 4);
+  const ResultsRow& a_rtn = t.rows[1];
+  const ResultsRow& b_rtn = t.rows[3];
+  REQUIRE(a_rtn.model == "/m/a");
+  REQUIRE(b_rtn.model == "/m/b");
+  CHECK_FALSE(t.rows[0].cells.at("wikitext2 ppl").has_delta);  // the baseline itself
+  CHECK(a_rtn.cells.at("wikitext2 ppl").delta == Approx(2.5));
+  CHECK(a_rtn.cells.at("piqa acc").delta == Approx(-0.05));
+  CHECK(b_rtn.cells.at("wikitext2 ppl").delta == Approx(2.5));  // b's baseline, not a's
+  CHECK_FALSE(b_rtn.cells.at("piqa acc").has_delta);            // b has no piqa baseline
+  CHECK(t.columns[0].has_delta);
+  CHECK_FALSE(t.columns[0].has_stderr);  // perplexity has none
+  CHECK(t.columns[1].has_stderr);
+  // An accuracy column keeps its stderr column when every result is exact (stderr 0).
+  std::vector<ResultInput> exact = in;
+  for (ResultInput& r : exact) r.stderr_value = 0;
+  CHECK(PivotResults(exact).columns[1].has_stderr);
+}
+
+// Two rows, two columns; the quantized row lacks a piqa result.
 ResultsTable SmallTable() {
   ResultsTable table;
   table.columns.resize(2);
   table.columns[0].name = "wikitext2 ppl";
   table.columns[0].lower_is_better = true;
+  table.columns[0].has_delta = true;
   table.columns[1].name = "piqa acc";
+  table.columns[1].has_stderr = true;
+  table.columns[1].has_delta = true;
   ResultsRow fp;
   fp.model = "/m/a";
+  fp.model_name = "a";
+  fp.method = "fp";
   fp.label = "FP (baseline)";
+  fp.baseline = true;
   fp.cells["wikitext2 ppl"] = {10, 0, 4, 1};
   fp.cells["piqa acc"] = {0.7, 0.01, 100, 2};
   ResultsRow rtn;
   rtn.model = "/m/a";
+  rtn.model_name = "a";
+  rtn.method = "rtn";
+  rtn.wbits = 4;
+  rtn.group = 64;
   rtn.label = "rtn w4 g64";
-  rtn.cells["wikitext2 ppl"] = {12.34567, 0, 4, 3};
-  table.rows = {fp, rtn};
+  rtn.cells["wikitext2 ppl"] = {12.34567, 0, 4, 3, true, 2.34567};
+  rtn.cells["piqa acc"] = {0.65, 0.012, 100, 4, true, -0.05};
+  ResultsRow w3 = rtn;
+  w3.wbits = 3;
+  w3.group = -1;
+  w3.label = "rtn w3, \"x\"";  // a label that needs CSV quoting
+  w3.cells.erase("piqa acc");
+  table.rows = {fp, rtn, w3};
   return table;
 }
 
-TEST_CASE("the text table pads each column to its widest cell under a rule") {
+TEST_CASE(
+    "the text table right-aligns numbers with stderr and vs-FP columns and ends no line in a "
+    "space") {
   CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kText) ==
-        "model  quantization   wikitext2 ppl  piqa acc  \n"
-        "-----  -------------  -------------  --------  \n"
-        "/m/a   FP (baseline)  10.000         0.7000    \n"
-        "/m/a   rtn w4 g64     12.346         -         \n");
+        "model  quantization   wikitext2 ppl   vs FP  piqa acc  stderr    vs FP\n"
+        "-----  -------------  -------------  ------  --------  ------  -------\n"
+        "a      FP (baseline)         10.000       -    0.7000  0.0100        -\n"
+        "a      rtn w4 g64            12.346  +2.346    0.6500  0.0120  -0.0500\n"
+        "a      rtn w3, \"x\"           12.346  +2.346         -       -        -\n");
 }
 
-TEST_CASE("the markdown and csv tables carry the same cells") {
+TEST_CASE("markdown rows have no trailing spaces and right-align number columns") {
   CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kMarkdown) ==
-        "| model | quantization  | wikitext2 ppl | piqa acc | \n"
-        "|-------|---------------|---------------|----------|\n"
-        "| /m/a  | FP (baseline) | 10.000        | 0.7000   | \n"
-        "| /m/a  | rtn w4 g64    | 12.346        | -        | \n");
-  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kCsv) ==
-        "model,quantization,wikitext2 ppl,piqa acc\n"
-        "/m/a,FP (baseline),10.000,0.7000\n"
-        "/m/a,rtn w4 g64,12.346,-\n");
+        "| model | quantization  | wikitext2 ppl |  vs FP | piqa acc | stderr |   vs FP |\n"
+        "|-------|---------------|--------------:|-------:|---------:|-------:|--------:|\n"
+        "| a     | FP (baseline) |        10.000 |      - |   0.7000 | 0.0100 |       - |\n"
+        "| a     | rtn w4 g64    |        12.346 | +2.346 |   0.6500 | 0.0120 | -0.0500 |\n"
+        "| a     | rtn w3, \"x\"   |        12.346 | +2.346 |        - |      - |       - |\n");
 }
 
-TEST_CASE("a subset column adds a note to the text and markdown tables, not to csv") {
+TEST_CASE("csv splits method, wbits, abits and group into columns and names every extra column") {
+  CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kCsv) ==
+        "model,method,wbits,abits,group,quantization,wikitext2 ppl,wikitext2 ppl vs FP,piqa acc,"
+        "piqa acc stderr,piqa acc vs FP\n"
+        "a,fp,16,16,,FP (baseline),10.000,,0.7000,0.0100,\n"
+        "a,rtn,4,16,64,rtn w4 g64,12.346,+2.346,0.6500,0.0120,-0.0500\n"
+        "a,rtn,3,16,channel,\"rtn w3, \"\"x\"\"\",12.346,+2.346,,,\n");
+}
+
+TEST_CASE("--percent prints accuracies, their stderr and difference in percent, not perplexity") {
+  ResultsRenderOptions percent;
+  percent.percent = true;
+  const std::string csv = RenderResultsTable(SmallTable(), ResultsFormat::kCsv, percent);
+  CHECK(csv.find(",piqa acc (%),") != std::string::npos);
+  CHECK(csv.find("a,fp,16,16,,FP (baseline),10.000,,70.00,1.00,\n") != std::string::npos);
+  CHECK(csv.find(",12.346,+2.346,65.00,1.20,-5.00\n") != std::string::npos);
+}
+
+TEST_CASE("latex renders a booktabs tabular naming each model once, with escaped text") {
+  ResultsRenderOptions percent;
+  percent.percent = true;
+  ResultsTable table = SmallTable();
+  table.rows[2].label = "rtn w3 act_order=true";
+  CHECK(RenderResultsTable(table, ResultsFormat::kLatex, percent) ==
+        "\\begin{tabular}{llrr}\n"
+        "\\toprule\n"
+        "model & quantization & wikitext2 ppl & piqa acc (\\%) \\\\\n"
+        "\\midrule\n"
+        "a & FP (baseline) & 10.000 & 70.00$_{\\pm 1.00}$ \\\\\n"
+        " & rtn w4 g64 & 12.346 & 65.00$_{\\pm 1.20}$ \\\\\n"
+        " & rtn w3 act\\_order=true & 12.346 & -- \\\\\n"
+        "\\bottomrule\n"
+        "\\end{tabular}\n");
+}
+
+TEST_CASE("a subset column adds a note to the text, markdown and latex tables, not to csv") {
   ResultsTable table = SmallTable();
   table.columns[0].subset = true;
   const std::string note =
-      "\n(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
+      "(subset): computed on the first windows (perplexity) or examples (other tasks) only, as "
       "limited by the sweep; not comparable with results on the whole data.\n";
   for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kMarkdown}) {
     const std::string text = RenderResultsTable(table, f);
     REQUIRE(text.size() > note.size());
-    CHECK(text.substr(text.size() - note.size()) == note);
+    CHECK(text.substr(text.size() - note.size() - 1) == "\n" + note);
   }
+  const std::string latex = RenderResultsTable(table, ResultsFormat::kLatex);
+  CHECK(latex.substr(latex.size() - note.size() - 2) == "% " + note);
   CHECK(RenderResultsTable(table, ResultsFormat::kCsv).find("(subset)") == std::string::npos);
   CHECK(RenderResultsTable(SmallTable(), ResultsFormat::kText).find("(subset)") ==
         std::string::npos);
 }
 
 TEST_CASE("a table without rows renders as no results yet in every format") {
-  for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kCsv, ResultsFormat::kMarkdown}) {
+  for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kCsv, ResultsFormat::kMarkdown,
+                          ResultsFormat::kLatex}) {
     CHECK(RenderResultsTable(ResultsTable(), f) == "no results yet\n");
   }
 }
@@ -322,6 +469,11 @@ TEST_CASE("values are formatted as the text table prints them") {
   acc.metric = "acc";
   CHECK(FormatResultValue(ppl, 12.34567) == "12.346");
   CHECK(FormatResultValue(acc, 0.712345) == "0.7123");
+  CHECK(FormatResultValue(acc, 0.712345, true) == "71.23");
+  CHECK(FormatResultValue(ppl, 12.34567, true) == "12.346");  // percent is for accuracies only
+  CHECK(FormatResultDelta(ppl, 1.5) == "+1.500");
+  CHECK(FormatResultDelta(acc, -0.0123, true) == "-1.23");
+  CHECK(FormatResultDelta(acc, -0.00001) == "+0.0000");  // rounds to zero: no minus sign
 }
 
 }  // namespace

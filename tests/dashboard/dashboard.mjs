@@ -78,6 +78,71 @@ async function checkPlots(page, where) {
   }
 }
 
+// The plots' axes and lines: ticks at exactly the bit-widths present, an accuracy axis of
+// 0-100 %, each series' points at x positions of their own (overlapping values stay visible),
+// and the FP line across the whole x range.
+async function checkPlotAxes(page, where) {
+  const plots = await page.locator('figure.plot').evaluateAll((figs) => figs.map((fig) => {
+    const u = fig.uplot;
+    if (!u) return null;
+    const xs = u.data[0];
+    const quant = u.series.slice(1).map((s, i) => [s.label, u.data[i + 1]]).filter(([l]) => l !== 'FP');
+    const fp = u.series.findIndex((s) => s.label === 'FP');
+    return { column: fig.dataset.column, bits: fig.dataset.bits, xmin: u.scales.x.min, xmax: u.scales.x.max,
+             ymin: u.scales.y.min, ymax: u.scales.y.max,
+             splits: u.axes[0]._splits, quantXs: quant.map(([, d]) => xs.filter((x, i) => d[i] !== null)),
+             fpEnds: fp > 0 ? [u.data[fp][0], u.data[fp][xs.length - 1]] : null };
+  }));
+  for (const p of plots) {
+    if (!p) { check(false, `${where}: a plot has its uPlot`); continue; }
+    check(p.bits === expected.bits.join(',') && p.xmin < expected.bits[0] &&
+          p.xmax > expected.bits[expected.bits.length - 1],
+          `${where}: ${p.column}: the x-axis covers the bits present (${p.bits}; ${p.xmin}..${p.xmax})`);
+    check(JSON.stringify(p.splits) === JSON.stringify(expected.bits),
+          `${where}: ${p.column}: ticks at exactly the bits present (${JSON.stringify(p.splits)})`);
+    check(p.fpEnds !== null && p.fpEnds[0] !== null && p.fpEnds[1] !== null,
+          `${where}: ${p.column}: the FP line runs across the whole axis (${JSON.stringify(p.fpEnds)})`);
+    const all = p.quantXs.flat();
+    check(p.quantXs.length >= 2 && new Set(all).size === all.length,
+          `${where}: ${p.column}: no two series' points share an x position (${JSON.stringify(p.quantXs)})`);
+    if (p.column.endsWith(' acc')) {
+      check(p.ymin === 0 && p.ymax === 100, `${where}: ${p.column}: the accuracy axis runs 0-100 % (${p.ymin}..${p.ymax})`);
+    }
+  }
+}
+
+// Filters, sorting by a header and the CSV download of the rows shown.
+async function checkTableControls(page, where) {
+  const rows = () => page.locator('table.results tbody tr');
+  check(await rows().count() === expected.rows, `${where}: every row is shown unfiltered (${await rows().count()})`);
+  await page.fill('input.results-filter-text', 'w3');
+  const filtered = await rows().evaluateAll((trs) => trs.map((tr) => tr.dataset.label));
+  check(filtered.length === 1 && filtered[0] === 'rtn w3 g64', `${where}: the text filter keeps matching rows (${filtered})`);
+  await page.fill('input.results-filter-text', '');
+  await page.selectOption('select.results-filter-method', 'fp');
+  check(await rows().count() === 1, `${where}: the method filter keeps that method's rows`);
+  await page.selectOption('select.results-filter-method', '');
+  const column = expected.columns[1];
+  const values = async () => (await page.locator(`table.results tbody td[data-column="${column}"]`)
+    .evaluateAll((tds) => tds.map((td) => td.dataset.value))).filter((v) => v !== undefined).map(Number);
+  const header = page.locator(`table.results th[data-sort-key="column:${column}"]`);
+  await header.click();
+  const up = await values();
+  check(up.length > 1 && up.every((v, i) => i === 0 || up[i - 1] <= v), `${where}: a header click sorts ascending (${up})`);
+  await page.locator(`table.results th[data-sort-key="column:${column}"]`).click();
+  const down = await values();
+  check(down.length > 1 && down.every((v, i) => i === 0 || down[i - 1] >= v), `${where}: a second click sorts descending (${down})`);
+  await page.locator(`table.results th[data-sort-key="column:${column}"]`).click();
+  const first = await rows().first().getAttribute('data-label');
+  check(first === 'FP (baseline)', `${where}: a third click restores the table's order (${first})`);
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 10000 }),
+                                        page.click('button.results-csv')]);
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  const lines = csv.trim().split('\n');
+  check(lines[0].startsWith('model,method,wbits,abits,group,quantization,') && lines.length === expected.rows + 1,
+        `${where}: the CSV download holds the header and every row shown (${lines.length} lines: ${lines[0]})`);
+}
+
 const browser = await chromium.launch({ executablePath: args.chromium || '/usr/bin/chromium',
                                         headless: true, args: ['--no-sandbox'] });
 
@@ -120,7 +185,7 @@ if (args.live) {
 }
 
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
   page.on('pageerror', (e) => check(false, 'no script error on the page: ' + e.message));
   const base = args.url.replace(/\/$/, '');
 
@@ -142,6 +207,8 @@ try {
   await page.waitForSelector('figure.plot canvas', { timeout: 15000 });
   await checkCells(page, 'dashboard');
   await checkPlots(page, 'dashboard');
+  await checkPlotAxes(page, 'dashboard');
+  await checkTableControls(page, 'dashboard');
   const jobs = await page.locator('table#jobs tbody tr').count();
   check(jobs === expected.jobs, `dashboard: the sweep lists its ${expected.jobs} jobs (${jobs})`);
   await shot(page, '2-sweep-results.png');
@@ -176,6 +243,7 @@ try {
   await report.waitForSelector('figure.plot canvas', { timeout: 15000 });
   await checkCells(report, 'report');
   await checkPlots(report, 'report');
+  await checkPlotAxes(report, 'report');
   check(requests === 0, `the report loads nothing from the network (${requests} requests)`);
   await shot(report, '5-report.png');
 } finally {

@@ -224,8 +224,10 @@ TEST_CASE(
       // 4 windows of the held-out text's many: the perplexity column is marked as a subset.
       const std::string task =
           spec["eval"]["task"] == "wikitext2" ? "wikitext2 ppl windows=4 (subset)" : "facts acc";
+      // As the dashboard and `--percent` print them: accuracies in percent.
       char text[32];
-      std::snprintf(text, sizeof(text), ppl ? "%.3f" : "%.4f", metric.value());
+      std::snprintf(text, sizeof(text), ppl ? "%.3f" : "%.2f",
+                    ppl ? metric.value() : 100 * metric.value());
       cells.push_back({{"label", method == "fp" ? std::string("FP (baseline)")
                                                 : method + " w" + std::to_string(bits) + g},
                        {"column", task},
@@ -238,6 +240,8 @@ TEST_CASE(
             json{{"cells", cells},
                  {"columns", json::array({"wikitext2 ppl windows=4 (subset)", "facts acc"})},
                  {"series", series.size()},
+                 {"bits", json::array({2, 3, 4, 8})},
+                 {"rows", 7},
                  {"jobs", 14}}
                 .dump(2));
 
@@ -247,15 +251,31 @@ TEST_CASE(
               " --format html --output " + report + " --coordinator " + addr + " --token " +
               kToken + " > " + dir + "/report.log 2>&1") == 0);
   // The text table pivots through the same code (common/results_table.h): same numbers.
-  REQUIRE(Run(bin + "/cli/bitsweep results " + std::to_string(sweep.sweep().id()) + " --output " +
-              dir + "/table.txt --coordinator " + addr + " --token " + kToken + " > " + dir +
-              "/table.log 2>&1") == 0);
-  const std::string table = Slurp(dir + "/table.txt");
+  auto results_as = [&](const std::string& flags, const std::string& file) {
+    REQUIRE(Run(bin + "/cli/bitsweep results " + std::to_string(sweep.sweep().id()) + " " + flags +
+                " --output " + dir + "/" + file + " --coordinator " + addr + " --token " + kToken +
+                " > " + dir + "/" + file + ".log 2>&1") == 0);
+    return Slurp(dir + "/" + file);
+  };
+  const std::string table = results_as("--percent", "table.txt");
   INFO(table);
   CHECK(table.find("FP (baseline)") < table.find("rtn w3 g64"));
+  CHECK(table.find("rtn w8 g64") < table.find("rtn w2 g64"));  // bits descending
+  CHECK(table.find("\ndemo ") != std::string::npos);           // the model's name, not its path
+  CHECK(table.find("vs FP") != std::string::npos);
+  CHECK(table.find("stderr") != std::string::npos);  // the facts task has one
+  CHECK(table.find(" \n") == std::string::npos);
   for (const auto& cell : cells) {
     CHECK(table.find(cell["text"].get<std::string>()) != std::string::npos);
   }
+  const std::string csv = results_as("--format csv", "table.csv");
+  INFO(csv);
+  CHECK(csv.rfind("model,method,wbits,abits,group,quantization,", 0) == 0);
+  CHECK(csv.find("\ndemo,rtn,8,16,64,rtn w8 g64,") != std::string::npos);
+  const std::string latex = results_as("--format latex --percent", "table.tex");
+  INFO(latex);
+  CHECK(latex.find("\\toprule") != std::string::npos);
+  CHECK(latex.find("facts acc (\\%)") != std::string::npos);
   const std::string html = Slurp(report);
   CHECK(html.find("<script src=") == std::string::npos);  // nothing loaded from elsewhere
   CHECK(html.find("uPlot") != std::string::npos);

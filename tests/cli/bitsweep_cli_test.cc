@@ -609,8 +609,9 @@ TEST_CASE("Dtypes are spelled fp32, bf16 and fp16 everywhere, the old spellings 
 TEST_CASE("Method and task names ignore case and typos get a suggestion", "[cli][quant]") {
   const std::string dir = bitsweep::testing::ScratchDir("cli_names_case");
   REQUIRE(Bitsweep("make-tiny-model --out " + dir + "/model --seed 5", dir).code == 0);
-  Run q = Bitsweep("quantize --model " + dir + "/model --method RTN --wbits 4 --out " + dir + "/q",
-                   dir);
+  Run q = Bitsweep(
+      "quantize --model " + dir + "/model --method RTN --wbits 4 --group 16 --out " + dir + "/q",
+      dir);
   INFO(q.err);
   REQUIRE(q.code == 0);
   CHECK(nlohmann::json::parse(Slurp(dir + "/q/quantization_config.json"))["method"] == "rtn");

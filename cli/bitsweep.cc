@@ -1,5 +1,6 @@
 // bitsweep: the user-facing command line. Each subcommand parses its flags into an options
 // struct and calls the library; flags and the environment are read only here.
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,12 +18,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/flags.h"
 #include "cli/output.h"
 #include "cli/quantize_command.h"
 #include "cli/service_commands.h"
 #include "common/catalog.h"
 #include "common/memory.h"
+#include "common/sweep_inputs.h"
 #include "eval/run_task.h"
+#include "model/collective_nccl.h"
+#include "model/cuda_info.h"
 #include "model/device.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
@@ -30,6 +35,10 @@
 #include "model/tokenizer.h"
 #include "model/tp_run.h"
 #include "quant/load.h"
+
+#ifndef BITSWEEP_VERSION
+#define BITSWEEP_VERSION "dev"
+#endif
 
 namespace {
 
@@ -106,10 +115,16 @@ int RunEval(const EvalFlags& f) {
   std::vector<std::string> tasks = absl::StrSplit(f.tasks, ',', absl::SkipEmpty());
   if (tasks.empty()) return Fail(absl::InvalidArgumentError("--tasks names no task"));
   std::vector<bitsweep::TaskKind> kinds;
-  for (const auto& t : tasks) {
+  for (auto& t : tasks) {
     auto row = bitsweep::LookupTask(t);
-    if (!row.ok()) return Fail(row.status());
+    if (!row.ok()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--tasks: ", row.status().message())));
+    }
+    if (std::string_view((*row)->name) != "file") t = (*row)->name;  // "MMLU" is mmlu
     kinds.push_back((*row)->kind);
+  }
+  if (Status s = bitsweep::CheckModelFolder(f.model); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--model: ", s.message())));
   }
   auto tp = bitsweep::model::StartTensorParallel(f.tp, f.device);
   if (!tp.ok()) return Fail(tp.status());
@@ -195,6 +210,15 @@ std::string CatalogSummary() {
   return out;
 }
 
+// `bitsweep --version`: the version, then what this build can run on.
+std::string VersionText() {
+  const bool cuda = bitsweep::model::CudaCompiledIn();
+  return absl::StrCat(
+      "bitsweep ", BITSWEEP_VERSION, "\nlibtorch ", TORCH_VERSION, "\nCUDA ",
+      cuda ? absl::StrCat("on (", bitsweep::model::VisibleCudaDevices(), " GPUs visible)") : "off",
+      "\nNCCL ", bitsweep::model::NcclAvailable() ? "on" : "off");
+}
+
 int RunTokenize(const std::string& tokenizer_path, bool decode) {
   auto tok = bitsweep::model::Tokenizer::Load(tokenizer_path);
   if (!tok.ok()) return Fail(tok.status());
@@ -229,6 +253,10 @@ int main(int argc, char** argv) {
       CatalogNames(true) + ")\nand evaluates them on its tasks (" + CatalogNames(false) + ")."};
   app.require_subcommand(1);
   app.footer(bitsweep::cli::kExitCodesHelp);
+  // Subcommands inherit this: an option a verb does not know (--threads) goes to the main
+  // command, so global options may come before or after the verb.
+  app.fallthrough();
+  app.set_version_flag("--version", VersionText, "Print the version and the build, and exit");
   bitsweep::model::RuntimeOptions runtime;
   app.add_option(
          "--threads", runtime.threads,
@@ -244,8 +272,8 @@ int main(int argc, char** argv) {
       ->required();
   eval->add_option("--tasks", ef.tasks,
                    "Comma-separated tasks: " + CatalogNames(false) +
-                       "; or a path to a .jsonl file of {\"context\", \"choices\", \"gold\"} "
-                       "lines (a multiple-choice task scored as lm-eval does)")
+                       " (any case); or a path to a .jsonl file of {\"context\", \"choices\", "
+                       "\"gold\"} lines (a multiple-choice task scored as lm-eval does)")
       ->capture_default_str();
   eval->add_option("--seqlen", ef.seqlen, "Window length in tokens")
       ->capture_default_str()
@@ -270,7 +298,7 @@ int main(int argc, char** argv) {
                  "(same scores; slower)");
   eval->add_option("--dtype", ef.dtype, "Compute dtype: fp32 or bf16")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->transform(bitsweep::cli::DTypeFlag({"fp32", "bf16"}));
   eval->add_option("--data-dir", ef.data_dir,
                    "Evaluation data folder (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
   eval->add_flag("--json", ef.json, "Print one JSON object per task");
@@ -305,9 +333,9 @@ int main(int argc, char** argv) {
   tiny->add_option("--out", tiny_out, "Output folder")->required();
   tiny->add_flag("--moe", to.moe, "Sparse MoE layers (qwen3_moe)");
   tiny->add_option("--seed", to.seed, "Random seed")->capture_default_str();
-  tiny->add_option("--dtype", to.dtype, "Stored dtype: f32, bf16, f16")
+  tiny->add_option("--dtype", to.dtype, "Stored dtype: fp32, bf16 or fp16 (f32, f16 also accepted)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+      ->transform(bitsweep::cli::DTypeFlag({"fp32", "bf16", "fp16"}));
   tiny->add_option("--tokenizer", to.tokenizer,
                    "tokenizer.json (or folder) to ship; default: a byte-level tokenizer");
   tiny->add_option("--vocab-size", to.vocab_size,

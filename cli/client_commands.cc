@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/output.h"
 #include "rpc/channel.h"
@@ -98,6 +99,18 @@ Client::Client(const ServiceFlags& flags)
     : token_(flags.token),
       stub_(v1::Coordinator::NewStub(rpc::OpenChannel(ChannelOptionsOf(flags)))) {}
 
+Status ExplainAuthError(const Status& status, bool token_given) {
+  if (status.code() != absl::StatusCode::kUnauthenticated) return status;
+  return absl::UnauthenticatedError(absl::StrCat(
+      status.message(),
+      !token_given
+          ? ": this coordinator requires a client token and none was given (pass --token TOKEN "
+            "or set $BITSWEEP_CLIENT_TOKEN; the coordinator's --client-token names the ones it "
+            "accepts)"
+          : ": the token from --token or $BITSWEEP_CLIENT_TOKEN was refused (the coordinator "
+            "accepts the ones of its --client-token)"));
+}
+
 StatusOr<v1::SubmitSweepResponse> Submit(Client& client, const std::string& sweep_file) {
   std::ifstream in(sweep_file, std::ios::binary);
   if (!in) return absl::NotFoundError(sweep_file + ": cannot open sweep file");
@@ -152,9 +165,7 @@ StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* ou
 int RunSubmit(Client& client, const ServiceFlags& f) {
   auto r = Submit(client, f.sweep_file);
   if (!r.ok()) return Fail(r.status());
-  std::printf("sweep %lld \"%s\": %lld jobs%s\n", static_cast<long long>(r->sweep().id()),
-              r->sweep().name().c_str(), static_cast<long long>(r->sweep().total()),
-              r->replayed() ? " (already submitted)" : "");
+  std::printf("%s\n", SubmitLine(*r).c_str());
   for (const auto& s : r->skipped()) {
     std::printf("  skipped %s: %s\n", s.description().c_str(), s.reason().c_str());
   }
@@ -176,9 +187,10 @@ int RunStatus(Client& client, const ServiceFlags& f) {
     return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
                                 [](const v1::ListSweepsResponse& response) {
                                   const int64_t now = absl::ToUnixSeconds(absl::Now());
-                                  for (const auto& s : response.sweeps()) {
-                                    std::printf("%s%s\n", SweepLine(s).c_str(),
-                                                SweepTiming(s, now).c_str());
+                                  const std::vector<std::string> lines = SweepLines(response);
+                                  for (int i = 0; i < response.sweeps_size(); ++i) {
+                                    std::printf("%s%s\n", lines[i].c_str(),
+                                                SweepTiming(response.sweeps(i), now).c_str());
                                   }
                                 });
   }

@@ -22,6 +22,11 @@ namespace bitsweep::cli {
 // Listings (status, results) are read a page per call, each an ordinary call.
 inline constexpr absl::Duration kLongCallTimeout = absl::Seconds(120);
 
+// An UNAUTHENTICATED `status` with where the client token comes from (--token,
+// $BITSWEEP_CLIENT_TOKEN): that none was given (`token_given` false), or that the one given was
+// refused. Other statuses as they are.
+Status ExplainAuthError(const Status& status, bool token_given);
+
 // The coordinator's stub with the flags' channel (TLS) and token.
 class Client {
  public:
@@ -34,7 +39,8 @@ class Client {
               absl::Duration timeout = rpc::kDefaultCallTimeout) {
     grpc::ClientContext context;
     rpc::PrepareCall(&context, token_, timeout);
-    return rpc::FromGrpcStatus((stub_.get()->*method)(&context, request, response));
+    return ExplainAuthError(
+        rpc::FromGrpcStatus((stub_.get()->*method)(&context, request, response)), !token_.empty());
   }
 
  private:

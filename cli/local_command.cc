@@ -265,11 +265,7 @@ auto WhenUp(Call call) -> decltype(call()) {
 }
 
 void PrintSubmitted(const v1::SubmitSweepResponse& sub) {
-  std::fprintf(
-      stderr, "local: submitted sweep %lld \"%s\": %lld jobs%s\n",
-      static_cast<long long>(sub.sweep().id()), sub.sweep().name().c_str(),
-      static_cast<long long>(sub.sweep().total()),
-      sub.skipped_size() ? absl::StrCat(", ", sub.skipped_size(), " skipped").c_str() : "");
+  std::fprintf(stderr, "local: submitted %s\n", SubmitLine(sub).c_str());
   for (const auto& s : sub.skipped()) {
     std::fprintf(stderr, "  skipped %s: %s\n", s.description().c_str(), s.reason().c_str());
   }
@@ -347,8 +343,10 @@ int PrintStatus(Client& client) {
     return true;
   }).status();
   if (!st.ok()) return Fail(st);
-  for (const v1::Sweep& s : sweeps.sweeps()) {
-    std::printf("%s\n", SweepLine(s).c_str());
+  const std::vector<std::string> lines = SweepLines(sweeps);
+  for (int i = 0; i < sweeps.sweeps_size(); ++i) {
+    const v1::Sweep& s = sweeps.sweeps(i);
+    std::printf("%s\n", lines[i].c_str());
     v1::ListJobsRequest request;
     request.set_sweep_id(s.id());
     v1::ListJobsResponse jobs;

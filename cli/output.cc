@@ -65,13 +65,44 @@ int Fail(const Status& status) {
              : kExitError;
 }
 
-std::string SweepLine(const v1::Sweep& s) {
+std::string SweepLine(const v1::Sweep& s, int name_width) {
   const int64_t done = s.succeeded() + s.failed() + s.canceled();
   const int filled = s.total() > 0 ? static_cast<int>(kProgressBarWidth * done / s.total()) : 0;
   return absl::StrFormat(
-      "sweep %d %-12s [%s%s] %d/%d  succeeded %d  failed %d  canceled %d  running %d  pending %d",
-      s.id(), s.name(), std::string(filled, '#'), std::string(kProgressBarWidth - filled, '.'),
-      done, s.total(), s.succeeded(), s.failed(), s.canceled(), s.leased(), s.pending());
+      "sweep %d %-*s [%s%s] %d/%d  succeeded %d  failed %d  canceled %d  running %d  pending %d",
+      s.id(), name_width, s.name(), std::string(filled, '#'),
+      std::string(kProgressBarWidth - filled, '.'), done, s.total(), s.succeeded(), s.failed(),
+      s.canceled(), s.leased(), s.pending());
+}
+
+std::vector<std::string> SweepLines(const v1::ListSweepsResponse& sweeps) {
+  int id_width = 1, name_width = 12;
+  for (const v1::Sweep& s : sweeps.sweeps()) {
+    id_width = std::max(id_width, static_cast<int>(std::to_string(s.id()).size()));
+    name_width = std::max(name_width, static_cast<int>(s.name().size()));
+  }
+  std::vector<std::string> lines;
+  for (const v1::Sweep& s : sweeps.sweeps()) {
+    std::string line = SweepLine(s, name_width);
+    // "sweep 7 " padded to the widest id, so the names start in one column.
+    line.insert(6, id_width - std::to_string(s.id()).size(), ' ');
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+std::string SubmitLine(const v1::SubmitSweepResponse& r) {
+  std::string line = absl::StrFormat("sweep %d \"%s\": %d jobs", r.sweep().id(), r.sweep().name(),
+                                     r.sweep().total());
+  if (r.replayed()) return line + " (already submitted)";
+  absl::StrAppend(&line, ": ", r.new_jobs(), " new, ", r.reused_jobs(),
+                  " reused from stored results");
+  if (r.rerun_jobs() > 0) absl::StrAppend(&line, ", ", r.rerun_jobs(), " run again");
+  if (r.shared_jobs() > 0) {
+    absl::StrAppend(&line, ", ", r.shared_jobs(), " shared with another sweep");
+  }
+  absl::StrAppend(&line, ", ", r.skipped_size(), " skipped");
+  return line;
 }
 
 std::string ShortDuration(double seconds) {
@@ -108,14 +139,29 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
     specs.push_back(spec.ok() ? *spec : JobSpec{});
   }
   const std::vector<JobLabel> labels = LabelJobs(specs);
+  // Each column as wide as its longest entry (at least the usual width), so long labels shift
+  // whole columns instead of the lines after them.
+  int id_width = 5, state_width = 18, quant_width = 28, eval_width = 12;
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    id_width = std::max(id_width, static_cast<int>(std::to_string(j.id()).size()));
+    state_width = std::max(
+        state_width, static_cast<int>(std::string(rpc::JobStateDisplayName(j.state())).size()));
+    if (!readable[i]) continue;
+    quant_width = std::max(quant_width, static_cast<int>(labels[i].quant.size()));
+    eval_width = std::max(eval_width, static_cast<int>(labels[i].eval.size()));
+  }
   std::vector<std::string> lines;
   for (int i = 0; i < jobs.jobs_size(); ++i) {
     const v1::Job& j = jobs.jobs(i);
-    lines.push_back(absl::StrFormat("job %-5d %-18s attempt %d/%d  %-28s %-12s %s%s%s", j.id(),
-                                    std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
-                                    j.max_attempts(), readable[i] ? labels[i].quant : "?",
-                                    readable[i] ? labels[i].eval : "?", j.phase(), JobTiming(j),
-                                    j.error().empty() ? "" : "  error: " + j.error()));
+    std::string line =
+        absl::StrFormat("job %-*d %-*s attempt %d/%d  %-*s %-*s %s%s%s", id_width, j.id(),
+                        state_width, std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
+                        j.max_attempts(), quant_width, readable[i] ? labels[i].quant : "?",
+                        eval_width, readable[i] ? labels[i].eval : "?", j.phase(), JobTiming(j),
+                        j.error().empty() ? "" : "  error: " + j.error());
+    while (!line.empty() && line.back() == ' ') line.pop_back();  // no padding after the last
+    lines.push_back(std::move(line));
   }
   return lines;
 }

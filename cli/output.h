@@ -29,8 +29,16 @@ inline constexpr const char* kExitCodesHelp =
 // small for one layer), else kExitError.
 int Fail(const Status& status);
 
-// "sweep 3 demo [#####.....] 4/12  succeeded 4  failed 0  canceled 0  running 2  pending 6".
-std::string SweepLine(const v1::Sweep& sweep);
+// "sweep 3 demo [#####.....] 4/12  succeeded 4  failed 0  canceled 0  running 2  pending 6", the
+// name padded to `name_width` (a longer one is written whole).
+std::string SweepLine(const v1::Sweep& sweep, int name_width = 12);
+// SweepLine of each sweep, ids and names padded to the longest of the list, so the columns
+// after them line up however long a name is.
+std::vector<std::string> SweepLines(const v1::ListSweepsResponse& sweeps);
+// What a submission did: "sweep 3 \"demo\": 12 jobs: 8 new, 3 reused from stored results, 1 run
+// again, 0 skipped" (run again: failed or canceled before; "shared with another sweep" is added
+// when some are still pending or running for one); "... (already submitted)" for a replay.
+std::string SubmitLine(const v1::SubmitSweepResponse& submitted);
 // For an unfinished sweep, "  elapsed 2m10s  eta 4m20s": the time since it was created at
 // `now_unix_seconds`, and what is left at the rate its jobs finished so far ("eta ?" before the
 // first); "" for a finished sweep.
@@ -38,9 +46,11 @@ std::string SweepTiming(const v1::Sweep& sweep, int64_t now_unix_seconds);
 // "42s", "3m05s", "1h02m".
 std::string ShortDuration(double seconds);
 // One line per job: "job 12    LEASED  attempt 1/3  rtn w4 g128  wikitext2  quantize layer
-// 3/28  40%  elapsed 12s  eta 18s" (progress, elapsed and estimate while it runs), the state named as in common/job_state.h, the quantization and evaluation labelled by
-// common/labels.h's LabelJobs (naming the settings that tell apart jobs whose short labels are
-// equal); "?" for a spec that does not parse.
+// 3/28  40%  elapsed 12s  eta 18s" (progress, elapsed and estimate while it runs), the state named
+// as in common/job_state.h, the quantization and evaluation labelled by common/labels.h's LabelJobs
+// (naming the settings that tell apart jobs whose short labels are equal); "?" for a spec that does
+// not parse. Each column is as wide as its longest entry, so the columns line up with long labels;
+// no line ends in spaces.
 std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs);
 
 // The results in `format` (table, csv, markdown, latex, json, html): table, csv, markdown and

@@ -10,7 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/flags.h"
 #include "common/catalog.h"
+#include "common/sweep_inputs.h"
 #include "model/tp_run.h"
 #include "quant/pipeline.h"
 
@@ -84,11 +86,25 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
   }
   q->add_option("--model", f.model, "Source model folder")->required();
   q->add_option("--out", f.out, "Output folder (replaced atomically at the end)")->required();
-  q->add_option("--method", f.method, absl::StrJoin(methods, ", "))
+  q->add_option("--method", f.method, absl::StrCat(absl::StrJoin(methods, ", "), " (any case)"))
       ->capture_default_str()
-      ->check(CLI::IsMember(methods));
+      ->transform(QuantizationMethodFlag());
+  // Checked against --method (whose value is set first: options run in the order added) as it
+  // is parsed, so a width the method cannot take is reported before any missing flag.
   q->add_option_function<int>(
-       "--wbits", [&f](const int& v) { f.wbits = v; },
+       "--wbits",
+       [&f](const int& v) {
+         auto row = LookupMethod(f.method);
+         if (row.ok() && (v < (*row)->min_wbits || v > (*row)->max_wbits)) {
+           const MethodInfo& m = **row;
+           throw CLI::ValidationError(
+               "--wbits", absl::StrCat(m.name, *m.wbits_note ? " " : "", m.wbits_note,
+                                       *m.wbits_note ? ": it" : "", " takes ",
+                                       BitsRange(m.min_wbits, m.max_wbits), " weight bit",
+                                       m.max_wbits > 1 ? "s" : "", ", got ", v));
+         }
+         f.wbits = v;
+       },
        "Weight bits, in the method's range (default: 4, or the method's only width)")
       ->check(CLI::Range(min_wbits, max_wbits));
   q->add_option_function<int>(
@@ -116,7 +132,7 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
       ->check(CLI::NonNegativeNumber);
   q->add_option("--dtype", f.dtype, "Compute dtype of calibration: fp32 or bf16")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->transform(DTypeFlag({"fp32", "bf16"}));
   q->add_option("--device", f.device,
                 "cpu, cuda, cuda:N, or auto (CUDA when this build has it and a GPU is visible, "
                 "else cpu)")
@@ -149,6 +165,10 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
 }
 
 int RunQuantize(const QuantizeFlags& f, const std::string& data_dir) {
+  if (Status s = CheckModelFolder(f.model); !s.ok()) {
+    std::cerr << "bitsweep: error: --model: " << s.message() << "\n";
+    return 2;
+  }
   quant::QuantizeRequest request = f;
   request.data_dir = data_dir;
   auto tp = model::StartTensorParallel(f.tp, f.device);

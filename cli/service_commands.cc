@@ -65,6 +65,7 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
         app.add_subcommand(name, absl::StrCat("Run the ", name, " (runs bitsweep-", name,
                                               " with the arguments that follow; see its --help)"));
     c->prefix_command(true);
+    c->fallthrough(false);  // every argument after the verb belongs to the binary it runs
     c->set_help_flag();
   }
   auto* local = app.add_subcommand(

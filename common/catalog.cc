@@ -257,6 +257,42 @@ const TaskInfo& FileTask() {
   return row;
 }
 
+// Edits (insertions, deletions, substitutions, swaps of neighbours) between `a` and `b`,
+// ignoring ASCII case: the optimal-string-alignment distance.
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  auto lower = [](char c) { return absl::ascii_tolower(static_cast<unsigned char>(c)); };
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+          lower(a[i - 2]) == lower(b[j - 1])) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// ": did you mean \"gptq\"?" for the closest of `names` within a typo's reach of `name` (at most
+// 2 edits, and fewer than half its letters, so "x" suggests nothing), else "".
+std::string DidYouMean(std::string_view name, const std::vector<std::string>& names) {
+  const std::string* best = nullptr;
+  size_t best_distance = 0;
+  for (const std::string& candidate : names) {
+    const size_t d = EditDistance(name, candidate);
+    if (best == nullptr || d < best_distance) {
+      best = &candidate;
+      best_distance = d;
+    }
+  }
+  if (best == nullptr || best_distance > 2 || 2 * best_distance >= name.size()) return "";
+  return absl::StrCat(": did you mean \"", *best, "\"?");
+}
+
 std::string ShortestDouble(double v) {
   char buf[64];
   for (int precision = 1; precision <= 17; ++precision) {
@@ -274,11 +310,12 @@ const std::vector<TaskInfo>& Tasks() { return TaskTable(); }
 StatusOr<const MethodInfo*> LookupMethod(std::string_view name) {
   std::vector<std::string> names;
   for (const MethodInfo& m : MethodTable()) {
-    if (name == m.name) return &m;
+    if (absl::EqualsIgnoreCase(AV(name), m.name)) return &m;
     names.push_back(m.name);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown method \"", AV(name), "\" (known: ", absl::StrJoin(names, ", "), ")"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown method \"", AV(name), "\"",
+                                                 DidYouMean(name, names),
+                                                 " (known: ", absl::StrJoin(names, ", "), ")"));
 }
 
 std::vector<const MethodInfo*> QuantizationMethods() {
@@ -297,12 +334,13 @@ bool IsTaskPath(std::string_view name) {
 StatusOr<const TaskInfo*> LookupTask(std::string_view name) {
   std::vector<std::string> names;
   for (const TaskInfo& t : TaskTable()) {
-    if (name == t.name) return &t;
+    if (absl::EqualsIgnoreCase(AV(name), t.name)) return &t;
     names.push_back(t.name);
   }
   if (IsTaskPath(name)) return &FileTask();
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown task \"", AV(name), "\" (known: ", absl::StrJoin(names, ", "),
+      absl::StrCat("unknown task \"", AV(name), "\"", DidYouMean(name, names),
+                   " (known: ", absl::StrJoin(names, ", "),
                    ", or a path to a .jsonl file of {context, choices, gold} lines)"));
 }
 

@@ -91,12 +91,15 @@ const std::vector<MethodInfo>& Methods();
 // Every named task row (not the "file" row), in a stable order.
 const std::vector<TaskInfo>& Tasks();
 
-// INVALID_ARGUMENT naming the known names when `name` is not a row.
+// The row whose name equals `name` ignoring ASCII case ("GPTQ" is gptq; callers keep the row's
+// name, not the spelling). INVALID_ARGUMENT naming the known names when `name` is not a row,
+// with "did you mean" the closest name when it is a typo away (at most two edits).
 StatusOr<const MethodInfo*> LookupMethod(std::string_view name);
 // The rows of the quantization methods (every row but the fp baseline).
 std::vector<const MethodInfo*> QuantizationMethods();
 // A catalog task name, or a path to a .jsonl file of {"context", "choices", "gold"} lines (a
-// custom multiple-choice task, as `bitsweep eval` takes it), which returns the "file" row.
+// custom multiple-choice task, as `bitsweep eval` takes it), which returns the "file" row. Names
+// ignore ASCII case and errors suggest the closest name, as LookupMethod.
 StatusOr<const TaskInfo*> LookupTask(std::string_view name);
 bool IsTaskPath(std::string_view name);
 const char* TaskKindName(TaskKind kind);

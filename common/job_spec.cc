@@ -153,7 +153,7 @@ StatusOr<EvalConfig> NormalizeEvalConfig(const EvalConfig& eval) {
   EvalConfig e = eval;
   auto task = LookupTask(e.task);
   if (!task.ok()) return InField("eval.task", task.status());
-  if (std::string_view((*task)->name) == "file") e.task = NormalizePath(e.task);
+  e.task = std::string_view((*task)->name) == "file" ? NormalizePath(e.task) : (*task)->name;
   if (e.limit < 0) return Invalid("eval.limit", "must be 0 (all) or positive");
   if (e.num_fewshot == -1) e.num_fewshot = (*task)->default_num_fewshot;
   if (e.num_fewshot < 0) return Invalid("eval.num_fewshot", "must be non-negative");

@@ -238,7 +238,7 @@ Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<Swee
                        "the unquantized baseline is requested with `baseline: true`");
       }
       SweepMethod sm = base;
-      sm.method = name;
+      sm.method = (*row)->name;  // as the catalog spells it, whatever the case written
       if (sm.wbits.empty()) {
         if ((*row)->min_wbits != (*row)->max_wbits) {
           return r.Error(n, field + ".wbits",
@@ -345,6 +345,7 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
     ASSIGN_OR_RETURN(t.task, r.String(name_node, field));
     auto row = LookupTask(t.task);
     if (!row.ok()) return r.Error(name_node, field, S(row.status().message()));
+    if (std::string_view((*row)->name) != "file") t.task = (*row)->name;  // "MMLU" is mmlu
     if ((*row)->kind == TaskKind::kPerplexity && t.num_fewshot.value_or(0) != 0) {
       return r.Error(tasks[i], field + ".num_fewshot", "perplexity tasks take no shots");
     }

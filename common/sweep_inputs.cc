@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/catalog.h"
 
 namespace bitsweep {
@@ -23,19 +24,27 @@ bool HasFileEnding(const fs::path& dir, const std::string& ending) {
   return false;
 }
 
-void CheckModel(const std::string& model, std::vector<std::string>* problems) {
+// What a model folder lacks of config.json, weights and tokenizer.json. REQUIRES: a folder.
+std::vector<std::string> MissingModelFiles(const std::string& model) {
   std::error_code ec;
-  if (!fs::is_directory(model, ec)) {
-    problems->push_back(absl::StrCat("model ", model, ": no such folder"));
-    return;
-  }
   std::vector<std::string> missing;
   if (!fs::is_regular_file(fs::path(model) / "config.json", ec)) missing.push_back("config.json");
   if (!HasFileEnding(model, ".safetensors")) missing.push_back("weights (*.safetensors)");
   if (!fs::is_regular_file(fs::path(model) / "tokenizer.json", ec)) {
     missing.push_back("tokenizer.json");
   }
-  for (const std::string& m : missing) problems->push_back(absl::StrCat("model ", model, ": no ", m));
+  return missing;
+}
+
+void CheckModel(const std::string& model, std::vector<std::string>* problems) {
+  std::error_code ec;
+  if (!fs::is_directory(model, ec)) {
+    problems->push_back(absl::StrCat("model ", model, ": no such folder"));
+    return;
+  }
+  for (const std::string& m : MissingModelFiles(model)) {
+    problems->push_back(absl::StrCat("model ", model, ": no ", m));
+  }
 }
 
 // The folder under the data folder that holds a named task's or source's files: the first
@@ -69,6 +78,20 @@ void CheckFile(const std::string& what, const std::string& path,
 }
 
 }  // namespace
+
+Status CheckModelFolder(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat(dir, ": no such folder"));
+  }
+  const std::vector<std::string> missing = MissingModelFiles(dir);
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      dir, " is not a Hugging Face model folder: it has no ", absl::StrJoin(missing, ", no "),
+      " (a model folder holds config.json, the weights as *.safetensors, one file or shards "
+      "with model.safetensors.index.json, and tokenizer.json: what `huggingface-cli download "
+      "Qwen/Qwen3-0.6B` writes into its snapshot folder)"));
+}
 
 std::vector<std::string> CheckSweepInputs(const ExpandedSweep& sweep,
                                           const InputCheckOptions& options) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "common/sweep.h"
 
 namespace bitsweep {
@@ -18,6 +19,11 @@ struct InputCheckOptions {
   // false: named tasks and sources are not checked (their data lives with the workers).
   bool check_named_data = true;
 };
+
+// OK when `dir` looks like a Hugging Face model folder: config.json, weights as *.safetensors
+// (one file or shards), tokenizer.json. Otherwise INVALID_ARGUMENT that names the folder, what
+// it lacks and what a model folder must hold (NOT_FOUND when it is not a folder at all).
+Status CheckModelFolder(const std::string& dir);
 
 // One line per problem, each path once, in job order ("model /m: no tokenizer.json"); empty when
 // everything the jobs read is there. Relative paths are checked against the working directory.

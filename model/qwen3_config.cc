@@ -245,7 +245,12 @@ StatusOr<Qwen3Config> ParseQwen3Config(const std::string& json_text, const std::
 StatusOr<Qwen3Config> LoadQwen3Config(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config.json"));
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open config.json: ", model_dir,
+                     " is not a Hugging Face model folder (one holds config.json, the weights as "
+                     "*.safetensors and tokenizer.json)"));
+  }
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseQwen3Config(ss.str(), path);

@@ -51,7 +51,7 @@ StatusOr<at::ScalarType> StoredDType(const std::string& name) {
   if (name == "bf16") return at::kBFloat16;
   if (name == "f16" || name == "fp16") return at::kHalf;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown stored dtype \"", name, "\" (expected f32, bf16 or f16)"));
+      absl::StrCat("unknown stored dtype \"", name, "\" (expected fp32, bf16 or fp16)"));
 }
 
 }  // namespace
@@ -76,7 +76,9 @@ Qwen3Config TinyConfig(const TinyModelOptions& o, int64_t vocab_size) {
   c.rms_norm_eps = 1e-6;
   c.rope_theta = 1e6;
   c.tie_word_embeddings = o.tie_word_embeddings;
-  c.torch_dtype = o.dtype == "bf16" ? "bfloat16" : o.dtype == "f16" ? "float16" : "float32";
+  c.torch_dtype = o.dtype == "bf16"                       ? "bfloat16"
+                  : o.dtype == "fp16" || o.dtype == "f16" ? "float16"
+                                                          : "float32";
   if (o.moe) {
     c.num_experts = o.num_experts;
     c.num_experts_per_tok = o.num_experts_per_tok;

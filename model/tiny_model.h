@@ -18,7 +18,7 @@ namespace bitsweep::model {
 struct TinyModelOptions {
   bool moe = false;
   uint64_t seed = 0;
-  std::string dtype = "f32";  // stored dtype: f32, bf16 or f16
+  std::string dtype = "fp32";  // stored dtype: fp32, bf16 or fp16 (also f32, f16)
   int64_t hidden_size = 64;
   int64_t intermediate_size = 128;
   int64_t num_layers = 2;
@@ -57,7 +57,8 @@ std::string ByteLevelTokenizerJson(const std::vector<std::pair<std::string, std:
 Status WriteTinyModel(const std::string& out_dir, const TinyModelOptions& options);
 
 // Writes `config` and `tensors` as a Hugging Face model folder, converting floating-point
-// tensors to `dtype` (f32, bf16 or f16). Used by WriteTinyModel and the trainer.
+// tensors to `dtype` (fp32, bf16 or fp16; f32 and f16 also accepted). Used by WriteTinyModel and
+// the trainer.
 Status WriteModelFolder(const std::string& out_dir, const Qwen3Config& config,
                         const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                         const std::string& dtype, uint64_t max_shard_bytes);

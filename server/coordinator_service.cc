@@ -97,14 +97,19 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));
     const nlohmann::json sweep_json = {{"source", source}, {"yaml", request->sweep_yaml()}};
     const absl::Time now = TruncateToMicros(deps_.now());
+    store::SubmitCounts counts;
     ASSIGN_OR_RETURN(int64_t sweep_id,
                      deps_.store->SubmitSweep(request->request_id(), spec.name, sweep_json.dump(),
-                                              spec.priority, jobs, now));
+                                              spec.priority, jobs, now, &counts));
     ASSIGN_OR_RETURN(store::SweepInfo sweep, deps_.store->GetSweep(sweep_id));
     SweepToProto(sweep, response->mutable_sweep());
     // A concurrent submission with the same request_id won the race.
     response->set_replayed(sweep.created_at != now);
     if (!response->replayed()) {
+      response->set_new_jobs(counts.created);
+      response->set_reused_jobs(counts.reused);
+      response->set_rerun_jobs(counts.resubmitted);
+      response->set_shared_jobs(counts.shared);
       for (const auto& s : expanded.skipped) {
         auto* out = response->add_skipped();
         out->set_description(s.description);

@@ -170,6 +170,14 @@ struct JobResults {
   std::vector<StoredMetric> metrics;  // by metric name
 };
 
+// What SubmitSweep did with the jobs of a sweep, by job key (the four add up to the jobs).
+struct SubmitCounts {
+  int64_t created = 0;      // new keys: PENDING jobs created for this sweep
+  int64_t reused = 0;       // SUCCEEDED already: the stored result serves this sweep
+  int64_t resubmitted = 0;  // FAILED or CANCELED before: PENDING again
+  int64_t shared = 0;       // pending or running for another sweep: run once, for both
+};
+
 class JobStore {
  public:
   // Connects to `conninfo` (libpq syntax; PG* environment variables apply) and migrates.
@@ -182,9 +190,11 @@ class JobStore {
   // SUCCEEDED one keeps its result; a FAILED or CANCELED one is resubmitted: PENDING again with
   // attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this sweep and the
   // previous state and error. A replay applies nothing, so it never retries a failed job.
+  // `counts` (may be null) receives what became of the jobs (all 0 on a replay).
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
-                                        const std::vector<NewJob>& jobs, absl::Time now) = 0;
+                                        const std::vector<NewJob>& jobs, absl::Time now,
+                                        SubmitCounts* counts = nullptr) = 0;
   // Persists a worker and returns its id (the same id for a known name, whose capabilities and
   // labels are replaced and whose artifacts gain the ones listed). The registry lives in the
   // database, so a restarted coordinator knows every worker without asking it to register again.

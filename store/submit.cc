@@ -50,11 +50,14 @@ StatusOr<JobArrays> ToArrays(const std::vector<NewJob>& jobs) {
 
 StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const std::string& name,
                                           const std::string& spec_json, int32_t priority,
-                                          const std::vector<NewJob>& jobs, absl::Time now) {
+                                          const std::vector<NewJob>& jobs, absl::Time now,
+                                          SubmitCounts* counts) {
   if (request_id.empty()) return absl::InvalidArgumentError("SubmitSweep: request_id is empty");
   ASSIGN_OR_RETURN(const JobArrays a, ToArrays(jobs));
   int64_t sweep_id = 0;
+  SubmitCounts c;
   RETURN_IF_ERROR(Transact("SubmitSweep " + request_id, [&](pqxx::transaction_base& tx) -> Status {
+    c = SubmitCounts{};  // a retried transaction counts afresh
     pqxx::result r = Exec(tx,
                           "INSERT INTO sweeps (request_id, name, spec, priority, created_at) "
                           "VALUES ($1, $2, $3::json, $4, " +
@@ -67,23 +70,26 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
     }
     sweep_id = r[0]["id"].as<int64_t>();
     if (jobs.empty()) return absl::OkStatus();
-    // One statement per batch (10,000 jobs in one round trip); SUBMIT events for new rows only.
-    Exec(tx,
-         "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
-         "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
-         "priority, max_attempts, devices, memory_gb, tp)), "
-         "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
-         "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
-         "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
-         "memory_gb, tp, " +
-             Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
-             " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
-             "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
-             "SELECT id, " +
-             Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins",
-         a.keys, a.artifacts, a.specs, a.priorities, a.max_attempts, a.devices, a.memory, a.tps,
-         sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
-         "sweep " + std::to_string(sweep_id));
+    // One statement per batch (10,000 jobs in one round trip); SUBMIT events for new rows only,
+    // one returned row per job created.
+    pqxx::result created =
+        Exec(tx,
+             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+             "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
+             "priority, max_attempts, devices, memory_gb, tp)), "
+             "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
+             "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
+             "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
+             "memory_gb, tp, " +
+                 Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
+                 " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
+                 "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
+                 "SELECT id, " +
+                 Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins RETURNING job_id",
+             a.keys, a.artifacts, a.specs, a.priorities, a.max_attempts, a.devices, a.memory, a.tps,
+             sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
+             "sweep " + std::to_string(sweep_id));
+    c.created = static_cast<int64_t>(created.size());
     if (jobs.size() >= kAnalyzeAfterJobs) {
       // A large batch changes the table's shape: refresh the planner's statistics now rather
       // than when autovacuum gets to it, so the lease query keeps its primary-key plan.
@@ -103,6 +109,11 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
          "INSERT INTO sweep_jobs (sweep_id, job_id) SELECT $1, id FROM jobs "
          "WHERE job_key = ANY($2::text[]) ON CONFLICT DO NOTHING",
          sweep_id, a.keys);
+    c.reused = Exec1(tx,
+                     "SELECT count(*) AS n FROM jobs WHERE job_key = ANY($1::text[]) AND "
+                     "state = $2",
+                     a.keys, StateName(JobState::kSucceeded))["n"]
+                   .as<int64_t>();
     // A new sweep asking for a job that ended CANCELED or FAILED runs it again (kResubmit: fresh
     // attempts, and it counts toward this sweep's fairness); a SUCCEEDED job keeps its result,
     // which this sweep sees. A replay returned above, before this point, so it retries nothing.
@@ -121,9 +132,12 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
       reason += ")";
       RETURN_IF_ERROR(Transition(tx, job_id, job, JobEvent::kResubmit, now, now, reason).status());
       Exec(tx, "UPDATE jobs SET sweep_id = $1 WHERE id = $2", sweep_id, job_id);
+      ++c.resubmitted;
     }
+    c.shared = static_cast<int64_t>(jobs.size()) - c.created - c.reused - c.resubmitted;
     return absl::OkStatus();
   }));
+  if (counts != nullptr) *counts = c;
   return sweep_id;
 }
 

@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
   app.add_option("--eval-windows", o.eval_windows, "Held-out windows per evaluation")
       ->capture_default_str();
   app.add_option("--seed", o.shape.seed)->capture_default_str();
-  app.add_option("--dtype", o.stored_dtype, "Stored dtype: f32, bf16, f16")->capture_default_str();
+  app.add_option("--dtype", o.stored_dtype,
+                 "Stored dtype: fp32, bf16, fp16 (f32, f16 also accepted)")
+      ->capture_default_str();
   app.add_option("--heldout-fraction", heldout_fraction)->capture_default_str();
   app.add_option("--threads", runtime.threads, "CPU threads (0 = all)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

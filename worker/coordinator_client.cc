@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "rpc/call_context.h"
 #include "rpc/status_convert.h"
 
@@ -25,13 +26,22 @@ Status RetryUnavailable(int attempts, Clock::Duration delay, Clock& clock,
   return status;
 }
 
-// One unary call with the worker token and the default deadline; errors name the call.
+// One unary call with the worker token and the default deadline; errors name the call, and an
+// UNAUTHENTICATED one says where the worker token comes from.
 template <typename Method, typename Request, typename Response>
 Status Call(v1::WorkerGateway::Stub& stub, const std::string& token, const char* name,
             Method method, const Request& request, Response* response) {
   grpc::ClientContext context;
   rpc::PrepareCall(&context, token);
-  return rpc::FromGrpcStatus((stub.*method)(&context, request, response), name);
+  Status status = rpc::FromGrpcStatus((stub.*method)(&context, request, response), name);
+  if (status.code() != absl::StatusCode::kUnauthenticated) return status;
+  return absl::UnauthenticatedError(absl::StrCat(
+      status.message(),
+      token.empty() ? ": this coordinator requires a worker token and none was given (pass "
+                      "--token TOKEN or set $BITSWEEP_WORKER_TOKEN; the coordinator's "
+                      "--worker-token names the ones it accepts)"
+                    : ": the worker token from --token or $BITSWEEP_WORKER_TOKEN was refused "
+                      "(the coordinator accepts the ones of its --worker-token)"));
 }
 
 // A request about a leased job, carrying its fence (worker, job, lease epoch).

@@ -26,7 +26,8 @@ class PgJobStore final : public JobStore {
 
   StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                 const std::string& spec_json, int32_t priority,
-                                const std::vector<NewJob>& jobs, absl::Time now) override;
+                                const std::vector<NewJob>& jobs, absl::Time now,
+                                SubmitCounts* counts = nullptr) override;
   StatusOr<int64_t> RegisterWorker(const WorkerInfo& worker, absl::Time now,
                                    absl::Duration live) override;
   StatusOr<WorkerInfo> GetWorker(int64_t worker_id) override;

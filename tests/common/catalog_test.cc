@@ -57,6 +57,22 @@ TEST_CASE("Looking up an unknown method fails and lists the known names") {
              Catch::Contains("gtpq") && Catch::Contains("smoothquant"));
 }
 
+TEST_CASE("Method and task names ignore case; a typo suggests the closest name") {
+  REQUIRE(LookupMethod("GPTQ").ok());
+  CHECK(std::string((*LookupMethod("GPTQ"))->name) == "gptq");
+  CHECK(std::string((*LookupMethod("SmoothQuant"))->name) == "smoothquant");
+  CHECK(std::string((*LookupTask("ARC_Easy"))->name) == "arc_easy");
+  CHECK_THAT(std::string(LookupMethod("gtpq").status().message()),
+             Catch::Contains("did you mean \"gptq\"?"));
+  CHECK_THAT(std::string(LookupMethod("BILM").status().message()),
+             Catch::Contains("did you mean \"billm\"?"));
+  CHECK_THAT(std::string(LookupTask("winogrand").status().message()),
+             Catch::Contains("did you mean \"winogrande\"?"));
+  // Too far from every name (or too short to guess from): the known names only.
+  CHECK_THAT(std::string(LookupMethod("q").status().message()), !Catch::Contains("did you mean"));
+  CHECK_THAT(std::string(LookupTask("squad").status().message()), !Catch::Contains("did you mean"));
+}
+
 TEST_CASE("The task catalog gives each task its kind and lm-eval's metrics") {
   CHECK(Tasks().size() == 9);
   CHECK((*LookupTask("wikitext2"))->kind == TaskKind::kPerplexity);

@@ -197,7 +197,8 @@ TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - method: rtn\n    wbits: four\n") ==
         "t.yaml:6:12: methods[0].wbits: expected an integer, got \"four\"");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: gtpq, wbits: 4}\n") ==
-        "t.yaml:5:14: methods[0].method: unknown method \"gtpq\" (known: fp, rtn, gptq, awq, "
+        "t.yaml:5:14: methods[0].method: unknown method \"gtpq\": did you mean \"gptq\"? "
+        "(known: fp, rtn, gptq, awq, "
         "smoothquant, billm)");
   CHECK_THAT(ParseError(std::string(kHeader) +
                         "methods:\n  - {method: gptq, wbits: 4, options: {act_ordr: true}}\n"),
@@ -214,10 +215,12 @@ TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
         "t.yaml:5:5: methods[0].wbits: missing (gptq takes 2..8)");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: rtn, wbits: 4, group: 0}\n") ==
         "t.yaml:5:36: methods[0].group: must be -1 (per channel) or positive");
-  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [wikitext2, hellaswagg]\n") ==
-        "t.yaml:3:20: tasks[1]: unknown task \"hellaswagg\" (known: wikitext2, c4, piqa, "
-        "arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu, or a path to a .jsonl file of "
-        "{context, choices, gold} lines)");
+  CHECK(
+      ParseError("name: t\nmodels: [/m]\ntasks: [wikitext2, hellaswagg]\n") ==
+      "t.yaml:3:20: tasks[1]: unknown task \"hellaswagg\": did you mean \"hellaswag\"? "
+      "(known: wikitext2, c4, piqa, "
+      "arc_easy, arc_challenge, hellaswag, winogrande, boolq, mmlu, or a path to a .jsonl file of "
+      "{context, choices, gold} lines)");
   CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [{task: c4, num_fewshot: 5}]\n") ==
         "t.yaml:3:9: tasks[0].num_fewshot: perplexity tasks take no shots");
   CHECK(ParseError("name: t\nmodels:\n  - {path: /m, tp: 4, devices: 2}\ntasks: [c4]\n") ==
@@ -235,6 +238,36 @@ TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
   CHECK_THAT(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\n"
                         "methods: [{method: fp}]\n"),
              Catch::Contains("baseline: true"));
+}
+
+TEST_CASE(
+    "Method and task names in a sweep ignore case and are stored as the catalog spells them") {
+  const ExpandedSweep e = Expand(std::string("name: t\nmodels: [/models/absent]\n") +
+                                 "tasks: [WikiText2, {task: MMLU, limit: 4}]\n"
+                                 "methods: [{method: [GPTQ, Rtn], wbits: 4}]\n");
+  std::set<std::string> methods, tasks;
+  for (const JobSpec& job : e.jobs) {
+    methods.insert(job.quant.method);
+    tasks.insert(job.eval.task);
+  }
+  CHECK(methods == std::set<std::string>{"fp", "gptq", "rtn"});
+  CHECK(tasks == std::set<std::string>{"wikitext2", "mmlu"});
+  // The same jobs (keys) as the sweep written in lower case.
+  const ExpandedSweep lower = Expand(std::string("name: t\nmodels: [/models/absent]\n") +
+                                     "tasks: [wikitext2, {task: mmlu, limit: 4}]\n"
+                                     "methods: [{method: [gptq, rtn], wbits: 4}]\n");
+  REQUIRE(lower.jobs.size() == e.jobs.size());
+  for (size_t i = 0; i < e.jobs.size(); ++i) CHECK(e.jobs[i].JobKey() == lower.jobs[i].JobKey());
+}
+
+TEST_CASE("A misspelt method or task in a sweep suggests the closest name") {
+  CHECK_THAT(ParseError(std::string(kHeader) + "methods:\n  - {method: smoothqant, wbits: 4}\n"),
+             Catch::Contains("did you mean \"smoothquant\"?"));
+  CHECK_THAT(ParseError("name: t\nmodels: [/m]\ntasks: [arc-easy]\n"),
+             Catch::Contains("did you mean \"arc_easy\"?"));
+  // Nothing close: no suggestion, only the known names.
+  CHECK_THAT(ParseError("name: t\nmodels: [/m]\ntasks: [squad]\n"),
+             !Catch::Contains("did you mean") && Catch::Contains("known: wikitext2"));
 }
 
 TEST_CASE("A missing sweep file is an error naming the file") {

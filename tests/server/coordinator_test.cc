@@ -473,5 +473,49 @@ TEST_CASE(
   CHECK(lease.spec_json().find("\"tp\":2") != std::string::npos);
 }
 
+TEST_CASE(
+    "SubmitSweep says how many jobs are new, reused from stored results, run again or "
+    "shared",
+    "[pg][grpc]") {
+  Running r = Start();
+  auto first = Submit(r, "req-1", kSweepYaml);
+  CHECK(first.new_jobs() == 3);
+  CHECK(first.reused_jobs() == 0);
+  CHECK(first.rerun_jobs() == 0);
+  CHECK(first.shared_jobs() == 0);
+  CHECK(first.skipped_size() == 1);
+
+  // One job succeeds, one is canceled, the third stays pending.
+  const int64_t worker = RegisterWorker(r, "host-c/0");
+  auto lease = Lease(r, worker);
+  REQUIRE(lease.has_job());
+  REQUIRE_RPC_OK(Complete(r, worker, lease.job_id(), lease.lease_epoch(), 3.5));
+  v1::ListJobsRequest list;
+  list.set_sweep_id(first.sweep().id());
+  v1::ListJobsResponse jobs;
+  REQUIRE_RPC_OK(r.client->ListJobs(Ctx().get(), list, &jobs));
+  int64_t canceled = 0;
+  for (const auto& job : jobs.jobs()) {
+    if (job.id() != lease.job_id() && canceled == 0) canceled = job.id();
+  }
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(canceled);
+  v1::Job job;
+  REQUIRE_RPC_OK(r.client->CancelJob(Ctx().get(), cancel, &job));
+
+  auto second = Submit(r, "req-2", kSweepYaml);
+  CHECK_FALSE(second.replayed());
+  CHECK(second.sweep().total() == 3);
+  CHECK(second.new_jobs() == 0);
+  CHECK(second.reused_jobs() == 1);
+  CHECK(second.rerun_jobs() == 1);
+  CHECK(second.shared_jobs() == 1);
+  CHECK(second.skipped_size() == 1);
+
+  auto replay = Submit(r, "req-2", kSweepYaml);
+  CHECK(replay.replayed());
+  CHECK(replay.new_jobs() + replay.reused_jobs() + replay.rerun_jobs() + replay.shared_jobs() == 0);
+}
+
 }  // namespace
 }  // namespace bitsweep::server::coordinator_test

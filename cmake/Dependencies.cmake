@@ -25,14 +25,16 @@ if(NOT BITSWEEP_NUMERICS_ONLY)
   pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 endif()
 
-# Debian's libtorch 1.13 (CPU, with c10d Gloo). Its config sets TORCH_LIBRARIES/TORCH_CXX_FLAGS.
-find_package(Torch CONFIG REQUIRED)
-# A thin interface target so that folders link torch PRIVATE like any other dependency.
-add_library(bitsweep_torch INTERFACE)
-target_link_libraries(bitsweep_torch INTERFACE ${TORCH_LIBRARIES})
-target_include_directories(bitsweep_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
-# BITSWEEP_WITH_CUDA (AUTO|ON|OFF): the CUDA code paths of every torch-using target.
-include(${CMAKE_CURRENT_LIST_DIR}/Cuda.cmake)
+if(NOT BITSWEEP_TORCH_FREE)
+  # Debian's libtorch 1.13 (CPU, with c10d Gloo). Its config sets TORCH_LIBRARIES/TORCH_CXX_FLAGS.
+  find_package(Torch CONFIG REQUIRED)
+  # A thin interface target so that folders link torch PRIVATE like any other dependency.
+  add_library(bitsweep_torch INTERFACE)
+  target_link_libraries(bitsweep_torch INTERFACE ${TORCH_LIBRARIES})
+  target_include_directories(bitsweep_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  # BITSWEEP_WITH_CUDA (AUTO|ON|OFF): the CUDA code paths of every torch-using target.
+  include(${CMAKE_CURRENT_LIST_DIR}/Cuda.cmake)
+endif()
 
 if(BITSWEEP_BUILD_TESTS)
   find_package(Catch2 REQUIRED)

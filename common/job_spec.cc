@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/utf8.h"
 
 namespace bitsweep {
 namespace {
@@ -208,6 +209,20 @@ StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec) {
     return Invalid("resources.memory_gb", "must be a non-negative number");
   }
   out.resources = r;
+  // Specs are stored and sent as JSON, which holds only UTF-8 (JobSpecToJson would throw).
+  std::vector<std::pair<std::string, const std::string*>> texts = {{"model", &out.model},
+                                                                   {"eval.task", &out.eval.task}};
+  if (out.calibration) texts.push_back({"calibration.source", &out.calibration->source});
+  for (const auto& [key, value] : out.quant.options) {
+    texts.push_back({absl::StrCat("quant.options.", key), &value});
+  }
+  for (const auto& [field, text] : texts) {
+    const size_t bad = FirstInvalidUtf8(*text);
+    if (bad != text->size() || !IsValidUtf8(field)) {
+      return Invalid(IsValidUtf8(field) ? field : "quant.options",
+                     absl::StrCat("is not valid UTF-8 (byte ", bad, ")"));
+    }
+  }
   return out;
 }
 

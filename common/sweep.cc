@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/qwen3_arch.h"
+#include "common/utf8.h"
 
 namespace bitsweep {
 namespace {
@@ -70,6 +71,12 @@ class YamlReader {
 
   StatusOr<std::string> String(const YAML::Node& n, std::string_view field) const {
     if (!n.IsScalar()) return Error(n, field, "expected a string");
+    // yaml-cpp passes bytes that are not UTF-8 through; in a job spec they would make
+    // JobSpecToJson throw (JSON holds only UTF-8), in the sweep name PostgreSQL refuse them.
+    const size_t bad = FirstInvalidUtf8(n.Scalar());
+    if (bad != n.Scalar().size()) {
+      return Error(n, field, absl::StrCat("is not valid UTF-8 (byte ", bad, ")"));
+    }
     return n.Scalar();
   }
   StatusOr<int64_t> Int(const YAML::Node& n, std::string_view field, int64_t min,

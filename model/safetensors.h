@@ -22,26 +22,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "model/safetensors_header.h"  // StDType, TensorEntry
 
 namespace bitsweep::model {
-
-// Element types of the safetensors format that bitsweep reads and writes. Any other dtype
-// (F8_*, U16, U32, U64, C64, ...) is rejected with an error naming the file and tensor.
-enum class StDType { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kBool };
-
-// "F32" -> kF32 etc.; unknown names are an InvalidArgument naming the dtype.
-StatusOr<StDType> ParseStDType(const std::string& name);
-const char* StDTypeName(StDType dtype);
-size_t StDTypeSize(StDType dtype);
-
-struct TensorEntry {
-  std::string name;
-  StDType dtype;
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;  // byte offset in the data buffer
-  uint64_t end = 0;    // one past the last byte
-  int file = 0;        // index into Checkpoint::files()
-};
 
 class MappedFile;  // defined in safetensors.cc
 

@@ -374,16 +374,21 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& path) {
   if (!in || in.bad()) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": cannot be read"));
   }
+  return FromJson(ss.str(), name);
+}
+
+StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_text,
+                                                         const std::string& source) {
   json j;
   try {
-    j = json::parse(ss.str());
+    j = json::parse(json_text);
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": invalid JSON: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", e.what()));
   }
   try {
-    return BpeTokenizer::Create(j, name);
+    return BpeTokenizer::Create(j, source);
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": malformed field: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": malformed field: ", e.what()));
   }
 }
 

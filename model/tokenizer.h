@@ -33,6 +33,9 @@ class Tokenizer {
  public:
   // `path` is a tokenizer.json file, or a directory containing one.
   static StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& path);
+  // The same from the text of a tokenizer.json; `source` names it in error messages.
+  static StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json_text,
+                                                       const std::string& source);
   virtual ~Tokenizer() = default;
 
   // Token ids for `text`, exactly as Hugging Face `tokenizer(text).input_ids` with no special

@@ -233,3 +233,23 @@ TEST_CASE("Key fields are escaped so that a path cannot forge another field") {
   CHECK(Normalized(a).ArtifactKey() != Normalized(b).ArtifactKey());
   CHECK(Normalized(a).ArtifactKey().find(";method=gptq") == std::string::npos);
 }
+
+// A spec that is not UTF-8 cannot be written as JSON (nlohmann's dump throws): normalising it
+// fails instead, naming the field (fuzz/sweep_yaml_fuzzer found such a model path).
+TEST_CASE("Normalising a job spec whose text is not UTF-8 is INVALID_ARGUMENT naming the field") {
+  JobSpec spec;
+  spec.model = "models/\xCF" "demo";
+  spec.eval.task = "c4";
+  auto bad_model = NormalizeJobSpec(spec);
+  REQUIRE_FALSE(bad_model.ok());
+  CHECK(bad_model.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(bad_model.status().message()),
+             Catch::Contains("model") && Catch::Contains("not valid UTF-8 (byte 7)"));
+  spec.model = "models/demo";
+  spec.eval.task = "facts\xE0\x80.jsonl";  // overlong lead, truncated
+  auto bad_task = NormalizeJobSpec(spec);
+  REQUIRE_FALSE(bad_task.ok());
+  CHECK_THAT(std::string(bad_task.status().message()), Catch::Contains("eval.task"));
+  spec.eval.task = "caf\xC3\xA9.jsonl";
+  CHECK(NormalizeJobSpec(spec).ok());
+}

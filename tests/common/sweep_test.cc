@@ -383,3 +383,20 @@ TEST_CASE("Relative paths of a sweep resolve against its file's folder, named on
   CHECK(as_written->models[0].path == "model");
   CHECK(as_written->tasks[1].task == "tasks/facts.jsonl");
 }
+
+// Found by fuzz/sweep_yaml_fuzzer: a byte that is not UTF-8 in a path reached JobSpecToJson,
+// whose nlohmann dump threw inside SubmitSweep and so terminated the coordinator: yaml-cpp passes
+// such bytes through, plain or quoted.
+TEST_CASE("A sweep string that is not UTF-8 is refused naming the field, never expanded") {
+  for (const std::string yaml :
+       {std::string("name: s\nmodels: [../..\xCFmodels/demo]\ntasks: [c4]\n"),
+        std::string("name: s\nmodels: [m]\ntasks: [\"facts\xCF.jsonl\"]\n"),
+        std::string("name: \"s\xFF\"\nmodels: [m]\ntasks: [c4]\n")}) {
+    auto spec = ParseSweepYaml(yaml, "t.yaml");
+    INFO(yaml);
+    REQUIRE_FALSE(spec.ok());
+    CHECK(spec.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(std::string(spec.status().message()),
+               Catch::Contains("is not valid UTF-8") && Catch::Contains("t.yaml:"));
+  }
+}

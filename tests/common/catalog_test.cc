@@ -57,7 +57,7 @@ TEST_CASE("Looking up an unknown method fails and lists the known names") {
              Catch::Contains("gtpq") && Catch::Contains("smoothquant"));
 }
 
-TEST_CASE("Method and task names ignore case; a typo suggests the closest name") {
+TEST_CASE("Method and task names ignore case, a typo suggests the closest name") {
   REQUIRE(LookupMethod("GPTQ").ok());
   CHECK(std::string((*LookupMethod("GPTQ"))->name) == "gptq");
   CHECK(std::string((*LookupMethod("SmoothQuant"))->name) == "smoothquant");
@@ -95,7 +95,7 @@ TEST_CASE("The task catalog gives each task its kind and lm-eval's metrics") {
   CHECK(std::string(TaskKindName(mmlu.kind)) == "k_shot");
 }
 
-TEST_CASE("A task given as a .jsonl path is a custom multiple-choice task; other unknown names fail") {
+TEST_CASE("A task given as a .jsonl path is a custom multiple-choice task, other unknown names fail") {
   auto t = LookupTask("data/facts.jsonl");
   REQUIRE(t.ok());
   CHECK(std::string((*t)->name) == "file");

@@ -57,7 +57,7 @@ TEST_CASE("Apply follows the lifecycle table for every state and event pair", "[
 }
 
 TEST_CASE(
-    "terminal states accept only a resubmit of a canceled or failed job; a succeeded job accepts "
+    "terminal states accept only a resubmit of a canceled or failed job, a succeeded job accepts "
     "nothing and submit no state",
     "[job_state]") {
   for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled}) {

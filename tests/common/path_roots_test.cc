@@ -70,7 +70,7 @@ TEST_CASE("symbolic links and '..' are resolved before the check: neither leads 
 }
 
 TEST_CASE(
-    "a sweep's models, .jsonl tasks and calibration files are checked before expansion; "
+    "a sweep's models, .jsonl tasks and calibration files are checked before expansion, "
     "built-in tasks and calibration sets name no path") {
   const Tree t = MakeTree("path_roots_sweep");
   auto yaml = [&](const std::string& model, const std::string& task, const std::string& calib) {

@@ -411,7 +411,9 @@ TEST_CASE("csv splits method, wbits, abits and group into columns and names ever
         "a,rtn,3,16,channel,\"rtn w3, \"\"x\"\"\",12.346,+2.346,,,\n");
 }
 
-TEST_CASE("--percent prints accuracies, their stderr and difference in percent, not perplexity") {
+TEST_CASE(
+    "Results in percent (--percent) print accuracies, their stderr and difference in percent, not "
+    "perplexity") {
   ResultsRenderOptions percent;
   percent.percent = true;
   const std::string csv = RenderResultsTable(SmallTable(), ResultsFormat::kCsv, percent);

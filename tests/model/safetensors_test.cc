@@ -212,7 +212,7 @@ TEST_CASE("LoadPrefix returns exactly the tensors of one decoder layer", "[safet
   CHECK(none->empty());
 }
 
-TEST_CASE("Has, Names, Entry and TotalBytes describe the tensors; unknown names are NotFound",
+TEST_CASE("Has, Names, Entry and TotalBytes describe the tensors, unknown names are NotFound",
           "[safetensors]") {
   const std::string dir = testing::ScratchDir("st_queries");
   REQUIRE(WriteCheckpoint(dir, {{"z", torch::zeros({3}, torch::kHalf)},

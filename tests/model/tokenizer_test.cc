@@ -69,7 +69,7 @@ TEST_CASE("A repeated merge takes its last rank, as tokenizers does", "[tokenize
   CHECK(tok->Encode("abc") == Ids(*tok, {"a", "bc"}));
 }
 
-TEST_CASE("Merges in the older \"a b\" string form give the same ids as [a, b] lists",
+TEST_CASE("Merges in the older 'a b' string form give the same ids as [a, b] lists",
           "[tokenizer]") {
   json lists = TinyTokenizer();
   json strings = lists;

@@ -455,7 +455,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("AWQ runs through a MoE layer; experts with few routed tokens keep s = 1 with a note",
+TEST_CASE("AWQ runs through a MoE layer, experts with few routed tokens keep s = 1 with a note",
           "[quant][awq]") {
   auto t = MakeTiny(true, 15);
   model::DecoderLayer& layer = t->m->layer(0);

@@ -202,7 +202,7 @@ TEST_CASE("Smoothing alone leaves the FP layer function unchanged, dense and MoE
   }
 }
 
-TEST_CASE("Smoothing divides the norm by s and scales columns; w_max spans the router",
+TEST_CASE("Smoothing divides the norm by s and scales columns, w_max spans the router",
           "[quant][smoothquant]") {
   c10::InferenceMode guard;
   const Qwen3Config c = Config(/*moe=*/true);

@@ -171,7 +171,7 @@ TEST_CASE(
 
 TEST_CASE(
     "a sweep whose model folders or task files are missing is refused with every problem "
-    "listed and stores nothing; once they exist it is accepted",
+    "listed and stores nothing, once they exist it is accepted",
     "[pg][grpc]") {
   const std::string dir = testing::ScratchDir("coordinator_input_checks");
   std::filesystem::create_directories(dir + "/partial");

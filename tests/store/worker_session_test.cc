@@ -74,7 +74,7 @@ TEST_CASE("a leased job's Heartbeat, Complete and Fail are refused to every sess
 }
 
 TEST_CASE("a Register under a name that another live session holds is refused, naming the "
-          "holder; the same session or a stale one takes the name",
+          "holder, the same session or a stale one takes the name",
           "[pg]") {
   auto store = OpenWithJob();
   auto first = Register(*store, "w", kSession, kT0);

@@ -139,7 +139,7 @@ TEST_CASE("a lost lease stops the job process and no heartbeat follows") {
   CHECK(k.Counted("fenced", 1));
 }
 
-TEST_CASE("a failed heartbeat keeps the job running; a shutdown stops it at the next heartbeat") {
+TEST_CASE("a failed heartbeat keeps the job running, a shutdown stops it at the next heartbeat") {
   Keeper k(3.0);
   k.coordinator.answer = absl::UnavailableError("Heartbeat: connection refused");
   k.clock.Advance(seconds(1));

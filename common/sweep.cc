@@ -472,7 +472,8 @@ CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
 // The relative paths of `s` made absolute under `base`.
 void ResolvePaths(const std::string& base, SweepSpec* s) {
   auto resolve = [&base](std::string* p) {
-    if (!p->empty() && fs::path(*p).is_relative()) *p = NormalizePath((fs::path(base) / *p).string());
+    if (!p->empty() && fs::path(*p).is_relative())
+      *p = NormalizePath((fs::path(base) / *p).string());
   };
   auto resolve_source = [&resolve](CalibrationOverride* c) {
     if (c->source && *c->source != "c4" && *c->source != "wikitext2") resolve(&*c->source);
@@ -513,36 +514,6 @@ StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
   ParseOptions options;
   options.base_dir = fs::absolute(path).parent_path().string();
   return ParseSweepYaml(text.str(), path, options);
-}
-
-namespace {
-
-constexpr int64_t kMaxCount = std::numeric_limits<int64_t>::max();
-
-int64_t SaturatingTimes(int64_t a, int64_t b) {
-  return a != 0 && b > kMaxCount / a ? kMaxCount : a * b;
-}
-
-// Quantization configurations per model before skipping: the baseline and every method's
-// wbits x abits x group.
-int64_t GridConfigurations(const SweepSpec& spec) {
-  int64_t configs = spec.baseline ? 1 : 0;
-  for (const SweepMethod& m : spec.methods) {
-    const int64_t per_method =
-        SaturatingTimes(SaturatingTimes(static_cast<int64_t>(m.wbits.size()),
-                                        std::max<int64_t>(1, static_cast<int64_t>(m.abits.size()))),
-                        std::max<int64_t>(1, static_cast<int64_t>(m.group.size())));
-    configs = per_method > kMaxCount - configs ? kMaxCount : configs + per_method;
-  }
-  return configs;
-}
-
-}  // namespace
-
-int64_t SweepGridSize(const SweepSpec& spec) {
-  return SaturatingTimes(
-      SaturatingTimes(static_cast<int64_t>(spec.models.size()), GridConfigurations(spec)),
-      static_cast<int64_t>(spec.tasks.size()));
 }
 
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {

@@ -121,6 +121,10 @@ struct ExpandOptions {
 // INT64_MAX.
 int64_t SweepGridSize(const SweepSpec& spec);
 
+// Quantization configurations per model before skipping: the baseline and every method's
+// wbits x abits x group (saturating).
+int64_t GridConfigurations(const SweepSpec& spec);
+
 // INVALID_ARGUMENT for what no skip can fix (an empty grid, an unreadable config.json, a grid
 // over options.max_jobs).
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options = {});

@@ -4,7 +4,8 @@
 // its catalog defaults, and also per channel where it takes a group size and without
 // calibration data where an option turns that off; the numbers the method reports in
 // `summary` are printed after it. bench_quant times the whole driver per method; this isolates
-// the layer entry points (hidden test cases that printed WARNs before).
+// the layer entry points (hidden test cases that printed WARNs before). With --reference it also
+// times GPTQ against the original IST-DASLab procedure (bench/reference/gptq_layer.py).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -18,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/shapes.h"
 #include "common/catalog.h"
@@ -83,6 +85,59 @@ std::vector<bitsweep::QuantConfig> Configs(const bitsweep::MethodInfo& row) {
   return out;
 }
 
+// GPTQ w4 g128 with act-order and true-sequential groups, through the method's entry point,
+// against bench/reference/gptq_layer.py (the original code's procedure, five layer forwards and
+// seven fasterquant calls) on the same shapes, token counts and thread count. Returns the exit
+// status.
+int CompareWithReference(const model::Qwen3Config& c, const std::vector<at::Tensor>& inputs,
+                         const model::TinyModelOptions& o, double fp_s) {
+  bitsweep::QuantConfig qc;
+  qc.method = "gptq";
+  qc.wbits = 4;
+  qc.group_size = 128;
+  qc.options["act_order"] = "true";
+  qc.options["true_sequential"] = "true";
+  auto quantizer = quant::MakeQuantizer(qc);
+  if (!quantizer.ok()) {
+    std::fprintf(stderr, "%s\n", quantizer.status().ToString().c_str());
+    return 1;
+  }
+  auto l = MakeLayer(c, inputs);
+  quant::QuantizeResult out;
+  const auto t0 = std::chrono::steady_clock::now();
+  const bitsweep::Status st = (*quantizer)->QuantizeLayer(l->job, &out);
+  const double ours = Seconds(t0);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 1;
+  }
+  const std::string command = absl::StrCat(
+      BITSWEEP_BENCH_DIR "/reference/gptq_layer.py --hidden ", o.hidden_size,
+      " --intermediate ", o.intermediate_size, " --heads ", o.num_heads, " --kv-heads ",
+      o.num_kv_heads, " --head-dim ", o.head_dim, " --nsamples ", inputs.size(), " --seqlen ",
+      inputs.front().size(1), " --wbits 4 --group 128 --act-order --threads ",
+      at::get_num_threads());
+  FILE* pipe = popen(command.c_str(), "r");
+  double theirs = -1;
+  if (pipe != nullptr) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+      std::sscanf(line, "seconds %lf", &theirs);
+    }
+    const int rc = pclose(pipe);
+    if (rc != 0) theirs = -1;
+  }
+  if (theirs <= 0) {
+    std::fprintf(stderr, "the reference did not run: %s\n", command.c_str());
+    return 1;
+  }
+  std::printf("GPTQ w4 g128 act-order, true-sequential, one layer (%.1fx the FP forward here):\n",
+              ours / fp_s);
+  std::printf("  bitsweep %8.2f s   reference (IST-DASLab procedure, python3-torch) %8.2f s   "
+              "ratio %.2f\n", ours, theirs, ours / theirs);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,6 +155,11 @@ int main(int argc, char** argv) {
   app.add_option("--seqlen", seqlen, "Calibration sample length")->capture_default_str();
   app.add_option("--methods", methods, "Comma-separated methods of the catalog")
       ->capture_default_str();
+  bool reference = false;
+  app.add_flag("--reference", reference,
+               "Also time GPTQ (w4 g128, act-order, true-sequential) against the original "
+               "IST-DASLab procedure in python3-torch (bench/reference/gptq_layer.py) on the same "
+               "shapes and thread count, and print the ratio");
   CLI11_PARSE(app, argc, argv);
   std::vector<const bitsweep::MethodInfo*> chosen;
   for (size_t b = 0, e; b <= methods.size(); b = e + 1) {
@@ -170,5 +230,6 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (reference) return CompareWithReference(c, inputs, o, fp_s);
   return 0;
 }

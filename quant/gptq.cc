@@ -108,8 +108,10 @@ void StoreParams(const GroupParams& p, int64_t g, at::Tensor& scales, at::Tensor
   zeros.select(1, g).copy_(p.zero);
 }
 
+// h_scratch: h itself when the caller gave it up (GptqQuantizeConsuming) and it is already fp32,
+// contiguous and on w's device; then its storage is the damped Hessian's, and no copy is made.
 StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
-                                      const GptqOptions& options) {
+                                      const GptqOptions& options, at::Tensor h_scratch = {}) {
   c10::NoGradGuard no_grad;  // weights may be trainable parameters; nothing here is differentiated
   const QuantGrid& grid = options.grid;
   const int64_t out = w.size(0);
@@ -122,7 +124,9 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   // Everything runs on w's device (H and W in fp32, as the reference accumulates).
   const c10::Device device = w.device();
   const at::TensorOptions f32 = at::TensorOptions(device).dtype(at::kFloat);
-  at::Tensor H = h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);  // [in, in]
+  // [in, in]; a copy unless the caller handed h over.
+  at::Tensor H = h_scratch.defined() ? std::move(h_scratch)
+                                     : h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);
   if (!at::isfinite(H).all().item<bool>()) {
     return absl::InvalidArgumentError("GptqQuantize: h contains non-finite values");
   }
@@ -147,7 +151,11 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   if (options.act_order) {
     perm = std::get<1>(at::sort(H.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true));
     W = W.index_select(1, perm).contiguous();
-    H = H.index_select(0, perm).index_select(1, perm).contiguous();
+    // Rows, then columns, each [in, in] matrix dropped once the next exists: at most two alive.
+    at::Tensor rows = H.index_select(0, perm);
+    H = at::Tensor();
+    H = rows.index_select(1, perm).contiguous();
+    rows = at::Tensor();
   }
 
   H.diagonal().add_(H.diagonal().mean() * options.percdamp);
@@ -307,6 +315,21 @@ StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
   }
 }
 
+StatusOr<GptqResult> GptqQuantizeConsuming(const at::Tensor& w, at::Tensor&& h,
+                                           const GptqOptions& options) {
+  at::Tensor owned = std::move(h);
+  RETURN_IF_ERROR(ValidateGptqInputs(w, owned, options));
+  try {
+    const bool usable = owned.scalar_type() == at::kFloat && owned.is_contiguous() &&
+                        owned.device() == w.device();
+    if (!usable) return GptqQuantizeImpl(w, owned, options);
+    const at::Tensor none;
+    return GptqQuantizeImpl(w, none, options, std::move(owned));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("GptqQuantize: ", e.what_without_backtrace()));
+  }
+}
+
 namespace {
 
 class GptqMethod : public Quantizer {
@@ -339,7 +362,9 @@ class GptqMethod : public Quantizer {
           out->linears.push_back(r);
           continue;
         }
-        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name, lh.h[k]->H(), lh.tokens[k], out));
+        // Each linear has its own accumulator here, so GPTQ may work in its storage.
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name, lh.h[k]->Release(), /*consume=*/true,
+                                       lh.tokens[k], out));
         lh.h[k].reset();
       }
     }
@@ -357,17 +382,18 @@ class GptqMethod : public Quantizer {
 
  private:
   // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
+  // consume: H is the last use of its Hessian, so GPTQ may work in its storage.
   Status QuantizeLinear(const model::Collective& tp, model::Linear& lin, const std::string& name,
-                        const at::Tensor& H, int64_t tokens, QuantizeResult* out) const {
+                        at::Tensor H, bool consume, int64_t tokens, QuantizeResult* out) const {
     double loss = 0;
-    ASSIGN_OR_RETURN(QuantizedWeight q,
-                     QuantizeRowsSharded(tp, lin,
-                                         [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
-                                           ASSIGN_OR_RETURN(GptqResult r,
-                                                            GptqQuantize(rows, H, gptq_));
-                                           loss = r.loss;
-                                           return std::move(r.weight);
-                                         }));
+    auto gptq = [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
+      ASSIGN_OR_RETURN(GptqResult r, consume ? GptqQuantizeConsuming(rows, std::move(H), gptq_)
+                                             : GptqQuantize(rows, H, gptq_));
+      loss = r.loss;
+      return std::move(r.weight);
+    };
+    ASSIGN_OR_RETURN(QuantizedWeight q, QuantizeRowsSharded(tp, lin, gptq));
+    q.NarrowCodes();  // held until the layer is written: a quarter of int32's memory
     out->linears.push_back({name, SumOverRanks(tp, loss), tokens, "", {}});
     out->weights.emplace(name, std::move(q));
     return absl::OkStatus();
@@ -395,12 +421,16 @@ class GptqMethod : public Quantizer {
         h->Add(x, 1);
         tokens += x.numel() / x.size(-1);
       }
-      for (const std::string& relative : group) {
+      for (size_t k = 0; k < group.size(); ++k) {
+        const std::string& relative = group[k];
         model::Linear* lin = FindLinearIn(layer, relative);
         if (lin == nullptr) {
           return absl::InternalError(absl::StrCat(job.prefix, relative, ": no such linear"));
         }
-        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), *lin, job.prefix + relative, h->H(), tokens, out));
+        // The group's linears share H; the last one may use its storage.
+        const bool last = k + 1 == group.size();
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), *lin, job.prefix + relative,
+                                       last ? h->Release() : h->H(), last, tokens, out));
       }
     }
     for (size_t s = 0; s < stages.size(); ++s) (*job.xs)[s] = stages[s].Output();

@@ -113,6 +113,16 @@ at::Tensor QuantizedWeight::Dequantize() const {
   return scales.index_select(1, idx) * (codes.to(at::kFloat) - zeros.index_select(1, idx));
 }
 
+void QuantizedWeight::NarrowCodes() {
+  if (!codes.defined()) return;
+  const int64_t lo = grid.minq(), hi = grid.maxq();
+  if (lo >= 0 && hi <= 255) {
+    codes = codes.to(at::kByte);
+  } else if (lo >= -128 && hi <= 127) {
+    codes = codes.to(at::kChar);
+  }
+}
+
 at::Tensor FakeQuantizePerToken(const at::Tensor& x, int bits, const model::Collective* features) {
   TORCH_CHECK(bits >= kMinSymBits && bits <= kMaxTokenBits, "FakeQuantizePerToken: bits = ", bits,
               " is out of range ", kMinSymBits, "..", kMaxTokenBits);

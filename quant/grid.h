@@ -62,9 +62,10 @@ at::Tensor DequantizeCodes(const at::Tensor& codes, const GroupParams& p);
 // DequantizeCodes(QuantizeCodes(w)) in one step (fake quantisation), fp32.
 at::Tensor FakeQuantize(const at::Tensor& w, const GroupParams& p, const QuantGrid& grid);
 
-// A quantised weight: codes [out, in] (int32), scales and zeros [out, n_groups] (fp32), and
-// g_idx [in] (int32): the group of each input column (column order of the original weight, so
-// act-order GPTQ keeps its permuted groups).
+// A quantised weight: codes [out, in] (int32 as the quantisers return them; NarrowCodes may make
+// them uint8 or int8), scales and zeros [out, n_groups] (fp32), and g_idx [in] (int32): the
+// group of each input column (column order of the original weight, so act-order GPTQ keeps its
+// permuted groups).
 struct QuantizedWeight {
   at::Tensor codes;
   at::Tensor scales;
@@ -74,6 +75,11 @@ struct QuantizedWeight {
 
   // scale[g_idx[j]] * (codes[:, j] - zero[g_idx[j]]) for every column j: [out, in] fp32.
   at::Tensor Dequantize() const;
+  // Stores the codes in the narrowest integer dtype that holds the grid's whole code range:
+  // uint8 for 0..maxq <= 255, int8 for -127..127, otherwise unchanged. The values are the same
+  // (Dequantize and packing read any integer dtype); the layer-wise driver keeps a layer's codes
+  // this way until it is written, a quarter of int32's memory.
+  void NarrowCodes();
 };
 
 // Fake-quantises activations per token (last dimension) with a symmetric abs-max grid of `bits`

@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -81,7 +83,15 @@ StatusOr<PackedWeight> PackGptq(const QuantizedWeight& w) {
     PackedWeight p;
     p.bits = bits;
     p.group_size = w.grid.group_size;
-    p.qweight = PackRows(w.codes.to(at::kLong).t().contiguous(), bits);
+    // W^T's codes, packed along the input dimension, a slice of output channels at a time: the
+    // packing works in int64, and a whole Qwen3-8B down_proj in int64 would be 403 MB.
+    constexpr int64_t kOutSlice = 1024;
+    std::vector<at::Tensor> slices;
+    for (int64_t o = 0; o < w.codes.size(0); o += kOutSlice) {
+      const int64_t n = std::min(kOutSlice, w.codes.size(0) - o);
+      slices.push_back(PackRows(w.codes.narrow(0, o, n).t().contiguous().to(at::kLong), bits));
+    }
+    p.qweight = at::cat(slices, 1);
     // (zero - 1) mod 2^bits, packed along the output dimension: [n_groups, out * bits / 32].
     at::Tensor z = at::remainder(w.zeros.round().to(at::kLong) - 1, maxq + 1);
     p.qzeros = PackRows(z.contiguous(), bits).t().contiguous();

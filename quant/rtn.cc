@@ -65,6 +65,7 @@ StatusOr<LinearReport> RtnQuantizeLinear(const model::Collective& tp, model::Lin
         return piece;
       }));
   LinearReport r{name, SumOverRanks(tp, error), -1, "", {}};
+  q.NarrowCodes();  // held until the layer is written: a quarter of int32's memory
   out->weights.emplace(name, std::move(q));
   return r;
 }

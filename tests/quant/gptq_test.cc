@@ -98,8 +98,9 @@ QuantizedWeight Rtn(const at::Tensor& w, const QuantGrid& grid) {
   return *std::move(r);
 }
 
+// Codes compared by value: the driver stores them narrowed (QuantizedWeight::NarrowCodes).
 void CheckSameQuantizedWeight(const QuantizedWeight& a, const QuantizedWeight& b) {
-  CHECK(at::equal(a.codes, b.codes));
+  CHECK(at::equal(a.codes.to(at::kInt), b.codes.to(at::kInt)));
   CHECK(at::equal(a.scales, b.scales));
   CHECK(at::equal(a.zeros, b.zeros));
   CHECK(at::equal(a.g_idx, b.g_idx));
@@ -287,6 +288,35 @@ TEST_CASE("GPTQ with act_order and a diagonal H equals RTN in the original colum
     CHECK(at::equal(g.g_idx, r.g_idx.index_select(0, invperm)));
     CHECK(at::equal(g.Dequantize(), r.Dequantize().index_select(1, invperm)));
   }
+}
+
+TEST_CASE("GPTQ working in the Hessian's own storage gives the same weight, loss and dead columns",
+          "[quant]") {
+  const int64_t in = 96;
+  at::Tensor x = CorrelatedInputs(300, in, 50);
+  x.select(1, 7).zero_();  // a dead column
+  const at::Tensor h = HessianOf(x);
+  const at::Tensor w = RandomWeight(24, in, 51);
+  for (bool act_order : {false, true}) {
+    for (bool static_groups : {false, true}) {
+      INFO("act_order " << act_order << " static_groups " << static_groups);
+      const GptqOptions o = Options(3, 32, 16, act_order, static_groups);
+      const GptqResult want = Run(w, h, o);
+      auto got = bitsweep::quant::GptqQuantizeConsuming(w, h.clone(), o);
+      REQUIRE(got.ok());
+      CheckSameQuantizedWeight(got->weight, want.weight);
+      CHECK(got->loss == want.loss);
+    }
+  }
+  // An h it cannot work in (not fp32) is converted, as GptqQuantize does.
+  const GptqOptions o = Options(3, 32, 16, true, false);
+  auto from_double = bitsweep::quant::GptqQuantizeConsuming(w, h.to(at::kDouble), o);
+  REQUIRE(from_double.ok());
+  CheckSameQuantizedWeight(from_double->weight, Run(w, h.to(at::kDouble), o).weight);
+  // Bad inputs are refused as by GptqQuantize, naming the argument.
+  auto bad = bitsweep::quant::GptqQuantizeConsuming(w, at::zeros({in + 1, in + 1}), o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(std::string(bad.status().message()), Catch::Contains("h must be [in, in]"));
 }
 
 TEST_CASE("GPTQ zeroes dead columns (diag(H) == 0)", "[quant]") {

@@ -135,3 +135,48 @@ TEST_CASE("Packing refuses what the GPTQ layout cannot hold, naming why", "[quan
   REQUIRE_FALSE(u.ok());
   CHECK_THAT(std::string(u.status().message()), Catch::Contains("g_idx"));
 }
+
+TEST_CASE("Narrowed codes pack to the same words, over more than one slice of output channels",
+          "[quant][packed]") {
+  // 2,112 output channels: the packer's slices of 1,024 end in a partial one.
+  for (int bits : {3, 4, 8}) {
+    INFO("bits " << bits);
+    QuantizedWeight wide = RandomWeight(bits, 2112, 96, 32, 40 + bits);
+    QuantizedWeight narrow = wide;
+    narrow.NarrowCodes();
+    CHECK(narrow.codes.scalar_type() == at::kByte);
+    CHECK(at::equal(narrow.codes.to(at::kInt), wide.codes));
+    CHECK(at::equal(narrow.Dequantize(), wide.Dequantize()));
+    auto p_wide = bitsweep::quant::PackGptq(wide);
+    auto p_narrow = bitsweep::quant::PackGptq(narrow);
+    REQUIRE(p_wide.ok());
+    REQUIRE(p_narrow.ok());
+    CHECK(at::equal(p_wide->qweight, p_narrow->qweight));
+    auto u = bitsweep::quant::UnpackGptq(*p_narrow, 2112, 96);
+    REQUIRE(u.ok());
+    CHECK(at::equal(u->codes, wide.codes));
+    // Channel 1,500 (in the second slice) against AutoGPTQ's loop.
+    const at::Tensor col = wide.codes[1500].to(at::kLong);
+    std::vector<uint32_t> v;
+    for (int64_t r = 0; r < 96; ++r) v.push_back(static_cast<uint32_t>(col[r].item<int64_t>()));
+    const std::vector<uint32_t> want = AutoGptqPackColumn(v, bits);
+    for (size_t k = 0; k < want.size(); ++k) {
+      CHECK(static_cast<uint32_t>(p_narrow->qweight[k][1500].item<int32_t>()) == want[k]);
+    }
+  }
+}
+
+TEST_CASE("Symmetric codes narrow to int8 and keep their values", "[quant][packed]") {
+  QuantizedWeight w;
+  w.grid.bits = 8;
+  w.grid.group_size = -1;
+  w.grid.kind = GridKind::kSymAbsMax;
+  w.codes = at::randint(-127, 128, {8, 16}, at::kInt);
+  w.scales = at::rand({8, 1}, at::kFloat);
+  w.zeros = at::zeros({8, 1}, at::kFloat);
+  w.g_idx = at::zeros({16}, at::kInt);
+  const at::Tensor before = w.codes.clone();
+  w.NarrowCodes();
+  CHECK(w.codes.scalar_type() == at::kChar);
+  CHECK(at::equal(w.codes.to(at::kInt), before));
+}

@@ -92,7 +92,7 @@ struct EvalFlags {
   int64_t limit = 0;
   int64_t num_fewshot = 5;
   bool no_prefix_reuse = false;
-  std::string dtype = "fp32";
+  std::string dtype = "auto";
   std::string data_dir;
   bool json = false;
   int tp = 1;
@@ -110,8 +110,6 @@ int RunEval(const EvalFlags& f) {
     }
     max_memory = *parsed;
   }
-  auto dtype = bitsweep::model::ParseComputeDType(f.dtype);
-  if (!dtype.ok()) return Fail(dtype.status());
   std::vector<std::string> tasks = absl::StrSplit(f.tasks, ',', absl::SkipEmpty());
   if (tasks.empty()) return Fail(absl::InvalidArgumentError("--tasks names no task"));
   std::vector<bitsweep::TaskKind> kinds;
@@ -134,9 +132,11 @@ int RunEval(const EvalFlags& f) {
   auto tokenizer = bitsweep::model::Tokenizer::Load(f.model);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   bitsweep::model::LoadOptions lo;
-  lo.dtype = *dtype;
   lo.tp = tp->tp;
   lo.device = tp->device;  // this rank's: cuda:N+rank under tensor parallelism on CUDA
+  auto dtype = bitsweep::model::ResolveComputeDType(f.dtype, lo.device);
+  if (!dtype.ok()) return Fail(dtype.status());
+  lo.dtype = *dtype;
   auto loaded = bitsweep::quant::LoadModelForEval(f.model, lo, max_memory);
   if (!loaded.ok()) return Fail(loaded.status());
   auto& model = loaded->model;
@@ -171,7 +171,7 @@ int RunEval(const EvalFlags& f) {
     if (!leader) continue;
     if (f.json) {
       json j = json::parse(out->json);
-      j["dtype"] = f.dtype;
+      j["dtype"] = bitsweep::model::ComputeDTypeName(lo.dtype);
       j["model"] = f.model;
       j["quantization"] = loaded->description;
       j["tensor_parallel"] = f.tp;
@@ -296,9 +296,10 @@ int main(int argc, char** argv) {
   eval->add_flag("--no-prefix-reuse", ef.no_prefix_reuse,
                  "Accuracy tasks: one row per request instead of packing shared prefixes "
                  "(same scores; slower)");
-  eval->add_option("--dtype", ef.dtype, "Compute dtype: fp32 or bf16")
+  eval->add_option("--dtype", ef.dtype,
+                   "Compute dtype: fp32, bf16, or auto (bf16 on CUDA, fp32 on the CPU)")
       ->capture_default_str()
-      ->transform(bitsweep::cli::DTypeFlag({"fp32", "bf16"}));
+      ->transform(bitsweep::cli::DTypeFlag({"auto", "fp32", "bf16"}));
   eval->add_option("--data-dir", ef.data_dir,
                    "Evaluation data folder (default: $BITSWEEP_DATA_DIR, ../shared/data, ./data)");
   eval->add_flag("--json", ef.json, "Print one JSON object per task");

@@ -14,7 +14,14 @@ namespace {
 constexpr std::pair<const char*, const char*> kDTypeSpellings[] = {
     {"fp32", "fp32"}, {"f32", "fp32"}, {"float32", "fp32"}, {"bf16", "bf16"}, {"bfloat16", "bf16"},
     {"fp16", "fp16"}, {"f16", "fp16"}, {"float16", "fp16"}, {"half", "fp16"},
+    {"auto", "auto"},  // the device's default compute dtype (model::ResolveComputeDType)
 };
+
+// "a or b", "a, b or c".
+std::string OneOf(const std::vector<std::string>& names) {
+  if (names.size() < 2) return absl::StrJoin(names, "");
+  return absl::StrCat(absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back());
+}
 
 }  // namespace
 
@@ -31,11 +38,9 @@ CLI::Validator DTypeFlag(const std::vector<std::string>& allowed) {
               return "";
             }
           }
-          return absl::StrCat(canonical, " is not accepted here (use ",
-                              absl::StrJoin(allowed, " or "), ")");
+          return absl::StrCat(canonical, " is not accepted here (use ", OneOf(allowed), ")");
         }
-        return absl::StrCat("unknown dtype \"", value, "\" (use ", absl::StrJoin(allowed, " or "),
-                            ")");
+        return absl::StrCat("unknown dtype \"", value, "\" (use ", OneOf(allowed), ")");
       },
       names);
 }

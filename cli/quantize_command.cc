@@ -130,9 +130,11 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
        "--seed", [&f](const int64_t& v) { f.seed = v; },
        "Calibration sampling seed, CPython random (default: per method)")
       ->check(CLI::NonNegativeNumber);
-  q->add_option("--dtype", f.dtype, "Compute dtype of calibration: fp32 or bf16")
+  q->add_option("--dtype", f.dtype,
+                "Compute dtype of calibration: fp32, bf16, or auto (bf16 on CUDA, fp32 on the "
+                "CPU)")
       ->capture_default_str()
-      ->transform(DTypeFlag({"fp32", "bf16"}));
+      ->transform(DTypeFlag({"auto", "fp32", "bf16"}));
   q->add_option("--device", f.device,
                 "cpu, cuda, cuda:N, or auto (CUDA when this build has it and a GPU is visible, "
                 "else cpu)")

@@ -32,6 +32,16 @@ StatusOr<ComputeDType> ParseComputeDType(const std::string& name) {
       absl::StrCat("unknown compute dtype \"", name, "\" (expected fp32 or bf16)"));
 }
 
+StatusOr<ComputeDType> ResolveComputeDType(const std::string& name, const c10::Device& device) {
+  if (name == "auto") return device.is_cuda() ? ComputeDType::kBFloat16 : ComputeDType::kFloat32;
+  auto parsed = ParseComputeDType(name);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown compute dtype \"", name, "\" (expected auto, fp32 or bf16)"));
+  }
+  return parsed;
+}
+
 const char* ComputeDTypeName(ComputeDType dtype) {
   return dtype == ComputeDType::kBFloat16 ? "bf16" : "fp32";
 }

@@ -26,6 +26,11 @@ namespace bitsweep::model {
 
 enum class ComputeDType { kFloat32, kBFloat16 };
 StatusOr<ComputeDType> ParseComputeDType(const std::string& name);  // "fp32" | "bf16"
+// ParseComputeDType, where "auto" is the default for `device`: bf16 on CUDA (what GPUs run
+// the study's models in), fp32 on the CPU (where bf16 matmuls are slower and the reference
+// numbers were taken). The reductions that the references accumulate in fp32 (the GPTQ
+// Hessian and its inverse, RMSNorm, softmax, log-softmax) stay fp32 either way.
+StatusOr<ComputeDType> ResolveComputeDType(const std::string& name, const c10::Device& device);
 const char* ComputeDTypeName(ComputeDType dtype);
 at::ScalarType ToScalarType(ComputeDType dtype);
 

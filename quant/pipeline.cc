@@ -77,8 +77,6 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   ASSIGN_OR_RETURN(QuantConfig config, ResolveConfig(f));
   ASSIGN_OR_RETURN(std::shared_ptr<const Quantizer> method, MakeQuantizer(config));
   const MethodInfo& row = method->row();
-  auto dtype = model::ParseComputeDType(f.dtype);
-  if (!dtype.ok()) return fail(dtype.status());
   const int wbits = method->grid().bits;
   const int64_t group = method->grid().group_size;
 
@@ -88,6 +86,8 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
 
   auto device = model::ResolveDevice(f.device);
   if (!device.ok()) return bad(absl::StrCat("--device: ", device.status().message()));
+  auto dtype = model::ResolveComputeDType(f.dtype, *device);
+  if (!dtype.ok()) return bad(absl::StrCat("--dtype: ", dtype.status().message()));
 
   model::LoadOptions lo;
   lo.dtype = *dtype;
@@ -121,7 +121,7 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
                            {"group_size", group},
                            {"grid", row.grid},
                            {"symmetric", row.symmetric},
-                           {"compute_dtype", f.dtype},
+                           {"compute_dtype", model::ComputeDTypeName(*dtype)},
                            {"device", lo.device.str()},
                            {"released_code", OptionBool(config.options, "released_code")},
                            {"source_model", f.model},

@@ -37,7 +37,8 @@ struct QuantizeRequest {
   // calibration data.
   std::optional<std::string> calib;
   std::optional<int64_t> nsamples, seqlen, seed;
-  std::string dtype = "fp32";  // compute dtype of the calibration forward
+  // Compute dtype of the calibration forward: fp32, bf16, or auto (model::ResolveComputeDType).
+  std::string dtype = "auto";
   // Where the model and the method run: cpu, cuda, cuda:N or auto (model/device.h).
   std::string device = "auto";
   bool no_packed = false;

@@ -105,6 +105,7 @@ TEST_CASE("bitsweep eval --json prints one object per task with the documented f
     CHECK(j["tokens"] == 192);
     CHECK(j["ppl"].get<double>() > 1.0);
     CHECK(j["nll"].get<double>() == Approx(std::log(j["ppl"].get<double>())));
+    CHECK(j["dtype"] == "fp32");  // --dtype auto on the CPU
   }
 }
 
@@ -614,7 +615,7 @@ TEST_CASE("Dtypes are spelled fp32, bf16 and fp16 everywhere, the old spellings 
   CHECK_THAT(help.out, Contains("fp32, bf16 or fp16"));
   Run half = Bitsweep("eval --model " + dir + "/fp16 --dtype fp16", dir);
   CHECK(half.code == 2);
-  CHECK_THAT(half.err, Contains("fp16 is not accepted here (use fp32 or bf16)"));
+  CHECK_THAT(half.err, Contains("fp16 is not accepted here (use auto, fp32 or bf16)"));
   Run unknown = Bitsweep("quantize --model " + dir + "/fp16 --out " + dir + "/q --dtype fp8", dir);
   CHECK(unknown.code == 2);
   CHECK_THAT(unknown.err, Contains("unknown dtype \"fp8\""));

@@ -1,5 +1,7 @@
 #include "model/device.h"
 
+#include "model/qwen3_layer.h"
+
 #include <catch2/catch.hpp>
 
 namespace {
@@ -30,6 +32,20 @@ TEST_CASE("Devices resolve from their spellings and bad ones name what is availa
     REQUIRE_FALSE(beyond.ok());
     CHECK_THAT(std::string(beyond.status().message()), Contains("visible"));
   }
+}
+
+TEST_CASE("The auto compute dtype is bf16 on CUDA and fp32 on the CPU, explicit ones are kept",
+          "[device]") {
+  using bitsweep::model::ComputeDType;
+  using bitsweep::model::ResolveComputeDType;
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA, 0);  // a CUDA name needs no GPU
+  CHECK(*ResolveComputeDType("auto", cpu) == ComputeDType::kFloat32);
+  CHECK(*ResolveComputeDType("auto", cuda) == ComputeDType::kBFloat16);
+  CHECK(*ResolveComputeDType("fp32", cuda) == ComputeDType::kFloat32);
+  CHECK(*ResolveComputeDType("bf16", cpu) == ComputeDType::kBFloat16);
+  auto bad = ResolveComputeDType("fp8", cpu);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(std::string(bad.status().message()), Contains("expected auto, fp32 or bf16"));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/dtype.h"
 #include "common/utf8.h"
 
 namespace bitsweep {
@@ -101,6 +102,14 @@ class YamlReader {
     if (v < min) return Error(n, field, absl::StrCat("must be at least ", min));
     return v;
   }
+  // A compute dtype (fp32 or bf16) in any spelling the CLI's --dtype takes (common/dtype.h),
+  // as its canonical name.
+  StatusOr<std::string> DType(const YAML::Node& n, std::string_view field) const {
+    ASSIGN_OR_RETURN(std::string d, String(n, field));
+    auto canonical = CanonicalDType(d, {"fp32", "bf16"});
+    if (!canonical.ok()) return Error(n, field, S(canonical.status().message()));
+    return *canonical;
+  }
   StatusOr<bool> Bool(const YAML::Node& n, std::string_view field) const {
     const std::string s = n.IsScalar() ? absl::AsciiStrToLower(n.Scalar()) : "";
     if (s == "true" || s == "yes" || s == "on") return true;
@@ -184,11 +193,7 @@ Status ReadCalibration(const YamlReader& r, const YAML::Node& n, std::string_vie
         c->seed, r.Int(v, YamlReader::Join(field, "seed"), 0, std::numeric_limits<int64_t>::max()));
   }
   if (YAML::Node v = Child(n, "dtype")) {
-    ASSIGN_OR_RETURN(std::string d, r.String(v, YamlReader::Join(field, "dtype")));
-    if (d != "fp32" && d != "bf16") {
-      return r.Error(v, YamlReader::Join(field, "dtype"), "expected fp32 or bf16");
-    }
-    c->dtype = d;
+    ASSIGN_OR_RETURN(c->dtype, r.DType(v, YamlReader::Join(field, "dtype")));
   }
   return absl::OkStatus();
 }
@@ -372,10 +377,7 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
                        r.Int(v, "eval.limit", 0, std::numeric_limits<int32_t>::max()));
     }
     if (YAML::Node v = Child(e, "dtype")) {
-      ASSIGN_OR_RETURN(s.eval.dtype, r.String(v, "eval.dtype"));
-      if (s.eval.dtype != "fp32" && s.eval.dtype != "bf16") {
-        return r.Error(v, "eval.dtype", "expected fp32 or bf16");
-      }
+      ASSIGN_OR_RETURN(s.eval.dtype, r.DType(v, "eval.dtype"));
     }
   }
   if (s.methods.empty() && !s.baseline) {

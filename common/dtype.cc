@@ -1,0 +1,44 @@
+#include "common/dtype.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace bitsweep {
+namespace {
+
+// Every accepted spelling (lower case) and its canonical name.
+constexpr std::pair<const char*, const char*> kDTypeSpellings[] = {
+    {"fp32", "fp32"}, {"f32", "fp32"}, {"float32", "fp32"}, {"bf16", "bf16"}, {"bfloat16", "bf16"},
+    {"fp16", "fp16"}, {"f16", "fp16"}, {"float16", "fp16"}, {"half", "fp16"},
+};
+
+}  // namespace
+
+StatusOr<std::string> CanonicalDType(std::string_view value,
+                                     const std::vector<std::string>& allowed) {
+  const std::string use = absl::StrCat("use ", absl::StrJoin(allowed, " or "));
+  const std::string lower = absl::AsciiStrToLower(absl::string_view(value.data(), value.size()));
+  for (const auto& [spelling, canonical] : kDTypeSpellings) {
+    if (lower != spelling) continue;
+    if (std::find(allowed.begin(), allowed.end(), canonical) != allowed.end()) return canonical;
+    return absl::InvalidArgumentError(absl::StrCat(canonical, " is not accepted here (", use, ")"));
+  }
+  std::vector<std::string> aliases;
+  for (const auto& [spelling, canonical] : kDTypeSpellings) {
+    if (spelling != std::string_view(canonical) &&
+        std::find(allowed.begin(), allowed.end(), canonical) != allowed.end()) {
+      aliases.push_back(spelling);
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype \"", absl::string_view(value.data(), value.size()), "\" (", use,
+                   aliases.empty() ? "" : absl::StrCat("; also accepted: ",
+                                                       absl::StrJoin(aliases, ", ")),
+                   ")"));
+}
+
+}  // namespace bitsweep

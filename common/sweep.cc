@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -275,6 +276,34 @@ Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<Swee
   return absl::OkStatus();
 }
 
+// A model's `name:` (a display name) must say something and tell the model from the others:
+// not blank, not another model's name, and one folder listed twice gets one name.
+Status CheckModelName(const YamlReader& r, const YAML::Node& node, const std::string& field,
+                      const std::vector<SweepModel>& earlier, const SweepModel& m,
+                      std::map<std::string, size_t>* named) {
+  const std::string at = field + ".name";
+  if (absl::StripAsciiWhitespace(m.name).empty()) return r.Error(node, at, "empty name");
+  if (m.name.size() > kMaxModelNameBytes) {
+    return r.Error(node, at,
+                   absl::StrCat("a name of ", m.name.size(), " bytes; at most ",
+                                kMaxModelNameBytes, " are allowed"));
+  }
+  if (auto it = named->find(m.name); it != named->end()) {
+    return r.Error(node, at,
+                   absl::StrCat("\"", m.name, "\" already names models[", it->second,
+                                "]: each model's name must be unique"));
+  }
+  for (size_t k = 0; k < earlier.size(); ++k) {
+    if (earlier[k].path == m.path && !earlier[k].name.empty()) {
+      return r.Error(node, at,
+                     absl::StrCat(m.path, " is already named \"", earlier[k].name, "\" (models[",
+                                  k, "])"));
+    }
+  }
+  named->emplace(m.name, earlier.size());
+  return absl::OkStatus();
+}
+
 StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   if (!root.IsMap()) return r.Error(root, "sweep", "expected a mapping at the top level");
   RETURN_IF_ERROR(r.CheckKeys(root, "",
@@ -308,21 +337,29 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
     return r.Error(models, "models", "expected a non-empty list");
   }
   RETURN_IF_ERROR(r.CheckLength(models, "models"));
+  std::map<std::string, size_t> named;  // name -> the model entry that has it
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string field = YamlReader::Index("models", i);
     SweepModel m;
     m.resources = defaults;
+    YAML::Node name_node(YAML::NodeType::Undefined);
     if (models[i].IsMap()) {
-      RETURN_IF_ERROR(r.CheckKeys(models[i], field, {"path", "devices", "memory_gb", "tp"}));
+      RETURN_IF_ERROR(
+          r.CheckKeys(models[i], field, {"path", "name", "devices", "memory_gb", "tp"}));
       const YAML::Node p = Child(models[i], "path");
       if (!p) return r.Error(models[i], field + ".path", "missing");
       ASSIGN_OR_RETURN(m.path, r.String(p, field + ".path"));
+      if (YAML::Node v = Child(models[i], "name")) {
+        name_node.reset(v);  // reset: operator= would write into the tree
+        ASSIGN_OR_RETURN(m.name, r.String(v, field + ".name"));
+      }
       RETURN_IF_ERROR(ReadResources(r, models[i], field, &m.resources));
     } else {
       ASSIGN_OR_RETURN(m.path, r.String(models[i], field));
     }
     if (m.path.empty()) return r.Error(models[i], field, "empty path");
     m.path = NormalizePath(m.path);
+    if (name_node) RETURN_IF_ERROR(CheckModelName(r, name_node, field, s.models, m, &named));
     s.models.push_back(std::move(m));
   }
 
@@ -421,6 +458,14 @@ StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view sourc
   } catch (const YAML::Exception& e) {
     return reader.Error(e.mark, "syntax", e.msg);
   }
+}
+
+std::map<std::string, std::string> ModelNames(const SweepSpec& spec) {
+  std::map<std::string, std::string> names;
+  for (const SweepModel& m : spec.models) {
+    if (!m.name.empty()) names[NormalizePath(m.path)] = m.name;
+  }
+  return names;
 }
 
 StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {

@@ -444,3 +444,42 @@ TEST_CASE("The sweep file's dtype keys take the CLI's spellings and refuse other
         "also accepted: f32, float32, bfloat16)");
 }
 
+TEST_CASE("A model's name is parsed, refused when empty or taken, and enters no job key") {
+  auto spec = ParseSweepYaml(
+      "name: t\nmodels:\n  - {path: /models/a, name: Qwen3 base}\n  - /models/b\n"
+      "  - {path: /models/c, name: c-tuned, tp: 1}\ntasks: [c4]\n",
+      "t.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  CHECK(spec->models[0].name == "Qwen3 base");
+  CHECK(spec->models[1].name.empty());
+  CHECK(ModelNames(*spec) ==
+        std::map<std::string, std::string>{{"/models/a", "Qwen3 base"}, {"/models/c", "c-tuned"}});
+  auto plain = ParseSweepYaml("name: t\nmodels: [/models/a, /models/b, /models/c]\ntasks: [c4]\n",
+                              "t.yaml");
+  REQUIRE(plain.ok());
+  auto named_jobs = ExpandSweep(*spec), plain_jobs = ExpandSweep(*plain);
+  REQUIRE(named_jobs.ok());
+  REQUIRE(plain_jobs.ok());
+  REQUIRE(named_jobs->jobs.size() == plain_jobs->jobs.size());
+  for (size_t i = 0; i < named_jobs->jobs.size(); ++i) {
+    CHECK(JobSpecToJson(named_jobs->jobs[i]) == JobSpecToJson(plain_jobs->jobs[i]));
+  }
+
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: \"  \"}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: empty name");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: x}\n  - {path: /n, name: x}\n"
+                   "tasks: [c4]\n") ==
+        "t.yaml:4:22: models[1].name: \"x\" already names models[0]: each model's name must be "
+        "unique");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: x}\n  - {path: /m/, name: y}\n"
+                   "tasks: [c4]\n") == "t.yaml:4:23: models[1].name: /m is already named \"x\" "
+                                        "(models[0])");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: [x]}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: expected a string");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: " + std::string(201, 'n') +
+                   "}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: a name of 201 bytes; at most 200 are allowed");
+  CHECK_THAT(ParseError("name: t\nmodels:\n  - {path: /m, nmae: x}\ntasks: [c4]\n"),
+             Catch::Contains("unknown key (allowed: path, name, devices, memory_gb, tp)"));
+}

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -23,11 +24,14 @@ using nlohmann::json;
 constexpr int kProgressBarWidth = 30;
 
 // One row per metric, each with its job's spec and provenance (the format `--format json` has
-// always printed).
+// always printed), and "model_name" where the sweep named the model.
 std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
   json rows = json::array();
   for (const v1::JobResults& job : results.jobs()) {
     const json spec = json::parse(job.spec_json(), nullptr, false);
+    const bool has_model = spec.is_object() && spec.contains("model") && spec["model"].is_string();
+    const std::string model = has_model ? spec["model"].get<std::string>() : "";
+    const auto name = results.model_names().find(model);
     const json provenance = json::parse(job.provenance_json(), nullptr, false);
     for (const v1::Metric& m : job.metrics()) {
       rows.push_back({{"job_id", job.job_id()},
@@ -38,6 +42,7 @@ std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
                       {"stderr", m.stderr()},
                       {"n", m.n()},
                       {"provenance", provenance}});
+      if (name != results.model_names().end()) rows.back()["model_name"] = name->second;
     }
   }
   return rows.dump(2) + "\n";
@@ -52,7 +57,8 @@ ResultsTable Pivot(const v1::QueryResultsResponse& results) {
                         job.provenance_json()});
     }
   }
-  return PivotResults(inputs);
+  return PivotResults(inputs, std::map<std::string, std::string>(results.model_names().begin(),
+                                                                 results.model_names().end()));
 }
 
 }  // namespace

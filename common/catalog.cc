@@ -87,7 +87,8 @@ const MethodOption kBillmSaliency =
 const MethodOption kBillmUpLim =
     Number("billm_up_lim", kInt, "50", 2, 1 << 20, "BiLLM salient-column search limit");
 const MethodOption kReleasedCode =
-    Flag("released_code", false, "reproduce the study's released code (README)");
+    Flag("released_code", false,
+         "reproduce the study's released code (docs/methods.md#released-code)");
 
 // ---- methods --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-// The torch-free catalogs of quantization methods and evaluation tasks (STYLE.md P5).
+// The torch-free catalogs of quantization methods and evaluation tasks: the one place that says
+// what each method and task is, read by the CLI, the coordinator and the workers alike.
 //
 // One row per method and one per task, as constant tables with static storage, each row written
 // with named fields (common/catalog.cc). Everything that differs between methods and that the

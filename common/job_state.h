@@ -1,4 +1,5 @@
-// The job lifecycle: states, events and the one transition table (STYLE.md P9).
+// The job lifecycle: states, events and the one transition table that every state change (in
+// the store and in the coordinator) goes through, so no code path invents its own transition.
 //
 // Every state change of a job, in the store's SQL and in the coordinator's code, is an entry of
 // kJobTransitions applied through Apply(). The store builds its SQL guards from SourceStates()
@@ -56,7 +57,7 @@ struct JobTransition {
   JobState destination;
 };
 
-// The lifecycle of STYLE.md P9. An event may have several rows (one per destination); no two
+// The lifecycle as a table. An event may have several rows (one per destination); no two
 // rows share an (event, source) pair (the test checks). "PENDING or FAILED" in the prose table
 // is split into kRetry / kExpire (-> PENDING) and kFail (-> FAILED): the store picks the event
 // from retryable and attempt < max_attempts, and an expired lease with no attempts left is a

@@ -1,4 +1,5 @@
-// The torch-free half of model/arch.h (STYLE.md P4): the quantized linears of a Qwen3 decoder
+// The torch-free half of model/arch.h (architecture knowledge in one table, which the
+// coordinator may read without libtorch): the quantized linears of a Qwen3 decoder
 // layer from config.json numbers alone, with what the methods and the coordinator need to know
 // of each (in_features and the config key it comes from, GPTQ's true-sequential step, whether
 // it is an MoE expert, whether AWQ's clip search applies). model/arch.cc builds its groups from

@@ -107,7 +107,8 @@ std::string ModelDisplayName(const std::string& model_path) {
   return name.empty() ? model_path : name;
 }
 
-ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
+ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
+                          const std::map<std::string, std::string>& model_names) {
   ResultsTable table;
   std::vector<ColumnBuild> columns;
   std::map<std::string, size_t> column_index;  // by key
@@ -231,12 +232,15 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs) {
   table.rows.reserve(rows.size());
   for (auto& [key, row] : rows) table.rows.push_back(std::move(row));
 
-  // Model names: the short name, unless two different folders share it.
+  // Model names: the sweep's name or the short one, unless two different folders share it.
+  auto name_of = [&model_names](const std::string& model) {
+    auto named = model_names.find(model);
+    return named != model_names.end() ? named->second : ModelDisplayName(model);
+  };
   std::map<std::string, std::set<std::string>> folders_named;
-  for (const ResultsRow& row : table.rows)
-    folders_named[ModelDisplayName(row.model)].insert(row.model);
+  for (const ResultsRow& row : table.rows) folders_named[name_of(row.model)].insert(row.model);
   for (ResultsRow& row : table.rows) {
-    const std::string name = ModelDisplayName(row.model);
+    const std::string name = name_of(row.model);
     row.model_name = folders_named[name].size() == 1 ? name : row.model;
   }
 

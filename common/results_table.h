@@ -59,7 +59,9 @@ struct ResultsCell {
 
 struct ResultsRow {
   std::string model;       // the model folder, as in the spec
-  std::string model_name;  // ModelDisplayName, or the folder when two models' names are equal
+  // The sweep's `name:` for the folder, else ModelDisplayName; the folder itself when two
+  // models' names are equal.
+  std::string model_name;
   std::string method;      // "fp" for the baseline
   int wbits = 16, abits = 0, group = -1;
   // "FP (baseline)" or DescribeQuant ("gptq w4 g128"), plus the calibration settings that tell
@@ -93,7 +95,10 @@ std::string ModelDisplayName(const std::string& model_path);
 // results for one cell (the same job key stored twice), the later job's is kept. A non-finite
 // value without provenance (a diverged job's row, common/diverged.h) joins the column of its
 // metric and evaluation settings whatever data file the other results of that column name.
-ResultsTable PivotResults(const std::vector<ResultInput>& inputs);
+// `model_names` (folder -> name, the sweeps' `name:` keys, common/sweep.h ModelNames) names
+// those models in ResultsRow::model_name instead of ModelDisplayName.
+ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
+                          const std::map<std::string, std::string>& model_names = {});
 
 // The table as JSON, the format the dashboard and the HTML report read:
 //   {"columns": [{"name", "task", "metric", "lower_is_better", "key", "subset",

@@ -1,4 +1,5 @@
-// Error handling for every module boundary in bitsweep (STYLE.md P7).
+// Error handling for every module boundary in bitsweep: errors are values with a canonical code
+// (absl::Status), so a caller decides on a retry by the code, never by parsing a message.
 //
 // Public functions of model/, eval/, quant/ return absl::Status or absl::StatusOr<T>.
 // Exceptions from third-party libraries (c10::Error, nlohmann::json::exception) are caught at

@@ -8,17 +8,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/qwen3_arch.h"
+#include "common/dtype.h"
 #include "common/utf8.h"
 
 namespace bitsweep {
@@ -104,6 +103,14 @@ class YamlReader {
     if (v < min) return Error(n, field, absl::StrCat("must be at least ", min));
     return v;
   }
+  // A compute dtype (fp32 or bf16) in any spelling the CLI's --dtype takes (common/dtype.h),
+  // as its canonical name.
+  StatusOr<std::string> DType(const YAML::Node& n, std::string_view field) const {
+    ASSIGN_OR_RETURN(std::string d, String(n, field));
+    auto canonical = CanonicalDType(d, {"fp32", "bf16"});
+    if (!canonical.ok()) return Error(n, field, S(canonical.status().message()));
+    return *canonical;
+  }
   StatusOr<bool> Bool(const YAML::Node& n, std::string_view field) const {
     const std::string s = n.IsScalar() ? absl::AsciiStrToLower(n.Scalar()) : "";
     if (s == "true" || s == "yes" || s == "on") return true;
@@ -187,11 +194,7 @@ Status ReadCalibration(const YamlReader& r, const YAML::Node& n, std::string_vie
         c->seed, r.Int(v, YamlReader::Join(field, "seed"), 0, std::numeric_limits<int64_t>::max()));
   }
   if (YAML::Node v = Child(n, "dtype")) {
-    ASSIGN_OR_RETURN(std::string d, r.String(v, YamlReader::Join(field, "dtype")));
-    if (d != "fp32" && d != "bf16") {
-      return r.Error(v, YamlReader::Join(field, "dtype"), "expected fp32 or bf16");
-    }
-    c->dtype = d;
+    ASSIGN_OR_RETURN(c->dtype, r.DType(v, YamlReader::Join(field, "dtype")));
   }
   return absl::OkStatus();
 }
@@ -273,6 +276,34 @@ Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<Swee
   return absl::OkStatus();
 }
 
+// A model's `name:` (a display name) must say something and tell the model from the others:
+// not blank, not another model's name, and one folder listed twice gets one name.
+Status CheckModelName(const YamlReader& r, const YAML::Node& node, const std::string& field,
+                      const std::vector<SweepModel>& earlier, const SweepModel& m,
+                      std::map<std::string, size_t>* named) {
+  const std::string at = field + ".name";
+  if (absl::StripAsciiWhitespace(m.name).empty()) return r.Error(node, at, "empty name");
+  if (m.name.size() > kMaxModelNameBytes) {
+    return r.Error(node, at,
+                   absl::StrCat("a name of ", m.name.size(), " bytes; at most ",
+                                kMaxModelNameBytes, " are allowed"));
+  }
+  if (auto it = named->find(m.name); it != named->end()) {
+    return r.Error(node, at,
+                   absl::StrCat("\"", m.name, "\" already names models[", it->second,
+                                "]: each model's name must be unique"));
+  }
+  for (size_t k = 0; k < earlier.size(); ++k) {
+    if (earlier[k].path == m.path && !earlier[k].name.empty()) {
+      return r.Error(node, at,
+                     absl::StrCat(m.path, " is already named \"", earlier[k].name, "\" (models[",
+                                  k, "])"));
+    }
+  }
+  named->emplace(m.name, earlier.size());
+  return absl::OkStatus();
+}
+
 StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   if (!root.IsMap()) return r.Error(root, "sweep", "expected a mapping at the top level");
   RETURN_IF_ERROR(r.CheckKeys(root, "",
@@ -306,21 +337,29 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
     return r.Error(models, "models", "expected a non-empty list");
   }
   RETURN_IF_ERROR(r.CheckLength(models, "models"));
+  std::map<std::string, size_t> named;  // name -> the model entry that has it
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string field = YamlReader::Index("models", i);
     SweepModel m;
     m.resources = defaults;
+    YAML::Node name_node(YAML::NodeType::Undefined);
     if (models[i].IsMap()) {
-      RETURN_IF_ERROR(r.CheckKeys(models[i], field, {"path", "devices", "memory_gb", "tp"}));
+      RETURN_IF_ERROR(
+          r.CheckKeys(models[i], field, {"path", "name", "devices", "memory_gb", "tp"}));
       const YAML::Node p = Child(models[i], "path");
       if (!p) return r.Error(models[i], field + ".path", "missing");
       ASSIGN_OR_RETURN(m.path, r.String(p, field + ".path"));
+      if (YAML::Node v = Child(models[i], "name")) {
+        name_node.reset(v);  // reset: operator= would write into the tree
+        ASSIGN_OR_RETURN(m.name, r.String(v, field + ".name"));
+      }
       RETURN_IF_ERROR(ReadResources(r, models[i], field, &m.resources));
     } else {
       ASSIGN_OR_RETURN(m.path, r.String(models[i], field));
     }
     if (m.path.empty()) return r.Error(models[i], field, "empty path");
     m.path = NormalizePath(m.path);
+    if (name_node) RETURN_IF_ERROR(CheckModelName(r, name_node, field, s.models, m, &named));
     s.models.push_back(std::move(m));
   }
 
@@ -375,98 +414,13 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
                        r.Int(v, "eval.limit", 0, std::numeric_limits<int32_t>::max()));
     }
     if (YAML::Node v = Child(e, "dtype")) {
-      ASSIGN_OR_RETURN(s.eval.dtype, r.String(v, "eval.dtype"));
-      if (s.eval.dtype != "fp32" && s.eval.dtype != "bf16") {
-        return r.Error(v, "eval.dtype", "expected fp32 or bf16");
-      }
+      ASSIGN_OR_RETURN(s.eval.dtype, r.DType(v, "eval.dtype"));
     }
   }
   if (s.methods.empty() && !s.baseline) {
     return r.Error(root, "methods", "no methods and baseline: false: the sweep has no jobs");
   }
   return s;
-}
-
-// ---- expansion -------------------------------------------------------------------------------
-
-// The in_features of a model's quantized linears (common/qwen3_arch.h), each with the
-// config.json key it comes from; one entry per distinct (key, value), in table order. Both a
-// dense and an MoE layer's linears are listed where the config has their widths.
-using InFeatures = std::vector<std::pair<std::string, int64_t>>;
-
-StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
-                                                   const std::string& root) {
-  fs::path dir = model;
-  if (!root.empty() && dir.is_relative()) dir = fs::path(root) / dir;
-  const fs::path file = dir / "config.json";
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) return std::optional<InFeatures>();
-  std::ifstream in(file);
-  try {
-    const nlohmann::json j = nlohmann::json::parse(in);
-    auto get = [&](const char* key) -> int64_t {
-      auto it = j.find(key);
-      return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-    };
-    Qwen3Dims d;
-    d.hidden_size = get("hidden_size");
-    d.intermediate_size = get("intermediate_size");
-    d.moe_intermediate_size = get("moe_intermediate_size");
-    d.num_experts = std::min<int64_t>(get("num_experts"), 1);  // every expert is alike
-    // o_proj reads num_attention_heads * head_dim features, which Qwen3 sets apart from hidden.
-    const int64_t heads = get("num_attention_heads");
-    int64_t head_dim = get("head_dim");
-    if (head_dim == 0 && heads > 0) head_dim = d.hidden_size / heads;
-    d.q_dim = heads * head_dim;
-    InFeatures f;
-    std::vector<LinearSpec> linears;
-    if (d.intermediate_size > 0) linears = DecoderLinears(d, /*moe_layer=*/false);
-    if (d.num_experts > 0 && d.moe_intermediate_size > 0) {
-      for (LinearSpec& l : DecoderLinears(d, /*moe_layer=*/true)) linears.push_back(std::move(l));
-    }
-    for (const LinearSpec& l : linears) {
-      const std::pair<std::string, int64_t> entry(l.in_features_key, l.in_features);
-      if (l.in_features > 0 && std::find(f.begin(), f.end(), entry) == f.end()) f.push_back(entry);
-    }
-    return std::optional<InFeatures>(std::move(f));
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(file.string(), ": ", e.what()));
-  }
-}
-
-// Why `q` (not yet normalised) makes no sense for any model, or "" when it does.
-std::string ModelIndependentReason(const MethodInfo& row, const QuantConfig& q) {
-  if (q.wbits < row.min_wbits || q.wbits > row.max_wbits) {
-    if (*row.wbits_note != '\0') {
-      return absl::StrCat(row.name, " ", row.wbits_note, ": it takes ",
-                          BitsRange(row.min_wbits, row.max_wbits), " weight bit",
-                          row.max_wbits == 1 ? "" : "s", ", not ", q.wbits);
-    }
-    return absl::StrCat(row.name, " takes ", BitsRange(row.min_wbits, row.max_wbits),
-                        " weight bits, not ", q.wbits);
-  }
-  if (!row.takes_abits && q.abits != 0) {
-    return absl::StrCat(row.name, " is weight-only: activation bits (", q.abits, ") do not apply");
-  }
-  if (row.takes_abits && (q.abits < row.min_abits || q.abits > row.max_abits)) {
-    return absl::StrCat(row.name, " takes ", BitsRange(row.min_abits, row.max_abits),
-                        " activation bits, not ", q.abits);
-  }
-  if (!row.group_size_applies && q.group_size != -1) {
-    return absl::StrCat(row.name, " ", row.group_note, ": group ", q.group_size, " does not apply");
-  }
-  return "";
-}
-
-CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
-                                   const CalibrationOverride& method) {
-  CalibrationConfig c;
-  c.source = method.source.value_or(sweep.source.value_or(""));
-  c.nsamples = method.nsamples.value_or(sweep.nsamples.value_or(0));
-  c.seqlen = method.seqlen.value_or(sweep.seqlen.value_or(0));
-  c.seed = method.seed.value_or(sweep.seed.value_or(-1));
-  c.dtype = method.dtype.value_or(sweep.dtype.value_or("fp32"));
-  return c;
 }
 
 // The relative paths of `s` made absolute under `base`.
@@ -506,6 +460,14 @@ StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view sourc
   }
 }
 
+std::map<std::string, std::string> ModelNames(const SweepSpec& spec) {
+  std::map<std::string, std::string> names;
+  for (const SweepModel& m : spec.models) {
+    if (!m.name.empty()) names[NormalizePath(m.path)] = m.name;
+  }
+  return names;
+}
+
 StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the sweep file"));
@@ -514,122 +476,6 @@ StatusOr<SweepSpec> ParseSweepFile(const std::string& path) {
   ParseOptions options;
   options.base_dir = fs::absolute(path).parent_path().string();
   return ParseSweepYaml(text.str(), path, options);
-}
-
-StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {
-  if (options.max_jobs > 0) {
-    const int64_t grid = SweepGridSize(spec);
-    if (grid > options.max_jobs) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sweep ", spec.name, ": its grid is ", grid, " jobs (", spec.models.size(), " models x ",
-          GridConfigurations(spec), " configurations x ", spec.tasks.size(),
-          " tasks), over the limit of ", options.max_jobs, " jobs per sweep"));
-    }
-  }
-  ExpandedSweep out;
-  std::vector<size_t> task_of;  // per job: its task's index (for the final order)
-  std::unordered_set<std::string> job_keys;
-  std::set<std::string> reported;  // each skip once; model-independent ones not per model
-
-  // Tasks resolved once: the same EvalConfigs serve every model and quant config, and each job
-  // then costs a copy and a key (10,000 jobs in milliseconds, bench/sweep.cc).
-  std::vector<EvalConfig> evals;
-  std::vector<std::string> eval_keys;
-  for (const SweepTask& t : spec.tasks) {
-    EvalConfig e = spec.eval;
-    e.task = t.task;
-    if (t.limit) e.limit = *t.limit;
-    if (t.num_fewshot) e.num_fewshot = *t.num_fewshot;
-    ASSIGN_OR_RETURN(e, NormalizeEvalConfig(e));
-    eval_keys.push_back(EvalKey(e));
-    evals.push_back(std::move(e));
-  }
-
-  auto add_jobs = [&](const SweepModel& model, const QuantConfig& q,
-                      const std::optional<CalibrationConfig>& calib) -> Status {
-    JobSpec j;
-    j.model = model.path;
-    j.quant = q;
-    j.calibration = calib;
-    j.priority = spec.priority;
-    j.max_attempts = spec.max_attempts;
-    j.resources = model.resources;
-    j.eval = evals.front();
-    ASSIGN_OR_RETURN(JobSpec n, NormalizeJobSpec(j));
-    const std::string artifact = n.ArtifactKey();
-    for (size_t i = 0; i < evals.size(); ++i) {
-      if (!job_keys.insert(absl::StrCat(artifact, "|", eval_keys[i])).second) continue;
-      n.eval = evals[i];
-      out.jobs.push_back(n);
-      task_of.push_back(i);
-    }
-    return absl::OkStatus();
-  };
-
-  for (const SweepModel& model : spec.models) {
-    ASSIGN_OR_RETURN(std::optional<InFeatures> in_features,
-                     ReadInFeatures(model.path, options.model_root));
-    if (spec.baseline) RETURN_IF_ERROR(add_jobs(model, QuantConfig{}, std::nullopt));
-    for (const SweepMethod& m : spec.methods) {
-      const MethodInfo& row = **LookupMethod(m.method);
-      const std::vector<int> abits = m.abits.empty() ? std::vector<int>{0} : m.abits;
-      const std::vector<int> groups =
-          m.group.empty() ? std::vector<int>{row.default_group_size} : m.group;
-      for (int w : m.wbits) {
-        for (int a : abits) {
-          for (int g : groups) {
-            QuantConfig q;
-            q.method = m.method;
-            q.wbits = w;
-            q.abits = a == 0 && row.takes_abits ? row.default_abits : a;
-            q.group_size = g;
-            q.options = m.options;
-            const std::string reason = ModelIndependentReason(row, q);
-            if (!reason.empty()) {
-              const std::string what = DescribeQuant(q);
-              if (reported.insert(what).second) out.skipped.push_back({what, reason});
-              continue;
-            }
-            ASSIGN_OR_RETURN(QuantConfig nq, NormalizeQuantConfig(q));
-            if (nq.group_size > 0 && in_features) {
-              std::string why;
-              for (const auto& [key, features] : *in_features) {
-                if (features % nq.group_size != 0) {
-                  why = absl::StrCat("group ", nq.group_size, " does not divide ", key, " = ",
-                                     features, " (config.json)");
-                  break;
-                }
-              }
-              if (!why.empty()) {
-                std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
-                if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
-                continue;
-              }
-            }
-            std::optional<CalibrationConfig> calib;
-            if (NeedsCalibration(nq)) calib = MergeCalibration(spec.calibration, m.calibration);
-            RETURN_IF_ERROR(add_jobs(model, nq, calib));
-          }
-        }
-      }
-    }
-  }
-  if (out.jobs.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sweep ", spec.name, ": every combination was skipped"));
-  }
-  // Task-major order (jobs are leased oldest first): the first jobs of a sweep need different
-  // artifacts, so parallel workers quantize different models instead of one waiting for the
-  // other's artifact; later tasks then reuse what the first produced.
-  std::vector<size_t> order(out.jobs.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return task_of[a] < task_of[b]; });
-  std::vector<JobSpec> sorted;
-  sorted.reserve(order.size());
-  for (size_t i : order) sorted.push_back(std::move(out.jobs[i]));
-  out.jobs = std::move(sorted);
-  return out;
 }
 
 }  // namespace bitsweep

@@ -20,7 +20,8 @@
 //   max_attempts: 3                   # default 3
 //   baseline: true                    # default true: the fp model on every task
 //   resources: {devices: 1, memory_gb: 0, tp: 1}        # default for every model
-//   models: [/models/Qwen3-8B, {path: /models/Qwen3-32B, devices: 2, memory_gb: 80, tp: 2}]
+//   models: [/models/Qwen3-8B, {path: /models/Qwen3-32B, name: Qwen3-32B-base, devices: 2,
+//            memory_gb: 80, tp: 2}]
 //   methods:
 //     - {method: gptq, wbits: [2, 3, 4], group: [128], options: {act_order: true},
 //        calibration: {nsamples: 64}}   # method may be a list (its options must apply to
@@ -43,10 +44,14 @@ namespace bitsweep {
 
 inline constexpr size_t kMaxSweepYamlBytes = 1 << 20;  // 1 MiB
 inline constexpr size_t kMaxSweepListLength = 1000;
+inline constexpr size_t kMaxModelNameBytes = 200;  // a model's `name:`
 inline constexpr int64_t kDefaultMaxJobsPerSweep = 100000;
 
 struct SweepModel {
   std::string path;
+  // The name tables show for the model instead of its folder's (`name:`); "" = none given.
+  // Unique within the sweep. Not part of any job: a name changes no key and no result.
+  std::string name;
   Resources resources;
 };
 
@@ -89,6 +94,10 @@ struct ParseOptions {
   // sweep file's, and lexically normalised; "" keeps them as written.
   std::string base_dir;
 };
+
+// The names the sweep gives its model folders (`name:`), by folder path as its jobs name it;
+// models without a name are not listed.
+std::map<std::string, std::string> ModelNames(const SweepSpec& spec);
 
 // `source_name` prefixes error positions ("study.yaml:12:5: methods[1].wbits[0]: ...").
 StatusOr<SweepSpec> ParseSweepYaml(std::string_view yaml, std::string_view source_name,

@@ -1,5 +1,6 @@
-// Architecture knowledge the quantizers need, kept in one table (STYLE.md P4): which linears a
-// Qwen3 decoder layer has and in which groups the layer-wise methods calibrate them.
+// Architecture knowledge the quantizers need, kept in one table so that a new architecture is
+// one edit here, not one per method: which linears a Qwen3 decoder layer has and in which groups
+// the layer-wise methods calibrate them.
 // Algorithms receive these names, never inspect the model's structure themselves.
 #pragma once
 

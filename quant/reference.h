@@ -1,7 +1,8 @@
-// Reference GPTQ (STYLE.md P6): column by column, straight from the fasterquant pseudo-code of
-// docs/methods.md#gptq, without lazy blocks or raw pointers, written to be read. It exists to check
-// GptqQuantize (quant/gptq.h), which must agree with it to a float tolerance; it is O(in) tensor
-// operations per column and is not meant for real layers.
+// Reference GPTQ, the plain version the optimised one is checked against: column by column,
+// straight from the fasterquant pseudo-code of docs/methods.md#gptq, without lazy blocks or raw
+// pointers, written to be read. It exists to check GptqQuantize (quant/gptq.h), which must agree
+// with it to a float tolerance; it is O(in) tensor operations per column and is not meant for real
+// layers.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,6 @@
 // absl::Status <-> grpc::Status. The canonical codes are the same numbers in both libraries, so
-// the mapping is 1:1 both ways and the message is kept (STYLE.md P7). Pure functions.
+// the mapping is 1:1 both ways and the message is kept: an error crosses a process boundary
+// with the code its caller's retry decision reads. Pure functions.
 #pragma once
 
 #include <grpcpp/support/status.h>

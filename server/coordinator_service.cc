@@ -95,7 +95,9 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
     for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));
-    const nlohmann::json sweep_json = {{"source", source}, {"yaml", request->sweep_yaml()}};
+    nlohmann::json sweep_json = {{"source", source}, {"yaml", request->sweep_yaml()}};
+    // The models' display names, by folder as the jobs name them (ModelNamesOf reads them).
+    if (auto names = ModelNames(spec); !names.empty()) sweep_json["model_names"] = names;
     const absl::Time now = TruncateToMicros(deps_.now());
     store::SubmitCounts counts;
     ASSIGN_OR_RETURN(int64_t sweep_id,
@@ -246,6 +248,10 @@ grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(const int64_t after, ReadPageToken(request->page_token(), key));
     ASSIGN_OR_RETURN(std::vector<store::JobResults> jobs,
                      ResultsPageOf(*deps_.store, request->sweep_id(), after, size));
+    if (after == 0) {
+      ASSIGN_OR_RETURN(auto names, ModelNamesOf(*deps_.store, request->sweep_id()));
+      response->mutable_model_names()->insert(names.begin(), names.end());
+    }
     response->set_next_page_token(FillPage(
         jobs, size, key,
         [](const store::JobResults& job) {

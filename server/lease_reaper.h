@@ -1,9 +1,10 @@
-// The lease reaper's rule for when it may expire leases (STYLE.md P10, P11). A lease deadline
-// that passes while no heartbeat could land says nothing about the worker: while the
-// coordinator is down, or cannot reach its database, every heartbeat fails. So the reaper
-// expires nothing for one grace period (the lease TTL) after the coordinator starts and after
-// the database comes back from an outage; a live worker heartbeats within that time (every
-// TTL/3, and sooner after a failed heartbeat), renews its lease, and keeps its job.
+// The lease reaper's rule for when it may expire leases: only when the worker could have renewed
+// the lease and did not, so that an outage of the coordinator does not take jobs from live workers.
+// A lease deadline that passes while no heartbeat could land says nothing about the worker: while
+// the coordinator is down, or cannot reach its database, every heartbeat fails. So the reaper
+// expires nothing for one grace period (the lease TTL) after the coordinator starts and after the
+// database comes back from an outage; a live worker heartbeats within that time (every TTL/3, and
+// sooner after a failed heartbeat), renews its lease, and keeps its job.
 //
 // LeaseGrace is pure (time is a parameter); ReapOnce is one tick of the coordinator's reaper
 // thread. Neither is thread-safe: the reaper thread owns its LeaseGrace.

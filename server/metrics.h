@@ -1,6 +1,7 @@
-// ServerMetrics: every Prometheus family of the coordinator, built once at start-up (STYLE.md
-// P13). Labels are low-cardinality only: RPC method and code, job event, catalog method and task
-// names, job state; never ids, paths or worker names. Thread-safe (prometheus-cpp families and
+// ServerMetrics: every Prometheus family of the coordinator, built once at start-up, so every
+// series exists (at 0) before its first event. Labels are low-cardinality only, so the number of
+// series stays bounded however many jobs run: RPC method and code, job event, catalog method and
+// task names, job state; never ids, paths or worker names. Thread-safe (prometheus-cpp families and
 // metrics are).
 #pragma once
 

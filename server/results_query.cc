@@ -1,5 +1,6 @@
 #include "server/results_query.h"
 
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "common/diverged.h"
@@ -25,6 +26,27 @@ StatusOr<std::vector<store::JobResults>> ResultsPageOf(store::JobStore& store, i
   return store.ResultsPage(sweep_id, after_job_id, limit + 1);
 }
 
+StatusOr<std::map<std::string, std::string>> ModelNamesOf(store::JobStore& store,
+                                                           int64_t sweep_id) {
+  std::vector<store::SweepInfo> sweeps;
+  if (sweep_id != 0) {
+    ASSIGN_OR_RETURN(store::SweepInfo sweep, store.GetSweep(sweep_id));
+    sweeps.push_back(std::move(sweep));
+  } else {
+    ASSIGN_OR_RETURN(sweeps, store.ListSweeps());  // oldest first
+  }
+  std::map<std::string, std::string> names;
+  for (const store::SweepInfo& sweep : sweeps) {
+    const nlohmann::json j = nlohmann::json::parse(sweep.spec_json, nullptr, false);
+    if (!j.is_object() || !j.contains("model_names") || !j.at("model_names").is_object()) continue;
+    const nlohmann::json& named = j.at("model_names");
+    for (auto it = named.begin(); it != named.end(); ++it) {
+      if (it.value().is_string()) names[it.key()] = it.value().get<std::string>();
+    }
+  }
+  return names;
+}
+
 StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id) {
   std::vector<ResultInput> inputs;
   int64_t after = 0;
@@ -42,7 +64,8 @@ StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id) 
     }
     after = page.back().job_id;
   }
-  return PivotResults(inputs);
+  ASSIGN_OR_RETURN(auto names, ModelNamesOf(store, sweep_id));
+  return PivotResults(inputs, names);
 }
 
 }  // namespace bitsweep::server

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,15 @@ std::vector<store::StoredMetric> MetricsOf(const store::JobResults& job);
 StatusOr<std::vector<store::JobResults>> ResultsPageOf(store::JobStore& store, int64_t sweep_id,
                                                        int64_t after_job_id, int32_t limit);
 
+// The names the sweep files gave model folders (`name:`, stored with each sweep), by folder:
+// sweep `sweep_id`'s, or for 0 every sweep's, a later sweep's name for a folder replacing an
+// earlier one. NOT_FOUND for an unknown sweep.
+StatusOr<std::map<std::string, std::string>> ModelNamesOf(store::JobStore& store,
+                                                           int64_t sweep_id);
+
 // The table of every result of sweep `sweep_id` (0: every sweep), read a page at a time; only
-// headline metrics (IsHeadlineMetric) are kept between pages. NOT_FOUND for an unknown sweep.
+// headline metrics (IsHeadlineMetric) are kept between pages; models named as ModelNamesOf
+// says. NOT_FOUND for an unknown sweep.
 StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id);
 
 }  // namespace bitsweep::server

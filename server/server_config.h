@@ -1,4 +1,5 @@
-// ServerConfig: everything the coordinator needs to start, with documented defaults (STYLE.md P8).
+// ServerConfig: everything the coordinator needs to start, each setting with a documented
+// default, so a coordinator started with no flags is a working one.
 // main.cc fills it from flags and the environment; tests fill it directly. Plain value type.
 #pragma once
 

@@ -1,5 +1,5 @@
 // JobStore: sweeps, jobs, leases and results in PostgreSQL; the coordinator's single source of
-// truth (STYLE.md P9, P10, P11).
+// truth, so a restarted coordinator loses nothing and two of them never disagree.
 //
 // Every job state change goes through common/job_state.h Apply(), is guarded in SQL by the
 // table's source states (and, for worker calls, by the lease epoch), and appends a job_events

@@ -1,4 +1,5 @@
-// libpqxx exceptions -> absl::Status (STYLE.md P7), chosen for the caller's retry decision.
+// libpqxx exceptions -> absl::Status (errors cross module boundaries as values, never as
+// exceptions), the code chosen for the caller's retry decision.
 // Only store/ includes <pqxx/...>; this header does not.
 #pragma once
 

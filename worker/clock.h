@@ -1,6 +1,6 @@
-// Clock: the worker's one source of time and of waiting (STYLE.md P11). The main loop, the
-// coordinator client's retries and the lease keeper read and wait through it, so their tests run
-// on a ManualClock instead of sleeping. Monotonic (std::chrono::steady_clock): wall-clock jumps
+// Clock: the worker's one source of time and of waiting. The main loop, the coordinator client's
+// retries and the lease keeper read and wait through it, so their timing is tested on a
+// ManualClock instead of by sleeping. Monotonic (std::chrono::steady_clock): wall-clock jumps
 // do not move heartbeats or deadlines.
 #pragma once
 

@@ -35,8 +35,9 @@ struct Registration {
   std::string cluster_id;  // the coordinator database's identity ("" from an older coordinator)
 };
 
-// One job leased by this worker: what every later call about it carries (the fence, STYLE.md
-// P10), and what the job process runs.
+// One job leased by this worker: what every later call about it carries (the lease epoch, the
+// fence that makes a call from a worker whose lease was taken away fail), and what the job
+// process runs.
 struct JobLease {
   int64_t worker_id = 0;
   int64_t job_id = 0;

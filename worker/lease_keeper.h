@@ -1,14 +1,16 @@
-// LeaseKeeper: keeps one job's lease while its process runs (STYLE.md P10, P11). The worker
-// calls Tick() every kJobPollInterval until the job process exits; every heartbeat interval (a
-// third of the lease TTL, so that two lost heartbeats still leave the lease alive, and at most
-// kMaxHeartbeatInterval, so that progress moves and a cancel lands within seconds: one small
-// UPDATE per running job every 2 s) Tick sends a heartbeat with the process's progress. A heartbeat that failed (any error but
-// FAILED_PRECONDITION) is sent again a quarter of an interval later, not a whole one: after an
-// outage the lease is renewed soon after the coordinator can take it, well within the grace its
-// reaper gives (server/lease_reaper.h). A heartbeat answered FAILED_PRECONDITION (the lease was
-// taken away: "fenced"), one answered cancel_requested, or the worker's shutdown (*stop) asks the
-// process to stop (SIGTERM) and, kJobKillGrace later, to die (SIGKILL). Once the lease is lost no
-// heartbeat is sent any more and the job's work is to be discarded.
+// LeaseKeeper: keeps one job's lease while its process runs, so that the coordinator does not hand
+// a running job to another worker (its time comes from worker/clock.h, for tests). The worker calls
+// Tick() every kJobPollInterval until the job process exits; every heartbeat interval (a third of
+// the lease TTL, so that two lost heartbeats still leave the lease alive, and at most
+// kMaxHeartbeatInterval, so that progress moves and a cancel lands within seconds: one small UPDATE
+// per running job every 2 s) Tick sends a heartbeat with the process's progress. A heartbeat that
+// failed (any error but FAILED_PRECONDITION) is sent again a quarter of an interval later, not a
+// whole one: after an outage the lease is renewed soon after the coordinator can take it, well
+// within the grace its reaper gives (server/lease_reaper.h). A heartbeat answered
+// FAILED_PRECONDITION (the lease was taken away: "fenced"), one answered cancel_requested, or the
+// worker's shutdown (*stop) asks the process to stop (SIGTERM) and, kJobKillGrace later, to die
+// (SIGKILL). Once the lease is lost no heartbeat is sent any more and the job's work is to be
+// discarded.
 //
 // Time comes from the injected clock only, so tests drive it with a ManualClock and a heartbeat
 // function of their own, without a coordinator or a process. Not thread-safe.

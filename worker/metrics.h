@@ -1,7 +1,8 @@
-// WorkerMetrics: every Prometheus family of a worker process, built once at start-up (STYLE.md
-// P13). Labels are low-cardinality only: catalog method and task kind, job outcome, heartbeat
-// result, cache result; never job ids, paths or worker names. Thread-safe (prometheus-cpp
-// families and metrics are).
+// WorkerMetrics: every Prometheus family of a worker process, built once at start-up, so every
+// series exists (at 0) before its first event. Labels are low-cardinality only, so the number of
+// series stays bounded however many jobs run: catalog method and task kind, job outcome, heartbeat
+// result, cache result; never job ids, paths or worker names. Thread-safe (prometheus-cpp families
+// and metrics are).
 #pragma once
 
 #include <prometheus/counter.h>

@@ -19,7 +19,8 @@
 --                 UNIQUE(job_id, metric) makes them exactly-once.
 -- workers         registered workers: capabilities, labels, last heartbeat, artifacts held.
 --
--- Times are timestamptz; the store passes them in (STYLE.md P11), never uses now().
+-- Times are timestamptz; the store passes them in from the coordinator's clock (which tests
+-- control), never uses now().
 
 CREATE TABLE sweeps (
   id          bigserial PRIMARY KEY,

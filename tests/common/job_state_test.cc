@@ -11,7 +11,8 @@ namespace {
 using S = JobState;
 using E = JobEvent;
 
-// The expected lifecycle, written out independently of kJobTransitions (STYLE.md P9 table).
+// The expected lifecycle, written out independently of kJobTransitions (from the lifecycle's
+// prose description).
 const std::map<std::pair<S, E>, S>& Expected() {
   static const auto* m = new std::map<std::pair<S, E>, S>{
       {{S::kPending, E::kLease}, S::kLeased},

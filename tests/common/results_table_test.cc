@@ -308,6 +308,41 @@ tasks: [wikitext2]
 }
 
 TEST_CASE(
+    "a sweep's model name replaces the folder's in every table, and a name two folders share "
+    "falls back to the paths") {
+  const std::string yaml = R"(name: named
+models:
+  - {path: /a/Qwen3-8B, name: Qwen3-8B (base)}
+  - /b/Qwen3-8B
+  - {path: /m/snap, name: tuned}
+  - /n/tuned
+methods: []
+tasks: [wikitext2]
+)";
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  REQUIRE(spec.ok());
+  const std::map<std::string, std::string> names = ModelNames(*spec);
+  CHECK(names == std::map<std::string, std::string>{{"/a/Qwen3-8B", "Qwen3-8B (base)"},
+                                                    {"/m/snap", "tuned"}});
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : Expand(yaml)) in.push_back({++id, JobSpecToJson(s), "ppl", 10, 0, 4, ""});
+  const ResultsTable t = PivotResults(in, names);
+  REQUIRE(t.rows.size() == 4);
+  CHECK(t.rows[0].model_name == "Qwen3-8B (base)");
+  CHECK(t.rows[1].model_name == "Qwen3-8B");  // no longer shares its name with /a/Qwen3-8B
+  CHECK(t.rows[2].model_name == "/m/snap");   // "tuned" is also /n/tuned's folder name
+  CHECK(t.rows[3].model_name == "/n/tuned");
+  CHECK(t.rows[0].model == "/a/Qwen3-8B");
+  CHECK(RenderResultsTable(t, ResultsFormat::kText).find("\nQwen3-8B (base) ") !=
+        std::string::npos);
+  CHECK(RenderResultsTable(t, ResultsFormat::kCsv).find("\nQwen3-8B (base),") != std::string::npos);
+  CHECK(nlohmann::json::parse(ResultsTableToJson(t))["rows"][0]["model_name"] == "Qwen3-8B (base)");
+  // Without the names, the table is as before.
+  CHECK(PivotResults(in).rows[0].model_name == "/a/Qwen3-8B");
+}
+
+TEST_CASE(
     "quantized cells carry their difference to their own model's baseline in the same column, "
     "and columns say whether they have stderr") {
   const auto jobs = Expand(R"(name: d

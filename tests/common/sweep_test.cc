@@ -226,7 +226,7 @@ TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
   CHECK(ParseError("name: t\nmodels:\n  - {path: /m, tp: 4, devices: 2}\ntasks: [c4]\n") ==
         "t.yaml:3:5: models[0].tp: tp 4 exceeds devices 2");
   CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\neval: {dtype: fp16}\n") ==
-        "t.yaml:4:15: eval.dtype: expected fp32 or bf16");
+        "t.yaml:4:15: eval.dtype: fp16 is not accepted here (use fp32 or bf16)");
   CHECK(ParseError("name: t\nmodels: [/m]\n") == "t.yaml:1:1: tasks: missing");
   CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\nmodels: [/n]\n") ==
         "t.yaml:4:1: models: duplicate key");
@@ -399,4 +399,87 @@ TEST_CASE("A sweep string that is not UTF-8 is refused naming the field, never e
     CHECK_THAT(std::string(spec.status().message()),
                Catch::Contains("is not valid UTF-8") && Catch::Contains("t.yaml:"));
   }
+}
+
+TEST_CASE("The sweep file's dtype keys take the CLI's spellings and refuse others naming them") {
+  auto parse = [](const std::string& calibration, const std::string& eval) {
+    return ParseSweepYaml("name: t\nmodels: [/m]\ntasks: [c4]\ncalibration: {dtype: " +
+                              calibration + "}\neval: {dtype: " + eval + "}\nmethods:\n" +
+                              "  - {method: gptq, wbits: 4, calibration: {dtype: " + calibration +
+                              "}}\n",
+                          "t.yaml");
+  };
+  for (const auto& [spelling, canonical] :
+       std::map<std::string, std::string>{{"fp32", "fp32"},
+                                          {"FP32", "fp32"},
+                                          {"f32", "fp32"},
+                                          {"float32", "fp32"},
+                                          {"bf16", "bf16"},
+                                          {"BFloat16", "bf16"},
+                                          {"bfloat16", "bf16"}}) {
+    INFO(spelling);
+    auto spec = parse(spelling, spelling);
+    INFO(spec.status().ToString());
+    REQUIRE(spec.ok());
+    CHECK(spec->eval.dtype == canonical);
+    CHECK(*spec->calibration.dtype == canonical);
+    CHECK(*spec->methods[0].calibration.dtype == canonical);
+  }
+  // One spelling, one job: bfloat16 and bf16 sweeps expand to the same job keys.
+  auto a = ExpandSweep(*parse("float32", "bfloat16"));
+  auto b = ExpandSweep(*parse("fp32", "bf16"));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(a->jobs.size() == b->jobs.size());
+  for (size_t i = 0; i < a->jobs.size(); ++i) CHECK(a->jobs[i].JobKey() == b->jobs[i].JobKey());
+
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\neval: {dtype: fp64}\n") ==
+        "t.yaml:4:15: eval.dtype: unknown dtype \"fp64\" (use fp32 or bf16; also accepted: f32, "
+        "float32, bfloat16)");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\ncalibration: {dtype: half}\n") ==
+        "t.yaml:4:22: calibration.dtype: fp16 is not accepted here (use fp32 or bf16)");
+  CHECK(ParseError("name: t\nmodels: [/m]\ntasks: [c4]\n"
+                   "methods: [{method: gptq, wbits: 4, calibration: {dtype: int8}}]\n") ==
+        "t.yaml:4:57: methods[0].calibration.dtype: unknown dtype \"int8\" (use fp32 or bf16; "
+        "also accepted: f32, float32, bfloat16)");
+}
+
+TEST_CASE("A model's name is parsed, refused when empty or taken, and enters no job key") {
+  auto spec = ParseSweepYaml(
+      "name: t\nmodels:\n  - {path: /models/a, name: Qwen3 base}\n  - /models/b\n"
+      "  - {path: /models/c, name: c-tuned, tp: 1}\ntasks: [c4]\n",
+      "t.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  CHECK(spec->models[0].name == "Qwen3 base");
+  CHECK(spec->models[1].name.empty());
+  CHECK(ModelNames(*spec) ==
+        std::map<std::string, std::string>{{"/models/a", "Qwen3 base"}, {"/models/c", "c-tuned"}});
+  auto plain = ParseSweepYaml("name: t\nmodels: [/models/a, /models/b, /models/c]\ntasks: [c4]\n",
+                              "t.yaml");
+  REQUIRE(plain.ok());
+  auto named_jobs = ExpandSweep(*spec), plain_jobs = ExpandSweep(*plain);
+  REQUIRE(named_jobs.ok());
+  REQUIRE(plain_jobs.ok());
+  REQUIRE(named_jobs->jobs.size() == plain_jobs->jobs.size());
+  for (size_t i = 0; i < named_jobs->jobs.size(); ++i) {
+    CHECK(JobSpecToJson(named_jobs->jobs[i]) == JobSpecToJson(plain_jobs->jobs[i]));
+  }
+
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: \"  \"}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: empty name");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: x}\n  - {path: /n, name: x}\n"
+                   "tasks: [c4]\n") ==
+        "t.yaml:4:22: models[1].name: \"x\" already names models[0]: each model's name must be "
+        "unique");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: x}\n  - {path: /m/, name: y}\n"
+                   "tasks: [c4]\n") == "t.yaml:4:23: models[1].name: /m is already named \"x\" "
+                                        "(models[0])");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: [x]}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: expected a string");
+  CHECK(ParseError("name: t\nmodels:\n  - {path: /m, name: " + std::string(201, 'n') +
+                   "}\ntasks: [c4]\n") ==
+        "t.yaml:3:22: models[0].name: a name of 201 bytes; at most 200 are allowed");
+  CHECK_THAT(ParseError("name: t\nmodels:\n  - {path: /m, nmae: x}\ntasks: [c4]\n"),
+             Catch::Contains("unknown key (allowed: path, name, devices, memory_gb, tp)"));
 }

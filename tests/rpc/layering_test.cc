@@ -1,5 +1,5 @@
-// STYLE.md §5: only rpc/, server/, worker/ and cli/ include <grpcpp/...>; rpc/ includes neither
-// torch nor libpqxx nor prometheus.
+// gRPC stays at the process edges: only rpc/, server/, worker/ and cli/ include <grpcpp/...>;
+// rpc/ includes neither torch nor libpqxx nor prometheus.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>

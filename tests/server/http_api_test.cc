@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -383,6 +384,58 @@ tasks: [wikitext2]
   const json own = GetJson(r, "/api/results/table?sweep=" + std::to_string(small))["table"];
   CHECK(own["columns"].size() == 1);
   CHECK(own["rows"].size() == 4);
+}
+
+TEST_CASE(
+    "a sweep's model names come back with its results and name the rows of the dashboard's "
+    "table, a later sweep's name for a folder replacing an earlier one across sweeps",
+    "[pg][grpc][http]") {
+  Running r = Start("");
+  const int64_t first = Submit(r, "names-1", R"(name: named
+models:
+  - {path: /nonexistent/qwen3-tiny, name: tiny base}
+  - /nonexistent/other
+methods: []
+tasks: [wikitext2]
+)");
+  REQUIRE(RunAll(r).size() == 2);
+  auto names_of = [&](int64_t sweep) {
+    v1::QueryResultsRequest q;
+    q.set_sweep_id(sweep);
+    v1::QueryResultsResponse results;
+    REQUIRE_RPC_OK(r.client->QueryResults(Ctx("").get(), q, &results));
+    return std::map<std::string, std::string>(results.model_names().begin(),
+                                              results.model_names().end());
+  };
+  const std::map<std::string, std::string> named = {{"/nonexistent/qwen3-tiny", "tiny base"}};
+  CHECK(names_of(first) == named);
+  CHECK(names_of(0) == named);
+  auto model_names = [&](const std::string& query) {
+    std::map<std::string, std::string> by_folder;
+    const json table = GetJson(r, "/api/results/table" + query)["table"];
+    for (const json& row : table["rows"]) {
+      by_folder[row["model"]] = row["model_name"];
+    }
+    return by_folder;
+  };
+  const std::map<std::string, std::string> shown = {
+      {"/nonexistent/qwen3-tiny", "tiny base"}, {"/nonexistent/other", "other"}};
+  CHECK(model_names("") == shown);
+  CHECK(model_names("?sweep=" + std::to_string(first)) == shown);
+
+  // The same folder named again by a second sweep, whose job is the stored one (reused).
+  const int64_t second = Submit(r, "names-2", R"(name: renamed
+models: [{path: /nonexistent/qwen3-tiny, name: tiny v2}]
+methods: []
+tasks: [wikitext2]
+)");
+  CHECK(RunAll(r).empty());
+  const std::map<std::string, std::string> renamed = {{"/nonexistent/qwen3-tiny", "tiny v2"}};
+  CHECK(names_of(second) == renamed);
+  CHECK(names_of(0) == renamed);
+  CHECK(model_names("?sweep=" + std::to_string(second)) == renamed);
+  CHECK(model_names("?sweep=" + std::to_string(first)) == shown);  // its own names
+  CHECK(model_names("").at("/nonexistent/qwen3-tiny") == "tiny v2");
 }
 
 TEST_CASE("with TLS configured the dashboard is served over HTTPS with the gRPC certificate",

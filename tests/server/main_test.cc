@@ -167,7 +167,7 @@ TEST_CASE("the coordinator binary refuses at start a client token that is also a
 }
 
 TEST_CASE("the coordinator neither links libtorch nor includes torch or libpqxx headers") {
-  // STYLE.md P2: the coordinator builds in seconds and runs on any node.
+  // So that the coordinator builds in seconds and runs on any node, GPU or not.
   FILE* pipe = ::popen(("readelf -d '" + Binary() + "' 2>&1").c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string needed;

@@ -1,5 +1,5 @@
 // Waiting in tests: poll for the condition the test needs, with a deadline, instead of sleeping
-// a fixed time (too short on a busy machine, wasted on an idle one; STYLE.md P11). Header-only.
+// a fixed time (too short on a busy machine, wasted on an idle one). Header-only.
 #pragma once
 
 #include <chrono>

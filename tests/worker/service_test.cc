@@ -1,7 +1,7 @@
-// The worker's loop (RunWorker) against a real coordinator on a real PostgreSQL, reached through
-// a decorator that injects faults into the worker's calls (STYLE.md P11: real parts with
-// switches, no mock of the coordinator). The job process is a shell script standing in for
-// `bitsweep-worker run-job`: it writes the result file the test chooses.
+// The worker's loop (RunWorker) against a real coordinator on a real PostgreSQL, reached through a
+// decorator that injects faults into the worker's calls (real parts with switches, no mock of the
+// coordinator, so the test exercises the code that runs in production). The job process is a shell
+// script standing in for `bitsweep-worker run-job`: it writes the result file the test chooses.
 #include "worker/service.h"
 
 #include <prometheus/text_serializer.h>

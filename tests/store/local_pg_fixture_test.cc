@@ -53,7 +53,8 @@ TEST_CASE("(helper) holds the fixture's servers until killed", "[.][hold_pg]") {
   for (;;) pause();
 }
 
-TEST_CASE("a test binary killed by ctest's timeout leaves no PostgreSQL of the test fixture running",
+TEST_CASE("a test binary killed by ctest's timeout leaves no PostgreSQL of the test fixture "
+          "running",
           "[pg][local_postgres][slow]") {
   const std::string dir = testing::ScratchDir("local_pg_fixture_killed");
   const std::string report = dir + "/pids";

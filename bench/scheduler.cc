@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   bitsweep::store::LocalPostgresOptions po;
   po.data_dir = scratch;
   po.fsync = false;
+  po.stop_with_owner = true;  // a killed benchmark leaves no server running
   auto pg = bitsweep::store::LocalPostgres::Start(po);
   if (!pg.ok()) return std::fprintf(stderr, "%s\n", pg.status().ToString().c_str()), 1;
   auto db = (*pg)->CreateDatabase("bench");

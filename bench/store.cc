@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   LocalPostgresOptions pg_options;
   pg_options.data_dir = data_dir;
   pg_options.fsync = fsync;
+  pg_options.stop_with_owner = true;  // a killed benchmark leaves no server running
   auto pg = LocalPostgres::Start(pg_options);
   if (!pg.ok()) {
     std::fprintf(stderr, "LocalPostgres: %s\n", pg.status().ToString().c_str());

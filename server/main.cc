@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
                  "libpq conninfo of the job database (PG* environment variables apply)")
       ->required();
   app.add_option("--metrics-listen", config.metrics_listen,
-                 "Prometheus /metrics address host:port (\"\" disables it)")
+                 "Prometheus /metrics address host:port (\"\" disables it); plain HTTP, so a "
+                 "non-loopback host needs --insecure-allow-remote")
       ->capture_default_str();
   app.add_option("--http-listen", config.http_listen,
                  "web dashboard and JSON API address host:port (\"\" disables it); a "
@@ -84,8 +85,9 @@ int main(int argc, char** argv) {
                  "folder the .jsonl tasks and calibration files of submitted sweeps must lie in "
                  "(repeatable; none: not confined)");
   app.add_flag("--insecure-allow-remote", config.insecure_allow_remote,
-               "allow a non-loopback --listen or --http-listen without TLS (trusted networks "
-               "only); the tokens are still required");
+               "allow a non-loopback --listen or --http-listen without TLS, and a non-loopback "
+               "--metrics-listen (plain HTTP always) (trusted networks only); the tokens are "
+               "still required");
   CLI11_PARSE(app, argc, argv);
   config.lease_ttl = absl::Seconds(lease_ttl_s);
   config.check_inputs = !no_input_checks;

@@ -1,31 +1,16 @@
 #include "server/server_config.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/address.h"
 
 namespace bitsweep::server {
 namespace {
-
-// Splits "host:port" / "[v6]:port"; false when there is no port.
-bool SplitHostPort(const std::string& host_port, std::string* host, std::string* port) {
-  const auto colon = host_port.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= host_port.size()) return false;
-  *host = host_port.substr(0, colon);
-  *port = host_port.substr(colon + 1);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  return true;
-}
 
 Status CheckAddress(const std::string& field, const std::string& host_port) {
   std::string host, port;
@@ -86,18 +71,6 @@ Status CheckDistinctRoles(
 std::vector<std::string> SplitTokenList(const std::string& tokens) {
   if (tokens.empty()) return {};
   return absl::StrSplit(tokens, ',');
-}
-
-bool IsLoopbackAddress(const std::string& host_port) {
-  std::string host, port;
-  if (!SplitHostPort(host_port, &host, &port)) return false;
-  if (absl::AsciiStrToLower(host) == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;  // a name other than localhost
-  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
-  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 bool ServerConfig::ListensOnLoopbackOnly() const { return IsLoopbackAddress(listen); }
@@ -176,6 +149,14 @@ Status ServerConfig::Validate() const {
         "http_listen: '", http_listen,
         "' is not a loopback address; a remote dashboard needs TLS (tls_cert, tls_key), or "
         "insecure_allow_remote on a trusted network"));
+  }
+  // /metrics has no TLS (nor token: it carries counts, never ids or paths), so a remote one
+  // always takes the waiver.
+  if (!metrics_listen.empty() && !IsLoopbackAddress(metrics_listen) && !insecure_allow_remote) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_listen: '", metrics_listen,
+        "' is not a loopback address; /metrics is served as plain HTTP (no TLS), so a remote one "
+        "needs insecure_allow_remote on a trusted network"));
   }
   return absl::OkStatus();
 }

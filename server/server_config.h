@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/address.h"
 #include "common/status.h"
 
 namespace bitsweep::server {
@@ -24,6 +25,8 @@ struct ServerConfig {
   // adds context switches (bench/scheduler measures the choice). Default 16.
   int db_connections = 16;
   // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = no exposer.
+  // Plain HTTP without a token (it exports counts, never ids or paths): a non-loopback host
+  // needs insecure_allow_remote, as a remote listener without TLS always does.
   std::string metrics_listen = "127.0.0.1:9464";
   // Dashboard and its JSON API over HTTP ("host:port", port 0 = a free one); "" = off (the
   // bitsweep-coordinator binary defaults to 127.0.0.1:8080). Same rules as `listen`: a
@@ -76,8 +79,9 @@ struct ServerConfig {
   // same words whether the path exists or not) before any file is opened. Empty: not confined.
   std::vector<std::string> model_roots;
   std::vector<std::string> data_roots;
-  // Allows listening on a non-loopback address without TLS (trusted networks only). It never
-  // waives the tokens.
+  // Allows listening on a non-loopback address without TLS (trusted networks only): `listen`
+  // and http_listen when TLS is off, and metrics_listen always (it has no TLS). It never waives
+  // the tokens.
   bool insecure_allow_remote = false;
 
   bool tls() const { return !tls_cert.empty(); }
@@ -85,7 +89,8 @@ struct ServerConfig {
   bool ListensOnLoopbackOnly() const;
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
   // `listen` without both tokens or without TLS (TLS waived by insecure_allow_remote), a remote
-  // http_listen without client_token or without TLS (likewise), health_listen on the port of
+  // http_listen without client_token or without TLS (likewise), a remote metrics_listen
+  // without insecure_allow_remote (it has no TLS), health_listen on the port of
   // another listen address (both fixed, i.e. not 0), non-positive durations, a token list with
   // an empty entry or whitespace, viewer_token without client_token, and one token in two roles
   // (client, worker, viewer).
@@ -96,9 +101,7 @@ struct ServerConfig {
 // written; ServerConfig::Validate rejects empty ones and whitespace.
 std::vector<std::string> SplitTokenList(const std::string& tokens);
 
-// Whether the host part of "host:port" ("[::1]:50051", "localhost:1") is a loopback address:
-// parsed as an IPv4 or IPv6 address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) or the name
-// "localhost"; any other name (e.g. "127.example.com") is not.
-bool IsLoopbackAddress(const std::string& host_port);
+// common/address.h, here for the coordinator's callers.
+using ::bitsweep::IsLoopbackAddress;
 
 }  // namespace bitsweep::server

@@ -75,7 +75,11 @@ int main(int argc, char** argv) {
                  "default name, the session (default $XDG_STATE_HOME/bitsweep/worker/"
                  "<name>@<coordinator>, else under ~/.local/state; one worker per directory)");
   app.add_option("--metrics-listen", o.metrics_listen,
-                 "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = off)");
+                 "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = "
+                 "off); plain HTTP, so a non-loopback host needs --insecure-allow-remote");
+  app.add_flag("--insecure-allow-remote", o.insecure_allow_remote,
+               "allow a non-loopback --metrics-listen, which is plain HTTP (trusted networks "
+               "only)");
   bitsweep::model::RuntimeOptions ro;
   app.add_option("--threads", ro.threads,
                  "CPU threads per job (0 = OMP_NUM_THREADS, else the CPUs this process may use)")

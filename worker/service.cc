@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/address.h"
 #include "common/job_spec.h"
 #include "rpc/channel.h"
 #include "worker/clock.h"
@@ -308,6 +309,13 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
 }
 
 Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop, WorkerMetrics* metrics) {
+  if (!o.metrics_listen.empty() && !IsLoopbackAddress(o.metrics_listen) &&
+      !o.insecure_allow_remote) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_listen: '", o.metrics_listen,
+        "' is not a loopback address; /metrics is served as plain HTTP (no TLS), so a remote one "
+        "needs --insecure-allow-remote on a trusted network"));
+  }
   ASSIGN_OR_RETURN(WorkerState state, OpenWorkerState(o.state_dir, o.name, o.coordinator));
   const std::string name = state.name;
   std::unique_ptr<MetricsServer> metrics_server;

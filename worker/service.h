@@ -41,7 +41,11 @@ struct WorkerOptions {
   double idle_exit_seconds = 0;               // > 0: exit after this long without a job
   std::string self_exe;        // this binary (for run-job children); default /proc/self/exe
   int threads = 0;             // CPU threads of each job process (0 = all cores)
-  std::string metrics_listen;  // host:port of the Prometheus /metrics endpoint ("" = off)
+  // host:port of the Prometheus /metrics endpoint ("" = off). Plain HTTP (no TLS, no token: it
+  // exports counts, never ids or paths), so a non-loopback host needs insecure_allow_remote, the
+  // coordinator's rule for a remote listener without TLS (server/server_config.h).
+  std::string metrics_listen;
+  bool insecure_allow_remote = false;
   // Where a job's model, task and calibration paths may lead (common/path_roots.h); a job
   // naming anything else fails as bad input before any of its files is opened.
   PathRoots roots;
@@ -56,7 +60,8 @@ struct WorkerOptions {
 class WorkerMetrics;
 
 // Runs until *stop becomes true (or the idle limit passes). Errors only for a metrics_listen
-// that cannot be bound or a failed registration; job failures are reported to the coordinator
+// that cannot be bound or is remote without insecure_allow_remote (INVALID_ARGUMENT, before
+// anything starts) or a failed registration; job failures are reported to the coordinator
 // and the loop goes on.
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
 // The same, counting into `metrics` (which must outlive the call): for tests.

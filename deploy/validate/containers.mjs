@@ -77,7 +77,10 @@ function checkCoordinator(w, c, { cw, err, args, ports, env, webPorts }) {
   const metricsPort = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== metricsPort) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
   if (!tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --listen needs --tls-cert or --insecure-allow-remote`);
-  if (tls && args.has("--insecure-allow-remote")) err(w, `${cw}: --insecure-allow-remote with TLS on is a leftover`);
+  // /metrics is plain HTTP whatever --listen uses (server/server_config.h): a non-loopback one
+  // needs --insecure-allow-remote, TLS or not; without one, the flag with TLS on is a leftover.
+  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "127.0.0.1:9464" });
+  if (tls && args.has("--insecure-allow-remote") && !metricsRemote) err(w, `${cw}: --insecure-allow-remote with TLS on and /metrics on loopback is a leftover`);
   // The dashboard: --http-listen (default from server/main.cc) <-> container port 'http'.
   const httpListen = String(args.get("--http-listen") ?? defaultHttpListen());
   const httpPort = portOf(httpListen);
@@ -147,6 +150,17 @@ function checkWorker(w, c, { cw, err, args, ports }) {
   }
   const mport = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== mport) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
+  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "" });
+  if (args.has("--insecure-allow-remote") && !metricsRemote) err(w, `${cw}: --insecure-allow-remote without a non-loopback --metrics-listen is a leftover`);
+}
+
+// The rule both binaries apply at start (server/server_config.h, worker/service.h): /metrics has
+// no TLS, so a non-loopback --metrics-listen needs --insecure-allow-remote. Whether it is remote.
+function checkMetricsListen(w, { cw, err, args, dflt }) {
+  const listen = String(args.get("--metrics-listen") ?? dflt);
+  const remote = listen !== "" && !isLoopback(listen);
+  if (remote && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --metrics-listen (plain HTTP) needs --insecure-allow-remote`);
+  return remote;
 }
 
 // A worker given GPUs (nvidia.com/gpu) offers that many to a job (--devices), is told how many

@@ -155,6 +155,19 @@ TEST_CASE("the coordinator binary refuses a remote address without TLS and token
   CHECK(err.find("insecure_allow_remote") != std::string::npos);
 }
 
+TEST_CASE("the coordinator binary refuses at start a remote --metrics-listen without "
+          "--insecure-allow-remote") {
+  auto child = Spawn("server-main-remote-metrics",
+                     {"--db", "host=127.0.0.1", "--listen", "127.0.0.1:0", "--http-listen", "",
+                      "--metrics-listen", "0.0.0.0:0"});
+  CHECK(child->Wait(absl::Seconds(20)) == 1);
+  const std::string err = ReadFile(child->stderr_path);
+  INFO(err);
+  CHECK(err.find("metrics_listen: '0.0.0.0:0' is not a loopback address; /metrics is served as "
+                 "plain HTTP (no TLS), so a remote one needs insecure_allow_remote") !=
+        std::string::npos);
+}
+
 TEST_CASE("the coordinator binary refuses at start a client token that is also a worker token") {
   auto child = Spawn("server-main-shared-token",
                      {"--db", "host=127.0.0.1", "--listen", "127.0.0.1:0", "--client-token",

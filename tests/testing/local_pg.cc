@@ -22,6 +22,7 @@ struct OwnedServer {
     store::LocalPostgresOptions options;
     options.data_dir = scratch + "/data";
     options.fsync = false;
+    options.stop_with_owner = true;  // a test binary killed by ctest's timeout stops it too
     auto started = store::LocalPostgres::Start(options);
     if (!started.ok()) FAIL("cannot start a private PostgreSQL: " << started.status().ToString());
     pg = std::move(started).value();
@@ -52,6 +53,7 @@ std::unique_ptr<store::LocalPostgres> StartPostgres(const std::string& dir) {
   store::LocalPostgresOptions options;
   options.data_dir = dir + "/pg";
   options.fsync = false;
+  options.stop_with_owner = true;
   auto started = store::LocalPostgres::Start(options);
   if (!started.ok()) FAIL("cannot start a private PostgreSQL: " << started.status().ToString());
   return std::move(started).value();

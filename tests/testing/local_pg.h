@@ -1,5 +1,7 @@
 // Fixture for [pg] tests: one private PostgreSQL per test binary (store/local_postgres), started
-// on first use under the build tree and stopped at exit; each test gets a fresh database.
+// on first use under the build tree and stopped at exit; each test gets a fresh database. Every
+// server started here stops with its test process however that ends, a SIGKILL from ctest's
+// timeout included (LocalPostgresOptions::stop_with_owner: the guardian of `bitsweep local`).
 #pragma once
 
 #include <memory>

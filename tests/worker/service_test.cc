@@ -507,5 +507,26 @@ TEST_CASE("two workers cannot share one state directory", "[worker]") {
   CHECK(ResultSpool::Open(dir + "/state/spool").ok());  // free again once its holder is gone
 }
 
+TEST_CASE("a worker refuses a remote --metrics-listen without --insecure-allow-remote before "
+          "anything starts, as /metrics has no TLS",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("service_remote_metrics");
+  WorkerOptions o;
+  o.coordinator = "127.0.0.1:1";
+  o.name = "a";
+  o.artifact_root = dir;
+  o.state_dir = dir + "/state";
+  o.metrics_listen = "0.0.0.0:0";
+  std::atomic<bool> stop{true};
+  const Status refused = RunWorker(o, &stop);
+  CHECK(refused.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(refused.message() ==
+        "metrics_listen: '0.0.0.0:0' is not a loopback address; /metrics is served as plain HTTP "
+        "(no TLS), so a remote one needs --insecure-allow-remote on a trusted network");
+  CHECK_FALSE(fs::exists(dir + "/state"));  // refused before the state directory is made
+  o.metrics_listen = "127.example.com:0";  // parsed, not prefix-matched
+  CHECK(RunWorker(o, &stop).code() == absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace bitsweep::worker

@@ -2,8 +2,8 @@
 """bitsweep_client end to end: `bitsweep local --keep` runs a private PostgreSQL, the
 coordinator and a worker; the client submits a small sweep on models/demo, watches it to
 completion, and its results() must equal `bitsweep results --format json` row for row. Then:
-idempotent resubmission, a sweep file by path, errors, cancel, and tokens and TLS on a second
-coordinator over the same database (the CLI with the same flags must read the same results),
+idempotent resubmission, a sweep file by path, errors, cancel, and tokens and TLS on a
+second coordinator over the same database (the CLI with the same flags must read the same results),
 and examples/python/plot_ppl_vs_bits.py against the sweep.
 
 Run from the source tree with PYTHONPATH=build/clients/python and BITSWEEP_BINARY_DIR=build
@@ -100,7 +100,7 @@ def comparable(rows):
 
 class ClientEndToEnd(unittest.TestCase):
     local = None
-    second = None
+    others = []  # the coordinator test_6 starts
     clients = []
 
     @classmethod
@@ -136,7 +136,7 @@ class ClientEndToEnd(unittest.TestCase):
         # coordinator that takes longer.
         for c in cls.clients:
             c.close()
-        for p in (cls.second, cls.local):
+        for p in (*cls.others, cls.local):
             if p is None or p.poll() is not None:
                 continue
             p.send_signal(signal.SIGTERM)
@@ -243,20 +243,9 @@ class ClientEndToEnd(unittest.TestCase):
         certs = os.path.join(SCRATCH, "certs")
         os.makedirs(certs, exist_ok=True)
         make_certificates(certs)
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        log = os.path.join(SCRATCH, "second-coordinator.log")
-        with open(log, "w") as f:
-            type(self).second = subprocess.Popen(
-                [COORDINATOR, "--listen", address, "--db",
-                 f"host=127.0.0.1 port={self.pg_port} user=bitsweep dbname=bitsweep "
-                 "connect_timeout=5", "--metrics-listen", "", "--http-listen", "",
-                 "--client-token", "client-secret", "--viewer-token", "viewer-secret",
-                 "--tls-cert", os.path.join(certs, "server.pem"),
-                 "--tls-key", os.path.join(certs, "server.key")],
-                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent)
         ca = os.path.join(certs, "ca.pem")
+        address = f"127.0.0.1:{free_port()}"
+        self.start_coordinator(address, certs, "second")
         client = self.connect(address, token="client-secret", tls_ca=ca, retries=60)
         self.assertTrue(client.status(self.sweep_id).ok)  # retried until it is up
         rows = client.results(self.sweep_id, as_frame=False)
@@ -281,6 +270,20 @@ class ClientEndToEnd(unittest.TestCase):
         with self.assertRaises(BitsweepError) as e:  # plaintext to a TLS port
             self.connect(address, token="client-secret", retries=0).status(self.sweep_id)
         self.assertEqual(e.exception.code, grpc.StatusCode.UNAVAILABLE)
+
+
+    def start_coordinator(self, address, certs, name, *extra):
+        """Another coordinator over the same database, with tokens and TLS; stopped at the end."""
+        with open(os.path.join(SCRATCH, f"{name}-coordinator.log"), "w") as f:
+            self.others.append(subprocess.Popen(
+                [COORDINATOR, "--listen", address, "--db",
+                 f"host=127.0.0.1 port={self.pg_port} user=bitsweep dbname=bitsweep "
+                 "connect_timeout=5", "--metrics-listen", "", "--http-listen", "",
+                 "--client-token", "client-secret", "--viewer-token", "viewer-secret",
+                 "--tls-cert", os.path.join(certs, "server.pem"),
+                 "--tls-key", os.path.join(certs, "server.key"), *extra],
+                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent))
 
     def test_7_example_plots_ppl_against_bits(self):
         try:

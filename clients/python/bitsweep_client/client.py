@@ -130,27 +130,20 @@ class Client:
 
     ``address`` defaults to ``$BITSWEEP_COORDINATOR``, else ``127.0.0.1:50051``; ``token`` to
     ``$BITSWEEP_CLIENT_TOKEN`` (``""``: send none). ``tls_ca``: a PEM file of the CA that
-    signed the coordinator's certificate; TLS when set, plaintext otherwise. ``tls_cert`` and
-    ``tls_key``: a client certificate, for a coordinator that requires mutual TLS.
+    signed the coordinator's certificate; TLS when set, plaintext otherwise. These are the
+    CLI's ``--coordinator``, ``--token`` and ``--tls-ca``, sent the same way.
     Unary calls that meet an unreachable coordinator (UNAVAILABLE) are retried ``retries``
     times, a second apart; every call is idempotent (submit by its request id).
     """
 
     def __init__(self, address: Optional[str] = None, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, *, tls_cert: Optional[str] = None,
-                 tls_key: Optional[str] = None, retries: int = 3) -> None:
+                 tls_ca: Optional[str] = None, *, retries: int = 3) -> None:
         self.address = address or os.environ.get("BITSWEEP_COORDINATOR") or DEFAULT_ADDRESS
         self._token = os.environ.get("BITSWEEP_CLIENT_TOKEN", "") if token is None else token
         self._retries = max(0, retries)
         if tls_ca:
-            def read(path: Optional[str]) -> Optional[bytes]:
-                if not path:
-                    return None
-                with open(path, "rb") as f:
-                    return f.read()
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=read(tls_ca), private_key=read(tls_key),
-                certificate_chain=read(tls_cert))
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
             self._channel = grpc.secure_channel(self.address, credentials)
         else:
             self._channel = grpc.insecure_channel(self.address)

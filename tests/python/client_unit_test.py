@@ -12,6 +12,7 @@ import pathlib
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import warnings
 from concurrent import futures
@@ -82,6 +83,11 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
 
     def WatchSweep(self, request, context):
         self._record("WatchSweep", request, context)
+        if request.sweep_id == 8:  # never finishes
+            while context.is_active():
+                yield sweep_message(8, 0, 2)
+                time.sleep(0.1)
+            return
         for succeeded in (0, 0, 1, 1, 2):  # repeats carry nothing new
             yield sweep_message(request.sweep_id, succeeded, 2)
 
@@ -250,6 +256,16 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(BitsweepError) as e:
             self.client.wait(4)
         self.assertEqual(e.exception.code, grpc.StatusCode.PERMISSION_DENIED)
+
+    def test_watch_timeout_and_breaking_out(self):
+        with self.assertRaises(BitsweepError) as e:
+            for _ in self.client.watch(8, timeout=1.0):
+                pass
+        self.assertEqual(e.exception.code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        for sweep in self.client.watch(8):
+            self.assertFalse(sweep.finished)
+            break  # cancels the stream; the fake's loop ends
+        self.assertEqual(self.client.status(8).id, 8)
 
     def test_cancel(self):
         sweep = self.client.cancel(6)

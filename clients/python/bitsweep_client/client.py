@@ -213,9 +213,11 @@ class Client:
         text.
         """
         text, source_name, folder = _read_sweep(sweep)
+        if base_dir is not None:
+            folder = os.path.abspath(base_dir) if base_dir else ""
         request = coordinator_pb2.SubmitSweepRequest(
             request_id=request_id or str(uuid.uuid4()), sweep_yaml=text, source_name=source_name,
-            base_dir=folder if base_dir is None else (os.path.abspath(base_dir) if base_dir else ""))
+            base_dir=folder)
         r = self._call(self._stub.SubmitSweep, request, timeout=SUBMIT_TIMEOUT_S)
         return Submission(sweep=Sweep.from_proto(r.sweep),
                           skipped=[(s.description, s.reason) for s in r.skipped],
@@ -283,6 +285,8 @@ class Client:
                 if now - unavailable_since > reconnect_seconds:
                     raise self._error(e) from None
                 time.sleep(1.0)
+            else:
+                time.sleep(1.0)  # ended before the sweep finished (not expected): watch again
             finally:
                 stream.cancel()  # the caller stopped iterating, or the stream is done
 

@@ -35,7 +35,8 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 BINARY = os.environ.get("BITSWEEP_BINARY_DIR", os.path.join(SOURCE, "build"))
 BITSWEEP = os.path.join(BINARY, "cli", "bitsweep")
 COORDINATOR = os.path.join(BINARY, "server", "bitsweep-coordinator")
-SCRATCH = os.path.join(BINARY, "test-scratch", "python_client_e2e")
+# As tests/testing/paths.h ScratchDir: a folder per process, so concurrent runs do not collide.
+SCRATCH = os.path.join(BINARY, "test-scratch", f"p{os.getpid()}", "python_client_e2e")
 START_TIMEOUT_S = 300
 SWEEP_TIMEOUT_S = 600
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "common/process.h"
 #include "common/sweep.h"
 #include "common/sweep_inputs.h"
+#include "model/device.h"
 #include "store/local_postgres.h"
 
 namespace bitsweep::cli {
@@ -358,14 +360,43 @@ int PrintStatus(Client& client) {
   return kExitOk;
 }
 
-// Parses and expands the sweep and checks what its jobs read, before anything starts: OK, or
-// INVALID_ARGUMENT listing every problem.
-Status ValidateSweep(const std::string& sweep_file, const std::string& data_dir) {
+// The jobs whose resources no local worker offers (they would wait for ever), one line per
+// distinct need. Local workers offer --devices-per-worker devices and tensor-parallel ranks (1
+// by default) and leave their memory unspecified, which takes no job that names memory_gb.
+std::vector<std::string> UnservableJobs(const ExpandedSweep& expanded, const ServiceFlags& f) {
+  // Workers on GPUs offer what they discover (the GPU count, per-GPU memory); not checked here.
+  if (model::VisibleCudaDevices() > 0) return {};
+  const int devices = f.devices_per_worker > 0 ? f.devices_per_worker : 1;
+  std::map<std::string, int> needs;  // description -> jobs
+  for (const JobSpec& j : expanded.jobs) {
+    const Resources& r = j.resources;
+    std::vector<std::string> over;
+    if (r.devices > devices) over.push_back(absl::StrCat("devices ", r.devices));
+    if (r.tp > devices) over.push_back(absl::StrCat("tp ", r.tp));
+    if (r.memory_gb > 0) over.push_back(absl::StrCat("memory_gb ", r.memory_gb));
+    if (!over.empty()) ++needs[absl::StrJoin(over, ", ")];
+  }
+  std::vector<std::string> lines;
+  for (const auto& [need, count] : needs) {
+    lines.push_back(absl::StrCat(count, count == 1 ? " job needs" : " jobs need", " resources ",
+                                 need, ", which no local worker offers (each offers ", devices,
+                                 " device", devices == 1 ? "" : "s", " and tp ", devices,
+                                 ", memory unspecified): drop or lower the sweep's resources, or "
+                                 "pass --devices-per-worker"));
+  }
+  return lines;
+}
+
+// Parses and expands the sweep and checks what its jobs read and need, before anything starts:
+// OK, or INVALID_ARGUMENT listing every problem.
+Status ValidateSweep(const std::string& sweep_file, const std::string& data_dir,
+                     const ServiceFlags& f) {
   ASSIGN_OR_RETURN(SweepSpec spec, ParseSweepFile(sweep_file));
   ASSIGN_OR_RETURN(ExpandedSweep expanded, ExpandSweep(spec));
   InputCheckOptions check;
   check.data_dir = data_dir;
-  const std::vector<std::string> problems = CheckSweepInputs(expanded, check);
+  std::vector<std::string> problems = CheckSweepInputs(expanded, check);
+  for (std::string& line : UnservableJobs(expanded, f)) problems.push_back(std::move(line));
   if (problems.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       sweep_file, ": ", problems.size(), " problem", problems.size() == 1 ? "" : "s",
@@ -407,7 +438,7 @@ int RunLocal(const ServiceFlags& f, const std::string& data_dir_flag) {
   const std::string data_dir =
       data_dir_flag.empty() ? "" : fs::absolute(data_dir_flag).lexically_normal().string();
   if (!f.sweep_file.empty()) {
-    if (Status st = ValidateSweep(f.sweep_file, data_dir); !st.ok()) return Fail(st);
+    if (Status st = ValidateSweep(f.sweep_file, data_dir, f); !st.ok()) return Fail(st);
   }
   auto coordinator_bin = FindBinary("bitsweep-coordinator", "server");
   if (!coordinator_bin.ok()) return Fail(coordinator_bin.status());

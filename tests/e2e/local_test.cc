@@ -259,7 +259,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("bitsweep local lists every problem of a sweep's inputs and starts nothing",
+TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and starts nothing",
           "[e2e][cli]") {
   const std::string dir = bitsweep::testing::ScratchDir("e2e_local_invalid");
   WriteFile(dir + "/partial/config.json", "{}");  // no weights, no tokenizer.json
@@ -277,6 +277,21 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and starts not
     CHECK(r.err.find(problem) != std::string::npos);
   }
   CHECK(r.err.find("5 problems (nothing was started)") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/state"));
+
+  // Resources no local worker offers would leave the jobs pending for ever: refused up front.
+  Run make = Bitsweep("make-tiny-model --out " + dir + "/model --seed 3", dir);
+  REQUIRE(make.code == 0);
+  WriteFile(dir + "/big.yaml",
+            "name: big\nmodels: [model]\ntasks: [{task: big.jsonl}]\n"
+            "resources: {devices: 2, memory_gb: 24, tp: 2}\n");
+  WriteFile(dir + "/big.jsonl", "{\"context\": \"a\", \"choices\": [\" b\", \" c\"], \"gold\": 0}\n");
+  Run big = Bitsweep("local " + dir + "/big.yaml" + LocalArgs(dir), dir);
+  INFO(big.err);
+  CHECK(big.code == 2);
+  CHECK(big.err.find("1 job needs resources devices 2, tp 2, memory_gb 24, which no local worker "
+                     "offers (each offers 1 device and tp 1, memory unspecified)") !=
+        std::string::npos);
   CHECK_FALSE(fs::exists(dir + "/state"));
 
   Run format = Bitsweep("local " + dir + "/sweep.yaml --format xml", dir);

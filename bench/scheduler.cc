@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "";
   config.db_connections = db_connections;
+  config.check_inputs = false;  // the sweep names model folders that do not exist: no job runs
   auto coordinator = bitsweep::server::Coordinator::Start(config);
   if (!coordinator.ok()) {
     return std::fprintf(stderr, "%s\n", coordinator.status().ToString().c_str()), 1;

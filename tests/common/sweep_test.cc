@@ -388,7 +388,7 @@ TEST_CASE("Relative paths of a sweep resolve against its file's folder, named on
 // whose nlohmann dump threw inside SubmitSweep and so terminated the coordinator: yaml-cpp passes
 // such bytes through, plain or quoted.
 TEST_CASE("A sweep string that is not UTF-8 is refused naming the field, never expanded") {
-  for (const std::string yaml :
+  for (const std::string& yaml :
        {std::string("name: s\nmodels: [../..\xCFmodels/demo]\ntasks: [c4]\n"),
         std::string("name: s\nmodels: [m]\ntasks: [\"facts\xCF.jsonl\"]\n"),
         std::string("name: \"s\xFF\"\nmodels: [m]\ntasks: [c4]\n")}) {

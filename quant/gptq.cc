@@ -108,10 +108,10 @@ void StoreParams(const GroupParams& p, int64_t g, at::Tensor& scales, at::Tensor
   zeros.select(1, g).copy_(p.zero);
 }
 
-// h_scratch: h itself when the caller gave it up (GptqQuantizeConsuming) and it is already fp32,
-// contiguous and on w's device; then its storage is the damped Hessian's, and no copy is made.
-StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
-                                      const GptqOptions& options, at::Tensor h_scratch = {}) {
+// H: the Hessian as this function's own working matrix ([in, in] fp32, contiguous, on w's device;
+// it becomes the damped Hessian): a copy of the caller's h, or h itself when given up.
+StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, at::Tensor H,
+                                      const GptqOptions& options) {
   c10::NoGradGuard no_grad;  // weights may be trainable parameters; nothing here is differentiated
   const QuantGrid& grid = options.grid;
   const int64_t out = w.size(0);
@@ -124,9 +124,6 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   // Everything runs on w's device (H and W in fp32, as the reference accumulates).
   const c10::Device device = w.device();
   const at::TensorOptions f32 = at::TensorOptions(device).dtype(at::kFloat);
-  // [in, in]; a copy unless the caller handed h over.
-  at::Tensor H = h_scratch.defined() ? std::move(h_scratch)
-                                     : h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);
   if (!at::isfinite(H).all().item<bool>()) {
     return absl::InvalidArgumentError("GptqQuantize: h contains non-finite values");
   }
@@ -251,6 +248,11 @@ StatusOr<GptqResult> GptqQuantizeImpl(const at::Tensor& w, const at::Tensor& h,
   return result;
 }
 
+// h as a new fp32 contiguous matrix on `device`, for GPTQ to work in.
+at::Tensor WorkingCopy(const at::Tensor& h, c10::Device device) {
+  return h.to(device, at::kFloat).clone(at::MemoryFormat::Contiguous);
+}
+
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t in_features, c10::Device device) {
@@ -309,7 +311,7 @@ StatusOr<GptqResult> GptqQuantize(const at::Tensor& w, const at::Tensor& h,
                                   const GptqOptions& options) {
   RETURN_IF_ERROR(ValidateGptqInputs(w, h, options));
   try {
-    return GptqQuantizeImpl(w, h, options);
+    return GptqQuantizeImpl(w, WorkingCopy(h, w.device()), options);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GptqQuantize: ", e.what_without_backtrace()));
   }
@@ -322,9 +324,8 @@ StatusOr<GptqResult> GptqQuantizeConsuming(const at::Tensor& w, at::Tensor&& h,
   try {
     const bool usable = owned.scalar_type() == at::kFloat && owned.is_contiguous() &&
                         owned.device() == w.device();
-    if (!usable) return GptqQuantizeImpl(w, owned, options);
-    const at::Tensor none;
-    return GptqQuantizeImpl(w, none, options, std::move(owned));
+    return GptqQuantizeImpl(w, usable ? std::move(owned) : WorkingCopy(owned, w.device()),
+                            options);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("GptqQuantize: ", e.what_without_backtrace()));
   }

@@ -40,7 +40,8 @@ int64_t ModelBytes(const Qwen3Config& c, ComputeDType dtype, int world) {
 }
 
 StatusOr<MemoryPlan> PlanModelMemory(const Qwen3Config& c, ComputeDType dtype, int world,
-                                     int64_t budget_bytes, const std::string& budget_source) {
+                                     int64_t budget_bytes, const std::string& budget_source,
+                                     bool cuda) {
   MemoryPlan plan;
   plan.budget_bytes = budget_bytes;
   plan.resident_bytes = ModelBytes(c, dtype, world);
@@ -72,11 +73,18 @@ StatusOr<MemoryPlan> PlanModelMemory(const Qwen3Config& c, ComputeDType dtype, i
         FormatBytes(plan.layer_bytes + plan.scoring_bytes)));
   }
   plan.streamed = true;
-  plan.activation_bytes = budget_bytes - plan.layer_bytes - plan.scoring_bytes;
+  plan.prefetch = cuda && 2 * plan.layer_bytes + plan.scoring_bytes <= budget_bytes;
+  const int64_t layers_held = plan.prefetch ? 2 : 1;
+  plan.activation_bytes = budget_bytes - layers_held * plan.layer_bytes - plan.scoring_bytes;
   plan.reason = absl::StrCat("streamed one decoder layer at a time: the whole model (",
                              FormatBytes(plan.resident_bytes), ") does not fit ", budget,
                              "; one layer (", FormatBytes(plan.layer_bytes), ") and scoring (",
                              FormatBytes(plan.scoring_bytes), ") do");
+  if (plan.prefetch) {
+    absl::StrAppend(&plan.reason, ", with room to copy the next layer while one runs");
+  } else if (cuda) {
+    absl::StrAppend(&plan.reason, "; two layers do not, so each layer's copy waits for the last");
+  }
   return plan;
 }
 

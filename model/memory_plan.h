@@ -15,6 +15,9 @@ namespace bitsweep::model {
 
 struct MemoryPlan {
   bool streamed = false;
+  // Streamed on CUDA with room for two layers: layer i + 1 is copied while layer i runs
+  // (LoadOptions::prefetch_layers).
+  bool prefetch = false;
   int64_t budget_bytes = 0;    // what the plan had to fit
   int64_t resident_bytes = 0;  // every weight in the compute dtype (this rank's share)
   int64_t layer_bytes = 0;     // the largest decoder layer in the compute dtype
@@ -32,8 +35,10 @@ int64_t ModelBytes(const Qwen3Config& c, ComputeDType dtype, int world = 1);
 // Resident when the whole model plus one scoring chunk fits `budget_bytes`, otherwise
 // streamed; RESOURCE_EXHAUSTED naming the layer's size when not even one layer and a scoring
 // chunk fit. `budget_source` names where the budget came from ("--max-memory",
-// "available memory") for the reason and the error.
+// "available memory") for the reason and the error. With `cuda`, a streamed plan prefetches
+// when two layers and scoring fit (the activations then get what is left after two layers).
 StatusOr<MemoryPlan> PlanModelMemory(const Qwen3Config& c, ComputeDType dtype, int world,
-                                     int64_t budget_bytes, const std::string& budget_source);
+                                     int64_t budget_bytes, const std::string& budget_source,
+                                     bool cuda = false);
 
 }  // namespace bitsweep::model

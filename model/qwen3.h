@@ -49,6 +49,7 @@
 namespace bitsweep::model {
 
 class Checkpoint;
+class DeviceUploader;
 
 // lm_head rows converted to the compute dtype at a time under LoadOptions::lazy_globals
 // (8192 x 4096 fp32 = 128 MiB for Qwen3-8B).
@@ -67,6 +68,12 @@ struct LoadOptions {
   // order holds about one layer at a time (the quantizer streams models this way). Running a
   // layer that is not materialized throws c10::Error naming it. Only Load honours this.
   bool lazy_layers = false;
+  // With lazy_layers: RunLayers reads layer i + 1 on a loader thread while layer i runs, so at
+  // most two decoder layers are in memory instead of one. On CUDA the loader stages the weights
+  // in pinned host memory and copies them on a side stream (model/device_upload.h), overlapping
+  // the copies with layer i's kernels; the compute stream waits on an event before layer i + 1.
+  // The results are the same bit for bit. Load only.
+  bool prefetch_layers = false;
   // embed_tokens and lm_head stay as the checkpoint stores them (memory-mapped: file pages, not
   // anonymous memory) and are converted to the compute dtype where they are used: the rows that
   // Embed selects, and lm_head one vocabulary chunk at a time (ScoreTokens, LmHead). The values
@@ -93,6 +100,7 @@ class Qwen3Model {
   // Loads config.json and the safetensors weights from a Hugging Face model directory.
   static StatusOr<std::unique_ptr<Qwen3Model>> Load(const std::string& dir,
                                                     const LoadOptions& options = {});
+  ~Qwen3Model();
   // Builds a model from named tensors in HF naming (tests, the trainer, tiny checkpoints).
   static StatusOr<std::unique_ptr<Qwen3Model>> FromTensors(
       const Qwen3Config& config, const std::map<std::string, at::Tensor>& tensors,
@@ -160,6 +168,11 @@ class Qwen3Model {
   bool layer_loaded(int64_t i) const { return loaded_.at(i); }
   Status MaterializeLayer(int64_t i);
   void ReleaseLayer(int64_t i);
+  // LoadOptions::prefetch_layers: starts reading layer i on the loader thread, so that a driver
+  // visiting the layers in order (the quantizer) can overlap the read with its work on layer
+  // i - 1; MaterializeLayer(i) then waits for it. A no-op without prefetch_layers, for a layer
+  // in memory or out of range, or while another layer is being read.
+  void PrefetchLayer(int64_t i);
   // Runs `setup` on every decoder layer in memory now and on every layer a lazy model reads
   // later (e.g. a quantizer's activation hooks, which must survive a layer being re-read).
   using LayerSetup = std::function<void(int64_t i, DecoderLayer& layer)>;
@@ -194,10 +207,21 @@ class Qwen3Model {
   using TensorGetter = std::function<StatusOr<at::Tensor>(const std::string& name)>;
 
  private:
-  Qwen3Model() = default;
-  // Reads layer i into the (mutable) layer cache of a lazy model and runs the layer setups.
+  Qwen3Model();
+  // Reads layer i into the (mutable) layer cache of a lazy model and runs the layer setups
+  // (finishing a prefetch of it when one is under way).
   Status LoadLayer(int64_t i) const;
   void DropLayer(int64_t i) const;
+  // Reads decoder layer i of a lazy model from the checkpoint into `out`, copying to the device
+  // through `uploader` when given; errors name the model folder and the tensor.
+  Status ReadLayer(int64_t i, DeviceUploader* uploader, DecoderLayer& out) const;
+  // Puts a read layer into the cache and runs the layer setups on it.
+  Status AdoptLayer(int64_t i, DecoderLayer layer) const;
+  // LoadOptions::prefetch_layers: starts reading layer i on a loader thread; FinishPrefetch
+  // waits for it (and for its copies, on the calling thread's stream) and adopts it.
+  struct Prefetch;
+  void StartPrefetch(int64_t i) const;
+  Status FinishPrefetch() const;
   // lm_head's logits [N, V / W] in the compute dtype; converts a stored-dtype lm_head
   // (lazy_globals) one vocabulary chunk at a time.
   at::Tensor HeadLogits(const at::Tensor& normed) const;
@@ -221,6 +245,11 @@ class Qwen3Model {
   std::vector<LayerSetup> layer_setups_;
   TensorGetter lazy_get_;     // lazy models: reads a tensor from the checkpoint
   std::function<void(const std::string&)> release_;  // lazy models: drops a tensor's pages
+  bool prefetch_ = false;     // LoadOptions::prefetch_layers (lazy models only)
+  mutable std::unique_ptr<DeviceUploader> uploader_;  // prefetch on CUDA
+  // The layer being read on the loader thread, if any. Declared last: destroyed (its thread
+  // joined) before anything that thread uses.
+  mutable std::unique_ptr<Prefetch> prefetch_pending_;
 };
 
 }  // namespace bitsweep::model

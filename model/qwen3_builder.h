@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "model/device_upload.h"
 #include "model/qwen3.h"
 #include "model/shape_string.h"
 
@@ -40,6 +41,9 @@ class Builder {
 
   // Linear weights keep their stored dtype (LoadOptions::stored_linear_weights).
   void keep_stored_linears(bool keep) { stored_linears_ = keep; }
+  // Copies to a CUDA device go through `uploader` (pinned staging, asynchronous on its side
+  // stream; the caller runs the builder inside uploader->OnSideStream). nullptr: plain copies.
+  void upload_with(DeviceUploader* uploader) { uploader_ = uploader; }
 
   // Tensor `name` of full shape `shape`; with shard_dim >= 0 under TP, only this rank's equal
   // part of dimension shard_dim.
@@ -58,14 +62,17 @@ class Builder {
     }
     if (shard_dim >= 0 && world_ > 1) {
       const ShardRange r = EvenShard(shape[shard_dim], rank_, world_);
-      return Own(name, t, t.narrow(shard_dim, r.begin, r.size)).to(device_);
+      return Own(name, t, t.narrow(shard_dim, r.begin, r.size));
     }
-    if (world_ > 1) return Own(name, t, t).to(device_);
+    if (world_ > 1) return Own(name, t, t);
     // Stored dtype kept (lazy_globals): stays where it is, memory-mapped on the host.
     if (!convert) return t.contiguous();
+    // A CUDA device: copied over in the stored dtype and converted there (elementwise, so the
+    // same values as converting on the host, with half the bytes to copy from bf16).
+    if (device_.is_cuda()) return ToDevice(t).to(dtype_);
     // Same dtype on the CPU: keep the (possibly memory-mapped) tensor as is; otherwise convert
-    // once (and copy to the device).
-    return (t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous()).to(device_);
+    // once.
+    return t.scalar_type() == dtype_ ? t.contiguous() : t.to(dtype_).contiguous();
   }
 
   // The vocabulary-parallel shard of an lm_head-shaped [V, H] tensor: rows
@@ -95,7 +102,7 @@ class Builder {
     const int dim = style == ParallelStyle::kColumn ? 0 : style == ParallelStyle::kRow ? 1 : -1;
     if (stored_linears_ && world_ == 1) {  // LoadOptions::stored_linear_weights
       ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}, -1, /*convert=*/false));
-      return Linear(w.to(device_), style, nullptr);
+      return Linear(ToDevice(w), style, nullptr);
     }
     ASSIGN_OR_RETURN(at::Tensor w, Take(name + ".weight", {out, in}, dim));
     return Linear(std::move(w), style, style == ParallelStyle::kRow && reduce ? tp_ : nullptr);
@@ -146,11 +153,21 @@ class Builder {
   }
 
  private:
-  // A shard owned by this process in the compute dtype; the source's pages are released when
-  // the shard had to be copied out of them.
+  // `host` on the model's device, in its own dtype (contiguous).
+  at::Tensor ToDevice(const at::Tensor& host) {
+    if (!device_.is_cuda()) return host.contiguous().to(device_);
+    return uploader_ ? uploader_->Upload(host) : host.contiguous().to(device_);
+  }
+
+  // A shard owned by this process in the compute dtype, on the model's device; the source's
+  // pages are released when the shard had to be copied out of them.
   at::Tensor Own(const std::string& name, const at::Tensor& source, const at::Tensor& shard) {
-    at::Tensor out =
-        shard.scalar_type() == dtype_ ? shard.contiguous() : shard.to(dtype_).contiguous();
+    at::Tensor out;
+    if (device_.is_cuda()) {
+      out = ToDevice(shard).to(dtype_);
+    } else {
+      out = shard.scalar_type() == dtype_ ? shard.contiguous() : shard.to(dtype_).contiguous();
+    }
     if (release_ && !out.is_alias_of(source)) release_(name);
     return out;
   }
@@ -163,6 +180,7 @@ class Builder {
   int rank_, world_;
   std::function<void(const std::string&)> release_;
   bool stored_linears_ = false;
+  DeviceUploader* uploader_ = nullptr;
 };
 
 }  // namespace bitsweep::model::internal

@@ -4,7 +4,10 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <future>
+
 #include "absl/strings/str_cat.h"
+#include "model/device_upload.h"
 #include "model/qwen3.h"
 #include "model/qwen3_builder.h"
 #include "model/safetensors.h"
@@ -12,6 +15,19 @@
 namespace bitsweep::model {
 
 using internal::Builder;
+
+// A decoder layer read on the loader thread, with the fence after its copies.
+struct Qwen3Model::Prefetch {
+  struct Read {
+    DecoderLayer layer;
+    UploadFence fence;
+  };
+  int64_t index = -1;
+  std::future<StatusOr<Read>> result;
+};
+
+Qwen3Model::Qwen3Model() = default;
+Qwen3Model::~Qwen3Model() = default;
 
 StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
                                                        const LoadOptions& options) {
@@ -27,14 +43,16 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   // stored_linear_weights: every tensor is handed over mapped; the builder converts all but
   // the decoder layers' linears.
   const bool keep_linears = options.stored_linear_weights && !sharded;
-  TensorGetter get = [ck, dtype, sharded, keep_globals,
-                      keep_linears](const std::string& name) -> StatusOr<at::Tensor> {
+  // On a GPU every tensor is copied over as stored and converted there.
+  const bool on_gpu = options.device.is_cuda();
+  TensorGetter get = [ck, dtype, sharded, keep_globals, keep_linears,
+                      on_gpu](const std::string& name) -> StatusOr<at::Tensor> {
     if (!ck->Has(name)) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint has no tensor \"", name, "\""));
     }
     // Stored dtype: the builder converts what it does not keep (the same values as LoadAs).
     const bool global = name == "model.embed_tokens.weight" || name == "lm_head.weight";
-    const bool keep = sharded || keep_linears || (keep_globals && global);
+    const bool keep = sharded || keep_linears || on_gpu || (keep_globals && global);
     return keep ? ck->Load(name) : ck->LoadAs(name, dtype);
   };
   std::function<void(const std::string&)> release = [ck](const std::string& name) {
@@ -50,6 +68,10 @@ StatusOr<std::unique_ptr<Qwen3Model>> Qwen3Model::Load(const std::string& dir,
   if (options.lazy_layers) {
     (*model)->lazy_get_ = std::move(get);
     (*model)->release_ = release;
+    (*model)->prefetch_ = options.prefetch_layers;
+    if (options.prefetch_layers && options.device.is_cuda()) {
+      (*model)->uploader_ = std::make_unique<DeviceUploader>(options.device);
+    }
   }
   return model;
 }
@@ -128,20 +150,31 @@ Status Qwen3Model::MaterializeLayer(int64_t i) {
   return LoadLayer(i);
 }
 
-Status Qwen3Model::LoadLayer(int64_t i) const {
-  if (loaded_[i]) return absl::OkStatus();
+Status Qwen3Model::ReadLayer(int64_t i, DeviceUploader* uploader, DecoderLayer& out) const {
   try {
     Builder b(config_, ToScalarType(dtype_), device_, lazy_get_, tp_,
               tp_->world_size() > 1 ? release_ : nullptr);
     b.keep_stored_linears(stored_linears_);
+    b.upload_with(uploader);
     auto layer = b.TakeLayer(i);
     if (!layer.ok()) {
       return absl::Status(layer.status().code(),
                           absl::StrCat(source_, ": ", layer.status().message()));
     }
-    layers_[i] = std::move(layer).value();
+    out = std::move(layer).value();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(source_, ": loading layer ", i, ": ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+Status Qwen3Model::AdoptLayer(int64_t i, DecoderLayer layer) const {
+  layers_[i] = std::move(layer);
+  try {
     for (const LayerSetup& setup : layer_setups_) setup(i, layers_[i]);
   } catch (const c10::Error& e) {
+    layers_[i] = DecoderLayer();
     return absl::InternalError(
         absl::StrCat(source_, ": loading layer ", i, ": ", e.what_without_backtrace()));
   }
@@ -149,7 +182,54 @@ Status Qwen3Model::LoadLayer(int64_t i) const {
   return absl::OkStatus();
 }
 
+Status Qwen3Model::LoadLayer(int64_t i) const {
+  if (loaded_[i]) return absl::OkStatus();
+  if (prefetch_pending_ && prefetch_pending_->index == i) return FinishPrefetch();
+  DecoderLayer layer;
+  RETURN_IF_ERROR(ReadLayer(i, nullptr, layer));
+  return AdoptLayer(i, std::move(layer));
+}
+
+void Qwen3Model::StartPrefetch(int64_t i) const {
+  if (loaded_[i] || prefetch_pending_) return;
+  auto pending = std::make_unique<Prefetch>();
+  pending->index = i;
+  DeviceUploader* uploader = uploader_.get();
+  // The thread touches only the const state a read needs (config, getter, source); the layer
+  // cache is changed on the caller's thread, in FinishPrefetch.
+  pending->result = std::async(std::launch::async, [this, i, uploader]() -> StatusOr<Prefetch::Read> {
+    Prefetch::Read read;
+    Status status;
+    if (uploader == nullptr) {
+      status = ReadLayer(i, nullptr, read.layer);
+    } else {
+      uploader->OnSideStream([&] { status = ReadLayer(i, uploader, read.layer); });
+      read.fence = uploader->Record();
+    }
+    if (!status.ok()) return status;
+    return read;
+  });
+  prefetch_pending_ = std::move(pending);
+}
+
+Status Qwen3Model::FinishPrefetch() const {
+  const std::unique_ptr<Prefetch> pending = std::move(prefetch_pending_);
+  StatusOr<Prefetch::Read> read = pending->result.get();
+  if (!read.ok()) return read.status();
+  // The calling thread's stream waits for the copies before any kernel reads the layer.
+  DecoderLayer& l = read->layer;
+  std::vector<at::Tensor> tensors = {l.input_layernorm, l.post_attention_layernorm, l.q_norm,
+                                     l.k_norm};
+  for (auto& [name, linear] : l.Linears()) tensors.push_back(linear->weight());
+  read->fence.HandOver(tensors);
+  return AdoptLayer(pending->index, std::move(l));
+}
+
 void Qwen3Model::ReleaseLayer(int64_t i) { DropLayer(i); }
+
+void Qwen3Model::PrefetchLayer(int64_t i) {
+  if (prefetch_ && lazy() && i >= 0 && i < num_layers()) StartPrefetch(i);
+}
 
 void Qwen3Model::DropLayer(int64_t i) const {
   if (!loaded_.at(i) || !lazy_get_) return;
@@ -176,6 +256,8 @@ Status Qwen3Model::RunLayers(std::vector<at::Tensor>& hiddens,
   for (int64_t i = 0; i < num_layers(); ++i) {
     const bool read_here = !loaded_[i];  // only a layer read here is dropped here
     RETURN_IF_ERROR(LoadLayer(i));
+    // The next layer is read while this one runs (its error, if any, comes when it is needed).
+    if (prefetch_ && lazy() && i + 1 < num_layers()) StartPrefetch(i + 1);
     for (size_t b = 0; b < hiddens.size(); ++b) hiddens[b] = RunLayer(i, hiddens[b], ropes[b]);
     if (read_here) DropLayer(i);
   }

@@ -35,6 +35,7 @@ StatusOr<nlohmann::json> ReadJson(const fs::path& path) {
 
 std::string MemoryPlanJson(const model::MemoryPlan& plan) {
   return nlohmann::json{{"mode", plan.streamed ? "streamed" : "resident"},
+                        {"prefetch", plan.prefetch},
                         {"reason", plan.reason},
                         {"budget_bytes", plan.budget_bytes},
                         {"model_bytes", plan.resident_bytes},
@@ -62,11 +63,13 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
       budget = AvailableMemoryBytes();
       source = "available memory";
     }
-    auto plan = model::PlanModelMemory(config, options.dtype, world, budget, source);
+    auto plan = model::PlanModelMemory(config, options.dtype, world, budget, source,
+                                       options.device.is_cuda());
     if (!plan.ok()) {
       return absl::Status(plan.status().code(), absl::StrCat(dir, ": ", plan.status().message()));
     }
     options.lazy_layers = options.lazy_globals = plan->streamed;
+    options.prefetch_layers = plan->prefetch;
     out.memory = *plan;
   }
   ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(fs::path(dir) / "config.json"));

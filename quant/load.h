@@ -35,7 +35,8 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
                                        int64_t max_memory_bytes = -1);
 
 // The plan as the JSON object `bitsweep eval --json` and job provenance report:
-// {"mode": "resident"|"streamed", "reason", "budget_bytes", "model_bytes", "layer_bytes"}.
+// {"mode": "resident"|"streamed", "prefetch", "reason", "budget_bytes", "model_bytes",
+// "layer_bytes"}; "prefetch": the next layer is copied while one runs (CUDA).
 std::string MemoryPlanJson(const model::MemoryPlan& plan);
 
 }  // namespace bitsweep::quant

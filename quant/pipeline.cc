@@ -93,6 +93,8 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   lo.dtype = *dtype;
   lo.device = *device;
   lo.lazy_layers = true;  // the driver streams: one decoder layer in memory at a time
+  // On a GPU the next layer is copied while one is quantized (two layers on the device).
+  lo.prefetch_layers = device->is_cuda();
   // The embeddings stay mapped: calibration converts only the rows of its tokens, and the
   // writer copies embeddings and lm_head through from the source (quant/export.cc).
   lo.lazy_globals = true;

@@ -58,6 +58,7 @@ StatusOr<QuantizeResult> QuantizeModel(model::Qwen3Model& m, const CalibrationSe
     const model::RopeTables rope = m.MakeRope(seqlen);
     for (int64_t i = 0; i < m.num_layers(); ++i) {
       RETURN_IF_ERROR(m.MaterializeLayer(i));
+      m.PrefetchLayer(i + 1);  // read while this layer is quantized (LoadOptions::prefetch_layers)
       LayerJob job;
       job.model = &m;
       job.index = i;

@@ -1,7 +1,8 @@
 // CUDA against CPU on the same inputs: the forward and perplexity (fp32, 1e-4 relative), every
 // quantizer's codes (equal, or fewer than 0.5% of entries off: a rounding tie that fp32
-// reductions in another order push across a code boundary), and the NCCL collective at world
-// size 1. Tag [cuda]; scripts/gpu-check runs them. Without a visible GPU each case WARNs
+// reductions in another order push across a code boundary), the NCCL collective at world
+// size 1, and a layer-streamed model prefetching through pinned staging on a side stream against
+// the resident model on the same GPU (ppl to 1e-9 relative). Tag [cuda]; scripts/gpu-check runs them. Without a visible GPU each case WARNs
 // "SKIPPED" (Catch2 v2 has no SKIP) and gpu-check treats that as a failure.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -9,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "common/process.h"
 #include "eval/perplexity.h"
@@ -119,6 +121,53 @@ TEST_CASE("CUDA: perplexity matches the CPU's in fp32", "[cuda]") {
   REQUIRE(got.ok());
   CHECK(got->windows == want->windows);
   CHECK(std::abs(got->ppl - want->ppl) <= 1e-4 * want->ppl);
+}
+
+TEST_CASE("CUDA: a streamed model that prefetches layers through pinned staging scores as the "
+          "resident one",
+          "[cuda]") {
+  if (!HaveGpu()) return;
+  for (const bool moe : {false, true}) {
+    INFO("moe " << moe);
+    const std::string dir =
+        bitsweep::testing::ScratchDir(moe ? "cuda-prefetch-moe" : "cuda-prefetch") + "/model";
+    model::TinyModelOptions o;
+    o.moe = moe;
+    o.seed = 13;
+    o.dtype = "bf16";  // converted to fp32 on the GPU after the copy
+    o.num_layers = 4;
+    REQUIRE(model::WriteTinyModel(dir, o).ok());
+    auto resident = Load(dir, kCuda);
+    model::LoadOptions lo;
+    lo.device = kCuda;
+    lo.lazy_layers = lo.lazy_globals = lo.prefetch_layers = true;
+    auto loaded = model::Qwen3Model::Load(dir, lo);
+    REQUIRE(loaded.ok());
+    auto& streamed = *loaded;
+    c10::InferenceMode guard;
+    const at::Tensor ids = at::randint(0, resident->config().vocab_size, {2, 40}, at::kLong);
+    const at::Tensor want = resident->ForwardHidden(ids);
+    for (int pass = 0; pass < 2; ++pass) {
+      std::vector<at::Tensor> hidden = {streamed->Embed(ids)};
+      REQUIRE(streamed->RunLayers(hidden, {streamed->MakeRope(40)}).ok());
+      const at::Tensor got = streamed->FinalNorm(hidden[0]);
+      CHECK(got.device().is_cuda());
+      CHECK(RelDiff(got, want) <= 1e-6);
+    }
+    std::vector<int32_t> stream(6 * 32 + 1);
+    for (size_t i = 0; i < stream.size(); ++i) {
+      stream[i] = static_cast<int32_t>((i * 7919 + 13) % resident->config().vocab_size);
+    }
+    bitsweep::eval::PerplexityOptions po;
+    po.seqlen = 32;
+    po.batch_size = 2;
+    po.stream_group_bytes = 2 * 32 * resident->config().hidden_size * 4;  // a batch a group
+    auto a = bitsweep::eval::EvaluatePerplexity(*resident, stream, po);
+    auto b = bitsweep::eval::EvaluatePerplexity(*streamed, stream, po);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(std::abs(a->ppl - b->ppl) <= 1e-9 * a->ppl);
+  }
 }
 
 TEST_CASE("CUDA: RTN codes match the CPU's", "[cuda]") {

@@ -85,9 +85,12 @@ TEST_CASE("A lazy model materializes layers on demand and refuses to run a relea
   CHECK(at::equal(Logits(**eager), Logits(**lazy)));
 }
 
-TEST_CASE("Streaming GPTQ of a lazy model writes the same weights as the in-memory path",
+TEST_CASE("Streaming GPTQ of a lazy model, with or without prefetching the next layer, writes "
+          "the same weights as the in-memory path",
           "[quant][export]") {
-  const std::string dir = TinyModel("stream_src");
+  const bool prefetch = GENERATE(false, true);
+  INFO("prefetch " << prefetch);
+  const std::string dir = TinyModel(prefetch ? "stream_src_prefetch" : "stream_src");
   const auto calib = Calib(4, 32, 200);
   bitsweep::quant::QuantizeOptions o = Options("gptq", 4, 32, {{"act_order", "true"}});
 
@@ -95,16 +98,20 @@ TEST_CASE("Streaming GPTQ of a lazy model writes the same weights as the in-memo
   REQUIRE(eager.ok());
   auto r1 = bitsweep::quant::QuantizeModel(**eager, &calib, o);
   REQUIRE(r1.ok());
-  const std::string out1 = bitsweep::testing::ScratchDir("stream_out_eager");
+  const std::string out1 =
+      bitsweep::testing::ScratchDir(prefetch ? "stream_out_eager_p" : "stream_out_eager");
   REQUIRE(bitsweep::quant::WriteQuantizedModel(out1, dir, **eager, *r1, {{"method", "gptq"}},
                                                /*packed=*/true)
               .ok());
 
   bitsweep::model::LoadOptions lo;
   lo.lazy_layers = true;
+  lo.prefetch_layers = prefetch;
   auto lazy = bitsweep::model::Qwen3Model::Load(dir, lo);
   REQUIRE(lazy.ok());
-  const std::string out2 = bitsweep::testing::ScratchDir("stream_out_lazy") + "/model";
+  const std::string out2 =
+      bitsweep::testing::ScratchDir(prefetch ? "stream_out_prefetch" : "stream_out_lazy") +
+      "/model";
   auto writer = bitsweep::quant::QuantizedModelWriter::Create(out2, dir, **lazy, true);
   REQUIRE(writer.ok());
   int64_t sunk = 0;

@@ -77,8 +77,8 @@ at::Tensor DeviceUploader::Upload(const at::Tensor& host) {
   // the staging buffer while the compute stream runs. The caching host allocator holds the
   // buffer until that copy has completed, even after `pinned` goes out of scope here.
   const at::Tensor source = host.contiguous();
-  at::Tensor pinned =
-      at::empty(source.sizes(), at::TensorOptions().dtype(source.scalar_type()).pinned_memory(true));
+  at::Tensor pinned = at::empty(
+      source.sizes(), at::TensorOptions().dtype(source.scalar_type()).pinned_memory(true));
   pinned.copy_(source);
   at::Tensor device = at::empty(source.sizes(), source.options().device(device_));
   device.copy_(pinned, /*non_blocking=*/true);

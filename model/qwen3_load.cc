@@ -197,7 +197,7 @@ void Qwen3Model::StartPrefetch(int64_t i) const {
   DeviceUploader* uploader = uploader_.get();
   // The thread touches only the const state a read needs (config, getter, source); the layer
   // cache is changed on the caller's thread, in FinishPrefetch.
-  pending->result = std::async(std::launch::async, [this, i, uploader]() -> StatusOr<Prefetch::Read> {
+  auto read_layer = [this, i, uploader]() -> StatusOr<Prefetch::Read> {
     Prefetch::Read read;
     Status status;
     if (uploader == nullptr) {
@@ -208,7 +208,8 @@ void Qwen3Model::StartPrefetch(int64_t i) const {
     }
     if (!status.ok()) return status;
     return read;
-  });
+  };
+  pending->result = std::async(std::launch::async, std::move(read_layer));
   prefetch_pending_ = std::move(pending);
 }
 

@@ -4,7 +4,6 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/server_builder_option.h>
-#include <prometheus/exposer.h>
 
 #include <cstdio>
 #include <fstream>
@@ -16,6 +15,7 @@
 #include "server/job_board.h"
 #include "server/lease_reaper.h"
 #include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/worker_gateway.h"
 
 namespace bitsweep::server {
@@ -129,17 +129,15 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const ServerConfig& co
   }
 
   if (!config.metrics_listen.empty()) {
-    try {
-      c->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
-    } catch (const std::exception& e) {
+    auto metrics = MetricsHttp::Start(config.metrics_listen,
+                                      {config.tls_cert, config.tls_key, config.tls_ca},
+                                      {c->metrics_->registry(), c->metrics_->store_gauges()});
+    if (!metrics.ok()) {
       stop_servers();
-      return absl::UnavailableError(absl::StrCat("metrics_listen: cannot listen on '",
-                                                 config.metrics_listen, "': ", e.what()));
+      return metrics.status();
     }
-    c->exposer_->RegisterCollectable(c->metrics_->registry());
-    c->exposer_->RegisterCollectable(c->metrics_->store_gauges());
-    const auto ports = c->exposer_->GetListeningPorts();
-    c->metrics_port_ = ports.empty() ? 0 : ports.front();
+    c->metrics_http_ = std::move(metrics).value();
+    c->metrics_port_ = c->metrics_http_->port();
   }
   if (!config.http_listen.empty()) {
     HttpApiOptions http;
@@ -194,7 +192,7 @@ void Coordinator::Shutdown(absl::Duration grace) {
   if (health_cq_thread_.joinable()) health_cq_thread_.join();
   if (!stop_reaper_.HasBeenNotified()) stop_reaper_.Notify();
   if (reaper_.joinable()) reaper_.join();
-  exposer_.reset();
+  if (metrics_http_) metrics_http_->Stop();
   if (http_) http_->Stop();
   shut_down_.Notify();
 }

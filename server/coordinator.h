@@ -29,14 +29,12 @@ namespace grpc {
 class Server;
 class ServerCompletionQueue;
 }  // namespace grpc
-namespace prometheus {
-class Exposer;
-}  // namespace prometheus
 
 namespace bitsweep::server {
 
 class CoordinatorService;
 class HttpApi;
+class MetricsHttp;
 class WorkerGatewayService;
 
 class Coordinator {
@@ -84,7 +82,7 @@ class Coordinator {
   std::unique_ptr<grpc::ServerCompletionQueue> health_cq_;
   std::unique_ptr<grpc::Server> health_server_;
   std::thread health_cq_thread_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttp> metrics_http_;
   std::unique_ptr<HttpApi> http_;
   int port_ = 0;
   int health_port_ = 0;

@@ -11,6 +11,7 @@
 #include "common/results_table.h"
 #include "dashboard/assets.h"
 #include "server/paging.h"
+#include "server/http_server.h"
 #include "server/proto_convert.h"
 #include "server/results_query.h"
 #include "server/rpc_guard.h"
@@ -303,40 +304,12 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(const HttpApiOptions& options,
       api->tokens_.push_back(std::move(viewer));
     }
   }
-  if (!options.tls_cert.empty()) {
-    api->server_ = std::make_unique<httplib::SSLServer>(
-        options.tls_cert.c_str(), options.tls_key.c_str(),
-        options.tls_ca.empty() ? nullptr : options.tls_ca.c_str());
-  } else {
-    api->server_ = std::make_unique<httplib::Server>();
-  }
-  if (!api->server_->is_valid()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tls_cert, tls_key: the HTTP server cannot use '", options.tls_cert, "' and '",
-                     options.tls_key, "'"));
-  }
-  const auto colon = options.listen.rfind(':');
-  std::string host = options.listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_listen: '", options.listen, "' is not host:port"));
-  }
+  ASSIGN_OR_RETURN(api->server_,
+                   MakeHttpServer({options.tls_cert, options.tls_key, options.tls_ca}, "HTTP"));
   api->Route();
-  if (port == 0) {
-    api->port_ = api->server_->bind_to_any_port(host);
-  } else if (api->server_->bind_to_port(host, port)) {
-    api->port_ = port;
-  }
-  if (api->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("http_listen: cannot listen on '", options.listen, "' (in use?)"));
-  }
+  ASSIGN_OR_RETURN(api->port_, BindHttpServer(*api->server_, options.listen, "http_listen"));
   // The socket is already listening: connections queue until the accept loop runs.
-  api->thread_ = std::thread([raw = api->server_.get()] { raw->listen_after_bind(); });
+  api->thread_ = ServeHttp(*api->server_);
   return api;
 }
 

@@ -32,8 +32,9 @@ int main(int argc, char** argv) {
                  "libpq conninfo of the job database (PG* environment variables apply)")
       ->required();
   app.add_option("--metrics-listen", config.metrics_listen,
-                 "Prometheus /metrics address host:port (\"\" disables it); plain HTTP, so a "
-                 "non-loopback host needs --insecure-allow-remote")
+                 "Prometheus /metrics address host:port (\"\" disables it); HTTPS with "
+                 "--tls-cert/--tls-key, else plain HTTP; a non-loopback host needs TLS unless "
+                 "--insecure-allow-remote")
       ->capture_default_str();
   app.add_option("--http-listen", config.http_listen,
                  "web dashboard and JSON API address host:port (\"\" disables it); a "
@@ -119,7 +120,8 @@ int main(int argc, char** argv) {
       config.worker_token.empty() ? "off" : "bearer token",
       config.viewer_token.empty() ? "off" : "bearer token", lease_ttl_s,
       config.metrics_listen.empty() ? "off"
-                                    : ("http://" + config.metrics_listen + "/metrics (port " +
+                                    : (std::string(config.tls() ? "https://" : "http://") +
+                                       config.metrics_listen + "/metrics (port " +
                                        std::to_string(c.metrics_port()) + ")")
                                           .c_str(),
       config.http_listen.empty()

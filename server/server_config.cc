@@ -150,13 +150,13 @@ Status ServerConfig::Validate() const {
         "' is not a loopback address; a remote dashboard needs TLS (tls_cert, tls_key), or "
         "insecure_allow_remote on a trusted network"));
   }
-  // /metrics has no TLS (nor token: it carries counts, never ids or paths), so a remote one
-  // always takes the waiver.
-  if (!metrics_listen.empty() && !IsLoopbackAddress(metrics_listen) && !insecure_allow_remote) {
+  // /metrics takes no token (it carries counts, never ids or paths), but the same TLS rule.
+  if (!metrics_listen.empty() && !IsLoopbackAddress(metrics_listen) && !insecure_allow_remote &&
+      !tls()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics_listen: '", metrics_listen,
-        "' is not a loopback address; /metrics is served as plain HTTP (no TLS), so a remote one "
-        "needs insecure_allow_remote on a trusted network"));
+        "' is not a loopback address; remote /metrics needs TLS (tls_cert, tls_key: it is then "
+        "served as HTTPS), or insecure_allow_remote on a trusted network"));
   }
   return absl::OkStatus();
 }

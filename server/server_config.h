@@ -24,9 +24,10 @@ struct ServerConfig {
   // (first come, first served). Each runs a backend process, so more than a few per core only
   // adds context switches (bench/scheduler measures the choice). Default 16.
   int db_connections = 16;
-  // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = no exposer.
-  // Plain HTTP without a token (it exports counts, never ids or paths): a non-loopback host
-  // needs insecure_allow_remote, as a remote listener without TLS always does.
+  // Prometheus /metrics listen address ("host:port", port 0 = a free one); "" = off. No token
+  // (it exports counts, never ids or paths). HTTPS with tls_cert/tls_key when TLS is on (client
+  // certificates required with tls_ca), else plain HTTP; a non-loopback host needs TLS unless
+  // insecure_allow_remote, as `listen` and http_listen do.
   std::string metrics_listen = "127.0.0.1:9464";
   // Dashboard and its JSON API over HTTP ("host:port", port 0 = a free one); "" = off (the
   // bitsweep-coordinator binary defaults to 127.0.0.1:8080). Same rules as `listen`: a
@@ -79,9 +80,8 @@ struct ServerConfig {
   // same words whether the path exists or not) before any file is opened. Empty: not confined.
   std::vector<std::string> model_roots;
   std::vector<std::string> data_roots;
-  // Allows listening on a non-loopback address without TLS (trusted networks only): `listen`
-  // and http_listen when TLS is off, and metrics_listen always (it has no TLS). It never waives
-  // the tokens.
+  // Allows listening on a non-loopback address without TLS (trusted networks only): `listen`,
+  // http_listen and metrics_listen when TLS is off. It never waives the tokens.
   bool insecure_allow_remote = false;
 
   bool tls() const { return !tls_cert.empty(); }
@@ -90,7 +90,7 @@ struct ServerConfig {
   // INVALID_ARGUMENT naming the field: empty db, bad address, TLS half-configured, a remote
   // `listen` without both tokens or without TLS (TLS waived by insecure_allow_remote), a remote
   // http_listen without client_token or without TLS (likewise), a remote metrics_listen
-  // without insecure_allow_remote (it has no TLS), health_listen on the port of
+  // without TLS (likewise), health_listen on the port of
   // another listen address (both fixed, i.e. not 0), non-positive durations, a token list with
   // an empty entry or whitespace, viewer_token without client_token, and one token in two roles
   // (client, worker, viewer).

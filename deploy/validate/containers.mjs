@@ -45,8 +45,8 @@ function argMap(args) {
 // Checks container `c` of workload `w` when it is bitsweep's (named coordinator or worker):
 // `volumes` are the pod's by name, `env` the names of the container's variables, `flags` from
 // bitsweepFlags(), `claims` the names of the workload's volumeClaimTemplates (a volume of each
-// pod's own); container ports serving web pages are added to `webPorts` ({w, name,
-// containerPort, scheme}), errors reported through err(w, message).
+// pod's own); container ports serving web pages or /metrics are added to `webPorts` ({w, name,
+// containerPort, scheme, metrics}), errors reported through err(w, message).
 export function checkBitsweepContainer(w, c, { err, volumes, claims, env, flags, webPorts }) {
   const cw = `container '${c.name}'`;
   const ports = new Map((c.ports ?? []).map((p) => [p.name, p.containerPort]));
@@ -64,7 +64,7 @@ export function checkBitsweepContainer(w, c, { err, volumes, claims, env, flags,
   }
   if (c.name === "coordinator") checkCoordinator(w, c, { cw, err, args, ports, env, webPorts });
   if (c.name === "worker") {
-    checkWorker(w, c, { cw, err, args, ports });
+    checkWorker(w, c, { cw, err, args, ports, webPorts });
     checkStateDir(w, c, { cw, err, args, volumes, claims });
   }
 }
@@ -77,10 +77,14 @@ function checkCoordinator(w, c, { cw, err, args, ports, env, webPorts }) {
   const metricsPort = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== metricsPort) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
   if (!tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --listen needs --tls-cert or --insecure-allow-remote`);
-  // /metrics is plain HTTP whatever --listen uses (server/server_config.h): a non-loopback one
-  // needs --insecure-allow-remote, TLS or not; without one, the flag with TLS on is a leftover.
-  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "127.0.0.1:9464" });
-  if (tls && args.has("--insecure-allow-remote") && !metricsRemote) err(w, `${cw}: --insecure-allow-remote with TLS on and /metrics on loopback is a leftover`);
+  // /metrics is HTTPS with the coordinator's certificate when TLS is on, else plain HTTP
+  // (server/server_config.h): a non-loopback one needs TLS or --insecure-allow-remote. With TLS
+  // on, every listener has it, so the flag waives nothing and is a leftover.
+  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "127.0.0.1:9464", tls });
+  if (tls && args.has("--insecure-allow-remote")) err(w, `${cw}: --insecure-allow-remote with TLS on is a leftover (it waives only TLS, which every listener has)`);
+  if (metricsRemote && ports.has("metrics")) {
+    webPorts.push({ w, name: "metrics", containerPort: ports.get("metrics"), scheme: tls ? "https" : "http", metrics: true });
+  }
   // The dashboard: --http-listen (default from server/main.cc) <-> container port 'http'.
   const httpListen = String(args.get("--http-listen") ?? defaultHttpListen());
   const httpPort = portOf(httpListen);
@@ -133,7 +137,7 @@ function checkCoordinator(w, c, { cw, err, args, ports, env, webPorts }) {
   }
 }
 
-function checkWorker(w, c, { cw, err, args, ports }) {
+function checkWorker(w, c, { cw, err, args, ports, webPorts }) {
   const lim = c.resources?.limits ?? {};
   const req = c.resources?.requests ?? {};
   const gpus = Number(lim["nvidia.com/gpu"] ?? 0);
@@ -150,16 +154,20 @@ function checkWorker(w, c, { cw, err, args, ports }) {
   }
   const mport = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== mport) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
-  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "" });
+  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "", tls: false });
   if (args.has("--insecure-allow-remote") && !metricsRemote) err(w, `${cw}: --insecure-allow-remote without a non-loopback --metrics-listen is a leftover`);
+  if (metricsRemote && ports.has("metrics")) {
+    webPorts.push({ w, name: "metrics", containerPort: ports.get("metrics"), scheme: "http", metrics: true });
+  }
 }
 
-// The rule both binaries apply at start (server/server_config.h, worker/service.h): /metrics has
-// no TLS, so a non-loopback --metrics-listen needs --insecure-allow-remote. Whether it is remote.
-function checkMetricsListen(w, { cw, err, args, dflt }) {
+// The rule both binaries apply at start (server/server_config.h, worker/service.h): a
+// non-loopback --metrics-listen needs TLS (the coordinator's, when on: /metrics is then HTTPS;
+// the worker's /metrics has none) or --insecure-allow-remote. Whether it is remote.
+function checkMetricsListen(w, { cw, err, args, dflt, tls }) {
   const listen = String(args.get("--metrics-listen") ?? dflt);
   const remote = listen !== "" && !isLoopback(listen);
-  if (remote && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --metrics-listen (plain HTTP) needs --insecure-allow-remote`);
+  if (remote && !tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --metrics-listen (plain HTTP) needs ${cw.includes("coordinator") ? "--tls-cert or " : ""}--insecure-allow-remote`);
   return remote;
 }
 

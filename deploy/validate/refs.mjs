@@ -131,7 +131,7 @@ export function checkRefs(objs, errors, where, { complete }) {
       const sp = list.find(({ port: p }) => (port?.name !== undefined ? p.name === port.name : p.port === port?.number));
       if (!sp) { err(ing, `backend port ${port?.name ?? port?.number} is no port of Service '${name}'`); continue; }
       for (const { w, cp } of sp.hits) {
-        const web = webPorts.find((p) => p.w === w && p.containerPort === cp.containerPort);
+        const web = webPorts.find((p) => p.w === w && p.containerPort === cp.containerPort && !p.metrics);
         if (!web) err(ing, `backend ${name}:${sp.port.name} reaches ${id(w)} port ${cp.containerPort}, which serves no web page`);
         else if (nginx && proto !== web.scheme) {
           err(ing, `nginx.ingress.kubernetes.io/backend-protocol is ${proto.toUpperCase()} but ${id(w)} serves ${web.scheme} on port ${cp.containerPort}`);
@@ -163,6 +163,16 @@ export function checkRefs(objs, errors, where, { complete }) {
     if (!svcs.length) { err(sm, "selects no Service"); continue; }
     for (const ep of sm.spec.endpoints ?? []) {
       if (!svcs.some((s) => (s.spec.ports ?? []).some((p) => p.name === ep.port))) err(sm, `endpoint port '${ep.port}' is no port of the selected Service`);
+      // Scraped with the scheme the container serves /metrics in (HTTPS under the coordinator's TLS).
+      const scheme = ep.scheme ?? "http";
+      for (const s of svcs) {
+        const sp = (servicePorts.get(s.metadata.name) ?? []).find(({ port }) => port.name === ep.port);
+        for (const { w, cp } of sp?.hits ?? []) {
+          const served = webPorts.find((p) => p.w === w && p.containerPort === cp.containerPort && p.metrics);
+          if (served && served.scheme !== scheme) err(sm, `endpoint port '${ep.port}' is scraped as ${scheme} but ${id(w)} serves /metrics as ${served.scheme} there`);
+          if (served?.scheme === "https" && !ep.tlsConfig) err(sm, `endpoint port '${ep.port}' is scraped as https without a tlsConfig (its CA and server name)`);
+        }
+      }
     }
   }
 }

@@ -83,10 +83,13 @@ export async function selfTest() {
     ["the dashboard on loopback behind a container port", plain, (o) => { setArg(coord(o), "--http-listen", "127.0.0.1:8080"); }, "loopback only"],
     ["a dashboard without its container port", plain, (o) => { coord(o).ports = coord(o).ports.filter((p) => p.name !== "http"); }, "no container port named 'http'"],
     ["the dashboard on the metrics port", plain, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9464"); }, "both use port 9464"],
-    // /metrics is plain HTTP: a non-loopback one needs --insecure-allow-remote, TLS or not.
-    ["a TLS coordinator's remote /metrics without --insecure-allow-remote", base, (o) => { coord(o).args = coord(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --insecure-allow-remote"],
+    // /metrics: HTTPS under the coordinator's TLS, else plain HTTP needing --insecure-allow-remote.
+    ["a plain coordinator's remote /metrics without --insecure-allow-remote", plain, (o) => { coord(o).args = coord(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --tls-cert or --insecure-allow-remote"],
     ["a worker's remote /metrics without --insecure-allow-remote", plain, (o) => { worker(o).args = worker(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --insecure-allow-remote"],
-    ["--insecure-allow-remote on a TLS coordinator with /metrics on loopback", base, (o) => { setArg(coord(o), "--metrics-listen", "127.0.0.1:9464"); }, "is a leftover"],
+    ["--insecure-allow-remote on a TLS coordinator", base, (o) => { coord(o).args.push("--insecure-allow-remote"); }, "is a leftover"],
+    ["a ServiceMonitor scraping a TLS coordinator's /metrics as http", base, (o) => { const ep = find(o, "ServiceMonitor", "bitsweep-coordinator").spec.endpoints[0]; delete ep.scheme; delete ep.tlsConfig; }, "is scraped as http but"],
+    ["a ServiceMonitor scraping HTTPS /metrics without a tlsConfig", base, (o) => { delete find(o, "ServiceMonitor", "bitsweep-coordinator").spec.endpoints[0].tlsConfig; }, "without a tlsConfig"],
+    ["a ServiceMonitor scraping a plain worker's /metrics as https", plain, (o) => { find(o, "ServiceMonitor", "bitsweep-worker").spec.endpoints[0].scheme = "https"; }, "is scraped as https but"],
     ["a dashboard port no NetworkPolicy admits", plain, (o) => { const np = find(o, "NetworkPolicy", "bitsweep-coordinator"); np.spec.ingress = np.spec.ingress.filter((r) => !r.ports.some((p) => p.port === 8080)); }, "admit no traffic"],
     ["a remote dashboard without the client token", base, (o) => { coord(o).env = coord(o).env.filter((e) => e.name !== "BITSWEEP_CLIENT_TOKEN"); }, "needs the client token"],
     ["an HTTPS dashboard behind appProtocol http", base, (o) => { svcPort(o, "http").appProtocol = "http"; }, "appProtocol 'http'"],

@@ -1,9 +1,10 @@
 // CUDA against CPU on the same inputs: the forward and perplexity (fp32, 1e-4 relative), every
 // quantizer's codes (equal, or fewer than 0.5% of entries off: a rounding tie that fp32
 // reductions in another order push across a code boundary), the NCCL collective at world
-// size 1, and a layer-streamed model prefetching through pinned staging on a side stream against
-// the resident model on the same GPU (ppl to 1e-9 relative). Tag [cuda]; scripts/gpu-check runs them. Without a visible GPU each case WARNs
-// "SKIPPED" (Catch2 v2 has no SKIP) and gpu-check treats that as a failure.
+// size 1, and a layer-streamed model prefetching through pinned staging on a side stream
+// against the resident model on the same GPU (ppl to 1e-9 relative). Tag [cuda];
+// scripts/gpu-check runs them. Without a visible GPU each case WARNs "SKIPPED" (Catch2 v2 has
+// no SKIP) and gpu-check treats that as a failure.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 

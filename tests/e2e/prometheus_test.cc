@@ -173,3 +173,72 @@ TEST_CASE(
                      1, q, 30)
             .value_or(-1) == 1);
 }
+
+TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certificate and a real "
+          "Prometheus scrapes it over TLS",
+          "[e2e][pg][prometheus][tls]") {
+  if (!fs::exists(kPrometheus) || Run("openssl version > /dev/null 2>&1") != 0) {
+    WARN("skipped: needs " << kPrometheus << " and the openssl command");
+    return;
+  }
+  const std::string dir = bitsweep::testing::ScratchDir("e2e_prometheus_tls");
+  REQUIRE(Run("cd '" + dir +
+              "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+              "-keyout server.key -out server.pem -days 2 -subj /CN=localhost -addext "
+              "subjectAltName=DNS:localhost,IP:127.0.0.1 > openssl.log 2>&1") == 0);
+  auto pg = bitsweep::testing::StartPostgres(dir);
+  auto db = pg->CreateDatabase("promtls");
+  REQUIRE(db.ok());
+  const std::string bin = bitsweep::testing::BinaryDir();
+  const std::string addr = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  const std::string metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  const std::string prom = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  pid_t coord = bitsweep::testing::Spawn(
+      {bin + "/server/bitsweep-coordinator", "--listen", addr, "--db", *db, "--metrics-listen",
+       metrics, "--http-listen", "", "--tls-cert", dir + "/server.pem", "--tls-key",
+       dir + "/server.key"},
+      dir + "/coordinator.log");
+  pid_t prometheus = -1;
+  struct Cleanup {
+    std::vector<pid_t*> pids;
+    ~Cleanup() {
+      for (pid_t* p : pids) Stop(*p);
+    }
+  } cleanup;
+  cleanup.pids = {&prometheus, &coord};
+
+  // Verified against the certificate; plain HTTP gets no exposition from the TLS port.
+  const std::string out = dir + "/coordinator.metrics";
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = Run("curl -sf --cacert " + dir + "/server.pem https://" + metrics + "/metrics > " +
+                 out + " 2>/dev/null") == 0;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(Slurp(dir + "/coordinator.log"));
+  REQUIRE(served);
+  CHECK(Slurp(out).find("bitsweep_store_up 1") != std::string::npos);
+  CHECK(Run("curl -sf --max-time 5 http://" + metrics + "/metrics > /dev/null 2>&1") != 0);
+  if (fs::exists(kPromtool)) {
+    CHECK(Run(std::string(kPromtool) + " check metrics < " + out + " > " + dir +
+              "/promtool.out 2>&1") == 0);
+    INFO(Slurp(dir + "/promtool.out"));
+  }
+
+  WriteFile(dir + "/prometheus.yml",
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: coordinator\n"
+            "    scheme: https\n"
+            "    tls_config: {ca_file: '" +
+                dir + "/server.pem'}\n"
+                      "    static_configs: [{targets: ['" +
+                metrics + "']}]\n");
+  prometheus = bitsweep::testing::Spawn(
+      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
+      dir + "/prometheus.log");
+  const std::string q = dir + "/query.json";
+  CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
+  CHECK(WaitForValue(prom, "bitsweep_store_up{job=\"coordinator\"}", 1, q, 30).value_or(-1) == 1);
+}

@@ -155,7 +155,7 @@ TEST_CASE("the coordinator binary refuses a remote address without TLS and token
   CHECK(err.find("insecure_allow_remote") != std::string::npos);
 }
 
-TEST_CASE("the coordinator binary refuses at start a remote --metrics-listen without "
+TEST_CASE("the coordinator binary refuses at start a remote --metrics-listen without TLS or "
           "--insecure-allow-remote") {
   auto child = Spawn("server-main-remote-metrics",
                      {"--db", "host=127.0.0.1", "--listen", "127.0.0.1:0", "--http-listen", "",
@@ -163,8 +163,8 @@ TEST_CASE("the coordinator binary refuses at start a remote --metrics-listen wit
   CHECK(child->Wait(absl::Seconds(20)) == 1);
   const std::string err = ReadFile(child->stderr_path);
   INFO(err);
-  CHECK(err.find("metrics_listen: '0.0.0.0:0' is not a loopback address; /metrics is served as "
-                 "plain HTTP (no TLS), so a remote one needs insecure_allow_remote") !=
+  CHECK(err.find("metrics_listen: '0.0.0.0:0' is not a loopback address; remote /metrics needs "
+                 "TLS (tls_cert, tls_key: it is then served as HTTPS), or insecure_allow_remote") !=
         std::string::npos);
 }
 

@@ -76,6 +76,34 @@ std::optional<double> WaitForValue(const std::string& prometheus, const std::str
   return v;
 }
 
+// promtool's lint of an exposition file (names, help, types), when promtool is installed.
+void CheckLint(const std::string& metrics_file, const std::string& dir) {
+  if (!fs::exists(kPromtool)) return;
+  CHECK(Run(std::string(kPromtool) + " check metrics < " + metrics_file + " > " + dir +
+            "/promtool.out 2>&1") == 0);
+  INFO(Slurp(dir + "/promtool.out"));
+}
+
+// Starts Prometheus on `listen` with `scrape_configs` (YAML list items) scraping every second.
+pid_t StartPrometheus(const std::string& dir, const std::string& listen,
+                      const std::string& scrape_configs) {
+  WriteFile(dir + "/prometheus.yml",
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n" +
+                scrape_configs);
+  return bitsweep::testing::Spawn(
+      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+       "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + listen},
+      dir + "/prometheus.log");
+}
+
+// Stops every process started by the test at its end, also when a REQUIRE fails.
+struct StopAtEnd {
+  std::vector<pid_t*> pids;
+  ~StopAtEnd() {
+    for (pid_t* p : pids) Stop(*p);
+  }
+};
+
 }  // namespace
 
 TEST_CASE(
@@ -117,14 +145,7 @@ TEST_CASE(
        "--metrics-listen", worker_metrics},
       dir + "/worker.log");
   pid_t prometheus = -1;
-  // Everything started here stops at the end, also when a REQUIRE fails.
-  struct Cleanup {
-    std::vector<pid_t*> pids;
-    ~Cleanup() {
-      for (pid_t* p : pids) Stop(*p);
-    }
-  } cleanup;
-  cleanup.pids = {&prometheus, &worker, &coord};
+  StopAtEnd cleanup{{&prometheus, &worker, &coord}};
 
   REQUIRE(Cli("submit " + dir + "/sweep.yaml --coordinator " + addr, dir + "/submit") == 0);
   INFO(Slurp(dir + "/submit"));
@@ -139,26 +160,16 @@ TEST_CASE(
   CHECK(text.find("bitsweep_worker_jobs_total{method=\"rtn\",outcome=\"succeeded\",task_kind="
                   "\"multiple_choice\"} 1") != std::string::npos);
   CHECK(text.find("bitsweep_worker_artifact_cache_total{result=\"miss\"}") != std::string::npos);
-  if (fs::exists(kPromtool)) {
-    CHECK(Run(std::string(kPromtool) + " check metrics < " + dir + "/worker.metrics > " + dir +
-              "/promtool.out 2>&1") == 0);
-    INFO(Slurp(dir + "/promtool.out"));
-  }
+  CheckLint(dir + "/worker.metrics", dir);
 
-  WriteFile(dir + "/prometheus.yml",
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: coordinator\n"
-            "    static_configs: [{targets: ['" +
-                coord_metrics +
-                "']}]\n"
-                "  - job_name: worker\n"
-                "    static_configs: [{targets: ['" +
-                worker_metrics + "']}]\n");
-  prometheus = bitsweep::testing::Spawn(
-      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
-      dir + "/prometheus.log");
+  prometheus = StartPrometheus(dir, prom,
+                               "  - job_name: coordinator\n"
+                               "    static_configs: [{targets: ['" +
+                                   coord_metrics +
+                                   "']}]\n"
+                                   "  - job_name: worker\n"
+                                   "    static_configs: [{targets: ['" +
+                                   worker_metrics + "']}]\n");
   const std::string q = dir + "/query.json";
   CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
   CHECK(WaitForValue(prom, "up{job=\"worker\"}", 1, q, 30).value_or(-1) == 1);
@@ -199,13 +210,7 @@ TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certif
        dir + "/server.key"},
       dir + "/coordinator.log");
   pid_t prometheus = -1;
-  struct Cleanup {
-    std::vector<pid_t*> pids;
-    ~Cleanup() {
-      for (pid_t* p : pids) Stop(*p);
-    }
-  } cleanup;
-  cleanup.pids = {&prometheus, &coord};
+  StopAtEnd cleanup{{&prometheus, &coord}};
 
   // Verified against the certificate; plain HTTP gets no exposition from the TLS port.
   const std::string out = dir + "/coordinator.metrics";
@@ -219,25 +224,14 @@ TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certif
   REQUIRE(served);
   CHECK(Slurp(out).find("bitsweep_store_up 1") != std::string::npos);
   CHECK(Run("curl -sf --max-time 5 http://" + metrics + "/metrics > /dev/null 2>&1") != 0);
-  if (fs::exists(kPromtool)) {
-    CHECK(Run(std::string(kPromtool) + " check metrics < " + out + " > " + dir +
-              "/promtool.out 2>&1") == 0);
-    INFO(Slurp(dir + "/promtool.out"));
-  }
+  CheckLint(out, dir);
 
-  WriteFile(dir + "/prometheus.yml",
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: coordinator\n"
-            "    scheme: https\n"
-            "    tls_config: {ca_file: '" +
-                dir + "/server.pem'}\n"
-                      "    static_configs: [{targets: ['" +
-                metrics + "']}]\n");
-  prometheus = bitsweep::testing::Spawn(
-      {kPrometheus, "--config.file=" + dir + "/prometheus.yml",
-       "--storage.tsdb.path=" + dir + "/tsdb", "--web.listen-address=" + prom},
-      dir + "/prometheus.log");
+  prometheus = StartPrometheus(dir, prom,
+                               "  - job_name: coordinator\n"
+                               "    scheme: https\n"
+                               "    tls_config: {ca_file: '" +
+                                   dir + "/server.pem'}\n    static_configs: [{targets: ['" +
+                                   metrics + "']}]\n");
   const std::string q = dir + "/query.json";
   CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
   CHECK(WaitForValue(prom, "bitsweep_store_up{job=\"coordinator\"}", 1, q, 30).value_or(-1) == 1);

@@ -279,9 +279,22 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and 
   CHECK(r.err.find("5 problems (nothing was started)") != std::string::npos);
   CHECK_FALSE(fs::exists(dir + "/state"));
 
-  // Resources no local worker offers would leave the jobs pending for ever: refused up front.
+  // A C4 folder with only the validation files evaluates C4 but cannot calibrate on it.
   Run make = Bitsweep("make-tiny-model --out " + dir + "/model --seed 3", dir);
   REQUIRE(make.code == 0);
+  WriteFile(dir + "/data/c4/c4-validation.00000-of-00008.json", "{\"text\": \"a b c\"}\n");
+  WriteFile(dir + "/calib.yaml",
+            "name: calib\nmodels: [model]\nmethods: [{method: gptq, wbits: [4], group: [16]}]\n"
+            "tasks: [c4]\ncalibration: {source: c4}\n");
+  Run calib = Bitsweep("local " + dir + "/calib.yaml" + LocalArgs(dir), dir);
+  INFO(calib.err);
+  CHECK(calib.code == 2);
+  CHECK(calib.err.find("calibration source c4: no C4 training file (c4-train.*.json) in " + dir +
+                       "/data/c4") != std::string::npos);
+  CHECK(calib.err.find("1 problem") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/state"));
+
+  // Resources no local worker offers would leave the jobs pending for ever: refused up front.
   WriteFile(dir + "/big.yaml",
             "name: big\nmodels: [model]\ntasks: [{task: big.jsonl}]\n"
             "resources: {devices: 2, memory_gb: 24, tp: 2}\n");

@@ -61,6 +61,7 @@ StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* ou
 int RunSubmit(Client& client, const ServiceFlags& flags);
 int RunWatch(Client& client, const ServiceFlags& flags);
 int RunStatus(Client& client, const ServiceFlags& flags);
+int RunDescribe(Client& client, const ServiceFlags& flags);
 int RunCancel(Client& client, const ServiceFlags& flags);
 // Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format` (accuracies in
 // percent when `percent`: cli/output.h RenderResults), to `output` ("": stdout).

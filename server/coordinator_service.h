@@ -34,6 +34,8 @@ class CoordinatorService final : public bitsweep::v1::Coordinator::Service {
                          v1::Job* response) override;
   grpc::Status QueryResults(grpc::ServerContext* context, const v1::QueryResultsRequest* request,
                             v1::QueryResultsResponse* response) override;
+  grpc::Status DescribeJob(grpc::ServerContext* context, const v1::DescribeJobRequest* request,
+                           v1::JobDescription* response) override;
 
  private:
   ServiceDeps deps_;

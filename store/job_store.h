@@ -116,6 +116,9 @@ struct JobInfo {
   bool cancel_requested = false;
   Capabilities needs;
   std::string last_error;
+  absl::Time created_at;
+  std::optional<absl::Time> leased_at;    // of the latest attempt; empty before the first lease
+  std::optional<absl::Time> finished_at;  // empty until SUCCEEDED, FAILED or CANCELED
 };
 
 struct SweepInfo {

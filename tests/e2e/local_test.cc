@@ -318,8 +318,9 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and 
 }
 
 TEST_CASE(
-    "bitsweep local --keep serves at the printed address with exit codes scripts can trust, "
-    "stops everything on SIGTERM, and --results/--status answer from the stopped state",
+    "bitsweep local --keep serves at the printed address, with exit codes scripts can trust "
+    "and jobs that status -o json|wide and describe job show, stops everything on SIGTERM, "
+    "and --results/--status answer from the stopped state",
     "[e2e][pg][grpc][slow]") {
   const std::string dir = bitsweep::testing::ScratchDir("e2e_local_keep");
   WriteTinySweep(dir, /*failing=*/true);
@@ -341,6 +342,51 @@ TEST_CASE(
   Run status = Bitsweep("status" + at, dir);
   CHECK(status.code == 0);
   CHECK(status.out.find("sweep 1 life") != std::string::npos);
+  // status -o json|wide and describe job show the failed job's worker, times and reason.
+  Run listed_json = Bitsweep("status 1 -o json" + at, dir);
+  REQUIRE(listed_json.code == 0);
+  const auto jobs = nlohmann::json::parse(listed_json.out);
+  REQUIRE(jobs.size() == 2);  // wikitext2 and bad.jsonl on the baseline
+  int64_t failed_id = 0;
+  for (const auto& job : jobs) {
+    INFO(job.dump());
+    CHECK(!job["worker"].get<std::string>().empty());
+    CHECK(job["created_at"].is_number());
+    CHECK(job["leased_at"].is_number());
+    CHECK(job["finished_at"].is_number());
+    CHECK(job["elapsed_seconds"].get<double>() >= 0);
+    if (job["state"] == "FAILED") {
+      failed_id = job["id"].get<int64_t>();
+      CHECK(job["error"].get<std::string>().find("bad.jsonl") != std::string::npos);
+      CHECK(job["attempt"] == 1);
+      CHECK(job["max_attempts"] == 1);
+    } else {
+      CHECK(job["state"] == "SUCCEEDED");
+    }
+  }
+  REQUIRE(failed_id > 0);
+  Run wide = Bitsweep("status 1 -o wide" + at, dir);
+  CHECK(wide.code == 0);
+  CHECK(wide.out.rfind("ID  STATE", 0) == 0);
+  CHECK(wide.out.find("REASON") != std::string::npos);
+  CHECK(Bitsweep("status -o wide" + at, dir).out.find("life") != std::string::npos);
+  CHECK(Bitsweep("status -o xml" + at, dir).code == 2);
+  Run described = Bitsweep("describe job " + std::to_string(failed_id) + at, dir);
+  INFO(described.err);
+  CHECK(described.code == 0);
+  for (const char* expected : {"state:", "FAILED", "attempts:", "1/1", "worker:", "finished:",
+                               "elapsed:", "error:", "bad.jsonl", "SUBMIT", "LEASE", "FAIL",
+                               "provenance:"}) {
+    CHECK(described.out.find(expected) != std::string::npos);
+  }
+  Run described_json = Bitsweep("describe job " + std::to_string(failed_id) + " -o json" + at, dir);
+  REQUIRE(described_json.code == 0);
+  const auto description = nlohmann::json::parse(described_json.out);
+  CHECK(description["job"]["id"] == std::to_string(failed_id));  // int64 is a JSON string
+  CHECK(description["events"].size() >= 3);                     // SUBMIT, LEASE, FAIL
+  Run unknown = Bitsweep("describe job 999999" + at, dir);
+  CHECK(unknown.code == 1);
+  CHECK(unknown.err.find("job 999999 does not exist") != std::string::npos);
   CHECK(Bitsweep("watch 1" + at, dir).code == 3);     // a job failed
   CHECK(Bitsweep("results 1" + at, dir).code == 0);   // wikitext2 has its result
   WriteFile(dir + "/only-bad.yaml",

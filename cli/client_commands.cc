@@ -273,4 +273,26 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
   return kExitOk;
 }
 
+int RunLogs(Client& client, const ServiceFlags& f) {
+  v1::GetJobLogRequest request;
+  request.set_job_id(f.job_id);
+  v1::JobLog log;
+  if (Status st = client.Call(&v1::Coordinator::Stub::GetJobLog, request, &log); !st.ok()) {
+    return Fail(st);
+  }
+  if (!log.stored()) {
+    std::fprintf(stderr,
+                 "bitsweep: job %lld has no stored output yet (it has not run, or its attempt "
+                 "has not ended)\n",
+                 static_cast<long long>(f.job_id));
+    return kExitNoResults;
+  }
+  std::fprintf(stderr, "bitsweep: job %lld, attempt %d (epoch %lld), stored %s\n",
+               static_cast<long long>(f.job_id), log.attempt(),
+               static_cast<long long>(log.epoch()), UnixTime(log.stored_at()).c_str());
+  std::fputs(log.text().c_str(), stdout);
+  if (!log.text().empty() && log.text().back() != '\n') std::fputs("\n", stdout);
+  return kExitOk;
+}
+
 }  // namespace bitsweep::cli

@@ -65,6 +65,12 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
                    "json: the coordinator's JobDescription message as JSON (proto field names)")
       ->check(CLI::IsMember({"json"}));
   common(describe_job);
+  auto* logs = app.add_subcommand(
+      "logs",
+      "The output of a job's process (standard output and error, at most its last 64 KiB) from "
+      "its latest attempt that ended, as its worker reported it to the coordinator");
+  logs->add_option("job_id", f.job_id, "Job id (as `bitsweep status SWEEP_ID` lists)")->required();
+  common(logs);
   auto* watch = app.add_subcommand("watch", "Live progress of a sweep until it finishes");
   watch->add_option("sweep_id", f.sweep_id, "Sweep id")->required();
   common(watch);
@@ -147,6 +153,7 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
   if (parsed("cancel")) return RunCancel(client, f);
   if (parsed("status")) return RunStatus(client, f);
   if (parsed("describe")) return RunDescribe(client, f);
+  if (parsed("logs")) return RunLogs(client, f);
   return -1;
 }
 

@@ -317,4 +317,20 @@ grpc::Status CoordinatorService::DescribeJob(grpc::ServerContext* context,
   });
 }
 
+grpc::Status CoordinatorService::GetJobLog(grpc::ServerContext* context,
+                                           const v1::GetJobLogRequest* request,
+                                           v1::JobLog* response) {
+  return guard_.RunRead("GetJobLog", context, [&]() -> Status {
+    ASSIGN_OR_RETURN(store::JobLog log, deps_.store->GetJobLog(request->job_id()));  // NOT_FOUND
+    response->set_job_id(request->job_id());
+    response->set_stored(log.stored);
+    if (!log.stored) return absl::OkStatus();
+    response->set_attempt(log.attempt);
+    response->set_epoch(log.epoch);
+    response->set_stored_at(absl::ToUnixSeconds(log.stored_at));
+    response->set_text(log.text);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace bitsweep::server

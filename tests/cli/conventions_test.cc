@@ -32,6 +32,25 @@ TEST_CASE("bitsweep --help lists the exit codes and every parse error exits 2", 
   CHECK(Bitsweep("", dir).code == 2);  // a subcommand is required
 }
 
+TEST_CASE(
+    "bitsweep status -o with describe job and logs parse their arguments and refuse bad ones",
+    "[cli]") {
+  const std::string dir = bitsweep::testing::ScratchDir("cli_inspect_verbs");
+  CHECK_THAT(Bitsweep("status --help", dir).out, Contains("-o,--output") && Contains("wide"));
+  CHECK_THAT(Bitsweep("describe job --help", dir).out, Contains("job_id"));
+  CHECK_THAT(Bitsweep("logs --help", dir).out, Contains("64 KiB"));
+  CHECK(Bitsweep("status -o xml", dir).code == 2);
+  CHECK(Bitsweep("describe", dir).code == 2);      // which object
+  CHECK(Bitsweep("describe job", dir).code == 2);  // which job
+  CHECK(Bitsweep("describe job 3 -o yaml", dir).code == 2);
+  CHECK(Bitsweep("logs", dir).code == 2);
+  // Parsed: the call itself fails, nothing listens on port 1.
+  for (const char* args : {"status -o wide", "status 1 -o json", "describe job 3", "logs 3"}) {
+    INFO(args);
+    CHECK(Bitsweep(std::string(args) + " --coordinator 127.0.0.1:1", dir).code == 1);
+  }
+}
+
 TEST_CASE("bitsweep results and local take --format latex and --percent and their help names both",
           "[cli]") {
   const std::string dir = bitsweep::testing::ScratchDir("cli_results_formats");

@@ -319,8 +319,8 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and 
 
 TEST_CASE(
     "bitsweep local --keep serves at the printed address, with exit codes scripts can trust "
-    "and jobs that status -o json|wide and describe job show, stops everything on SIGTERM, "
-    "and --results/--status answer from the stopped state",
+    "and jobs that status -o json|wide, describe job and logs show, stops everything on "
+    "SIGTERM, and --results/--status answer from the stopped state",
     "[e2e][pg][grpc][slow]") {
   const std::string dir = bitsweep::testing::ScratchDir("e2e_local_keep");
   WriteTinySweep(dir, /*failing=*/true);
@@ -387,6 +387,14 @@ TEST_CASE(
   Run unknown = Bitsweep("describe job 999999" + at, dir);
   CHECK(unknown.code == 1);
   CHECK(unknown.err.find("job 999999 does not exist") != std::string::npos);
+  // logs: what the job process wrote, as its worker reported it with the Fail.
+  Run logs = Bitsweep("logs " + std::to_string(failed_id) + at, dir);
+  INFO(logs.err);
+  CHECK(logs.code == 0);
+  CHECK(logs.out.find("the job failed:") != std::string::npos);
+  CHECK(logs.out.find("bad.jsonl") != std::string::npos);
+  CHECK(logs.err.find("attempt 1") != std::string::npos);
+  CHECK(Bitsweep("logs 999999" + at, dir).code == 1);
   CHECK(Bitsweep("watch 1" + at, dir).code == 3);     // a job failed
   CHECK(Bitsweep("results 1" + at, dir).code == 0);   // wikitext2 has its result
   WriteFile(dir + "/only-bad.yaml",

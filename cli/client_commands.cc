@@ -282,8 +282,8 @@ int RunLogs(Client& client, const ServiceFlags& f) {
   }
   if (!log.stored()) {
     std::fprintf(stderr,
-                 "bitsweep: job %lld has no stored output yet (it has not run, or its attempt "
-                 "has not ended)\n",
+                 "bitsweep: job %lld has no stored output (no attempt of it has ended yet, or "
+                 "its job process printed nothing)\n",
                  static_cast<long long>(f.job_id));
     return kExitNoResults;
   }

@@ -1,5 +1,6 @@
 #include "cli/client_commands.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -183,10 +184,22 @@ int RunWatch(Client& client, const ServiceFlags& f) {
 }
 
 int RunStatus(Client& client, const ServiceFlags& f) {
+  const std::string& format = f.status_output;
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  auto print_lines = [](const std::vector<std::string>& lines) {
+    for (const std::string& line : lines) std::printf("%s\n", line.c_str());
+  };
   if (f.sweep_id == 0) {
     return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListSweeps, v1::ListSweepsRequest(),
-                                [](const v1::ListSweepsResponse& response) {
-                                  const int64_t now = absl::ToUnixSeconds(absl::Now());
+                                [&](const v1::ListSweepsResponse& response) {
+                                  if (format == "json") {
+                                    std::fputs(SweepsJson(response, now).c_str(), stdout);
+                                    return;
+                                  }
+                                  if (format == "wide") {
+                                    print_lines(SweepLinesWide(response, now));
+                                    return;
+                                  }
                                   const std::vector<std::string> lines = SweepLines(response);
                                   for (int i = 0; i < response.sweeps_size(); ++i) {
                                     std::printf("%s%s\n", lines[i].c_str(),
@@ -197,11 +210,35 @@ int RunStatus(Client& client, const ServiceFlags& f) {
   v1::ListJobsRequest request;
   request.set_sweep_id(f.sweep_id);
   return CallAllPagesAndPrint(client, &v1::Coordinator::Stub::ListJobs, request,
-                              [](const v1::ListJobsResponse& response) {
-                                for (const std::string& line : JobLines(response)) {
-                                  std::printf("%s\n", line.c_str());
+                              [&](const v1::ListJobsResponse& response) {
+                                if (format == "json") {
+                                  std::fputs(JobsJson(response, now).c_str(), stdout);
+                                } else if (format == "wide") {
+                                  print_lines(JobLinesWide(response, now));
+                                } else {
+                                  print_lines(JobLines(response));
                                 }
                               });
+}
+
+int RunDescribe(Client& client, const ServiceFlags& f) {
+  v1::DescribeJobRequest request;
+  request.set_job_id(f.job_id);
+  return CallAndPrint(client, &v1::Coordinator::Stub::DescribeJob, request,
+                      [&f](const v1::JobDescription& d) {
+                        if (f.describe_output == "json") {
+                          std::string text;
+                          google::protobuf::util::JsonPrintOptions options;
+                          options.add_whitespace = true;
+                          options.preserve_proto_field_names = true;
+                          options.always_print_primitive_fields = true;
+                          (void)google::protobuf::util::MessageToJsonString(d, &text, options);
+                          std::printf("%s\n", text.c_str());
+                          return;
+                        }
+                        std::fputs(DescribeJobText(d, absl::ToUnixSeconds(absl::Now())).c_str(),
+                                   stdout);
+                      });
 }
 
 int RunCancel(Client& client, const ServiceFlags& f) {
@@ -233,6 +270,28 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
                  sweep_id > 0 ? absl::StrFormat(" for sweep %d", sweep_id).c_str() : "");
     return kExitNoResults;
   }
+  return kExitOk;
+}
+
+int RunLogs(Client& client, const ServiceFlags& f) {
+  v1::GetJobLogRequest request;
+  request.set_job_id(f.job_id);
+  v1::JobLog log;
+  if (Status st = client.Call(&v1::Coordinator::Stub::GetJobLog, request, &log); !st.ok()) {
+    return Fail(st);
+  }
+  if (!log.stored()) {
+    std::fprintf(stderr,
+                 "bitsweep: job %lld has no stored output (no attempt of it has ended yet, or "
+                 "its job process printed nothing)\n",
+                 static_cast<long long>(f.job_id));
+    return kExitNoResults;
+  }
+  std::fprintf(stderr, "bitsweep: job %lld, attempt %d (epoch %lld), stored %s\n",
+               static_cast<long long>(f.job_id), log.attempt(),
+               static_cast<long long>(log.epoch()), UnixTime(log.stored_at()).c_str());
+  std::fputs(log.text().c_str(), stdout);
+  if (!log.text().empty() && log.text().back() != '\n') std::fputs("\n", stdout);
   return kExitOk;
 }
 

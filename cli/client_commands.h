@@ -61,6 +61,10 @@ StatusOr<v1::Sweep> Watch(Client& client, int64_t sweep_id, bool print, FILE* ou
 int RunSubmit(Client& client, const ServiceFlags& flags);
 int RunWatch(Client& client, const ServiceFlags& flags);
 int RunStatus(Client& client, const ServiceFlags& flags);
+int RunDescribe(Client& client, const ServiceFlags& flags);
+// `bitsweep logs JOB`: the job's stored output on stdout, which attempt it came from on stderr;
+// kExitNoResults (4) when none is stored (no attempt ended yet, or it printed nothing).
+int RunLogs(Client& client, const ServiceFlags& flags);
 int RunCancel(Client& client, const ServiceFlags& flags);
 // Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format` (accuracies in
 // percent when `percent`: cli/output.h RenderResults), to `output` ("": stdout).

@@ -5,11 +5,14 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/job_spec.h"
 #include "common/labels.h"
 #include "common/results_table.h"
@@ -170,6 +173,255 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
     lines.push_back(std::move(line));
   }
   return lines;
+}
+
+namespace {
+
+// Each job's labels (LabelJobs over the list, so equal short labels name what differs); nullopt
+// for a spec that does not parse.
+std::vector<std::optional<JobLabel>> JobLabels(const v1::ListJobsResponse& jobs) {
+  std::vector<JobSpec> specs;
+  std::vector<bool> readable;
+  for (const auto& j : jobs.jobs()) {
+    auto spec = JobSpecFromJson(j.spec_json());
+    readable.push_back(spec.ok());
+    specs.push_back(spec.ok() ? *spec : JobSpec{});
+  }
+  const std::vector<JobLabel> labels = LabelJobs(specs);
+  std::vector<std::optional<JobLabel>> out;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    out.push_back(readable[i] ? std::optional<JobLabel>(labels[i]) : std::nullopt);
+  }
+  return out;
+}
+
+// Rows of cells as lines: each column as wide as its longest cell ("" reads "-"), two spaces
+// between columns, nothing after the last.
+std::vector<std::string> AlignColumns(std::vector<std::vector<std::string>> rows) {
+  std::vector<size_t> width;
+  for (auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (row[c].empty()) row[c] = "-";
+      if (width.size() <= c) width.push_back(0);
+      width[c] = std::max(width[c], row[c].size());
+    }
+  }
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (c > 0) line += "  ";
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size(), ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+bool Running(v1::JobState state) {
+  return state == v1::JOB_STATE_LEASED || state == v1::JOB_STATE_CANCEL_REQUESTED;
+}
+
+json UnixOrNull(int64_t t) { return t > 0 ? json(t) : json(nullptr); }
+
+// A sweep's elapsed time and estimate as SweepTiming computes them; -1 when none.
+std::pair<double, double> SweepElapsedEta(const v1::Sweep& s, int64_t now) {
+  if (s.finished() || s.created_at() <= 0) return {-1, -1};
+  const double elapsed = std::max<int64_t>(0, now - s.created_at());
+  const int64_t done = s.succeeded() + s.failed() + s.canceled();
+  return {elapsed, done > 0 ? elapsed * (s.total() - done) / static_cast<double>(done) : -1};
+}
+
+std::string DurationOrDash(double seconds) { return seconds < 0 ? "-" : ShortDuration(seconds); }
+
+}  // namespace
+
+double JobElapsedSeconds(const v1::Job& j, int64_t now) {
+  if (Running(j.state())) {
+    if (j.elapsed_seconds() > 0) return j.elapsed_seconds();
+    return j.leased_at() > 0 ? static_cast<double>(std::max<int64_t>(0, now - j.leased_at())) : -1;
+  }
+  if (j.finished_at() > 0 && j.leased_at() > 0 && j.finished_at() >= j.leased_at()) {
+    return static_cast<double>(j.finished_at() - j.leased_at());
+  }
+  return -1;
+}
+
+std::string UnixTime(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix_seconds),
+                          absl::UTCTimeZone());
+}
+
+std::string SweepsJson(const v1::ListSweepsResponse& sweeps, int64_t now) {
+  json out = json::array();
+  for (const v1::Sweep& s : sweeps.sweeps()) {
+    const auto [elapsed, eta] = SweepElapsedEta(s, now);
+    out.push_back({{"id", s.id()},
+                   {"name", s.name()},
+                   {"priority", s.priority()},
+                   {"created_at", UnixOrNull(s.created_at())},
+                   {"total", s.total()},
+                   {"pending", s.pending()},
+                   {"running", s.leased()},
+                   {"succeeded", s.succeeded()},
+                   {"failed", s.failed()},
+                   {"canceled", s.canceled()},
+                   {"finished", s.finished()},
+                   {"elapsed_seconds", elapsed < 0 ? json(nullptr) : json(elapsed)},
+                   {"eta_seconds", eta < 0 ? json(nullptr) : json(eta)}});
+  }
+  return out.dump(2) + "\n";
+}
+
+std::string JobsJson(const v1::ListJobsResponse& jobs, int64_t now) {
+  const std::vector<std::optional<JobLabel>> labels = JobLabels(jobs);
+  json out = json::array();
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    const double elapsed = JobElapsedSeconds(j, now);
+    out.push_back({{"id", j.id()},
+                   {"job_key", j.job_key()},
+                   {"state", std::string(rpc::JobStateDisplayName(j.state()))},
+                   {"attempt", j.attempt()},
+                   {"max_attempts", j.max_attempts()},
+                   {"priority", j.priority()},
+                   {"worker", j.worker()},
+                   {"error", j.error()},
+                   {"progress", j.progress()},
+                   {"phase", j.phase()},
+                   {"quant", labels[i] ? json(labels[i]->quant) : json(nullptr)},
+                   {"eval", labels[i] ? json(labels[i]->eval) : json(nullptr)},
+                   {"spec", json::parse(j.spec_json(), nullptr, false)},
+                   {"created_at", UnixOrNull(j.created_at())},
+                   {"leased_at", UnixOrNull(j.leased_at())},
+                   {"finished_at", UnixOrNull(j.finished_at())},
+                   {"elapsed_seconds", elapsed < 0 ? json(nullptr) : json(elapsed)},
+                   {"eta_seconds", j.eta_seconds() > 0 ? json(j.eta_seconds()) : json(nullptr)}});
+    if (out.back()["spec"].is_discarded()) out.back()["spec"] = nullptr;
+  }
+  return out.dump(2) + "\n";
+}
+
+std::vector<std::string> SweepLinesWide(const v1::ListSweepsResponse& sweeps, int64_t now) {
+  std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "PRIORITY", "TOTAL", "SUCCEEDED",
+                                                 "FAILED", "CANCELED", "RUNNING", "PENDING",
+                                                 "CREATED", "ELAPSED", "ETA"}};
+  for (const v1::Sweep& s : sweeps.sweeps()) {
+    const auto [elapsed, eta] = SweepElapsedEta(s, now);
+    rows.push_back({std::to_string(s.id()), s.name(), std::to_string(s.priority()),
+                    std::to_string(s.total()), std::to_string(s.succeeded()),
+                    std::to_string(s.failed()), std::to_string(s.canceled()),
+                    std::to_string(s.leased()), std::to_string(s.pending()),
+                    UnixTime(s.created_at()), DurationOrDash(elapsed), DurationOrDash(eta)});
+  }
+  return AlignColumns(std::move(rows));
+}
+
+std::vector<std::string> JobLinesWide(const v1::ListJobsResponse& jobs, int64_t now) {
+  const std::vector<std::optional<JobLabel>> labels = JobLabels(jobs);
+  std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "ATTEMPTS", "QUANT", "EVAL",
+                                                 "WORKER", "ELAPSED", "PROGRESS", "PHASE",
+                                                 "REASON"}};
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    const bool progressed = Running(j.state()) || j.state() == v1::JOB_STATE_SUCCEEDED;
+    rows.push_back({std::to_string(j.id()), std::string(rpc::JobStateDisplayName(j.state())),
+                    absl::StrCat(j.attempt(), "/", j.max_attempts()),
+                    labels[i] ? labels[i]->quant : "?", labels[i] ? labels[i]->eval : "?",
+                    j.worker(), DurationOrDash(JobElapsedSeconds(j, now)),
+                    progressed ? absl::StrFormat("%.0f%%", 100 * j.progress()) : "",
+                    j.phase(), j.error()});
+  }
+  return AlignColumns(std::move(rows));
+}
+
+std::string DescribeJobText(const v1::JobDescription& d, int64_t now) {
+  const v1::Job& j = d.job();
+  std::vector<std::vector<std::string>> rows;
+  auto row = [&rows](const std::string& name, const std::string& value) {
+    rows.push_back({"  " + name + ":", value});
+  };
+  row("key", j.job_key());
+  row("sweep", std::to_string(d.sweep_id()));
+  auto spec = JobSpecFromJson(j.spec_json());
+  if (spec.ok()) {
+    row("model", spec->model);
+    row("quantization", DescribeQuant(spec->quant));
+    row("calibration",
+        spec->calibration
+            ? absl::StrFormat("%s, %d x %d tokens, seed %d, %s", spec->calibration->source,
+                              spec->calibration->nsamples, spec->calibration->seqlen,
+                              spec->calibration->seed, spec->calibration->dtype)
+            : "none");
+    const EvalConfig& e = spec->eval;
+    std::string settings;
+    if (e.seqlen > 0) absl::StrAppend(&settings, "seqlen ", e.seqlen, ", ");
+    absl::StrAppend(&settings, e.limit > 0 ? absl::StrCat("limit ", e.limit) : "no limit", ", ");
+    if (e.num_fewshot >= 0) absl::StrAppend(&settings, e.num_fewshot, " shots, ");
+    absl::StrAppend(&settings, "batch ", e.batch_size, ", ", e.dtype);
+    row("task", absl::StrCat(e.task, " (", settings, ")"));
+  } else {
+    row("spec", "? (" + std::string(spec.status().message()) + ")");
+  }
+  row("state", std::string(rpc::JobStateDisplayName(j.state())));
+  row("attempts", absl::StrCat(j.attempt(), "/", j.max_attempts()));
+  row("worker", j.worker().empty() ? "-" : j.worker());
+  row("created", UnixTime(j.created_at()));
+  row("leased", UnixTime(j.leased_at()));
+  row("finished", UnixTime(j.finished_at()));
+  row("elapsed", DurationOrDash(JobElapsedSeconds(j, now)));
+  if (Running(j.state())) {
+    std::string progress = absl::StrFormat("%.0f%%", 100 * j.progress());
+    if (!j.phase().empty()) absl::StrAppend(&progress, " ", j.phase());
+    if (j.eta_seconds() > 0) {
+      absl::StrAppend(&progress, " (eta ", ShortDuration(j.eta_seconds()), ")");
+    }
+    row("progress", progress);
+  }
+  if (!j.error().empty()) row("error", j.error());
+  row("artifact", d.artifact_key().empty() ? "-" : d.artifact_key());
+  row("resources", absl::StrFormat("devices %d, tp %d, memory_gb %g", d.requirements().devices(),
+                                   d.tp(), d.requirements().memory_gb()));
+  std::string out = absl::StrCat("job ", j.id(), "\n");
+  for (const std::string& line : AlignColumns(std::move(rows))) absl::StrAppend(&out, line, "\n");
+  absl::StrAppend(&out, "metrics:", d.metrics().empty() ? " none\n" : "\n");
+  std::vector<std::vector<std::string>> metrics;
+  for (const v1::Metric& m : d.metrics()) {
+    metrics.push_back({"  " + m.name(), absl::StrFormat("%.6g", m.value()),
+                       m.stderr() > 0 ? absl::StrFormat("stderr %.4g", m.stderr()) : "",
+                       absl::StrCat("n ", m.n())});
+  }
+  for (const std::string& line : AlignColumns(std::move(metrics))) {
+    absl::StrAppend(&out, line, "\n");
+  }
+  absl::StrAppend(&out, "events:\n");
+  std::vector<std::vector<std::string>> events;
+  for (const v1::JobEventRecord& e : d.events()) {
+    events.push_back({"  " + UnixTime(e.at()), e.event(),
+                      absl::StrCat(e.from_state().empty() ? "" : e.from_state() + " ", "-> ",
+                                   e.to_state()),
+                      absl::StrCat("epoch ", e.epoch()), e.worker(), e.reason()});
+  }
+  for (const std::string& line : AlignColumns(std::move(events))) {
+    absl::StrAppend(&out, line, "\n");
+  }
+  auto indented = [](const std::string& text) {
+    const json parsed = json::parse(text, nullptr, false);
+    std::string body = parsed.is_discarded() ? text : parsed.dump(2);
+    std::string result = "  ";
+    for (char c : body) {
+      result += c;
+      if (c == '\n') result += "  ";
+    }
+    return result + "\n";
+  };
+  absl::StrAppend(&out, "spec:\n", indented(j.spec_json()));
+  absl::StrAppend(&out, "provenance:\n",
+                  indented(d.provenance_json().empty() ? "{}" : d.provenance_json()));
+  return out;
 }
 
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,

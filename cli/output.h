@@ -17,12 +17,12 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;       // could not run: unreachable, refused, I/O
 inline constexpr int kExitUsage = 2;       // bad input: flags, sweep file, missing inputs
 inline constexpr int kExitJobsFailed = 3;  // ran, but some job failed or was canceled
-inline constexpr int kExitNoResults = 4;   // `results`: nothing stored for the sweep(s)
+inline constexpr int kExitNoResults = 4;   // nothing stored: `results` for the sweep(s), `logs`
 inline constexpr const char* kExitCodesHelp =
     "Exit codes: 0 success; 1 could not run (coordinator unreachable, refused, I/O error); 2 bad "
-    "input (flags, sweep file, missing models or data, a --max-memory too small); 3 the sweep ran but some job failed or "
-    "was canceled (watch, submit --wait, local); 4 no results (results); 128+N stopped by "
-    "signal N (local).";
+    "input (flags, sweep file, missing models or data, a --max-memory too small); 3 the sweep ran "
+    "but some job failed or was canceled (watch, submit --wait, local); 4 no results (results) "
+    "or no stored output (logs); 128+N stopped by signal N (local).";
 
 // Prints "bitsweep: error: <message>" to stderr; the exit code: kExitUsage for
 // INVALID_ARGUMENT and RESOURCE_EXHAUSTED (what was asked for does not fit: a --max-memory too
@@ -52,6 +52,37 @@ std::string ShortDuration(double seconds);
 // not parse. Each column is as wide as its longest entry, so the columns line up with long labels;
 // no line ends in spaces.
 std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs);
+
+// `bitsweep status -o json`: one JSON array (pretty, newline-terminated), one object per sweep
+// or job with stable field names. A sweep: id, name, priority, created_at (Unix seconds), total,
+// pending, running, succeeded, failed, canceled, finished, elapsed_seconds and eta_seconds (null
+// for a finished sweep, eta also before the first job finished). A job: id, job_key, state (as
+// common/job_state.h names it), attempt, max_attempts, priority, worker ("" when none), error ("",
+// none), progress, phase, quant and eval (JobLines' labels), spec (the job spec, an object),
+// created_at, leased_at, finished_at (Unix seconds, null when not yet), elapsed_seconds
+// (JobElapsedSeconds; null when unknown) and eta_seconds (null when none). `now_unix_seconds`
+// dates what is still running.
+std::string SweepsJson(const v1::ListSweepsResponse& sweeps, int64_t now_unix_seconds);
+std::string JobsJson(const v1::ListJobsResponse& jobs, int64_t now_unix_seconds);
+// `bitsweep status -o wide`: a header line, then one line per sweep (ID NAME PRIORITY TOTAL
+// SUCCEEDED FAILED CANCELED RUNNING PENDING CREATED ELAPSED ETA) or job (ID STATE ATTEMPTS QUANT
+// EVAL WORKER ELAPSED PROGRESS PHASE REASON: the error of a failed job, or why it was retried),
+// every column as wide as its longest entry, "-" for an empty cell, no line ending in spaces.
+std::vector<std::string> SweepLinesWide(const v1::ListSweepsResponse& sweeps,
+                                        int64_t now_unix_seconds);
+std::vector<std::string> JobLinesWide(const v1::ListJobsResponse& jobs, int64_t now_unix_seconds);
+// How long a job's latest attempt ran: while it runs, the coordinator's elapsed_seconds (else the
+// time since leased_at); once finished, finished_at - leased_at; -1 when unknown (never leased).
+double JobElapsedSeconds(const v1::Job& job, int64_t now_unix_seconds);
+// "2026-12-07 17:51:36 UTC"; "-" for 0.
+std::string UnixTime(int64_t unix_seconds);
+
+// `bitsweep describe job N`: everything the coordinator knows about one job, one "name: value"
+// line each (job key, sweep, model, quantization, calibration, task and evaluation settings,
+// state, attempts, worker, created/leased/finished times, elapsed, progress, error, artifact,
+// resources), then its metrics, its events (time, event, from -> to, worker, reason), its spec
+// and provenance as indented JSON.
+std::string DescribeJobText(const v1::JobDescription& job, int64_t now_unix_seconds);
 
 // The results in `format` (table, csv, markdown, latex, json, html): table, csv, markdown and
 // latex are common/results_table.h's renderings of the pivot, accuracies in percent when

@@ -43,7 +43,34 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   common(submit);
   auto* status = app.add_subcommand("status", "Sweeps (or one sweep's jobs) and their states");
   status->add_option("sweep_id", f.sweep_id, "A sweep id (default: list sweeps)");
+  status
+      ->add_option("-o,--output", f.status_output,
+                   "json: one array, an object per sweep or job with stable field names (ids, "
+                   "state, counts, attempts, worker, error, labels, spec, Unix times, elapsed "
+                   "and eta seconds); wide: a table with a header and more columns (sweeps: "
+                   "priority, created, elapsed, eta; jobs: worker, attempts, elapsed, "
+                   "progress, phase, reason)")
+      ->check(CLI::IsMember({"json", "wide"}));
   common(status);
+  auto* describe = app.add_subcommand("describe", "Everything known about one object");
+  describe->require_subcommand(1);
+  auto* describe_job = describe->add_subcommand(
+      "job",
+      "One job: its key (model, quantization, calibration, task and settings), state, attempts, "
+      "worker, times, elapsed, error, artifact, metrics, every state change, spec and provenance");
+  describe_job->add_option("job_id", f.job_id, "Job id (as `bitsweep status SWEEP_ID` lists)")
+      ->required();
+  describe_job
+      ->add_option("-o,--output", f.describe_output,
+                   "json: the coordinator's JobDescription message as JSON (proto field names)")
+      ->check(CLI::IsMember({"json"}));
+  common(describe_job);
+  auto* logs = app.add_subcommand(
+      "logs",
+      "The output of a job's process (standard output and error, at most its last 64 KiB) from "
+      "its latest attempt that ended, as its worker reported it to the coordinator");
+  logs->add_option("job_id", f.job_id, "Job id (as `bitsweep status SWEEP_ID` lists)")->required();
+  common(logs);
   auto* watch = app.add_subcommand("watch", "Live progress of a sweep until it finishes");
   watch->add_option("sweep_id", f.sweep_id, "Sweep id")->required();
   common(watch);
@@ -125,6 +152,8 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
   if (parsed("results")) return PrintResults(client, f.sweep_id, f.format, f.output, f.percent);
   if (parsed("cancel")) return RunCancel(client, f);
   if (parsed("status")) return RunStatus(client, f);
+  if (parsed("describe")) return RunDescribe(client, f);
+  if (parsed("logs")) return RunLogs(client, f);
   return -1;
 }
 

@@ -24,6 +24,8 @@ struct ServiceFlags {
   std::string format = "table";  // table | csv | json | markdown | latex | html
   bool percent = false;          // accuracies in percent (table, csv, markdown, latex)
   std::string output;            // results: a file instead of stdout
+  std::string status_output;     // status -o: "" (the usual lines), json or wide
+  std::string describe_output;   // describe job -o: "" (text) or json
   bool wait = false;
   // local
   int workers = 2;

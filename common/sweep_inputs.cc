@@ -71,6 +71,30 @@ void CheckNamedData(const std::string& what, const std::string& name,
   }
 }
 
+// A named calibration source reads one file of its folder, not the evaluation's: `c4` the first
+// C4 training file (<data>/c4/c4-train.*.json[l], quant/calibration_data.cc), `wikitext2` the
+// training split (<data>/wikitext2/wiki.train.raw). A folder holding only the validation or test
+// files passes the task check but would fail every calibrating job.
+void CheckCalibrationData(const std::string& source, const InputCheckOptions& options,
+                          std::vector<std::string>* problems) {
+  const size_t before = problems->size();
+  CheckNamedData("calibration source", source, options, problems);
+  if (problems->size() != before || !options.check_named_data) return;
+  const fs::path folder = fs::path(options.data_dir) / source;
+  std::error_code ec;
+  if (source == "c4") {
+    for (const auto& e : fs::directory_iterator(folder, ec)) {
+      if (e.path().filename().string().rfind("c4-train", 0) == 0) return;
+    }
+    problems->push_back(absl::StrCat("calibration source c4: no C4 training file (c4-train.*.json) in ",
+                                     folder.string()));
+  } else if (source == "wikitext2") {
+    if (fs::is_regular_file(folder / "wiki.train.raw", ec)) return;
+    problems->push_back(absl::StrCat("calibration source wikitext2: no ",
+                                     (folder / "wiki.train.raw").string()));
+  }
+}
+
 void CheckFile(const std::string& what, const std::string& path,
                std::vector<std::string>* problems) {
   std::error_code ec;
@@ -112,7 +136,7 @@ std::vector<std::string> CheckSweepInputs(const ExpandedSweep& sweep,
     if (job.calibration && first("calibration", job.calibration->source)) {
       const std::string& source = job.calibration->source;
       if (source == "c4" || source == "wikitext2") {
-        CheckNamedData("calibration source", source, options, &problems);
+        CheckCalibrationData(source, options, &problems);
       } else {
         CheckFile("calibration source", source, &problems);
       }

@@ -1,6 +1,8 @@
 // What a sweep's jobs read before any of them can run: model folders (config.json, *.safetensors
 // weights, tokenizer.json), .jsonl task files, calibration files, and the data of named tasks
-// and calibration sources under the workers' data folder. `bitsweep local` checks them before it
+// and calibration sources under the workers' data folder (a task's folder not empty; for the
+// calibration sources the training file they read: c4's c4-train.*.json, wikitext2's
+// wiki.train.raw). `bitsweep local` checks them before it
 // starts anything and refuses with the whole list. Reads the file system only; thread-compatible.
 #pragma once
 

@@ -276,4 +276,61 @@ grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
   });
 }
 
+grpc::Status CoordinatorService::DescribeJob(grpc::ServerContext* context,
+                                             const v1::DescribeJobRequest* request,
+                                             v1::JobDescription* response) {
+  return guard_.RunRead("DescribeJob", context, [&]() -> Status {
+    ASSIGN_OR_RETURN(store::JobInfo job, deps_.store->GetJob(request->job_id()));  // NOT_FOUND
+    JobToProto(job, job.worker_name, deps_.board->Progress(job.id), deps_.now(),
+               response->mutable_job());
+    response->set_sweep_id(job.sweep_id);
+    response->set_artifact_key(job.artifact_key);
+    response->mutable_requirements()->set_devices(job.needs.devices);
+    response->mutable_requirements()->set_memory_gb(job.needs.memory_gb);
+    response->set_tp(job.needs.tp);
+    ASSIGN_OR_RETURN(std::vector<store::JobEventRow> events, deps_.store->Events(job.id));
+    for (const store::JobEventRow& e : events) {
+      v1::JobEventRecord* out = response->add_events();
+      out->set_at(absl::ToUnixSeconds(e.at));
+      out->set_event(std::string(JobEventName(e.event)));
+      if (e.from) out->set_from_state(std::string(JobStateName(*e.from)));
+      out->set_to_state(std::string(JobStateName(e.to)));
+      out->set_epoch(e.epoch);
+      if (e.worker_id) {
+        const std::string name = WorkerName(deps_, *e.worker_id);
+        out->set_worker(name.empty() ? absl::StrCat("worker-", *e.worker_id) : name);
+      }
+      out->set_reason(e.reason);
+    }
+    store::ResultFilter filter;
+    filter.job_key = job.job_key;
+    ASSIGN_OR_RETURN(std::vector<store::JobResultRow> rows, deps_.store->Results(filter));
+    response->set_provenance_json(rows.empty() ? "{}" : rows.front().provenance_json);
+    for (const store::JobResultRow& r : rows) {
+      v1::Metric* metric = response->add_metrics();
+      metric->set_name(r.metric);
+      metric->set_value(r.value);
+      metric->set_stderr(r.stderr_value);
+      metric->set_n(r.n);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status CoordinatorService::GetJobLog(grpc::ServerContext* context,
+                                           const v1::GetJobLogRequest* request,
+                                           v1::JobLog* response) {
+  return guard_.RunRead("GetJobLog", context, [&]() -> Status {
+    ASSIGN_OR_RETURN(store::JobLog log, deps_.store->GetJobLog(request->job_id()));  // NOT_FOUND
+    response->set_job_id(request->job_id());
+    response->set_stored(log.stored);
+    if (!log.stored) return absl::OkStatus();
+    response->set_attempt(log.attempt);
+    response->set_epoch(log.epoch);
+    response->set_stored_at(absl::ToUnixSeconds(log.stored_at));
+    response->set_text(log.text);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace bitsweep::server

@@ -34,6 +34,10 @@ class CoordinatorService final : public bitsweep::v1::Coordinator::Service {
                          v1::Job* response) override;
   grpc::Status QueryResults(grpc::ServerContext* context, const v1::QueryResultsRequest* request,
                             v1::QueryResultsResponse* response) override;
+  grpc::Status DescribeJob(grpc::ServerContext* context, const v1::DescribeJobRequest* request,
+                           v1::JobDescription* response) override;
+  grpc::Status GetJobLog(grpc::ServerContext* context, const v1::GetJobLogRequest* request,
+                         v1::JobLog* response) override;
 
  private:
   ServiceDeps deps_;

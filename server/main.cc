@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
                  "client token");
   app.add_option("--viewer-token", config.viewer_token,
                  "read-only bearer token: accepted by the read RPCs (GetSweep, ListSweeps, "
-                 "ListJobs, WatchSweep, QueryResults) and the dashboard API, refused by "
-                 "SubmitSweep and the cancels; needs --client-token (env BITSWEEP_VIEWER_TOKEN)");
+                 "ListJobs, WatchSweep, QueryResults, DescribeJob, GetJobLog) and the dashboard "
+                 "API, refused by SubmitSweep and the cancels; needs --client-token (env "
+                 "BITSWEEP_VIEWER_TOKEN)");
   app.add_option("--tls-cert", config.tls_cert, "server certificate chain (PEM); enables TLS")
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", config.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);

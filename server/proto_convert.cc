@@ -56,6 +56,9 @@ void JobToProto(const store::JobInfo& job, const std::string& worker_name,
     }
   }
   out->set_priority(job.priority);
+  out->set_created_at(absl::ToUnixSeconds(job.created_at));
+  if (job.leased_at) out->set_leased_at(absl::ToUnixSeconds(*job.leased_at));
+  if (job.finished_at) out->set_finished_at(absl::ToUnixSeconds(*job.finished_at));
 }
 
 }  // namespace bitsweep::server

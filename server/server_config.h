@@ -66,8 +66,9 @@ struct ServerConfig {
   std::string client_token;
   std::string worker_token;
   // Read-only role: the Coordinator read RPCs (GetSweep, ListSweeps, ListJobs, WatchSweep,
-  // QueryResults) and the dashboard's API accept it as well as client_token; SubmitSweep,
-  // CancelSweep and CancelJob refuse it (PERMISSION_DENIED). Needs client_token. "" = none.
+  // QueryResults, DescribeJob, GetJobLog) and the dashboard's API accept it as well as
+  // client_token; SubmitSweep, CancelSweep and CancelJob refuse it (PERMISSION_DENIED). Needs
+  // client_token. "" = none.
   std::string viewer_token;
   // PEM files. cert and key together enable TLS; ca additionally requires and verifies client
   // certificates (mutual TLS).

@@ -117,6 +117,27 @@ grpc::Status WorkerGatewayService::Register(grpc::ServerContext* context,
   });
 }
 
+namespace {
+
+// The most of a job's output the coordinator keeps (CompleteRequest.log_tail): the worker's 64 KiB
+// and the line it puts before them when it left some out.
+constexpr size_t kMaxJobLogBytes = 65 * 1024;
+
+// Stores the output a worker sent with an accepted Complete or Fail, its last kMaxJobLogBytes
+// (from a character boundary). Best effort: the job's state change stands whatever happens here.
+void StoreJobLog(const ServiceDeps& deps, int64_t job_id, int64_t epoch, std::string text) {
+  if (text.empty()) return;
+  if (text.size() > kMaxJobLogBytes) {
+    size_t from = text.size() - kMaxJobLogBytes;
+    while (from < text.size() && (static_cast<unsigned char>(text[from]) & 0xC0) == 0x80) ++from;
+    text = absl::StrCat("... (", from, " earlier bytes not kept)\n", text.substr(from));
+  }
+  std::replace(text.begin(), text.end(), '\0', ' ');
+  (void)deps.store->PutJobLog(job_id, epoch, text, deps.now());
+}
+
+}  // namespace
+
 grpc::Status WorkerGatewayService::Lease(grpc::ServerContext* context,
                                          const v1::LeaseRequest* request,
                                          v1::LeaseResponse* response) {
@@ -188,6 +209,7 @@ grpc::Status WorkerGatewayService::Complete(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(JobState state,
                      deps_.store->Complete(request->job_id(), request->lease_epoch(), rows, now,
                                            request->session()));
+    StoreJobLog(deps_, request->job_id(), request->lease_epoch(), request->log_tail());
     // A replayed Complete finds no lease on the board and counts nothing twice.
     if (auto lease = deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(JobEvent::kComplete);
@@ -208,6 +230,7 @@ grpc::Status WorkerGatewayService::Fail(grpc::ServerContext* context,
     ASSIGN_OR_RETURN(JobState state,
                      deps_.store->Fail(request->job_id(), request->lease_epoch(), request->reason(),
                                        request->retryable(), deps_.now(), request->session()));
+    StoreJobLog(deps_, request->job_id(), request->lease_epoch(), request->log_tail());
     if (deps_.board->Finished(request->job_id())) {
       deps_.metrics->CountTransition(state == JobState::kPending ? JobEvent::kRetry
                                                                  : JobEvent::kFail);

@@ -116,6 +116,9 @@ struct JobInfo {
   bool cancel_requested = false;
   Capabilities needs;
   std::string last_error;
+  absl::Time created_at;
+  std::optional<absl::Time> leased_at;    // of the latest attempt; empty before the first lease
+  std::optional<absl::Time> finished_at;  // empty until SUCCEEDED, FAILED or CANCELED
 };
 
 struct SweepInfo {
@@ -168,6 +171,15 @@ struct JobResults {
   // provenance; the store keeps it on each row, this read takes it from the first. "{}" = none.
   std::string provenance_json = "{}";
   std::vector<StoredMetric> metrics;  // by metric name
+};
+
+// The end of one attempt's job process output (store/schema/007_job_logs.sql).
+struct JobLog {
+  bool stored = false;  // false: none reported yet (the fields below are empty)
+  int64_t epoch = 0;
+  int32_t attempt = 0;
+  std::string text;
+  absl::Time stored_at;
 };
 
 // What SubmitSweep did with the jobs of a sweep, by job key (the four add up to the jobs).
@@ -289,6 +301,15 @@ class JobStore {
                                                         int32_t limit) = 0;
   // Every state (zero included), for metrics.
   virtual StatusOr<std::map<JobState, int64_t>> CountJobsByState() = 0;
+
+  // Stores `text` (valid UTF-8 without NUL bytes: INVALID_ARGUMENT otherwise) as the output of
+  // the job's attempt under `epoch`, replacing what an attempt of a lower epoch stored (one of a
+  // higher epoch is kept: a late report never hides a newer one). The attempt is the job's
+  // current attempt number. NOT_FOUND for an unknown job.
+  virtual Status PutJobLog(int64_t job_id, int64_t epoch, const std::string& text,
+                           absl::Time now) = 0;
+  // NOT_FOUND for an unknown job; stored = false when no output was stored for it.
+  virtual StatusOr<JobLog> GetJobLog(int64_t job_id) = 0;
 };
 
 }  // namespace bitsweep::store

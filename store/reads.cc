@@ -14,7 +14,9 @@ const std::string& JobColumns() {
       "j.id, j.sweep_id, j.job_key, j.artifact_key, j.spec::text AS spec, j.state, j.priority, "
       "j.attempt, j.max_attempts, j.lease_epoch, j.worker_id, " +
       Us("j.lease_deadline") + " AS lease_deadline_us, " + Us("j.not_before") +
-      " AS not_before_us, j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error, "
+      " AS not_before_us, j.cancel_requested, j.devices, j.memory_gb, j.tp, j.last_error, " +
+      Us("j.created_at") + " AS created_at_us, " + Us("j.leased_at") + " AS leased_at_us, " +
+      Us("j.finished_at") + " AS finished_at_us, "
       "coalesce((SELECT w.name FROM workers w WHERE w.id = j.worker_id), '') AS worker_name");
   return *columns;
 }
@@ -42,6 +44,11 @@ StatusOr<JobInfo> JobFromRow(const pqxx::row& r) {
   j.needs.tp = r["tp"].as<int32_t>();
   j.last_error = r["last_error"].as<std::string>();
   j.worker_name = r["worker_name"].as<std::string>();
+  j.created_at = FromMicros(r["created_at_us"].as<int64_t>());
+  if (!r["leased_at_us"].is_null()) j.leased_at = FromMicros(r["leased_at_us"].as<int64_t>());
+  if (!r["finished_at_us"].is_null()) {
+    j.finished_at = FromMicros(r["finished_at_us"].as<int64_t>());
+  }
   return j;
 }
 

@@ -113,7 +113,8 @@ StatusOr<bool> CoordinatorClient::Heartbeat(const JobLease& lease, double progre
 }
 
 Status CoordinatorClient::Complete(const JobLease& lease, const std::vector<MetricRow>& metrics,
-                                   const std::string& provenance_json) {
+                                   const std::string& provenance_json,
+                                   const std::string& log_tail) {
   auto request = Fenced<v1::CompleteRequest>(lease);
   for (const MetricRow& m : metrics) {
     v1::Metric* out = request.add_metrics();
@@ -123,14 +124,17 @@ Status CoordinatorClient::Complete(const JobLease& lease, const std::vector<Metr
     out->set_n(m.n);
   }
   request.set_provenance_json(provenance_json);
+  request.set_log_tail(log_tail);
   v1::CompleteResponse response;
   return Call(*stub_, token_, "Complete", &v1::WorkerGateway::Stub::Complete, request, &response);
 }
 
-Status CoordinatorClient::Fail(const JobLease& lease, const std::string& reason, bool retryable) {
+Status CoordinatorClient::Fail(const JobLease& lease, const std::string& reason, bool retryable,
+                               const std::string& log_tail) {
   auto request = Fenced<v1::FailRequest>(lease);
   request.set_reason(reason);
   request.set_retryable(retryable);
+  request.set_log_tail(log_tail);
   v1::FailResponse response;
   return Call(*stub_, token_, "Fail", &v1::WorkerGateway::Stub::Fail, request, &response);
 }

@@ -66,9 +66,11 @@ class CoordinatorClient {
   // job. FAILED_PRECONDITION: the lease is lost (another attempt owns the job).
   StatusOr<bool> Heartbeat(const JobLease& lease, double progress, const std::string& phase);
   // One attempt; FAILED_PRECONDITION: the lease was fenced.
+  // `log_tail`: the end of the job process's output (CompleteRequest.log_tail; "" = none).
   Status Complete(const JobLease& lease, const std::vector<MetricRow>& metrics,
-                  const std::string& provenance_json);
-  Status Fail(const JobLease& lease, const std::string& reason, bool retryable);
+                  const std::string& provenance_json, const std::string& log_tail = "");
+  Status Fail(const JobLease& lease, const std::string& reason, bool retryable,
+              const std::string& log_tail = "");
 
  private:
   std::unique_ptr<v1::WorkerGateway::Stub> stub_;

@@ -1,5 +1,6 @@
 #include "worker/job_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +21,7 @@
 #include "common/job_spec.h"
 #include "common/path_roots.h"
 #include "common/process.h"
+#include "common/utf8.h"
 #include "model/tp_run.h"
 
 namespace bitsweep::worker {
@@ -29,6 +32,7 @@ using nlohmann::json;
 
 constexpr char kResultSuffix[] = ".result";
 constexpr char kProgressSuffix[] = ".progress";
+constexpr char kLogSuffix[] = ".log";
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -155,6 +159,9 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   std::vector<char*> envp;
   for (std::string& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
+  // The child's standard output and error (and those of the ranks it starts) go to the log.
+  const std::string log_path = spec_path + kLogSuffix;
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   // Handlers dropped before exec (a SIGTERM that Terminate() sends before exec ends the child
   // instead of running the worker's, or a test framework's, handler in the copy), and a worker
   // killed mid-job leaves no stray job process.
@@ -162,10 +169,15 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobProcessOptions&
   spawn.parent_death_signal = SIGKILL;
   const pid_t pid = ForkForExec(spawn);
   if (pid == 0) {
+    if (log_fd >= 0) {  // dup2 clears close-on-exec on the copies
+      dup2(log_fd, STDOUT_FILENO);
+      dup2(log_fd, STDERR_FILENO);
+    }
     execve(options.self_exe.c_str(), const_cast<char* const*>(argv.data()), envp.data());
     _exit(kJobExitNotExecuted);
   }
   const int fork_errno = errno;
+  if (log_fd >= 0) ::close(log_fd);
   if (pid < 0) {
     return absl::InternalError(
         absl::StrCat("cannot start a job process: fork: errno ", fork_errno));
@@ -205,6 +217,47 @@ void JobProcess::Kill() {
 
 std::string JobProcess::ResultJson() const { return Slurp(spec_path_ + kResultSuffix); }
 
+std::string ValidUtf8Text(std::string_view text) {
+  static constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  while (!text.empty()) {
+    const size_t bad = FirstInvalidUtf8(text);
+    for (char c : text.substr(0, bad)) {
+      if (c == '\0') {
+        out += kReplacement;
+      } else {
+        out += c;
+      }
+    }
+    if (bad >= text.size()) break;
+    out += kReplacement;
+    text.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
+std::string JobProcess::LogTail(size_t max_bytes) const {
+  std::ifstream in(spec_path_ + kLogSuffix, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  if (size <= 0) return "";
+  const std::streamoff from =
+      size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes)
+                                                    : 0;
+  in.seekg(from);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  tail.resize(static_cast<size_t>(in.gcount()));
+  if (from == 0) return ValidUtf8Text(tail);
+  // Cut: start at the next line when there is one, else at the next character.
+  size_t start = tail.find('\n');
+  start = start == std::string::npos ? 0 : start + 1;
+  while (start < tail.size() && (static_cast<unsigned char>(tail[start]) & 0xC0) == 0x80) ++start;
+  return absl::StrCat("... (", from + static_cast<std::streamoff>(start),
+                      " earlier bytes of the job's output not kept)\n",
+                      ValidUtf8Text(std::string_view(tail).substr(start)));
+}
+
 StatusOr<std::string> MakeScratchDir() {
   std::error_code ec;
   const fs::path tmp = fs::temp_directory_path(ec);
@@ -219,6 +272,9 @@ StatusOr<std::string> MakeScratchDir() {
 int RunJobChild(const std::string& spec_path, const std::string& result_path,
                 const std::string& progress_path, const ChildOptions& options) {
   auto fail = [&](const Status& s) {
+    // In the job's log too (bitsweep logs), where the coordinator's reason may be cut short.
+    std::fprintf(stderr, "bitsweep-worker run-job: the job failed: %s\n",
+                 std::string(s.message()).c_str());
     ReplaceFile(
         result_path,
         json{{"error", std::string(s.message())}, {"code", static_cast<int>(s.code())}}.dump());

@@ -6,6 +6,8 @@
 //   <scratch>/job-<id>.json.result    {"metrics": [{"name", "value", "stderr", "n"}],
 //                                     "provenance": {...}} or {"error": message, "code": absl
 //                                     code}, written once (atomically) by the child
+//   <scratch>/job-<id>.json.log       the child's standard output and error (and its ranks'),
+//                                     whose end (LogTail) the worker reports with Complete or Fail
 // and the child's exit code: 0 ok, 2 the job cannot succeed anywhere (bad input, or a metric
 // that is not finite: "ppl is inf: the quantized model diverges"; not retried), 1 any other
 // failure, 127 when the binary cannot be executed. Whatever the result file holds (not JSON,
@@ -17,6 +19,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/path_roots.h"
@@ -29,6 +32,8 @@ inline constexpr int kJobExitOk = 0;
 inline constexpr int kJobExitFailed = 1;
 inline constexpr int kJobExitBadInput = 2;  // the job cannot succeed anywhere: not retried
 inline constexpr int kJobExitNotExecuted = 127;
+// The most of a job process's output the worker reports (CompleteRequest.log_tail).
+inline constexpr size_t kJobLogTailBytes = 64 * 1024;
 
 struct JobProcessOptions {
   std::string self_exe = "/proc/self/exe";  // the binary whose `run-job` runs the job
@@ -61,6 +66,9 @@ struct JobExit {
   bool retryable = true;           // when not: false for bad input (exit code 2)
 };
 
+// Pure: `text` as valid UTF-8 without NUL bytes (each invalid byte and NUL becomes U+FFFD).
+std::string ValidUtf8Text(std::string_view text);
+
 // Pure: `wait_status` as waitpid returns it, `result_json` the result file's text ("" if none).
 // A metric whose value is not a number (null: NaN or an infinity) fails the job, not retryably,
 // naming the metric.
@@ -74,7 +82,8 @@ Status CheckFiniteMetrics(const std::vector<MetricRow>& metrics);
 class JobProcess {
  public:
   // Writes the spec into `scratch` (which must exist), removes a stale result and progress of
-  // the same job, and starts `options.self_exe ... run-job ...`. The child is killed when this
+  // the same job, and starts `options.self_exe ... run-job ...` with its standard output and
+  // error in a fresh log file. The child is killed when this
   // process dies (PR_SET_PDEATHSIG). INTERNAL when no process can be started.
   static StatusOr<std::unique_ptr<JobProcess>> Start(const JobProcessOptions& options,
                                                      const std::string& scratch, int64_t job_id,
@@ -92,6 +101,10 @@ class JobProcess {
   int wait_status() const { return wait_status_; }
   // The result file's text; "" when the child wrote none.
   std::string ResultJson() const;
+  // The end of the child's output: its last `max_bytes` from the start of a line (or of a
+  // character), after a line saying how many bytes were left out; valid UTF-8 (invalid bytes
+  // and NULs read as U+FFFD). "" when it wrote nothing.
+  std::string LogTail(size_t max_bytes = kJobLogTailBytes) const;
 
  private:
   JobProcess(pid_t pid, std::string spec_path);

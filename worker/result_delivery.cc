@@ -38,7 +38,7 @@ Delivery DeliverResult(const DeliveryContext& c, const SpooledResult& r) {
   Clock::TimePoint next_try = c.clock->Now();
   for (int tries = 0;; ) {
     if (c.clock->Now() >= next_try) {
-      const Status s = c.client->Complete(r.lease, r.metrics, r.provenance_json);
+      const Status s = c.client->Complete(r.lease, r.metrics, r.provenance_json, r.log_tail);
       ++tries;
       if (s.ok()) {
         if (Status removed = c.spool->Remove(r); !removed.ok()) log(removed.ToString());
@@ -52,7 +52,8 @@ Delivery DeliverResult(const DeliveryContext& c, const SpooledResult& r) {
       }
       if (s.code() == absl::StatusCode::kInvalidArgument) {
         const Status failed = c.client->Fail(
-            r.lease, absl::StrCat("the coordinator refused the result: ", s.message()), false);
+            r.lease, absl::StrCat("the coordinator refused the result: ", s.message()), false,
+            r.log_tail);
         discard("refused", s.ToString() + (failed.ok() ? "" : "; Fail: " + failed.ToString()));
         return Delivery::kRefused;
       }

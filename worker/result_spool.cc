@@ -69,6 +69,7 @@ std::optional<SpooledResult> Parse(const std::string& text, const std::string& p
     }
     r.provenance_json = j.at("provenance_json").get<std::string>();
     r.cluster_id = j.value("cluster_id", std::string());
+    r.log_tail = j.value("log_tail", std::string());  // absent in older spools
     r.path = path;
     return r;
   } catch (const json::exception&) {
@@ -103,7 +104,8 @@ ResultSpool::~ResultSpool() { ::close(lock_fd_); }  // releases the flock
 StatusOr<SpooledResult> ResultSpool::Put(const JobLease& lease,
                                          const std::vector<MetricRow>& metrics,
                                          const std::string& provenance_json,
-                                         const std::string& cluster_id) {
+                                         const std::string& cluster_id,
+                                         const std::string& log_tail) {
   json rows = json::array();
   for (const MetricRow& m : metrics) {
     rows.push_back({{"name", m.name}, {"value", m.value}, {"stderr", m.stderr_}, {"n", m.n}});
@@ -117,9 +119,11 @@ StatusOr<SpooledResult> ResultSpool::Put(const JobLease& lease,
                   {"session", lease.session},
                   {"metrics", rows},
                   {"provenance_json", provenance_json},
-                  {"cluster_id", cluster_id}};
+                  {"cluster_id", cluster_id},
+                  {"log_tail", log_tail}};
   SpooledResult r{lease, metrics, provenance_json, cluster_id,
-                  absl::StrCat(dir_, "/job-", lease.job_id, "-epoch-", lease.lease_epoch, ".json")};
+                  absl::StrCat(dir_, "/job-", lease.job_id, "-epoch-", lease.lease_epoch, ".json"),
+                  log_tail};
   const std::string tmp = r.path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("open", tmp);

@@ -5,8 +5,9 @@
 // starting on the same state directory sends whatever it finds here first.
 //
 // Layout: <dir>/job-<job id>-epoch-<lease epoch>.json, one file per result (the lease, the
-// metrics, the provenance), written as <file>.tmp, fsynced, renamed into place and the directory
-// fsynced: a file in the spool is always whole, also after a power cut. <dir>/.lock is held
+// metrics, the provenance, the end of the job's output: "log_tail", absent in older files),
+// written as <file>.tmp, fsynced, renamed into place and the directory fsynced: a file in the
+// spool is always whole, also after a power cut. <dir>/.lock is held
 // (flock) while a ResultSpool is open, so that two workers never share a spool.
 //
 // Not thread-safe (the worker's loop owns it).
@@ -29,6 +30,7 @@ struct SpooledResult {
   std::string provenance_json;
   std::string cluster_id;  // of the coordinator that leased the job (Registration::cluster_id)
   std::string path;        // its file in the spool
+  std::string log_tail;    // the end of the job process's output ("" = none)
 };
 
 class ResultSpool {
@@ -43,7 +45,8 @@ class ResultSpool {
   // Writes one result durably (see the layout above), replacing one of the same job and epoch.
   // INTERNAL (naming the file and errno) when the disk refuses.
   StatusOr<SpooledResult> Put(const JobLease& lease, const std::vector<MetricRow>& metrics,
-                              const std::string& provenance_json, const std::string& cluster_id);
+                              const std::string& provenance_json, const std::string& cluster_id,
+                              const std::string& log_tail = "");
   // Every result in the spool, by job id. A file that cannot be read back is renamed to
   // <file>.corrupt and its name added to `unreadable` (when not null).
   std::vector<SpooledResult> List(std::vector<std::string>* unreadable = nullptr) const;

@@ -98,6 +98,7 @@ struct FinishedJob {
   bool canceled = false;
   int wait_status = 0;
   std::string result_json;
+  std::string log_tail;  // the end of the job process's output (JobProcess::LogTail)
   Clock::TimePoint start;
 };
 
@@ -239,6 +240,10 @@ class Worker {
     job.canceled = keeper.canceled();
     job.wait_status = (*process)->wait_status();
     if (!job.lost) job.result_json = (*process)->ResultJson();
+    job.log_tail = (*process)->LogTail();
+    if (!job.log_tail.empty()) {  // the worker's own log keeps the job's output too
+      Log(absl::StrCat("job ", lease.job_id, " output:\n", job.log_tail));
+    }
     return job;
   }
 
@@ -260,11 +265,12 @@ class Worker {
       // On disk before the first Complete: from here on no outage and no restart loses it.
       const std::string provenance = StampProvenance(exit.provenance_json, name_, lease.attempt);
       StatusOr<SpooledResult> spooled =
-          spool_->Put(lease, exit.metrics, provenance, registration_.cluster_id);
+          spool_->Put(lease, exit.metrics, provenance, registration_.cluster_id, job.log_tail);
       if (!spooled.ok()) {
         Log(absl::StrCat("job ", lease.job_id, ": ", spooled.status().ToString(),
                          "; delivering the result from memory only"));
-        spooled = SpooledResult{lease, exit.metrics, provenance, registration_.cluster_id, ""};
+        spooled = SpooledResult{lease, exit.metrics, provenance, registration_.cluster_id, "",
+                                job.log_tail};
       }
       switch (DeliverResult(DeliveryContextOf(), *spooled)) {
         case Delivery::kDelivered:
@@ -284,7 +290,7 @@ class Worker {
     }
     const std::string reason = job.canceled ? std::string("canceled") : exit.failure;
     observe(job.canceled ? "canceled" : "failed");
-    const Status s = client_.Fail(lease, reason, !job.canceled && exit.retryable);
+    const Status s = client_.Fail(lease, reason, !job.canceled && exit.retryable, job.log_tail);
     Log(absl::StrCat("job ", lease.job_id, job.canceled ? " canceled" : " failed: " + reason,
                      s.ok() ? "" : " (" + s.ToString() + ")"));
   }

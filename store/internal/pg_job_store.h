@@ -61,6 +61,9 @@ class PgJobStore final : public JobStore {
   StatusOr<std::vector<JobResults>> ResultsPage(int64_t sweep_id, int64_t after_job_id,
                                                 int32_t limit) override;
   StatusOr<std::map<JobState, int64_t>> CountJobsByState() override;
+  Status PutJobLog(int64_t job_id, int64_t epoch, const std::string& text,
+                   absl::Time now) override;
+  StatusOr<JobLog> GetJobLog(int64_t job_id) override;
 
  private:
   // kTransaction: `body` runs in one transaction (BEGIN ... COMMIT), committed when it returns

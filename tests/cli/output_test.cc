@@ -1,8 +1,9 @@
 // Pins cli/output.cc's status lines (SweepLines, JobLines): columns stay aligned whatever the
-// length of names and labels.
+// length of names and labels; `status -o json|wide` and `describe job`'s text.
 #include "cli/output.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -120,4 +121,164 @@ TEST_CASE("A refused call for want of a token says which flag or variable gives 
   CHECK_THAT(wrong, Catch::Contains("was refused") && Catch::Contains("--token"));
   const bitsweep::Status other = absl::UnavailableError("connection refused");
   CHECK(bitsweep::cli::ExplainAuthError(other, false) == other);
+}
+
+namespace {
+
+// A failed job that ran 90 s and a running one leased 30 s before `kNow`.
+constexpr int64_t kNow = 1800000000;
+
+bitsweep::v1::ListJobsResponse TwoJobs() {
+  bitsweep::v1::ListJobsResponse jobs;
+  auto* failed = jobs.add_jobs();
+  failed->set_id(4);
+  failed->set_job_key("key-4");
+  failed->set_state(bitsweep::v1::JOB_STATE_FAILED);
+  failed->set_attempt(3);
+  failed->set_max_attempts(3);
+  failed->set_worker("worker-a");
+  failed->set_error("bad.jsonl: line 1 is not JSON");
+  failed->set_spec_json(SpecJson("gptq", 3, "wikitext2"));
+  failed->set_created_at(kNow - 200);
+  failed->set_leased_at(kNow - 120);
+  failed->set_finished_at(kNow - 30);
+  auto* running = jobs.add_jobs();
+  running->set_id(5);
+  running->set_job_key("key-5");
+  running->set_state(bitsweep::v1::JOB_STATE_LEASED);
+  running->set_attempt(1);
+  running->set_max_attempts(3);
+  running->set_worker("a-worker-with-a-long-name");
+  running->set_spec_json(SpecJson("rtn", 4, "wikitext2"));
+  running->set_progress(0.25);
+  running->set_phase("quantize layer 1/4");
+  running->set_created_at(kNow - 200);
+  running->set_leased_at(kNow - 30);
+  return jobs;
+}
+
+}  // namespace
+
+TEST_CASE("status -o json gives each job and sweep with stable field names and Unix times",
+          "[cli]") {
+  const nlohmann::json jobs = nlohmann::json::parse(bitsweep::cli::JobsJson(TwoJobs(), kNow));
+  REQUIRE(jobs.size() == 2);
+  const nlohmann::json& failed = jobs[0];
+  CHECK(failed["id"] == 4);
+  CHECK(failed["job_key"] == "key-4");
+  CHECK(failed["state"] == "FAILED");
+  CHECK(failed["attempt"] == 3);
+  CHECK(failed["max_attempts"] == 3);
+  CHECK(failed["worker"] == "worker-a");
+  CHECK(failed["error"] == "bad.jsonl: line 1 is not JSON");
+  CHECK(failed["quant"] == "gptq w3 g128");
+  CHECK(failed["eval"] == "wikitext2");
+  CHECK(failed["spec"]["quant"]["method"] == "gptq");
+  CHECK(failed["created_at"] == kNow - 200);
+  CHECK(failed["leased_at"] == kNow - 120);
+  CHECK(failed["finished_at"] == kNow - 30);
+  CHECK(failed["elapsed_seconds"] == 90.0);
+  CHECK(failed["eta_seconds"].is_null());
+  const nlohmann::json& running = jobs[1];
+  CHECK(running["state"] == "LEASED");
+  CHECK(running["finished_at"].is_null());
+  CHECK(running["elapsed_seconds"] == 30.0);  // from leased_at: the coordinator sent none
+  CHECK(running["progress"] == 0.25);
+  CHECK(running["phase"] == "quantize layer 1/4");
+
+  bitsweep::v1::ListSweepsResponse sweeps;
+  auto* s = sweeps.add_sweeps();
+  s->set_id(2);
+  s->set_name("demo");
+  s->set_created_at(kNow - 100);
+  s->set_total(4);
+  s->set_succeeded(1);
+  s->set_leased(1);
+  s->set_pending(2);
+  const nlohmann::json listed = nlohmann::json::parse(bitsweep::cli::SweepsJson(sweeps, kNow));
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["id"] == 2);
+  CHECK(listed[0]["name"] == "demo");
+  CHECK(listed[0]["running"] == 1);
+  CHECK(listed[0]["pending"] == 2);
+  CHECK(listed[0]["finished"] == false);
+  CHECK(listed[0]["elapsed_seconds"] == 100.0);
+  CHECK(listed[0]["eta_seconds"] == 300.0);
+}
+
+TEST_CASE("status -o wide adds worker, attempts, elapsed and reason columns under a header",
+          "[cli]") {
+  const std::vector<std::string> lines = bitsweep::cli::JobLinesWide(TwoJobs(), kNow);
+  REQUIRE(lines.size() == 3);
+  INFO(lines[0] << "\n" << lines[1] << "\n" << lines[2]);
+  CHECK(lines[0].rfind("ID  STATE", 0) == 0);
+  for (const char* column : {"ATTEMPTS", "WORKER", "ELAPSED", "PROGRESS", "REASON"}) {
+    CHECK(lines[0].find(column) != std::string::npos);
+  }
+  // Each column starts where its header does, whatever the width of the entries.
+  CHECK(lines[1].find("worker-a") == lines[0].find("WORKER"));
+  CHECK(lines[2].find("a-worker-with-a-long-name") == lines[0].find("WORKER"));
+  CHECK(lines[1].find("3/3") == lines[0].find("ATTEMPTS"));
+  CHECK(lines[1].find("1m30s") == lines[0].find("ELAPSED"));
+  CHECK(lines[2].find("30s") == lines[0].find("ELAPSED"));
+  CHECK(lines[2].find("25%") == lines[0].find("PROGRESS"));
+  CHECK(lines[1].find("bad.jsonl: line 1 is not JSON") == lines[0].find("REASON"));
+  for (const std::string& line : lines) CHECK(line.back() != ' ');
+
+  bitsweep::v1::ListSweepsResponse sweeps;
+  auto* s = sweeps.add_sweeps();
+  s->set_id(2);
+  s->set_name("demo");
+  s->set_created_at(kNow - 100);
+  s->set_total(4);
+  const std::vector<std::string> sweep_lines = bitsweep::cli::SweepLinesWide(sweeps, kNow);
+  REQUIRE(sweep_lines.size() == 2);
+  CHECK(sweep_lines[0].rfind("ID  NAME", 0) == 0);
+  CHECK(sweep_lines[1].find("1m40s") == sweep_lines[0].find("ELAPSED"));
+}
+
+TEST_CASE("describe job prints the job's key, state, attempts, worker, times, error, metrics "
+          "and events",
+          "[cli]") {
+  bitsweep::v1::JobDescription d;
+  *d.mutable_job() = TwoJobs().jobs(0);
+  d.set_sweep_id(7);
+  d.set_artifact_key("artifact-4");
+  d.mutable_requirements()->set_devices(1);
+  d.set_tp(1);
+  auto* e = d.add_events();
+  e->set_at(kNow - 200);
+  e->set_event("SUBMIT");
+  e->set_to_state("PENDING");
+  e = d.add_events();
+  e->set_at(kNow - 30);
+  e->set_event("FAIL");
+  e->set_from_state("LEASED");
+  e->set_to_state("FAILED");
+  e->set_epoch(3);
+  e->set_worker("worker-a");
+  e->set_reason("bad.jsonl: line 1 is not JSON");
+  auto* m = d.add_metrics();
+  m->set_name("ppl");
+  m->set_value(6.061);
+  m->set_n(8);
+  const std::string text = bitsweep::cli::DescribeJobText(d, kNow);
+  INFO(text);
+  CHECK(text.rfind("job 4\n", 0) == 0);
+  for (const std::string& expected :
+       {std::string("key:"), std::string("key-4"), std::string("sweep:"),
+        std::string("model:"), std::string("/models/qwen3-0.6b"), std::string("quantization:"),
+        std::string("gptq w3 g128"), std::string("calibration:"), std::string("task:"),
+        std::string("wikitext2 (seqlen 2048"), std::string("state:"), std::string("FAILED"),
+        std::string("attempts:"), std::string("3/3"), std::string("worker:"),
+        std::string("worker-a"), std::string("finished:"), bitsweep::cli::UnixTime(kNow - 30),
+        std::string("elapsed:"), std::string("1m30s"),
+        std::string("error:"), std::string("bad.jsonl: line 1 is not JSON"),
+        std::string("artifact:"), std::string("artifact-4"), std::string("ppl"),
+        std::string("6.061"), std::string("SUBMIT"), std::string("LEASED -> FAILED"),
+        std::string("epoch 3"), std::string("provenance:")}) {
+    CHECK(text.find(expected) != std::string::npos);
+  }
+  CHECK(bitsweep::cli::UnixTime(0) == "-");
+  CHECK(bitsweep::cli::UnixTime(1800000000) == "2027-01-15 08:00:00 UTC");
 }

@@ -82,3 +82,31 @@ TEST_CASE("CheckSweepInputs finds nothing wrong when every input is there") {
   options.data_dir = dir + "/data";
   CHECK(CheckSweepInputs(ExpandFile(dir + "/sweep.yaml"), options).empty());
 }
+
+TEST_CASE("CheckSweepInputs names a calibration source whose training file is missing though its "
+          "folder holds the evaluation's") {
+  const std::string dir = testing::ScratchDir("sweep_inputs_calibration_split");
+  WriteCompleteModel(dir + "/m");
+  // What the C4 and WikiText-2 evaluations read, but not the training files calibration reads.
+  WriteFile(dir + "/data/c4/c4-validation.00000-of-00008.json", "{}\n");
+  WriteFile(dir + "/data/wikitext2/wiki.test.raw", "text\n");
+  WriteFile(dir + "/c4.yaml",
+            "name: t\nmodels: [m]\nmethods: [{method: gptq, wbits: [4]}]\n"
+            "tasks: [c4, wikitext2]\ncalibration: {source: c4}\n");
+  WriteFile(dir + "/wiki.yaml",
+            "name: t\nmodels: [m]\nmethods: [{method: gptq, wbits: [4]}]\n"
+            "tasks: [wikitext2]\ncalibration: {source: wikitext2}\n");
+  InputCheckOptions options;
+  options.data_dir = dir + "/data";
+  CHECK(CheckSweepInputs(ExpandFile(dir + "/c4.yaml"), options) ==
+        std::vector<std::string>{"calibration source c4: no C4 training file (c4-train.*.json) in " +
+                                 dir + "/data/c4"});
+  CHECK(CheckSweepInputs(ExpandFile(dir + "/wiki.yaml"), options) ==
+        std::vector<std::string>{"calibration source wikitext2: no " + dir +
+                                 "/data/wikitext2/wiki.train.raw"});
+  // With the training files there, nothing is missing.
+  WriteFile(dir + "/data/c4/c4-train.00000-of-01024.json", "{}\n");
+  WriteFile(dir + "/data/wikitext2/wiki.train.raw", "text\n");
+  CHECK(CheckSweepInputs(ExpandFile(dir + "/c4.yaml"), options).empty());
+  CHECK(CheckSweepInputs(ExpandFile(dir + "/wiki.yaml"), options).empty());
+}

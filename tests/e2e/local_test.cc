@@ -279,9 +279,22 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and 
   CHECK(r.err.find("5 problems (nothing was started)") != std::string::npos);
   CHECK_FALSE(fs::exists(dir + "/state"));
 
-  // Resources no local worker offers would leave the jobs pending for ever: refused up front.
+  // A C4 folder with only the validation files evaluates C4 but cannot calibrate on it.
   Run make = Bitsweep("make-tiny-model --out " + dir + "/model --seed 3", dir);
   REQUIRE(make.code == 0);
+  WriteFile(dir + "/data/c4/c4-validation.00000-of-00008.json", "{\"text\": \"a b c\"}\n");
+  WriteFile(dir + "/calib.yaml",
+            "name: calib\nmodels: [model]\nmethods: [{method: gptq, wbits: [4], group: [16]}]\n"
+            "tasks: [c4]\ncalibration: {source: c4}\n");
+  Run calib = Bitsweep("local " + dir + "/calib.yaml" + LocalArgs(dir), dir);
+  INFO(calib.err);
+  CHECK(calib.code == 2);
+  CHECK(calib.err.find("calibration source c4: no C4 training file (c4-train.*.json) in " + dir +
+                       "/data/c4") != std::string::npos);
+  CHECK(calib.err.find("1 problem") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/state"));
+
+  // Resources no local worker offers would leave the jobs pending for ever: refused up front.
   WriteFile(dir + "/big.yaml",
             "name: big\nmodels: [model]\ntasks: [{task: big.jsonl}]\n"
             "resources: {devices: 2, memory_gb: 24, tp: 2}\n");
@@ -305,8 +318,9 @@ TEST_CASE("bitsweep local lists every problem of a sweep's inputs and needs and 
 }
 
 TEST_CASE(
-    "bitsweep local --keep serves at the printed address with exit codes scripts can trust, "
-    "stops everything on SIGTERM, and --results/--status answer from the stopped state",
+    "bitsweep local --keep serves at the printed address, with exit codes scripts can trust "
+    "and jobs that status -o json|wide, describe job and logs show, stops everything on "
+    "SIGTERM, and --results/--status answer from the stopped state",
     "[e2e][pg][grpc][slow]") {
   const std::string dir = bitsweep::testing::ScratchDir("e2e_local_keep");
   WriteTinySweep(dir, /*failing=*/true);
@@ -328,6 +342,59 @@ TEST_CASE(
   Run status = Bitsweep("status" + at, dir);
   CHECK(status.code == 0);
   CHECK(status.out.find("sweep 1 life") != std::string::npos);
+  // status -o json|wide and describe job show the failed job's worker, times and reason.
+  Run listed_json = Bitsweep("status 1 -o json" + at, dir);
+  REQUIRE(listed_json.code == 0);
+  const auto jobs = nlohmann::json::parse(listed_json.out);
+  REQUIRE(jobs.size() == 2);  // wikitext2 and bad.jsonl on the baseline
+  int64_t failed_id = 0;
+  for (const auto& job : jobs) {
+    INFO(job.dump());
+    CHECK(!job["worker"].get<std::string>().empty());
+    CHECK(job["created_at"].is_number());
+    CHECK(job["leased_at"].is_number());
+    CHECK(job["finished_at"].is_number());
+    CHECK(job["elapsed_seconds"].get<double>() >= 0);
+    if (job["state"] == "FAILED") {
+      failed_id = job["id"].get<int64_t>();
+      CHECK(job["error"].get<std::string>().find("bad.jsonl") != std::string::npos);
+      CHECK(job["attempt"] == 1);
+      CHECK(job["max_attempts"] == 1);
+    } else {
+      CHECK(job["state"] == "SUCCEEDED");
+    }
+  }
+  REQUIRE(failed_id > 0);
+  Run wide = Bitsweep("status 1 -o wide" + at, dir);
+  CHECK(wide.code == 0);
+  CHECK(wide.out.rfind("ID  STATE", 0) == 0);
+  CHECK(wide.out.find("REASON") != std::string::npos);
+  CHECK(Bitsweep("status -o wide" + at, dir).out.find("life") != std::string::npos);
+  CHECK(Bitsweep("status -o xml" + at, dir).code == 2);
+  Run described = Bitsweep("describe job " + std::to_string(failed_id) + at, dir);
+  INFO(described.err);
+  CHECK(described.code == 0);
+  for (const char* expected : {"state:", "FAILED", "attempts:", "1/1", "worker:", "finished:",
+                               "elapsed:", "error:", "bad.jsonl", "SUBMIT", "LEASE", "FAIL",
+                               "provenance:"}) {
+    CHECK(described.out.find(expected) != std::string::npos);
+  }
+  Run described_json = Bitsweep("describe job " + std::to_string(failed_id) + " -o json" + at, dir);
+  REQUIRE(described_json.code == 0);
+  const auto description = nlohmann::json::parse(described_json.out);
+  CHECK(description["job"]["id"] == std::to_string(failed_id));  // int64 is a JSON string
+  CHECK(description["events"].size() >= 3);                     // SUBMIT, LEASE, FAIL
+  Run unknown = Bitsweep("describe job 999999" + at, dir);
+  CHECK(unknown.code == 1);
+  CHECK(unknown.err.find("job 999999 does not exist") != std::string::npos);
+  // logs: what the job process wrote, as its worker reported it with the Fail.
+  Run logs = Bitsweep("logs " + std::to_string(failed_id) + at, dir);
+  INFO(logs.err);
+  CHECK(logs.code == 0);
+  CHECK(logs.out.find("the job failed:") != std::string::npos);
+  CHECK(logs.out.find("bad.jsonl") != std::string::npos);
+  CHECK(logs.err.find("attempt 1") != std::string::npos);
+  CHECK(Bitsweep("logs 999999" + at, dir).code == 1);
   CHECK(Bitsweep("watch 1" + at, dir).code == 3);     // a job failed
   CHECK(Bitsweep("results 1" + at, dir).code == 0);   // wikitext2 has its result
   WriteFile(dir + "/only-bad.yaml",

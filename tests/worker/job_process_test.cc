@@ -189,6 +189,32 @@ TEST_CASE("a job process sees exactly the GPUs of its job in CUDA_VISIBLE_DEVICE
   unsetenv("CUDA_VISIBLE_DEVICES");
 }
 
+TEST_CASE("a job process's standard output and error are its log, whose end LogTail reads as "
+          "valid UTF-8",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("job_process_log");
+  JobProcessOptions options;
+  options.self_exe = FakeWorkerBinary(
+      dir,
+      "echo 'loading the model'\necho 'it went wrong' >&2\nprintf 'bad byte \\377\\n'\nexit 1");
+  auto process = JobProcess::Start(options, dir, 5, "{}");
+  REQUIRE(process.ok());
+  REQUIRE(WaitForExit(**process));
+  CHECK((*process)->LogTail() ==
+        "loading the model\nit went wrong\nbad byte \xEF\xBF\xBD\n");
+  // Longer than asked: the end, from a line start, after how much was left out.
+  CHECK((*process)->LogTail(20) ==
+        "... (32 earlier bytes of the job's output not kept)\nbad byte \xEF\xBF\xBD\n");
+  CHECK(ValidUtf8Text(std::string("a\0b", 3)) == "a\xEF\xBF\xBD" "b");
+
+  // A child that prints nothing has an empty log, also when a previous attempt's was not.
+  options.self_exe = FakeWorkerBinary(dir, "exit 0");
+  auto quiet = JobProcess::Start(options, dir, 5, "{}");
+  REQUIRE(quiet.ok());
+  REQUIRE(WaitForExit(**quiet));
+  CHECK((*quiet)->LogTail().empty());
+}
+
 TEST_CASE("a job process is given the worker's path roots as --model-root and --data-root",
           "[worker]") {
   const std::string dir = testing::ScratchDir("job_process_roots");

@@ -33,6 +33,15 @@ std::vector<std::string> QuantizedLinears(const DecoderLayer& layer) {
   return SequentialGroups(layer, /*true_sequential=*/false).front();
 }
 
+std::string SharedInputKey(const std::string& linear) {
+  const size_t dot = linear.rfind('.');
+  const std::string prefix = dot == std::string::npos ? "" : linear.substr(0, dot + 1);
+  const std::string last = dot == std::string::npos ? linear : linear.substr(dot + 1);
+  if (last == "q_proj" || last == "k_proj" || last == "v_proj") return prefix + "{q,k,v}_proj";
+  if (last == "gate_proj" || last == "up_proj") return prefix + "{gate,up}_proj";
+  return linear;
+}
+
 std::map<std::string, LinearRole> LinearRoles(const DecoderLayer& layer) {
   std::map<std::string, LinearRole> out;
   for (const LinearSpec& l : LayerLinears(layer)) out[l.name] = {l.expert, l.clip_searched};

@@ -36,6 +36,12 @@ struct LinearRole {
 };
 std::map<std::string, LinearRole> LinearRoles(const DecoderLayer& layer);
 
+// Linears that read the same input tensor in a decoder layer's forward share a key: q, k and v
+// (the normed hidden states), and gate and up of the dense MLP or of one expert (its routed
+// tokens). Any other linear's key is its own name. Relative names ("self_attn.k_proj" ->
+// "self_attn.{q,k,v}_proj"); a Hessian of the input is the same for every linear of a key.
+std::string SharedInputKey(const std::string& linear);
+
 // The quantized linears of layer `i` with their in_features, from the config alone (the
 // driver validates a grid against every linear before it loads any layer).
 std::vector<std::pair<std::string, int64_t>> QuantizedLinearInFeatures(const Qwen3Config& c,

@@ -356,6 +356,7 @@ class GptqMethod : public Quantizer {
         model::Linear& lin = *lh.linears[k];
         const std::string name = job.prefix + group[k];
         if (lh.tokens[k] < job.min_expert_tokens && roles.at(group[k]).expert) {
+          lh.h[k].reset();
           ASSIGN_OR_RETURN(LinearReport r, RtnQuantizeLinear(*m.tp(), lin, name, grid(), out));
           r.calib_tokens = lh.tokens[k];
           r.note = absl::StrCat("fallback to RTN: ", lh.tokens[k], " calibration tokens (< ",
@@ -363,8 +364,10 @@ class GptqMethod : public Quantizer {
           out->linears.push_back(r);
           continue;
         }
-        // Each linear has its own accumulator here, so GPTQ may work in its storage.
-        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name, lh.h[k]->Release(), /*consume=*/true,
+        // The last linear to use a (shared) accumulator lets GPTQ work in its storage.
+        const bool last = lh.h[k].use_count() == 1;
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name,
+                                       last ? lh.h[k]->Release() : lh.h[k]->H(), last,
                                        lh.tokens[k], out));
         lh.h[k].reset();
       }

@@ -70,11 +70,16 @@ class HessianAccumulator;
 
 // GPTQ's and BiLLM's calibration pass: one forward of job's layer over *job.xs with input hooks
 // that accumulate H = 2/N sum x x^T for each linear in `names` (relative names) and count the
-// tokens that reached it (MoE experts see only their routed tokens). Hooks are removed before
-// returning; *job.xs is not changed.
+// tokens that reached it (MoE experts see only their routed tokens). Linears that read the same
+// input (model::SharedInputKey: q/k/v, and gate/up of one MLP or expert) share one accumulator,
+// fed once: the same H as one accumulator each, at a third (q/k/v) or half (gate/up) of the
+// work and memory; an MoE layer's 128 experts hold 128 gate/up Hessians instead of 256. Hooks
+// are removed before returning; *job.xs is not changed.
 struct LayerHessians {
-  std::vector<model::Linear*> linears;                 // in the order of `names`
-  std::vector<std::unique_ptr<HessianAccumulator>> h;  // reset each one once used
+  std::vector<model::Linear*> linears;  // in the order of `names`
+  // Reset each one once used; the last linear of a shared accumulator (use_count() == 1) may
+  // take its storage (HessianAccumulator::Release), the others read H().
+  std::vector<std::shared_ptr<HessianAccumulator>> h;
   std::vector<int64_t> tokens;
 };
 StatusOr<LayerHessians> CollectHessians(LayerJob& job, const std::vector<std::string>& names);

@@ -109,3 +109,63 @@ TEST_CASE("GPTQ's one pass through a dense layer gives the weights and next-laye
     for (const auto& r : got.linears) CHECK(r.calib_tokens == 3 * 48);
   }
 }
+
+TEST_CASE("Linears that read the same input share one Hessian, equal to each linear's own and "
+          "counting the same tokens",
+          "[gptq][hessian]") {
+  c10::InferenceMode guard;
+  for (const bool moe : {false, true}) {
+    INFO("moe " << moe);
+    bitsweep::model::TinyModelOptions o;
+    o.seed = 4;
+    o.moe = moe;
+    const auto config = bitsweep::model::TinyConfig(o, 256);
+    auto m = Qwen3Model::FromTensors(config, bitsweep::model::RandomQwen3Weights(config, 4));
+    REQUIRE(m.ok());
+    Qwen3Model& model = **m;
+    at::manual_seed(6);
+    std::vector<at::Tensor> xs = {at::randn({1, 40, config.hidden_size}),
+                                  at::randn({1, 40, config.hidden_size})};
+    const auto rope = model.MakeRope(40);
+    bitsweep::quant::LayerJob job;
+    job.model = &model;
+    job.index = 0;
+    job.prefix = "model.layers.0.";
+    job.xs = &xs;
+    job.rope = &rope;
+    const std::vector<std::string> names = bitsweep::model::QuantizedLinears(model.layer(0));
+    auto lh = bitsweep::quant::CollectHessians(job, names);
+    REQUIRE(lh.ok());
+
+    // Each linear's own accumulator, fed by a hook of its own over the same forward.
+    std::vector<std::unique_ptr<bitsweep::quant::HessianAccumulator>> own;
+    std::vector<int64_t> own_tokens(names.size(), 0);
+    for (size_t k = 0; k < names.size(); ++k) {
+      own.push_back(std::make_unique<bitsweep::quant::HessianAccumulator>(
+          lh->linears[k]->in_features(), model.device()));
+      auto* h = own.back().get();
+      int64_t* count = &own_tokens[k];
+      lh->linears[k]->SetInputHook([h, count](const at::Tensor& x) {
+        h->Add(x, 1);
+        *count += x.numel() / x.size(-1);
+        return x;
+      });
+    }
+    for (const at::Tensor& x : xs) (void)model.RunLayer(0, x, rope);
+    for (auto* lin : lh->linears) lin->SetInputHook(nullptr);
+
+    std::map<std::string, const bitsweep::quant::HessianAccumulator*> by_key;
+    int64_t shared = 0;
+    for (size_t k = 0; k < names.size(); ++k) {
+      INFO(names[k]);
+      CHECK(at::equal(lh->h[k]->H(), own[k]->H()));
+      CHECK(lh->tokens[k] == own_tokens[k]);
+      const auto [it, first] =
+          by_key.emplace(bitsweep::model::SharedInputKey(names[k]), lh->h[k].get());
+      CHECK(it->second == lh->h[k].get());  // one accumulator per shared input
+      if (!first) ++shared;
+    }
+    // q/k/v share one; gate/up share one per MLP (per expert in the MoE layer).
+    CHECK(shared == 2 + (moe ? o.num_experts : 1));
+  }
+}

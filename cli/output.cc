@@ -64,7 +64,7 @@ ResultsTable Pivot(const v1::QueryResultsResponse& results) {
     for (const v1::Metric& m : job.metrics()) {
       if (!IsHeadlineMetric(m.name())) continue;  // the only rows the pivot reads
       inputs.push_back({job.job_id(), job.spec_json(), m.name(), m.value(), m.stderr(), m.n(),
-                        job.provenance_json(), ""});
+                        job.provenance_json()});
     }
   }
   return PivotResults(inputs, std::map<std::string, std::string>(results.model_names().begin(),

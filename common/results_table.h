@@ -31,7 +31,7 @@ struct ResultInput {
   std::string provenance_json;
   // A job an early_abort rule skipped (common/early_abort.h): its reason; value is NaN and
   // metric the task's headline (SkippedResultInput makes one). "" for a result.
-  std::string skipped_reason;
+  std::string skipped_reason = "";  // (an initializer: brace lists may leave it out)
 };
 
 // The input of a SKIPPED job, placed in its task's headline column ("ppl" or "acc") with a NaN
@@ -64,7 +64,7 @@ struct ResultsCell {
   bool has_delta = false;
   double delta = 0;
   // The job was skipped by an early_abort rule: the reason ("" otherwise); value is NaN.
-  std::string skipped;
+  std::string skipped = "";
 };
 
 struct ResultsRow {

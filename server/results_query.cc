@@ -63,7 +63,7 @@ StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id) 
         if (!IsHeadlineMetric(m.metric)) continue;
         // A diverged job has no stored row, so no provenance: PivotResults places it by its spec.
         inputs.push_back({job.job_id, job.spec_json, std::move(m.metric), m.value, m.stderr_value,
-                          m.n, job.provenance_json, ""});
+                          m.n, job.provenance_json});
       }
     }
     after = page.back().job_id;

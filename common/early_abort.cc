@@ -16,8 +16,6 @@ std::string Num(double v) {
   return buf;
 }
 
-bool Finished(JobState s) { return IsTerminal(s); }
-
 }  // namespace
 
 std::string DescribeRule(const EarlyAbortRule& rule) {
@@ -99,7 +97,7 @@ std::vector<EarlyAbortAction> PlanEarlyAbort(const std::vector<ArtifactJob>& job
       if (on.task != rule.on) continue;
       any_on = true;
       if (!on.ppl) {
-        waiting = waiting || !Finished(on.state);
+        waiting = waiting || !IsTerminal(on.state);
         continue;
       }
       const bool baseline_done = on.baseline_state == JobState::kSucceeded && on.baseline_ppl;
@@ -109,7 +107,7 @@ std::vector<EarlyAbortAction> PlanEarlyAbort(const std::vector<ArtifactJob>& job
         skip = std::move(reason);
         break;
       }
-      if (!baseline_done && on.baseline_state && !Finished(*on.baseline_state)) waiting = true;
+      if (!baseline_done && on.baseline_state && !IsTerminal(*on.baseline_state)) waiting = true;
     }
     if (!skip.empty()) {
       actions.push_back({job.id, EarlyAbortAction::kSkip, std::move(skip)});

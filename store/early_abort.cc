@@ -2,9 +2,8 @@
 // baselines' and their sweeps' rules, asks common/early_abort.h PlanEarlyAbort what to do, and
 // does it: SKIP a pending job (with its reason and the worker-seconds it saves), or release its
 // hold (not_before = now).
-#include <cmath>
-#include <limits>
-#include <set>
+#include <map>
+#include <optional>
 
 #include "common/diverged.h"
 #include "common/early_abort.h"

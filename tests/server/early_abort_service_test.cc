@@ -1,6 +1,8 @@
 // Early abort through the coordinator's gRPC services (issue 18): a sweep's early_abort rule
 // holds a quantized model's other jobs until its perplexity is in, skips them when it exceeds
-// the rule, and GetSweep and QueryResults say so.
+// the rule, and GetSweep, QueryResults and the dashboard's JSON API say so.
+#include <httplib.h>
+
 #include <catch2/catch.hpp>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -35,7 +37,9 @@ std::string Name(const std::string& spec_json) {
 TEST_CASE("a sweep's early_abort rule runs perplexity first and skips a diverged model's other "
           "jobs over gRPC",
           "[pg][grpc]") {
-  Running r = Start();
+  ServerConfig config;
+  config.http_listen = "127.0.0.1:0";
+  Running r = Start(config);
   const v1::SubmitSweepResponse sweep = Submit(r, "req-abort", kAbortYaml);
   REQUIRE(sweep.sweep().total() == 6);
   const int64_t worker = RegisterWorker(r, "host-a/0");
@@ -94,6 +98,33 @@ TEST_CASE("a sweep's early_abort rule runs perplexity first and skips a diverged
   int skipped_state = 0;
   for (const v1::Job& j : jobs.jobs()) skipped_state += j.state() == v1::JOB_STATE_SKIPPED;
   CHECK(skipped_state == 1);
+
+  // The dashboard's JSON: the sweep's counts and the skipped cell with its reason.
+  httplib::Client http("127.0.0.1", r.coordinator->http_port());
+  auto page = http.Get(("/api/sweeps/" + std::to_string(s.id())).c_str());
+  REQUIRE(page);
+  REQUIRE(page->status == 200);
+  const auto api = nlohmann::json::parse(page->body);
+  CHECK(api["sweep"]["skipped"] == 1);
+  CHECK(api["sweep"].contains("saved_worker_seconds"));
+  auto table = http.Get(("/api/results/table?sweep=" + std::to_string(s.id())).c_str());
+  REQUIRE(table);
+  REQUIRE(table->status == 200);
+  INFO(table->body);
+  int skipped_cells = 0;
+  const nlohmann::json rows = nlohmann::json::parse(table->body)["table"]["rows"];
+  for (const nlohmann::json& row : rows) {
+    const nlohmann::json& cells = row["cells"];
+    for (auto it = cells.begin(); it != cells.end(); ++it) {
+      if (!it.value().contains("skipped")) continue;
+      ++skipped_cells;
+      CHECK(row["label"] == "rtn w3 g128");
+      CHECK(it.key() == "c4 ppl");
+      CHECK_THAT(it.value()["skipped"].get<std::string>(),
+                 Catch::StartsWith("early abort: wikitext2"));
+    }
+  }
+  CHECK(skipped_cells == 1);
 }
 
 }  // namespace bitsweep::server::coordinator_test

@@ -154,8 +154,8 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
       },
       Mode::kOneStatement));
   // A perplexity may decide early aborts (its artifact's, or, from a baseline, others'). Only
-  // the landing Complete does it (a replay found nothing held, done is empty); a failure here
-  // leaves the result stored and the holds to expire.
+  // the Complete that lands does it (a replay changes nothing, and applying it again would change
+  // nothing either); a failure here leaves the result stored and the holds to expire.
   const bool ppl = std::any_of(results.begin(), results.end(),
                                [](const JobResultRow& r) { return r.metric == "ppl"; });
   if (done.has_value()) {
@@ -163,7 +163,9 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
     return *done;
   }
   JobState final_state = JobState::kSucceeded;
+  bool landed = false;
   RETURN_IF_ERROR(Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
+    landed = false;
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     final_state = job.state;
     if (job.epoch == epoch && IsTerminal(job.state) &&
@@ -182,9 +184,10 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
                                  ": COMPLETE guard matched no row although the row was locked");
     }
     final_state = *to;
+    landed = true;
     return absl::OkStatus();
   }));
-  if (final_state == JobState::kSucceeded && ppl) (void)EarlyAbortAfter(job_id, now);
+  if (landed && final_state == JobState::kSucceeded && ppl) (void)EarlyAbortAfter(job_id, now);
   return final_state;
 }
 

@@ -47,6 +47,13 @@ std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
                       {"provenance", provenance}});
       if (name != results.model_names().end()) rows.back()["model_name"] = name->second;
     }
+    if (!job.skipped_reason().empty()) {  // skipped by the sweep's early_abort rule
+      rows.push_back({{"job_id", job.job_id()},
+                      {"job_key", job.job_key()},
+                      {"spec", spec},
+                      {"skipped", job.skipped_reason()}});
+      if (name != results.model_names().end()) rows.back()["model_name"] = name->second;
+    }
   }
   return rows.dump(2) + "\n";
 }
@@ -54,6 +61,9 @@ std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
 ResultsTable Pivot(const v1::QueryResultsResponse& results) {
   std::vector<ResultInput> inputs;
   for (const v1::JobResults& job : results.jobs()) {
+    if (!job.skipped_reason().empty()) {  // skipped by the sweep's early_abort rule
+      inputs.push_back(SkippedResultInput(job.job_id(), job.spec_json(), job.skipped_reason()));
+    }
     for (const v1::Metric& m : job.metrics()) {
       if (!IsHeadlineMetric(m.name())) continue;  // the only rows the pivot reads
       inputs.push_back({job.job_id(), job.spec_json(), m.name(), m.value(), m.stderr(), m.n(),
@@ -75,13 +85,19 @@ int Fail(const Status& status) {
 }
 
 std::string SweepLine(const v1::Sweep& s, int name_width) {
-  const int64_t done = s.succeeded() + s.failed() + s.canceled();
+  const int64_t done = s.succeeded() + s.failed() + s.canceled() + s.skipped();
   const int filled = s.total() > 0 ? static_cast<int>(kProgressBarWidth * done / s.total()) : 0;
-  return absl::StrFormat(
+  std::string line = absl::StrFormat(
       "sweep %d %-*s [%s%s] %d/%d  succeeded %d  failed %d  canceled %d  running %d  pending %d",
       s.id(), name_width, s.name(), std::string(filled, '#'),
       std::string(kProgressBarWidth - filled, '.'), done, s.total(), s.succeeded(), s.failed(),
       s.canceled(), s.leased(), s.pending());
+  // Early abort (the sweep's early_abort rule): what it skipped and the time that saved.
+  if (s.skipped() > 0) {
+    absl::StrAppend(&line, "  skipped ", s.skipped(), " (saved ~",
+                    ShortDuration(s.saved_worker_seconds()), " of worker time)");
+  }
+  return line;
 }
 
 std::vector<std::string> SweepLines(const v1::ListSweepsResponse& sweeps) {
@@ -124,7 +140,7 @@ std::string ShortDuration(double seconds) {
 std::string SweepTiming(const v1::Sweep& s, int64_t now_unix_seconds) {
   if (s.finished() || s.created_at() <= 0) return "";
   const double elapsed = std::max<int64_t>(0, now_unix_seconds - s.created_at());
-  const int64_t done = s.succeeded() + s.failed() + s.canceled();
+  const int64_t done = s.succeeded() + s.failed() + s.canceled() + s.skipped();
   const std::string eta =
       done > 0 ? ShortDuration(elapsed * (s.total() - done) / static_cast<double>(done)) : "?";
   return absl::StrCat("  elapsed ", ShortDuration(elapsed), "  eta ", eta);

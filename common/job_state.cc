@@ -5,9 +5,9 @@ namespace bitsweep {
 namespace {
 
 constexpr std::array<std::string_view, kNumJobStates> kStateNames = {
-    "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELED", "CANCEL_REQUESTED"};
+    "PENDING", "LEASED", "SUCCEEDED", "FAILED", "CANCELED", "CANCEL_REQUESTED", "SKIPPED"};
 constexpr std::array<std::string_view, kNumJobEvents> kEventNames = {
-    "SUBMIT", "LEASE", "HEARTBEAT", "COMPLETE", "RETRY", "FAIL", "EXPIRE", "CANCEL", "RESUBMIT"};
+    "SUBMIT", "LEASE", "HEARTBEAT", "COMPLETE", "RETRY", "FAIL", "EXPIRE", "CANCEL", "RESUBMIT", "SKIP"};
 
 }  // namespace
 
@@ -35,7 +35,7 @@ StatusOr<JobEvent> ParseJobEvent(std::string_view name) {
 
 bool IsTerminal(JobState state) {
   return state == JobState::kSucceeded || state == JobState::kFailed ||
-         state == JobState::kCanceled;
+         state == JobState::kCanceled || state == JobState::kSkipped;
 }
 
 StatusOr<JobState> Apply(JobState state, JobEvent event) {

@@ -24,8 +24,9 @@ enum class JobState {
   kFailed,           // terminal: fatal failure, or retryable failures exhausted max_attempts
   kCanceled,         // terminal
   kCancelRequested,  // still leased; the worker learns of the cancel on its next heartbeat
+  kSkipped,          // terminal: never run, an early-abort rule judged it useless (reason kept)
 };
-inline constexpr int kNumJobStates = 6;
+inline constexpr int kNumJobStates = 7;
 
 enum class JobEvent {
   kSubmit,     // (new) -> PENDING; never applied to an existing state
@@ -36,9 +37,10 @@ enum class JobEvent {
   kFail,       // fatal failure, or attempts exhausted
   kExpire,     // the lease deadline passed without a heartbeat (attempts left)
   kCancel,     // a client cancels the job or its sweep
-  kResubmit,   // a NEW sweep asks for a CANCELED or FAILED job: it runs again, fresh attempts
+  kResubmit,   // a NEW sweep asks for a CANCELED, FAILED or SKIPPED job: it runs again
+  kSkip,       // early abort (common/early_abort.h): a pending job of a diverged artifact
 };
-inline constexpr int kNumJobEvents = 9;
+inline constexpr int kNumJobEvents = 10;
 
 // Upper-case names as stored in PostgreSQL ("PENDING", "CANCEL_REQUESTED", "LEASE", ...).
 std::string_view JobStateName(JobState state);
@@ -52,7 +54,7 @@ bool IsTerminal(JobState state);
 // One row of the table: `event` moves a job in any of `sources` to `destination`.
 struct JobTransition {
   JobEvent event;
-  std::array<JobState, 2> sources;
+  std::array<JobState, 3> sources;
   std::size_t num_sources;
   JobState destination;
 };
@@ -63,11 +65,11 @@ struct JobTransition {
 // from retryable and attempt < max_attempts, and an expired lease with no attempts left is a
 // kFail whose reason says "lease expired".
 // Terminal states are final for the sweep that saw them, but a job is shared by every sweep that
-// asks for its key: a NEW sweep (another request id) asking for a FAILED or CANCELED job
+// asks for its key: a NEW sweep (another request id) asking for a FAILED, CANCELED or SKIPPED job
 // resubmits it (kResubmit: attempts start again, the epoch keeps growing); a SUCCEEDED job is
 // answered from its stored result and never runs again. A replayed SubmitSweep (same request id)
 // applies nothing.
-inline constexpr std::array<JobTransition, 14> kJobTransitions = {{
+inline constexpr std::array<JobTransition, 15> kJobTransitions = {{
     {JobEvent::kLease, {JobState::kPending}, 1, JobState::kLeased},
     {JobEvent::kHeartbeat, {JobState::kLeased}, 1, JobState::kLeased},
     {JobEvent::kHeartbeat, {JobState::kCancelRequested}, 1, JobState::kCancelRequested},
@@ -81,7 +83,11 @@ inline constexpr std::array<JobTransition, 14> kJobTransitions = {{
     {JobEvent::kExpire, {JobState::kCancelRequested}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kPending}, 1, JobState::kCanceled},
     {JobEvent::kCancel, {JobState::kLeased}, 1, JobState::kCancelRequested},
-    {JobEvent::kResubmit, {JobState::kCanceled, JobState::kFailed}, 2, JobState::kPending},
+    {JobEvent::kResubmit,
+     {JobState::kCanceled, JobState::kFailed, JobState::kSkipped},
+     3,
+     JobState::kPending},
+    {JobEvent::kSkip, {JobState::kPending}, 1, JobState::kSkipped},
 }};
 
 // The state a new job starts in (the kSubmit destination).

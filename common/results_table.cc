@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
@@ -186,7 +187,14 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
       for (const auto& field : calibration_of[artifact]) row.recipe.push_back(field);
     }
     ResultsCell& cell = cells[{artifact, ci->second}];
-    if (in.job_id >= cell.job_id) cell = {in.value, in.stderr_value, in.n, in.job_id};
+    if (in.job_id >= cell.job_id) {
+      cell = ResultsCell{};
+      cell.value = in.value;
+      cell.stderr_value = in.stderr_value;
+      cell.n = in.n;
+      cell.job_id = in.job_id;
+      cell.skipped = in.skipped_reason;
+    }
   }
 
   // Column names: the base, plus the settings that differ among columns of that base, plus the
@@ -296,6 +304,7 @@ std::string ResultsTableToJson(const ResultsTable& table) {
                      {"n", cell.n},
                      {"job_id", cell.job_id},
                      {"delta", cell.has_delta ? json(cell.delta) : json(nullptr)}};
+      if (!cell.skipped.empty()) cells[name]["skipped"] = cell.skipped;
     }
     rows.push_back({{"model", r.model},
                     {"model_name", r.model_name},
@@ -410,6 +419,7 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
     text_column(header, true, [&](const ResultsRow& r) {
       const ResultsCell* c = cell(r);
       if (c == nullptr) return missing;
+      if (!c->skipped.empty()) return std::string("skipped");
       std::string text = FormatResultValue(col, c->value, pct);
       if (latex && col.has_stderr) {
         absl::StrAppend(&text, "$_{\\pm ", FormatResultValue(col, c->stderr_value, pct), "}$");
@@ -420,7 +430,8 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
     if (col.has_stderr) {
       text_column(csv ? col.name + " stderr" : "stderr", true, [&](const ResultsRow& r) {
         const ResultsCell* c = cell(r);
-        return c == nullptr ? missing : FormatResultValue(col, c->stderr_value, pct);
+        return c == nullptr || !c->skipped.empty() ? missing
+                                                   : FormatResultValue(col, c->stderr_value, pct);
       });
     }
     if (col.has_delta) {
@@ -529,7 +540,38 @@ std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format,
       absl::StrAppend(&text, "\n", kSubsetNote);
     }
   }
+  // Skipped cells say why (the early_abort rule and its numbers), once per row and reason.
+  if (format == ResultsFormat::kText || format == ResultsFormat::kMarkdown) {
+    std::string notes;
+    for (const ResultsRow& row : table.rows) {
+      std::set<std::string> reasons;
+      for (const auto& [name, cell] : row.cells) {
+        if (!cell.skipped.empty() && reasons.insert(cell.skipped).second) {
+          absl::StrAppend(&notes, "skipped: ", row.model_name, " ", row.label, ": ",
+                          cell.skipped, "\n");
+        }
+      }
+    }
+    if (!notes.empty()) absl::StrAppend(&text, "\n", notes);
+  }
   return text;
+}
+
+ResultInput SkippedResultInput(int64_t job_id, const std::string& spec_json,
+                               const std::string& reason) {
+  ResultInput in;
+  in.job_id = job_id;
+  in.spec_json = spec_json;
+  in.value = std::numeric_limits<double>::quiet_NaN();
+  in.skipped_reason = reason;
+  auto spec = JobSpecFromJson(spec_json);
+  bool ppl = false;
+  if (spec.ok()) {
+    auto task = LookupTask(spec->eval.task);
+    ppl = task.ok() && (*task)->kind == TaskKind::kPerplexity;
+  }
+  in.metric = ppl ? "ppl" : "acc";
+  return in;
 }
 
 }  // namespace bitsweep

@@ -29,7 +29,15 @@ struct ResultInput {
   // The stored provenance (its "eval" object names the data file read and how much of it was
   // scored); "" or "{}" when unknown.
   std::string provenance_json;
+  // A job an early_abort rule skipped (common/early_abort.h): its reason; value is NaN and
+  // metric the task's headline (SkippedResultInput makes one). "" for a result.
+  std::string skipped_reason = "";  // (an initializer: brace lists may leave it out)
 };
+
+// The input of a SKIPPED job, placed in its task's headline column ("ppl" or "acc") with a NaN
+// value and `reason`.
+ResultInput SkippedResultInput(int64_t job_id, const std::string& spec_json,
+                               const std::string& reason);
 
 struct ResultsColumn {
   // Unique: "wikitext2 ppl", "piqa acc" (custom .jsonl tasks by file stem), plus the settings
@@ -55,6 +63,8 @@ struct ResultsCell {
   // settings); only on quantized rows whose baseline has a finite value there.
   bool has_delta = false;
   double delta = 0;
+  // The job was skipped by an early_abort rule: the reason ("" otherwise); value is NaN.
+  std::string skipped = "";
 };
 
 struct ResultsRow {
@@ -106,7 +116,8 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
 //    "rows": [{"model", "model_name", "method", "wbits", "abits", "group", "label", "series",
 //              "baseline", "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
 //              "cells": {"<column name>": {"value", "stderr", "n", "job_id", "delta"}}}]}
-// ("delta": null where the cell has none; the columns also carry "has_stderr", "has_delta").
+// ("delta": null where the cell has none; the columns also carry "has_stderr", "has_delta"; a
+// skipped cell has "value": null and "skipped": its reason).
 std::string ResultsTableToJson(const ResultsTable& table);
 
 // A cell as the text table prints it: ppl with 3 decimals, accuracies with 4, or with 2 in percent
@@ -136,7 +147,8 @@ struct ResultsRenderOptions {
 // "wbits", "abits", "group", "quantization") and one column each, followed, in kText, kCsv and
 // kMarkdown, by its "stderr" column where the column has_stderr and its "vs FP" column (the
 // delta to the model's baseline) where it has_delta (kCsv names them "<column> stderr",
-// "<column> vs FP"). A missing cell is "-" (kCsv: empty; kLatex: "--"). When a column is a subset
+// "<column> vs FP"). A missing cell is "-" (kCsv: empty; kLatex: "--"), a skipped one "skipped"
+// (kText and kMarkdown end with a note giving each skipped cell's reason). When a column is a subset
 // (ResultsColumn::subset), kText, kMarkdown and kLatex end with a note saying what that means
 // (kLatex as a % comment; kCsv stays a plain table). A table without rows renders as "no results
 // yet\n" in every format.

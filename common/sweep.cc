@@ -304,11 +304,47 @@ Status CheckModelName(const YamlReader& r, const YAML::Node& node, const std::st
   return absl::OkStatus();
 }
 
+// `early_abort: {ppl_ratio: 3.0, on: wikitext2, hold_seconds: 300}`: `on` must be a perplexity
+// task the sweep runs (the rule compares its ppl with the baseline's).
+StatusOr<EarlyAbortRule> ReadEarlyAbort(const YamlReader& r, const YAML::Node& n,
+                                        const std::vector<SweepTask>& tasks) {
+  RETURN_IF_ERROR(r.CheckKeys(n, "early_abort", {"ppl_ratio", "on", "hold_seconds"}));
+  EarlyAbortRule rule;
+  const YAML::Node ratio = Child(n, "ppl_ratio");
+  if (!ratio) return r.Error(n, "early_abort.ppl_ratio", "missing");
+  ASSIGN_OR_RETURN(rule.ppl_ratio, r.Double(ratio, "early_abort.ppl_ratio", 0));
+  if (!(rule.ppl_ratio > 1)) {
+    return r.Error(ratio, "early_abort.ppl_ratio",
+                   absl::StrCat("must be above 1 (the FP baseline's ppl times it), got ",
+                                ratio.Scalar()));
+  }
+  const YAML::Node on = Child(n, "on");
+  if (!on) return r.Error(n, "early_abort.on", "missing");
+  ASSIGN_OR_RETURN(rule.on, r.String(on, "early_abort.on"));
+  auto row = LookupTask(rule.on);
+  if (!row.ok() || (*row)->kind != TaskKind::kPerplexity || IsTaskPath(rule.on)) {
+    return r.Error(on, "early_abort.on",
+                   absl::StrCat("\"", rule.on, "\" is not a perplexity task (use wikitext2 or c4)"));
+  }
+  rule.on = (*row)->name;
+  const bool listed = std::any_of(tasks.begin(), tasks.end(),
+                                  [&](const SweepTask& t) { return t.task == rule.on; });
+  if (!listed) {
+    return r.Error(on, "early_abort.on",
+                   absl::StrCat("\"", rule.on, "\" is not one of the sweep's tasks"));
+  }
+  if (YAML::Node v = Child(n, "hold_seconds")) {
+    ASSIGN_OR_RETURN(rule.hold_seconds, r.Double(v, "early_abort.hold_seconds", 0));
+  }
+  return rule;
+}
+
 StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   if (!root.IsMap()) return r.Error(root, "sweep", "expected a mapping at the top level");
   RETURN_IF_ERROR(r.CheckKeys(root, "",
                               {"name", "priority", "max_attempts", "baseline", "resources",
-                               "models", "methods", "tasks", "calibration", "eval"}));
+                               "models", "methods", "tasks", "calibration", "eval",
+                               "early_abort"}));
   SweepSpec s;
   const YAML::Node name = Child(root, "name");
   if (!name) return r.Error(root, "name", "missing");
@@ -419,6 +455,9 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   }
   if (s.methods.empty() && !s.baseline) {
     return r.Error(root, "methods", "no methods and baseline: false: the sweep has no jobs");
+  }
+  if (YAML::Node v = Child(root, "early_abort")) {
+    ASSIGN_OR_RETURN(s.early_abort, ReadEarlyAbort(r, v, s.tasks));
   }
   return s;
 }

@@ -29,6 +29,7 @@
 //   tasks: [wikitext2, {task: mmlu, num_fewshot: 5, limit: 100}, data/heldout.jsonl]
 //   calibration: {source: c4, nsamples: .., seqlen: .., seed: .., dtype: fp32}  # else per method
 //   eval: {seqlen: 2048, batch_size: 1, dtype: fp32, limit: 0}
+//   early_abort: {ppl_ratio: 3.0, on: wikitext2, hold_seconds: 300}   # common/early_abort.h
 #pragma once
 
 #include <map>
@@ -37,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/early_abort.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 
@@ -86,6 +88,8 @@ struct SweepSpec {
   std::vector<SweepTask> tasks;
   CalibrationOverride calibration;
   EvalConfig eval;  // task unused; limit is every task's default
+  // `early_abort:`; `on` is a perplexity task of `tasks`.
+  std::optional<EarlyAbortRule> early_abort;
 };
 
 struct ParseOptions {

@@ -15,6 +15,7 @@ constexpr std::pair<JobState, v1::JobState> kStates[kNumJobStates] = {
     {JobState::kFailed, v1::JOB_STATE_FAILED},
     {JobState::kCanceled, v1::JOB_STATE_CANCELED},
     {JobState::kCancelRequested, v1::JOB_STATE_CANCEL_REQUESTED},
+    {JobState::kSkipped, v1::JOB_STATE_SKIPPED},
 };
 
 }  // namespace

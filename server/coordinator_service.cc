@@ -33,8 +33,14 @@ StatusOr<std::optional<store::SweepInfo>> FindByRequestId(store::JobStore& store
   return std::optional<store::SweepInfo>();
 }
 
-store::NewJob ToNewJob(const JobSpec& spec) {
+store::NewJob ToNewJob(const JobSpec& spec, const std::optional<EarlyAbortRule>& rule) {
   store::NewJob job;
+  // Early abort (common/early_abort.h): every quantized job knows its baseline's key; under a
+  // rule, the jobs that wait for their artifact's `on` perplexity are held back at first.
+  job.baseline_key = BaselineJobKey(spec);
+  if (rule && HeldByRule(*rule, spec, /*sweep_has_on_task=*/true)) {
+    job.hold = absl::Seconds(rule->hold_seconds);
+  }
   job.job_key = spec.JobKey();
   job.artifact_key = spec.ArtifactKey();
   // Priority and attempts are scheduling settings of the sweep that asked for the job, kept in
@@ -94,8 +100,12 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     }
     std::vector<store::NewJob> jobs;
     jobs.reserve(expanded.jobs.size());
-    for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job));
+    for (const JobSpec& job : expanded.jobs) jobs.push_back(ToNewJob(job, spec.early_abort));
     nlohmann::json sweep_json = {{"source", source}, {"yaml", request->sweep_yaml()}};
+    // The store reads the rule from here when a result arrives (store/early_abort.cc).
+    if (spec.early_abort) {
+      sweep_json["early_abort"] = nlohmann::json::parse(EarlyAbortRuleToJson(*spec.early_abort));
+    }
     // The models' display names, by folder as the jobs name them (ModelNamesOf reads them).
     if (auto names = ModelNames(spec); !names.empty()) sweep_json["model_names"] = names;
     const absl::Time now = TruncateToMicros(deps_.now());
@@ -260,6 +270,7 @@ grpc::Status CoordinatorService::QueryResults(grpc::ServerContext* context,
           out.set_job_key(job.job_key);
           out.set_spec_json(job.spec_json);
           out.set_provenance_json(job.provenance_json);
+          if (job.state == JobState::kSkipped) out.set_skipped_reason(job.last_error);
           for (const store::StoredMetric& m : MetricsOf(job)) {
             v1::Metric* metric = out.add_metrics();
             metric->set_name(m.metric);

@@ -51,6 +51,8 @@ json SweepJson(const store::SweepInfo& info) {
           {"succeeded", s.succeeded()},
           {"failed", s.failed()},
           {"canceled", s.canceled()},
+          {"skipped", s.skipped()},
+          {"saved_worker_seconds", s.saved_worker_seconds()},
           {"total", s.total()},
           {"finished", s.finished()}};
 }
@@ -180,11 +182,14 @@ Status QueryResults(const ServiceDeps& deps, const httplib::Request& req, json* 
           metrics.push_back(
               {{"metric", m.metric}, {"value", m.value}, {"stderr", m.stderr_value}, {"n", m.n}});
         }
-        return json{{"job_id", job.job_id},
-                    {"job_key", job.job_key},
-                    {"spec", json::parse(job.spec_json, nullptr, false)},
-                    {"provenance", json::parse(job.provenance_json, nullptr, false)},
-                    {"metrics", std::move(metrics)}};
+        json out{{"job_id", job.job_id},
+                 {"job_key", job.job_key},
+                 {"spec", json::parse(job.spec_json, nullptr, false)},
+                 {"provenance", json::parse(job.provenance_json, nullptr, false)},
+                 {"metrics", std::move(metrics)}};
+        // A job an early_abort rule skipped: no metrics, its reason.
+        if (job.state == JobState::kSkipped) out["skipped_reason"] = job.last_error;
+        return out;
       },
       [](const store::JobResults& job) { return job.job_id; });
   *out = {{"jobs", std::move(list)}, {"next_page_token", std::move(next)}};

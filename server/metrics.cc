@@ -61,6 +61,18 @@ class StoreGauges : public prometheus::Collectable {
     depth.metric.push_back(d);
     out.push_back(jobs);
     out.push_back(depth);
+    if (auto saved = store_->EarlyAbortTotals(); saved.ok()) {
+      prometheus::MetricFamily family{
+          "bitsweep_early_abort_saved_worker_seconds",
+          "Worker-seconds the jobs skipped by early_abort rules are estimated to have saved "
+          "(each counts its baseline job's run time; bitsweep_jobs{state=\"skipped\"} counts them)",
+          prometheus::MetricType::Gauge,
+          {}};
+      prometheus::ClientMetric m;
+      m.gauge.value = saved->saved_seconds;
+      family.metric.push_back(m);
+      out.push_back(family);
+    }
     return out;
   }
 

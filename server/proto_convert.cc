@@ -20,6 +20,8 @@ void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out) {
   out->set_succeeded(count(JobState::kSucceeded));
   out->set_failed(count(JobState::kFailed));
   out->set_canceled(count(JobState::kCanceled));
+  out->set_skipped(count(JobState::kSkipped));
+  out->set_saved_worker_seconds(sweep.saved_seconds);
   int64_t total = 0;
   for (const auto& [state, n] : sweep.jobs_by_state) total += n;
   out->set_total(total);

@@ -55,6 +55,10 @@ StatusOr<ResultsTable> ResultsTableOf(store::JobStore& store, int64_t sweep_id) 
                      ResultsPageOf(store, sweep_id, after, kMaxPageSize));
     if (page.empty()) break;
     for (const store::JobResults& job : page) {
+      if (job.state == JobState::kSkipped) {
+        inputs.push_back(SkippedResultInput(job.job_id, job.spec_json, job.last_error));
+        continue;
+      }
       for (store::StoredMetric& m : MetricsOf(job)) {
         if (!IsHeadlineMetric(m.metric)) continue;
         // A diverged job has no stored row, so no provenance: PivotResults places it by its spec.

@@ -51,6 +51,12 @@ struct NewJob {
   int32_t priority = 0;      // higher first
   int32_t max_attempts = 3;  // >= 1
   Capabilities needs;
+  // Early abort (common/early_abort.h): the job key of the job's baseline (BaselineJobKey; ""
+  // for a baseline job), and how long a new job is held back (not leased) while its artifact's
+  // perplexity result is awaited (0: leased at once). The rule is the sweep's spec_json
+  // "early_abort" object.
+  std::string baseline_key;
+  absl::Duration hold = absl::ZeroDuration();
 };
 
 struct JobResultRow {
@@ -128,6 +134,8 @@ struct SweepInfo {
   std::string state;  // ACTIVE or CANCELED
   absl::Time created_at;
   std::map<JobState, int64_t> jobs_by_state;  // of the jobs this sweep asked for
+  // Of its SKIPPED jobs: the estimated worker-seconds they saved (jobs.saved_seconds).
+  double saved_seconds = 0;
 };
 
 struct JobEventRow {
@@ -186,8 +194,15 @@ struct JobLog {
 struct SubmitCounts {
   int64_t created = 0;      // new keys: PENDING jobs created for this sweep
   int64_t reused = 0;       // SUCCEEDED already: the stored result serves this sweep
-  int64_t resubmitted = 0;  // FAILED or CANCELED before: PENDING again
+  int64_t resubmitted = 0;  // FAILED, CANCELED or SKIPPED before: PENDING again
   int64_t shared = 0;       // pending or running for another sweep: run once, for both
+};
+
+// What early abort (common/early_abort.h) saved: SKIPPED jobs and their estimated
+// worker-seconds (each skipped job counts what its baseline job ran for).
+struct EarlyAbortSavings {
+  int64_t skipped_jobs = 0;
+  double saved_seconds = 0;
 };
 
 class JobStore {
@@ -199,9 +214,12 @@ class JobStore {
 
   // Idempotent by request_id: a replay returns the original sweep id and changes nothing.
   // Jobs whose key exists are linked to this sweep (ALREADY_EXISTS if their spec differs); a
-  // SUCCEEDED one keeps its result; a FAILED or CANCELED one is resubmitted: PENDING again with
-  // attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this sweep and the
-  // previous state and error. A replay applies nothing, so it never retries a failed job.
+  // SUCCEEDED one keeps its result; a FAILED, CANCELED or SKIPPED one is resubmitted: PENDING
+  // again with attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this
+  // sweep and the previous state and error. A replay applies nothing, so it never retries a
+  // failed job. Then the sweep's early-abort rule (spec_json "early_abort") is applied to every
+  // artifact of the sweep whose perplexity is already known (EarlyAbort below): a looser rule
+  // (or none) leaves a revived job PENDING, one its artifact still exceeds skips it again.
   // `counts` (may be null) receives what became of the jobs (all 0 on a replay).
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
@@ -255,12 +273,16 @@ class JobStore {
                                              const std::string& session = "") = 0;
   // SUCCEEDED (results written in the same transaction) or, after a cancel request, CANCELED;
   // returns the state the job is in now. A replay with the same epoch after success returns
-  // the job's state and writes nothing.
+  // the job's state and writes nothing. A result with a "ppl" metric then applies the early-abort
+  // rules to the artifacts it decides (its own, or, for a baseline, those measured against it):
+  // in a transaction of its own, so a failure there fails nothing but leaves the hold to expire.
   virtual StatusOr<JobState> Complete(int64_t job_id, int64_t epoch,
                                       const std::vector<JobResultRow>& results, absl::Time now,
                                       const std::string& session = "") = 0;
   // Retryable with attempts left: PENDING with exponential backoff; otherwise FAILED (CANCELED
-  // after a cancel request). Returns the state the job is in now (also for a replay).
+  // after a cancel request). Returns the state the job is in now (also for a replay). A job that
+  // ends FAILED applies the early-abort rules as Complete does (a diverged ppl exceeds them; any
+  // other failure releases the holds it kept).
   virtual StatusOr<JobState> Fail(int64_t job_id, int64_t epoch, const std::string& reason,
                                   bool retryable, absl::Time now,
                                   const std::string& session = "") = 0;
@@ -310,6 +332,8 @@ class JobStore {
                            absl::Time now) = 0;
   // NOT_FOUND for an unknown job; stored = false when no output was stored for it.
   virtual StatusOr<JobLog> GetJobLog(int64_t job_id) = 0;
+  // Of every job, for metrics.
+  virtual StatusOr<EarlyAbortSavings> EarlyAbortTotals() = 0;
 };
 
 }  // namespace bitsweep::store

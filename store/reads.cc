@@ -109,7 +109,8 @@ StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::transaction_base& tx, const st
                             Us("s.created_at") + " AS created_at_us FROM sweeps s " + select,
                         args...);
   pqxx::result counts = Exec(tx,
-                             "SELECT sj.sweep_id, j.state, count(*) AS n FROM sweep_jobs sj "
+                             "SELECT sj.sweep_id, j.state, count(*) AS n, "
+                             "sum(j.saved_seconds) AS saved FROM sweep_jobs sj "
                              "JOIN jobs j ON j.id = sj.job_id "
                              "WHERE sj.sweep_id IN (SELECT s.id FROM sweeps s " +
                                  select + ") GROUP BY 1, 2",
@@ -134,6 +135,7 @@ StatusOr<std::vector<SweepInfo>> ReadSweeps(pqxx::transaction_base& tx, const st
     if (it == index.end()) continue;
     ASSIGN_OR_RETURN(JobState state, StateOf(row["state"]));
     out[it->second].jobs_by_state[state] = row["n"].as<int64_t>();
+    if (state == JobState::kSkipped) out[it->second].saved_seconds = row["saved"].as<double>();
   }
   return out;
 }
@@ -306,7 +308,8 @@ StatusOr<std::vector<JobResults>> PgJobStore::ResultsPage(int64_t sweep_id, int6
             "  WHERE j.id > $2 AND ($1::bigint = 0 OR EXISTS (SELECT 1 FROM sweep_jobs sj "
             "                                     WHERE sj.job_id = j.id AND sj.sweep_id = $1)) "
             "  AND (EXISTS (SELECT 1 FROM results x WHERE x.job_id = j.id) "
-            "       OR (j.state = 'FAILED' AND right(j.last_error, length($3)) = $3)) "
+            "       OR (j.state = 'FAILED' AND right(j.last_error, length($3)) = $3) "
+            "       OR j.state = 'SKIPPED') "
             "  ORDER BY j.id LIMIT $4), "
             "joined AS ("
             "  SELECT p.id, p.job_key, p.spec, p.state, p.last_error, r.metric, r.value, "

@@ -14,11 +14,13 @@ constexpr std::size_t kAnalyzeAfterJobs = 1000;
 // The jobs of a SubmitSweep, validated, as one array parameter per column.
 struct JobArrays {
   std::string keys, artifacts, specs, priorities, max_attempts, devices, memory, tps;
+  std::string baseline_keys, holds;  // holds in microseconds
 };
 
 StatusOr<JobArrays> ToArrays(const std::vector<NewJob>& jobs) {
-  std::vector<std::string> keys, artifacts, specs;
+  std::vector<std::string> keys, artifacts, specs, baseline_keys;
   std::vector<int32_t> priorities, max_attempts, devices, tps;
+  std::vector<int64_t> holds;
   std::vector<double> memory;
   std::set<std::string> seen;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -40,10 +42,14 @@ StatusOr<JobArrays> ToArrays(const std::vector<NewJob>& jobs) {
     devices.push_back(j.needs.devices);
     memory.push_back(j.needs.memory_gb);
     tps.push_back(j.needs.tp);
+    if (j.hold < absl::ZeroDuration()) return absl::InvalidArgumentError(where + "hold < 0");
+    baseline_keys.push_back(j.baseline_key);
+    holds.push_back(absl::ToInt64Microseconds(j.hold));
   }
-  return JobArrays{TextArray(keys),         TextArray(artifacts),      TextArray(specs),
-                   NumberArray(priorities), NumberArray(max_attempts), NumberArray(devices),
-                   NumberArray(memory),     NumberArray(tps)};
+  return JobArrays{TextArray(keys),          TextArray(artifacts),      TextArray(specs),
+                   NumberArray(priorities),  NumberArray(max_attempts), NumberArray(devices),
+                   NumberArray(memory),      NumberArray(tps),          TextArray(baseline_keys),
+                   NumberArray(holds)};
 }
 
 }  // namespace
@@ -75,20 +81,22 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
     pqxx::result created =
         Exec(tx,
              "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
-             "$5::int[], $6::int[], $7::float8[], $8::int[]) AS t(job_key, artifact_key, spec, "
-             "priority, max_attempts, devices, memory_gb, tp)), "
+             "$5::int[], $6::int[], $7::float8[], $8::int[], $14::text[], $15::bigint[]) AS "
+             "t(job_key, artifact_key, spec, priority, max_attempts, devices, memory_gb, tp, "
+             "baseline_key, hold_us)), "
              "ins AS (INSERT INTO jobs (sweep_id, job_key, artifact_key, spec, state, priority, "
-             "max_attempts, devices, memory_gb, tp, not_before, created_at, updated_at) "
+             "max_attempts, devices, memory_gb, tp, baseline_key, not_before, created_at, "
+             "updated_at) "
              "SELECT $9, job_key, artifact_key, spec::json, $10, priority, max_attempts, devices, "
-             "memory_gb, tp, " +
-                 Ts(11) + ", " + Ts(11) + ", " + Ts(11) +
+             "memory_gb, tp, NULLIF(baseline_key, ''), " +
+                 TsOf("$11::bigint + hold_us") + ", " + Ts(11) + ", " + Ts(11) +
                  " FROM input ON CONFLICT (job_key) DO NOTHING RETURNING id) "
                  "INSERT INTO job_events (job_id, at, from_state, to_state, event, epoch, reason) "
                  "SELECT id, " +
                  Ts(11) + ", NULL, $10, $12, 0, $13 FROM ins RETURNING job_id",
              a.keys, a.artifacts, a.specs, a.priorities, a.max_attempts, a.devices, a.memory, a.tps,
              sweep_id, StateName(kInitialJobState), Micros(now), EventName(JobEvent::kSubmit),
-             "sweep " + std::to_string(sweep_id));
+             "sweep " + std::to_string(sweep_id), a.baseline_keys, a.holds);
     c.created = static_cast<int64_t>(created.size());
     if (jobs.size() >= kAnalyzeAfterJobs) {
       // A large batch changes the table's shape: refresh the planner's statistics now rather
@@ -135,6 +143,16 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
       ++c.resubmitted;
     }
     c.shared = static_cast<int64_t>(jobs.size()) - c.created - c.reused - c.resubmitted;
+    // Early abort for the artifacts whose perplexity is already known (an earlier sweep ran
+    // it): under this sweep's rule a revived job stays PENDING or is SKIPPED again at once.
+    pqxx::result decided = Exec(tx,
+                                "SELECT DISTINCT artifact_key FROM jobs WHERE job_key = "
+                                "ANY($1::text[]) AND baseline_key IS NOT NULL AND state IN "
+                                "('SUCCEEDED', 'FAILED') ORDER BY 1",
+                                a.keys);
+    for (const pqxx::row& row : decided) {
+      RETURN_IF_ERROR(EarlyAbortArtifact(tx, row[0].as<std::string>(), now).status());
+    }
     return absl::OkStatus();
   }));
   if (counts != nullptr) *counts = c;

@@ -20,7 +20,8 @@ std::string SetClause(JobEvent event, JobState to, const SetValues& v) {
       std::string set =
           ", not_before = " + v.not_before + ", worker_id = NULL, lease_deadline = NULL";
       if (event == JobEvent::kResubmit) {
-        set += ", attempt = 0, cancel_requested = false, finished_at = NULL, last_error = ''";
+        set += ", attempt = 0, cancel_requested = false, finished_at = NULL, last_error = '', "
+               "saved_seconds = 0";
       }
       return set + last_error;
     }
@@ -29,6 +30,8 @@ std::string SetClause(JobEvent event, JobState to, const SetValues& v) {
     case JobState::kCanceled:
       return ", finished_at = " + v.now + ", lease_deadline = NULL" + last_error +
              (event == JobEvent::kCancel ? ", cancel_requested = true" : "");
+    case JobState::kSkipped:  // never ran: the reason (the rule and its numbers) is kept
+      return ", finished_at = " + v.now + ", last_error = " + v.reason;
     case JobState::kCancelRequested:  // still leased; the holder learns it at its heartbeat
       return ", cancel_requested = true";
     case JobState::kLeased:  // a new lease: the fencing token and the attempt count grow

@@ -1,5 +1,6 @@
 // What a worker reports about the job it holds (Heartbeat, Complete, Fail) and what the reaper
 // does when it stops reporting (ExpireLeases). Every call is fenced by the lease epoch.
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 
@@ -152,9 +153,19 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
         return absl::OkStatus();
       },
       Mode::kOneStatement));
-  if (done.has_value()) return *done;
+  // A perplexity may decide early aborts (its artifact's, or, from a baseline, others'). Only
+  // the Complete that lands does it (a replay changes nothing, and applying it again would change
+  // nothing either); a failure here leaves the result stored and the holds to expire.
+  const bool ppl = std::any_of(results.begin(), results.end(),
+                               [](const JobResultRow& r) { return r.metric == "ppl"; });
+  if (done.has_value()) {
+    if (*done == JobState::kSucceeded && ppl) (void)EarlyAbortAfter(job_id, now);
+    return *done;
+  }
   JobState final_state = JobState::kSucceeded;
+  bool landed = false;
   RETURN_IF_ERROR(Transact("Complete", [&](pqxx::transaction_base& tx) -> Status {
+    landed = false;
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     final_state = job.state;
     if (job.epoch == epoch && IsTerminal(job.state) &&
@@ -173,15 +184,19 @@ StatusOr<JobState> PgJobStore::Complete(int64_t job_id, int64_t epoch,
                                  ": COMPLETE guard matched no row although the row was locked");
     }
     final_state = *to;
+    landed = true;
     return absl::OkStatus();
   }));
+  if (landed && final_state == JobState::kSucceeded && ppl) (void)EarlyAbortAfter(job_id, now);
   return final_state;
 }
 
 StatusOr<JobState> PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::string& reason,
                                     bool retryable, absl::Time now, const std::string& session) {
   JobState final_state = JobState::kFailed;
+  bool failed_now = false;
   RETURN_IF_ERROR(Transact("Fail", [&](pqxx::transaction_base& tx) -> Status {
+    failed_now = false;
     ASSIGN_OR_RETURN(Locked job, LockJob(tx, job_id));
     final_state = job.state;
     const JobEvent event =
@@ -197,8 +212,12 @@ StatusOr<JobState> PgJobStore::Fail(int64_t job_id, int64_t epoch, const std::st
     RETURN_IF_ERROR(CheckSession("Fail", job_id, job, session));
     ASSIGN_OR_RETURN(final_state,
                      Transition(tx, job_id, job, event, now, now + Backoff(job.attempt), reason));
+    failed_now = final_state == JobState::kFailed;
     return absl::OkStatus();
   }));
+  // A job that ended FAILED decides early aborts too: a diverged ppl exceeds every rule, any
+  // other failure releases the holds waiting for it.
+  if (failed_now) (void)EarlyAbortAfter(job_id, now);
   return final_state;
 }
 

@@ -86,13 +86,27 @@
 
   function progressBar(s) {
     const bar = el('div', { class: 'progress', title:
-      `${s.succeeded} succeeded, ${s.failed} failed, ${s.canceled} canceled, ${s.leased} running, ${s.pending} pending` });
-    for (const k of ['succeeded', 'failed', 'canceled', 'leased']) {
+      `${s.succeeded} succeeded, ${s.failed} failed, ${s.canceled} canceled, ${s.skipped || 0} skipped, ${s.leased} running, ${s.pending} pending` });
+    for (const k of ['succeeded', 'failed', 'canceled', 'skipped', 'leased']) {
       if (s.total > 0 && s[k] > 0) {
         bar.appendChild(el('span', { class: k, style: `width: ${(100 * s[k] / s.total).toFixed(2)}%` }));
       }
     }
     return bar;
+  }
+
+  // Jobs that ended: succeeded, failed, canceled, or skipped by the sweep's early_abort rule.
+  function done(s) {
+    return s.succeeded + s.failed + s.canceled + (s.skipped || 0);
+  }
+
+  // What the sweep's early_abort rule saved, or nothing when it skipped no job.
+  function earlyAbort(s) {
+    if (!s.skipped) return null;
+    return el('p', { id: 'early-abort', 'data-skipped': String(s.skipped),
+                     'data-saved-seconds': String(s.saved_worker_seconds),
+                     text: `Early abort skipped ${s.skipped} job${s.skipped === 1 ? '' : 's'} ` +
+                           `of diverged models, saving ~${duration(s.saved_worker_seconds)} of worker time.` });
   }
 
   function sweepRow(s) {
@@ -102,7 +116,7 @@
       el('td', {}, el('a', { href: '#/sweep/' + s.id, text: s.name })),
       el('td', {}, el('span', { class: 'badge sweep-status ' + st, text: st })),
       el('td', {}, progressBar(s)),
-      el('td', { class: 'num', text: `${s.succeeded + s.failed + s.canceled}/${s.total}` }),
+      el('td', { class: 'num', text: `${done(s)}/${s.total}` }),
       el('td', { class: 'num', text: String(s.succeeded) }),
       el('td', { class: 'num', text: String(s.failed) }),
       el('td', { class: 'num', text: String(s.canceled) }),
@@ -118,8 +132,8 @@
   function sweepTiming(s) {
     if (s.finished || !s.created_at) return '';
     const elapsed = Math.max(0, Date.now() / 1000 - s.created_at);
-    const done = s.succeeded + s.failed + s.canceled;
-    const eta = done > 0 ? `~${duration(elapsed * (s.total - done) / done)} left` : 'estimate after the first job';
+    const finished = done(s);
+    const eta = finished > 0 ? `~${duration(elapsed * (s.total - finished) / finished)} left` : 'estimate after the first job';
     return `${duration(elapsed)} elapsed, ${eta}`;
   }
 
@@ -175,6 +189,8 @@
       el('h2', {}, [`Sweep ${s.id}: ${s.name} `, el('span', { class: 'badge sweep-status ' + st, id: 'sweep-status', text: st })]),
       el('table', {}, [sweepHead(), el('tbody', {}, sweepRow(s))]),
     ]);
+    const saved = earlyAbort(s);
+    if (saved) freshTop.appendChild(saved);
     if (!top) {
       main.textContent = '';
       lastResults = null;

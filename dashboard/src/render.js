@@ -107,6 +107,12 @@
       for (const c of table.columns) {
         const cell = row.cells[c.name];
         if (!cell) { tr.appendChild(el('td', { class: 'num missing', 'data-column': c.name, text: '–' })); continue; }
+        if (cell.skipped) {  // the sweep's early_abort rule skipped it: the reason on hover
+          tr.appendChild(el('td', { class: 'num skipped', 'data-column': c.name,
+                                    'data-job-id': String(cell.job_id), title: cell.skipped,
+                                    text: 'skipped' }));
+          continue;
+        }
         const td = el('td', {
           class: 'num', 'data-column': c.name, 'data-value': String(cell.value),
           'data-job-id': String(cell.job_id),

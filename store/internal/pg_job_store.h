@@ -7,6 +7,7 @@
 //   store/worker_calls.cc  Heartbeat, Complete, Fail, ExpireLeases
 //   store/cancel.cc        CancelSweep, CancelJob
 //   store/reads.cc         GetWorker, sweeps, jobs, results, events, counts
+//   store/early_abort.cc   the early-abort rule applied to an artifact's pending jobs
 #pragma once
 
 #include <functional>
@@ -64,6 +65,7 @@ class PgJobStore final : public JobStore {
   Status PutJobLog(int64_t job_id, int64_t epoch, const std::string& text,
                    absl::Time now) override;
   StatusOr<JobLog> GetJobLog(int64_t job_id) override;
+  StatusOr<EarlyAbortSavings> EarlyAbortTotals() override;
 
  private:
   // kTransaction: `body` runs in one transaction (BEGIN ... COMMIT), committed when it returns
@@ -100,6 +102,15 @@ class PgJobStore final : public JobStore {
   static bool AlreadyApplied(pqxx::transaction_base& tx, int64_t job_id, int64_t epoch,
                              const std::vector<JobEvent>& kinds);
   absl::Duration Backoff(int32_t attempt) const;
+
+  // Early abort (common/early_abort.h PlanEarlyAbort) over the jobs of one artifact: SKIPs the
+  // pending jobs its `on` result condemns under their sweeps' rules and releases the holds of
+  // those it clears. Returns how many it skipped.
+  static StatusOr<int64_t> EarlyAbortArtifact(pqxx::transaction_base& tx,
+                                              const std::string& artifact_key, absl::Time now);
+  // EarlyAbortArtifact, in a transaction of its own, for every artifact job `job_id`'s result
+  // decides: its own (a quantized job) and those measured against it (a baseline).
+  Status EarlyAbortAfter(int64_t job_id, absl::Time now);
 
   // A batch from the combiner: first the replays (requests whose request id still holds a job get
   // it again, LeaseReplays), then the rest: one request is the single-statement lease, more are

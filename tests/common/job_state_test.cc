@@ -30,6 +30,8 @@ const std::map<std::pair<S, E>, S>& Expected() {
       {{S::kLeased, E::kCancel}, S::kCancelRequested},
       {{S::kCanceled, E::kResubmit}, S::kPending},
       {{S::kFailed, E::kResubmit}, S::kPending},
+      {{S::kSkipped, E::kResubmit}, S::kPending},
+      {{S::kPending, E::kSkip}, S::kSkipped},
   };
   return *m;
 }
@@ -58,10 +60,10 @@ TEST_CASE("Apply follows the lifecycle table for every state and event pair", "[
 }
 
 TEST_CASE(
-    "terminal states accept only a resubmit of a canceled or failed job, a succeeded job accepts "
-    "nothing and submit no state",
+    "terminal states accept only a resubmit of a canceled, failed or skipped job, a succeeded job "
+    "accepts nothing and submit no state",
     "[job_state]") {
-  for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled}) {
+  for (S terminal : {S::kSucceeded, S::kFailed, S::kCanceled, S::kSkipped}) {
     CHECK(IsTerminal(terminal));
     for (int e = 0; e < kNumJobEvents; ++e) {
       const bool resubmit = terminal != S::kSucceeded && static_cast<E>(e) == E::kResubmit;
@@ -89,7 +91,8 @@ TEST_CASE("source states of an event feed the SQL guard as a text array", "[job_
   CHECK(SourceStatesArray(E::kHeartbeat) == "{LEASED,CANCEL_REQUESTED}");
   CHECK(SourceStatesArray(E::kCancel) == "{PENDING,LEASED}");
   CHECK(SourceStatesArray(E::kSubmit) == "{}");
-  CHECK(SourceStatesArray(E::kResubmit) == "{FAILED,CANCELED}");
+  CHECK(SourceStatesArray(E::kResubmit) == "{FAILED,CANCELED,SKIPPED}");
+  CHECK(SourceStatesArray(E::kSkip) == "{PENDING}");
 }
 
 TEST_CASE("state and event names round trip and unknown names are rejected", "[job_state]") {

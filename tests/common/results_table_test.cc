@@ -514,4 +514,44 @@ TEST_CASE("values are formatted as the text table prints them") {
 }
 
 }  // namespace
+TEST_CASE("a job skipped by early abort reads skipped in its cell, with its reason below") {
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  const std::string reason =
+      "early abort: wikitext2 ppl 965.3 > 3 x FP 6.3 = 18.9 (early_abort: {ppl_ratio: 3, on: "
+      "wikitext2})";
+  for (const JobSpec& s : Specs()) {
+    const bool diverged = s.quant.method == "rtn" && s.quant.wbits == 3;
+    if (s.eval.task == "wikitext2") {
+      in.push_back({++id, JobSpecToJson(s), "ppl", diverged ? 965.3 : 6.3, 0, 8, "", ""});
+    } else if (diverged) {
+      in.push_back(SkippedResultInput(++id, JobSpecToJson(s), reason));
+    } else {
+      in.push_back({++id, JobSpecToJson(s), "acc", 0.7, 0.01, 100, "", ""});
+    }
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.columns.size() == 2);
+  const ResultsRow* rtn3 = nullptr;
+  for (const ResultsRow& r : t.rows) {
+    if (r.method == "rtn" && r.wbits == 3) rtn3 = &r;
+  }
+  REQUIRE(rtn3 != nullptr);
+  const ResultsCell& cell = rtn3->cells.at("piqa acc");
+  CHECK(cell.skipped == reason);
+  CHECK_FALSE(cell.has_delta);
+  const std::string text = RenderResultsTable(t, ResultsFormat::kText);
+  CHECK_THAT(text, Catch::Contains("skipped"));
+  CHECK_THAT(text, Catch::Contains("skipped: a rtn w3 g64: " + reason));
+  auto j = nlohmann::json::parse(ResultsTableToJson(t));
+  bool found = false;
+  for (const auto& row : j["rows"]) {
+    if (row["label"] != "rtn w3 g64") continue;
+    found = true;
+    CHECK(row["cells"]["piqa acc"]["skipped"] == reason);
+    CHECK(row["cells"]["piqa acc"]["value"].is_null());
+  }
+  CHECK(found);
+}
+
 }  // namespace bitsweep

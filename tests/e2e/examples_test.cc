@@ -106,14 +106,10 @@ std::map<std::string, std::vector<nlohmann::json>> RowsByMetric(const std::strin
   return by_metric;
 }
 
-}  // namespace
-
-TEST_CASE("examples/sweeps/demo.yaml runs whole through bitsweep local on the demo model",
-          "[e2e][pg][grpc][slow]") {
-  const std::string root = bitsweep::testing::ScratchDir("e2e_example_demo");
+// The example as shipped, beside what it names by relative paths (../../models/demo,
+// ../../build/demo/...), as a checkout holds them after scripts/demo.
+void LayOutDemo(const std::string& root) {
   const std::string src = bitsweep::testing::SourceDir();
-  // The example as shipped, beside what it names by relative paths (../../models/demo,
-  // ../../build/demo/...), as a checkout holds them after scripts/demo.
   fs::create_directories(root + "/examples/sweeps");
   fs::copy_file(src + "/examples/sweeps/demo.yaml", root + "/examples/sweeps/demo.yaml");
   fs::create_directories(root + "/models");
@@ -124,6 +120,85 @@ TEST_CASE("examples/sweeps/demo.yaml runs whole through bitsweep local on the de
                        "/corpus.log 2>&1")
                           .c_str()) == 0);
   WriteFile(root + "/build/demo/facts.jsonl", DemoFacts());
+}
+
+// "rtn w1", "fp w16", "smoothquant w4a8", ... of a results row's spec.
+std::string ConfigOf(const nlohmann::json& row) {
+  const auto& q = row["spec"]["quant"];
+  std::string label = q["method"].get<std::string>() + " w" + std::to_string(q["wbits"].get<int>());
+  if (q["abits"].get<int>() != 0) label += "a" + std::to_string(q["abits"].get<int>());
+  for (const auto& [name, value] : q["options"].items()) {
+    if (name == "act_order" && value == "true") label += " act_order";
+  }
+  return label;
+}
+
+}  // namespace
+
+TEST_CASE("examples/sweeps/demo.yaml with early_abort skips only RTN w1's other tasks, and a "
+          "sweep without the rule revives them",
+          "[e2e][pg][grpc][slow]") {
+  const std::string root = bitsweep::testing::ScratchDir("e2e_early_abort");
+  LayOutDemo(root);
+  WriteFile(root + "/examples/sweeps/demo-abort.yaml",
+            Slurp(root + "/examples/sweeps/demo.yaml") +
+                "early_abort: {ppl_ratio: 3.0, on: wikitext2}\n");
+  const std::string args = LocalArgs(root, root + "/models/demo/heldout");
+  Run r = Bitsweep("local examples/sweeps/demo-abort.yaml" + args, root);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::map<std::string, std::set<std::string>> tasks_run, tasks_skipped;  // by configuration
+  std::map<std::string, double> wikitext2;                                 // ppl by configuration
+  for (const auto& row : nlohmann::json::parse(r.out)) {
+    const std::string config = ConfigOf(row);
+    std::string task = row["spec"]["eval"]["task"].get<std::string>();
+    if (task.size() > 6 && task.substr(task.size() - 6) == ".jsonl") task = "facts";
+    if (row.contains("skipped")) {
+      INFO(row.dump());
+      CHECK_THAT(row["skipped"].get<std::string>(),
+                 Catch::StartsWith("early abort: wikitext2 ppl ") &&
+                     Catch::EndsWith("(early_abort: {ppl_ratio: 3, on: wikitext2})"));
+      tasks_skipped[config].insert(task);
+      continue;
+    }
+    tasks_run[config].insert(task);
+    if (task == "wikitext2") wikitext2[config] = row["value"].get<double>();
+  }
+  // RTN w1 diverges (ppl ~965 against FP ~6.3): its C4 and facts jobs are skipped.
+  REQUIRE(wikitext2.count("fp w16") == 1);
+  REQUIRE(wikitext2.count("rtn w1") == 1);
+  CHECK(wikitext2["rtn w1"] > 3 * wikitext2["fp w16"]);
+  CHECK(tasks_skipped == std::map<std::string, std::set<std::string>>{
+                             {"rtn w1", {"c4", "facts"}}});
+  CHECK(tasks_run["rtn w1"] == std::set<std::string>{"wikitext2"});
+  // Every other configuration runs every task.
+  CHECK(tasks_run.size() == 12);
+  for (const auto& [config, tasks] : tasks_run) {
+    INFO(config);
+    if (config == "rtn w1") continue;
+    CHECK(wikitext2[config] <= 3 * wikitext2["fp w16"]);
+    CHECK(tasks == std::set<std::string>{"wikitext2", "c4", "facts"});
+  }
+  CHECK_THAT(r.err, Catch::Contains("skipped 2 (saved ~"));
+
+  // The demo sweep without the rule, on the same database: the two skipped jobs run now.
+  Run again = Bitsweep("local examples/sweeps/demo.yaml" + args, root);
+  INFO(again.err);
+  REQUIRE(again.code == 0);
+  std::set<std::string> rtn1, jobs;
+  for (const auto& row : nlohmann::json::parse(again.out)) {
+    CHECK_FALSE(row.contains("skipped"));
+    jobs.insert(row["job_key"].get<std::string>());
+    if (ConfigOf(row) == "rtn w1") rtn1.insert(row["spec"]["eval"]["task"].get<std::string>());
+  }
+  CHECK(jobs.size() == 36);
+  CHECK(rtn1.size() == 3);
+}
+
+TEST_CASE("examples/sweeps/demo.yaml runs whole through bitsweep local on the demo model",
+          "[e2e][pg][grpc][slow]") {
+  const std::string root = bitsweep::testing::ScratchDir("e2e_example_demo");
+  LayOutDemo(root);
 
   Run r = Bitsweep(
       "local examples/sweeps/demo.yaml" + LocalArgs(root, root + "/models/demo/heldout"), root);

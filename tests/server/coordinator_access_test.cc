@@ -264,6 +264,9 @@ TEST_CASE("the metrics endpoint serves the job gauges and RPC histograms in vali
   CHECK(text.find("bitsweep_jobs{state=\"pending\"} 2") != std::string::npos);
   CHECK(text.find("bitsweep_jobs{state=\"succeeded\"} 1") != std::string::npos);
   CHECK(text.find("bitsweep_queue_depth 2") != std::string::npos);
+  // Early abort (the sweep has no rule): nothing skipped, nothing saved, both exported.
+  CHECK(text.find("bitsweep_jobs{state=\"skipped\"} 0") != std::string::npos);
+  CHECK(text.find("bitsweep_early_abort_saved_worker_seconds 0") != std::string::npos);
   CHECK(text.find("bitsweep_rpc_duration_seconds_count{code=\"OK\",method=\"SubmitSweep\"} 1") !=
         std::string::npos);
   CHECK(text.find("bitsweep_lease_duration_seconds_count 1") != std::string::npos);

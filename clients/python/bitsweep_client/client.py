@@ -44,23 +44,27 @@ class Sweep:
     failed: int
     canceled: int
     total: int
-    finished: bool  # every job succeeded, failed or was canceled
+    finished: bool  # every job succeeded, failed, was canceled or skipped
+    # Jobs the sweep's early_abort rule skipped, and the worker-seconds that is estimated to save.
+    skipped: int = 0
+    saved_worker_seconds: float = 0.0
 
     @property
     def done(self) -> int:
-        """Jobs that will not run again: succeeded, failed or canceled."""
-        return self.succeeded + self.failed + self.canceled
+        """Jobs that will not run again: succeeded, failed, canceled or skipped."""
+        return self.succeeded + self.failed + self.canceled + self.skipped
 
     @property
     def ok(self) -> bool:
-        """Finished, and every job succeeded."""
+        """Finished, and every job succeeded (or was skipped by the early_abort rule)."""
         return self.finished and self.failed == 0 and self.canceled == 0
 
     @classmethod
     def from_proto(cls, m: Any) -> "Sweep":
         return cls(id=m.id, name=m.name, priority=m.priority, created_at=m.created_at,
                    pending=m.pending, leased=m.leased, succeeded=m.succeeded, failed=m.failed,
-                   canceled=m.canceled, total=m.total, finished=m.finished)
+                   canceled=m.canceled, total=m.total, finished=m.finished,
+                   skipped=m.skipped, saved_worker_seconds=m.saved_worker_seconds)
 
     def __str__(self) -> str:
         state = "finished" if self.finished else "running"

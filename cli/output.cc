@@ -246,7 +246,7 @@ json UnixOrNull(int64_t t) { return t > 0 ? json(t) : json(nullptr); }
 std::pair<double, double> SweepElapsedEta(const v1::Sweep& s, int64_t now) {
   if (s.finished() || s.created_at() <= 0) return {-1, -1};
   const double elapsed = std::max<int64_t>(0, now - s.created_at());
-  const int64_t done = s.succeeded() + s.failed() + s.canceled();
+  const int64_t done = s.succeeded() + s.failed() + s.canceled() + s.skipped();
   return {elapsed, done > 0 ? elapsed * (s.total() - done) / static_cast<double>(done) : -1};
 }
 
@@ -285,6 +285,8 @@ std::string SweepsJson(const v1::ListSweepsResponse& sweeps, int64_t now) {
                    {"succeeded", s.succeeded()},
                    {"failed", s.failed()},
                    {"canceled", s.canceled()},
+                   {"skipped", s.skipped()},
+                   {"saved_worker_seconds", s.saved_worker_seconds()},
                    {"finished", s.finished()},
                    {"elapsed_seconds", elapsed < 0 ? json(nullptr) : json(elapsed)},
                    {"eta_seconds", eta < 0 ? json(nullptr) : json(eta)}});
@@ -323,14 +325,15 @@ std::string JobsJson(const v1::ListJobsResponse& jobs, int64_t now) {
 
 std::vector<std::string> SweepLinesWide(const v1::ListSweepsResponse& sweeps, int64_t now) {
   std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "PRIORITY", "TOTAL", "SUCCEEDED",
-                                                 "FAILED", "CANCELED", "RUNNING", "PENDING",
-                                                 "CREATED", "ELAPSED", "ETA"}};
+                                                 "FAILED", "CANCELED", "SKIPPED", "RUNNING",
+                                                 "PENDING", "CREATED", "ELAPSED", "ETA"}};
   for (const v1::Sweep& s : sweeps.sweeps()) {
     const auto [elapsed, eta] = SweepElapsedEta(s, now);
     rows.push_back({std::to_string(s.id()), s.name(), std::to_string(s.priority()),
                     std::to_string(s.total()), std::to_string(s.succeeded()),
                     std::to_string(s.failed()), std::to_string(s.canceled()),
-                    std::to_string(s.leased()), std::to_string(s.pending()),
+                    std::to_string(s.skipped()), std::to_string(s.leased()),
+                    std::to_string(s.pending()),
                     UnixTime(s.created_at()), DurationOrDash(elapsed), DurationOrDash(eta)});
   }
   return AlignColumns(std::move(rows));
@@ -412,6 +415,26 @@ std::string DescribeJobText(const v1::JobDescription& d, int64_t now) {
   }
   for (const std::string& line : AlignColumns(std::move(metrics))) {
     absl::StrAppend(&out, line, "\n");
+  }
+  // The artifact's per-layer quantization losses, when the worker recorded them.
+  const json provenance = json::parse(d.provenance_json(), nullptr, false);
+  if (provenance.is_object() && provenance.contains("layer_losses") &&
+      provenance["layer_losses"].is_array() && !provenance["layer_losses"].empty()) {
+    absl::StrAppend(&out, "quantization loss per layer:\n");
+    std::vector<std::vector<std::string>> layers = {
+        {"  LAYER", "LOSS", "LINEARS", "NOTES", "MIN CALIB TOKENS"}};
+    for (const json& l : provenance["layer_losses"]) {
+      if (!l.is_object()) continue;
+      const int64_t tokens = l.value("min_calib_tokens", int64_t{-1});
+      layers.push_back({absl::StrCat("  ", l.value("layer", int64_t{0})),
+                        absl::StrFormat("%.6g", l.value("loss", 0.0)),
+                        absl::StrCat(l.value("linears", int64_t{0})),
+                        absl::StrCat(l.value("notes", int64_t{0})),
+                        tokens < 0 ? "-" : absl::StrCat(tokens)});
+    }
+    for (const std::string& line : AlignColumns(std::move(layers))) {
+      absl::StrAppend(&out, line, "\n");
+    }
   }
   absl::StrAppend(&out, "events:\n");
   std::vector<std::vector<std::string>> events;

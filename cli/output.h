@@ -55,7 +55,8 @@ std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs);
 
 // `bitsweep status -o json`: one JSON array (pretty, newline-terminated), one object per sweep
 // or job with stable field names. A sweep: id, name, priority, created_at (Unix seconds), total,
-// pending, running, succeeded, failed, canceled, finished, elapsed_seconds and eta_seconds (null
+// pending, running, succeeded, failed, canceled, skipped (by the sweep's early_abort rule),
+// saved_worker_seconds (their estimated saving), finished, elapsed_seconds and eta_seconds (null
 // for a finished sweep, eta also before the first job finished). A job: id, job_key, state (as
 // common/job_state.h names it), attempt, max_attempts, priority, worker ("" when none), error ("",
 // none), progress, phase, quant and eval (JobLines' labels), spec (the job spec, an object),

@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "model/qwen3.h"
 #include "model/safetensors.h"
@@ -259,6 +261,48 @@ Status QuantizedModelWriter::Finish(const model::Qwen3Model& model, const Quanti
   fs::remove_all(old, ec);
   finished_ = true;
   return absl::OkStatus();
+}
+
+nlohmann::json LayerLosses(const nlohmann::json& quantization_config) {
+  struct Layer {
+    double loss = 0;
+    int64_t linears = 0, notes = 0, min_tokens = -1;
+  };
+  std::map<int64_t, Layer> layers;
+  const auto linears = quantization_config.find("linears");
+  if (linears != quantization_config.end() && linears->is_array()) {
+    for (const nlohmann::json& l : *linears) {
+      if (!l.is_object() || !l.value("name", nlohmann::json()).is_string()) continue;
+      const std::string name = l["name"];
+      const std::string prefix = "model.layers.";
+      if (name.rfind(prefix, 0) != 0) continue;
+      int64_t index = 0;
+      if (!absl::SimpleAtoi(name.substr(prefix.size(), name.find('.', prefix.size()) -
+                                                           prefix.size()),
+                            &index)) {
+        continue;
+      }
+      Layer& layer = layers[index];
+      const nlohmann::json loss = l.value("loss", nlohmann::json());
+      if (loss.is_number()) layer.loss += loss.get<double>();
+      ++layer.linears;
+      if (l.contains("note")) ++layer.notes;
+      const nlohmann::json tokens = l.value("calib_tokens", nlohmann::json());
+      if (tokens.is_number_integer() &&
+          (layer.min_tokens < 0 || tokens.get<int64_t>() < layer.min_tokens)) {
+        layer.min_tokens = tokens.get<int64_t>();
+      }
+    }
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [index, layer] : layers) {
+    out.push_back({{"layer", index},
+                   {"loss", layer.loss},
+                   {"linears", layer.linears},
+                   {"notes", layer.notes},
+                   {"min_calib_tokens", layer.min_tokens}});
+  }
+  return out;
 }
 
 Status WriteQuantizedModel(const std::string& out_dir, const std::string& source_dir,

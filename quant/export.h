@@ -81,6 +81,12 @@ class QuantizedModelWriter {
   std::map<std::string, int64_t> packed_counts_;
 };
 
+// The per-layer view of a quantization_config.json (the object the writer above stores):
+// {"layer", "loss" (the sum of its linears' losses), "linears", "notes" (linears with a note: a
+// fallback for too few calibration tokens, a skipped search), "min_calib_tokens" (-1: none
+// recorded)} per decoder layer, in layer order, from its "linears"; an empty array without them.
+nlohmann::json LayerLosses(const nlohmann::json& quantization_config);
+
 // Non-streaming form: writes every layer of an in-memory model from result.weights.
 Status WriteQuantizedModel(const std::string& out_dir, const std::string& source_dir,
                            const model::Qwen3Model& model, const QuantizeResult& result,

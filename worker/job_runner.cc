@@ -16,6 +16,7 @@
 #include "model/collective.h"
 #include "model/qwen3.h"
 #include "model/tokenizer.h"
+#include "quant/export.h"
 #include "quant/load.h"
 #include "quant/pipeline.h"
 
@@ -162,6 +163,13 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   }
   prov["artifact_reused"] = out.artifact_reused;
   prov["quantize_seconds"] = quantize_seconds;
+  if (!baseline) {
+    // The artifact's per-layer losses (`bitsweep describe job` shows them), whether this job
+    // quantized it or found it made.
+    std::ifstream qc(fs::path(model_dir) / "quantization_config.json");
+    const json q = json::parse(qc, nullptr, /*allow_exceptions=*/false);
+    if (q.is_object()) prov["layer_losses"] = quant::LayerLosses(q);
+  }
   prov["checkpoint_digest"] = CheckpointDigest(spec.model);
   if (spec.calibration) {
     prov["calibration"] = {{"source", spec.calibration->source},

@@ -194,16 +194,20 @@ TEST_CASE("status -o json gives each job and sweep with stable field names and U
   s->set_total(4);
   s->set_succeeded(1);
   s->set_leased(1);
-  s->set_pending(2);
+  s->set_pending(1);
+  s->set_skipped(1);  // by the sweep's early_abort rule: done, so it counts toward the estimate
+  s->set_saved_worker_seconds(12.5);
   const nlohmann::json listed = nlohmann::json::parse(bitsweep::cli::SweepsJson(sweeps, kNow));
   REQUIRE(listed.size() == 1);
   CHECK(listed[0]["id"] == 2);
   CHECK(listed[0]["name"] == "demo");
   CHECK(listed[0]["running"] == 1);
-  CHECK(listed[0]["pending"] == 2);
+  CHECK(listed[0]["pending"] == 1);
+  CHECK(listed[0]["skipped"] == 1);
+  CHECK(listed[0]["saved_worker_seconds"] == 12.5);
   CHECK(listed[0]["finished"] == false);
   CHECK(listed[0]["elapsed_seconds"] == 100.0);
-  CHECK(listed[0]["eta_seconds"] == 300.0);
+  CHECK(listed[0]["eta_seconds"] == 100.0);  // 2 of 4 done in 100 s
 }
 
 TEST_CASE("status -o wide adds worker, attempts, elapsed and reason columns under a header",
@@ -234,6 +238,7 @@ TEST_CASE("status -o wide adds worker, attempts, elapsed and reason columns unde
   const std::vector<std::string> sweep_lines = bitsweep::cli::SweepLinesWide(sweeps, kNow);
   REQUIRE(sweep_lines.size() == 2);
   CHECK(sweep_lines[0].rfind("ID  NAME", 0) == 0);
+  CHECK(sweep_lines[0].find("SKIPPED") != std::string::npos);
   CHECK(sweep_lines[1].find("1m40s") == sweep_lines[0].find("ELAPSED"));
 }
 
@@ -281,4 +286,19 @@ TEST_CASE("describe job prints the job's key, state, attempts, worker, times, er
   }
   CHECK(bitsweep::cli::UnixTime(0) == "-");
   CHECK(bitsweep::cli::UnixTime(1800000000) == "2027-01-15 08:00:00 UTC");
+  CHECK(text.find("quantization loss per layer") == std::string::npos);  // none recorded
+
+  // The artifact's per-layer losses from the provenance, one row per layer.
+  d.set_provenance_json(
+      R"({"layer_losses": [{"layer": 0, "loss": 1.25, "linears": 7, "notes": 0,)"
+      R"( "min_calib_tokens": 4096}, {"layer": 1, "loss": 0.5, "linears": 7, "notes": 2,)"
+      R"( "min_calib_tokens": 12}]})");
+  const std::string with_losses = bitsweep::cli::DescribeJobText(d, kNow);
+  INFO(with_losses);
+  const size_t table = with_losses.find("quantization loss per layer:\n");
+  REQUIRE(table != std::string::npos);
+  CHECK(with_losses.find("LAYER", table) != std::string::npos);
+  CHECK(with_losses.find("1.25", table) != std::string::npos);
+  CHECK(with_losses.find("4096", table) != std::string::npos);
+  CHECK(with_losses.find("\n  1      0.5   7        2      12\n", table) != std::string::npos);
 }

@@ -70,11 +70,26 @@ TEST_CASE("A job quantizes its artifact once, reuses it, and evaluates the quant
   CHECK(prov["job_key"] == rtn.JobKey());
   CHECK(prov["device"] == "cpu");
   CHECK_THAT(prov["quant"].get<std::string>(), Catch::Contains("rtn w4 g16"));
+  // Per-layer losses of the artifact: each layer's linears summed, as the artifact lists them.
+  std::ifstream qf(artifact + "/quantization_config.json");
+  const nlohmann::json q = nlohmann::json::parse(qf);
+  double layer1 = 0;
+  for (const auto& l : q["linears"]) {
+    if (l["name"].get<std::string>().rfind("model.layers.1.", 0) == 0) {
+      layer1 += l["loss"].get<double>();
+    }
+  }
+  REQUIRE(prov["layer_losses"].size() == 2);  // the tiny model's two decoder layers
+  CHECK(prov["layer_losses"][1]["layer"] == 1);
+  CHECK(prov["layer_losses"][1]["linears"] == 7);
+  CHECK(prov["layer_losses"][1]["loss"].get<double>() == Approx(layer1));
 
   auto second = bitsweep::worker::RunJob(rtn, config, nullptr);
   REQUIRE(second.ok());
   CHECK(second->artifact_reused);
   CHECK(second->metrics[0].value == first->metrics[0].value);
+  // A reused artifact reports the same losses.
+  CHECK(nlohmann::json::parse(second->provenance_json)["layer_losses"] == prov["layer_losses"]);
 }
 
 TEST_CASE("A job child reports bad specs as non-retryable errors naming the problem", "[worker]") {

@@ -155,42 +155,6 @@ static std::string JobTiming(const v1::Job& j) {
   return out;
 }
 
-std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
-  std::vector<JobSpec> specs;
-  std::vector<bool> readable;
-  for (const auto& j : jobs.jobs()) {
-    auto spec = JobSpecFromJson(j.spec_json());
-    readable.push_back(spec.ok());
-    specs.push_back(spec.ok() ? *spec : JobSpec{});
-  }
-  const std::vector<JobLabel> labels = LabelJobs(specs);
-  // Each column as wide as its longest entry (at least the usual width), so long labels shift
-  // whole columns instead of the lines after them.
-  int id_width = 5, state_width = 18, quant_width = 28, eval_width = 12;
-  for (int i = 0; i < jobs.jobs_size(); ++i) {
-    const v1::Job& j = jobs.jobs(i);
-    id_width = std::max(id_width, static_cast<int>(std::to_string(j.id()).size()));
-    state_width = std::max(
-        state_width, static_cast<int>(std::string(rpc::JobStateDisplayName(j.state())).size()));
-    if (!readable[i]) continue;
-    quant_width = std::max(quant_width, static_cast<int>(labels[i].quant.size()));
-    eval_width = std::max(eval_width, static_cast<int>(labels[i].eval.size()));
-  }
-  std::vector<std::string> lines;
-  for (int i = 0; i < jobs.jobs_size(); ++i) {
-    const v1::Job& j = jobs.jobs(i);
-    std::string line =
-        absl::StrFormat("job %-*d %-*s attempt %d/%d  %-*s %-*s %s%s%s", id_width, j.id(),
-                        state_width, std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
-                        j.max_attempts(), quant_width, readable[i] ? labels[i].quant : "?",
-                        eval_width, readable[i] ? labels[i].eval : "?", j.phase(), JobTiming(j),
-                        j.error().empty() ? "" : "  error: " + j.error());
-    while (!line.empty() && line.back() == ' ') line.pop_back();  // no padding after the last
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
-
 namespace {
 
 // Each job's labels (LabelJobs over the list, so equal short labels name what differs); nullopt
@@ -210,6 +174,39 @@ std::vector<std::optional<JobLabel>> JobLabels(const v1::ListJobsResponse& jobs)
   }
   return out;
 }
+
+}  // namespace
+
+std::vector<std::string> JobLines(const v1::ListJobsResponse& jobs) {
+  const std::vector<std::optional<JobLabel>> labels = JobLabels(jobs);
+  // Each column as wide as its longest entry (at least the usual width), so long labels shift
+  // whole columns instead of the lines after them.
+  int id_width = 5, state_width = 18, quant_width = 28, eval_width = 12;
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    id_width = std::max(id_width, static_cast<int>(std::to_string(j.id()).size()));
+    state_width = std::max(
+        state_width, static_cast<int>(std::string(rpc::JobStateDisplayName(j.state())).size()));
+    if (!labels[i]) continue;
+    quant_width = std::max(quant_width, static_cast<int>(labels[i]->quant.size()));
+    eval_width = std::max(eval_width, static_cast<int>(labels[i]->eval.size()));
+  }
+  std::vector<std::string> lines;
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    std::string line =
+        absl::StrFormat("job %-*d %-*s attempt %d/%d  %-*s %-*s %s%s%s", id_width, j.id(),
+                        state_width, std::string(rpc::JobStateDisplayName(j.state())), j.attempt(),
+                        j.max_attempts(), quant_width, labels[i] ? labels[i]->quant : "?",
+                        eval_width, labels[i] ? labels[i]->eval : "?", j.phase(), JobTiming(j),
+                        j.error().empty() ? "" : "  error: " + j.error());
+    while (!line.empty() && line.back() == ' ') line.pop_back();  // no padding after the last
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+namespace {
 
 // Rows of cells as lines: each column as wide as its longest cell ("" reads "-"), two spaces
 // between columns, nothing after the last.

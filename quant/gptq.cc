@@ -255,25 +255,67 @@ at::Tensor WorkingCopy(const at::Tensor& h, c10::Device device) {
 
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(int64_t in_features, c10::Device device) {
+HessianAccumulator::HessianAccumulator(int64_t in_features, c10::Device device)
+    : in_(in_features), device_(device) {
   TORCH_CHECK(in_features > 0, "HessianAccumulator: in_features = ", in_features,
               " must be positive");
-  h_ = at::zeros({in_features, in_features}, at::TensorOptions(device).dtype(at::kFloat));
 }
 
 void HessianAccumulator::Add(const at::Tensor& x, int64_t sequences) {
-  const int64_t in = h_.size(0);
-  TORCH_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in, "HessianAccumulator::Add: x must be "
-              "[..., in_features = ", in, "], got ", x.defined() ? ShapeString(x) : "undefined");
+  TORCH_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_, "HessianAccumulator::Add: x must "
+              "be [..., in_features = ", in_, "], got ", x.defined() ? ShapeString(x) : "undefined");
   TORCH_CHECK(sequences >= 1, "HessianAccumulator::Add: sequences = ", sequences,
               " must be >= 1");
   c10::NoGradGuard no_grad;
+  const at::Tensor xs = x.reshape({-1, in_});  // [tokens, in]
+  if (h_.defined()) {
+    Fold(xs.to(device_, at::kFloat), sequences);
+    return;
+  }
+  // A copy: the caller's activation may be reused or changed in place after this returns.
+  pending_.push_back({xs.to(device_, at::kFloat, /*non_blocking=*/false, /*copy=*/true),
+                      sequences});
+  pending_rows_ += xs.size(0);
+  pending_sequences_ += sequences;
+  if (pending_rows_ > in_) FoldPending();
+}
+
+void HessianAccumulator::Fold(const at::Tensor& xs, int64_t sequences) const {
   // add_batch: rescale the running mean, then add the new sequences' outer products.
-  const at::Tensor xs = x.reshape({-1, in}).to(h_.device(), at::kFloat);  // [tokens, in]
   h_.mul_(static_cast<double>(n_) / static_cast<double>(n_ + sequences));
   n_ += sequences;
   const at::Tensor scaled = xs * std::sqrt(2.0 / static_cast<double>(n_));
   h_.addmm_(scaled.t(), scaled);
+}
+
+void HessianAccumulator::FoldPending() const {
+  if (!h_.defined()) {
+    h_ = at::zeros({in_, in_}, at::TensorOptions(device_).dtype(at::kFloat));
+  }
+  std::vector<Pending> pending = std::move(pending_);
+  pending_.clear();
+  pending_rows_ = 0;
+  pending_sequences_ = 0;
+  c10::NoGradGuard no_grad;
+  for (Pending& p : pending) {
+    Fold(p.xs, p.sequences);
+    p.xs = at::Tensor();  // each copy goes as soon as it is folded
+  }
+}
+
+const at::Tensor& HessianAccumulator::H() const {
+  if (!h_.defined() || !pending_.empty()) FoldPending();
+  return h_;
+}
+
+at::Tensor HessianAccumulator::Release() {
+  (void)H();
+  return std::move(h_);
+}
+
+int64_t HessianAccumulator::held_bytes() const {
+  if (h_.defined()) return h_.numel() * static_cast<int64_t>(sizeof(float));
+  return pending_rows_ * in_ * static_cast<int64_t>(sizeof(float));
 }
 
 Status ValidateGptqInputs(const at::Tensor& w, const at::Tensor& h, const GptqOptions& options) {

@@ -11,6 +11,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "common/status.h"
 #include "quant/grid.h"
@@ -24,17 +25,36 @@ class HessianAccumulator {
   explicit HessianAccumulator(int64_t in_features, c10::Device device = c10::Device(c10::kCPU));
   // x: [..., in_features], one call per calibration batch of `sequences` sequences (GPTQ's
   // hooks see [batch, tokens, in] and count the batch).
+  // While the rows added so far number at most in_features, they are kept (as fp32 copies)
+  // instead of being folded into H: they take no more memory than H would, and much less for an
+  // MoE expert routed a few dozen tokens or a down_proj calibrated on fewer tokens than its
+  // 12,288 inputs. H() and Release() then replay the same Adds in the same order, so H is the
+  // same bit for bit as if each had been folded in at once.
   // REQUIRES: x.size(-1) == in_features, sequences >= 1; otherwise throws c10::Error naming the
   // argument (the callers' public entry points turn it into a Status) and leaves H unchanged.
   void Add(const at::Tensor& x, int64_t sequences = 1);
-  const at::Tensor& H() const { return h_; }  // [in, in] fp32
+  const at::Tensor& H() const;  // [in, in] fp32
   // Hands H over (to GptqQuantizeConsuming) without a copy; the accumulator is empty after.
-  at::Tensor Release() { return std::move(h_); }
-  int64_t sequences() const { return n_; }
+  at::Tensor Release();
+  int64_t sequences() const { return n_ + pending_sequences_; }
+  // Bytes held now: H once folded, else the kept rows.
+  int64_t held_bytes() const;
 
  private:
-  at::Tensor h_;
-  int64_t n_ = 0;
+  struct Pending {
+    at::Tensor xs;  // [tokens, in] fp32, on H's device
+    int64_t sequences = 0;
+  };
+  void Fold(const at::Tensor& xs, int64_t sequences) const;  // add_batch on h_
+  void FoldPending() const;                                  // creates h_, replays pending_
+
+  int64_t in_ = 0;
+  c10::Device device_;
+  // Folding is an implementation detail of a logically const H(): mutable.
+  mutable at::Tensor h_;  // undefined until folded
+  mutable int64_t n_ = 0;
+  mutable std::vector<Pending> pending_;
+  mutable int64_t pending_rows_ = 0, pending_sequences_ = 0;
 };
 
 struct GptqOptions {

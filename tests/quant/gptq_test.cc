@@ -15,6 +15,8 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -141,6 +143,51 @@ TEST_CASE("HessianAccumulator equals (2/N) X^T X over N sequences, added in one 
   const at::Tensor all = at::cat({x1.reshape({-1, 24}), x2.reshape({-1, 24}), x3});
   CHECK(rel_diff(several.H(), direct(all, 4)) < kHessianRelTol);
   CHECK(several.H().scalar_type() == at::kFloat);
+}
+
+TEST_CASE("HessianAccumulator keeps few rows instead of H and gives the same H bit for bit",
+          "[quant]") {
+  // add_batch as GPTQ writes it, folded at every call: the reference for the kept rows' replay.
+  const int64_t in = 64;
+  auto eager = [in](const std::vector<std::pair<at::Tensor, int64_t>>& adds) {
+    at::Tensor h = at::zeros({in, in});
+    int64_t n = 0;
+    for (const auto& [x, seq] : adds) {
+      h.mul_(static_cast<double>(n) / static_cast<double>(n + seq));
+      n += seq;
+      const at::Tensor scaled = x.reshape({-1, in}).to(at::kFloat) * std::sqrt(2.0 / n);
+      h.addmm_(scaled.t(), scaled);
+    }
+    return h;
+  };
+  at::manual_seed(17);
+  // 10 + 20 rows stay kept (30 <= 64); 50 more pass in_features, and H is folded from then on.
+  const std::vector<std::pair<at::Tensor, int64_t>> adds = {
+      {at::randn({1, 10, in}), 1}, {at::randn({2, 10, in}), 2}, {at::randn({1, 50, in}), 1},
+      {at::randn({1, 7, in}), 1}};
+  HessianAccumulator acc(in);
+  acc.Add(adds[0].first, adds[0].second);
+  acc.Add(adds[1].first, adds[1].second);
+  CHECK(acc.held_bytes() == 30 * in * 4);  // the rows, not the 64 x 64 H
+  CHECK(acc.sequences() == 3);
+  SECTION("read while only rows are kept") {
+    CHECK(at::equal(acc.H(), eager({adds[0], adds[1]})));
+    CHECK(acc.held_bytes() == in * in * 4);
+  }
+  SECTION("kept rows folded once in_features is passed, later adds folded at once") {
+    // The caller's tensor changing after Add must not change H: Add kept a copy.
+    at::Tensor reused = adds[2].first.clone();
+    acc.Add(reused, 1);
+    reused.zero_();
+    CHECK(acc.held_bytes() == in * in * 4);
+    acc.Add(adds[3].first, adds[3].second);
+    CHECK(acc.sequences() == 5);
+    CHECK(at::equal(acc.H(), eager(adds)));
+    CHECK(at::equal(acc.Release(), eager(adds)));
+  }
+  SECTION("released without being read") {
+    CHECK(at::equal(acc.Release(), eager({adds[0], adds[1]})));
+  }
 }
 
 TEST_CASE("HessianAccumulator rejects inputs of the wrong width, naming the argument", "[quant]") {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bitsweep/v1/coordinator.pb.h"
+#include "common/results_table.h"
 #include "common/status.h"
 
 namespace bitsweep::cli {
@@ -92,6 +93,11 @@ std::string DescribeJobText(const v1::JobDescription& job, int64_t now_unix_seco
 // every sweep).
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,
                           int64_t sweep_id, bool percent = false);
+
+// Every job's headline metrics and skipped cells of `results` (all pages) pivoted
+// (common/results_table.h), with `extra` inputs (FailedResultInput rows, for the report) first.
+ResultsTable PivotQueryResults(const v1::QueryResultsResponse& results,
+                               const std::vector<ResultInput>& extra = {});
 
 // `text` to standard output (`path` "" or "-") or to the file `path`, saying so on stderr;
 // UNAVAILABLE naming the file when it cannot be written.

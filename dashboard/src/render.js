@@ -1,7 +1,10 @@
-// Rendering shared by the dashboard (app.js) and the self-contained HTML report
-// (`bitsweep results --format html`): the results table pivoted like the study's tables and the
-// metric-vs-bit-width plots. Input: the JSON of common/results_table.h (ResultsTableToJson).
-// Plain DOM + uPlot (window.uPlot); no other dependency.
+// Rendering shared by the dashboard (app.js) and the self-contained HTML reports
+// (`bitsweep results --format html`, and `bitsweep report` through report.js): the results table
+// pivoted like the study's tables, the metric-vs-bit-width plots (uPlot), and the study's SVG
+// charts (perplexity against bits on a log scale, accuracy drop against FP, sensitivity bars).
+// The SVG charts are plain DOM, so the paper report needs no chart library and its numbers sit
+// in the page's elements (data-* attributes) where a test can read them. Input: the JSON of
+// common/results_table.h (ResultsTableToJson). Plain DOM + uPlot (window.uPlot) for the plots.
 (function () {
   'use strict';
 
@@ -366,7 +369,14 @@
     container.appendChild(filteredTable(table, opts, opts.state || {}));
     container.appendChild(el('h2', { text: 'Metric vs bit-width' }));
     container.appendChild(plots(table));
+    // The paper report's charts (charts.js), so the dashboard and `bitsweep report` agree.
+    const charts = window.BitsweepCharts && window.BitsweepCharts.chartsView(table);
+    if (charts) {
+      container.appendChild(el('h2', { text: 'Study charts' }));
+      container.appendChild(charts);
+    }
   }
 
-  window.BitsweepRender = { el, formatValue, resultsTable, plots, renderResults, tableCsv, visibleRows };
+  window.BitsweepRender = { el, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
+                            renderResults, tableCsv, visibleRows };
 })();

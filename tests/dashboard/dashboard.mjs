@@ -248,6 +248,7 @@ try {
   check(events.some((e) => e.includes('dash-worker')), `job ${args.job}: the worker is named in its events`);
   const provenance = await page.locator('#provenance').textContent();
   check(provenance.includes('code_version'), `job ${args.job}: its provenance is shown`);
+  check(/"sha256": "[0-9a-f]{64}"/.test(provenance), `job ${args.job}: its provenance hashes the data file it read`);
   const facts = await page.locator('dl.facts').textContent();
   check(facts.includes('ran') && facts.includes('waited'), `job ${args.job}: its timings are shown`);
   await shot(page, '4-job.png');

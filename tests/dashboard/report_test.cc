@@ -249,7 +249,7 @@ TEST_CASE(
   const int64_t a = Submit(*client, "report-a", kSweepA);
   RunJobs(*gateway, *client, a, "v-a", 0.0);
   const int64_t b = Submit(*client, "report-b", kSweepB);
-  RunJobs(*gateway, *client, b, "v-b", 0.3);
+  RunJobs(*gateway, *client, b, "v-b", 0.25);  // 12.3125: a tie, printed as C prints it
   const json expected_a = Expected(*client, a);
   CHECK(expected_a["cells"].size() == 54 - 8 - 1);  // RTN w2's 8 others skipped, 1 failed
   CHECK(expected_a["skipped"].size() == 8);

@@ -127,6 +127,18 @@ try {
   check(calibration.includes('gptq') && calibration.includes('16'), `report: the appendix gives the calibration (${calibration})`);
   check((await fact('seeds')).includes('7'), 'report: the appendix gives the calibration seed');
   check(requests() === 0, `report: nothing is loaded from the network (${requests()} requests)`);
+  // Sensitivity bars (item 3's per-unit deltas, when a report's data carries them): one bar per
+  // unit at its delta, drawn by the page's own charts.js.
+  const bars = await page.evaluate(() => {
+    const [fig] = window.BitsweepCharts.sensitivityCharts([{ model: 'Qwen3-0.6B', column: 'wikitext2 ppl',
+      method: 'rtn', wbits: 2, unit: 'layer', units: [{ unit: 0, ppl: 14.5, delta: 4.5, job_id: 1 },
+                                                     { unit: 1, ppl: 10.25, delta: 0.25, job_id: 2 }] }]);
+    document.body.appendChild(fig);
+    return Array.from(fig.querySelectorAll('rect.bar')).map((r) => [r.dataset.label, Number(r.dataset.value),
+                                                                  Number(r.getAttribute('height'))]);
+  });
+  check(bars.length === 2 && bars[0][1] === 4.5 && bars[1][1] === 0.25 && bars[0][2] > bars[1][2] && bars[1][2] > 0,
+        `report: sensitivity bars are drawn per unit at their deltas (${JSON.stringify(bars)})`);
   await page.screenshot({ path: path.join(args.out, 'report.png'), fullPage: true });
 
   // --compare: both sweeps side by side; B - A per matched cell.

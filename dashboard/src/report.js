@@ -91,14 +91,37 @@
     return el('table', { class: 'results paper', 'data-sweep': String(sweep.id) }, [el('thead', {}, head), body]);
   }
 
+  // The calibration fields of a row's recipe (common/labels.cc CalibrationFields).
+  const kCalibrationFields = new Set(['calib', 'nsamples', 'calib_seqlen', 'seed', 'calib_dtype']);
+
   // Rows of two sweeps matched by model and label ("gptq w4 g128"): the same model and method
-  // under, say, two code versions or calibrations. Columns matched by name.
-  function compareTable(a, b, paperTasks) {
+  // under, say, two code versions or calibrations. A row whose label names calibration settings
+  // (its sweep has that recipe under several calibrations) is matched by model, method, bits,
+  // group and options instead, where that is unique on both sides. Columns matched by name.
+  function matchRows(a, b) {
     const key = (r) => (r.model_name || r.model) + '\n' + r.label;
-    const bRows = new Map(b.table.rows.map((r) => [key(r), r]));
-    const aKeys = new Set(a.table.rows.map(key));
-    const rows = a.table.rows.map((r) => [r, bRows.get(key(r)) || null])
-      .concat(b.table.rows.filter((r) => !aKeys.has(key(r))).map((r) => [null, r]));
+    const recipe = (r) => [r.model_name || r.model, r.method, r.wbits, r.abits, r.group]
+      .concat(Object.entries(r.recipe || {}).filter(([k]) => !kCalibrationFields.has(k)).map(([k, v]) => k + '=' + v))
+      .join('\n');
+    const bByKey = new Map(b.table.rows.map((r) => [key(r), r]));
+    const pairs = a.table.rows.map((r) => [r, bByKey.get(key(r)) || null]);
+    const used = new Set(pairs.filter(([, rb]) => rb).map(([, rb]) => rb));
+    const count = (rows) => rows.reduce((m, r) => m.set(recipe(r), (m.get(recipe(r)) || 0) + 1), new Map());
+    const aCount = count(pairs.filter(([, rb]) => !rb).map(([ra]) => ra));
+    const bLeft = b.table.rows.filter((r) => !used.has(r));
+    const bCount = count(bLeft);
+    for (const pair of pairs) {
+      if (pair[1]) continue;
+      const k = recipe(pair[0]);
+      if (aCount.get(k) !== 1 || bCount.get(k) !== 1) continue;
+      pair[1] = bLeft.find((r) => recipe(r) === k);
+      used.add(pair[1]);
+    }
+    return pairs.concat(b.table.rows.filter((r) => !used.has(r)).map((r) => [null, r]));
+  }
+
+  function compareTable(a, b, paperTasks) {
+    const rows = matchRows(a, b);
     const names = new Set(a.table.columns.map((c) => c.name));
     const union = { columns: a.table.columns.concat(b.table.columns.filter((c) => !names.has(c.name))) };
     const columns = paperColumns(union, paperTasks);
@@ -119,7 +142,7 @@
       last = model;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
-      tr.appendChild(el('td', { text: r.label }));
+      tr.appendChild(el('td', { text: ra && rb && ra.label !== rb.label ? `${ra.label} | ${rb.label}` : r.label }));
       for (const { column } of columns) {
         const none = (side) => el('td', { class: 'num missing', 'data-column': column.name, 'data-side': side, text: '–' });
         tr.appendChild(ra ? valueCell(ra, column, null, { 'data-side': 'a' }) : none('a'));
@@ -232,5 +255,5 @@
     for (const s of report.sweeps) container.appendChild(sweepSection(s, report.paper_tasks, !!b));
   }
 
-  window.BitsweepReport = { render, paperColumns, bestValues };
+  window.BitsweepReport = { render, paperColumns, bestValues, matchRows };
 })();

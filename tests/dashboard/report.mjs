@@ -164,6 +164,20 @@ try {
   check(expected.code_versions.every((v, i) => versions[i] && versions[i].includes(v)),
         `compare: each sweep's appendix names its code version (${versions.length})`);
   check(cmp.requests() === 0, 'compare: nothing is loaded from the network');
+  // A recipe run under two calibrations in one sweep is labelled with them ("... seed=8"): such
+  // a row matches the other sweep's row of the same model, method, bits, group and options when
+  // that is unique on both sides, and not when it is ambiguous.
+  const matched = await cmp.page.evaluate(() => {
+    const row = (label, seed, wbits) => ({ model: 'm', model_name: 'm', method: 'gptq', wbits: wbits || 4, abits: 0,
+                                           group: 128, label, recipe: { act_order: 'true', seed: String(seed) }, cells: {} });
+    const a = { table: { rows: [row('gptq w4 g128', 7), row('gptq w3 g128', 7, 3)] } };
+    const b = { table: { rows: [row('gptq w4 g128 seed=8', 8), row('gptq w3 g128 seed=8', 8, 3),
+                                row('gptq w3 g128 seed=9', 9, 3)] } };
+    return window.BitsweepReport.matchRows(a, b).map(([x, y]) => [x && x.label, y && y.label]);
+  });
+  check(JSON.stringify(matched) === JSON.stringify([['gptq w4 g128', 'gptq w4 g128 seed=8'], ['gptq w3 g128', null],
+                                                    [null, 'gptq w3 g128 seed=8'], [null, 'gptq w3 g128 seed=9']]),
+        `compare: rows labelled by calibration match only when unambiguous (${JSON.stringify(matched)})`);
   await cmp.page.screenshot({ path: path.join(args.out, 'compare.png'), fullPage: true });
 } finally {
   await browser.close();

@@ -302,6 +302,13 @@ int RunReport(Client& client, const ServiceFlags& f) {
   const std::string html =
       dashboard::RenderPaperReport(ReportTitle(sweep, other), ReportJson(sweep, other));
   if (Status st = WriteOutput(f.output, html); !st.ok()) return Fail(st);
+  // As `results`: the report is written (it lists the failed and skipped jobs), and the exit
+  // code says that nothing was stored.
+  if (sweep.results.jobs_size() == 0) {
+    std::fprintf(stderr, "bitsweep: no results for sweep %lld\n",
+                 static_cast<long long>(f.sweep_id));
+    return kExitNoResults;
+  }
   return kExitOk;
 }
 

@@ -283,6 +283,17 @@ TEST_CASE(
     CHECK(page.find("url(") == std::string::npos);
   }
 
+  // A sweep with nothing stored yet: the report is written, and the exit code says so (4).
+  const int64_t empty = Submit(*client, "report-empty", std::string(R"(name: empty
+models: [/nonexistent/other]
+methods: [{method: rtn, wbits: [4]}]
+tasks: [wikitext2]
+)"));
+  CHECK(Run(bin + "/cli/bitsweep report " + std::to_string(empty) + " --out " + dir +
+            "/empty.html --coordinator " + addr + " > " + dir + "/empty.log 2>&1") == 4);
+  CHECK(Slurp(dir + "/empty.log").find("no results for sweep") != std::string::npos);
+  CHECK(Slurp(dir + "/empty.html").find("bitsweep report: sweep") != std::string::npos);
+
   const std::string shots = bin + "/report-screenshots";
   fs::remove_all(shots);
   const std::string script = bitsweep::testing::SourceDir() + "/tests/dashboard/report.mjs";

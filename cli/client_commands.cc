@@ -14,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/output.h"
+#include "cli/report.h"
+#include "dashboard/assets.h"
 #include "rpc/channel.h"
 
 namespace bitsweep::cli {
@@ -268,6 +270,43 @@ int PrintResults(Client& client, int64_t sweep_id, const std::string& format,
   if (response.jobs_size() == 0) {
     std::fprintf(stderr, "bitsweep: no results%s\n",
                  sweep_id > 0 ? absl::StrFormat(" for sweep %d", sweep_id).c_str() : "");
+    return kExitNoResults;
+  }
+  return kExitOk;
+}
+
+namespace {
+
+// Everything the report reads of one sweep: the sweep, every page of its results and its jobs.
+Status FetchReportSweep(Client& client, int64_t sweep_id, ReportSweep* out) {
+  v1::GetSweepRequest get;
+  get.set_sweep_id(sweep_id);
+  RETURN_IF_ERROR(client.Call(&v1::Coordinator::Stub::GetSweep, get, &out->sweep));
+  v1::QueryResultsRequest query;
+  query.set_sweep_id(sweep_id);
+  RETURN_IF_ERROR(CallAllPages(client, &v1::Coordinator::Stub::QueryResults, query, &out->results));
+  v1::ListJobsRequest list;
+  list.set_sweep_id(sweep_id);
+  return CallAllPages(client, &v1::Coordinator::Stub::ListJobs, list, &out->jobs);
+}
+
+}  // namespace
+
+int RunReport(Client& client, const ServiceFlags& f) {
+  ReportSweep sweep, compare;
+  if (Status st = FetchReportSweep(client, f.sweep_id, &sweep); !st.ok()) return Fail(st);
+  if (f.compare_id > 0) {
+    if (Status st = FetchReportSweep(client, f.compare_id, &compare); !st.ok()) return Fail(st);
+  }
+  const ReportSweep* other = f.compare_id > 0 ? &compare : nullptr;
+  const std::string html =
+      dashboard::RenderPaperReport(ReportTitle(sweep, other), ReportJson(sweep, other));
+  if (Status st = WriteOutput(f.output, html); !st.ok()) return Fail(st);
+  // As `results`: the report is written (it lists the failed and skipped jobs), and the exit
+  // code says that nothing was stored.
+  if (sweep.results.jobs_size() == 0) {
+    std::fprintf(stderr, "bitsweep: no results for sweep %lld\n",
+                 static_cast<long long>(f.sweep_id));
     return kExitNoResults;
   }
   return kExitOk;

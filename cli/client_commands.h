@@ -66,6 +66,9 @@ int RunDescribe(Client& client, const ServiceFlags& flags);
 // kExitNoResults (4) when none is stored (no attempt ended yet, or it printed nothing).
 int RunLogs(Client& client, const ServiceFlags& flags);
 int RunCancel(Client& client, const ServiceFlags& flags);
+// `bitsweep report SWEEP_ID [--compare B] [--out FILE]`: the paper's report (cli/report.h) as
+// one self-contained HTML file (dashboard::RenderPaperReport).
+int RunReport(Client& client, const ServiceFlags& flags);
 // Every page of QueryResults of `sweep_id` (0: every sweep) rendered in `format` (accuracies in
 // percent when `percent`: cli/output.h RenderResults), to `output` ("": stdout).
 int PrintResults(Client& client, int64_t sweep_id, const std::string& format,

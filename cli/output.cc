@@ -58,8 +58,11 @@ std::string ResultRowsJson(const v1::QueryResultsResponse& results) {
   return rows.dump(2) + "\n";
 }
 
-ResultsTable Pivot(const v1::QueryResultsResponse& results) {
-  std::vector<ResultInput> inputs;
+}  // namespace
+
+ResultsTable PivotQueryResults(const v1::QueryResultsResponse& results,
+                               const std::vector<ResultInput>& extra) {
+  std::vector<ResultInput> inputs = extra;
   for (const v1::JobResults& job : results.jobs()) {
     if (!job.skipped_reason().empty()) {  // skipped by the sweep's early_abort rule
       inputs.push_back(SkippedResultInput(job.job_id(), job.spec_json(), job.skipped_reason()));
@@ -73,8 +76,6 @@ ResultsTable Pivot(const v1::QueryResultsResponse& results) {
   return PivotResults(inputs, std::map<std::string, std::string>(results.model_names().begin(),
                                                                  results.model_names().end()));
 }
-
-}  // namespace
 
 int Fail(const Status& status) {
   std::cerr << "bitsweep: error: " << status.message() << "\n";
@@ -463,7 +464,7 @@ std::string DescribeJobText(const v1::JobDescription& d, int64_t now) {
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,
                           int64_t sweep_id, bool percent) {
   if (format == "json") return ResultRowsJson(results);
-  const ResultsTable table = Pivot(results);
+  const ResultsTable table = PivotQueryResults(results);
   if (format == "html") {
     const std::string title =
         sweep_id > 0 ? absl::StrCat("bitsweep results: sweep ", sweep_id) : "bitsweep results";

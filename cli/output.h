@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bitsweep/v1/coordinator.pb.h"
+#include "common/results_table.h"
 #include "common/status.h"
 
 namespace bitsweep::cli {
@@ -17,12 +18,12 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;       // could not run: unreachable, refused, I/O
 inline constexpr int kExitUsage = 2;       // bad input: flags, sweep file, missing inputs
 inline constexpr int kExitJobsFailed = 3;  // ran, but some job failed or was canceled
-inline constexpr int kExitNoResults = 4;   // nothing stored: `results` for the sweep(s), `logs`
+inline constexpr int kExitNoResults = 4;   // nothing stored: `results`, `report`, `logs`
 inline constexpr const char* kExitCodesHelp =
     "Exit codes: 0 success; 1 could not run (coordinator unreachable, refused, I/O error); 2 bad "
     "input (flags, sweep file, missing models or data, a --max-memory too small); 3 the sweep ran "
-    "but some job failed or was canceled (watch, submit --wait, local); 4 no results (results) "
-    "or no stored output (logs); 128+N stopped by signal N (local).";
+    "but some job failed or was canceled (watch, submit --wait, local); 4 no results (results, "
+    "report) or no stored output (logs); 128+N stopped by signal N (local).";
 
 // Prints "bitsweep: error: <message>" to stderr; the exit code: kExitUsage for
 // INVALID_ARGUMENT and RESOURCE_EXHAUSTED (what was asked for does not fit: a --max-memory too
@@ -92,6 +93,11 @@ std::string DescribeJobText(const v1::JobDescription& job, int64_t now_unix_seco
 // every sweep).
 std::string RenderResults(const v1::QueryResultsResponse& results, const std::string& format,
                           int64_t sweep_id, bool percent = false);
+
+// Every job's headline metrics and skipped cells of `results` (all pages) pivoted
+// (common/results_table.h), with `extra` inputs (FailedResultInput rows, for the report) first.
+ResultsTable PivotQueryResults(const v1::QueryResultsResponse& results,
+                               const std::vector<ResultInput>& extra = {});
 
 // `text` to standard output (`path` "" or "-") or to the file `path`, saying so on stderr;
 // UNAVAILABLE naming the file when it cannot be written.

@@ -83,6 +83,20 @@ void AddServiceCommands(CLI::App& app, ServiceFlags& f) {
   format_option(results);
   results->add_option("--output", f.output, "Write to this file instead of standard output");
   common(results);
+  auto* report = app.add_subcommand(
+      "report",
+      "The study's report of a sweep as one self-contained HTML file: the paper's table (a row "
+      "per model, method and W/A bits, FP first; WikiText-2, C4, the zero-shot tasks and MMLU; "
+      "the best quantized value per model in bold), SVG charts (perplexity against bits on a "
+      "log scale, accuracy drop against FP), skipped and failed cells with their reasons, and "
+      "an appendix of the jobs' provenance (code version, data files, calibration, seeds)");
+  report->add_option("sweep_id", f.sweep_id, "Sweep id")->required();
+  report->add_option("--compare", f.compare_id,
+                     "A second sweep shown side by side with the differences (B - A) per cell, "
+                     "e.g. the same models and methods under another code version or "
+                     "calibration");
+  report->add_option("--out,--output", f.output, "Write to this file instead of standard output");
+  common(report);
   auto* cancel = app.add_subcommand("cancel", "Cancel a sweep (or one job with --job)");
   cancel->add_option("sweep_id", f.sweep_id, "Sweep id");
   cancel->add_option("--job", f.job_id, "Cancel this job instead");
@@ -151,6 +165,7 @@ int RunServiceCommand(CLI::App& app, const ServiceFlags& f, const std::string& d
   if (parsed("watch")) return RunWatch(client, f);
   if (parsed("results")) return PrintResults(client, f.sweep_id, f.format, f.output, f.percent);
   if (parsed("cancel")) return RunCancel(client, f);
+  if (parsed("report")) return RunReport(client, f);
   if (parsed("status")) return RunStatus(client, f);
   if (parsed("describe")) return RunDescribe(client, f);
   if (parsed("logs")) return RunLogs(client, f);

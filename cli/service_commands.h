@@ -21,6 +21,7 @@ struct ServiceFlags {
   std::string sweep_file;
   int64_t sweep_id = 0;
   int64_t job_id = 0;
+  int64_t compare_id = 0;        // report --compare: a second sweep side by side
   std::string format = "table";  // table | csv | json | markdown | latex | html
   bool percent = false;          // accuracies in percent (table, csv, markdown, latex)
   std::string output;            // results: a file instead of stdout
@@ -38,7 +39,7 @@ struct ServiceFlags {
   int devices_per_worker = 0;  // 0: the worker's default; N: --devices N --max-tp N
 };
 
-// Registers submit, status, watch, results, cancel and local on `app`.
+// Registers submit, status, describe, logs, watch, results, report, cancel and local on `app`.
 void AddServiceCommands(CLI::App& app, ServiceFlags& flags);
 // Runs whichever of them was parsed; -1 when none was.
 int RunServiceCommand(CLI::App& app, const ServiceFlags& flags, const std::string& data_dir);

@@ -194,6 +194,7 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
       cell.n = in.n;
       cell.job_id = in.job_id;
       cell.skipped = in.skipped_reason;
+      cell.failed = in.failed_reason;
     }
   }
 
@@ -305,6 +306,7 @@ std::string ResultsTableToJson(const ResultsTable& table) {
                      {"job_id", cell.job_id},
                      {"delta", cell.has_delta ? json(cell.delta) : json(nullptr)}};
       if (!cell.skipped.empty()) cells[name]["skipped"] = cell.skipped;
+      if (!cell.failed.empty()) cells[name]["failed"] = cell.failed;
     }
     rows.push_back({{"model", r.model},
                     {"model_name", r.model_name},
@@ -420,6 +422,7 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
       const ResultsCell* c = cell(r);
       if (c == nullptr) return missing;
       if (!c->skipped.empty()) return std::string("skipped");
+      if (!c->failed.empty()) return std::string("failed");
       std::string text = FormatResultValue(col, c->value, pct);
       if (latex && col.has_stderr) {
         absl::StrAppend(&text, "$_{\\pm ", FormatResultValue(col, c->stderr_value, pct), "}$");
@@ -430,8 +433,8 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
     if (col.has_stderr) {
       text_column(csv ? col.name + " stderr" : "stderr", true, [&](const ResultsRow& r) {
         const ResultsCell* c = cell(r);
-        return c == nullptr || !c->skipped.empty() ? missing
-                                                   : FormatResultValue(col, c->stderr_value, pct);
+        if (c == nullptr || !c->skipped.empty() || !c->failed.empty()) return missing;
+        return FormatResultValue(col, c->stderr_value, pct);
       });
     }
     if (col.has_delta) {
@@ -571,6 +574,13 @@ ResultInput SkippedResultInput(int64_t job_id, const std::string& spec_json,
     ppl = task.ok() && (*task)->kind == TaskKind::kPerplexity;
   }
   in.metric = ppl ? "ppl" : "acc";
+  return in;
+}
+
+ResultInput FailedResultInput(int64_t job_id, const std::string& spec_json,
+                              const std::string& error) {
+  ResultInput in = SkippedResultInput(job_id, spec_json, "");
+  in.failed_reason = error;
   return in;
 }
 

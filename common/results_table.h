@@ -32,12 +32,18 @@ struct ResultInput {
   // A job an early_abort rule skipped (common/early_abort.h): its reason; value is NaN and
   // metric the task's headline (SkippedResultInput makes one). "" for a result.
   std::string skipped_reason = "";  // (an initializer: brace lists may leave it out)
+  // A job that FAILED without a result (FailedResultInput makes one): its error. Only the paper
+  // report (`bitsweep report`) passes these; "" for a result.
+  std::string failed_reason = "";
 };
 
 // The input of a SKIPPED job, placed in its task's headline column ("ppl" or "acc") with a NaN
 // value and `reason`.
 ResultInput SkippedResultInput(int64_t job_id, const std::string& spec_json,
                                const std::string& reason);
+// The same for a FAILED job: its error in failed_reason instead.
+ResultInput FailedResultInput(int64_t job_id, const std::string& spec_json,
+                              const std::string& error);
 
 struct ResultsColumn {
   // Unique: "wikitext2 ppl", "piqa acc" (custom .jsonl tasks by file stem), plus the settings
@@ -65,6 +71,8 @@ struct ResultsCell {
   double delta = 0;
   // The job was skipped by an early_abort rule: the reason ("" otherwise); value is NaN.
   std::string skipped = "";
+  // The job failed without a result (FailedResultInput): its error ("" otherwise); value is NaN.
+  std::string failed = "";
 };
 
 struct ResultsRow {
@@ -117,7 +125,7 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
 //              "baseline", "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
 //              "cells": {"<column name>": {"value", "stderr", "n", "job_id", "delta"}}}]}
 // ("delta": null where the cell has none; the columns also carry "has_stderr", "has_delta"; a
-// skipped cell has "value": null and "skipped": its reason).
+// skipped cell has "value": null and "skipped": its reason, a failed one "failed": its error).
 std::string ResultsTableToJson(const ResultsTable& table);
 
 // A cell as the text table prints it: ppl with 3 decimals, accuracies with 4, or with 2 in percent

@@ -1,3 +1,5 @@
+#include <initializer_list>
+
 #include "dashboard/assets.h"
 
 namespace bitsweep::dashboard {
@@ -46,29 +48,41 @@ std::string Embedded(std::string_view name) {
   return a == nullptr ? std::string() : std::string(a->data);
 }
 
-}  // namespace
-
-std::string RenderReport(const std::string& title, const std::string& results_json) {
+// One page: inline styles, the data as a JSON script element, inline scripts, and `init` run last.
+std::string Page(const std::string& title, std::initializer_list<const char*> styles,
+                 const std::string& data_id, const std::string& data_json,
+                 std::initializer_list<const char*> scripts, const char* init) {
   std::string html;
   html += "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   html += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
   html += "<title>" + EscapeHtml(title) + "</title>\n<style>\n";
-  html += Embedded("uPlot.min.css");
-  html += "\n";
-  html += Embedded("style.css");
-  html += "\n</style>\n</head>\n<body class=\"report\">\n<header><h1>" + EscapeHtml(title) +
+  for (const char* name : styles) html += Embedded(name) + "\n";
+  html += "</style>\n</head>\n<body class=\"report\">\n<header><h1>" + EscapeHtml(title) +
           "</h1></header>\n<main id=\"report\"></main>\n";
-  html += "<script type=\"application/json\" id=\"bitsweep-results\">" +
-          EscapeScript(results_json) + "</script>\n";
-  for (const char* name : {"uPlot.iife.min.js", "render.js"}) {
+  html += "<script type=\"application/json\" id=\"" + data_id + "\">" + EscapeScript(data_json) +
+          "</script>\n";
+  for (const char* name : scripts) {
     html += "<script>\n" + EscapeScript(Embedded(name)) + "\n</script>\n";
   }
-  html +=
-      "<script>\n"
-      "BitsweepRender.renderResults(document.getElementById('report'),\n"
-      "    JSON.parse(document.getElementById('bitsweep-results').textContent));\n"
-      "</script>\n</body>\n</html>\n";
+  html += "<script>\n" + std::string(init) + "</script>\n</body>\n</html>\n";
   return html;
+}
+
+}  // namespace
+
+std::string RenderReport(const std::string& title, const std::string& results_json) {
+  return Page(title, {"uPlot.min.css", "style.css"}, "bitsweep-results", results_json,
+              {"uPlot.iife.min.js", "render.js", "charts.js"},
+              "BitsweepRender.renderResults(document.getElementById('report'),\n"
+              "    JSON.parse(document.getElementById('bitsweep-results').textContent));\n");
+}
+
+// The paper report draws only SVG (charts.js), so it needs no uPlot.
+std::string RenderPaperReport(const std::string& title, const std::string& report_json) {
+  return Page(title, {"style.css"}, "bitsweep-report", report_json,
+              {"render.js", "charts.js", "report.js"},
+              "BitsweepReport.render(document.getElementById('report'),\n"
+              "    JSON.parse(document.getElementById('bitsweep-report').textContent));\n");
 }
 
 }  // namespace bitsweep::dashboard

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
@@ -96,6 +97,28 @@ std::string CheckpointDigest(const std::string& dir) {
     }
   }
   return Sha256Hex(blob);
+}
+
+// The data files the evaluation read, each with its SHA-256 and size, so the results' provenance
+// (and `bitsweep report`'s appendix) says which bytes were scored: the file the task names in its
+// result (C4's shard, a multiple-choice task's source, a .jsonl task) or WikiText-2's test file.
+// Folders (MMLU's) and files that cannot be read are left out.
+json DataFiles(const json& eval, const std::string& task, const std::string& data_dir) {
+  std::vector<std::string> paths;
+  if (task == "wikitext2") paths.push_back(data_dir + "/wikitext2/wiki.test.raw");
+  for (const char* key : {"file", "source"}) {
+    if (eval.contains(key) && eval[key].is_string()) paths.push_back(eval[key].get<std::string>());
+  }
+  json out = json::array();
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) continue;
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (!in.good() && !in.eof()) continue;
+    out.push_back({{"path", path}, {"sha256", Sha256Hex(bytes)}, {"bytes", bytes.size()}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -225,6 +248,7 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
   if (!loaded.description.empty()) prov["loaded_as"] = loaded.description;
   prov["memory"] = json::parse(quant::MemoryPlanJson(*loaded.memory));
   prov["eval"] = json::parse(r.json);
+  prov["data_files"] = DataFiles(prov["eval"], spec.eval.task, config.data_dir);
   out.provenance_json = prov.dump();
   return out;
 }

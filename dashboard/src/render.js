@@ -1,7 +1,10 @@
-// Rendering shared by the dashboard (app.js) and the self-contained HTML report
-// (`bitsweep results --format html`): the results table pivoted like the study's tables and the
-// metric-vs-bit-width plots. Input: the JSON of common/results_table.h (ResultsTableToJson).
-// Plain DOM + uPlot (window.uPlot); no other dependency.
+// Rendering shared by the dashboard (app.js) and the self-contained HTML reports
+// (`bitsweep results --format html`, and `bitsweep report` through report.js): the results table
+// pivoted like the study's tables, the metric-vs-bit-width plots (uPlot), and the study's SVG
+// charts (perplexity against bits on a log scale, accuracy drop against FP, sensitivity bars).
+// The SVG charts are plain DOM, so the paper report needs no chart library and its numbers sit
+// in the page's elements (data-* attributes) where a test can read them. Input: the JSON of
+// common/results_table.h (ResultsTableToJson). Plain DOM + uPlot (window.uPlot) for the plots.
 (function () {
   'use strict';
 
@@ -21,11 +24,25 @@
     return e;
   }
 
+  // x.toFixed(d), except that an exact tie rounds to even, as C's printf (the CLI's
+  // absl::StrFormat) does: 12.3125 reads "12.312" in the CLI and here, where toFixed says
+  // "12.313". toFixed(d + 60) is the exact decimal expansion of a double of this range.
+  function fixed(x, d) {
+    const s = x.toFixed(d);
+    if (!isFinite(x) || Math.abs(x) >= 1e21) return s;
+    const exact = Math.abs(x).toFixed(Math.min(100, d + 60));
+    const point = exact.indexOf('.');
+    if (!/^50*$/.test(exact.slice(point + 1 + d))) return s;  // not a tie
+    const kept = d === 0 ? exact.slice(0, point) : exact.slice(0, point + 1 + d);
+    if (Number(kept[kept.length - 1]) % 2 === 1) return s;  // odd: away from zero, as toFixed
+    return (x < 0 ? '-' : '') + kept;
+  }
+
   // As the CLI prints them with --percent (common/results_table.cc FormatResultValue):
   // perplexity with 3 decimals, accuracies in percent with 2, as the paper prints them.
   function formatValue(column, v) {
     if (v === null || v === undefined) return 'inf';  // JSON has no inf: a diverged model
-    return column.lower_is_better ? v.toFixed(3) : (100 * v).toFixed(2);
+    return column.lower_is_better ? fixed(v, 3) : fixed(100 * v, 2);
   }
 
   // The column's header: its name, and "(%)" for an accuracy.
@@ -34,7 +51,7 @@
   }
 
   function formatDelta(column, d) {
-    const s = column.lower_is_better ? d.toFixed(3) : (100 * d).toFixed(2);
+    const s = column.lower_is_better ? fixed(d, 3) : fixed(100 * d, 2);
     return (d > 0 ? '+' : d < 0 ? '' : '±') + s + (column.lower_is_better ? '' : ' pt');
   }
 
@@ -250,7 +267,7 @@
         if (c.has_stderr) line.push(cell ? formatValue(c, cell.stderr) : '');
         if (c.has_delta) {
           line.push(cell && cell.delta !== null && cell.delta !== undefined
-            ? (c.lower_is_better ? cell.delta.toFixed(3) : (100 * cell.delta).toFixed(2))
+            ? (c.lower_is_better ? fixed(cell.delta, 3) : fixed(100 * cell.delta, 2))
                 .replace(/^(?=[0-9])/, '+').replace(/^-(?=0\.0*$)/, '+')
             : '');
         }
@@ -366,7 +383,14 @@
     container.appendChild(filteredTable(table, opts, opts.state || {}));
     container.appendChild(el('h2', { text: 'Metric vs bit-width' }));
     container.appendChild(plots(table));
+    // The paper report's charts (charts.js), so the dashboard and `bitsweep report` agree.
+    const charts = window.BitsweepCharts && window.BitsweepCharts.chartsView(table);
+    if (charts) {
+      container.appendChild(el('h2', { text: 'Study charts' }));
+      container.appendChild(charts);
+    }
   }
 
-  window.BitsweepRender = { el, formatValue, resultsTable, plots, renderResults, tableCsv, visibleRows };
+  window.BitsweepRender = { el, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
+                            renderResults, tableCsv, visibleRows };
 })();

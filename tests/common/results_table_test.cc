@@ -554,4 +554,37 @@ TEST_CASE("a job skipped by early abort reads skipped in its cell, with its reas
   CHECK(found);
 }
 
+TEST_CASE("a job that failed without a result sits in its cell as failed, with its error") {
+  std::vector<ResultInput> in;
+  int64_t id = 0;
+  for (const JobSpec& s : Specs()) {
+    const bool failed = s.quant.method == "rtn" && s.quant.wbits == 3 && s.eval.task == "piqa";
+    if (failed) {
+      in.push_back(FailedResultInput(++id, JobSpecToJson(s), "piqa: out of memory"));
+    } else if (s.eval.task == "wikitext2") {
+      in.push_back({++id, JobSpecToJson(s), "ppl", 6.3, 0, 8, "", ""});
+    } else {
+      in.push_back({++id, JobSpecToJson(s), "acc", 0.7, 0.01, 100, "", ""});
+    }
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.columns.size() == 2);
+  const ResultsCell& cell = RowLabelled(t, "rtn w3 g64").cells.at("piqa acc");
+  CHECK(cell.failed == "piqa: out of memory");
+  CHECK(cell.skipped.empty());
+  CHECK_FALSE(cell.has_delta);
+  const std::string text = RenderResultsTable(t, ResultsFormat::kText);
+  CHECK_THAT(text, Catch::Contains("failed"));
+  CHECK_THAT(text, !Catch::Contains("nan"));
+  auto j = nlohmann::json::parse(ResultsTableToJson(t));
+  bool found = false;
+  for (const auto& row : j["rows"]) {
+    if (row["label"] != "rtn w3 g64") continue;
+    found = true;
+    CHECK(row["cells"]["piqa acc"]["failed"] == "piqa: out of memory");
+    CHECK(row["cells"]["piqa acc"]["value"].is_null());
+  }
+  CHECK(found);
+}
+
 }  // namespace bitsweep

@@ -111,6 +111,24 @@ async function checkPlotAxes(page, where) {
   }
 }
 
+// The study's SVG charts (charts.js, shared with `bitsweep report`): a log-scale perplexity chart
+// whose points are the stored quantized perplexities, and an accuracy-drop chart.
+async function checkSvgCharts(page, where) {
+  for (const column of expected.columns.filter((c) => c.includes(' ppl'))) {
+    const fig = page.locator(`figure.svg-chart[data-kind="ppl"][data-column="${column}"]`);
+    check(await fig.count() === 1, `${where}: a log-scale SVG perplexity chart for ${column}`);
+    if (await fig.count() !== 1) continue;
+    const want = expected.cells.filter((c) => c.column === column && c.label !== 'FP (baseline)')
+      .map((c) => c.value).sort((x, y) => x - y);
+    const got = (await fig.locator('.point').evaluateAll((ps) => ps.map((p) => Number(p.dataset.value))))
+      .sort((x, y) => x - y);
+    check(JSON.stringify(got) === JSON.stringify(want) && await fig.locator('svg[data-log="true"]').count() === 1,
+          `${where}: its points are the stored perplexities on a log axis (${got})`);
+  }
+  check(await page.locator('figure.svg-chart[data-kind="acc-drop"]').count() === 1,
+        `${where}: an SVG accuracy-drop chart`);
+}
+
 // Filters, sorting by a header and the CSV download of the rows shown.
 async function checkTableControls(page, where) {
   const rows = () => page.locator('table.results tbody tr');
@@ -208,6 +226,7 @@ try {
   await checkCells(page, 'dashboard');
   await checkPlots(page, 'dashboard');
   await checkPlotAxes(page, 'dashboard');
+  await checkSvgCharts(page, 'dashboard');
   await checkTableControls(page, 'dashboard');
   const jobs = await page.locator('table#jobs tbody tr').count();
   check(jobs === expected.jobs, `dashboard: the sweep lists its ${expected.jobs} jobs (${jobs})`);
@@ -229,6 +248,7 @@ try {
   check(events.some((e) => e.includes('dash-worker')), `job ${args.job}: the worker is named in its events`);
   const provenance = await page.locator('#provenance').textContent();
   check(provenance.includes('code_version'), `job ${args.job}: its provenance is shown`);
+  check(/"sha256": "[0-9a-f]{64}"/.test(provenance), `job ${args.job}: its provenance hashes the data file it read`);
   const facts = await page.locator('dl.facts').textContent();
   check(facts.includes('ran') && facts.includes('waited'), `job ${args.job}: its timings are shown`);
   await shot(page, '4-job.png');
@@ -244,6 +264,7 @@ try {
   await checkCells(report, 'report');
   await checkPlots(report, 'report');
   await checkPlotAxes(report, 'report');
+  await checkSvgCharts(report, 'report');
   check(requests === 0, `the report loads nothing from the network (${requests} requests)`);
   await shot(report, '5-report.png');
 } finally {

@@ -1,0 +1,186 @@
+// Opens `bitsweep report`'s HTML files in Debian's headless Chromium, offline, and checks what a
+// reader sees against the results the coordinator stored. Run by report_test.cc; every failed
+// check is printed and makes the exit status 1.
+//
+//   node report.mjs --node-modules DIR --report A.html --compare AB.html --expected FILE.json --out DIR
+//
+// FILE.json: {"a": {"sweep", "cells": [{"label", "column", "value", "text", "bits", "method"}],
+// "skipped": [{"label", "column", "job_id"}], "best": {column: value}}, "b": {...}, "failed":
+// {"label", "column", "reason"}, "code_versions": [...], "rows"}: QueryResults' numbers.
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+const require = createRequire(path.join(args['node-modules'], 'noop.js'));
+const { chromium } = require('playwright-core');
+const expected = JSON.parse(fs.readFileSync(args.expected, 'utf8'));
+fs.mkdirSync(args.out, { recursive: true });
+
+const failures = [];
+function check(ok, what) {
+  console.log((ok ? 'ok   ' : 'FAIL ') + what);
+  if (!ok) failures.push(what);
+}
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+                                        args: ['--no-sandbox'] });
+
+async function open(file, name) {
+  const context = await browser.newContext({ offline: true, viewport: { width: 1500, height: 1000 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => check(false, `${name}: no script error: ${e.message}`));
+  let requests = 0;
+  page.on('request', (r) => { if (!r.url().startsWith('file:')) requests++; });
+  await page.goto('file://' + path.resolve(file));
+  await page.waitForSelector('table.results', { timeout: 15000 });
+  return { page, requests: () => requests };
+}
+
+// The paper's table of sweep `e.sweep` inside `scope`: every stored value in its cell (text and
+// exact value), bold exactly where the model's best quantized value is, FP first, skipped cells.
+async function checkPaperTable(page, scope, e, where) {
+  const table = `${scope} table.paper[data-sweep="${e.sweep}"]`;
+  const labels = await page.locator(`${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => tr.dataset.label));
+  check(labels[0] === 'FP (baseline)', `${where}: FP is the first row (${labels[0]})`);
+  const heads = await page.locator(`${table} thead th`).evaluateAll((ths) => ths.map((th) => th.firstChild.textContent));
+  const order = ['WikiText-2', 'C4', 'PIQA (%)', 'ARC-E (%)', 'ARC-C (%)', 'HellaSwag (%)', 'WinoGrande (%)', 'BoolQ (%)', 'MMLU (%)'];
+  const shown = heads.slice(4);
+  check(JSON.stringify(shown) === JSON.stringify(order.filter((h) => shown.includes(h))) && shown.length > 0,
+        `${where}: columns in the paper's order (${shown.join(', ')})`);
+  for (const c of e.cells) {
+    const td = page.locator(`${table} tr[data-label="${c.label}"] td[data-column="${c.column}"]`);
+    if (await td.count() !== 1) { check(false, `${where}: one cell for ${c.label} / ${c.column}`); continue; }
+    const text = (await td.locator('.value').textContent()).trim();
+    const value = Number(await td.getAttribute('data-value'));
+    const bold = await td.locator('strong').count() === 1;
+    const best = c.method !== 'fp' && e.best[c.column] === c.value;
+    check(text === c.text && value === c.value && bold === best,
+          `${where}: ${c.label} / ${c.column} shows ${c.text} (${c.value})${best ? ' in bold' : ''}; got ${text} (${value})${bold ? ' in bold' : ''}`);
+  }
+  const bolds = await page.locator(`${table} td.best`).count();
+  check(bolds === Object.keys(e.best).length, `${where}: one bold value per column (${bolds})`);
+  for (const s of e.skipped) {
+    const td = page.locator(`${table} tr[data-label="${s.label}"] td[data-column="${s.column}"].skipped`);
+    const title = await td.count() === 1 ? await td.getAttribute('title') : '';
+    check(title.startsWith('early abort: wikitext2 ppl'), `${where}: ${s.label} / ${s.column} is skipped with the rule's reason (${title})`);
+  }
+}
+
+// The charts: a log-scale perplexity chart per perplexity column whose points are the stored
+// quantized perplexities, and an accuracy-drop chart whose points match the stored accuracies.
+async function checkCharts(page, scope, e, where) {
+  for (const column of ['wikitext2 ppl', 'c4 ppl']) {
+    const want = e.cells.filter((c) => c.column === column && c.method !== 'fp').map((c) => c.value).sort((x, y) => x - y);
+    if (want.length === 0) continue;
+    const fig = page.locator(`${scope} figure.svg-chart[data-kind="ppl"][data-column="${column}"]`);
+    check(await fig.count() === 1, `${where}: one perplexity chart for ${column}`);
+    if (await fig.count() !== 1) continue;
+    const got = (await fig.locator('.point').evaluateAll((ps) => ps.map((p) => Number(p.dataset.value)))).sort((x, y) => x - y);
+    check(JSON.stringify(got) === JSON.stringify(want), `${where}: ${column} chart points are the stored values (${got} vs ${want})`);
+    check(await fig.locator('svg[data-log="true"]').count() === 1, `${where}: ${column} chart has a log axis`);
+    const fp = e.cells.find((c) => c.column === column && c.method === 'fp');
+    const ref = Number(await fig.locator('.ref').getAttribute('data-value'));
+    check(fp && ref === fp.value, `${where}: ${column} chart's FP line is at ${fp && fp.value} (${ref})`);
+    const box = await fig.locator('svg').boundingBox();
+    check(box && box.width > 300 && box.height > 200, `${where}: ${column} chart is drawn (${JSON.stringify(box)})`);
+  }
+  // Accuracy drop: for each quantized row, the mean over its accuracy columns of FP - value.
+  const acc = e.cells.filter((c) => !c.column.endsWith(' ppl'));
+  const fpOf = new Map(acc.filter((c) => c.method === 'fp').map((c) => [c.column, c.value]));
+  const drops = new Map();
+  for (const c of acc.filter((x) => x.method !== 'fp' && fpOf.has(x.column))) {
+    if (!drops.has(c.label)) drops.set(c.label, []);
+    drops.get(c.label).push(100 * (fpOf.get(c.column) - c.value));
+  }
+  const want = Array.from(drops.values()).map((d) => d.reduce((s, x) => s + x, 0) / d.length).sort((x, y) => x - y);
+  const fig = page.locator(`${scope} figure.svg-chart[data-kind="acc-drop"]`);
+  check(await fig.count() === 1, `${where}: one accuracy-drop chart`);
+  const got = (await fig.locator('.point').evaluateAll((ps) => ps.map((p) => Number(p.dataset.value)))).sort((x, y) => x - y);
+  check(got.length === want.length && got.every((g, i) => Math.abs(g - want[i]) < 1e-9),
+        `${where}: accuracy-drop points are FP minus the stored accuracies (${got.map((x) => x.toFixed(3))} vs ${want.map((x) => x.toFixed(3))})`);
+}
+
+try {
+  const { page, requests } = await open(args.report, 'report');
+  const e = expected.a;
+  await checkPaperTable(page, 'body', e, 'report');
+  check(await page.locator('table.paper tbody tr').count() === expected.rows, `report: ${expected.rows} rows`);
+  await checkCharts(page, 'body', e, 'report');
+  // The failed job: its cell and its reason in the list.
+  const f = expected.failed;
+  const failedCell = page.locator(`table.paper tr[data-label="${f.label}"] td[data-column="${f.column}"].failed`);
+  check(await failedCell.count() === 1 && (await failedCell.getAttribute('title')) === f.reason,
+        `report: ${f.label} / ${f.column} shows as failed with its error`);
+  const problems = await page.locator('table.problems tbody tr').evaluateAll((trs) => trs.map((tr) => [tr.dataset.state, tr.querySelector('.reason').textContent]));
+  check(problems.filter(([s]) => s === 'SKIPPED').length === e.skipped.length,
+        `report: the ${e.skipped.length} skipped jobs are listed (${problems.length} listed)`);
+  check(problems.some(([s, r]) => s === 'FAILED' && r === f.reason), 'report: the failed job is listed with its error');
+  // The appendix: what the jobs' stored provenance says.
+  const fact = async (name) => (await page.locator(`.appendix table[data-fact="${name}"]`).textContent()) || '';
+  check((await fact('code_versions')).includes('v-a'), 'report: the appendix names the code version');
+  check((await fact('checkpoints')).includes('digest-qwen3-0.6b'), 'report: the appendix names the checkpoint digest');
+  const data = await fact('data_files');
+  check(data.includes('c4/data.jsonl') && data.includes('sha-c4'), 'report: the appendix lists data files with their hashes');
+  const calibration = await fact('calibrations');
+  check(calibration.includes('gptq') && calibration.includes('16'), `report: the appendix gives the calibration (${calibration})`);
+  check((await fact('seeds')).includes('7'), 'report: the appendix gives the calibration seed');
+  check(requests() === 0, `report: nothing is loaded from the network (${requests()} requests)`);
+  // Sensitivity bars (item 3's per-unit deltas, when a report's data carries them): one bar per
+  // unit at its delta, drawn by the page's own charts.js.
+  const bars = await page.evaluate(() => {
+    const [fig] = window.BitsweepCharts.sensitivityCharts([{ model: 'Qwen3-0.6B', column: 'wikitext2 ppl',
+      method: 'rtn', wbits: 2, unit: 'layer', units: [{ unit: 0, ppl: 14.5, delta: 4.5, job_id: 1 },
+                                                     { unit: 1, ppl: 10.25, delta: 0.25, job_id: 2 }] }]);
+    document.body.appendChild(fig);
+    return Array.from(fig.querySelectorAll('rect.bar')).map((r) => [r.dataset.label, Number(r.dataset.value),
+                                                                  Number(r.getAttribute('height'))]);
+  });
+  check(bars.length === 2 && bars[0][1] === 4.5 && bars[1][1] === 0.25 && bars[0][2] > bars[1][2] && bars[1][2] > 0,
+        `report: sensitivity bars are drawn per unit at their deltas (${JSON.stringify(bars)})`);
+  await page.screenshot({ path: path.join(args.out, 'report.png'), fullPage: true });
+
+  // --compare: both sweeps side by side; B - A per matched cell.
+  const cmp = await open(args.compare, 'compare');
+  const a = new Map(expected.a.cells.map((c) => [c.label + '|' + c.column, c.value]));
+  let compared = 0;
+  for (const c of expected.b.cells) {
+    const key = c.label + '|' + c.column;
+    if (!a.has(key)) continue;
+    const row = `table.compare tr[data-label="${c.label}"]`;
+    const cell = async (side) => Number(await cmp.page.locator(`${row} td[data-column="${c.column}"][data-side="${side}"]`).getAttribute('data-value'));
+    const [va, vb, d] = [await cell('a'), await cell('b'), await cell('delta')];
+    check(va === a.get(key) && vb === c.value && Math.abs(d - (c.value - a.get(key))) < 1e-12,
+          `compare: ${c.label} / ${c.column}: ${a.get(key)} vs ${c.value}, delta ${d}`);
+    compared++;
+  }
+  check(compared >= 6, `compare: the rows of both sweeps are matched (${compared} cells)`);
+  check(await cmp.page.locator(`section.sweep[data-sweep="${expected.a.sweep}"] table.paper`).count() === 1 &&
+        await cmp.page.locator(`section.sweep[data-sweep="${expected.b.sweep}"] table.paper`).count() === 1,
+        'compare: each sweep has its own table below');
+  await checkPaperTable(cmp.page, `section.sweep[data-sweep="${expected.b.sweep}"]`, expected.b, 'compare B');
+  const versions = await cmp.page.locator('.appendix table[data-fact="code_versions"]').allTextContents();
+  check(expected.code_versions.every((v, i) => versions[i] && versions[i].includes(v)),
+        `compare: each sweep's appendix names its code version (${versions.length})`);
+  check(cmp.requests() === 0, 'compare: nothing is loaded from the network');
+  // A recipe run under two calibrations in one sweep is labelled with them ("... seed=8"): such
+  // a row matches the other sweep's row of the same model, method, bits, group and options when
+  // that is unique on both sides, and not when it is ambiguous.
+  const matched = await cmp.page.evaluate(() => {
+    const row = (label, seed, wbits) => ({ model: 'm', model_name: 'm', method: 'gptq', wbits: wbits || 4, abits: 0,
+                                           group: 128, label, recipe: { act_order: 'true', seed: String(seed) }, cells: {} });
+    const a = { table: { rows: [row('gptq w4 g128', 7), row('gptq w3 g128', 7, 3)] } };
+    const b = { table: { rows: [row('gptq w4 g128 seed=8', 8), row('gptq w3 g128 seed=8', 8, 3),
+                                row('gptq w3 g128 seed=9', 9, 3)] } };
+    return window.BitsweepReport.matchRows(a, b).map(([x, y]) => [x && x.label, y && y.label]);
+  });
+  check(JSON.stringify(matched) === JSON.stringify([['gptq w4 g128', 'gptq w4 g128 seed=8'], ['gptq w3 g128', null],
+                                                    [null, 'gptq w3 g128 seed=8'], [null, 'gptq w3 g128 seed=9']]),
+        `compare: rows labelled by calibration match only when unambiguous (${JSON.stringify(matched)})`);
+  await cmp.page.screenshot({ path: path.join(args.out, 'compare.png'), fullPage: true });
+} finally {
+  await browser.close();
+}
+console.log(failures.length === 0 ? 'report: all checks passed' : `report: ${failures.length} checks failed`);
+process.exit(failures.length === 0 ? 0 : 1);

@@ -76,10 +76,16 @@ int main(int argc, char** argv) {
                  "<name>@<coordinator>, else under ~/.local/state; one worker per directory)");
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics on host:port/metrics (e.g. 127.0.0.1:9465; \"\" = "
-                 "off); plain HTTP, so a non-loopback host needs --insecure-allow-remote");
+                 "off); plain HTTP unless --metrics-tls-cert, so a non-loopback host needs "
+                 "HTTPS or --insecure-allow-remote");
+  app.add_option("--metrics-tls-cert", o.metrics_tls_cert,
+                 "Server certificate (PEM) for /metrics over HTTPS: names this host as "
+                 "Prometheus scrapes it (not the --tls-cert client certificate)");
+  app.add_option("--metrics-tls-key", o.metrics_tls_key, "Private key of --metrics-tls-cert");
+  app.add_option("--metrics-tls-ca", o.metrics_tls_ca,
+                 "CA certificate: /metrics requires a client certificate it signed (mutual TLS)");
   app.add_flag("--insecure-allow-remote", o.insecure_allow_remote,
-               "allow a non-loopback --metrics-listen, which is plain HTTP (trusted networks "
-               "only)");
+               "allow a non-loopback --metrics-listen over plain HTTP (trusted networks only)");
   bitsweep::model::RuntimeOptions ro;
   app.add_option("--threads", ro.threads,
                  "CPU threads per job (0 = OMP_NUM_THREADS, else the CPUs this process may use)")

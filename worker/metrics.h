@@ -19,6 +19,8 @@
 
 #include "common/status.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+
 namespace bitsweep::worker {
 
 // The worker build's version, as bitsweep_worker_info{version} reports it.
@@ -62,32 +64,45 @@ class WorkerMetrics {
   prometheus::Gauge* tokens_per_second_;
 };
 
-// A minimal HTTP server for GET /metrics (Prometheus text format 0.0.4) on its own thread. The
+// The metrics listener's HTTPS (PEM files): cert and key serve HTTPS (the certificate must name
+// the address Prometheus scrapes, e.g. the pod's DNS name); ca also requires every client to
+// present a certificate it signed (mutual TLS). All empty: plain HTTP.
+struct MetricsTlsFiles {
+  std::string cert, key, ca;
+};
+
+// A minimal HTTP(S) server for GET /metrics (Prometheus text format 0.0.4) on its own thread. The
 // worker cannot use prometheus::Exposer: civetweb starts its threads with a fixed small stack,
 // and glibc refuses such a stack in a process whose static TLS is as large as libtorch's
 // ("Cannot create threads", EINVAL without a clone). One thread serves every connection at once
-// (poll over non-blocking sockets), each within a whole-request deadline: a client that sends
-// a byte now and then is cut off when its deadline passes, and never delays the others, so a
-// slow client cannot starve the liveness probe. Beyond kMaxConnections open at once, the
-// oldest is closed to make room.
+// (poll over non-blocking sockets; with TLS, non-blocking OpenSSL whose handshake, reads and
+// writes wait in the same poll), each within a whole-request deadline from its accept to its last
+// byte: a client that sends a byte now and then, or half a TLS handshake, is cut off when its
+// deadline passes, and never delays the others, so a slow client cannot starve the liveness
+// probe. Beyond kMaxConnections open at once, the oldest is closed to make room.
 class MetricsServer {
  public:
   // Most connections served at once.
   static constexpr int kMaxConnections = 64;
   // Listens on `address` (IPv4 "host:port"; port 0 = any free one) and serves `collectable`;
-  // each connection gets `request_deadline` from its accept to its last byte sent.
+  // each connection gets `request_deadline` from its accept to its last byte sent. HTTPS when
+  // tls.cert is set. INVALID_ARGUMENT naming the flag (--metrics-tls-cert, -key, -ca) for TLS
+  // files that cannot be used, or naming metrics_listen for a malformed address; UNAVAILABLE
+  // when it cannot be bound.
   static StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, std::shared_ptr<prometheus::Collectable> collectable,
-      std::chrono::milliseconds request_deadline = std::chrono::seconds(5));
+      std::chrono::milliseconds request_deadline = std::chrono::seconds(5),
+      const MetricsTlsFiles& tls = {});
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   int port() const { return port_; }
+  bool https() const { return tls_ != nullptr; }
 
  private:
   MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> collectable,
-                std::chrono::milliseconds request_deadline);
+                std::chrono::milliseconds request_deadline, ssl_ctx_st* tls);
   void Serve();
   // The full HTTP response to `request` (its head as received).
   std::string Respond(const std::string& request) const;
@@ -96,6 +111,7 @@ class MetricsServer {
   int port_;
   std::shared_ptr<prometheus::Collectable> collectable_;
   std::chrono::milliseconds request_deadline_;
+  ssl_ctx_st* tls_;  // owned; null: plain HTTP
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

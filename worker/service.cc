@@ -316,19 +316,25 @@ Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop) {
 
 Status RunWorker(const WorkerOptions& o, const std::atomic<bool>* stop, WorkerMetrics* metrics) {
   if (!o.metrics_listen.empty() && !IsLoopbackAddress(o.metrics_listen) &&
-      !o.insecure_allow_remote) {
+      o.metrics_tls_cert.empty() && !o.insecure_allow_remote) {
     return absl::InvalidArgumentError(absl::StrCat(
         "metrics_listen: '", o.metrics_listen,
-        "' is not a loopback address; /metrics is served as plain HTTP (no TLS), so a remote one "
-        "needs --insecure-allow-remote on a trusted network"));
+        "' is not a loopback address; remote /metrics needs TLS (--metrics-tls-cert, "
+        "--metrics-tls-key, optionally --metrics-tls-ca for client certificates) or "
+        "--insecure-allow-remote on a trusted network"));
   }
   ASSIGN_OR_RETURN(WorkerState state, OpenWorkerState(o.state_dir, o.name, o.coordinator));
   const std::string name = state.name;
   std::unique_ptr<MetricsServer> metrics_server;
   if (!o.metrics_listen.empty()) {
-    ASSIGN_OR_RETURN(metrics_server, MetricsServer::Start(o.metrics_listen, metrics->registry()));
-    Log(name, absl::StrCat("metrics on http://", o.metrics_listen, "/metrics (port ",
-                           metrics_server->port(), ")"));
+    ASSIGN_OR_RETURN(metrics_server,
+                     MetricsServer::Start(o.metrics_listen, metrics->registry(),
+                                          std::chrono::seconds(5),
+                                          {o.metrics_tls_cert, o.metrics_tls_key, o.metrics_tls_ca}));
+    Log(name, absl::StrCat("metrics on ", metrics_server->https() ? "https://" : "http://",
+                           o.metrics_listen, "/metrics (port ", metrics_server->port(),
+                           o.metrics_tls_ca.empty() ? "" : ", client certificates required",
+                           ")"));
   }
   Log(name, absl::StrCat("state in ", state.dir));
   return Worker(o, std::move(state), stop, SteadyClock(), metrics).Run();

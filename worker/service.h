@@ -41,10 +41,12 @@ struct WorkerOptions {
   double idle_exit_seconds = 0;               // > 0: exit after this long without a job
   std::string self_exe;        // this binary (for run-job children); default /proc/self/exe
   int threads = 0;             // CPU threads of each job process (0 = all cores)
-  // host:port of the Prometheus /metrics endpoint ("" = off). Plain HTTP (no TLS, no token: it
-  // exports counts, never ids or paths), so a non-loopback host needs insecure_allow_remote, the
-  // coordinator's rule for a remote listener without TLS (server/server_config.h).
+  // host:port of the Prometheus /metrics endpoint ("" = off). No token (it exports counts, never
+  // ids or paths). HTTPS with metrics_tls_cert and _key (the pod's own server certificate, not
+  // the client one above); _ca also requires client certificates. A non-loopback host needs
+  // HTTPS or insecure_allow_remote: the coordinator's rule (server/server_config.h).
   std::string metrics_listen;
+  std::string metrics_tls_cert, metrics_tls_key, metrics_tls_ca;
   bool insecure_allow_remote = false;
   // Where a job's model, task and calibration paths may lead (common/path_roots.h); a job
   // naming anything else fails as bad input before any of its files is opened.
@@ -60,8 +62,8 @@ struct WorkerOptions {
 class WorkerMetrics;
 
 // Runs until *stop becomes true (or the idle limit passes). Errors only for a metrics_listen
-// that cannot be bound or is remote without insecure_allow_remote (INVALID_ARGUMENT, before
-// anything starts) or a failed registration; job failures are reported to the coordinator
+// that cannot be bound, is remote without TLS or insecure_allow_remote, or has unusable TLS
+// files (INVALID_ARGUMENT naming the flag, before any job) or a failed registration; job failures are reported to the coordinator
 // and the loop goes on.
 Status RunWorker(const WorkerOptions& options, const std::atomic<bool>* stop);
 // The same, counting into `metrics` (which must outlive the call): for tests.

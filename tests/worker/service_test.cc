@@ -507,8 +507,8 @@ TEST_CASE("two workers cannot share one state directory", "[worker]") {
   CHECK(ResultSpool::Open(dir + "/state/spool").ok());  // free again once its holder is gone
 }
 
-TEST_CASE("a worker refuses a remote --metrics-listen without --insecure-allow-remote before "
-          "anything starts, as /metrics has no TLS",
+TEST_CASE("a worker refuses a remote --metrics-listen without TLS or --insecure-allow-remote "
+          "before anything starts",
           "[worker]") {
   const std::string dir = testing::ScratchDir("service_remote_metrics");
   WorkerOptions o;
@@ -521,11 +521,31 @@ TEST_CASE("a worker refuses a remote --metrics-listen without --insecure-allow-r
   const Status refused = RunWorker(o, &stop);
   CHECK(refused.code() == absl::StatusCode::kInvalidArgument);
   CHECK(refused.message() ==
-        "metrics_listen: '0.0.0.0:0' is not a loopback address; /metrics is served as plain HTTP "
-        "(no TLS), so a remote one needs --insecure-allow-remote on a trusted network");
+        "metrics_listen: '0.0.0.0:0' is not a loopback address; remote /metrics needs TLS "
+        "(--metrics-tls-cert, --metrics-tls-key, optionally --metrics-tls-ca for client "
+        "certificates) or --insecure-allow-remote on a trusted network");
   CHECK_FALSE(fs::exists(dir + "/state"));  // refused before the state directory is made
   o.metrics_listen = "127.example.com:0";  // parsed, not prefix-matched
   CHECK(RunWorker(o, &stop).code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("a worker's remote --metrics-listen with a metrics certificate passes the remote rule "
+          "and its TLS files are checked at start, the flag named",
+          "[worker]") {
+  const std::string dir = testing::ScratchDir("service_remote_metrics_tls");
+  WorkerOptions o;
+  o.coordinator = "127.0.0.1:1";
+  o.name = "a";
+  o.artifact_root = dir;
+  o.state_dir = dir + "/state";
+  o.metrics_listen = "0.0.0.0:0";
+  o.metrics_tls_cert = dir + "/missing.pem";
+  o.metrics_tls_key = dir + "/missing.key";
+  std::atomic<bool> stop{true};
+  const Status refused = RunWorker(o, &stop);
+  CHECK(refused.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(refused.message().find("--metrics-tls-cert '" + dir + "/missing.pem': cannot be read") ==
+        0);
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ export function checkBitsweepContainer(w, c, { err, volumes, claims, env, flags,
   }
   if (c.name === "coordinator") checkCoordinator(w, c, { cw, err, args, ports, env, webPorts });
   if (c.name === "worker") {
-    checkWorker(w, c, { cw, err, args, ports, webPorts });
+    checkWorker(w, c, { cw, err, args, ports, volumes, webPorts });
     checkStateDir(w, c, { cw, err, args, volumes, claims });
   }
 }
@@ -137,7 +137,7 @@ function checkCoordinator(w, c, { cw, err, args, ports, env, webPorts }) {
   }
 }
 
-function checkWorker(w, c, { cw, err, args, ports, webPorts }) {
+function checkWorker(w, c, { cw, err, args, ports, volumes, webPorts }) {
   const lim = c.resources?.limits ?? {};
   const req = c.resources?.requests ?? {};
   const gpus = Number(lim["nvidia.com/gpu"] ?? 0);
@@ -154,20 +154,48 @@ function checkWorker(w, c, { cw, err, args, ports, webPorts }) {
   }
   const mport = Number(String(args.get("--metrics-listen") ?? "").split(":").pop());
   if (ports.get("metrics") !== mport) err(w, `${cw} port 'metrics' is not the --metrics-listen port`);
-  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "", tls: false });
-  if (args.has("--insecure-allow-remote") && !metricsRemote) err(w, `${cw}: --insecure-allow-remote without a non-loopback --metrics-listen is a leftover`);
+  // /metrics is HTTPS with the worker's own server certificate (--metrics-tls-cert/-key; client
+  // certificates with --metrics-tls-ca), else plain HTTP (worker/service.h).
+  const tls = args.has("--metrics-tls-cert");
+  if (tls !== args.has("--metrics-tls-key")) err(w, `${cw}: --metrics-tls-cert and --metrics-tls-key go together`);
+  if (args.has("--metrics-tls-ca") && !tls) err(w, `${cw}: --metrics-tls-ca without --metrics-tls-cert (client certificates need HTTPS)`);
+  for (const f of ["--metrics-tls-cert", "--metrics-tls-key", "--metrics-tls-ca"]) {
+    if (args.has(f)) checkSecretFile(w, c, { cw, err, volumes, flag: f, file: String(args.get(f)) });
+  }
+  const metricsRemote = checkMetricsListen(w, { cw, err, args, dflt: "", tls });
+  if (args.has("--insecure-allow-remote") && (!metricsRemote || tls)) err(w, `${cw}: --insecure-allow-remote ${tls ? "with --metrics-tls-cert" : "without a non-loopback --metrics-listen"} is a leftover`);
+  // An httpGet probe of /metrics speaks what the port serves; the kubelet has no client
+  // certificate, so under --metrics-tls-ca only a TCP probe can pass.
+  for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    const get = c[kind]?.httpGet;
+    if (!get || (get.port !== "metrics" && get.port !== ports.get("metrics"))) continue;
+    const scheme = (get.scheme ?? "HTTP").toLowerCase();
+    if (args.has("--metrics-tls-ca")) err(w, `${cw} ${kind}: an httpGet probe cannot present the client certificate --metrics-tls-ca requires; use a tcpSocket probe`);
+    else if (scheme !== (tls ? "https" : "http")) err(w, `${cw} ${kind} probes /metrics as ${scheme.toUpperCase()} but it is served as ${tls ? "HTTPS" : "HTTP"}`);
+  }
   if (metricsRemote && ports.has("metrics")) {
-    webPorts.push({ w, name: "metrics", containerPort: ports.get("metrics"), scheme: "http", metrics: true });
+    webPorts.push({ w, name: "metrics", containerPort: ports.get("metrics"), scheme: tls ? "https" : "http", metrics: true });
   }
 }
 
+// A certificate or key flag names a file on a mounted Secret volume (never the image's or a
+// writable volume's), so that rotating the Secret is how the file changes.
+function checkSecretFile(w, c, { cw, err, volumes, flag, file }) {
+  const under = (m) => file.startsWith(`${m.mountPath.replace(/\/$/, "")}/`);
+  const mount = (c.volumeMounts ?? []).filter(under).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  const secret = mount && volumes.get(mount.name)?.secret;
+  if (!secret) { err(w, `${cw}: ${flag} ${file} is on no mounted Secret volume`); return; }
+  const key = file.slice(mount.mountPath.replace(/\/$/, "").length + 1);
+  if (secret.items && !secret.items.some((i) => i.path === key)) err(w, `${cw}: ${flag} ${file}: volume '${mount.name}' projects no '${key}'`);
+}
+
 // The rule both binaries apply at start (server/server_config.h, worker/service.h): a
-// non-loopback --metrics-listen needs TLS (the coordinator's, when on: /metrics is then HTTPS;
-// the worker's /metrics has none) or --insecure-allow-remote. Whether it is remote.
+// non-loopback --metrics-listen needs TLS (the coordinator's, when on; the worker's
+// --metrics-tls-cert: /metrics is then HTTPS) or --insecure-allow-remote. Whether it is remote.
 function checkMetricsListen(w, { cw, err, args, dflt, tls }) {
   const listen = String(args.get("--metrics-listen") ?? dflt);
   const remote = listen !== "" && !isLoopback(listen);
-  if (remote && !tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --metrics-listen (plain HTTP) needs ${cw.includes("coordinator") ? "--tls-cert or " : ""}--insecure-allow-remote`);
+  if (remote && !tls && !args.has("--insecure-allow-remote")) err(w, `${cw}: a non-loopback --metrics-listen (plain HTTP) needs ${cw.includes("coordinator") ? "--tls-cert" : "--metrics-tls-cert"} or --insecure-allow-remote`);
   return remote;
 }
 

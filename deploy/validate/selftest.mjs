@@ -85,7 +85,16 @@ export async function selfTest() {
     ["the dashboard on the metrics port", plain, (o) => { setArg(coord(o), "--http-listen", "0.0.0.0:9464"); }, "both use port 9464"],
     // /metrics: HTTPS under the coordinator's TLS, else plain HTTP needing --insecure-allow-remote.
     ["a plain coordinator's remote /metrics without --insecure-allow-remote", plain, (o) => { coord(o).args = coord(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --tls-cert or --insecure-allow-remote"],
-    ["a worker's remote /metrics without --insecure-allow-remote", plain, (o) => { worker(o).args = worker(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --insecure-allow-remote"],
+    ["a worker's remote /metrics without --insecure-allow-remote", plain, (o) => { worker(o).args = worker(o).args.filter((a) => a !== "--insecure-allow-remote"); }, "a non-loopback --metrics-listen (plain HTTP) needs --metrics-tls-cert or --insecure-allow-remote"],
+    // The worker's /metrics: HTTPS with its own certificate in production.
+    ["a TLS worker's remote /metrics without its certificate", base, (o) => { worker(o).args = worker(o).args.filter((a) => !a.startsWith("--metrics-tls-")); }, "needs --metrics-tls-cert or --insecure-allow-remote"],
+    ["a worker's --metrics-tls-key without its certificate", base, (o) => { worker(o).args = worker(o).args.filter((a) => !a.startsWith("--metrics-tls-cert")); }, "--metrics-tls-cert and --metrics-tls-key go together"],
+    ["a worker's metrics certificate on no Secret volume", base, (o) => { setArg(worker(o), "--metrics-tls-cert", "/var/lib/bitsweep/tls.crt"); }, "is on no mounted Secret volume"],
+    ["a worker's metrics key its Secret volume does not project", base, (o) => { setArg(worker(o), "--metrics-tls-key", "/etc/bitsweep/metrics-tls/key.pem"); }, "projects no 'key.pem'"],
+    ["--insecure-allow-remote on a worker with a metrics certificate", base, (o) => { worker(o).args.push("--insecure-allow-remote"); }, "with --metrics-tls-cert is a leftover"],
+    ["a plain-HTTP liveness probe of a worker's HTTPS /metrics", base, (o) => { delete worker(o).livenessProbe.httpGet.scheme; }, "probes /metrics as HTTP but it is served as HTTPS"],
+    ["an httpGet probe of a worker's /metrics that requires client certificates", base, (o) => { worker(o).args.push("--metrics-tls-ca=/etc/bitsweep/tls/ca.crt"); }, "cannot present the client certificate"],
+    ["a ServiceMonitor scraping a TLS worker's /metrics as http", base, (o) => { const ep = find(o, "ServiceMonitor", "bitsweep-worker").spec.endpoints[0]; delete ep.scheme; delete ep.tlsConfig; }, "is scraped as http but"],
     ["--insecure-allow-remote on a TLS coordinator", base, (o) => { coord(o).args.push("--insecure-allow-remote"); }, "is a leftover"],
     ["a ServiceMonitor scraping a TLS coordinator's /metrics as http", base, (o) => { const ep = find(o, "ServiceMonitor", "bitsweep-coordinator").spec.endpoints[0]; delete ep.scheme; delete ep.tlsConfig; }, "is scraped as http but"],
     ["a ServiceMonitor scraping HTTPS /metrics without a tlsConfig", base, (o) => { delete find(o, "ServiceMonitor", "bitsweep-coordinator").spec.endpoints[0].tlsConfig; }, "without a tlsConfig"],

@@ -16,8 +16,10 @@
 //    container args are flags that server/main.cc / worker/main.cc define, the coordinator's
 //    probes gRPC probes on its --listen port, or with TLS on the plaintext --health-listen port
 //    (container port 'health'; TCP probes on the gRPC port only with TLS and no --health-listen),
-//    a non-loopback --metrics-listen (plain HTTP) comes with --insecure-allow-remote, which is
-//    a leftover where it waives nothing, a worker's GPUs requested = --devices = env BITSWEEP_EXPECT_GPUS >= --max-tp, on the CUDA
+//    a non-loopback --metrics-listen comes with TLS (the coordinator's --tls-cert, the worker's
+//    --metrics-tls-cert/-key on a mounted Secret volume, its httpGet probes in the same scheme
+//    and none under --metrics-tls-ca) or --insecure-allow-remote, which is a leftover where it
+//    waives nothing, a worker's GPUs requested = --devices = env BITSWEEP_EXPECT_GPUS >= --max-tp, on the CUDA
 //    image, --memory-gb under the memory limit, the shared volume at one path, the worker's
 //    --state-dir on a writable volume of its own pod, resources and a non-root security context
 //    on every container.

@@ -28,7 +28,8 @@ COPY --from=build /src/build/cli/bitsweep /usr/local/bin/bitsweep
 RUN ! ldd /usr/local/bin/bitsweep-worker /usr/local/bin/bitsweep | grep "not found" \
  && /usr/local/bin/bitsweep-worker --help >/dev/null
 USER 10001:10001
-# 9465 Prometheus /metrics (with --metrics-listen 0.0.0.0:9465 --insecure-allow-remote: plain HTTP).
+# 9465 Prometheus /metrics (--metrics-listen 0.0.0.0:9465 with --metrics-tls-cert/--metrics-tls-key
+# for HTTPS, or --insecure-allow-remote for plain HTTP).
 EXPOSE 9465
 ENTRYPOINT ["/usr/local/bin/bitsweep-worker"]
 CMD ["--help"]

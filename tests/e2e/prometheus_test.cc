@@ -1,6 +1,6 @@
 // Metrics on the real system: a coordinator and a worker serve /metrics, a real Prometheus
 // server (the Debian package) scrapes both while a tiny sweep runs, and its query API reports
-// the jobs each of them saw.
+// the jobs each of them saw; with TLS, both are scraped over HTTPS.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -185,8 +185,9 @@ TEST_CASE(
             .value_or(-1) == 1);
 }
 
-TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certificate and a real "
-          "Prometheus scrapes it over TLS",
+TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certificate, a worker "
+          "serves its own with client certificates required, and a real Prometheus scrapes both "
+          "over TLS",
           "[e2e][pg][prometheus][tls]") {
   if (!fs::exists(kPrometheus) || Run("openssl version > /dev/null 2>&1") != 0) {
     WARN("skipped: needs " << kPrometheus << " and the openssl command");
@@ -209,8 +210,18 @@ TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certif
        metrics, "--http-listen", "", "--tls-cert", dir + "/server.pem", "--tls-key",
        dir + "/server.key"},
       dir + "/coordinator.log");
+  // The worker's /metrics: HTTPS with a server certificate, requiring a client certificate
+  // signed by --metrics-tls-ca (the self-signed one here is its own CA, and Prometheus's).
+  const std::string worker_metrics = "127.0.0.1:" + std::to_string(bitsweep::testing::FreePort());
+  pid_t worker = bitsweep::testing::Spawn(
+      {bin + "/worker/bitsweep-worker", "--coordinator", addr, "--tls-ca", dir + "/server.pem",
+       "--name", "w0", "--artifacts", dir + "/artifacts", "--state-dir", dir + "/worker-state",
+       "--threads", "1", "--metrics-listen", worker_metrics, "--metrics-tls-cert",
+       dir + "/server.pem", "--metrics-tls-key", dir + "/server.key", "--metrics-tls-ca",
+       dir + "/server.pem"},
+      dir + "/worker.log");
   pid_t prometheus = -1;
-  StopAtEnd cleanup{{&prometheus, &coord}};
+  StopAtEnd cleanup{{&prometheus, &worker, &coord}};
 
   // Verified against the certificate; plain HTTP gets no exposition from the TLS port.
   const std::string out = dir + "/coordinator.metrics";
@@ -226,13 +237,33 @@ TEST_CASE("With TLS on, the coordinator serves /metrics as HTTPS with its certif
   CHECK(Run("curl -sf --max-time 5 http://" + metrics + "/metrics > /dev/null 2>&1") != 0);
   CheckLint(out, dir);
 
+  // The worker's: only with a client certificate; none, or plain HTTP, gets no exposition.
+  const std::string curl_worker = "curl -sf --max-time 5 --cacert " + dir + "/server.pem ";
+  const std::string wout = dir + "/worker.metrics";
+  const std::string client_cert = "--cert " + dir + "/server.pem --key " + dir + "/server.key ";
+  served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = Run(curl_worker + client_cert + "https://" + worker_metrics + "/metrics > " + wout +
+                 " 2>/dev/null") == 0;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(Slurp(dir + "/worker.log"));
+  REQUIRE(served);
+  CHECK(Slurp(wout).find("bitsweep_worker_info{version=") != std::string::npos);
+  CHECK(Run(curl_worker + "https://" + worker_metrics + "/metrics > /dev/null 2>&1") != 0);
+  CHECK(Run("curl -sf --max-time 5 http://" + worker_metrics + "/metrics > /dev/null 2>&1") != 0);
+
+  const std::string tls_config = "    scheme: https\n    tls_config: {ca_file: '" + dir +
+                                 "/server.pem', cert_file: '" + dir + "/server.pem', key_file: '" +
+                                 dir + "/server.key'}\n";
   prometheus = StartPrometheus(dir, prom,
-                               "  - job_name: coordinator\n"
-                               "    scheme: https\n"
-                               "    tls_config: {ca_file: '" +
-                                   dir + "/server.pem'}\n    static_configs: [{targets: ['" +
-                                   metrics + "']}]\n");
+                               "  - job_name: coordinator\n" + tls_config +
+                                   "    static_configs: [{targets: ['" + metrics +
+                                   "']}]\n  - job_name: worker\n" + tls_config +
+                                   "    static_configs: [{targets: ['" + worker_metrics + "']}]\n");
   const std::string q = dir + "/query.json";
   CHECK(WaitForValue(prom, "up{job=\"coordinator\"}", 1, q, 60).value_or(-1) == 1);
   CHECK(WaitForValue(prom, "bitsweep_store_up{job=\"coordinator\"}", 1, q, 30).value_or(-1) == 1);
+  CHECK(WaitForValue(prom, "up{job=\"worker\"}", 1, q, 30).value_or(-1) == 1);
+  CHECK(WaitForValue(prom, "bitsweep_worker_info{job=\"worker\"}", 1, q, 30).value_or(-1) == 1);
 }

@@ -114,4 +114,13 @@ Status WriteCheckpointStreamed(const std::string& dir, const std::vector<Planned
                                const std::vector<size_t>& order, const TensorProducer& produce,
                                const WriteOptions& options = {});
 
+// One safetensors file written one tensor at a time, in `layout` order: `produce(i)` is called
+// once per index, its tensor converted to the planned dtype, written and dropped before the
+// next is made, so at most one tensor is held beyond the caller's. The file is byte for byte the
+// one WriteSafetensorsFile writes for the same tensors, and appears atomically.
+Status WriteSafetensorsFileStreamed(
+    const std::string& path, const std::vector<PlannedTensor>& layout,
+    const TensorProducer& produce,
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
 }  // namespace bitsweep::model

@@ -251,10 +251,10 @@ Status WriteCheckpoint(const std::string& dir,
   }
 }
 
-Status WriteCheckpointStreamed(const std::string& dir, const std::vector<PlannedTensor>& layout,
-                               const std::vector<size_t>& order, const TensorProducer& produce,
-                               const WriteOptions& options) {
-  // The layout as WriteCheckpoint would see it, with the data still to come.
+namespace {
+
+// The layout as WriteCheckpoint would see it, with the data still to come.
+StatusOr<std::vector<Prepared>> PreparePlanned(const std::vector<PlannedTensor>& layout) {
   std::vector<Prepared> prepared;
   std::set<std::string> seen;
   for (const PlannedTensor& t : layout) {
@@ -272,6 +272,55 @@ Status WriteCheckpointStreamed(const std::string& dir, const std::vector<Planned
     for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
     prepared.push_back(Prepared{t.name, *dtype, at::Tensor(), numel * StDTypeSize(*dtype), t.shape});
   }
+  return prepared;
+}
+
+// produce(index), on the CPU in the planned dtype, contiguous, checked against the plan.
+StatusOr<at::Tensor> ProducePlanned(const TensorProducer& produce, size_t index,
+                                    const PlannedTensor& planned, const Prepared& p) {
+  StatusOr<at::Tensor> made = absl::UnknownError("unset");
+  try {
+    made = produce(index);
+    if (made.ok()) *made = made->detach().to(at::kCPU, planned.dtype).contiguous();
+  } catch (const c10::Error& e) {
+    made = absl::InternalError(absl::StrCat(p.name, ": ", e.what_without_backtrace()));
+  }
+  if (!made.ok()) return made.status();
+  if (!made->sizes().equals(p.shape) || static_cast<uint64_t>(made->nbytes()) != p.nbytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", p.name, "\" was produced with another shape than planned"));
+  }
+  return made;
+}
+
+}  // namespace
+
+Status WriteSafetensorsFileStreamed(const std::string& path,
+                                    const std::vector<PlannedTensor>& layout,
+                                    const TensorProducer& produce,
+                                    const std::map<std::string, std::string>& metadata) {
+  if (!produce) return absl::InvalidArgumentError("WriteSafetensorsFileStreamed: no producer");
+  ASSIGN_OR_RETURN(std::vector<Prepared> prepared, PreparePlanned(layout));
+  std::vector<const Prepared*> all;
+  all.reserve(prepared.size());
+  for (const Prepared& p : prepared) all.push_back(&p);
+  const std::string header = HeaderBytes(all, metadata);
+  return WriteAtomically(path, [&](int fd, const std::string& tmp) -> Status {
+    RETURN_IF_ERROR(WriteAll(fd, header.data(), header.size(), tmp));
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      ASSIGN_OR_RETURN(at::Tensor made, ProducePlanned(produce, i, layout[i], prepared[i]));
+      if (prepared[i].nbytes > 0) {
+        RETURN_IF_ERROR(WriteAll(fd, made.data_ptr(), prepared[i].nbytes, tmp));
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+Status WriteCheckpointStreamed(const std::string& dir, const std::vector<PlannedTensor>& layout,
+                               const std::vector<size_t>& order, const TensorProducer& produce,
+                               const WriteOptions& options) {
+  ASSIGN_OR_RETURN(std::vector<Prepared> prepared, PreparePlanned(layout));
   std::vector<size_t> check = order;
   std::sort(check.begin(), check.end());
   bool permutation = check.size() == layout.size();
@@ -319,19 +368,8 @@ Status WriteCheckpointStreamed(const std::string& dir, const std::vector<Planned
   }
   for (size_t index : order) {
     const Prepared& p = prepared[index];
-    StatusOr<at::Tensor> made = absl::UnknownError("unset");
-    try {
-      made = produce(index);
-      if (made.ok()) *made = made->detach().to(layout[index].dtype).contiguous();
-    } catch (const c10::Error& e) {
-      made = absl::InternalError(absl::StrCat(p.name, ": ", e.what_without_backtrace()));
-    }
+    StatusOr<at::Tensor> made = ProducePlanned(produce, index, layout[index], p);
     if (!made.ok()) return fail(made.status());
-    if (!made->sizes().equals(p.shape) ||
-        static_cast<uint64_t>(made->nbytes()) != p.nbytes) {
-      return fail(absl::InvalidArgumentError(
-          absl::StrCat("tensor \"", p.name, "\" was produced with another shape than planned")));
-    }
     const auto [shard, offset] = where.at(index);
     const char* data = static_cast<const char*>(made->data_ptr());
     uint64_t done = 0;

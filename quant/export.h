@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -65,8 +66,15 @@ class QuantizedModelWriter {
     std::vector<std::string> names;
     uint64_t bytes = 0;
   };
-  Status WriteShard(const std::string& dir, int64_t index,
-                    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+  // A tensor to write, made only when its turn comes (a layer's stored-dtype copies and packed
+  // words are not all held at once).
+  struct LazyTensor {
+    std::string name;
+    at::ScalarType dtype;
+    std::vector<int64_t> shape;
+    std::function<StatusOr<at::Tensor>()> make;
+  };
+  Status WriteShard(const std::string& dir, int64_t index, const std::vector<LazyTensor>& tensors,
                     std::vector<Shard>* shards);
   Status WriteIndex(const std::string& dir, const std::vector<Shard>& shards);
 

@@ -103,6 +103,13 @@ StatusOr<PackedWeight> PackGptq(const QuantizedWeight& w) {
   }
 }
 
+PackedShapes PackedShapesOf(const QuantizedWeight& w) {
+  const int bits = w.grid.bits;
+  const int64_t rv = RunValues(bits), rw = RunWords(bits);
+  const int64_t out = w.codes.size(0), in = w.codes.size(1), groups = w.scales.size(1);
+  return {{in / rv * rw, out}, {groups, out / rv * rw}, {groups, out}, {in}};
+}
+
 StatusOr<QuantizedWeight> UnpackGptq(const PackedWeight& p, int64_t out, int64_t in) {
   if (!PackableBits(p.bits)) {
     return absl::InvalidArgumentError(absl::StrCat("bits ", p.bits, " is not 2, 3, 4 or 8"));

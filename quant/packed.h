@@ -17,6 +17,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "common/status.h"
 #include "quant/grid.h"
 
@@ -35,6 +38,12 @@ bool PackableBits(int bits);
 bool CanPack(const QuantizedWeight& w, std::string* why);
 
 StatusOr<PackedWeight> PackGptq(const QuantizedWeight& w);
+// The shapes PackGptq gives `w`'s four tensors, without packing (a writer lays out a file's
+// header before it makes the tensors). REQUIRES: CanPack(w).
+struct PackedShapes {
+  std::vector<int64_t> qweight, qzeros, scales, g_idx;
+};
+PackedShapes PackedShapesOf(const QuantizedWeight& w);
 // The inverse: codes, zeros, fp32 scales (from fp16) and g_idx. `out_features`/`in_features`
 // are the weight's shape; errors name the tensor that does not fit.
 StatusOr<QuantizedWeight> UnpackGptq(const PackedWeight& p, int64_t out_features,

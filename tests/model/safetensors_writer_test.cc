@@ -262,5 +262,42 @@ TEST_CASE("A streamed write produces the files WriteCheckpoint writes, in any pr
   CHECK_FALSE(WriteCheckpointStreamed(root + "/wrong", layout, {}, nullptr).ok());
 }
 
+TEST_CASE("A file written one tensor at a time equals WriteSafetensorsFile's, each tensor made in "
+          "turn and converted to its planned dtype",
+          "[safetensors]") {
+  const std::string root = testing::ScratchDir("safetensors-file-streamed");
+  Named tensors = {{"b", torch::randn({3, 5})},
+                   {"a", torch::arange(7, torch::kInt64)},
+                   {"c", torch::randn({2, 2, 2}).to(torch::kBFloat16)}};
+  REQUIRE(WriteSafetensorsFile(root + "/whole.safetensors", tensors).ok());
+  std::vector<PlannedTensor> layout;
+  for (const auto& [name, t] : tensors) layout.push_back({name, t.scalar_type(), t.sizes().vec()});
+  std::vector<size_t> produced;
+  auto produce = [&](size_t i) -> StatusOr<at::Tensor> {
+    produced.push_back(i);
+    // "c" made in fp32: the writer converts it to the planned bf16.
+    return i == 2 ? tensors[i].second.to(torch::kFloat) : tensors[i].second;
+  };
+  REQUIRE(WriteSafetensorsFileStreamed(root + "/streamed.safetensors", layout, produce).ok());
+  CHECK(produced == std::vector<size_t>{0, 1, 2});
+  const auto bytes = FolderBytes(root);
+  CHECK(bytes.at("streamed.safetensors") == bytes.at("whole.safetensors"));
+
+  // A wrong shape or a failing producer is an error naming the tensor, and leaves no file.
+  auto wrong = WriteSafetensorsFileStreamed(root + "/wrong.safetensors", layout,
+                                            [](size_t) -> StatusOr<at::Tensor> {
+                                              return torch::zeros({1});
+                                            });
+  CHECK_THAT(std::string(wrong.message()), Contains("\"b\" was produced with another shape"));
+  auto failing = WriteSafetensorsFileStreamed(
+      root + "/failing.safetensors", layout,
+      [](size_t i) -> StatusOr<at::Tensor> {
+        if (i == 1) return absl::InternalError("packing a: no");
+        return torch::randn({3, 5});
+      });
+  CHECK_THAT(std::string(failing.message()), Contains("packing a: no"));
+  CHECK(FolderBytes(root).size() == 2);
+}
+
 }  // namespace
 }  // namespace bitsweep::model::safetensors_test

@@ -66,7 +66,7 @@ std::vector<uint32_t> AutoGptqPackColumn(const std::vector<uint32_t>& v, int bit
 
 }  // namespace
 
-TEST_CASE("Packing round-trips codes, zeros and g_idx bit-exactly at 2, 3, 4 and 8 bits",
+TEST_CASE("Packing round-trips codes, zeros and g_idx bit-exactly at 2, 3, 4 and 8 bits, in the shapes PackedShapesOf plans",
           "[quant][packed]") {
   for (int bits : {2, 3, 4, 8}) {
     for (int64_t group : {int64_t{-1}, int64_t{32}}) {
@@ -79,6 +79,12 @@ TEST_CASE("Packing round-trips codes, zeros and g_idx bit-exactly at 2, 3, 4 and
       CHECK(p->qzeros.sizes().vec() ==
             std::vector<int64_t>{w.scales.size(1), 64 * bits / 32});
       CHECK(p->scales.scalar_type() == at::kHalf);
+      // The shapes a streamed writer lays out before packing are the packed ones.
+      const bitsweep::quant::PackedShapes shapes = bitsweep::quant::PackedShapesOf(w);
+      CHECK(shapes.qweight == p->qweight.sizes().vec());
+      CHECK(shapes.qzeros == p->qzeros.sizes().vec());
+      CHECK(shapes.scales == p->scales.sizes().vec());
+      CHECK(shapes.g_idx == p->g_idx.sizes().vec());
       auto u = bitsweep::quant::UnpackGptq(*p, 64, 128);
       REQUIRE(u.ok());
       CHECK(at::equal(u->codes, w.codes));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/flags.h"
 #include "common/catalog.h"
+#include "common/mixed_precision.h"
 #include "common/sweep_inputs.h"
 #include "model/tp_run.h"
 #include "quant/pipeline.h"
@@ -155,6 +156,19 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeFlags& f) {
                                                        : "CHOICE");
     }
   }
+  q->add_option_function<std::vector<std::string>>(
+       "--override",
+       [&f](const std::vector<std::string>& entries) {
+         for (const std::string& e : entries) {
+           auto o = ParseOverrideEntry(e);
+           if (!o.ok()) throw CLI::ValidationError("--override", std::string(o.status().message()));
+           f.overrides.push_back(*o);
+         }
+       },
+       "Mixed precision, repeatable, later entries win: [L<layers>:][<linear>:]<precision>, "
+       "precision fp (keep in full precision), w<bits>, g<group> or w<bits>g<group>; e.g. "
+       "--override L0-3:w4 --override down_proj:w4g64 (docs/methods.md#mixed-precision)")
+      ->type_name("ENTRY");
   q->add_flag("--no-packed", f.no_packed, "Do not write the packed GPTQ layout");
   q->add_option("--data-dir", f.data_dir, "Data folder for c4/wikitext2 calibration");
   q->add_option("--tp", f.tp,

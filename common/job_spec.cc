@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/mixed_precision.h"
 #include "common/utf8.h"
 
 namespace bitsweep {
@@ -81,6 +82,11 @@ std::string QuantFieldName(std::string_view field, FieldNaming naming) {
   for (const auto& [spec, flag] : kFlags) {
     if (field == spec) return flag;
   }
+  // "quant.overrides[1].wbits" -> "--override[1].wbits": the second --override given.
+  constexpr std::string_view kOverrides = "quant.overrides";
+  if (field.substr(0, kOverrides.size()) == kOverrides) {
+    return absl::StrCat("--override", AV(field.substr(kOverrides.size())));
+  }
   constexpr std::string_view kOptions = "quant.options.";
   if (field.substr(0, kOptions.size()) == kOptions) {
     const std::string name(field.substr(kOptions.size()));
@@ -147,6 +153,8 @@ StatusOr<QuantConfig> NormalizeQuantConfig(const QuantConfig& q, FieldNaming nam
   if (*row.per_channel_option != '\0' && out.options[row.per_channel_option] == "true") {
     out.group_size = -1;
   }
+  out.overrides = q.overrides;
+  RETURN_IF_ERROR(CanonicalizeOverrides(row, &out, field));
   return out;
 }
 
@@ -235,6 +243,8 @@ std::string JobSpec::ArtifactKey() const {
   AppendField(key, "abits", absl::StrCat(quant.abits));
   AppendField(key, "group", absl::StrCat(quant.group_size));
   for (const auto& [name, value] : quant.options) AppendField(key, "opt." + name, value);
+  // Absent for a uniform recipe, so its key is the one it always had.
+  if (!quant.overrides.empty()) AppendField(key, "overrides", OverridesText(quant.overrides));
   if (calibration) {
     AppendField(key, "calib.source", calibration->source);
     AppendField(key, "calib.nsamples", absl::StrCat(calibration->nsamples));
@@ -272,6 +282,7 @@ std::string DescribeQuant(const QuantConfig& q) {
     }
     if (!is_default) absl::StrAppend(&s, " ", name, "=", value);
   }
+  if (!q.overrides.empty()) absl::StrAppend(&s, " ", OverridesText(q.overrides));
   return s;
 }
 
@@ -298,6 +309,18 @@ std::string JobSpecToJson(const JobSpec& s) {
                 {"abits", s.quant.abits},
                 {"group_size", s.quant.group_size},
                 {"options", s.quant.options}};
+  if (!s.quant.overrides.empty()) {  // absent when uniform: the JSON of such specs is unchanged
+    json list = json::array();
+    for (const QuantOverride& o : s.quant.overrides) {
+      json e = json::object();
+      if (!o.layers.empty()) e["layers"] = o.layers;
+      if (!o.linear.empty()) e["linear"] = o.linear;
+      if (o.wbits != 0) e["wbits"] = o.wbits;
+      if (o.group_size != 0) e["group_size"] = o.group_size;
+      list.push_back(e);
+    }
+    j["quant"]["overrides"] = list;
+  }
   if (s.calibration) {
     const CalibrationConfig& c = *s.calibration;
     j["calibration"] = {{"source", c.source},
@@ -399,6 +422,24 @@ StatusOr<JobSpec> FromJsonImpl(const json& root) {
       for (auto it = o->begin(); it != o->end(); ++it) {
         s.quant.options[it.key()] =
             it->is_string() ? it->get<std::string>() : it->dump();  // true, 20, 0.5 as text
+      }
+    }
+    if (const json* o = qr.Get("overrides")) {
+      if (!o->is_array()) return Invalid("quant.overrides", "expected a list");
+      for (size_t i = 0; i < o->size(); ++i) {
+        QuantOverride ov;
+        ObjectReader orr((*o)[i], absl::StrCat("quant.overrides[", i, "]"));
+        RETURN_IF_ERROR(orr.CheckObject());
+        if (const json* l = orr.Get("layers"); l != nullptr && l->is_number_integer()) {
+          ov.layers = l->dump();  // layers: 5
+        } else {
+          RETURN_IF_ERROR(orr.String("layers", &ov.layers));
+        }
+        RETURN_IF_ERROR(orr.String("linear", &ov.linear));
+        RETURN_IF_ERROR(orr.Int("wbits", &ov.wbits));
+        RETURN_IF_ERROR(orr.Int("group_size", &ov.group_size));
+        RETURN_IF_ERROR(orr.NoOthers());
+        s.quant.overrides.push_back(std::move(ov));
       }
     }
     RETURN_IF_ERROR(qr.NoOthers());

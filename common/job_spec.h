@@ -13,11 +13,21 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/catalog.h"
 #include "common/status.h"
 
 namespace bitsweep {
+
+// One entry of a mixed-precision recipe (common/mixed_precision.h): the linears it selects get
+// the fields it sets; later entries win. Normalisation rewrites the list in a canonical form.
+struct QuantOverride {
+  std::string layers;  // "" = every layer; else ranges such as "0-3,7"
+  std::string linear;  // "" = every linear type; else q_proj, k_proj, ..., down_proj
+  int wbits = 0;       // 0 = unchanged; 16 = keep in full precision
+  int group_size = 0;  // 0 = unchanged; -1 = per channel
+};
 
 struct QuantConfig {
   std::string method = "fp";  // a catalog row name
@@ -26,6 +36,8 @@ struct QuantConfig {
   int group_size = -1;        // -1 = per channel; -1 where the method has no groups
   // Option name -> canonical value; after normalisation it holds every option of the method.
   std::map<std::string, std::string> options;
+  // Per-layer / per-linear-type precision; empty = uniform (and the key of a uniform recipe).
+  std::vector<QuantOverride> overrides;
 };
 
 struct CalibrationConfig {
@@ -91,7 +103,8 @@ std::string EvalKey(const EvalConfig& eval);
 std::string JobSpecToJson(const JobSpec& spec);
 StatusOr<JobSpec> JobSpecFromJson(std::string_view json);
 
-// Short human label such as "gptq w4 g128 act_order=true" (non-default options only).
+// Short human label such as "gptq w4 g128 act_order=true" (non-default options only), with the
+// canonical overrides of a mixed recipe after it ("rtn w3 L0-3:w4 down_proj:w4").
 std::string DescribeQuant(const QuantConfig& q);
 // Lexically normal path without a trailing slash ("./models//demo/" -> "models/demo").
 std::string NormalizePath(std::string_view path);

@@ -14,6 +14,7 @@
 #include "common/catalog.h"
 #include "common/job_spec.h"
 #include "common/labels.h"
+#include "common/mixed_precision.h"
 
 namespace bitsweep {
 namespace {
@@ -185,6 +186,14 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
       for (const auto& [name, value] : q.options) row.recipe.emplace_back(name, value);
       calibration_of[artifact] = CalibrationFields(*spec);
       for (const auto& field : calibration_of[artifact]) row.recipe.push_back(field);
+      row.overrides = OverridesText(q.overrides);
+      row.sensitivity_unit = SensitivityUnit(q);
+    }
+    if (!row.overrides.empty() && row.avg_wbits == 0 && !in.provenance_json.empty()) {
+      const json prov = json::parse(in.provenance_json, nullptr, false);
+      if (prov.is_object() && prov.contains("avg_wbits") && prov["avg_wbits"].is_number()) {
+        row.avg_wbits = prov["avg_wbits"].get<double>();
+      }
     }
     ResultsCell& cell = cells[{artifact, ci->second}];
     if (in.job_id >= cell.job_id) {
@@ -320,6 +329,11 @@ std::string ResultsTableToJson(const ResultsTable& table) {
                     {"key", r.key},
                     {"recipe", object(r.recipe)},
                     {"cells", std::move(cells)}});
+    if (!r.overrides.empty()) {  // uniform rows' JSON is as it always was
+      rows.back()["overrides"] = r.overrides;
+      rows.back()["avg_wbits"] = r.avg_wbits > 0 ? json(r.avg_wbits) : json(nullptr);
+      rows.back()["sensitivity_unit"] = r.sensitivity_unit;
+    }
   }
   return json{{"columns", std::move(columns)}, {"rows", std::move(rows)}}.dump();
 }

@@ -90,6 +90,12 @@ struct ResultsRow {
   std::string key;  // the artifact key: model and whole recipe
   std::vector<std::pair<std::string, std::string>> recipe;  // options, then calibration
   std::map<std::string, ResultsCell> cells;  // by column name; missing = no result yet
+  // Mixed recipes (common/mixed_precision.h), in the JSON only where `overrides` is set: the
+  // canonical overrides ("" when uniform), the average weight bits a worker recorded in the
+  // provenance (0: none yet) and, for a sensitivity job (SensitivityUnit), its unit.
+  std::string overrides;
+  double avg_wbits = 0;
+  std::string sensitivity_unit;
 };
 
 struct ResultsTable {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/mixed_precision.h"
 #include "common/utf8.h"
 
 namespace bitsweep {
@@ -199,79 +201,178 @@ Status ReadCalibration(const YamlReader& r, const YAML::Node& n, std::string_vie
   return absl::OkStatus();
 }
 
+// `overrides:` of a method entry: a list of {layers, linear, wbits, group}; checked against
+// every method the entry names (CanonicalizeOverrides) so errors carry the file position.
+Status ReadOverrides(const YamlReader& r, const YAML::Node& list, const std::string& field,
+                     std::vector<QuantOverride>* out) {
+  if (!list.IsSequence()) return r.Error(list, field, "expected a list");
+  RETURN_IF_ERROR(r.CheckLength(list, field));
+  for (size_t k = 0; k < list.size(); ++k) {
+    const YAML::Node e = list[k];
+    const std::string f = YamlReader::Index(field, k);
+    RETURN_IF_ERROR(r.CheckKeys(e, f, {"layers", "linear", "wbits", "group"}));
+    QuantOverride o;
+    if (YAML::Node v = Child(e, "layers")) {
+      ASSIGN_OR_RETURN(o.layers, r.String(v, f + ".layers"));
+      auto parsed = ParseLayerRanges(o.layers);
+      if (!parsed.ok()) return r.Error(v, f + ".layers", S(parsed.status().message()));
+    }
+    if (YAML::Node v = Child(e, "linear")) {
+      if (v.IsSequence()) {
+        std::vector<std::string> names;
+        for (size_t j = 0; j < v.size(); ++j) {
+          ASSIGN_OR_RETURN(std::string name, r.String(v[j], YamlReader::Index(f + ".linear", j)));
+          names.push_back(name);
+        }
+        o.linear = absl::StrJoin(names, ",");
+      } else {
+        ASSIGN_OR_RETURN(o.linear, r.String(v, f + ".linear"));
+      }
+    }
+    if (YAML::Node v = Child(e, "wbits")) {
+      ASSIGN_OR_RETURN(int64_t b, r.Int(v, f + ".wbits", 1, kKeepFpBits));
+      o.wbits = static_cast<int>(b);
+    }
+    if (YAML::Node v = Child(e, "group")) {
+      ASSIGN_OR_RETURN(int64_t g, r.Int(v, f + ".group", -1, 1 << 24));
+      if (g == 0) return r.Error(v, f + ".group", "must be -1 (per channel) or positive");
+      o.group_size = static_cast<int>(g);
+    }
+    out->push_back(std::move(o));
+  }
+  return absl::OkStatus();
+}
+
+// The overrides of `sm` on its first width and group: what depends on the method (bits it
+// takes, group sizes, FP linears) is the same for all of them.
+Status CheckOverrides(const YamlReader& r, const YAML::Node& node, const std::string& field,
+                      const SweepMethod& sm) {
+  if (sm.overrides.empty()) return absl::OkStatus();
+  const MethodInfo& row = **LookupMethod(sm.method);
+  QuantConfig q;
+  q.method = sm.method;
+  q.wbits = row.min_wbits;
+  for (int w : sm.wbits) {
+    if (w >= row.min_wbits && w <= row.max_wbits) q.wbits = w;
+  }
+  q.abits = row.takes_abits ? row.default_abits : 0;
+  q.group_size = row.group_size_applies ? row.default_group_size : -1;
+  q.options = sm.options;
+  q.overrides = sm.overrides;
+  auto n = NormalizeQuantConfig(q);
+  const std::string prefix = "quant.overrides";
+  const std::string message = n.ok() ? "" : std::string(n.status().message());
+  if (message.rfind(prefix, 0) == 0) {
+    // "quant.overrides[1].wbits: why" -> "methods[0].overrides[1].wbits: why"
+    const size_t colon = message.find(": ");
+    size_t k = 0;  // the entry's own position where the message names one
+    const bool entry = std::sscanf(message.c_str() + prefix.size(), "[%zu]", &k) == 1 &&
+                       node.IsSequence() && k < node.size();
+    return r.Error(entry ? node[k] : node,
+                   field + message.substr(prefix.size(), colon - prefix.size()),
+                   colon == std::string::npos ? "" : message.substr(colon + 2));
+  }
+  return absl::OkStatus();
+}
+
+// One entry of `methods:` (or the `sensitivity:` block when `unit` is set, which also takes
+// `unit:` and no overrides) appended to *out, one SweepMethod per method it names.
+Status ReadMethod(const YamlReader& r, const YAML::Node& n, const std::string& field,
+                  SweepSensitivity::Unit* unit, std::vector<SweepMethod>* out) {
+  std::vector<std::string> keys = {"method", "wbits",       "abits",
+                                   "group",  "options",     "calibration"};
+  keys.push_back(unit != nullptr ? "unit" : "overrides");
+  RETURN_IF_ERROR(r.CheckKeys(n, field, keys));
+  if (unit != nullptr) {
+    const YAML::Node u = Child(n, "unit");
+    if (!u) return r.Error(n, field + ".unit", "missing (layer or linear_type)");
+    ASSIGN_OR_RETURN(std::string text, r.String(u, field + ".unit"));
+    if (text == "layer") {
+      *unit = SweepSensitivity::Unit::kLayer;
+    } else if (text == "linear_type") {
+      *unit = SweepSensitivity::Unit::kLinearType;
+    } else {
+      return r.Error(u, field + ".unit",
+                     absl::StrCat("\"", text, "\" is not layer or linear_type"));
+    }
+  }
+  SweepMethod base;
+  if (YAML::Node v = Child(n, "wbits")) {
+    ASSIGN_OR_RETURN(base.wbits, r.IntList(v, field + ".wbits", 0, 64));
+  }
+  if (YAML::Node v = Child(n, "abits")) {
+    ASSIGN_OR_RETURN(base.abits, r.IntList(v, field + ".abits", 0, 64));
+  }
+  if (YAML::Node v = Child(n, "group")) {
+    ASSIGN_OR_RETURN(base.group, r.IntList(v, field + ".group", -1, 1 << 24));
+    for (size_t g = 0; g < base.group.size(); ++g) {
+      if (base.group[g] == 0) {
+        return r.Error(v.IsSequence() ? v[g] : v, field + ".group",
+                       "must be -1 (per channel) or positive");
+      }
+    }
+  }
+  if (YAML::Node v = Child(n, "calibration")) {
+    RETURN_IF_ERROR(ReadCalibration(r, v, field + ".calibration", &base.calibration));
+  }
+  const YAML::Node m = Child(n, "method");
+  if (!m) return r.Error(n, field + ".method", "missing");
+  std::vector<std::pair<std::string, YAML::Node>> names;
+  if (m.IsSequence()) {
+    RETURN_IF_ERROR(r.CheckLength(m, field + ".method"));
+    for (size_t k = 0; k < m.size(); ++k) {
+      ASSIGN_OR_RETURN(std::string s, r.String(m[k], YamlReader::Index(field + ".method", k)));
+      names.emplace_back(s, m[k]);
+    }
+  } else {
+    ASSIGN_OR_RETURN(std::string s, r.String(m, field + ".method"));
+    names.emplace_back(s, m);
+  }
+  if (names.empty()) return r.Error(m, field + ".method", "empty list");
+  for (const auto& [name, node] : names) {
+    auto row = LookupMethod(name);
+    if (!row.ok()) return r.Error(node, field + ".method", S(row.status().message()));
+    if ((*row)->baseline) {
+      return r.Error(node, field + ".method",
+                     "the unquantized baseline is requested with `baseline: true`");
+    }
+    SweepMethod sm = base;
+    sm.method = (*row)->name;  // as the catalog spells it, whatever the case written
+    if (sm.wbits.empty()) {
+      if ((*row)->min_wbits != (*row)->max_wbits) {
+        return r.Error(n, field + ".wbits",
+                       absl::StrCat("missing (", name, " takes ",
+                                    BitsRange((*row)->min_wbits, (*row)->max_wbits), ")"));
+      }
+      sm.wbits = {(*row)->min_wbits};
+    }
+    if (YAML::Node opts = Child(n, "options")) {
+      if (!opts.IsMap()) return r.Error(opts, field + ".options", "expected a mapping");
+      for (auto it = opts.begin(); it != opts.end(); ++it) {
+        const std::string key = it->first.Scalar();
+        const std::string of = absl::StrCat(field, ".options.", key);
+        auto opt = LookupOption(**row, key);
+        if (!opt.ok()) return r.Error(it->first, of, S(opt.status().message()));
+        if (!it->second.IsScalar()) return r.Error(it->second, of, "expected a scalar");
+        auto value = NormalizeOptionValue(**opt, it->second.Scalar());
+        if (!value.ok()) return r.Error(it->second, of, S(value.status().message()));
+        sm.options[key] = *value;
+      }
+    }
+    if (YAML::Node v = Child(n, "overrides")) {
+      RETURN_IF_ERROR(ReadOverrides(r, v, field + ".overrides", &sm.overrides));
+      RETURN_IF_ERROR(CheckOverrides(r, v, field + ".overrides", sm));
+    }
+    out->push_back(std::move(sm));
+  }
+  return absl::OkStatus();
+}
+
 Status ReadMethods(const YamlReader& r, const YAML::Node& list, std::vector<SweepMethod>* out) {
   if (!list.IsSequence()) return r.Error(list, "methods", "expected a list");
   RETURN_IF_ERROR(r.CheckLength(list, "methods"));
   for (size_t i = 0; i < list.size(); ++i) {
-    const YAML::Node n = list[i];
-    const std::string field = YamlReader::Index("methods", i);
-    RETURN_IF_ERROR(
-        r.CheckKeys(n, field, {"method", "wbits", "abits", "group", "options", "calibration"}));
-    SweepMethod base;
-    if (YAML::Node v = Child(n, "wbits")) {
-      ASSIGN_OR_RETURN(base.wbits, r.IntList(v, field + ".wbits", 0, 64));
-    }
-    if (YAML::Node v = Child(n, "abits")) {
-      ASSIGN_OR_RETURN(base.abits, r.IntList(v, field + ".abits", 0, 64));
-    }
-    if (YAML::Node v = Child(n, "group")) {
-      ASSIGN_OR_RETURN(base.group, r.IntList(v, field + ".group", -1, 1 << 24));
-      for (size_t g = 0; g < base.group.size(); ++g) {
-        if (base.group[g] == 0) {
-          return r.Error(v.IsSequence() ? v[g] : v, field + ".group",
-                         "must be -1 (per channel) or positive");
-        }
-      }
-    }
-    if (YAML::Node v = Child(n, "calibration")) {
-      RETURN_IF_ERROR(ReadCalibration(r, v, field + ".calibration", &base.calibration));
-    }
-    const YAML::Node m = Child(n, "method");
-    if (!m) return r.Error(n, field + ".method", "missing");
-    std::vector<std::pair<std::string, YAML::Node>> names;
-    if (m.IsSequence()) {
-      RETURN_IF_ERROR(r.CheckLength(m, field + ".method"));
-      for (size_t k = 0; k < m.size(); ++k) {
-        ASSIGN_OR_RETURN(std::string s, r.String(m[k], YamlReader::Index(field + ".method", k)));
-        names.emplace_back(s, m[k]);
-      }
-    } else {
-      ASSIGN_OR_RETURN(std::string s, r.String(m, field + ".method"));
-      names.emplace_back(s, m);
-    }
-    if (names.empty()) return r.Error(m, field + ".method", "empty list");
-    for (const auto& [name, node] : names) {
-      auto row = LookupMethod(name);
-      if (!row.ok()) return r.Error(node, field + ".method", S(row.status().message()));
-      if ((*row)->baseline) {
-        return r.Error(node, field + ".method",
-                       "the unquantized baseline is requested with `baseline: true`");
-      }
-      SweepMethod sm = base;
-      sm.method = (*row)->name;  // as the catalog spells it, whatever the case written
-      if (sm.wbits.empty()) {
-        if ((*row)->min_wbits != (*row)->max_wbits) {
-          return r.Error(n, field + ".wbits",
-                         absl::StrCat("missing (", name, " takes ",
-                                      BitsRange((*row)->min_wbits, (*row)->max_wbits), ")"));
-        }
-        sm.wbits = {(*row)->min_wbits};
-      }
-      if (YAML::Node opts = Child(n, "options")) {
-        if (!opts.IsMap()) return r.Error(opts, field + ".options", "expected a mapping");
-        for (auto it = opts.begin(); it != opts.end(); ++it) {
-          const std::string key = it->first.Scalar();
-          const std::string of = absl::StrCat(field, ".options.", key);
-          auto opt = LookupOption(**row, key);
-          if (!opt.ok()) return r.Error(it->first, of, S(opt.status().message()));
-          if (!it->second.IsScalar()) return r.Error(it->second, of, "expected a scalar");
-          auto value = NormalizeOptionValue(**opt, it->second.Scalar());
-          if (!value.ok()) return r.Error(it->second, of, S(value.status().message()));
-          sm.options[key] = *value;
-        }
-      }
-      out->push_back(std::move(sm));
-    }
+    RETURN_IF_ERROR(ReadMethod(r, list[i], YamlReader::Index("methods", i), nullptr, out));
   }
   return absl::OkStatus();
 }
@@ -344,7 +445,7 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   RETURN_IF_ERROR(r.CheckKeys(root, "",
                               {"name", "priority", "max_attempts", "baseline", "resources",
                                "models", "methods", "tasks", "calibration", "eval",
-                               "early_abort"}));
+                               "early_abort", "sensitivity"}));
   SweepSpec s;
   const YAML::Node name = Child(root, "name");
   if (!name) return r.Error(root, "name", "missing");
@@ -453,7 +554,19 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
       ASSIGN_OR_RETURN(s.eval.dtype, r.DType(v, "eval.dtype"));
     }
   }
-  if (s.methods.empty() && !s.baseline) {
+  if (YAML::Node v = Child(root, "sensitivity")) {
+    SweepSensitivity sens;
+    std::vector<SweepMethod> one;
+    RETURN_IF_ERROR(ReadMethod(r, v, "sensitivity", &sens.unit, &one));
+    if (one.size() != 1) return r.Error(v, "sensitivity.method", "expected one method");
+    sens.method = std::move(one.front());
+    const SweepMethod& sm = sens.method;
+    if (sm.wbits.size() > 1 || sm.abits.size() > 1 || sm.group.size() > 1) {
+      return r.Error(v, "sensitivity", "expects one wbits, one abits and one group");
+    }
+    s.sensitivity = std::move(sens);
+  }
+  if (s.methods.empty() && !s.baseline && !s.sensitivity) {
     return r.Error(root, "methods", "no methods and baseline: false: the sweep has no jobs");
   }
   if (YAML::Node v = Child(root, "early_abort")) {
@@ -477,6 +590,7 @@ void ResolvePaths(const std::string& base, SweepSpec* s) {
   }
   resolve_source(&s->calibration);
   for (SweepMethod& m : s->methods) resolve_source(&m.calibration);
+  if (s->sensitivity) resolve_source(&s->sensitivity->method.calibration);
 }
 
 }  // namespace

@@ -30,6 +30,9 @@
 //   calibration: {source: c4, nsamples: .., seqlen: .., seed: .., dtype: fp32}  # else per method
 //   eval: {seqlen: 2048, batch_size: 1, dtype: fp32, limit: 0}
 //   early_abort: {ppl_ratio: 3.0, on: wikitext2, hold_seconds: 300}   # common/early_abort.h
+//   methods: [{method: rtn, wbits: 3, overrides: [{layers: "0-3", wbits: 4},
+//                                                  {linear: down_proj, wbits: 4, group: 64}]}]
+//   sensitivity: {method: rtn, wbits: 2, unit: layer}   # or unit: linear_type; one job per unit
 #pragma once
 
 #include <map>
@@ -70,6 +73,17 @@ struct SweepMethod {
   std::vector<int> group;  // empty: the method's default (128, or -1 where none applies)
   std::map<std::string, std::string> options;  // canonical values
   CalibrationOverride calibration;
+  // Mixed precision (common/mixed_precision.h), the same for every wbits x abits x group.
+  std::vector<QuantOverride> overrides;
+};
+
+// `sensitivity:` one job per unit (every decoder layer, or every linear type) with only that
+// unit quantized by `method` (one method, one wbits, one group) and everything else in FP.
+inline constexpr int64_t kMaxSensitivityLayers = 128;  // Qwen3 has at most 94
+struct SweepSensitivity {
+  enum class Unit { kLayer, kLinearType };
+  SweepMethod method;
+  Unit unit = Unit::kLayer;
 };
 
 struct SweepTask {
@@ -90,7 +104,12 @@ struct SweepSpec {
   EvalConfig eval;  // task unused; limit is every task's default
   // `early_abort:`; `on` is a perplexity task of `tasks`.
   std::optional<EarlyAbortRule> early_abort;
+  std::optional<SweepSensitivity> sensitivity;
 };
+
+// The quantization config of sensitivity unit `unit` (a layer index, or an index into
+// LinearTypes()) of `s` before normalisation: s.method's recipe with every other unit in FP.
+QuantConfig SensitivityConfig(const SweepSensitivity& s, int64_t unit);
 
 struct ParseOptions {
   // Relative paths of the sweep (model folders, .jsonl task files, calibration files; not the

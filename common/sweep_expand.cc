@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "common/mixed_precision.h"
 #include "common/qwen3_arch.h"
 #include "common/sweep.h"
 
@@ -23,13 +24,19 @@ namespace fs = std::filesystem;
 // dense and an MoE layer's linears are listed where the config has their widths.
 using InFeatures = std::vector<std::pair<std::string, int64_t>>;
 
-StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
-                                                   const std::string& root) {
+// What ExpandSweep reads of a model's config.json.
+struct ModelShape {
+  InFeatures in_features;
+  int64_t num_layers = 0;            // num_hidden_layers (0: absent)
+  std::vector<LinearSpec> linears;   // of a dense and (where the config has one) an MoE layer
+};
+
+StatusOr<std::optional<ModelShape>> ReadShape(const std::string& model, const std::string& root) {
   fs::path dir = model;
   if (!root.empty() && dir.is_relative()) dir = fs::path(root) / dir;
   const fs::path file = dir / "config.json";
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) return std::optional<InFeatures>();
+  if (!fs::is_regular_file(file, ec)) return std::optional<ModelShape>();
   std::ifstream in(file);
   try {
     const nlohmann::json j = nlohmann::json::parse(in);
@@ -57,7 +64,11 @@ StatusOr<std::optional<InFeatures>> ReadInFeatures(const std::string& model,
       const std::pair<std::string, int64_t> entry(l.in_features_key, l.in_features);
       if (l.in_features > 0 && std::find(f.begin(), f.end(), entry) == f.end()) f.push_back(entry);
     }
-    return std::optional<InFeatures>(std::move(f));
+    ModelShape shape;
+    shape.in_features = std::move(f);
+    shape.num_layers = get("num_hidden_layers");
+    shape.linears = std::move(linears);
+    return std::optional<ModelShape>(std::move(shape));
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(file.string(), ": ", e.what()));
   }
@@ -87,6 +98,33 @@ std::string ModelIndependentReason(const MethodInfo& row, const QuantConfig& q) 
   return "";
 }
 
+// For a normalised mixed recipe `q` on a model of `shape` (unknown: nothing to check): the
+// layers it names exist (else `why`), its canonical form on this model's depth, and every
+// quantized linear's group size divides its in_features (else `why`).
+Status FitOverrides(const MethodInfo& row, const std::optional<ModelShape>& shape, QuantConfig* q,
+                    std::string* why) {
+  if (!shape || shape->num_layers <= 0) return absl::OkStatus();
+  if (Status s = ValidateOverrideLayers(*q, shape->num_layers); !s.ok()) {
+    *why = std::string(s.message());
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(CanonicalizeOverrides(
+      row, q, [](std::string_view f) { return std::string(f); }, shape->num_layers));
+  for (int64_t l = 0; l < shape->num_layers; ++l) {
+    for (const LinearSpec& lin : shape->linears) {
+      const LinearPrecision p = ResolveLinearPrecision(*q, l, lin.name);
+      if (p.keep_fp() || p.group_size <= 0 || lin.in_features <= 0) continue;
+      if (lin.in_features % p.group_size != 0) {
+        *why = absl::StrCat("group ", p.group_size, " of ", LinearTypeOf(lin.name),
+                            " does not divide ", lin.in_features_key, " = ", lin.in_features,
+                            " (config.json)");
+        return absl::OkStatus();
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
                                    const CalibrationOverride& method) {
   CalibrationConfig c;
@@ -99,6 +137,29 @@ CalibrationConfig MergeCalibration(const CalibrationOverride& sweep,
 }
 
 }  // namespace
+
+QuantConfig SensitivityConfig(const SweepSensitivity& s, int64_t unit) {
+  const SweepMethod& m = s.method;
+  const MethodInfo& row = **LookupMethod(m.method);
+  QuantConfig q;
+  q.method = m.method;
+  q.wbits = m.wbits.empty() ? row.min_wbits : m.wbits.front();
+  const int a = m.abits.empty() ? 0 : m.abits.front();
+  q.abits = a == 0 && row.takes_abits ? row.default_abits : a;
+  q.group_size = m.group.empty() ? row.default_group_size : m.group.front();
+  q.options = m.options;
+  QuantOverride all_fp;
+  all_fp.wbits = kKeepFpBits;
+  QuantOverride only;
+  only.wbits = q.wbits;
+  if (s.unit == SweepSensitivity::Unit::kLayer) {
+    only.layers = absl::StrCat(unit);
+  } else {
+    only.linear = LinearTypes().at(static_cast<size_t>(unit));
+  }
+  q.overrides = {all_fp, only};
+  return q;
+}
 
 StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& options) {
   if (options.max_jobs > 0) {
@@ -150,9 +211,56 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
     return absl::OkStatus();
   };
 
+  // `sensitivity:` one artifact per unit of the model (its layers from config.json).
+  auto add_sensitivity = [&](const SweepModel& model,
+                             const std::optional<ModelShape>& shape) -> Status {
+    const SweepSensitivity& sens = *spec.sensitivity;
+    const bool by_layer = sens.unit == SweepSensitivity::Unit::kLayer;
+    if (by_layer && (!shape || shape->num_layers <= 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sensitivity: unit layer needs num_hidden_layers from ", model.path,
+                       "/config.json"));
+    }
+    if (by_layer && shape->num_layers > kMaxSensitivityLayers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sensitivity: ", model.path, " has ", shape->num_layers,
+                       " layers, over the ", kMaxSensitivityLayers, " a sweep expands"));
+    }
+    const int64_t units =
+        by_layer ? shape->num_layers : static_cast<int64_t>(LinearTypes().size());
+    const MethodInfo& row = **LookupMethod(sens.method.method);
+    for (int64_t u = 0; u < units; ++u) {
+      const QuantConfig q = SensitivityConfig(sens, u);
+      const std::string reason = ModelIndependentReason(row, q);
+      if (!reason.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("sensitivity: ", reason));
+      }
+      auto normal = NormalizeQuantConfig(q);
+      if (!normal.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sensitivity: ", normal.status().message()));
+      }
+      QuantConfig nq = *std::move(normal);
+      std::string why;
+      RETURN_IF_ERROR(FitOverrides(row, shape, &nq, &why));
+      if (!why.empty()) {
+        std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
+        if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+        continue;
+      }
+      std::optional<CalibrationConfig> calib;
+      if (NeedsCalibration(nq)) {
+        calib = MergeCalibration(spec.calibration, sens.method.calibration);
+      }
+      RETURN_IF_ERROR(add_jobs(model, nq, calib));
+    }
+    return absl::OkStatus();
+  };
+
   for (const SweepModel& model : spec.models) {
-    ASSIGN_OR_RETURN(std::optional<InFeatures> in_features,
-                     ReadInFeatures(model.path, options.model_root));
+    ASSIGN_OR_RETURN(std::optional<ModelShape> shape, ReadShape(model.path, options.model_root));
+    const std::optional<InFeatures> in_features =
+        shape ? std::optional<InFeatures>(shape->in_features) : std::nullopt;
     if (spec.baseline) RETURN_IF_ERROR(add_jobs(model, QuantConfig{}, std::nullopt));
     for (const SweepMethod& m : spec.methods) {
       const MethodInfo& row = **LookupMethod(m.method);
@@ -168,6 +276,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
             q.abits = a == 0 && row.takes_abits ? row.default_abits : a;
             q.group_size = g;
             q.options = m.options;
+            q.overrides = m.overrides;
             const std::string reason = ModelIndependentReason(row, q);
             if (!reason.empty()) {
               const std::string what = DescribeQuant(q);
@@ -175,7 +284,15 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
               continue;
             }
             ASSIGN_OR_RETURN(QuantConfig nq, NormalizeQuantConfig(q));
-            if (nq.group_size > 0 && in_features) {
+            if (!nq.overrides.empty()) {
+              std::string why;
+              RETURN_IF_ERROR(FitOverrides(row, shape, &nq, &why));
+              if (!why.empty()) {
+                std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
+                if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+                continue;
+              }
+            } else if (nq.group_size > 0 && in_features) {
               std::string why;
               for (const auto& [key, features] : *in_features) {
                 if (features % nq.group_size != 0) {
@@ -197,6 +314,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
         }
       }
     }
+    if (spec.sensitivity) RETURN_IF_ERROR(add_sensitivity(model, shape));
   }
   if (out.jobs.empty()) {
     return absl::InvalidArgumentError(

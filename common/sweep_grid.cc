@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/mixed_precision.h"
 #include "common/sweep.h"
 
 namespace bitsweep {
@@ -26,6 +27,13 @@ int64_t GridConfigurations(const SweepSpec& spec) {
                                         std::max<int64_t>(1, static_cast<int64_t>(m.abits.size()))),
                         std::max<int64_t>(1, static_cast<int64_t>(m.group.size())));
     configs = per_method > kMaxCount - configs ? kMaxCount : configs + per_method;
+  }
+  if (spec.sensitivity) {
+    // Counted before any config.json is read: at most kMaxSensitivityLayers layers.
+    const int64_t units = spec.sensitivity->unit == SweepSensitivity::Unit::kLayer
+                              ? kMaxSensitivityLayers
+                              : static_cast<int64_t>(LinearTypes().size());
+    configs = units > kMaxCount - configs ? kMaxCount : configs + units;
   }
   return configs;
 }

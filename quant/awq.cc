@@ -109,7 +109,8 @@ class InputRecorder {
   std::map<std::string, std::vector<at::Tensor>> seen_;
 };
 
-Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
+// grid_of: each linear's grid, kind kMinMax (nullopt: kept in FP).
+Status QuantizeLayerImpl(LayerJob& job, const LinearGridOf& grid_of, const AwqOptions& o,
                          QuantizeResult* out) {
   c10::NoGradGuard no_grad;
   model::Qwen3Model& m = *job.model;
@@ -135,7 +136,9 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
     if (lin == nullptr || group_of.count(n) == 0) {
       return absl::InternalError("AWQ: linear " + n + " is missing or in no scaling group");
     }
-    Status s = g.Validate(lin->in_features());
+    const std::optional<QuantGrid> g = grid_of(n);
+    if (!g) continue;
+    Status s = g->Validate(lin->in_features());
     if (!s.ok())
       return absl::InvalidArgumentError(job.prefix + n + ": " + std::string(s.message()));
   }
@@ -184,13 +187,18 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
     if (skip.empty() && tokens == 0) {
       return absl::InternalError("AWQ: no calibration input reached " + job.prefix + gr.input_of);
     }
+    std::vector<std::optional<QuantGrid>> grids;
+    for (const auto& n : gr.linears) grids.push_back(grid_of(n));
+    const bool any_quantized =
+        std::any_of(grids.begin(), grids.end(), [](const auto& g) { return g.has_value(); });
+    if (!any_quantized) skip = "scale search skipped: every linear of the group is kept in FP";
     if (skip.empty()) {
-      ASSIGN_OR_RETURN(results[gi], SearchScale(m, i, rope, layer, gr, x, g, o.n_grid,
+      ASSIGN_OR_RETURN(results[gi], SearchScale(m, i, rope, layer, gr, x, grids, o.n_grid,
                                                 o.duo_scaling, job.split));
     } else {
-      if (tokens > 0) {
+      if (tokens > 0 && any_quantized) {
         ASSIGN_OR_RETURN(results[gi],
-                         SearchScale(m, i, rope, layer, gr, x, g, 1, false, job.split));
+                         SearchScale(m, i, rope, layer, gr, x, grids, 1, false, job.split));
       }
       results[gi].searched = false;
       results[gi].s = at::Tensor();
@@ -209,6 +217,8 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
   if (o.clip) {
     for (const auto& n : names) {
       if (!roles.at(n).clip_searched) continue;
+      const std::optional<QuantGrid> g = grid_of(n);
+      if (!g) continue;  // kept in FP: nothing to clip
       at::Tensor x = feature(n);
       const int64_t tokens = Tokens(x);
       if (tokens == 0 || (is_expert(n) && tokens < job.min_expert_tokens)) {
@@ -226,8 +236,8 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
         const ScalingGroup& gr = groups[group_of.at(n)];
         x = x / RepeatScale(gres.s, std::max<int64_t>(1, gr.repeat_groups), gr.head_dim);
       }
-      ASSIGN_OR_RETURN(AwqClip cl, AwqSearchClip(lin->weight(), x, g, o, job.split));
-      const int64_t rows = lin->out_features(), gs = GroupSize(g, in);
+      ASSIGN_OR_RETURN(AwqClip cl, AwqSearchClip(lin->weight(), x, *g, o, job.split));
+      const int64_t rows = lin->out_features(), gs = GroupSize(*g, in);
       const at::Tensor mv = cl.max_val.unsqueeze(-1);
       const at::Tensor w = lin->weight().to(at::kFloat).view({rows, in / gs, gs});
       lin->SetWeight(at::minimum(at::maximum(w, -mv), mv).view({rows, in}));
@@ -238,7 +248,9 @@ Status QuantizeLayerImpl(LayerJob& job, const QuantGrid& g, const AwqOptions& o,
   // 5. Every linear on the grid.
   for (const auto& n : names) {
     model::Linear* lin = FindLinearIn(layer, n);
-    ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin->weight(), g));
+    const std::optional<QuantGrid> g = grid_of(n);
+    if (!g) continue;  // kept in FP (scaled: the function is unchanged)
+    ASSIGN_OR_RETURN(QuantizedWeight q, RtnQuantize(lin->weight(), *g));
     lin->SetWeight(q.Dequantize());
     const GroupResult& gres = results[group_of.at(n)];
     LinearReport rep;
@@ -324,6 +336,12 @@ Status AwqApplyScale(model::DecoderLayer& layer, const ScalingGroup& group, cons
 
 Status AwqQuantizeLayer(LayerJob& job, const QuantGrid& grid, const AwqOptions& options,
                         QuantizeResult* out) {
+  return AwqQuantizeLayer(
+      job, [&grid](const std::string&) { return std::optional<QuantGrid>(grid); }, options, out);
+}
+
+Status AwqQuantizeLayer(LayerJob& job, const LinearGridOf& grid_of, const AwqOptions& options,
+                        QuantizeResult* out) {
   if (out == nullptr) return absl::InvalidArgumentError("AwqQuantizeLayer: out is null");
   if (job.model == nullptr || job.xs == nullptr || job.rope == nullptr) {
     return absl::InvalidArgumentError(
@@ -347,10 +365,13 @@ Status AwqQuantizeLayer(LayerJob& job, const QuantGrid& grid, const AwqOptions& 
     }
   }
   RETURN_IF_ERROR(ValidateOptions(options));
-  QuantGrid g = grid;
-  g.kind = GridKind::kMinMax;
+  const LinearGridOf min_max = [&grid_of](const std::string& n) {
+    std::optional<QuantGrid> g = grid_of(n);
+    if (g) g->kind = GridKind::kMinMax;
+    return g;
+  };
   try {
-    return QuantizeLayerImpl(job, g, options, out);
+    return QuantizeLayerImpl(job, min_max, options, out);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat(job.prefix, "AWQ: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {

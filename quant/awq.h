@@ -22,6 +22,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 
 #include "common/status.h"
 #include "quant/grid.h"
@@ -50,6 +52,13 @@ struct AwqOptions {
 // replaces *job.xs with the FP layer's outputs. InvalidArgument for bad options, a grid that
 // does not fit a linear, or missing/mismatched calibration inputs.
 Status AwqQuantizeLayer(LayerJob& job, const QuantGrid& grid, const AwqOptions& options,
+                        QuantizeResult* out);
+// Mixed precision: each linear on its own grid, `grid_of(relative name)`; nullopt keeps the
+// linear in FP (its input is still scaled, the function unchanged; the scale search leaves it
+// unquantized, and a group with no quantized linear is not searched). With the same grid for
+// every linear this is the overload above, number for number.
+using LinearGridOf = std::function<std::optional<QuantGrid>(const std::string& relative)>;
+Status AwqQuantizeLayer(LayerJob& job, const LinearGridOf& grid_of, const AwqOptions& options,
                         QuantizeResult* out);
 
 // The equivalent transformation of one scaling group (llm-awq apply_scale): `s` [n] > 0 is

@@ -22,8 +22,14 @@ class AwqMethod : public QuantizerWith<AwqOptions> {
 
   // AWQ's searches couple rows: under TP each layer is quantized whole.
   Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
+    if (!mixed()) {
+      return RunOnWholeLayer(
+          job, [&](LayerJob& j) { return AwqQuantizeLayer(j, grid(), options(), out); });
+    }
+    const int64_t layer = job.index;
+    const LinearGridOf grid_of = [this, layer](const std::string& n) { return LinearGrid(layer, n); };
     return RunOnWholeLayer(
-        job, [&](LayerJob& j) { return AwqQuantizeLayer(j, grid(), options(), out); });
+        job, [&](LayerJob& j) { return AwqQuantizeLayer(j, grid_of, options(), out); });
   }
 
   nlohmann::json Recipe() const override {

@@ -121,6 +121,30 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
                                   const model::RopeTables& rope, model::DecoderLayer& layer,
                                   const ScalingGroup& g, const at::Tensor& x, const QuantGrid& grid,
                                   int n_grid, bool duo, const model::Collective* split) {
+  return SearchScale(m, i, rope, layer, g, x,
+                     std::vector<std::optional<QuantGrid>>(g.linears.size(), grid), n_grid, duo,
+                     split);
+}
+
+StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
+                                  const model::RopeTables& rope, model::DecoderLayer& layer,
+                                  const ScalingGroup& g, const at::Tensor& x,
+                                  const std::vector<std::optional<QuantGrid>>& grids, int n_grid,
+                                  bool duo, const model::Collective* split) {
+  if (grids.size() != g.linears.size()) {
+    return absl::InternalError("AWQ: one grid per linear of the scaling group expected");
+  }
+  // The first quantized linear's grid stands for the group where one is needed (duo's weight
+  // statistics); a uniform group has only that one.
+  const QuantGrid* first = nullptr;
+  bool uniform = grids.front().has_value();
+  for (const auto& gr : grids) {
+    if (gr && first == nullptr) first = &*gr;
+    uniform = uniform && gr && gr->bits == grids.front()->bits &&
+              gr->group_size == grids.front()->group_size && gr->kind == grids.front()->kind;
+  }
+  if (first == nullptr) return absl::InternalError("AWQ: a scaling group with no grid searched");
+  const QuantGrid& grid = *first;
   std::vector<model::Linear*> lins;
   std::vector<at::Tensor> orig;
   for (const auto& name : g.linears) {
@@ -140,10 +164,21 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
   if (duo) {
     std::vector<at::Tensor> ws;
     for (const auto& w : orig) ws.push_back(w.to(at::kFloat));
-    const at::Tensor w = at::cat(ws, 0).abs();
-    const at::Tensor wg = w.view({-1, GroupSize(grid, in)});
-    const at::Tensor w_scale =
-        (wg / (wg.amax(1, /*keepdim=*/true) + kWeightScaleEps)).view({-1, in});
+    at::Tensor w_scale;
+    if (uniform) {
+      const at::Tensor w = at::cat(ws, 0).abs();
+      const at::Tensor wg = w.view({-1, GroupSize(grid, in)});
+      w_scale = (wg / (wg.amax(1, /*keepdim=*/true) + kWeightScaleEps)).view({-1, in});
+    } else {
+      // Each weight normalised per its own groups (an FP one per the first grid's).
+      std::vector<at::Tensor> scaled;
+      for (size_t j = 0; j < ws.size(); ++j) {
+        const QuantGrid& gj = grids[j] ? *grids[j] : grid;
+        const at::Tensor wg = ws[j].abs().view({-1, GroupSize(gj, in)});
+        scaled.push_back((wg / (wg.amax(1, /*keepdim=*/true) + kWeightScaleEps)).view({-1, in}));
+      }
+      w_scale = at::cat(scaled, 0);
+    }
     w_mean = MeanOverRepeats(w_scale.mean(0), rep, g.head_dim);
   }
 
@@ -169,7 +204,8 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
       if (!Mine(split, k)) continue;
       const at::Tensor s_row = RepeatScale(scale_at(k), rep, g.head_dim).unsqueeze(0);
       for (size_t j = 0; j < lins.size(); ++j) {
-        lins[j]->SetWeight(FakeQuantGroups(orig[j].to(at::kFloat) * s_row, grid) / s_row);
+        if (!grids[j]) continue;  // kept in FP: W s / s is W
+        lins[j]->SetWeight(FakeQuantGroups(orig[j].to(at::kFloat) * s_row, *grids[j]) / s_row);
       }
       losses[k] = ModuleLoss(f, xs, org);
       restore();

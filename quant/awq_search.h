@@ -5,7 +5,9 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "model/arch.h"
@@ -49,5 +51,12 @@ StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
                                   const model::ScalingGroup& g, const at::Tensor& x,
                                   const QuantGrid& grid, int n_grid, bool duo,
                                   const model::Collective* split);
+// Mixed precision: grids[j] is g.linears[j]'s (nullopt: left in FP during the search; at least
+// one is set). Equal grids give the overload above's numbers.
+StatusOr<GroupResult> SearchScale(const model::Qwen3Model& m, int64_t i,
+                                  const model::RopeTables& rope, model::DecoderLayer& layer,
+                                  const model::ScalingGroup& g, const at::Tensor& x,
+                                  const std::vector<std::optional<QuantGrid>>& grids, int n_grid,
+                                  bool duo, const model::Collective* split);
 
 }  // namespace bitsweep::quant::awq_internal

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/mixed_precision.h"
 #include "model/arch.h"
 #include "model/linear.h"
 #include "model/qwen3.h"
@@ -394,14 +395,18 @@ StatusOr<BillmResult> BillmQuantize(const at::Tensor& w, const at::Tensor& h,
   }
 }
 
-Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeResult* out) {
+Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeResult* out,
+                          const std::function<bool(const std::string&)>& keep_fp) {
   try {
     model::Qwen3Model& m = *job.model;
     const int64_t i = job.index;
     std::vector<at::Tensor>& xs = *job.xs;
     const model::RopeTables& rope = *job.rope;
     model::DecoderLayer& layer = m.layer(i);
-    const std::vector<std::string> names = model::QuantizedLinears(layer);
+    std::vector<std::string> names = model::QuantizedLinears(layer);
+    if (keep_fp) {  // mixed recipe: those stay in FP and need no Hessian
+      names.erase(std::remove_if(names.begin(), names.end(), keep_fp), names.end());
+    }
     const std::map<std::string, model::LinearRole> roles = model::LinearRoles(layer);
 
     // One forward collects every linear's H (no true-sequential re-runs).
@@ -465,13 +470,23 @@ class BillmMethod : public QuantizerWith<BillmOptions> {
  public:
   using QuantizerWith::QuantizerWith;
 
-  Status Validate(const model::Qwen3Config&) const override {
-    return absl::OkStatus();  // BiLLM's blocks need not divide in_features
+  Status Validate(const model::Qwen3Config& config) const override {
+    // BiLLM's blocks need not divide in_features; overrides must name the model's layers.
+    return ValidateOverrideLayers(this->config(), config.num_hidden_layers);
   }
 
   // BiLLM's search couples rows: under TP each layer is quantized whole.
   Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
-    return RunOnWholeLayer(job, [&](LayerJob& j) { return BillmQuantizeLayer(j, options(), out); });
+    if (!mixed()) {
+      return RunOnWholeLayer(job,
+                             [&](LayerJob& j) { return BillmQuantizeLayer(j, options(), out); });
+    }
+    const int64_t layer = job.index;
+    const std::function<bool(const std::string&)> keep_fp = [this, layer](const std::string& n) {
+      return !LinearGrid(layer, n).has_value();
+    };
+    return RunOnWholeLayer(
+        job, [&](LayerJob& j) { return BillmQuantizeLayer(j, options(), out, keep_fp); });
   }
 
   nlohmann::json Recipe() const override {

@@ -32,6 +32,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "common/status.h"
 #include "quant/layer_job.h"
@@ -84,7 +86,9 @@ StatusOr<at::Tensor> BillmHighOrderResidual(const at::Tensor& x, const at::Tenso
 // they describe the model): billm_params (sum of numel), billm_effective_bits_study
 // (1 + sum numel * salient_fraction_last_block / billm_params) and billm_storage_bits
 // (numel-weighted mean of storage_bits).
-Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeResult* out);
+// keep_fp (relative linear name; mixed recipes): those linears stay in FP, unreported.
+Status BillmQuantizeLayer(LayerJob& job, const BillmOptions& options, QuantizeResult* out,
+                          const std::function<bool(const std::string&)>& keep_fp = nullptr);
 
 // The "billm" row of common/catalog.cc: BillmQuantizeLayer, each layer quantized whole under
 // tensor parallelism; 1 bit in blocksize-column blocks (which need not divide in_features).

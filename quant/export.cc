@@ -194,11 +194,13 @@ Status QuantizedModelWriter::WriteLayer(const model::Qwen3Model& model, int64_t 
                           [part] { return part(&PackedWeight::scales, false, false); }});
         packed.push_back({module + ".g_idx", at::kInt, shapes.g_idx,
                           [part] { return part(&PackedWeight::g_idx, false, true); }});
+        packed_grids_[module] = {q->grid.bits, q->grid.group_size};
         ++packed_counts_["packed"];
       } else {
         packed.push_back(plain_tensor);
         if (it != weights.end() || name.find("_proj.weight") != std::string::npos) {
           packed_info_[module] = why;
+          unpacked_modules_.push_back(module);
           ++packed_counts_["unpacked"];
         }
       }
@@ -272,6 +274,34 @@ Status QuantizedModelWriter::Finish(const model::Qwen3Model& model, const Quanti
         {"sym", false},
         {"checkpoint_format", "gptq"},
         {"bitsweep_method", recipe.value("method", std::string("?"))}};
+    if (recipe.contains("overrides")) {
+      // Mixed precision, as GPTQModel's per-module "dynamic" overrides (anchored regexes).
+      nlohmann::json& qc = pconfig["quantization_config"];
+      int bits = qc["bits"].get<int>();
+      if (!PackableBits(bits) && !packed_grids_.empty()) {
+        bits = packed_grids_.begin()->second.first;
+        qc["bits"] = bits;
+      }
+      const int64_t group = qc["group_size"].get<int64_t>();
+      auto pattern = [](const std::string& module) {
+        std::string p = "^";
+        for (char c : module) {
+          if (c == '.') p += '\\';
+          p += c;
+        }
+        return p + "$";
+      };
+      nlohmann::json dynamic = nlohmann::json::object();
+      for (const auto& [module, grid] : packed_grids_) {
+        if (grid.first != bits || grid.second != group) {
+          dynamic["+:" + pattern(module)] = {{"bits", grid.first}, {"group_size", grid.second}};
+        }
+      }
+      for (const std::string& module : unpacked_modules_) {
+        dynamic["-:" + pattern(module)] = nlohmann::json::object();
+      }
+      qc["dynamic"] = dynamic;
+    }
     RETURN_IF_ERROR(WriteText(pk / "config.json", pconfig.dump(2) + "\n"));
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
       RETURN_IF_ERROR(CopyIfPresent(src / f, pk / f));

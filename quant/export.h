@@ -49,7 +49,10 @@ class QuantizedModelWriter {
                     const std::map<std::string, QuantizedWeight>& weights);
   // Writes the remaining tensors, indexes, configs, tokenizer files and
   // quantization_config.json (`recipe` plus "linears", "summary", "seconds", "packed"), then
-  // moves the folder into place. REQUIRES: every layer written.
+  // moves the folder into place. REQUIRES: every layer written. When `recipe` has "overrides"
+  // (a mixed recipe), the packed config.json's quantization_config gets GPTQModel's "dynamic"
+  // block: "+:^<module>$": {bits, group_size} for each packed linear off the default bits or
+  // group, "-:^<module>$": {} for each linear stored unpacked; LoadModelForEval reads it.
   Status Finish(const model::Qwen3Model& model, const QuantizeResult& result,
                 const nlohmann::json& recipe);
 
@@ -87,6 +90,9 @@ class QuantizedModelWriter {
   std::vector<bool> written_;
   nlohmann::json packed_info_ = nlohmann::json::object();  // per-linear packing outcome
   std::map<std::string, int64_t> packed_counts_;
+  // Each packed module's bits and group size (mixed recipes: the config's "dynamic" block).
+  std::map<std::string, std::pair<int, int64_t>> packed_grids_;
+  std::vector<std::string> unpacked_modules_;  // decoder linears stored as plain weights
 };
 
 // The per-layer view of a quantization_config.json (the object the writer above stores):

@@ -397,9 +397,14 @@ class GptqMethod : public Quantizer {
       for (size_t k = 0; k < group.size(); ++k) {
         model::Linear& lin = *lh.linears[k];
         const std::string name = job.prefix + group[k];
+        const std::optional<QuantGrid> g = LinearGrid(i, group[k]);
+        if (!g) {  // kept in full precision (mixed recipe)
+          lh.h[k].reset();
+          continue;
+        }
         if (lh.tokens[k] < job.min_expert_tokens && roles.at(group[k]).expert) {
           lh.h[k].reset();
-          ASSIGN_OR_RETURN(LinearReport r, RtnQuantizeLinear(*m.tp(), lin, name, grid(), out));
+          ASSIGN_OR_RETURN(LinearReport r, RtnQuantizeLinear(*m.tp(), lin, name, *g, out));
           r.calib_tokens = lh.tokens[k];
           r.note = absl::StrCat("fallback to RTN: ", lh.tokens[k], " calibration tokens (< ",
                                 job.min_expert_tokens, ")");
@@ -408,7 +413,7 @@ class GptqMethod : public Quantizer {
         }
         // The last linear to use a (shared) accumulator lets GPTQ work in its storage.
         const bool last = lh.h[k].use_count() == 1;
-        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name,
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), lin, name, *g,
                                        last ? lh.h[k]->Release() : lh.h[k]->H(), last,
                                        lh.tokens[k], out));
         lh.h[k].reset();
@@ -429,12 +434,16 @@ class GptqMethod : public Quantizer {
  private:
   // Rows are independent given H: under TP each rank runs GPTQ on its share of the rows.
   // consume: H is the last use of its Hessian, so GPTQ may work in its storage.
+  // `grid`: the linear's own (LinearGrid).
   Status QuantizeLinear(const model::Collective& tp, model::Linear& lin, const std::string& name,
-                        at::Tensor H, bool consume, int64_t tokens, QuantizeResult* out) const {
+                        const QuantGrid& grid, at::Tensor H, bool consume, int64_t tokens,
+                        QuantizeResult* out) const {
     double loss = 0;
+    GptqOptions options = gptq_;
+    options.grid = grid;
     auto gptq = [&](const at::Tensor& rows) -> StatusOr<QuantizedWeight> {
-      ASSIGN_OR_RETURN(GptqResult r, consume ? GptqQuantizeConsuming(rows, std::move(H), gptq_)
-                                             : GptqQuantize(rows, H, gptq_));
+      ASSIGN_OR_RETURN(GptqResult r, consume ? GptqQuantizeConsuming(rows, std::move(H), options)
+                                             : GptqQuantize(rows, H, options));
       loss = r.loss;
       return std::move(r.weight);
     };
@@ -473,9 +482,11 @@ class GptqMethod : public Quantizer {
         if (lin == nullptr) {
           return absl::InternalError(absl::StrCat(job.prefix, relative, ": no such linear"));
         }
+        const std::optional<QuantGrid> g = LinearGrid(job.index, relative);
+        if (!g) continue;  // kept in full precision (mixed recipe)
         // The group's linears share H; the last one may use its storage.
         const bool last = k + 1 == group.size();
-        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), *lin, job.prefix + relative,
+        RETURN_IF_ERROR(QuantizeLinear(*m.tp(), *lin, job.prefix + relative, *g,
                                        last ? h->Release() : h->H(), last, tokens, out));
       }
     }

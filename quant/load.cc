@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <regex>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -93,13 +96,43 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
     }
     const int bits = qc["bits"].get<int>();
     const int64_t group = qc.value("group_size", int64_t{-1});
+    // Mixed precision: GPTQModel's "dynamic" per-module overrides ("+:regex" or "regex" ->
+    // {bits, group_size}; "-:regex" marks modules stored unpacked, read as plain weights).
+    struct Dynamic {
+      std::regex pattern;
+      int bits;
+      int64_t group;
+    };
+    auto dynamic = std::make_shared<std::vector<Dynamic>>();
+    if (const nlohmann::json d = qc.value("dynamic", nlohmann::json()); d.is_object()) {
+      for (auto it = d.begin(); it != d.end(); ++it) {
+        std::string key = it.key();
+        if (key.rfind("-:", 0) == 0) continue;
+        if (key.rfind("+:", 0) == 0) key = key.substr(2);
+        const nlohmann::json& v = it.value();
+        const int b = v.is_object() ? v.value("bits", bits) : bits;
+        if (!PackableBits(b)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              dir, "/config.json: quantization_config.dynamic \"", it.key(),
+              "\": bits must be 2, 3, 4 or 8"));
+        }
+        try {
+          dynamic->push_back({std::regex(key), b, v.is_object() ? v.value("group_size", group)
+                                                                 : group});
+        } catch (const std::regex_error& e) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              dir, "/config.json: quantization_config.dynamic \"", it.key(), "\": ", e.what()));
+        }
+      }
+    }
     ASSIGN_OR_RETURN(model::Qwen3Config c, model::LoadQwen3Config(dir));
     ASSIGN_OR_RETURN(std::unique_ptr<model::Checkpoint> opened, model::Checkpoint::Open(dir));
     std::shared_ptr<const model::Checkpoint> ck(std::move(opened));
     const at::ScalarType dtype =
         options.dtype == model::ComputeDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
     auto count = std::make_shared<int64_t>(0);
-    auto get = [ck, dtype, bits, group, count](const std::string& name) -> StatusOr<at::Tensor> {
+    auto get = [ck, dtype, bits, group, count,
+                dynamic](const std::string& name) -> StatusOr<at::Tensor> {
       if (ck->Has(name)) return ck->LoadAs(name, dtype);
       const std::string suffix = ".weight";
       if (name.size() > suffix.size() &&
@@ -109,6 +142,13 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
           PackedWeight p;
           p.bits = bits;
           p.group_size = group;
+          for (const Dynamic& d : *dynamic) {
+            if (std::regex_search(module, d.pattern)) {
+              p.bits = d.bits;
+              p.group_size = d.group;
+              break;
+            }
+          }
           ASSIGN_OR_RETURN(p.qweight, ck->Load(module + ".qweight"));
           if (!ck->Has(module + ".qzeros") || !ck->Has(module + ".scales") ||
               !ck->Has(module + ".g_idx")) {
@@ -134,8 +174,9 @@ StatusOr<LoadedModel> LoadModelForEval(const std::string& dir,
       return absl::Status(m.status().code(), absl::StrCat(dir, ": ", m.status().message()));
     }
     out.model = std::move(m).value();
-    out.description = absl::StrCat("packed gptq ", bits, "-bit g", group, " (", *count,
-                                   " linears dequantized at load)");
+    out.description = absl::StrCat("packed gptq ", bits, "-bit g", group,
+                                   dynamic->empty() ? "" : " with per-linear overrides", " (",
+                                   *count, " linears dequantized at load)");
   } else {
     ASSIGN_OR_RETURN(out.model, model::Qwen3Model::Load(dir, options));
   }

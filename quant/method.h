@@ -7,6 +7,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -32,13 +34,20 @@ class Quantizer {
   // Normalised (NormalizeQuantConfig): every option of the method present.
   const QuantConfig& config() const { return config_; }
   // The grid the linears are stored on (bits, group size, kind); BiLLM: 1 bit, its blocks.
+  // Under a mixed recipe, the recipe's own grid (LinearGrid gives each linear's).
   const QuantGrid& grid() const { return grid_; }
+  // The grid of linear `name` (relative or full HF name) of decoder layer `layer` under the
+  // recipe's overrides (common/mixed_precision.h): grid() with the linear's bits and group;
+  // nullopt keeps the linear in full precision. grid() for every linear of a uniform recipe.
+  std::optional<QuantGrid> LinearGrid(int64_t layer, std::string_view name) const;
+  // Whether the recipe has overrides.
+  bool mixed() const { return !config_.overrides.empty(); }
   // Whether QuantizeModel must be given calibration samples (NeedsCalibration).
   bool calibrated() const;
 
   // InvalidArgument naming the parameter (or the first linear whose in_features the group size
   // does not divide) for options that cannot run on a model of this config. Needs no weights.
-  // Default: the grid must accept every quantized linear.
+  // Default: the overrides name layers of the model and each linear's grid accepts it.
   virtual Status Validate(const model::Qwen3Config& config) const;
   // Quantizes decoder layer job.index (the contract of quant/layer_job.h).
   virtual Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const = 0;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/mixed_precision.h"
 #include "model/arch.h"
 #include "model/qwen3_config.h"
 #include "quant/awq.h"
@@ -37,11 +38,26 @@ QuantGrid ConfigGrid(const QuantConfig& config, GridKind kind) {
 
 bool Quantizer::calibrated() const { return NeedsCalibration(config_); }
 
+std::optional<QuantGrid> Quantizer::LinearGrid(int64_t layer, std::string_view name) const {
+  if (config_.overrides.empty()) return grid_;
+  const LinearPrecision p = ResolveLinearPrecision(config_, layer, name);
+  if (p.keep_fp()) return std::nullopt;
+  // The recipe's own precision keeps the method's grid as built (BiLLM's blocks).
+  if (p.wbits == config_.wbits && p.group_size == config_.group_size) return grid_;
+  QuantGrid g = grid_;
+  g.bits = p.wbits;
+  g.group_size = p.group_size;
+  return g;
+}
+
 Status Quantizer::Validate(const model::Qwen3Config& config) const {
-  // Every linear must accept the grid before any work starts.
+  RETURN_IF_ERROR(ValidateOverrideLayers(config_, config.num_hidden_layers));
+  // Every linear must accept its grid before any work starts.
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     for (const auto& [name, in] : model::QuantizedLinearInFeatures(config, i)) {
-      Status s = grid_.Validate(in);
+      const std::optional<QuantGrid> grid = LinearGrid(i, name);
+      if (!grid) continue;
+      Status s = grid->Validate(in);
       if (!s.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("model.layers.", i, ".", name, ": ", s.message()));

@@ -9,8 +9,11 @@
 #include "absl/strings/str_join.h"
 #include "common/catalog.h"
 #include "common/job_spec.h"
+#include "common/mixed_precision.h"
+#include "model/arch.h"
 #include "model/collective.h"
 #include "model/device.h"
+#include "model/linear.h"
 #include "model/qwen3.h"
 #include "model/runtime.h"
 #include "model/tokenizer.h"
@@ -59,6 +62,7 @@ StatusOr<QuantConfig> ResolveConfig(const QuantizeRequest& f) {
     return Bad(absl::StrCat("--group: ", *f.group, " is out of range"));
   }
   q.options = f.options;
+  q.overrides = f.overrides;
   return NormalizeQuantConfig(q, FieldNaming::kFlags);
 }
 
@@ -131,6 +135,17 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
                            // Provenance only: TP gives the same weights as one device.
                            {"tensor_parallel", mdl.tp()->world_size()}};
   if (nlohmann::json block = method->Recipe(); !block.is_null()) recipe[row.name] = block;
+  if (method->mixed()) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const QuantOverride& o : config.overrides) {
+      list.push_back({{"layers", o.layers},
+                      {"linear", o.linear},
+                      {"wbits", o.wbits},
+                      {"group_size", o.group_size}});
+    }
+    recipe["overrides"] = list;
+    recipe["overrides_text"] = OverridesText(config.overrides);
+  }
 
   CalibrationSet calib;
   const bool calibrated = method->calibrated();
@@ -164,7 +179,8 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
         " uses no calibration data"));
   }
 
-  const bool packed = !f.no_packed && PackableBits(wbits) && row.packable;
+  // A mixed recipe packs whichever linears have packable bits (export.h).
+  const bool packed = !f.no_packed && (PackableBits(wbits) || method->mixed()) && row.packable;
   recipe["packed_requested"] = packed;
   // Under tensor parallelism rank 0 writes; the other ranks take part in its gathers.
   const bool writes = mdl.tp()->rank() == 0;
@@ -174,7 +190,18 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
     if (!created.ok()) return fail(created.status());
     writer = std::move(created).value();
   }
+  // Average weight bits of the recipe (common/mixed_precision.h: element-weighted over the
+  // decoder linears, keep-FP ones at 16, no scale/zero overhead), counted from the layers as
+  // they pass: under TP every rank holds the same share of each linear, so shards average alike.
+  double bit_sum = 0, weight_sum = 0;
   o.layer_sink = [&](int64_t i, std::map<std::string, QuantizedWeight>& w) {
+    for (const std::string& name : model::QuantizedLinears(mdl.layer(i))) {
+      if (const model::Linear* lin = FindLinearIn(mdl.layer(i), name)) {
+        const double n = static_cast<double>(lin->out_features() * lin->in_features());
+        bit_sum += n * ResolveLinearPrecision(config, i, name).wbits;
+        weight_sum += n;
+      }
+    }
     Status st;
     if (writes) {
       st = writer->WriteLayer(mdl, i, w);
@@ -189,6 +216,7 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   o.progress = progress;
   auto r = QuantizeModel(mdl, calibrated ? &calib : nullptr, o);
   if (!r.ok()) return fail(r.status());
+  if (weight_sum > 0) recipe["avg_wbits"] = bit_sum / weight_sum;
   if (writes) {
     Status s = writer->Finish(mdl, *r, recipe);
     if (!s.ok()) return fail(s);
@@ -202,6 +230,7 @@ StatusOr<QuantizeFolderReport> QuantizeFolder(const QuantizeRequest& f,
   report.packed = packed;
   report.seconds = r->seconds;
   report.summary = r->summary;
+  if (method->mixed() && weight_sum > 0) report.summary["avg_wbits"] = bit_sum / weight_sum;
   return report;
 }
 

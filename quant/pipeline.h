@@ -12,7 +12,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "common/job_spec.h"
 #include "common/status.h"
 
 namespace bitsweep::model {
@@ -32,6 +34,8 @@ struct QuantizeRequest {
   // The method's options by catalog name ("act_order" -> "true"), as given; unset ones take the
   // row's defaults, options of other methods are an error.
   std::map<std::string, std::string> options;
+  // Mixed precision (common/mixed_precision.h); empty: every linear at wbits / group.
+  std::vector<QuantOverride> overrides;
   // Calibration; unset: the method's defaults
   // (docs/study-protocol.md#1-calibration-defaults-per-method). An error for a method that uses no
   // calibration data.

@@ -79,9 +79,11 @@ class RtnMethod : public Quantizer {
   Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
     model::DecoderLayer& layer = job.model->layer(job.index);
     for (const auto& name : model::QuantizedLinears(layer)) {
+      const std::optional<QuantGrid> g = LinearGrid(job.index, name);
+      if (!g) continue;  // kept in full precision (mixed recipe)
       ASSIGN_OR_RETURN(LinearReport r,
                        RtnQuantizeLinear(*job.model->tp(), *FindLinearIn(layer, name),
-                                         job.prefix + name, grid(), out));
+                                         job.prefix + name, *g, out));
       out->linears.push_back(r);
     }
     return absl::OkStatus();

@@ -123,8 +123,8 @@ Status SmoothLayerImpl(model::DecoderLayer& layer, const std::vector<model::Scal
   return absl::OkStatus();
 }
 
-Status SmoothQuantLayerImpl(LayerJob& job, int wbits, const SmoothQuantOptions& options,
-                            QuantizeResult* out) {
+Status SmoothQuantLayerImpl(LayerJob& job, const std::function<int(const std::string&)>& wbits_of,
+                            const SmoothQuantOptions& options, QuantizeResult* out) {
   model::Qwen3Model& m = *job.model;
   const int64_t i = job.index;
   model::DecoderLayer& layer = m.layer(i);
@@ -168,13 +168,18 @@ Status SmoothQuantLayerImpl(LayerJob& job, int wbits, const SmoothQuantOptions& 
     for (at::Tensor& x : xs) x = m.RunLayer(i, x, *job.rope);
   }
 
-  QuantGrid grid;
-  grid.bits = wbits;
-  grid.group_size = -1;
-  grid.kind = GridKind::kSymAbsMax;
   for (const auto& name : model::QuantizedLinears(layer)) {
     model::Linear* lin = FindLinearIn(layer, name);
     if (lin == nullptr) return absl::NotFoundError("SmoothQuant: no linear " + name);
+    QuantGrid grid;
+    grid.bits = wbits_of(name);
+    grid.group_size = -1;
+    grid.kind = GridKind::kSymAbsMax;
+    if (grid.bits < kMinBits || grid.bits > kMaxBits) {
+      return absl::InvalidArgumentError(absl::StrCat("SmoothQuant wbits = ", grid.bits, " of ",
+                                                     name, " is out of range ", kMinBits, "..",
+                                                     kMaxBits));
+    }
     // Per output channel: row-local, so under TP each rank quantizes its share of the rows.
     double error = 0;
     ASSIGN_OR_RETURN(QuantizedWeight q,
@@ -238,8 +243,27 @@ Status SmoothQuantLayer(LayerJob& job, int wbits, const SmoothQuantOptions& opti
     return absl::InvalidArgumentError(
         "SmoothQuantLayer: smoothing needs calibration inputs (job.xs is empty)");
   }
+  return SmoothQuantLayer(
+      job, [wbits](const std::string&) { return wbits; }, options, out);
+}
+
+Status SmoothQuantLayer(LayerJob& job, const std::function<int(const std::string&)>& wbits_of,
+                        const SmoothQuantOptions& options, QuantizeResult* out) {
+  if (job.model == nullptr || job.xs == nullptr || job.rope == nullptr || out == nullptr) {
+    return absl::InvalidArgumentError(
+        "SmoothQuantLayer: job.model, job.xs, job.rope and out must be set");
+  }
+  if (job.index < 0 || job.index >= job.model->num_layers()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SmoothQuantLayer: job.index = ", job.index, " is not a layer"));
+  }
+  RETURN_IF_ERROR(ValidateAlpha(options.alpha));
+  if (options.smooth && job.xs->empty()) {
+    return absl::InvalidArgumentError(
+        "SmoothQuantLayer: smoothing needs calibration inputs (job.xs is empty)");
+  }
   try {
-    return SmoothQuantLayerImpl(job, wbits, options, out);
+    return SmoothQuantLayerImpl(job, wbits_of, options, out);
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("SmoothQuant layer ", job.index, ": ", e.what_without_backtrace()));
@@ -291,7 +315,17 @@ class SmoothQuantMethod : public QuantizerWith<SmoothQuantOptions> {
 
   // SmoothQuant reduces its statistics across tensor-parallel ranks itself.
   Status QuantizeLayer(LayerJob& job, QuantizeResult* out) const override {
-    return SmoothQuantLayer(job, grid().bits, options(), out);
+    if (!mixed()) return SmoothQuantLayer(job, grid().bits, options(), out);
+    // Mixed recipe: each weight's own bits (no override keeps a linear in FP: the catalog's
+    // mixed-precision rules refuse it, since every linear's activations are quantized).
+    const int64_t layer = job.index;
+    return SmoothQuantLayer(
+        job,
+        [this, layer](const std::string& name) {
+          const std::optional<QuantGrid> g = LinearGrid(layer, name);
+          return g ? g->bits : 0;
+        },
+        options(), out);
   }
 
   nlohmann::json Recipe() const override {

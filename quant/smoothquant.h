@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct SmoothQuantOptions {
 // QuantizedWeight. The caller holds an InferenceMode guard (the driver does).
 Status SmoothQuantLayer(LayerJob& job, int wbits, const SmoothQuantOptions& options,
                         QuantizeResult* out);
+// Mixed precision: each weight on its own bits, wbits_of(relative linear name).
+Status SmoothQuantLayer(LayerJob& job, const std::function<int(const std::string&)>& wbits_of,
+                        const SmoothQuantOptions& options, QuantizeResult* out);
 
 // smooth.py's scales: s_j = clamp(act_max_j^alpha / clamp(w_max_j, 1e-5)^(1-alpha), 1e-5).
 // act_max, w_max: [in] (any float dtype); returns [in] fp32. REQUIRES: same shapes.

@@ -49,6 +49,7 @@ quant::QuantizeRequest ToRequest(const JobSpec& s, const std::string& out,
   const MethodInfo& row = **LookupMethod(s.quant.method);
   if (row.group_size_applies) r.group = s.quant.group_size;
   r.options = s.quant.options;
+  r.overrides = s.quant.overrides;
   if (s.calibration) {
     r.calib = s.calibration->source;
     r.nsamples = s.calibration->nsamples;
@@ -192,6 +193,8 @@ StatusOr<JobOutcome> RunJob(const JobSpec& spec, const RunnerConfig& config,
     std::ifstream qc(fs::path(model_dir) / "quantization_config.json");
     const json q = json::parse(qc, nullptr, /*allow_exceptions=*/false);
     if (q.is_object()) prov["layer_losses"] = quant::LayerLosses(q);
+    // The recipe's average weight bits (mixed recipes: quant/pipeline.cc).
+    if (q.is_object() && q.contains("avg_wbits")) prov["avg_wbits"] = q["avg_wbits"];
   }
   prov["checkpoint_digest"] = CheckpointDigest(spec.model);
   if (spec.calibration) {

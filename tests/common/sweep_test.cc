@@ -193,7 +193,7 @@ TEST_CASE("The FP baseline job is the same in two different sweeps") {
 TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
   CHECK(ParseError(std::string(kHeader) + "method: [{method: rtn, wbits: 4}]\n") ==
         "t.yaml:4:1: method: unknown key (allowed: name, priority, max_attempts, baseline, "
-        "resources, models, methods, tasks, calibration, eval, early_abort)");
+        "resources, models, methods, tasks, calibration, eval, early_abort, sensitivity)");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - method: rtn\n    wbits: four\n") ==
         "t.yaml:6:12: methods[0].wbits: expected an integer, got \"four\"");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: gtpq, wbits: 4}\n") ==

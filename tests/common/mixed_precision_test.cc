@@ -1,0 +1,288 @@
+#include "common/mixed_precision.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "common/job_spec.h"
+#include "common/results_table.h"
+#include "common/sweep.h"
+#include "tests/testing/paths.h"
+
+using namespace bitsweep;
+
+namespace {
+
+QuantOverride Layers(const std::string& layers, int wbits, int group = 0) {
+  QuantOverride o;
+  o.layers = layers;
+  o.wbits = wbits;
+  o.group_size = group;
+  return o;
+}
+
+QuantOverride Linear(const std::string& linear, int wbits, int group = 0) {
+  QuantOverride o;
+  o.linear = linear;
+  o.wbits = wbits;
+  o.group_size = group;
+  return o;
+}
+
+QuantConfig Rtn(int wbits, std::vector<QuantOverride> overrides) {
+  QuantConfig q;
+  q.method = "rtn";
+  q.wbits = wbits;
+  q.group_size = 128;
+  q.overrides = std::move(overrides);
+  return q;
+}
+
+QuantConfig Normal(const QuantConfig& q) {
+  auto n = NormalizeQuantConfig(q);
+  INFO(n.status().ToString());
+  REQUIRE(n.ok());
+  return *n;
+}
+
+std::string Error(const QuantConfig& q) {
+  auto n = NormalizeQuantConfig(q);
+  REQUIRE_FALSE(n.ok());
+  CHECK(n.status().code() == absl::StatusCode::kInvalidArgument);
+  return std::string(n.status().message());
+}
+
+JobSpec Spec(const QuantConfig& q) {
+  JobSpec s;
+  s.model = "models/demo";
+  s.quant = q;
+  s.eval.task = "wikitext2";
+  auto n = NormalizeJobSpec(s);
+  INFO(n.status().ToString());
+  REQUIRE(n.ok());
+  return *n;
+}
+
+}  // namespace
+
+TEST_CASE("Layer ranges parse to sorted indices and format back compactly") {
+  auto l = ParseLayerRanges("7, 0-3,2");
+  REQUIRE(l.ok());
+  CHECK(*l == std::vector<int64_t>{0, 1, 2, 3, 7});
+  CHECK(FormatLayerRanges(*l) == "0-3,7");
+  CHECK_FALSE(ParseLayerRanges("3-1").ok());
+  CHECK_FALSE(ParseLayerRanges("a").ok());
+  CHECK_FALSE(ParseLayerRanges("").ok());
+  CHECK_FALSE(ParseLayerRanges("-1").ok());
+  CHECK_FALSE(ParseLayerRanges("0-99999").ok());
+}
+
+TEST_CASE("The last matching override wins per field, and wbits 16 keeps a linear in FP") {
+  const QuantConfig q =
+      Normal(Rtn(3, {Layers("0-3", 4), Linear("down_proj", 0, 64), Layers("2", 16)}));
+  CHECK(ResolveLinearPrecision(q, 0, "self_attn.q_proj") == LinearPrecision{4, 128});
+  CHECK(ResolveLinearPrecision(q, 0, "mlp.down_proj") == LinearPrecision{4, 64});
+  CHECK(ResolveLinearPrecision(q, 5, "model.layers.5.mlp.down_proj") == LinearPrecision{3, 64});
+  CHECK(ResolveLinearPrecision(q, 5, "mlp.experts.3.up_proj") == LinearPrecision{3, 128});
+  CHECK(ResolveLinearPrecision(q, 2, "mlp.down_proj").keep_fp());
+  CHECK(ResolveLinearPrecision(q, 2, "mlp.down_proj").group_size == -1);
+}
+
+TEST_CASE("A uniform recipe keeps its artifact key, and overrides that change nothing vanish") {
+  const JobSpec plain = Spec(Rtn(3, {}));
+  CHECK(plain.ArtifactKey().find("overrides") == std::string::npos);
+  CHECK(JobSpecToJson(plain).find("overrides") == std::string::npos);
+  // {wbits: 3} on every linear of a w3 recipe, and one override that sets every type to w4.
+  CHECK(Spec(Rtn(3, {Linear("q_proj", 3)})).ArtifactKey() == plain.ArtifactKey());
+  CHECK(Spec(Rtn(3, {Linear("", 4)})).ArtifactKey() == Spec(Rtn(4, {})).ArtifactKey());
+}
+
+TEST_CASE("Equal mixed recipes written differently have one canonical form and key") {
+  const QuantConfig a = Normal(Rtn(3, {Layers("0-3", 4), Linear("down_proj", 4)}));
+  const QuantConfig b = Normal(Rtn(
+      3, {Linear("mlp.down_proj", 4), Layers("3", 4), Layers("0-2", 4), Layers("1", 4)}));
+  CHECK(OverridesText(a.overrides) == "down_proj:w4g128 L0-3:w4g128");
+  CHECK(OverridesText(a.overrides) == OverridesText(b.overrides));
+  CHECK(Spec(a).ArtifactKey() == Spec(b).ArtifactKey());
+  CHECK(Spec(a).ArtifactKey() != Spec(Rtn(3, {})).ArtifactKey());
+  CHECK(DescribeQuant(a) == "rtn w3 g128 down_proj:w4g128 L0-3:w4g128");
+  // A layer mostly at one precision is one layer entry plus its exceptions.
+  QuantOverride down0 = Linear("down_proj", 2);
+  down0.layers = "0";
+  const QuantConfig d = Normal(Rtn(3, {Layers("0", 4), Linear("down_proj", 2)}));
+  CHECK(OverridesText(d.overrides) == "down_proj:w2g128 L0:w4g128 L0:down_proj:w2g128");
+  CHECK(OverridesText(Normal(Rtn(3, {Linear("down_proj", 2), Layers("0", 4), down0})).overrides) ==
+        OverridesText(d.overrides));
+  // A layer whose linears are all overridden alike is one layer entry.
+  const QuantConfig c = Normal(Rtn(3, {Layers("1", 2, 64)}));
+  CHECK(OverridesText(c.overrides) == "L1:w2g64");
+}
+
+TEST_CASE("A mixed spec survives its JSON round trip with the same key") {
+  const JobSpec s = Spec(Rtn(3, {Layers("0-1", 4), Linear("o_proj,v_proj", 16)}));
+  auto back = JobSpecFromJson(JobSpecToJson(s));
+  INFO(back.status().ToString());
+  REQUIRE(back.ok());
+  CHECK(back->ArtifactKey() == s.ArtifactKey());
+  CHECK(OverridesText(back->quant.overrides) == OverridesText(s.quant.overrides));
+}
+
+TEST_CASE("Overrides that make no sense are errors naming the field") {
+  CHECK(Error(Rtn(3, {Layers("0-3", 9)})) ==
+        "quant.overrides[0].wbits: rtn takes 1..8 weight bits or 16 (full precision), got 9");
+  CHECK(Error(Rtn(3, {Linear("gate", 4)})).rfind("quant.overrides[0].linear: unknown linear", 0) ==
+        0);
+  CHECK(Error(Rtn(3, {Layers("x", 4)})).rfind("quant.overrides[0].layers:", 0) == 0);
+  CHECK(Error(Rtn(3, {Layers("1", 0)})) ==
+        "quant.overrides[0].wbits: the entry sets neither wbits nor group_size");
+  QuantConfig sq;
+  sq.method = "smoothquant";
+  sq.wbits = 8;
+  sq.overrides = {Layers("0", 16)};
+  CHECK(Error(sq).rfind("quant.overrides[0].wbits: smoothquant quantizes every linear's input", 0) ==
+        0);
+  sq.overrides = {Layers("0", 4)};
+  CHECK(Normal(sq).overrides.size() == 1);
+  QuantConfig billm;
+  billm.method = "billm";
+  billm.wbits = 1;
+  billm.overrides = {Layers("0", 2)};
+  CHECK(Error(billm).rfind("quant.overrides[0].wbits: billm binarises", 0) == 0);
+  billm.overrides = {Layers("0", 16)};
+  CHECK(OverridesText(Normal(billm).overrides) == "L0:fp");
+  QuantConfig fp;
+  fp.overrides = {Layers("0", 4)};
+  CHECK(Error(fp) == "quant.overrides: fp quantizes nothing to override");
+}
+
+TEST_CASE("Override layers are checked against the model's depth") {
+  const QuantConfig q = Normal(Rtn(3, {Layers("2-5", 4)}));
+  CHECK(ValidateOverrideLayers(q, 6).ok());
+  const Status s = ValidateOverrideLayers(q, 4);
+  CHECK(s.message() ==
+        "quant.overrides[0].layers: layer 5 is past the model's last layer "
+        "(num_hidden_layers = 4)");
+}
+
+TEST_CASE("With the model's depth, an FP-everywhere-but-one recipe has one form") {
+  // "wbits 2, layers 1-3 in FP" and "everything FP, layer 0 at w2" on a 4-layer model.
+  QuantConfig a = Normal(Rtn(2, {Layers("1-3", 16)}));
+  QuantConfig b = Normal(Rtn(2, {Linear("", 16), Layers("0", 2)}));
+  const auto field = [](std::string_view f) { return std::string(f); };
+  const MethodInfo& row = **LookupMethod("rtn");
+  REQUIRE(CanonicalizeOverrides(row, &a, field, 4).ok());
+  REQUIRE(CanonicalizeOverrides(row, &b, field, 4).ok());
+  CHECK(OverridesText(a.overrides) == "fp L0:w2g128");
+  CHECK(OverridesText(b.overrides) == OverridesText(a.overrides));
+  // Normalised again without the depth, the form is unchanged.
+  CHECK(OverridesText(Normal(a).overrides) == OverridesText(a.overrides));
+}
+
+TEST_CASE("Average bits weight each linear by its size, FP linears at 16 bits") {
+  const QuantConfig q = Normal(Rtn(2, {Layers("1", 16), Linear("down_proj", 4)}));
+  const LayerLinears layer = {{"self_attn.q_proj", 100}, {"mlp.down_proj", 300}};
+  // Layer 0: 100 x 2 + 300 x 4; layer 1: 100 x 16 + 300 x 4 (the later down_proj entry wins).
+  CHECK(AverageBitsPerWeight(q, {layer, layer}) == Approx((200.0 + 1200 + 1600 + 1200) / 800));
+  CHECK(AverageBitsPerWeight(Normal(Rtn(3, {})), {layer}) == Approx(3));
+}
+
+TEST_CASE("A sweep's method overrides and sensitivity block expand on the demo model") {
+  const std::string yaml =
+      "name: mixed\n"
+      "models: [models/demo]\n"
+      "tasks: [wikitext2]\n"
+      "methods:\n"
+      "  - {method: rtn, wbits: 3, group: 64,\n"
+      "     overrides: [{layers: \"0-1\", wbits: 4}, {linear: down_proj, wbits: 4}]}\n"
+      "sensitivity: {method: rtn, wbits: 2, group: 64, unit: layer}\n";
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  INFO(e.status().ToString());
+  REQUIRE(e.ok());
+  // FP baseline, the mixed recipe, and one job per decoder layer of the 4-layer demo model.
+  REQUIRE(e->jobs.size() == 6);
+  CHECK(DescribeQuant(e->jobs[1].quant) == "rtn w3 g64 down_proj:w4g64 L0-1:w4g64");
+  for (int l = 0; l < 4; ++l) {
+    const QuantConfig& q = e->jobs[2 + l].quant;
+    CHECK(OverridesText(q.overrides) == "fp L" + std::to_string(l) + ":w2g64");
+    for (int k = 0; k < 4; ++k) {
+      CHECK(ResolveLinearPrecision(q, k, "mlp.up_proj").keep_fp() == (k != l));
+    }
+  }
+}
+
+TEST_CASE("A linear-type sensitivity sweep has one job per linear type") {
+  const std::string yaml =
+      "name: s\nmodels: [models/demo]\ntasks: [wikitext2]\nbaseline: false\n"
+      "sensitivity: {method: rtn, wbits: 2, unit: linear_type}\n";
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  INFO(e.status().ToString());
+  REQUIRE(e.ok());
+  REQUIRE(e->jobs.size() == 7);
+  CHECK(OverridesText(e->jobs[0].quant.overrides) == "fp q_proj:w2g128");
+}
+
+TEST_CASE("Sweep override errors carry the file position and the field") {
+  auto bad = [](const std::string& methods) {
+    auto spec = ParseSweepYaml("name: t\nmodels: [m]\ntasks: [wikitext2]\nmethods:\n" + methods,
+                               "t.yaml");
+    REQUIRE_FALSE(spec.ok());
+    return std::string(spec.status().message());
+  };
+  using Catch::StartsWith;
+  CHECK_THAT(bad("  - {method: rtn, wbits: 3, overrides: [{layers: \"4-2\", wbits: 4}]}\n"),
+             StartsWith("t.yaml:5:50: methods[0].overrides[0].layers: \"4-2\""));
+  CHECK_THAT(bad("  - {method: rtn, wbits: 3, overrides: [{linear: mlp, wbits: 4}]}\n"),
+             StartsWith("t.yaml:5:") && Catch::Contains("methods[0].overrides[0].linear: unknown"));
+  CHECK_THAT(bad("  - {method: billm, overrides: [{layers: 0, wbits: 2}]}\n"),
+             StartsWith("t.yaml:5:") && Catch::Contains("methods[0].overrides[0].wbits: billm"));
+}
+
+TEST_CASE("Results rows of a sensitivity sweep carry their unit, the average bits and the delta",
+          "[results]") {
+  const std::string yaml =
+      "name: s\nmodels: [models/demo]\ntasks: [wikitext2]\n"
+      "sensitivity: {method: rtn, wbits: 2, unit: layer}\n";
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  REQUIRE(e.ok());
+  REQUIRE(e->jobs.size() == 5);
+  std::vector<ResultInput> in;
+  for (size_t i = 0; i < e->jobs.size(); ++i) {
+    ResultInput r;
+    r.job_id = static_cast<int64_t>(i + 1);
+    r.spec_json = JobSpecToJson(e->jobs[i]);
+    r.metric = "ppl";
+    r.value = 6.0 + static_cast<double>(i);
+    r.provenance_json = i == 0 ? "{}" : "{\"avg_wbits\": 12.5}";
+    in.push_back(r);
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.rows.size() == 5);
+  CHECK(t.rows[0].baseline);
+  CHECK(t.rows[0].overrides.empty());
+  std::vector<std::string> units;
+  for (size_t i = 1; i < t.rows.size(); ++i) {
+    units.push_back(t.rows[i].sensitivity_unit);
+    CHECK(t.rows[i].avg_wbits == Approx(12.5));
+    REQUIRE(t.rows[i].cells.size() == 1);
+    CHECK(t.rows[i].cells.begin()->second.has_delta);
+  }
+  std::sort(units.begin(), units.end());
+  CHECK(units == std::vector<std::string>{"layer 0", "layer 1", "layer 2", "layer 3"});
+  const std::string json = ResultsTableToJson(t);
+  CHECK(json.find("\"sensitivity_unit\":\"layer 0\"") != std::string::npos);
+  CHECK(json.find("\"avg_wbits\":12.5") != std::string::npos);
+}

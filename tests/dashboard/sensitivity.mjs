@@ -1,0 +1,69 @@
+// The sensitivity bar chart of render.js (shared by the dashboard and the HTML report) in
+// Debian's headless Chromium: the report file that sensitivity_test.cc wrote from a pivoted
+// sensitivity sweep shows one bar per unit, in unit order, carrying the stored delta to FP,
+// drawn up (red) for a perplexity increase. Exit status 1 on any failed check.
+//
+//   node sensitivity.mjs --node-modules DIR --report FILE.html --expected FILE.json --out DIR
+//
+// FILE.json: {"units": ["layer 0", ...], "deltas": [..], "column": "wikitext2 ppl"}.
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+const require = createRequire(path.join(args['node-modules'], 'noop.js'));
+const { chromium } = require('playwright-core');
+const expected = JSON.parse(fs.readFileSync(args.expected, 'utf8'));
+fs.mkdirSync(args.out, { recursive: true });
+
+const failures = [];
+function check(ok, what) {
+  console.log((ok ? 'ok   ' : 'FAIL ') + what);
+  if (!ok) failures.push(what);
+}
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto('file://' + path.resolve(args.report));
+  await page.waitForSelector('figure.sensitivity', { timeout: 20000 });
+  const charts = await page.locator('figure.sensitivity').evaluateAll((figs) => figs.map((f) => ({
+    column: f.dataset.column, recipe: f.dataset.recipe,
+    bars: Array.from(f.querySelectorAll('rect.sensitivity-bar')).map((r) => ({
+      unit: r.dataset.unit, delta: Number(r.dataset.delta), height: Number(r.getAttribute('height')),
+      y: Number(r.getAttribute('y')), fill: r.getAttribute('fill') })),
+  })));
+  check(charts.length === 1, `one sensitivity chart (${charts.length})`);
+  const c = charts[0] || { bars: [] };
+  check(c.column === expected.column, `the chart is of ${expected.column} (${c.column})`);
+  check(JSON.stringify(c.bars.map((b) => b.unit)) === JSON.stringify(expected.units),
+        `one bar per unit in unit order (${c.bars.map((b) => b.unit)})`);
+  check(JSON.stringify(c.bars.map((b) => b.delta)) === JSON.stringify(expected.deltas),
+        `each bar carries the stored delta to FP (${c.bars.map((b) => b.delta)})`);
+  const big = c.bars.reduce((a, b) => (b.delta > a.delta ? b : a), c.bars[0] || {});
+  check(c.bars.every((b) => b.height >= 1 && b.height <= big.height + 1e-9),
+        'bar heights follow the deltas (the largest is the tallest)');
+  check(c.bars.every((b) => (b.delta > 0) === (b.fill === '#c0392b')),
+        'a perplexity increase is red, a decrease green');
+  // The per-bits plots leave the sensitivity rows out: only the mixed recipe's point remains.
+  const points = await page.locator('figure.plot').evaluateAll((figs) => figs.map((f) => f.dataset.points));
+  check(JSON.stringify(points) === JSON.stringify(['1']), `the bits plot has only the non-sensitivity row (${points})`);
+  // Mixed rows name their average weight bits beside the label; the FP baseline does not.
+  const avgs = await page.locator('table.results tbody tr').evaluateAll((trs) => trs.map((tr) => {
+    const s = tr.querySelector('.avg-wbits');
+    return s ? s.textContent.trim() : '';
+  }));
+  check(avgs.length === 6 && avgs.filter((a) => a === '(12.50 bits avg)').length === 5 &&
+        avgs.includes(''), `mixed rows show their average bits (${avgs})`);
+  check(errors.length === 0, `no page errors (${errors})`);
+  await page.screenshot({ path: path.join(args.out, 'sensitivity.png'), fullPage: true });
+} finally {
+  await browser.close();
+}
+if (failures.length) {
+  console.log(`${failures.length} check(s) failed`);
+  process.exit(1);
+}

@@ -211,6 +211,12 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
     return absl::OkStatus();
   };
 
+  // A combination left out for this model (its config.json), reported once per description.
+  auto skip_for_model = [&](const SweepModel& model, const QuantConfig& nq, std::string why) {
+    std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
+    if (reported.insert(what).second) out.skipped.push_back({std::move(what), std::move(why)});
+  };
+
   // `sensitivity:` one artifact per unit of the model (its layers from config.json).
   auto add_sensitivity = [&](const SweepModel& model,
                              const std::optional<ModelShape>& shape) -> Status {
@@ -244,8 +250,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
       std::string why;
       RETURN_IF_ERROR(FitOverrides(row, shape, &nq, &why));
       if (!why.empty()) {
-        std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
-        if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+        skip_for_model(model, nq, std::move(why));
         continue;
       }
       std::optional<CalibrationConfig> calib;
@@ -288,8 +293,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
               std::string why;
               RETURN_IF_ERROR(FitOverrides(row, shape, &nq, &why));
               if (!why.empty()) {
-                std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
-                if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+                skip_for_model(model, nq, std::move(why));
                 continue;
               }
             } else if (nq.group_size > 0 && in_features) {
@@ -302,8 +306,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
                 }
               }
               if (!why.empty()) {
-                std::string what = absl::StrCat(model.path, ": ", DescribeQuant(nq));
-                if (reported.insert(what).second) out.skipped.push_back({std::move(what), why});
+                skip_for_model(model, nq, std::move(why));
                 continue;
               }
             }

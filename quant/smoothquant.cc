@@ -226,22 +226,10 @@ Status SmoothLayer(model::DecoderLayer& layer, const std::vector<model::ScalingG
 
 Status SmoothQuantLayer(LayerJob& job, int wbits, const SmoothQuantOptions& options,
                         QuantizeResult* out) {
-  if (job.model == nullptr || job.xs == nullptr || job.rope == nullptr || out == nullptr) {
-    return absl::InvalidArgumentError(
-        "SmoothQuantLayer: job.model, job.xs, job.rope and out must be set");
-  }
-  if (job.index < 0 || job.index >= job.model->num_layers()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SmoothQuantLayer: job.index = ", job.index, " is not a layer"));
-  }
+  // The per-linear form checks the job and the options.
   if (wbits < kMinBits || wbits > kMaxBits) {
     return absl::InvalidArgumentError(
         absl::StrCat("SmoothQuant wbits = ", wbits, " is out of range ", kMinBits, "..", kMaxBits));
-  }
-  RETURN_IF_ERROR(ValidateAlpha(options.alpha));
-  if (options.smooth && job.xs->empty()) {
-    return absl::InvalidArgumentError(
-        "SmoothQuantLayer: smoothing needs calibration inputs (job.xs is empty)");
   }
   return SmoothQuantLayer(
       job, [wbits](const std::string&) { return wbits; }, options, out);

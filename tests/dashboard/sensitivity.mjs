@@ -6,7 +6,8 @@
 //
 //   node sensitivity.mjs --node-modules DIR --report FILE.html --expected FILE.json --out DIR
 //
-// FILE.json: {"units": ["layer 0", ...], "deltas": [..], "column": "wikitext2 ppl"}.
+// FILE.json: {"units": ["layer 0", ...], "deltas": [..], "column": "wikitext2 ppl", "skipped":
+// {"unit", "column", "job_id", "reason"}}.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,7 +53,16 @@ try {
         'a perplexity increase is red, a decrease green');
   // The per-bits plots leave the sensitivity rows out: only the mixed recipe's point remains.
   const points = await page.locator('figure.plot').evaluateAll((figs) => figs.map((f) => f.dataset.points));
-  check(JSON.stringify(points) === JSON.stringify(['1']), `the bits plot has only the non-sensitivity row (${points})`);
+  check(JSON.stringify(points) === JSON.stringify(['1', '1']), `the bits plots have only the non-sensitivity row (${points})`);
+  // A job skipped by early abort: its cell reads "skipped", names its job and gives the reason.
+  const sk = expected.skipped;
+  const skippedCells = await page.locator('table.results td.skipped').evaluateAll((tds) => tds.map((td) => ({
+    label: td.closest('tr').dataset.label, column: td.dataset.column, job: Number(td.dataset.jobId),
+    title: td.getAttribute('title'), text: td.textContent.trim() })));
+  check(skippedCells.length === 1 && skippedCells[0].label.endsWith('L0:w2g64') &&
+        skippedCells[0].column === sk.column && skippedCells[0].job === sk.job_id &&
+        skippedCells[0].title === sk.reason && skippedCells[0].text === 'skipped',
+        `the skipped job's cell reads skipped with the rule's reason (${JSON.stringify(skippedCells)})`);
   // Mixed rows name their average weight bits beside the label; the FP baseline does not.
   const avgs = await page.locator('table.results tbody tr').evaluateAll((trs) => trs.map((tr) => {
     const s = tr.querySelector('.avg-wbits');

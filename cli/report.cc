@@ -179,10 +179,7 @@ json SweepJson(const ReportSweep& r) {
           {"pending", pending},
           {"table", json::parse(ResultsTableToJson(PivotQueryResults(r.results, failed)))},
           {"problems", std::move(problems)},
-          {"provenance", ProvenanceSummary(r.results, model_name)},
-          // Per-unit perplexity deltas of sensitivity sweeps (issue 18 item 3), when results
-          // carry them; report.js draws one bar chart per entry.
-          {"sensitivity", json::array()}};
+          {"provenance", ProvenanceSummary(r.results, model_name)}};
 }
 
 }  // namespace

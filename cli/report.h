@@ -25,8 +25,9 @@ struct ReportSweep {
 //                "table": ResultsTableToJson (FAILED jobs without a result as "failed" cells),
 //                "problems": [{"job_id", "state", "model", "quant", "task", "reason"}],
 //                "provenance": {"jobs", "code_versions", "checkpoints", "data_files",
-//                               "calibrations", "seeds", "workers", "devices"},
-//                "sensitivity": []}]}
+//                               "calibrations", "seeds", "workers", "devices"}}]}
+// A sensitivity sweep's per-unit bars come from the table's rows (`sensitivity_unit`, each
+// cell's delta to FP), as in the dashboard: the table is the only copy of the numbers.
 // Each provenance list holds distinct values with the number of jobs that recorded each
 // ("jobs") and the first of their ids ("job_ids"). `compare` (may be null) adds a second sweep.
 std::string ReportJson(const ReportSweep& sweep, const ReportSweep* compare);

@@ -425,6 +425,17 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
     text_column("group", true, GroupText);
   }
   text_column("quantization", false, [](const ResultsRow& r) { return r.label; });
+  // A mixed recipe's label lists its overrides, not what they add up to: with any mixed row, a
+  // column gives every row's average weight bits (a uniform recipe's are its wbits, FP's 16).
+  // Without one the table is as it always was.
+  if (std::any_of(table.rows.begin(), table.rows.end(),
+                  [](const ResultsRow& r) { return !r.overrides.empty(); })) {
+    text_column(csv ? "avg_wbits" : "avg wbits", true, [&](const ResultsRow& r) {
+      if (r.baseline) return absl::StrFormat("%.2f", 16.0);
+      if (r.overrides.empty()) return absl::StrFormat("%.2f", static_cast<double>(r.wbits));
+      return r.avg_wbits > 0 ? absl::StrFormat("%.2f", r.avg_wbits) : missing;
+    });
+  }
   for (const ResultsColumn& col : table.columns) {
     const bool pct = options.percent && !col.lower_is_better;
     const std::string header = col.name + (pct ? " (%)" : "");

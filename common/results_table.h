@@ -158,7 +158,9 @@ struct ResultsRenderOptions {
 };
 
 // The header row is "model" (ModelDisplayName), "quantization" (kCsv: "model", "method",
-// "wbits", "abits", "group", "quantization") and one column each, followed, in kText, kCsv and
+// "wbits", "abits", "group", "quantization"), then, only when some row is a mixed recipe
+// (overrides), "avg wbits" (kCsv "avg_wbits": its avg_wbits, "-" while unknown; a uniform row's
+// wbits, FP's 16; two decimals), and one column each, followed, in kText, kCsv and
 // kMarkdown, by its "stderr" column where the column has_stderr and its "vs FP" column (the
 // delta to the model's baseline) where it has_delta (kCsv names them "<column> stderr",
 // "<column> vs FP"). A missing cell is "-" (kCsv: empty; kLatex: "--"), a skipped one "skipped"

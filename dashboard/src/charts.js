@@ -142,7 +142,9 @@
     return R.el('figure', attrs, [R.el('figcaption', { text: spec.caption }), root]);
   }
 
-  // A bar chart: spec {kind, caption, yLabel, bars: [{label, value, text, job}], data}.
+  // A bar chart: spec {kind, caption, yLabel, xLabel, bars: [{label, value, text, job, worse,
+  // data}], data}. A bar is red when `worse` (default: above zero), green otherwise; its data-*
+  // carry `data` besides its label and value.
   function barChart(spec) {
     const bars = spec.bars.filter((b) => typeof b.value === 'number' && isFinite(b.value));
     if (bars.length === 0) return null;
@@ -165,18 +167,23 @@
     }
     root.appendChild(svg('text', { x: 14, y: m.t + ph / 2, 'text-anchor': 'middle', class: 'label',
                                    transform: `rotate(-90 14 ${m.t + ph / 2})` }, spec.yLabel));
+    if (spec.xLabel) {
+      root.appendChild(svg('text', { x: m.l + pw / 2, y: H - 6, 'text-anchor': 'middle', class: 'label' },
+                           spec.xLabel));
+    }
     const slot = pw / bars.length;
     bars.forEach((b, i) => {
       const x = m.l + i * slot + slot * 0.15;
       const top = Y(Math.max(0, b.value));
-      root.appendChild(svg('rect', { x, y: top, width: slot * 0.7, height: Math.abs(Y(b.value) - Y(0)),
-                                     fill: b.value > 0 ? '#dc322f' : '#859900', class: 'bar',
-                                     'data-label': b.label, 'data-value': b.value,
-                                     'data-job-id': b.job },
-                           svg('title', {}, b.text || `${b.label}: ${b.value}`)));
+      const worse = b.worse === undefined ? b.value > 0 : b.worse;
+      const attrs = { x, y: top, width: slot * 0.7, height: Math.max(1, Math.abs(Y(b.value) - Y(0))),
+                      fill: worse ? '#dc322f' : '#859900', class: 'bar ' + (worse ? 'worse' : 'better'),
+                      'data-label': b.label, 'data-value': b.value, 'data-job-id': b.job };
+      for (const [k, v] of Object.entries(b.data || {})) attrs['data-' + k] = v;
+      root.appendChild(svg('rect', attrs, svg('title', {}, b.text || `${b.label}: ${b.value}`)));
       const lx = x + slot * 0.35;
       root.appendChild(svg('text', { x: lx, y: m.t + ph + 14, 'text-anchor': 'end', class: 'xtick',
-                                     transform: `rotate(-40 ${lx} ${m.t + ph + 14})` }, b.label));
+                                     transform: `rotate(-40 ${lx} ${m.t + ph + 14})` }, b.short || b.label));
     });
     root.appendChild(svg('line', { x1: m.l, x2: m.l + pw, y1: Y(0), y2: Y(0), stroke: '#444' }));
     const attrs = { class: 'svg-chart', 'data-kind': spec.kind };
@@ -192,6 +199,12 @@
 
   function modelsOf(table) { return unique(table.rows.map((r) => r.model)); }
 
+  // The rows the line charts draw: a sensitivity sweep's rows (one unit quantized, the rest FP)
+  // are not points of a bits curve; they have their own bar charts.
+  function curveRows(table, model) {
+    return table.rows.filter((r) => r.model === model && !r.sensitivity_unit);
+  }
+
   function modelName(table, model) {
     const row = table.rows.find((r) => r.model === model);
     return (row && row.model_name) || model;
@@ -203,7 +216,7 @@
     const out = [];
     for (const model of modelsOf(table)) {
       for (const c of table.columns.filter((col) => col.lower_is_better)) {
-        const rows = table.rows.filter((r) => r.model === model);
+        const rows = curveRows(table, model);
         const quant = rows.filter((r) => !r.baseline && resultCell(r, c));
         if (quant.length === 0) continue;
         const base = rows.find((r) => r.baseline && resultCell(r, c));
@@ -235,7 +248,7 @@
     const out = [];
     const accuracy = table.columns.filter((c) => !c.lower_is_better);
     for (const model of modelsOf(table)) {
-      const rows = table.rows.filter((r) => r.model === model);
+      const rows = curveRows(table, model);
       const base = rows.find((r) => r.baseline);
       if (!base) continue;
       const points = [];
@@ -269,25 +282,59 @@
     return out;
   }
 
-  // Sensitivity bars: per unit (a layer or a linear type) at low precision with everything else
-  // FP, its perplexity minus FP's. entries: [{model, column, method, wbits, unit, units: [{unit,
-  // ppl, delta, job_id}]}] (cli/report.h "sensitivity").
-  function sensitivityCharts(entries) {
-    return (entries || []).map((e) => barChart({
-      kind: 'sensitivity',
-      caption: `Sensitivity: ${e.column} increase with one ${e.unit} at ${e.method} w${e.wbits} — ${e.model}`,
-      yLabel: 'ppl - FP ppl',
-      bars: e.units.map((u) => ({ label: String(u.unit), value: u.delta, job: u.job_id,
-                                  text: `${u.unit}: ppl ${u.ppl} (+${u.delta})` })),
-      data: { model: e.model, column: e.column },
-    })).filter((c) => c !== null);
+  // Sensitivity sweeps (common/sweep.h `sensitivity:`): one bar per unit (a decoder layer, or a
+  // linear type in the model's order) with only that unit at low precision and everything else
+  // FP, at its stored delta to the model's FP baseline; one chart per model, recipe (the row's
+  // label without its unit) and perplexity column. Red where worse than FP. The rows are the
+  // table's (ResultsTableToJson `sensitivity_unit`): the dashboard, `results --format html` and
+  // `bitsweep report` draw the same bars from the same stored results.
+  const kLinearOrder = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  function unitOrder(unit) {
+    const m = /^layer (\d+)$/.exec(unit);
+    return m ? Number(m[1]) : 10000 + kLinearOrder.indexOf(unit);
+  }
+
+  function sensitivityCharts(table) {
+    const groups = new Map();
+    for (const r of table.rows.filter((row) => row.sensitivity_unit)) {
+      const recipe = r.label.split(' fp ')[0];  // "rtn w2 g64 fp L0:w2g64" -> "rtn w2 g64"
+      const k = r.model + '\n' + recipe;
+      if (!groups.has(k)) groups.set(k, { model: r.model, recipe, rows: [] });
+      groups.get(k).rows.push(r);
+    }
+    const out = [];
+    for (const g of groups.values()) {
+      const rows = g.rows.slice().sort((a, b) => unitOrder(a.sensitivity_unit) - unitOrder(b.sensitivity_unit));
+      const byLayer = rows[0].sensitivity_unit.startsWith('layer ');
+      for (const c of table.columns.filter((col) => col.lower_is_better)) {
+        const bars = [];
+        for (const r of rows) {
+          const cell = resultCell(r, c);
+          if (!cell || cell.delta === null || cell.delta === undefined) continue;
+          const unit = r.sensitivity_unit;
+          bars.push({ label: unit, short: byLayer ? unit.slice(6) : unit.replace('_proj', ''),
+                      value: cell.delta, job: cell.job_id, data: { 'stored-value': cell.value },
+                      text: `${unit}: ${R.formatValue(c, cell.value)} (${R.formatDelta(c, cell.delta)} vs FP)` });
+        }
+        const chart = barChart({
+          kind: 'sensitivity',
+          caption: `Sensitivity: ${c.name} vs FP per ${byLayer ? 'layer' : 'linear type'} — ` +
+                   `${g.recipe} — ${modelName(table, g.model)}`,
+          yLabel: `${c.metric} - FP ${c.metric}`,
+          xLabel: (byLayer ? 'decoder layer' : 'linear type') + ' quantized alone (everything else FP)',
+          bars, data: { model: g.model, column: c.name, recipe: g.recipe, bars: bars.length },
+        });
+        if (chart) out.push(chart);
+      }
+    }
+    return out;
   }
 
   // Every chart of a table, in sections; null when there is nothing to draw.
-  function chartsView(table, sensitivity) {
+  function chartsView(table) {
     const groups = [['Perplexity vs bits (log scale)', pplCharts(table)],
                     ['Accuracy drop vs FP', accuracyDropCharts(table)],
-                    ['Sensitivity', sensitivityCharts(sensitivity)]].filter(([, c]) => c.length > 0);
+                    ['Sensitivity (one unit quantized, the rest FP)', sensitivityCharts(table)]].filter(([, c]) => c.length > 0);
     if (groups.length === 0) return null;
     const wrap = R.el('div', { class: 'svg-charts' });
     for (const [title, charts] of groups) {

@@ -1,10 +1,9 @@
 // Rendering shared by the dashboard (app.js) and the self-contained HTML reports
 // (`bitsweep results --format html`, and `bitsweep report` through report.js): the results table
-// pivoted like the study's tables, the metric-vs-bit-width plots (uPlot), and the study's SVG
-// charts (perplexity against bits on a log scale, accuracy drop against FP, sensitivity bars).
-// The SVG charts are plain DOM, so the paper report needs no chart library and its numbers sit
-// in the page's elements (data-* attributes) where a test can read them. Input: the JSON of
-// common/results_table.h (ResultsTableToJson). Plain DOM + uPlot (window.uPlot) for the plots.
+// pivoted like the study's tables and the metric-vs-bit-width plots (uPlot); below them the
+// study's SVG charts, which charts.js draws (perplexity against bits on a log scale, accuracy
+// drop against FP, sensitivity bars), so every page draws each chart with the same code. Input:
+// the JSON of common/results_table.h (ResultsTableToJson). Plain DOM + uPlot (window.uPlot).
 (function () {
   'use strict';
 
@@ -172,7 +171,7 @@
   // offset a little along x and drawn as open markers of decreasing size, so series with equal
   // values stay visible. Accuracy is plotted in percent on a 0-100 axis.
   function plot(table, model, column) {
-    // Sensitivity rows (one unit quantized each) have their own bar charts.
+    // Sensitivity rows (one unit quantized each) have their own bar charts (charts.js).
     const rows = table.rows.filter((r) => r.model === model && r.cells[column.name] &&
                                           !r.sensitivity_unit);
     const quant = rows.filter((r) => !r.baseline);
@@ -241,87 +240,6 @@
       for (const c of table.columns) {
         const p = plot(table, m, c);
         if (p) wrap.appendChild(p);
-      }
-    }
-    return wrap;
-  }
-
-  // Sensitivity sweeps (common/sweep.h `sensitivity:`): one bar per unit (decoder layer, or
-  // linear type in the model's order) with its delta to the FP baseline in `column`, one chart
-  // per model, column and recipe (the row's label without its unit). Plain SVG: bars above the
-  // zero line are worse than FP for perplexity (red), below better (green); accuracy deltas are
-  // in points and a drop (negative) is drawn red.
-  const kLinearOrder = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  function unitOrder(unit) {
-    const m = /^layer (\d+)$/.exec(unit);
-    return m ? Number(m[1]) : 10000 + kLinearOrder.indexOf(unit);
-  }
-  function svg(tag, attrs, children) {
-    const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === 'text') e.textContent = v;
-      else e.setAttribute(k, v);
-    }
-    for (const c of [].concat(children || [])) if (c) e.appendChild(c);
-    return e;
-  }
-  function sensitivityChart(table, model, column, recipe, rows) {
-    const scale = column.lower_is_better ? 1 : 100;
-    const bars = rows.map((r) => ({ unit: r.sensitivity_unit, cell: r.cells[column.name] }))
-      .filter((b) => b.cell && b.cell.delta !== null && b.cell.delta !== undefined)
-      .sort((a, b) => unitOrder(a.unit) - unitOrder(b.unit));
-    if (bars.length === 0) return null;
-    const deltas = bars.map((b) => scale * b.cell.delta);
-    const top = Math.max(0, ...deltas), bottom = Math.min(0, ...deltas);
-    const span = top - bottom || 1;
-    const width = Math.max(420, 60 + 28 * bars.length), height = 220;
-    const plotTop = 16, plotHeight = 150, left = 48;
-    const y = (v) => plotTop + ((top - v) / span) * plotHeight;
-    const step = (width - left - 8) / bars.length;
-    const chart = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
-                               class: 'sensitivity-svg' });
-    chart.appendChild(svg('line', { x1: left, x2: width - 8, y1: y(0), y2: y(0), stroke: '#444' }));
-    chart.appendChild(svg('text', { x: 4, y: y(top) + 4, 'font-size': 10, text: top.toFixed(2) }));
-    chart.appendChild(svg('text', { x: 4, y: y(bottom) + 4, 'font-size': 10, text: bottom.toFixed(2) }));
-    bars.forEach((b, i) => {
-      const d = scale * b.cell.delta;
-      const worse = column.lower_is_better ? d > 0 : d < 0;
-      const x = left + i * step + step * 0.15;
-      chart.appendChild(svg('rect', {
-        class: 'sensitivity-bar', x, width: step * 0.7, y: Math.min(y(d), y(0)),
-        height: Math.max(1, Math.abs(y(d) - y(0))), fill: worse ? '#c0392b' : '#27ae60',
-        'data-unit': b.unit, 'data-delta': String(b.cell.delta), 'data-value': String(b.cell.value),
-      }, [svg('title', { text: `${b.unit}: ${formatValue(column, b.cell.value)} (` +
-                               `${formatDelta(column, b.cell.delta)} vs FP)` })]));
-      const label = b.unit.startsWith('layer ') ? b.unit.slice(6) : b.unit.replace('_proj', '');
-      chart.appendChild(svg('text', { x: x + step * 0.35, y: plotTop + plotHeight + 16,
-                                      'font-size': 10, 'text-anchor': 'middle', text: label }));
-    });
-    chart.appendChild(svg('text', { x: left, y: height - 8, 'font-size': 11,
-                                    text: (bars[0].unit.startsWith('layer ') ? 'decoder layer' : 'linear type') +
-                                          ' quantized alone (everything else FP)' }));
-    const base = table.rows.find((r) => r.model === model && r.baseline);
-    return el('figure', { class: 'sensitivity', 'data-model': model, 'data-column': column.name,
-                          'data-recipe': recipe, 'data-bars': String(bars.length) },
-              [el('figcaption', { text: columnTitle(column) + ' vs FP per unit — ' + recipe + ' — ' +
-                                        ((base || rows[0]).model_name || model) }), chart]);
-  }
-  // Every sensitivity chart of the table (an empty element when it has no sensitivity rows).
-  function sensitivityCharts(table) {
-    const wrap = el('div', { class: 'sensitivity-charts' });
-    const rows = table.rows.filter((r) => r.sensitivity_unit);
-    const groups = new Map();
-    for (const r of rows) {
-      // The recipe without its unit: the label's leading method, bits and group.
-      const recipe = r.label.split(' fp ')[0];
-      const k = r.model + '\n' + recipe;
-      if (!groups.has(k)) groups.set(k, { model: r.model, recipe, rows: [] });
-      groups.get(k).rows.push(r);
-    }
-    for (const g of groups.values()) {
-      for (const c of table.columns) {
-        const chart = sensitivityChart(table, g.model, c, g.recipe, g.rows);
-        if (chart) wrap.appendChild(chart);
       }
     }
     return wrap;
@@ -469,14 +387,8 @@
     container.appendChild(filteredTable(table, opts, opts.state || {}));
     container.appendChild(el('h2', { text: 'Metric vs bit-width' }));
     container.appendChild(plots(table));
-    if (table.rows.some((r) => r.sensitivity_unit)) {
-      container.appendChild(el('h2', { text: 'Sensitivity' }));
-      container.appendChild(el('p', { class: 'hint', text:
-        'One bar per unit of a sensitivity sweep: the difference to the FP baseline when only that ' +
-        'unit is quantized and everything else stays in full precision.' }));
-      container.appendChild(sensitivityCharts(table));
-    }
-    // The paper report's charts (charts.js), so the dashboard and `bitsweep report` agree.
+    // The paper report's charts (charts.js), so the dashboard and `bitsweep report` agree: among
+    // them a sensitivity sweep's per-unit bars.
     const charts = window.BitsweepCharts && window.BitsweepCharts.chartsView(table);
     if (charts) {
       container.appendChild(el('h2', { text: 'Study charts' }));
@@ -485,5 +397,5 @@
   }
 
   window.BitsweepRender = { el, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
-                            renderResults, tableCsv, visibleRows, sensitivityCharts };
+                            renderResults, tableCsv, visibleRows };
 })();

@@ -26,10 +26,11 @@
   }
 
   // The best quantized value of each model in each column: lowest perplexity, highest accuracy.
+  // A sensitivity row (one unit quantized, the rest FP) is a probe, not a recipe, and never wins.
   function bestValues(table, columns) {
     const best = new Map();
     for (const r of table.rows) {
-      if (r.baseline) continue;
+      if (r.baseline || r.sensitivity_unit) continue;
       for (const { column: c } of columns) {
         const cell = r.cells[c.name];
         if (!hasValue(cell)) continue;
@@ -67,6 +68,12 @@
     return el('td', base, isBest ? el('strong', { class: 'value', text }) : el('span', { class: 'value', text }));
   }
 
+  // The Recipe cell: the row's label and, for a mixed recipe, its average weight bits.
+  function recipeCell(row, label) {
+    return el('td', {}, [label, row.avg_wbits
+      ? el('span', { class: 'muted avg-wbits', text: ` (${row.avg_wbits.toFixed(2)} bits avg)` }) : null]);
+  }
+
   function paperTable(sweep, paperTasks) {
     const table = sweep.table;
     const columns = paperColumns(table, paperTasks);
@@ -84,7 +91,7 @@
       last = r.model;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
-      tr.appendChild(el('td', { text: r.label }));
+      tr.appendChild(recipeCell(r, r.label));
       for (const { column } of columns) tr.appendChild(valueCell(r, column, best));
       body.appendChild(tr);
     }
@@ -142,7 +149,7 @@
       last = model;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
-      tr.appendChild(el('td', { text: ra && rb && ra.label !== rb.label ? `${ra.label} | ${rb.label}` : r.label }));
+      tr.appendChild(recipeCell(r, ra && rb && ra.label !== rb.label ? `${ra.label} | ${rb.label}` : r.label));
       for (const { column } of columns) {
         const none = (side) => el('td', { class: 'num missing', 'data-column': column.name, 'data-side': side, text: '–' });
         tr.appendChild(ra ? valueCell(ra, column, null, { 'data-side': 'a' }) : none('a'));
@@ -230,7 +237,7 @@
         'in percent (higher is better). Bold: the best quantized value of the model in the column.' }));
       sec.appendChild(el('div', { class: 'table-wrap' }, paperTable(sweep, paperTasks)));
     }
-    const charts = C.chartsView(sweep.table, sweep.sensitivity);
+    const charts = C.chartsView(sweep.table);
     if (charts) {
       sec.appendChild(el('h3', { text: 'Charts' }));
       sec.appendChild(charts);

@@ -286,3 +286,77 @@ TEST_CASE("Results rows of a sensitivity sweep carry their unit, the average bit
   CHECK(json.find("\"sensitivity_unit\":\"layer 0\"") != std::string::npos);
   CHECK(json.find("\"avg_wbits\":12.5") != std::string::npos);
 }
+
+TEST_CASE("Text, csv, markdown and latex results add an avg wbits column only when a row is mixed",
+          "[results]") {
+  auto spec = ParseSweepYaml(
+      "name: m\nmodels: [models/demo]\ntasks: [wikitext2]\n"
+      "methods:\n  - {method: rtn, wbits: 4, group: 64}\n"
+      "  - {method: rtn, wbits: 3, group: 64, overrides: [{layers: \"0\", wbits: 4}]}\n",
+      "t.yaml");
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  REQUIRE(e.ok());
+  REQUIRE(e->jobs.size() == 3);  // FP, rtn w4, the mixed recipe
+  std::vector<ResultInput> in;
+  for (size_t i = 0; i < e->jobs.size(); ++i) {
+    ResultInput r;
+    r.job_id = static_cast<int64_t>(i + 1);
+    r.spec_json = JobSpecToJson(e->jobs[i]);
+    r.metric = "ppl";
+    r.value = 6.0 + static_cast<double>(i);
+    const bool mixed = !e->jobs[i].quant.overrides.empty();
+    r.provenance_json = mixed ? "{\"avg_wbits\": 3.25}" : "{}";
+    in.push_back(r);
+  }
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1) {
+      out.push_back(text.substr(start, nl - start));
+    }
+    return out;
+  };
+  // The row of `label` in `text` (the first line holding it).
+  auto row = [&](const std::string& text, const std::string& label) {
+    for (const std::string& l : lines(text)) {
+      if (l.find(label) != std::string::npos) return l;
+    }
+    return std::string();
+  };
+  const ResultsTable mixed = PivotResults(in);
+  const std::string text = RenderResultsTable(mixed, ResultsFormat::kText);
+  INFO(text);
+  CHECK(lines(text)[0].find("quantization") < lines(text)[0].find("avg wbits"));
+  CHECK_THAT(row(text, "FP (baseline)"), Catch::Contains("16.00"));
+  CHECK_THAT(row(text, "rtn w4 g64"), Catch::Contains("4.00"));
+  CHECK_THAT(row(text, "L0:w4g64"), Catch::Contains("3.25"));
+  const std::string csv = RenderResultsTable(mixed, ResultsFormat::kCsv);
+  CHECK_THAT(lines(csv)[0], Catch::StartsWith("model,method,wbits,abits,group,quantization,avg_wbits,"));
+  CHECK_THAT(row(csv, "L0:w4g64"), Catch::Contains(",3.25,"));
+  const std::string markdown = RenderResultsTable(mixed, ResultsFormat::kMarkdown);
+  CHECK_THAT(lines(markdown)[0], Catch::Contains("| avg wbits |"));
+  CHECK_THAT(row(markdown, "L0:w4g64"), Catch::Contains(" 3.25 |"));
+  const std::string latex = RenderResultsTable(mixed, ResultsFormat::kLatex);
+  CHECK_THAT(latex, Catch::Contains("quantization & avg wbits &"));
+  CHECK_THAT(row(latex, "L0:w4g64"), Catch::Contains("& 3.25 &"));
+
+  // Before its provenance arrives, a mixed row's average is unknown: "-".
+  in[2].provenance_json = "{}";
+  in[1].provenance_json = "{}";
+  CHECK_THAT(row(RenderResultsTable(PivotResults(in), ResultsFormat::kText), "L0:w4g64"),
+             Catch::Contains("  -  "));
+  // Without a mixed row: no such column in any format.
+  std::vector<ResultInput> uniform;
+  for (const ResultInput& r : in) {
+    if (r.spec_json.find("overrides") == std::string::npos) uniform.push_back(r);
+  }
+  REQUIRE(uniform.size() == 2);
+  for (ResultsFormat f : {ResultsFormat::kText, ResultsFormat::kCsv, ResultsFormat::kMarkdown,
+                          ResultsFormat::kLatex}) {
+    const std::string out = RenderResultsTable(PivotResults(uniform), f);
+    CHECK(out.find("avg") == std::string::npos);
+  }
+}

@@ -2,11 +2,13 @@
 // reader sees against the results the coordinator stored. Run by report_test.cc; every failed
 // check is printed and makes the exit status 1.
 //
-//   node report.mjs --node-modules DIR --report A.html --compare AB.html --expected FILE.json --out DIR
+//   node report.mjs --node-modules DIR --report A.html --compare AB.html --sensitivity S.html \
+//                   --expected FILE.json --out DIR
 //
 // FILE.json: {"a": {"sweep", "cells": [{"label", "column", "value", "text", "bits", "method"}],
 // "skipped": [{"label", "column", "job_id"}], "best": {column: value}}, "b": {...}, "failed":
-// {"label", "column", "reason"}, "code_versions": [...], "rows"}: QueryResults' numbers.
+// {"label", "column", "reason"}, "code_versions": [...], "rows", "sensitivity": {"sweep",
+// "column", "deltas": {unit: ppl - FP ppl}}}: QueryResults' numbers.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -127,18 +129,9 @@ try {
   check(calibration.includes('gptq') && calibration.includes('16'), `report: the appendix gives the calibration (${calibration})`);
   check((await fact('seeds')).includes('7'), 'report: the appendix gives the calibration seed');
   check(requests() === 0, `report: nothing is loaded from the network (${requests()} requests)`);
-  // Sensitivity bars (item 3's per-unit deltas, when a report's data carries them): one bar per
-  // unit at its delta, drawn by the page's own charts.js.
-  const bars = await page.evaluate(() => {
-    const [fig] = window.BitsweepCharts.sensitivityCharts([{ model: 'Qwen3-0.6B', column: 'wikitext2 ppl',
-      method: 'rtn', wbits: 2, unit: 'layer', units: [{ unit: 0, ppl: 14.5, delta: 4.5, job_id: 1 },
-                                                     { unit: 1, ppl: 10.25, delta: 0.25, job_id: 2 }] }]);
-    document.body.appendChild(fig);
-    return Array.from(fig.querySelectorAll('rect.bar')).map((r) => [r.dataset.label, Number(r.dataset.value),
-                                                                  Number(r.getAttribute('height'))]);
-  });
-  check(bars.length === 2 && bars[0][1] === 4.5 && bars[1][1] === 0.25 && bars[0][2] > bars[1][2] && bars[1][2] > 0,
-        `report: sensitivity bars are drawn per unit at their deltas (${JSON.stringify(bars)})`);
+  // A sweep without sensitivity jobs has no sensitivity chart.
+  check(await page.locator('figure.svg-chart[data-kind="sensitivity"]').count() === 0,
+        'report: no sensitivity chart without sensitivity results');
   await page.screenshot({ path: path.join(args.out, 'report.png'), fullPage: true });
 
   // --compare: both sweeps side by side; B - A per matched cell.
@@ -179,6 +172,39 @@ try {
                                                     [null, 'gptq w3 g128 seed=8'], [null, 'gptq w3 g128 seed=9']]),
         `compare: rows labelled by calibration match only when unambiguous (${JSON.stringify(matched)})`);
   await cmp.page.screenshot({ path: path.join(args.out, 'compare.png'), fullPage: true });
+
+  // The sensitivity sweep: one chart of wikitext2, one bar per linear type in the model's order,
+  // each at its stored perplexity minus FP's, the tallest the largest, red above FP; the bits
+  // chart has no point of its rows.
+  const sens = await open(args.sensitivity, 'sensitivity');
+  const want = expected.sensitivity;
+  const figs = sens.page.locator('figure.svg-chart[data-kind="sensitivity"]');
+  check(await figs.count() === 1, `sensitivity: one sensitivity chart (${await figs.count()})`);
+  const bars = await figs.first().locator('rect.bar').evaluateAll((rs) => rs.map((r) => ({
+    unit: r.dataset.label, delta: Number(r.dataset.value), height: Number(r.getAttribute('height')),
+    worse: r.classList.contains('worse') })));
+  check(await figs.first().getAttribute('data-column') === want.column, `sensitivity: the chart is of ${want.column}`);
+  const order = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  check(JSON.stringify(bars.map((b) => b.unit)) === JSON.stringify(order),
+        `sensitivity: one bar per linear type in order (${bars.map((b) => b.unit)})`);
+  check(bars.length === order.length && bars.every((b) => Math.abs(b.delta - want.deltas[b.unit]) < 1e-12),
+        `sensitivity: each bar is the stored delta to FP (${bars.map((b) => b.delta)} vs ${JSON.stringify(want.deltas)})`);
+  const tallest = bars.reduce((x, y) => (y.delta > x.delta ? y : x), bars[0] || {});
+  check(tallest.unit === 'down_proj' && bars.every((b) => b.height <= tallest.height && b.height > 0 && b.worse),
+        `sensitivity: bar heights follow the deltas, red above FP (${bars.map((b) => b.height.toFixed(1))})`);
+  check(await sens.page.locator('figure.svg-chart[data-kind="ppl"] .point').count() === 0,
+        'sensitivity: the perplexity-vs-bits chart draws none of the sensitivity rows');
+  // Mixed rows name their stored average weight bits beside the recipe; FP does not.
+  const avgs = await sens.page.locator('table.paper tbody tr').evaluateAll((trs) => trs.map((tr) => {
+    const a = tr.querySelector('.avg-wbits');
+    return a ? a.textContent.trim() : '';
+  }));
+  check(avgs.length === 8 && avgs[0] === '' && avgs.slice(1).every((a) => a === '(14.25 bits avg)'),
+        `sensitivity: mixed rows show their average bits (${avgs})`);
+  check(await sens.page.locator('table.paper td.best').count() === 0,
+        'sensitivity: no sensitivity row is marked best');
+  check(sens.requests() === 0, 'sensitivity: nothing is loaded from the network');
+  await sens.page.screenshot({ path: path.join(args.out, 'sensitivity.png'), fullPage: true });
 } finally {
   await browser.close();
 }

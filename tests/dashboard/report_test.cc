@@ -2,9 +2,10 @@
 // a study-shaped sweep (the paper's nine tasks, FP, RTN and GPTQ at several widths) whose jobs a
 // test worker completes over the WorkerGateway with known numbers and provenance, one failing
 // and RTN w2's others skipped by early abort; a second sweep repeats GPTQ under another
-// calibration seed and code version. The CLI writes both reports over gRPC, and report.mjs
-// checks them in Debian's headless Chromium, offline: the paper's table (FP first, bold best),
-// the SVG charts and the appendix show exactly the stored results.
+// calibration seed and code version, and a third is a linear-type sensitivity sweep. The CLI
+// writes their reports over gRPC, and report.mjs checks them in Debian's headless Chromium,
+// offline: the paper's table (FP first, bold best), the SVG charts (the sensitivity bars among
+// them) and the appendix show exactly the stored results.
 #include <grpcpp/grpcpp.h>
 #include <sys/wait.h>
 
@@ -56,6 +57,14 @@ methods:
 tasks: [wikitext2, piqa]
 )";
 
+// A linear-type sensitivity sweep (7 jobs, one per linear type at RTN w2, the rest FP); its FP
+// job is sweep A's.
+constexpr const char* kSweepSensitivity = R"(name: paper-sensitivity
+models: [{path: /nonexistent/Qwen3-0.6B, name: Qwen3-0.6B}]
+sensitivity: {method: rtn, wbits: 2, group: 128, unit: linear_type}
+tasks: [wikitext2]
+)";
+
 const char* kTasks[] = {"wikitext2", "c4",         "piqa",  "arc_easy", "arc_challenge",
                         "hellaswag", "winogrande", "boolq", "mmlu"};
 
@@ -75,6 +84,11 @@ double Value(const json& spec, double shift) {
   const std::string task = spec["eval"]["task"];
   int t = 0;
   while (task != kTasks[t]) ++t;
+  // A sensitivity job (every linear FP but one type): a perplexity set by that type.
+  if (spec["quant"].contains("overrides") && spec["quant"]["overrides"].size() == 2) {
+    const std::string linear = spec["quant"]["overrides"][1].value("linear", "");
+    return 10.0 + 0.25 * static_cast<double>(linear.size()) + (linear == "down_proj" ? 3.0 : 0.0);
+  }
   const double loss = method == "fp"    ? 0
                       : method == "rtn" ? (16 - bits) * 0.9
                                         : (16 - bits) * 0.5 + (t % 2 == 1 ? 2.0 : 0.0) + shift;
@@ -118,6 +132,7 @@ void Finish(pb::WorkerGateway::Stub& gateway, int64_t worker_id, const pb::Lease
   if (spec.contains("calibration") && spec["calibration"].is_object()) {
     provenance["calibration"] = spec["calibration"];
   }
+  if (spec["quant"].contains("overrides")) provenance["avg_wbits"] = 14.25;  // a mixed recipe
   complete.set_provenance_json(provenance.dump());
   pb::CompleteResponse ok;
   REQUIRE_RPC_OK(gateway.Complete(Ctx().get(), complete, &ok));
@@ -218,10 +233,36 @@ json Expected(pb::Coordinator::Stub& client, int64_t sweep_id) {
   return {{"sweep", sweep_id}, {"cells", cells}, {"skipped", skipped}, {"best", best}};
 }
 
+// The sensitivity bars the report must draw: each unit's stored wikitext2 perplexity minus the
+// FP baseline's, by unit, from QueryResults.
+json ExpectedSensitivity(pb::Coordinator::Stub& client, int64_t sweep_id) {
+  pb::QueryResultsRequest query;
+  query.set_sweep_id(sweep_id);
+  query.set_page_size(1000);
+  pb::QueryResultsResponse results;
+  REQUIRE_RPC_OK(client.QueryResults(Ctx().get(), query, &results));
+  double fp = 0;
+  std::map<std::string, double> ppl;
+  for (const auto& job : results.jobs()) {
+    const json spec = json::parse(job.spec_json());
+    REQUIRE(job.metrics_size() == 1);
+    if (spec["quant"]["method"] == "fp") {
+      fp = job.metrics(0).value();
+    } else {
+      ppl[spec["quant"]["overrides"][1]["linear"].get<std::string>()] = job.metrics(0).value();
+    }
+  }
+  REQUIRE(ppl.size() == 7);
+  json units = json::object();
+  for (const auto& [unit, value] : ppl) units[unit] = value - fp;
+  return {{"sweep", sweep_id}, {"column", "wikitext2 ppl"}, {"deltas", units}};
+}
+
 }  // namespace
 
 TEST_CASE(
-    "bitsweep report writes the paper's table, SVG charts, skipped and failed cells and the "
+    "bitsweep report writes the paper's table, SVG charts with sensitivity bars, skipped and "
+    "failed cells and the "
     "provenance of the stored results into one offline HTML file, and compares two sweeps",
     "[e2e][pg][grpc][browser]") {
   const std::string node_modules = BITSWEEP_PLAYWRIGHT_NODE_MODULES;
@@ -250,6 +291,8 @@ TEST_CASE(
   RunJobs(*gateway, *client, a, "v-a", 0.0);
   const int64_t b = Submit(*client, "report-b", kSweepB);
   RunJobs(*gateway, *client, b, "v-b", 0.25);  // 12.3125: a tie, printed as C prints it
+  const int64_t sens = Submit(*client, "report-sensitivity", kSweepSensitivity);
+  RunJobs(*gateway, *client, sens, "v-a", 0.0);
   const json expected_a = Expected(*client, a);
   CHECK(expected_a["cells"].size() == 54 - 8 - 1);  // RTN w2's 8 others skipped, 1 failed
   CHECK(expected_a["skipped"].size() == 8);
@@ -260,6 +303,7 @@ TEST_CASE(
                                            {"column", "mmlu acc"},
                                            {"reason", "mmlu: out of memory on the test worker"}}},
                                          {"code_versions", {"v-a", "v-b"}},
+                                         {"sensitivity", ExpectedSensitivity(*client, sens)},
                                          {"rows", 6}}
                                         .dump(2));
 
@@ -273,6 +317,7 @@ TEST_CASE(
   const std::string html = report(std::to_string(a), "report.html");
   const std::string compare =
       report(std::to_string(a) + " --compare " + std::to_string(b), "compare.html");
+  report(std::to_string(sens), "sensitivity.html");
   // Self-contained: nothing refers to a file or address outside it.
   for (const std::string& page : {html, compare}) {
     CHECK(page.find("<script src") == std::string::npos);
@@ -299,7 +344,8 @@ tasks: [wikitext2]
   const std::string script = bitsweep::testing::SourceDir() + "/tests/dashboard/report.mjs";
   const std::string out = dir + "/report.out";
   const int rc = Run("node " + script + " --node-modules " + node_modules + " --report " + dir +
-                     "/report.html --compare " + dir + "/compare.html --expected " + dir +
+                     "/report.html --compare " + dir + "/compare.html --sensitivity " + dir +
+                     "/sensitivity.html --expected " + dir +
                      "/expected.json --out " + shots + " > " + out + " 2>&1");
   std::cout << "report screenshots: " << shots << "\n";
   INFO(Slurp(out));

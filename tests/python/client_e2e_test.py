@@ -4,7 +4,8 @@ coordinator and a worker; the client submits a small sweep on models/demo, watch
 completion, and its results() must equal `bitsweep results --format json` row for row. Then:
 idempotent resubmission, a sweep file by path, errors, cancel, and tokens and TLS on a
 second coordinator over the same database (the CLI with the same flags must read the same results),
-and examples/python/plot_ppl_vs_bits.py against the sweep.
+examples/python/plot_ppl_vs_bits.py against the sweep, and a sweep whose early_abort rule skips a
+job: results() lists it with its reason, as the CLI does.
 
 Run from the source tree with PYTHONPATH=build/clients/python and BITSWEEP_BINARY_DIR=build
 (tests/python/CMakeLists.txt). Exits 77 (ctest: skipped) only when this Python has no gRPC.
@@ -51,6 +52,18 @@ SWEEP = {
     "eval": {"seqlen": 64},
 }
 
+# RTN w1 diverges on the demo model (ppl ~10^3 against FP's ~6): under the early_abort rule its
+# C4 job is skipped once its WikiText-2 result arrives; FP's jobs run.
+ABORT_SWEEP = {
+    "name": "pyclient-abort",
+    "max_attempts": 1,
+    "models": ["models/demo"],
+    "methods": [{"method": "rtn", "wbits": [1], "group": [64]}],
+    "tasks": [{"task": "wikitext2", "limit": 2}, {"task": "c4", "limit": 2}],
+    "eval": {"seqlen": 64},
+    "early_abort": {"ppl_ratio": 3.0, "on": "wikitext2"},
+}
+
 
 def die_with_parent():
     """In the child: SIGTERM when this test process dies (a ctest timeout), so nothing stays."""
@@ -88,15 +101,15 @@ def cli(*args):
 def comparable(rows):
     """Rows with the keys of `bitsweep results --format json`, non-finite values as its null,
     in a fixed order."""
-    keys = ("job_id", "job_key", "spec", "metric", "value", "stderr", "n", "provenance")
+    keys = ("job_id", "job_key", "spec", "metric", "value", "stderr", "n", "provenance", "skipped")
     out = []
     for r in rows:
-        row = {k: r[k] for k in keys}
+        row = {k: r.get(k) for k in keys}  # the CLI leaves out what a row does not have
         for k in ("value", "stderr"):
             if isinstance(row[k], float) and not math.isfinite(row[k]):
                 row[k] = None
         out.append(row)
-    return sorted(out, key=lambda r: (r["job_id"], r["metric"]))
+    return sorted(out, key=lambda r: (r["job_id"], r["metric"] or ""))
 
 
 class ClientEndToEnd(unittest.TestCase):
@@ -300,6 +313,23 @@ class ClientEndToEnd(unittest.TestCase):
         with open(png, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         self.assertIn("rtn", r.stdout)
+
+    def test_8_results_list_jobs_skipped_by_early_abort(self):
+        sweep_id = self.client.submit(ABORT_SWEEP, request_id="pyclient-e2e-abort")
+        events = list(self.client.watch(sweep_id, timeout=SWEEP_TIMEOUT_S))
+        self.assertTrue(events and events[-1].finished, events[-1:])
+        rows = self.client.results(sweep_id, as_frame=False)
+        skipped = [r for r in rows if r["skipped"]]
+        self.assertEqual(len(skipped), 1, rows)
+        s = skipped[0]
+        self.assertEqual((s["method"], s["wbits"], s["task"]), ("rtn", 1, "c4"), s)
+        self.assertTrue(s["skipped"].startswith("early abort: wikitext2 ppl"), s)
+        self.assertEqual((s["metric"], s["value"], s["n"]), (None, None, None))
+        self.assertTrue(all(r["skipped"] is None for r in rows if r["metric"] is not None))
+        code, out, err = cli("results", str(sweep_id), "--format", "json",
+                             "--coordinator", self.address)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(comparable(rows), comparable(json.loads(out)))
 
 
 def make_certificates(folder):

@@ -99,19 +99,22 @@ def _job_state_name(value: int) -> str:
 
 
 def _result_row(job: Any, metric: Any, spec: Any, provenance: Any) -> Dict[str, Any]:
-    """One metric of one job: the keys of `bitsweep results --format json`, then the spec's
-    model, method, bits, group and task as columns of their own (for DataFrames and plots)."""
+    """One metric of one job, or (metric None) a job the sweep's early_abort rule skipped: the
+    keys of `bitsweep results --format json` (a skipped job's metric, value, stderr, n and
+    provenance None, its reason in `skipped`; None for a result), then the spec's model, method,
+    bits, group and task as columns of their own (for DataFrames and plots)."""
     quant = spec.get("quant", {}) if isinstance(spec, dict) else {}
     evaluation = spec.get("eval", {}) if isinstance(spec, dict) else {}
     return {
         "job_id": job.job_id,
         "job_key": job.job_key,
         "spec": spec,
-        "metric": metric.name,
-        "value": metric.value,
-        "stderr": metric.stderr,
-        "n": metric.n,
-        "provenance": provenance,
+        "metric": metric.name if metric is not None else None,
+        "value": metric.value if metric is not None else None,
+        "stderr": metric.stderr if metric is not None else None,
+        "n": metric.n if metric is not None else None,
+        "provenance": provenance if metric is not None else None,
+        "skipped": job.skipped_reason if metric is None else None,
         "model": spec.get("model") if isinstance(spec, dict) else None,
         "method": quant.get("method"),
         "wbits": quant.get("wbits"),
@@ -317,12 +320,14 @@ class Client:
 
     def results(self, sweep_id: Optional[int] = None, *, as_frame: Optional[bool] = None,
                 page_size: int = 0) -> Any:
-        """Every stored metric of the sweep (of every sweep when None), one row per metric.
+        """Every stored metric of the sweep (of every sweep when None), one row per metric,
+        and one row per job skipped by the sweep's early_abort rule.
 
         Each row holds the keys of `bitsweep results --format json` (job_id, job_key, spec,
-        metric, value, stderr, n, provenance; spec and provenance as dicts), then model,
-        method, wbits, abits, group_size and task taken from the spec. A value that diverged is
-        inf or nan (the CLI's JSON writes null). A ``pandas.DataFrame`` when pandas can be
+        metric, value, stderr, n, provenance; spec and provenance as dicts; skipped: the reason
+        of a skipped job, whose metric, value, stderr, n and provenance are None, else None),
+        then model, method, wbits, abits, group_size and task taken from the spec. A value that
+        diverged is inf or nan (the CLI's JSON writes null). A ``pandas.DataFrame`` when pandas can be
         imported (``as_frame=None``) or ``as_frame=True``; a list of dicts otherwise.
         """
         request = coordinator_pb2.QueryResultsRequest(sweep_id=sweep_id or 0, page_size=page_size)
@@ -332,6 +337,8 @@ class Client:
                 spec = _json_or_none(job.spec_json)
                 provenance = _json_or_none(job.provenance_json)
                 rows.extend(_result_row(job, m, spec, provenance) for m in job.metrics)
+                if job.skipped_reason:  # skipped by the sweep's early_abort rule, as the CLI lists it
+                    rows.append(_result_row(job, None, spec, provenance))
         pandas = _pandas() if as_frame is not False else None
         if as_frame and pandas is None:
             raise ImportError("results(as_frame=True) needs pandas (Debian python3-pandas)")

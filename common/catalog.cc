@@ -162,6 +162,12 @@ class Row {
     m_.packable = true;
     return *this;
   }
+  Row& Overrides(bool bits, bool keep_fp, const char* why) {
+    m_.override_bits = bits;
+    m_.override_keep_fp = keep_fp;
+    m_.override_note = why;
+    return *this;
+  }
   operator MethodInfo() const { return m_; }
 
  private:
@@ -197,13 +203,17 @@ const std::vector<MethodInfo>& MethodTable() {
           .WeightBits(2, 8, 4).ActivationBits(2, 8, 8).NoGroups("quantizes weights per channel")
           .Calibration("c4", 512, 512, 42, "gptq-windows").NoCalibrationWhen("released_code")
           .Options({&kAlpha, &kQkvOutput, &kReleasedCode})
-          .Grid("symmetric abs-max per channel (SmoothQuant)").Symmetric(),
+          .Grid("symmetric abs-max per channel (SmoothQuant)").Symmetric()
+          .Overrides(true, false, "smoothquant quantizes every linear's input activations "
+                     "(abits), so no linear can stay in full precision"),
       Row("billm", "residual binarization of salient columns")
           .WeightBits(1, 1, 1, "binarizes weights")
           .NoGroups("works in blocksize-column blocks (option blocksize)")
           .Calibration("c4", 128, 2048, 0, "gptq-windows")
           .Options({&kPercdamp, &kBlocksize, &kBillmSaliency, &kBillmUpLim})
-          .Grid("residual binarization (BiLLM)"),
+          .Grid("residual binarization (BiLLM)")
+          .Overrides(false, true, "billm binarises every linear (1 bit); an override may only "
+                     "keep linears in full precision (wbits: 16)"),
   };
   return table;
 }

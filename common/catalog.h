@@ -73,6 +73,11 @@ struct MethodInfo {
   bool symmetric = false;
   // Whether <out>/packed (the GPTQ checkpoint layout) can hold the result (at 2/3/4/8 bits).
   bool packable = false;
+  // Mixed precision (common/mixed_precision.h): whether a per-layer override may give a linear
+  // other weight bits (in the range above) or keep it in full precision (wbits 16); where one
+  // is not offered, why (the error names it).
+  bool override_bits = true, override_keep_fp = true;
+  const char* override_note = "";
 };
 
 enum class TaskKind { kPerplexity, kMultipleChoice, kKShot };

@@ -16,37 +16,6 @@ namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// What an override may change, per method. The algorithms couple linears in different ways:
-// GPTQ's Hessians depend only on a linear's inputs, so each linear takes its own grid; AWQ's
-// scale search quantizes each member of a scaling group on its own grid (a keep-FP member is
-// left in FP during the search). SmoothQuant quantizes every linear's input activations at
-// abits whatever its weights, so a keep-FP weight would still see quantized inputs: not offered.
-// BiLLM's grid is its 1-bit residual binarisation, so an override may only keep linears in FP.
-struct MixedPrecisionRule {
-  const char* method;
-  bool bits = true;     // other weight bits in the method's range
-  bool keep_fp = true;  // wbits 16
-  const char* why = "";
-};
-constexpr MixedPrecisionRule kMixedPrecisionRules[] = {
-    {"rtn"},
-    {"gptq"},
-    {"awq"},
-    {"smoothquant", true, false,
-     "smoothquant quantizes every linear's input activations (abits), so no linear can stay in "
-     "full precision"},
-    {"billm", false, true,
-     "billm binarises every linear (1 bit); an override may only keep linears in full precision "
-     "(wbits: 16)"},
-};
-
-const MixedPrecisionRule* RuleFor(std::string_view method) {
-  for (const auto& r : kMixedPrecisionRules) {
-    if (method == r.method) return &r;
-  }
-  return nullptr;
-}
-
 std::string EntryText(const QuantOverride& o) {
   std::string s;
   if (!o.layers.empty()) absl::StrAppend(&s, "L", o.layers, ":");
@@ -150,8 +119,11 @@ Status CanonicalizeOverrides(const MethodInfo& row, QuantConfig* q,
     return absl::InvalidArgumentError(
         absl::StrCat(field(absl::StrCat("quant.overrides[", i, "].", name)), ": ", why));
   };
-  const MixedPrecisionRule* rule = RuleFor(row.name);
-  if (rule == nullptr) {
+  // What an override may change comes from the method's catalog row (override_bits,
+  // override_keep_fp, and the reason where one is not offered): a method that quantizes every
+  // linear's input activations cannot keep a weight in FP (its inputs would still be
+  // quantized), and a method with one fixed grid can only keep linears in FP.
+  if (row.baseline) {
     return absl::InvalidArgumentError(absl::StrCat(field("quant.overrides"), ": ", row.name,
                                                    " quantizes nothing to override"));
   }
@@ -184,9 +156,9 @@ Status CanonicalizeOverrides(const MethodInfo& row, QuantConfig* q,
     }
     if (o.wbits != 0) {
       if (o.wbits == kKeepFpBits) {
-        if (!rule->keep_fp) return invalid(i, "wbits", rule->why);
-      } else if (!rule->bits && o.wbits != q->wbits) {
-        return invalid(i, "wbits", rule->why);
+        if (!row.override_keep_fp) return invalid(i, "wbits", row.override_note);
+      } else if (!row.override_bits && o.wbits != q->wbits) {
+        return invalid(i, "wbits", row.override_note);
       } else if (o.wbits < row.min_wbits || o.wbits > row.max_wbits) {
         return invalid(i, "wbits",
                        absl::StrCat(row.name, " takes ", BitsRange(row.min_wbits, row.max_wbits),

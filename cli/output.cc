@@ -366,6 +366,7 @@ std::string DescribeJobText(const v1::JobDescription& d, int64_t now) {
   auto spec = JobSpecFromJson(j.spec_json());
   if (spec.ok()) {
     row("model", spec->model);
+    if (!spec->run_tag.empty()) row("run tag", spec->run_tag);
     row("quantization", DescribeQuant(spec->quant));
     row("calibration",
         spec->calibration

@@ -60,6 +60,7 @@ std::string BaselineJobKey(const JobSpec& spec) {
   if (spec.quant.method == QuantConfig().method) return "";
   JobSpec baseline;
   baseline.model = spec.model;
+  baseline.run_tag = spec.run_tag;  // a tagged run compares with its own baseline
   baseline.eval = spec.eval;
   auto normalized = NormalizeJobSpec(baseline);
   return normalized.ok() ? normalized->JobKey() : "";

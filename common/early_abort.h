@@ -38,7 +38,8 @@ std::string EarlyAbortRuleToJson(const EarlyAbortRule& rule);
 StatusOr<EarlyAbortRule> EarlyAbortRuleFromJson(const std::string& json);
 
 // The job key of the unquantized baseline of `spec`'s model on `spec`'s task with the same
-// evaluation settings; "" when `spec` is that baseline (method fp). REQUIRES: normalised spec.
+// evaluation settings and run tag; "" when `spec` is that baseline (method fp). REQUIRES:
+// normalised spec.
 std::string BaselineJobKey(const JobSpec& spec);
 
 // Whether a job of a sweep with `rule` is held back at submission until its artifact's `on`

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/mixed_precision.h"
@@ -179,10 +180,31 @@ StatusOr<EvalConfig> NormalizeEvalConfig(const EvalConfig& eval) {
   return e;
 }
 
+std::string RunTagProblem(std::string_view tag) {
+  if (tag.empty()) return "empty";
+  if (tag.size() > kMaxRunTagBytes) {
+    return absl::StrCat("is ", tag.size(), " characters; at most ", kMaxRunTagBytes);
+  }
+  for (char c : tag) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' &&
+        c != '-') {
+      return "may hold only letters, digits, '.', '_' and '-'";
+    }
+  }
+  return "";
+}
+
+bool IsValidRunTag(std::string_view tag) { return RunTagProblem(tag).empty(); }
+
 StatusOr<JobSpec> NormalizeJobSpec(const JobSpec& spec) {
   JobSpec out;
   if (spec.model.empty()) return Invalid("model", "empty path");
   out.model = NormalizePath(spec.model);
+  if (!spec.run_tag.empty()) {
+    const std::string problem = RunTagProblem(spec.run_tag);
+    if (!problem.empty()) return Invalid("run_tag", problem);
+    out.run_tag = spec.run_tag;
+  }
   ASSIGN_OR_RETURN(out.quant, NormalizeQuantConfig(spec.quant));
   const MethodInfo& row = **LookupMethod(out.quant.method);
   if (NeedsCalibration(out.quant)) {
@@ -238,6 +260,7 @@ std::string JobSpec::ArtifactKey() const {
   std::string key = "artifact/v1";
   AppendField(key, "model", model);
   AppendField(key, "method", quant.method);
+  if (!run_tag.empty()) AppendField(key, "run_tag", run_tag);  // absent: the untagged key
   if (quant.method == "fp") return key;
   AppendField(key, "wbits", absl::StrCat(quant.wbits));
   AppendField(key, "abits", absl::StrCat(quant.abits));
@@ -304,6 +327,7 @@ std::string Sha256Hex(std::string_view data) {
 std::string JobSpecToJson(const JobSpec& s) {
   json j;
   j["model"] = s.model;
+  if (!s.run_tag.empty()) j["run_tag"] = s.run_tag;  // absent when none, as before tags
   j["quant"] = {{"method", s.quant.method},
                 {"wbits", s.quant.wbits},
                 {"abits", s.quant.abits},
@@ -410,6 +434,7 @@ StatusOr<JobSpec> FromJsonImpl(const json& root) {
   ObjectReader r(root, "");
   RETURN_IF_ERROR(r.CheckObject());
   RETURN_IF_ERROR(r.String("model", &s.model));
+  RETURN_IF_ERROR(r.String("run_tag", &s.run_tag));
   if (const json* q = r.Get("quant")) {
     ObjectReader qr(*q, "quant");
     RETURN_IF_ERROR(qr.CheckObject());

@@ -65,6 +65,11 @@ struct Resources {
 
 struct JobSpec {
   std::string model;  // model folder path as the workers see it (lexically normalised)
+  // A sweep's `run_tag:` (IsValidRunTag), "" = none. It enters both keys, so a tagged job shares
+  // no result and no artifact with an untagged one or another tag's: it runs the same recipe
+  // again (under a new code version, say). Absent from the keys and the JSON when empty, so
+  // untagged keys are the ones they always were.
+  std::string run_tag;
   QuantConfig quant;
   std::optional<CalibrationConfig> calibration;  // absent where NeedsCalibration is false
   EvalConfig eval;
@@ -77,6 +82,12 @@ struct JobSpec {
   std::string ArtifactKey() const;
   std::string JobKey() const;
 };
+
+// 1 to kMaxRunTagBytes characters of [A-Za-z0-9._-]: a tag shows in labels ("run=v2") as is.
+inline constexpr size_t kMaxRunTagBytes = 64;
+bool IsValidRunTag(std::string_view tag);
+// Why `tag` is not valid ("" when it is), for errors that name the field.
+std::string RunTagProblem(std::string_view tag);
 
 // Whether `q` (normalised or not) uses calibration data: the catalog row's needs_calibration,
 // unless its no_calibration_option is true.

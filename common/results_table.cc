@@ -24,14 +24,15 @@ using nlohmann::json;
 // Bits descending within a method: the negated widths sort first when largest.
 struct RowKey {
   std::string model;
+  std::string run_tag;  // a tagged run is a group of its own, with its own baseline
   int baseline_last;  // 0 for the baseline: sorts first
   std::string method;
   int neg_wbits, neg_abits, group;
   std::string artifact_key;
   bool operator<(const RowKey& o) const {
-    return std::tie(model, baseline_last, method, neg_wbits, neg_abits, group, artifact_key) <
-           std::tie(o.model, o.baseline_last, o.method, o.neg_wbits, o.neg_abits, o.group,
-                    o.artifact_key);
+    return std::tie(model, run_tag, baseline_last, method, neg_wbits, neg_abits, group,
+                    artifact_key) < std::tie(o.model, o.run_tag, o.baseline_last, o.method,
+                                             o.neg_wbits, o.neg_abits, o.group, o.artifact_key);
   }
 };
 
@@ -92,6 +93,14 @@ struct ColumnBuild {
 }  // namespace
 
 bool IsHeadlineMetric(const std::string& metric) { return metric == "ppl" || metric == "acc"; }
+
+bool SameModelGroup(const ResultsRow& a, const ResultsRow& b) {
+  return a.model == b.model && a.run_tag == b.run_tag;
+}
+
+std::string ModelColumnText(const ResultsRow& row) {
+  return row.run_tag.empty() ? row.model_name : absl::StrCat(row.model_name, " run=", row.run_tag);
+}
 
 std::string ModelDisplayName(const std::string& model_path) {
   std::filesystem::path p = std::filesystem::path(model_path).lexically_normal();
@@ -170,12 +179,13 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
     const QuantConfig& q = spec->quant;
     const bool fp = q.method == "fp";
     const std::string artifact = spec->ArtifactKey();
-    RowKey row_key{spec->model,  fp ? 0 : 1, q.method, -q.wbits, -(q.abits == 0 ? 16 : q.abits),
-                   q.group_size, artifact};
+    RowKey row_key{spec->model, spec->run_tag, fp ? 0 : 1, q.method, -q.wbits,
+                   -(q.abits == 0 ? 16 : q.abits), q.group_size, artifact};
     auto [it, inserted] = rows.try_emplace(row_key);
     ResultsRow& row = it->second;
     if (inserted) {
       row.model = spec->model;
+      row.run_tag = spec->run_tag;
       row.method = q.method;
       row.wbits = q.wbits;
       row.abits = q.abits;
@@ -233,7 +243,8 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
   for (auto& [key, row] : rows) {
     const std::string series = row.baseline ? std::string("fp") : QuantSeries(row.label, row.wbits);
     row_parts.push_back(
-        {absl::StrCat(row.model, "\n", series), row.label, calibration_of.at(row.key), {}});
+        {absl::StrCat(row.model, "\n", row.run_tag, "\n", series), row.label,
+         calibration_of.at(row.key), {}});
     ordered.push_back(&row);
   }
   const std::vector<std::string> row_labels = DistinctLabels(row_parts);
@@ -266,7 +277,7 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
   const ResultsRow* baseline = nullptr;
   for (ResultsRow& row : table.rows) {
     if (row.baseline) baseline = &row;
-    if (baseline != nullptr && baseline->model != row.model) baseline = nullptr;
+    if (baseline != nullptr && !SameModelGroup(*baseline, row)) baseline = nullptr;
     for (ResultsColumn& c : table.columns) {
       auto cell = row.cells.find(c.name);
       if (cell == row.cells.end()) continue;
@@ -334,6 +345,7 @@ std::string ResultsTableToJson(const ResultsTable& table) {
       rows.back()["avg_wbits"] = r.avg_wbits > 0 ? json(r.avg_wbits) : json(nullptr);
       rows.back()["sensitivity_unit"] = r.sensitivity_unit;
     }
+    if (!r.run_tag.empty()) rows.back()["run_tag"] = r.run_tag;  // absent: untagged
   }
   return json{{"columns", std::move(columns)}, {"rows", std::move(rows)}}.dump();
 }
@@ -416,7 +428,7 @@ std::vector<OutColumn> OutColumns(const ResultsTable& table, ResultsFormat forma
     for (const ResultsRow& row : table.rows) c.cells.push_back(cell_of(row));
     out.push_back(std::move(c));
   };
-  text_column("model", false, [](const ResultsRow& r) { return r.model_name; });
+  text_column("model", false, [](const ResultsRow& r) { return ModelColumnText(r); });
   if (csv) {
     text_column("method", false, [](const ResultsRow& r) { return r.method; });
     text_column("wbits", true, [](const ResultsRow& r) { return absl::StrCat(r.wbits); });
@@ -495,7 +507,7 @@ std::string RenderLatex(const ResultsTable& table, const std::vector<OutColumn>&
   };
   line([&](size_t i) { return LatexEscape(columns[i].header); });
   for (size_t r = 0; r < table.rows.size(); ++r) {
-    const bool first_of_model = r == 0 || table.rows[r - 1].model != table.rows[r].model;
+    const bool first_of_model = r == 0 || !SameModelGroup(table.rows[r - 1], table.rows[r]);
     if (first_of_model) text += "\\midrule\n";
     line([&](size_t i) {
       if (i == 0) return first_of_model ? LatexEscape(columns[0].cells[r]) : std::string();
@@ -575,7 +587,7 @@ std::string RenderResultsTable(const ResultsTable& table, ResultsFormat format,
       std::set<std::string> reasons;
       for (const auto& [name, cell] : row.cells) {
         if (!cell.skipped.empty() && reasons.insert(cell.skipped).second) {
-          absl::StrAppend(&notes, "skipped: ", row.model_name, " ", row.label, ": ",
+          absl::StrAppend(&notes, "skipped: ", ModelColumnText(row), " ", row.label, ": ",
                           cell.skipped, "\n");
         }
       }

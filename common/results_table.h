@@ -80,6 +80,9 @@ struct ResultsRow {
   // The sweep's `name:` for the folder, else ModelDisplayName; the folder itself when two
   // models' names are equal.
   std::string model_name;
+  // The jobs' run tag (common/job_spec.h JobSpec::run_tag), "" = none. Rows are grouped by
+  // model and run tag: each group has its own FP baseline, and deltas compare within a group.
+  std::string run_tag;
   std::string method;      // "fp" for the baseline
   int wbits = 16, abits = 0, group = -1;
   // "FP (baseline)" or DescribeQuant ("gptq w4 g128"), plus the calibration settings that tell
@@ -100,8 +103,8 @@ struct ResultsRow {
 
 struct ResultsTable {
   std::vector<ResultsColumn> columns;  // in order of first appearance
-  // By model, baseline first, then method; within a method by bits descending (wbits, then
-  // abits, no activation quantization counting as 16), then group.
+  // By model and run tag, baseline first, then method; within a method by bits descending
+  // (wbits, then abits, no activation quantization counting as 16), then group.
   std::vector<ResultsRow> rows;
   int64_t unreadable = 0;  // inputs whose spec_json did not parse (left out)
 };
@@ -109,6 +112,11 @@ struct ResultsTable {
 // Whether PivotResults uses `metric`: each task's headline, "ppl" (perplexity) or "acc" (every
 // other task). Readers that page through results keep only these rows for the table.
 bool IsHeadlineMetric(const std::string& metric);
+
+// Whether two rows belong to one model group: the same model folder and run tag.
+bool SameModelGroup(const ResultsRow& a, const ResultsRow& b);
+// What the "model" column shows: model_name, followed by " run=TAG" for a tagged row.
+std::string ModelColumnText(const ResultsRow& row);
 
 // The name a table shows for a model folder: its basename ("/models/Qwen3-8B" -> "Qwen3-8B"), or
 // the repository's name for a Hugging Face cache snapshot
@@ -129,6 +137,7 @@ ResultsTable PivotResults(const std::vector<ResultInput>& inputs,
 //                 "settings": {"seqlen": "256", "windows": "8", ...}}],
 //    "rows": [{"model", "model_name", "method", "wbits", "abits", "group", "label", "series",
 //              "baseline", "key", "recipe": {"act_order": "true", "nsamples": "128", ...},
+//              "run_tag" (only when the row has one),
 //              "cells": {"<column name>": {"value", "stderr", "n", "job_id", "delta"}}}]}
 // ("delta": null where the cell has none; the columns also carry "has_stderr", "has_delta"; a
 // skipped cell has "value": null and "skipped": its reason, a failed one "failed": its error).

@@ -325,12 +325,17 @@ StatusOr<SweepSpec> ParseImpl(const YamlReader& r, const YAML::Node& root) {
   RETURN_IF_ERROR(r.CheckKeys(root, "",
                               {"name", "priority", "max_attempts", "baseline", "resources",
                                "models", "methods", "tasks", "calibration", "eval",
-                               "early_abort", "sensitivity"}));
+                               "early_abort", "sensitivity", "run_tag"}));
   SweepSpec s;
   const YAML::Node name = Child(root, "name");
   if (!name) return r.Error(root, "name", "missing");
   ASSIGN_OR_RETURN(s.name, r.String(name, "name"));
   if (s.name.empty()) return r.Error(name, "name", "empty");
+  if (YAML::Node v = Child(root, "run_tag")) {
+    ASSIGN_OR_RETURN(s.run_tag, r.String(v, "run_tag"));
+    const std::string problem = RunTagProblem(s.run_tag);
+    if (!problem.empty()) return r.Error(v, "run_tag", problem);
+  }
   if (YAML::Node v = Child(root, "priority")) {
     ASSIGN_OR_RETURN(int64_t p, r.Int(v, "priority", -1000000, 1000000));
     s.priority = static_cast<int>(p);

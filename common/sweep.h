@@ -16,6 +16,7 @@
 //
 // File format (examples/sweeps/*.yaml):
 //   name: study                       # required
+//   run_tag: torch-2.6                # default none: run every job again, under this tag
 //   priority: 0                       # default 0; higher runs first
 //   max_attempts: 3                   # default 3
 //   baseline: true                    # default true: the fp model on every task
@@ -94,6 +95,9 @@ struct SweepTask {
 
 struct SweepSpec {
   std::string name;
+  // `run_tag:` every job's JobSpec::run_tag: the sweep shares results and artifacts only with
+  // sweeps of the same tag ("" = none, the untagged ones).
+  std::string run_tag;
   int priority = 0;
   int max_attempts = 3;
   bool baseline = true;

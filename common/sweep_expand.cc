@@ -194,6 +194,7 @@ StatusOr<ExpandedSweep> ExpandSweep(const SweepSpec& spec, const ExpandOptions& 
                       const std::optional<CalibrationConfig>& calib) -> Status {
     JobSpec j;
     j.model = model.path;
+    j.run_tag = spec.run_tag;
     j.quant = q;
     j.calibration = calib;
     j.priority = spec.priority;

@@ -197,17 +197,18 @@
     return cell && !cell.skipped && !cell.failed ? cell : null;
   }
 
-  function modelsOf(table) { return unique(table.rows.map((r) => r.model)); }
+  // Model groups (render.js groupOf: model and run tag), each with its own baseline and charts.
+  function modelsOf(table) { return unique(table.rows.map(R.groupOf)); }
 
   // The rows the line charts draw: a sensitivity sweep's rows (one unit quantized, the rest FP)
   // are not points of a bits curve; they have their own bar charts.
   function curveRows(table, model) {
-    return table.rows.filter((r) => r.model === model && !r.sensitivity_unit);
+    return table.rows.filter((r) => R.groupOf(r) === model && !r.sensitivity_unit);
   }
 
   function modelName(table, model) {
-    const row = table.rows.find((r) => r.model === model);
-    return (row && row.model_name) || model;
+    const row = table.rows.find((r) => R.groupOf(r) === model);
+    return row ? R.modelTitle(row) : model;
   }
 
   // Perplexity against weight bits, log scale: one chart per model and perplexity column, a
@@ -298,8 +299,8 @@
     const groups = new Map();
     for (const r of table.rows.filter((row) => row.sensitivity_unit)) {
       const recipe = r.label.split(' fp ')[0];  // "rtn w2 g64 fp L0:w2g64" -> "rtn w2 g64"
-      const k = r.model + '\n' + recipe;
-      if (!groups.has(k)) groups.set(k, { model: r.model, recipe, rows: [] });
+      const k = R.groupOf(r) + '\n' + recipe;
+      if (!groups.has(k)) groups.set(k, { model: R.groupOf(r), recipe, rows: [] });
       groups.get(k).rows.push(r);
     }
     const out = [];

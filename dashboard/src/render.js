@@ -69,9 +69,18 @@
     return 'W' + row.wbits + (row.abits ? 'A' + row.abits : '');
   }
 
+  // A row's model group: its model folder and run tag (common/results_table.h SameModelGroup).
+  // Each group has its own FP baseline, its own rows in the tables and its own charts.
+  function groupOf(row) { return row.run_tag ? row.model + '\n' + row.run_tag : row.model; }
+
+  // What the model column shows (ModelColumnText): the name, then " run=TAG" for a tagged row.
+  function modelTitle(row) {
+    return (row.model_name || row.model) + (row.run_tag ? ' run=' + row.run_tag : '');
+  }
+
   function baselineByModel(table) {
     const base = {};
-    for (const r of table.rows) if (r.baseline) base[r.model] = r;
+    for (const r of table.rows) if (r.baseline) base[groupOf(r)] = r;
     return base;
   }
 
@@ -109,13 +118,13 @@
     let lastModel = null;
     for (const row of opts.rows || table.rows) {
       const tr = el('tr', {
-        class: (row.baseline ? 'baseline' : '') + (row.model !== lastModel ? ' model-start' : ''),
+        class: (row.baseline ? 'baseline' : '') + (groupOf(row) !== lastModel ? ' model-start' : ''),
         'data-model': row.model, 'data-label': row.label,
       });
       // The model is named once, on its first (baseline) row, as in the study's tables.
       tr.appendChild(el('td', { class: 'model', title: row.model,
-                                text: row.model !== lastModel ? (row.model_name || row.model) : '' }));
-      lastModel = row.model;
+                                text: groupOf(row) !== lastModel ? modelTitle(row) : '' }));
+      lastModel = groupOf(row);
       tr.appendChild(el('td', { text: row.method }));
       tr.appendChild(el('td', { text: bitsLabel(row) }));
       tr.appendChild(el('td', { text: row.baseline ? '' : (row.group === -1 ? 'channel' : String(row.group)) }));
@@ -142,7 +151,7 @@
         td.appendChild(opts.jobHref
           ? el('a', { class: 'value', href: opts.jobHref(cell.job_id), text: text })
           : el('span', { class: 'value', text: text }));
-        const b = base[row.model] && base[row.model].cells[c.name];
+        const b = base[groupOf(row)] && base[groupOf(row)].cells[c.name];
         // A difference that rounds to nothing at the shown precision is neither worse nor better.
         const same = b && formatValue(c, cell.value) === formatValue(c, b.value);
         if (!row.baseline && b && same) {
@@ -172,7 +181,7 @@
   // values stay visible. Accuracy is plotted in percent on a 0-100 axis.
   function plot(table, model, column) {
     // Sensitivity rows (one unit quantized each) have their own bar charts (charts.js).
-    const rows = table.rows.filter((r) => r.model === model && r.cells[column.name] &&
+    const rows = table.rows.filter((r) => groupOf(r) === model && r.cells[column.name] &&
                                           !r.sensitivity_unit);
     const quant = rows.filter((r) => !r.baseline);
     const base = rows.find((r) => r.baseline);
@@ -214,7 +223,7 @@
                                'data-points': String(quant.length), 'data-bits': bits.join(','),
                                'data-fp': fp === null ? '' : String(fp) },
                    [el('figcaption', { text: columnTitle(column) + ' vs bits — ' +
-                                            ((base || quant[0]).model_name || model) })]);
+                                            modelTitle(base || quant[0]) })]);
     if (typeof uPlot === 'undefined') {
       box.appendChild(el('p', { class: 'error', text: 'uPlot did not load' }));
       return box;
@@ -235,7 +244,7 @@
 
   function plots(table) {
     const wrap = el('div', { class: 'plots' });
-    const models = Array.from(new Set(table.rows.map((r) => r.model)));
+    const models = Array.from(new Set(table.rows.map(groupOf)));
     for (const m of models) {
       for (const c of table.columns) {
         const p = plot(table, m, c);
@@ -263,7 +272,7 @@
     }
     const lines = [head];
     for (const r of rows || table.rows) {
-      const line = [r.model_name || r.model, r.method, r.wbits, r.abits === 0 ? 16 : r.abits,
+      const line = [modelTitle(r), r.method, r.wbits, r.abits === 0 ? 16 : r.abits,
                     r.baseline ? '' : (r.group === -1 ? 'channel' : r.group), r.label];
       for (const c of table.columns) {
         const cell = r.cells[c.name];
@@ -283,7 +292,7 @@
 
   // Sort keys of the results table's headers: a row's text or number under that key.
   function sortValue(row, key) {
-    if (key === 'model') return row.model_name || row.model;
+    if (key === 'model') return modelTitle(row);
     if (key === 'method') return row.method;
     if (key === 'bits') return row.baseline ? 1000 : row.wbits * 100 + (row.abits || 16);
     if (key === 'group') return row.baseline ? -2 : row.group;
@@ -296,7 +305,7 @@
   function visibleRows(table, state) {
     const text = (state.text || '').toLowerCase();
     let rows = table.rows.filter((r) =>
-      (!state.model || r.model === state.model) && (!state.method || r.method === state.method) &&
+      (!state.model || groupOf(r) === state.model) && (!state.method || r.method === state.method) &&
       (!text || [r.model, r.model_name, r.method, r.label, r.series].join(' ').toLowerCase().includes(text)));
     if (state.sort) {
       const { key, dir } = state.sort;
@@ -341,7 +350,7 @@
       s.value = state[name] || '';
       return s;
     };
-    const models = new Map(table.rows.map((r) => [r.model, r.model_name || r.model]));
+    const models = new Map(table.rows.map((r) => [groupOf(r), modelTitle(r)]));
     const methods = Array.from(new Set(table.rows.map((r) => r.method))).sort();
     const search = el('input', { type: 'search', class: 'results-filter-text', placeholder: 'filter rows',
                                  'aria-label': 'filter rows', value: state.text || '',
@@ -396,6 +405,6 @@
     }
   }
 
-  window.BitsweepRender = { el, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
+  window.BitsweepRender = { el, groupOf, modelTitle, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
                             renderResults, tableCsv, visibleRows };
 })();

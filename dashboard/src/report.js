@@ -34,7 +34,7 @@
       for (const { column: c } of columns) {
         const cell = r.cells[c.name];
         if (!hasValue(cell)) continue;
-        const key = r.model + '\n' + c.name;
+        const key = R.groupOf(r) + '\n' + c.name;
         const cur = best.get(key);
         if (cur === undefined || (c.lower_is_better ? cell.value < cur : cell.value > cur)) {
           best.set(key, cell.value);
@@ -63,7 +63,7 @@
     base['data-value'] = cell.value === null ? 'inf' : String(cell.value);
     const text = R.formatValue(column, cell.value);
     const isBest = !row.baseline && best && hasValue(cell) &&
-                   best.get(row.model + '\n' + column.name) === cell.value;
+                   best.get(R.groupOf(row) + '\n' + column.name) === cell.value;
     if (isBest) base.class += ' best';
     return el('td', base, isBest ? el('strong', { class: 'value', text }) : el('span', { class: 'value', text }));
   }
@@ -85,10 +85,11 @@
     const body = el('tbody');
     let last = null;
     for (const r of table.rows) {
-      const tr = el('tr', { class: (r.baseline ? 'baseline' : '') + (r.model !== last ? ' model-start' : ''),
+      const group = R.groupOf(r);
+      const tr = el('tr', { class: (r.baseline ? 'baseline' : '') + (group !== last ? ' model-start' : ''),
                             'data-model': r.model_name || r.model, 'data-label': r.label });
-      tr.appendChild(el('td', { class: 'model', text: r.model !== last ? (r.model_name || r.model) : '' }));
-      last = r.model;
+      tr.appendChild(el('td', { class: 'model', text: group !== last ? R.modelTitle(r) : '' }));
+      last = group;
       tr.appendChild(el('td', { text: r.baseline ? 'FP' : r.method }));
       tr.appendChild(el('td', { class: 'num', text: waBits(r) }));
       tr.appendChild(recipeCell(r, r.label));

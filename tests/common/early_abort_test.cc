@@ -108,9 +108,11 @@ TEST_CASE("The rule round trips through the JSON stored with the sweep") {
         absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("A quantized job's baseline key is the FP job of the same model, task and settings") {
+TEST_CASE(
+    "A quantized job's baseline key is the FP job of the same model, task, settings and run tag") {
+  const std::string tag = GENERATE(std::string(), std::string("run_tag: v2\n"));
   auto spec = ParseSweepYaml(
-      "name: t\nmodels: [models/demo]\nmethods: [{method: rtn, wbits: 4}]\n"
+      "name: t\n" + tag + "models: [models/demo]\nmethods: [{method: rtn, wbits: 4}]\n"
       "tasks: [{task: wikitext2, limit: 8}, piqa]\neval: {seqlen: 128}\n",
       "t.yaml");
   REQUIRE(spec.ok());

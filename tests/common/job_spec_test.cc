@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <vector>
 
 using namespace bitsweep;
 
@@ -252,4 +253,51 @@ TEST_CASE("Normalising a job spec whose text is not UTF-8 is INVALID_ARGUMENT na
   CHECK_THAT(std::string(bad_task.status().message()), Catch::Contains("eval.task"));
   spec.eval.task = "caf\xC3\xA9.jsonl";
   CHECK(NormalizeJobSpec(spec).ok());
+}
+
+TEST_CASE("A run tag makes new keys for every job and leaves untagged keys as they were") {
+  const JobSpec plain = Normalized(Gptq4());
+  // The untagged key, field for field, as it was before run tags existed: stored keys still match.
+  CHECK(plain.ArtifactKey().rfind("artifact/v1;model=/models/Qwen3-8B;method=gptq;wbits=4;", 0) ==
+        0);
+  CHECK(plain.ArtifactKey().find("run_tag") == std::string::npos);
+  CHECK(JobSpecToJson(plain).find("run_tag") == std::string::npos);
+
+  JobSpec tagged_spec = Gptq4();
+  tagged_spec.run_tag = "torch-2.6";
+  const JobSpec tagged = Normalized(tagged_spec);
+  CHECK(tagged.ArtifactKey() != plain.ArtifactKey());
+  CHECK(tagged.ArtifactKey().find(";run_tag=torch-2.6") != std::string::npos);
+  CHECK(tagged.JobKey() != plain.JobKey());
+  JobSpec other = tagged_spec;
+  other.run_tag = "torch-2.7";
+  CHECK(Normalized(other).ArtifactKey() != tagged.ArtifactKey());
+
+  // The FP baseline is run again too: a new code version may change the unquantized numbers.
+  JobSpec fp;
+  fp.model = "/models/Qwen3-8B";
+  fp.eval.task = "wikitext2";
+  const std::string fp_key = Normalized(fp).JobKey();
+  fp.run_tag = "torch-2.6";
+  CHECK(Normalized(fp).JobKey() != fp_key);
+
+  auto back = JobSpecFromJson(JobSpecToJson(tagged));
+  REQUIRE(back.ok());
+  CHECK(back->run_tag == "torch-2.6");
+  CHECK(back->JobKey() == tagged.JobKey());
+}
+
+TEST_CASE("A run tag outside 1 to 64 of letters, digits, dot, underscore and dash is refused") {
+  CHECK(IsValidRunTag("v2.1_rc-3"));
+  for (const std::string& bad :
+       std::vector<std::string>{"two words", "a;b", "a=b", "tag/x", std::string(65, 'a')}) {
+    JobSpec s = Gptq4();
+    s.run_tag = bad;
+    INFO(bad);
+    CHECK_FALSE(IsValidRunTag(bad));
+    CHECK(ErrorOf(s).rfind("run_tag: ", 0) == 0);
+  }
+  auto json = JobSpecFromJson(R"({"model": "m", "run_tag": 3, "eval": {"task": "c4"}})");
+  REQUIRE_FALSE(json.ok());
+  CHECK(json.status().message() == "run_tag: expected a string");
 }

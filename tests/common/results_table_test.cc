@@ -587,4 +587,49 @@ TEST_CASE("a job that failed without a result sits in its cell as failed, with i
   CHECK(found);
 }
 
+TEST_CASE(
+    "a tagged rerun of the same recipes is a model group of its own with its own FP baseline") {
+  std::vector<ResultInput> in = Inputs();
+  // The same jobs under run_tag v2 (a new code version): every value 1 higher, ids after.
+  const size_t n = in.size();
+  for (size_t i = 0; i < n; ++i) {
+    auto spec = JobSpecFromJson(in[i].spec_json);
+    REQUIRE(spec.ok());
+    spec->run_tag = "v2";
+    ResultInput again = in[i];
+    again.job_id += 100;
+    again.spec_json = JobSpecToJson(*spec);
+    again.value += 1;
+    in.push_back(again);
+  }
+  const ResultsTable t = PivotResults(in);
+  REQUIRE(t.rows.size() == 8);
+  for (size_t g = 0; g < 2; ++g) {
+    const ResultsRow& base = t.rows[4 * g];
+    INFO("group " << g);
+    CHECK(base.baseline);
+    CHECK(base.run_tag == (g == 0 ? "" : "v2"));
+    CHECK(ModelColumnText(base) == (g == 0 ? "a" : "a run=v2"));
+    for (size_t r = 4 * g + 1; r < 4 * g + 4; ++r) {
+      const ResultsRow& row = t.rows[r];
+      CHECK(row.run_tag == base.run_tag);
+      CHECK(SameModelGroup(row, base));
+      // Labels are the untagged ones: the tag shows with the model, not in every recipe.
+      CHECK(row.label == t.rows[r - 4 * g].label);
+      const ResultsCell& cell = row.cells.at("wikitext2 ppl");
+      REQUIRE(cell.has_delta);
+      // Each group's delta is to its own baseline, so both groups show the same differences.
+      CHECK(cell.delta == t.rows[r - 4 * g].cells.at("wikitext2 ppl").delta);
+      CHECK(cell.delta == cell.value - base.cells.at("wikitext2 ppl").value);
+    }
+  }
+  CHECK_FALSE(SameModelGroup(t.rows[0], t.rows[4]));
+  const nlohmann::json j = nlohmann::json::parse(ResultsTableToJson(t));
+  CHECK_FALSE(j["rows"][0].contains("run_tag"));
+  CHECK(j["rows"][4]["run_tag"] == "v2");
+  const std::string text = RenderResultsTable(t, ResultsFormat::kText);
+  CHECK(text.find("a run=v2") != std::string::npos);
+  CHECK_THAT(RenderResultsTable(t, ResultsFormat::kLatex), Catch::Contains("a run=v2"));
+}
+
 }  // namespace bitsweep

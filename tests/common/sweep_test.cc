@@ -193,7 +193,7 @@ TEST_CASE("The FP baseline job is the same in two different sweeps") {
 TEST_CASE("Malformed sweeps are errors naming the field and line:column") {
   CHECK(ParseError(std::string(kHeader) + "method: [{method: rtn, wbits: 4}]\n") ==
         "t.yaml:4:1: method: unknown key (allowed: name, priority, max_attempts, baseline, "
-        "resources, models, methods, tasks, calibration, eval, early_abort, sensitivity)");
+        "resources, models, methods, tasks, calibration, eval, early_abort, sensitivity, run_tag)");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - method: rtn\n    wbits: four\n") ==
         "t.yaml:6:12: methods[0].wbits: expected an integer, got \"four\"");
   CHECK(ParseError(std::string(kHeader) + "methods:\n  - {method: gtpq, wbits: 4}\n") ==
@@ -482,4 +482,21 @@ TEST_CASE("A model's name is parsed, refused when empty or taken, and enters no 
         "t.yaml:3:22: models[0].name: a name of 201 bytes; at most 200 are allowed");
   CHECK_THAT(ParseError("name: t\nmodels:\n  - {path: /m, nmae: x}\ntasks: [c4]\n"),
              Catch::Contains("unknown key (allowed: path, name, devices, memory_gb, tp)"));
+}
+
+TEST_CASE("A sweep's run_tag is on every job, the FP baselines and their keys included") {
+  const std::string methods = "methods: [{method: rtn, wbits: 4}, {method: gptq, wbits: 3}]\n";
+  const ExpandedSweep plain = Expand(std::string(kHeader) + methods);
+  const ExpandedSweep tagged = Expand(std::string(kHeader) + "run_tag: torch-2.6\n" + methods);
+  REQUIRE(tagged.jobs.size() == plain.jobs.size());
+  for (size_t i = 0; i < tagged.jobs.size(); ++i) {
+    CHECK(tagged.jobs[i].run_tag == "torch-2.6");
+    CHECK(plain.jobs[i].run_tag.empty());
+    CHECK(tagged.jobs[i].JobKey() != plain.jobs[i].JobKey());
+  }
+  CHECK(tagged.jobs.front().quant.method == "fp");
+  CHECK(ParseError(std::string(kHeader) + "run_tag: two words\n" + methods) ==
+        "t.yaml:4:10: run_tag: may hold only letters, digits, '.', '_' and '-'");
+  CHECK(ParseError(std::string(kHeader) + "run_tag: ''\n" + methods) ==
+        "t.yaml:4:10: run_tag: empty");
 }

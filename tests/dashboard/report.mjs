@@ -153,6 +153,13 @@ try {
         await cmp.page.locator(`section.sweep[data-sweep="${expected.b.sweep}"] table.paper`).count() === 1,
         'compare: each sweep has its own table below');
   await checkPaperTable(cmp.page, `section.sweep[data-sweep="${expected.b.sweep}"]`, expected.b, 'compare B');
+  // B is a tagged rerun (run_tag v-b): its rows name the tag with the model, and its jobs are its
+  // own (every one completed by the v-b worker), not A's.
+  const bModel = await cmp.page.locator(`section.sweep[data-sweep="${expected.b.sweep}"] table.paper td.model`).first().textContent();
+  check(bModel === 'Qwen3-0.6B run=v-b', `compare: sweep B's table names its run tag (${bModel})`);
+  const bIds = await cmp.page.locator(`table.compare td[data-side="b"][data-job-id]`).evaluateAll((tds) => tds.map((td) => td.dataset.jobId));
+  const aIds = new Set(await cmp.page.locator(`table.compare td[data-side="a"][data-job-id]`).evaluateAll((tds) => tds.map((td) => td.dataset.jobId)));
+  check(bIds.length >= 6 && bIds.every((id) => !aIds.has(id)), `compare: no job of B is one of A's (${bIds})`);
   const versions = await cmp.page.locator('.appendix table[data-fact="code_versions"]').allTextContents();
   check(expected.code_versions.every((v, i) => versions[i] && versions[i].includes(v)),
         `compare: each sweep's appendix names its code version (${versions.length})`);

@@ -1,8 +1,8 @@
 // `bitsweep report` (issue 18 item 4) end to end: a real coordinator over a real PostgreSQL holds
 // a study-shaped sweep (the paper's nine tasks, FP, RTN and GPTQ at several widths) whose jobs a
 // test worker completes over the WorkerGateway with known numbers and provenance, one failing
-// and RTN w2's others skipped by early abort; a second sweep repeats GPTQ under another
-// calibration seed and code version, and a third is a linear-type sensitivity sweep. The CLI
+// and RTN w2's others skipped by early abort; a second sweep repeats GPTQ under another code
+// version (a run_tag), and a third is a linear-type sensitivity sweep. The CLI
 // writes their reports over gRPC, and report.mjs checks them in Debian's headless Chromium,
 // offline: the paper's table (FP first, bold best), the SVG charts (the sensitivity bars among
 // them) and the appendix show exactly the stored results.
@@ -49,11 +49,13 @@ methods:
   - {method: gptq, wbits: [3, 4], group: [128], calibration: {nsamples: 16, seed: 7}}
 early_abort: {ppl_ratio: 3.0, on: wikitext2}
 )") + kPaperTasks;
-// GPTQ again under another calibration seed; FP's jobs are shared with sweep A.
+// Sweep A's GPTQ recipes again, the same calibration, under a new code version: its run_tag
+// makes every job new (the FP baselines too), where without it A's results would answer them.
 constexpr const char* kSweepB = R"(name: paper-b
+run_tag: v-b
 models: [{path: /nonexistent/Qwen3-0.6B, name: Qwen3-0.6B}]
 methods:
-  - {method: gptq, wbits: [3, 4], group: [128], calibration: {nsamples: 16, seed: 8}}
+  - {method: gptq, wbits: [3, 4], group: [128], calibration: {nsamples: 16, seed: 7}}
 tasks: [wikitext2, piqa]
 )";
 

@@ -124,6 +124,25 @@ TEST_CASE("a submitted sweep becomes its expanded jobs and lists the skipped com
     REQUIRE(sweeps.sweeps_size() == 2);
     CHECK(sweeps.sweeps(0).id() == second.sweep().id());  // newest first
   }
+  SECTION("a sweep with a run_tag shares no job with untagged sweeps, only with its own tag") {
+    const std::string tagged = std::string("run_tag: v2\n") + kOverlappingYaml;
+    auto second = Submit(r, "req-tag-1", tagged);
+    CHECK(second.sweep().total() == 3);  // fp, rtn w3, rtn w4: all new, the baseline too
+    CHECK(TotalJobsInStore(r) == 6);
+    v1::ListJobsRequest list_tagged;
+    list_tagged.set_sweep_id(second.sweep().id());
+    v1::ListJobsResponse tagged_jobs;
+    REQUIRE_RPC_OK(r.client->ListJobs(Ctx().get(), list_tagged, &tagged_jobs));
+    REQUIRE(tagged_jobs.jobs_size() == 3);
+    for (const auto& job : tagged_jobs.jobs()) {
+      CHECK(keys.count(job.job_key()) == 0);
+      CHECK(job.job_key().find(";run_tag=v2") != std::string::npos);
+      CHECK(job.spec_json().find("\"run_tag\":\"v2\"") != std::string::npos);
+    }
+    auto third = Submit(r, "req-tag-2", tagged);  // the same tag again: shared, nothing new
+    CHECK(third.sweep().id() != second.sweep().id());
+    CHECK(TotalJobsInStore(r) == 6);
+  }
 }
 
 TEST_CASE("an invalid sweep is INVALID_ARGUMENT naming the field and stores nothing",

@@ -101,8 +101,9 @@ def _job_state_name(value: int) -> str:
 def _result_row(job: Any, metric: Any, spec: Any, provenance: Any) -> Dict[str, Any]:
     """One metric of one job, or (metric None) a job the sweep's early_abort rule skipped: the
     keys of `bitsweep results --format json` (a skipped job's metric, value, stderr, n and
-    provenance None, its reason in `skipped`; None for a result), then the spec's model, method,
-    bits, group and task as columns of their own (for DataFrames and plots)."""
+    provenance None, its reason in `skipped`; None for a result), then the spec's model, run tag
+    (None when the sweep has no ``run_tag``), method, bits, group and task as columns of their
+    own (for DataFrames and plots)."""
     quant = spec.get("quant", {}) if isinstance(spec, dict) else {}
     evaluation = spec.get("eval", {}) if isinstance(spec, dict) else {}
     return {
@@ -116,6 +117,7 @@ def _result_row(job: Any, metric: Any, spec: Any, provenance: Any) -> Dict[str, 
         "provenance": provenance if metric is not None else None,
         "skipped": job.skipped_reason if metric is None else None,
         "model": spec.get("model") if isinstance(spec, dict) else None,
+        "run_tag": spec.get("run_tag") if isinstance(spec, dict) else None,
         "method": quant.get("method"),
         "wbits": quant.get("wbits"),
         "abits": quant.get("abits"),

@@ -1,5 +1,6 @@
 #include "common/early_abort.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -86,34 +87,64 @@ std::string ExceedsReason(const EarlyAbortRule& rule, double ppl,
          " x FP " + Num(*baseline_ppl) + " = " + Num(limit) + rule_text;
 }
 
+namespace {
+
+// What one rule says of an artifact: its `on` result exceeds it (with the reason), it cannot
+// any more, or it may still (an `on` result or its baseline is to come, or the artifact has no
+// `on` job: the hold then ends by itself).
+enum class Verdict { kExceeds, kCannot, kUndecided };
+
+Verdict Judge(const EarlyAbortRule& rule, const std::vector<ArtifactJob>& jobs,
+              std::string* reason) {
+  bool waiting = false;  // some `on` job or its baseline may still decide
+  bool any_on = false;
+  for (const ArtifactJob& on : jobs) {
+    if (on.task != rule.on) continue;
+    any_on = true;
+    if (!on.ppl) {
+      waiting = waiting || !IsTerminal(on.state);
+      continue;
+    }
+    const bool baseline_done = on.baseline_state == JobState::kSucceeded && on.baseline_ppl;
+    *reason = ExceedsReason(rule, *on.ppl, baseline_done ? on.baseline_ppl : std::nullopt);
+    if (!reason->empty()) return Verdict::kExceeds;
+    if (!baseline_done && on.baseline_state && !IsTerminal(*on.baseline_state)) waiting = true;
+  }
+  return waiting || !any_on ? Verdict::kUndecided : Verdict::kCannot;
+}
+
+}  // namespace
+
 std::vector<EarlyAbortAction> PlanEarlyAbort(const std::vector<ArtifactJob>& jobs) {
   std::vector<EarlyAbortAction> actions;
   for (const ArtifactJob& job : jobs) {
-    if (job.state != JobState::kPending || !job.rule || job.task == job.rule->on) continue;
-    const EarlyAbortRule& rule = *job.rule;
-    std::string skip;
-    bool waiting = false;  // some `on` job or its baseline may still decide
-    bool any_on = false;
-    for (const ArtifactJob& on : jobs) {
-      if (on.task != rule.on) continue;
-      any_on = true;
-      if (!on.ppl) {
-        waiting = waiting || !IsTerminal(on.state);
-        continue;
-      }
-      const bool baseline_done = on.baseline_state == JobState::kSucceeded && on.baseline_ppl;
-      std::string reason =
-          ExceedsReason(rule, *on.ppl, baseline_done ? on.baseline_ppl : std::nullopt);
-      if (!reason.empty()) {
-        skip = std::move(reason);
+    if (job.state != JobState::kPending || job.rules.empty()) continue;
+    bool cannot = job.unruled;
+    bool undecided = false;
+    std::string skip;  // the reason of the loosest rule that exceeds
+    double loosest = 0;
+    for (const EarlyAbortRule& rule : job.rules) {
+      if (cannot) break;
+      if (job.task == rule.on) {
+        cannot = true;
         break;
       }
-      if (!baseline_done && on.baseline_state && !IsTerminal(*on.baseline_state)) waiting = true;
+      std::string reason;
+      const Verdict v = Judge(rule, jobs, &reason);
+      cannot = v == Verdict::kCannot;
+      undecided = undecided || v == Verdict::kUndecided;
+      if (v == Verdict::kExceeds && (skip.empty() || rule.ppl_ratio > loosest)) {
+        skip = std::move(reason);
+        loosest = rule.ppl_ratio;
+      }
     }
-    if (!skip.empty()) {
+    if (cannot) {
+      // Only a job some rule could have held (a job on every rule's `on` task never is).
+      const bool held = std::any_of(job.rules.begin(), job.rules.end(),
+                                    [&job](const EarlyAbortRule& r) { return r.on != job.task; });
+      if (held) actions.push_back({job.id, EarlyAbortAction::kRelease, ""});
+    } else if (!undecided) {
       actions.push_back({job.id, EarlyAbortAction::kSkip, std::move(skip)});
-    } else if (!waiting && any_on) {
-      actions.push_back({job.id, EarlyAbortAction::kRelease, ""});
     }
   }
   return actions;

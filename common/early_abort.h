@@ -59,8 +59,10 @@ struct ArtifactJob {
   int64_t id = 0;
   JobState state = JobState::kPending;
   std::string task;  // eval.task
-  // The rule of the sweep the job belongs to (jobs.sweep_id); nullopt: none.
-  std::optional<EarlyAbortRule> rule;
+  // The rules of the sweeps that ask for the job (a job is shared by every sweep that lists
+  // its key), one per sweep that has a rule; `unruled`: some sweep asks for it without one.
+  std::vector<EarlyAbortRule> rules;
+  bool unruled = false;
   // For a job on a perplexity task: its ppl when SUCCEEDED, or inf/NaN when it FAILED as
   // diverged (common/diverged.h); nullopt otherwise.
   std::optional<double> ppl;
@@ -77,11 +79,13 @@ struct EarlyAbortAction {
   std::string reason;  // kSkip: the job's reason
 };
 
-// What to do with the PENDING jobs of one artifact: skip those whose sweep's rule the artifact's
-// `on` result exceeds; release the hold of those whose rule can no longer trigger (the `on` job
-// finished under the ratio, or ended without a ppl, or its baseline ended without one); leave
-// the rest (their `on` result or baseline is still to come). A job on its rule's `on` task is
-// never skipped.
+// What to do with the PENDING jobs of one artifact. A job is skipped only when every sweep that
+// asks for it would skip it: it has rules, none of its sweeps is without one, and the artifact's
+// `on` result exceeds each rule (the reason names the loosest, the largest ratio). Its hold is
+// released as soon as one of them can no longer skip it: a sweep without a rule, a rule whose
+// `on` job finished under the ratio, or ended without a ppl, or whose baseline ended without
+// one, or a rule whose `on` task is the job's own (an `on` job is never skipped). Otherwise it is
+// left alone (an `on` result or baseline is still to come).
 std::vector<EarlyAbortAction> PlanEarlyAbort(const std::vector<ArtifactJob>& jobs);
 
 }  // namespace bitsweep

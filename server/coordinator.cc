@@ -167,8 +167,15 @@ void Coordinator::ReapLoop() {
     if (!expired.ok()) {
       std::fprintf(stderr, "bitsweep-coordinator: lease reaper: %s\n",
                    expired.status().ToString().c_str());
-    } else if (*expired > 0) {
-      metrics_->CountTransition(JobEvent::kExpire, static_cast<double>(*expired));
+    } else {
+      if (*expired > 0) metrics_->CountTransition(JobEvent::kExpire, static_cast<double>(*expired));
+      // Early-abort decisions that a failure right after a result landed left undone (the
+      // skipped jobs show in the early-abort metrics, which read the store).
+      auto decided = store_->DecideHeldEarlyAborts(deps_.now());
+      if (!decided.ok()) {
+        std::fprintf(stderr, "bitsweep-coordinator: early abort: %s\n",
+                     decided.status().ToString().c_str());
+      }
     }
   }
 }

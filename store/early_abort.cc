@@ -1,8 +1,9 @@
 // Early abort in the store: reads the jobs of one artifact with their perplexities, their
-// baselines' and their sweeps' rules, asks common/early_abort.h PlanEarlyAbort what to do, and
+// baselines' and the rules of every sweep that asks for them, asks common/early_abort.h PlanEarlyAbort what to do, and
 // does it: SKIP a pending job (with its reason and the worker-seconds it saves), or release its
 // hold (not_before = now).
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "common/diverged.h"
@@ -25,6 +26,23 @@ std::optional<double> PplOf(const pqxx::row& row, JobState state, const char* va
   return std::nullopt;
 }
 
+// The early_abort rules of the sweeps that ask for a job: a JSON array with one entry per sweep,
+// null for a sweep without a rule.
+Status ReadRules(const pqxx::field& field, ArtifactJob* job) {
+  if (field.is_null()) return absl::OkStatus();
+  const nlohmann::json rules = nlohmann::json::parse(field.as<std::string>(), nullptr, false);
+  if (!rules.is_array()) return absl::InternalError("early abort: unreadable sweep rules");
+  for (const nlohmann::json& rule : rules) {
+    if (rule.is_null()) {
+      job->unruled = true;
+      continue;
+    }
+    ASSIGN_OR_RETURN(EarlyAbortRule r, EarlyAbortRuleFromJson(rule.dump()));
+    job->rules.push_back(std::move(r));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 StatusOr<int64_t> PgJobStore::EarlyAbortArtifact(pqxx::transaction_base& tx,
@@ -34,7 +52,8 @@ StatusOr<int64_t> PgJobStore::EarlyAbortArtifact(pqxx::transaction_base& tx,
   pqxx::result r = Exec(
       tx,
       "SELECT j.id, j.state, j.spec->'eval'->>'task' AS task, j.last_error, "
-      "  (SELECT s.spec->'early_abort' FROM sweeps s WHERE s.id = j.sweep_id)::text AS rule, "
+      "  (SELECT json_agg(s.spec->'early_abort' ORDER BY s.id) FROM sweep_jobs sj "
+      "   JOIN sweeps s ON s.id = sj.sweep_id WHERE sj.job_id = j.id)::text AS rules, "
       "  (SELECT x.value FROM results x WHERE x.job_id = j.id AND x.metric = 'ppl') AS ppl, "
       "  b.state AS b_state, b.last_error AS b_error, "
       "  (SELECT x.value FROM results x WHERE x.job_id = b.id AND x.metric = 'ppl') AS b_ppl, "
@@ -50,10 +69,7 @@ StatusOr<int64_t> PgJobStore::EarlyAbortArtifact(pqxx::transaction_base& tx,
     job.id = row["id"].as<int64_t>();
     ASSIGN_OR_RETURN(job.state, StateOf(row["state"]));
     job.task = row["task"].is_null() ? "" : row["task"].as<std::string>();
-    if (!row["rule"].is_null() && row["rule"].as<std::string>() != "null") {
-      ASSIGN_OR_RETURN(EarlyAbortRule rule, EarlyAbortRuleFromJson(row["rule"].as<std::string>()));
-      job.rule = rule;
-    }
+    RETURN_IF_ERROR(ReadRules(row["rules"], &job));
     job.ppl = PplOf(row, job.state, "ppl", "last_error");
     if (!row["b_state"].is_null()) {
       ASSIGN_OR_RETURN(JobState b, StateOf(row["b_state"]));
@@ -98,6 +114,28 @@ Status PgJobStore::EarlyAbortAfter(int64_t job_id, absl::Time now) {
     }
     return absl::OkStatus();
   });
+}
+
+StatusOr<int64_t> PgJobStore::DecideHeldEarlyAborts(absl::Time now) {
+  int64_t skipped = 0;
+  RETURN_IF_ERROR(Transact("DecideHeldEarlyAborts", [&](pqxx::transaction_base& tx) -> Status {
+    skipped = 0;
+    // Held: the submission's hold (attempt 0), not a retry's backoff.
+    pqxx::result r = Exec(tx,
+                          "SELECT DISTINCT h.artifact_key FROM jobs h WHERE h.state = 'PENDING' "
+                          "AND h.attempt = 0 AND h.baseline_key IS NOT NULL AND h.not_before > " +
+                              Ts(1) +
+                              " AND EXISTS (SELECT 1 FROM jobs d WHERE d.artifact_key = "
+                              "h.artifact_key AND d.baseline_key IS NOT NULL AND d.state IN "
+                              "('SUCCEEDED', 'FAILED')) ORDER BY 1",
+                          Micros(now));
+    for (const pqxx::row& row : r) {
+      ASSIGN_OR_RETURN(const int64_t n, EarlyAbortArtifact(tx, row[0].as<std::string>(), now));
+      skipped += n;
+    }
+    return absl::OkStatus();
+  }));
+  return skipped;
 }
 
 StatusOr<EarlyAbortSavings> PgJobStore::EarlyAbortTotals() {

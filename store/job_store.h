@@ -217,9 +217,11 @@ class JobStore {
   // SUCCEEDED one keeps its result; a FAILED, CANCELED or SKIPPED one is resubmitted: PENDING
   // again with attempt 0 (the epoch keeps growing), recorded as a RESUBMIT event naming this
   // sweep and the previous state and error. A replay applies nothing, so it never retries a
-  // failed job. Then the sweep's early-abort rule (spec_json "early_abort") is applied to every
-  // artifact of the sweep whose perplexity is already known (EarlyAbort below): a looser rule
-  // (or none) leaves a revived job PENDING, one its artifact still exceeds skips it again.
+  // failed job. Then the early-abort rules (spec_json "early_abort") of every sweep that asks
+  // for a job are applied to every artifact of the sweep whose perplexity is already known, and
+  // to those with a job another sweep's rule holds (common/early_abort.h PlanEarlyAbort: a job
+  // is skipped only when all its sweeps' rules say so): a looser rule (or none) leaves a revived
+  // job PENDING and ends another sweep's hold, one its artifact still exceeds skips it again.
   // `counts` (may be null) receives what became of the jobs (all 0 on a replay).
   virtual StatusOr<int64_t> SubmitSweep(const std::string& request_id, const std::string& name,
                                         const std::string& spec_json, int32_t priority,
@@ -334,6 +336,12 @@ class JobStore {
   virtual StatusOr<JobLog> GetJobLog(int64_t job_id) = 0;
   // Of every job, for metrics.
   virtual StatusOr<EarlyAbortSavings> EarlyAbortTotals() = 0;
+  // Makes the early-abort decisions a lost transaction left undone: Complete and Fail decide
+  // after their result is stored, in a transaction of their own, so an outage between the two
+  // leaves jobs held (PENDING, not_before in the future) although their artifact's result is in.
+  // Applies the rules to every artifact with such a held job and a finished job of its own (the
+  // coordinator's reaper calls this on each tick). Returns how many jobs it skipped.
+  virtual StatusOr<int64_t> DecideHeldEarlyAborts(absl::Time now) = 0;
 };
 
 }  // namespace bitsweep::store

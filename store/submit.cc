@@ -144,12 +144,16 @@ StatusOr<int64_t> PgJobStore::SubmitSweep(const std::string& request_id, const s
     }
     c.shared = static_cast<int64_t>(jobs.size()) - c.created - c.reused - c.resubmitted;
     // Early abort for the artifacts whose perplexity is already known (an earlier sweep ran
-    // it): under this sweep's rule a revived job stays PENDING or is SKIPPED again at once.
+    // it): a revived job stays PENDING or is SKIPPED again at once, as the rules of every
+    // sweep that now asks for it say. And for those with a job another sweep's rule holds: when
+    // this sweep has no rule, or one that cannot skip it, the hold ends now.
     pqxx::result decided = Exec(tx,
                                 "SELECT DISTINCT artifact_key FROM jobs WHERE job_key = "
-                                "ANY($1::text[]) AND baseline_key IS NOT NULL AND state IN "
-                                "('SUCCEEDED', 'FAILED') ORDER BY 1",
-                                a.keys);
+                                "ANY($1::text[]) AND baseline_key IS NOT NULL AND (state IN "
+                                "('SUCCEEDED', 'FAILED') OR (state = 'PENDING' AND sweep_id <> $2 "
+                                "AND not_before > " +
+                                    Ts(3) + ")) ORDER BY 1",
+                                a.keys, sweep_id, Micros(now));
     for (const pqxx::row& row : decided) {
       RETURN_IF_ERROR(EarlyAbortArtifact(tx, row[0].as<std::string>(), now).status());
     }

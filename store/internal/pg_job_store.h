@@ -66,6 +66,7 @@ class PgJobStore final : public JobStore {
                    absl::Time now) override;
   StatusOr<JobLog> GetJobLog(int64_t job_id) override;
   StatusOr<EarlyAbortSavings> EarlyAbortTotals() override;
+  StatusOr<int64_t> DecideHeldEarlyAborts(absl::Time now) override;
 
  private:
   // kTransaction: `body` runs in one transaction (BEGIN ... COMMIT), committed when it returns

@@ -34,7 +34,11 @@ ArtifactJob Job(int64_t id, const std::string& task, JobState state,
   j.id = id;
   j.task = task;
   j.state = state;
-  j.rule = std::move(rule);
+  if (rule) {
+    j.rules = {*rule};
+  } else {
+    j.unruled = true;
+  }
   return j;
 }
 
@@ -220,4 +224,37 @@ TEST_CASE("A diverged on job skips the artifact's jobs even before its baseline 
   REQUIRE(actions.size() == 1);
   CHECK(actions[0].kind == EarlyAbortAction::kSkip);
   CHECK_THAT(actions[0].reason, Catch::Contains("ppl is inf (diverged)"));
+}
+
+TEST_CASE("A job shared by several sweeps is skipped only when every one of them would skip it") {
+  auto shared = [](std::vector<EarlyAbortRule> rules, bool unruled) {
+    ArtifactJob j = Job(2, "piqa", JobState::kPending);
+    j.rules = std::move(rules);
+    j.unruled = unruled;
+    return j;
+  };
+  // ppl 40 against FP 6.3 (x6.3): a x3 rule exceeds, a x10 one does not.
+  auto one = [](const std::vector<EarlyAbortAction>& a) {
+    REQUIRE(a.size() == 1);
+    return a[0];
+  };
+  const EarlyAbortAction strict = one(PlanEarlyAbort({Measured(40.0), shared({Rule(3)}, false)}));
+  CHECK(strict.kind == EarlyAbortAction::kSkip);
+  // A second sweep without a rule, or with a looser one, asks for it too: it runs.
+  CHECK(one(PlanEarlyAbort({Measured(40.0), shared({Rule(3)}, true)})).kind ==
+        EarlyAbortAction::kRelease);
+  CHECK(one(PlanEarlyAbort({Measured(40.0), shared({Rule(3), Rule(10)}, false)})).kind ==
+        EarlyAbortAction::kRelease);
+  // Both rules exceed: skipped, with the loosest rule's reason.
+  const EarlyAbortAction both =
+      one(PlanEarlyAbort({Measured(400.0), shared({Rule(3), Rule(10)}, false)}));
+  CHECK(both.kind == EarlyAbortAction::kSkip);
+  CHECK_THAT(both.reason, Catch::Contains("> 10 x FP"));
+  // One rule exceeds while the other's `on` result (c4) is still to come: it waits.
+  ArtifactJob c4 = Job(3, "c4", JobState::kPending, Rule(3, "c4"));
+  CHECK(PlanEarlyAbort({Measured(400.0), c4, shared({Rule(3), Rule(3, "c4")}, false)}).size() ==
+        0);
+  // A sweep whose rule is decided on the job's own task needs the job: it is released.
+  CHECK(one(PlanEarlyAbort({Measured(400.0), shared({Rule(3), Rule(3, "piqa")}, false)})).kind ==
+        EarlyAbortAction::kRelease);
 }

@@ -4,11 +4,13 @@
 #include <catch2/catch.hpp>
 #include <limits>
 #include <map>
+#include <pqxx/pqxx>
 #include <string>
 
 #include "common/diverged.h"
 #include "store/job_store.h"
 #include "tests/store/job_store_testing.h"
+#include "tests/testing/local_pg.h"
 
 namespace bitsweep::store::job_store_test {
 namespace {
@@ -233,6 +235,85 @@ TEST_CASE("a sweep without a rule skips nothing and holds nothing", "[pg]") {
   REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
                              Ppl(965.3), kT0));
   CHECK(Get(*store, ids, "q1|piqa").state == JobState::kLeased);
+}
+
+TEST_CASE("a job another sweep asks for without a rule is released at its submission and runs",
+          "[pg]") {
+  auto store = OpenFresh();
+  REQUIRE_OK(store->SubmitSweep("r", "s", kRule, 0, Grid(), kT0));
+  std::vector<NewJob> unheld = Grid();
+  for (NewJob& j : unheld) j.hold = absl::ZeroDuration();
+  const absl::Time t = kT0 + absl::Seconds(1);
+  REQUIRE_OK(store->SubmitSweep("r2", "s2", "{}", 0, unheld, t));
+  // Under the first sweep's rule alone only the four unheld jobs could be leased now.
+  const auto leased = LeaseAll(*store, Worker(*store, "w"), t);
+  CHECK(leased.size() == 6);
+  CHECK(leased.count("q1|piqa") == 1);
+}
+
+TEST_CASE("a job shared by two sweeps with rules is skipped only when both rules say so, with "
+          "the looser one's reason",
+          "[pg]") {
+  auto store = OpenFresh();
+  auto sweep = store->SubmitSweep("r", "s", kRule, 0, Grid(), kT0);
+  REQUIRE_OK(sweep);
+  REQUIRE_OK(store->SubmitSweep(
+      "r2", "s2", R"({"early_abort": {"ppl_ratio": 100, "on": "wikitext2"}})", 0, Grid(), kT0));
+  const auto ids = Ids(*store, *sweep);
+  const int64_t w = Worker(*store, "w");
+  auto leased = LeaseAll(*store, w, kT0);
+  REQUIRE(leased.size() == 4);  // both rules hold the piqa jobs
+  const absl::Time t = kT0 + absl::Seconds(2);
+  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
+                             Ppl(6.3), t));
+  // 100: over x3, under x100: the second sweep wants q1|piqa, so it runs.
+  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
+                             Ppl(100.0), t));
+  CHECK(Get(*store, ids, "q1|piqa").state == JobState::kPending);
+  CHECK(Get(*store, ids, "q1|piqa").not_before == t);
+  // 965.3 exceeds both: skipped, named by the x100 rule.
+  REQUIRE_OK(store->Complete(leased["q2|wikitext2"].job_id, leased["q2|wikitext2"].epoch,
+                             Ppl(965.3), t));
+  const JobInfo skipped = Get(*store, ids, "q2|piqa");
+  CHECK(skipped.state == JobState::kSkipped);
+  CHECK_THAT(skipped.last_error, Catch::StartsWith("early abort: wikitext2 ppl 965.3 > 100 x FP"));
+}
+
+TEST_CASE("a decision lost after a result landed is made by the reaper's next tick", "[pg]") {
+  const std::string conninfo = testing::FreshDatabase();
+  auto opened = JobStore::Open(conninfo);
+  REQUIRE_OK(opened);
+  JobStore& store = **opened;
+  auto sweep = store.SubmitSweep("r", "s", kRule, 0, Grid(), kT0);
+  REQUIRE_OK(sweep);
+  const auto ids = Ids(store, *sweep);
+  auto leased = LeaseAll(store, Worker(store, "w"), kT0);
+  const absl::Time t = kT0 + absl::Seconds(5);
+  REQUIRE_OK(store.Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
+                            Ppl(6.3), t));
+  REQUIRE_OK(store.Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
+                            Ppl(965.3), t));
+  REQUIRE(Get(store, ids, "q1|piqa").state == JobState::kSkipped);
+  // What an outage between Complete's two transactions leaves: the result stored, the job
+  // still held as the submission held it.
+  {
+    pqxx::connection conn(conninfo);
+    pqxx::work tx(conn);
+    tx.exec_params("UPDATE jobs SET state = 'PENDING', last_error = '', finished_at = NULL, "
+                   "saved_seconds = 0 WHERE id = $1",
+                   ids.at("q1|piqa"));
+    tx.commit();
+  }
+  REQUIRE(Get(store, ids, "q1|piqa").state == JobState::kPending);
+  auto decided = store.DecideHeldEarlyAborts(t + absl::Seconds(2));
+  REQUIRE_OK(decided);
+  CHECK(*decided == 1);
+  CHECK(Get(store, ids, "q1|piqa").state == JobState::kSkipped);
+  // q2's ppl is still to come: nothing to decide there, its hold stays.
+  CHECK(Get(store, ids, "q2|piqa").not_before == kT0 + kHold);
+  auto again = store.DecideHeldEarlyAborts(t + absl::Seconds(3));
+  REQUIRE_OK(again);
+  CHECK(*again == 0);
 }
 
 }  // namespace bitsweep::store::job_store_test

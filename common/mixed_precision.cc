@@ -229,6 +229,21 @@ Status CanonicalizeOverrides(const MethodInfo& row, QuantConfig* q,
     }
   }
   LinearPrecision canonical_base = common.keep_fp() ? base : common;
+  if (common.keep_fp()) {
+    // Every linear's entry then sets its bits and group, so the recipe's own width matters to
+    // none: the lowest precision some linear gets stands in for it (the same with or without the
+    // model's depth, since both see the same set of precisions), so that "w3 fp L0:w2" and
+    // "w4 fp L0:w2" are one recipe.
+    std::set<std::pair<int, int>> used;
+    for (const std::string& t : types) {
+      if (!rest[t].keep_fp()) used.insert({rest[t].wbits, rest[t].group_size});
+      for (int64_t l = 0; l <= max_layer; ++l) {
+        const LinearPrecision p = resolve(l, t);
+        if (!p.keep_fp()) used.insert({p.wbits, p.group_size});
+      }
+    }
+    if (!used.empty()) canonical_base = LinearPrecision{used.begin()->first, used.begin()->second};
+  }
   std::vector<QuantOverride> out;
   if (common != canonical_base) out.push_back({"", "", common.wbits, common.group_size});
   for (const std::string& t : types) {

@@ -179,6 +179,27 @@ TEST_CASE("With the model's depth, an FP-everywhere-but-one recipe has one form"
   CHECK(OverridesText(Normal(a).overrides) == OverridesText(a.overrides));
 }
 
+TEST_CASE("A mostly-FP recipe's own width, which no linear uses, does not enter its key") {
+  // Everything FP but layer 0 at w2 g128, written over a base of w3, w4 or w2.
+  std::vector<QuantConfig> forms;
+  for (int base : {3, 4, 2}) forms.push_back(Normal(Rtn(base, {Linear("", 16), Layers("0", 2)})));
+  for (const QuantConfig& q : forms) {
+    CHECK(q.wbits == 2);
+    CHECK(OverridesText(q.overrides) == "fp L0:w2g128");
+    CHECK(Spec(q).ArtifactKey() == Spec(forms.back()).ArtifactKey());
+  }
+  // Two widths in use: the lowest stands in, with the model's depth or without it.
+  QuantConfig two = Rtn(8, {Linear("", 16), Layers("0", 4), Layers("2", 3)});
+  const QuantConfig without = Normal(two);
+  CHECK(without.wbits == 3);
+  const auto field = [](std::string_view f) { return std::string(f); };
+  QuantConfig with = Normal(two);
+  REQUIRE(CanonicalizeOverrides(**LookupMethod("rtn"), &with, field, 4).ok());
+  CHECK(with.wbits == 3);
+  CHECK(OverridesText(Normal(with).overrides) == OverridesText(with.overrides));
+  CHECK(Normal(with).wbits == with.wbits);
+}
+
 TEST_CASE("Average bits weight each linear by its size, FP linears at 16 bits") {
   const QuantConfig q = Normal(Rtn(2, {Layers("1", 16), Linear("down_proj", 4)}));
   const LayerLinears layer = {{"self_attn.q_proj", 100}, {"mlp.down_proj", 300}};

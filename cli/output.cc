@@ -85,12 +85,16 @@ int Fail(const Status& status) {
              : kExitError;
 }
 
+std::string SweepName(const v1::Sweep& s) {
+  return s.run_tag().empty() ? s.name() : absl::StrCat(s.name(), " run=", s.run_tag());
+}
+
 std::string SweepLine(const v1::Sweep& s, int name_width) {
   const int64_t done = s.succeeded() + s.failed() + s.canceled() + s.skipped();
   const int filled = s.total() > 0 ? static_cast<int>(kProgressBarWidth * done / s.total()) : 0;
   std::string line = absl::StrFormat(
       "sweep %d %-*s [%s%s] %d/%d  succeeded %d  failed %d  canceled %d  running %d  pending %d",
-      s.id(), name_width, s.name(), std::string(filled, '#'),
+      s.id(), name_width, SweepName(s), std::string(filled, '#'),
       std::string(kProgressBarWidth - filled, '.'), done, s.total(), s.succeeded(), s.failed(),
       s.canceled(), s.leased(), s.pending());
   // Early abort (the sweep's early_abort rule): what it skipped and the time that saved.
@@ -105,7 +109,7 @@ std::vector<std::string> SweepLines(const v1::ListSweepsResponse& sweeps) {
   int id_width = 1, name_width = 12;
   for (const v1::Sweep& s : sweeps.sweeps()) {
     id_width = std::max(id_width, static_cast<int>(std::to_string(s.id()).size()));
-    name_width = std::max(name_width, static_cast<int>(s.name().size()));
+    name_width = std::max(name_width, static_cast<int>(SweepName(s).size()));
   }
   std::vector<std::string> lines;
   for (const v1::Sweep& s : sweeps.sweeps()) {
@@ -118,8 +122,8 @@ std::vector<std::string> SweepLines(const v1::ListSweepsResponse& sweeps) {
 }
 
 std::string SubmitLine(const v1::SubmitSweepResponse& r) {
-  std::string line = absl::StrFormat("sweep %d \"%s\": %d jobs", r.sweep().id(), r.sweep().name(),
-                                     r.sweep().total());
+  std::string line = absl::StrFormat("sweep %d \"%s\": %d jobs", r.sweep().id(),
+                                     SweepName(r.sweep()), r.sweep().total());
   if (r.replayed()) return line + " (already submitted)";
   absl::StrAppend(&line, ": ", r.new_jobs(), " new, ", r.reused_jobs(),
                   " reused from stored results");
@@ -275,6 +279,7 @@ std::string SweepsJson(const v1::ListSweepsResponse& sweeps, int64_t now) {
     const auto [elapsed, eta] = SweepElapsedEta(s, now);
     out.push_back({{"id", s.id()},
                    {"name", s.name()},
+                   {"run_tag", s.run_tag()},
                    {"priority", s.priority()},
                    {"created_at", UnixOrNull(s.created_at())},
                    {"total", s.total()},
@@ -327,7 +332,7 @@ std::vector<std::string> SweepLinesWide(const v1::ListSweepsResponse& sweeps, in
                                                  "PENDING", "CREATED", "ELAPSED", "ETA"}};
   for (const v1::Sweep& s : sweeps.sweeps()) {
     const auto [elapsed, eta] = SweepElapsedEta(s, now);
-    rows.push_back({std::to_string(s.id()), s.name(), std::to_string(s.priority()),
+    rows.push_back({std::to_string(s.id()), SweepName(s), std::to_string(s.priority()),
                     std::to_string(s.total()), std::to_string(s.succeeded()),
                     std::to_string(s.failed()), std::to_string(s.canceled()),
                     std::to_string(s.skipped()), std::to_string(s.leased()),

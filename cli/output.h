@@ -30,8 +30,10 @@ inline constexpr const char* kExitCodesHelp =
 // small for one layer), else kExitError.
 int Fail(const Status& status);
 
+// The sweep's name as the CLI shows it: "demo", or "demo run=v2" for a sweep with a run_tag.
+std::string SweepName(const v1::Sweep& sweep);
 // "sweep 3 demo [#####.....] 4/12  succeeded 4  failed 0  canceled 0  running 2  pending 6", the
-// name padded to `name_width` (a longer one is written whole).
+// name (SweepName) padded to `name_width` (a longer one is written whole).
 std::string SweepLine(const v1::Sweep& sweep, int name_width = 12);
 // SweepLine of each sweep, ids and names padded to the longest of the list, so the columns
 // after them line up however long a name is.

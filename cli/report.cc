@@ -170,6 +170,7 @@ json SweepJson(const ReportSweep& r) {
   const v1::Sweep& s = r.sweep;
   return {{"id", s.id()},
           {"name", s.name()},
+          {"run_tag", s.run_tag()},
           {"created_at", s.created_at()},
           {"total", s.total()},
           {"succeeded", s.succeeded()},
@@ -186,7 +187,7 @@ json SweepJson(const ReportSweep& r) {
 
 std::string ReportTitle(const ReportSweep& sweep, const ReportSweep* compare) {
   auto name = [](const ReportSweep& r) {
-    return absl::StrCat("sweep ", r.sweep.id(), " (", r.sweep.name(), ")");
+    return absl::StrCat("sweep ", r.sweep.id(), " (", SweepName(r.sweep), ")");
   };
   std::string title = absl::StrCat("bitsweep report: ", name(sweep));
   if (compare != nullptr) absl::StrAppend(&title, " vs ", name(*compare));

@@ -106,6 +106,7 @@ grpc::Status CoordinatorService::SubmitSweep(grpc::ServerContext* context,
     if (spec.early_abort) {
       sweep_json["early_abort"] = nlohmann::json::parse(EarlyAbortRuleToJson(*spec.early_abort));
     }
+    if (!spec.run_tag.empty()) sweep_json["run_tag"] = spec.run_tag;  // SweepToProto reads it
     // The models' display names, by folder as the jobs name them (ModelNamesOf reads them).
     if (auto names = ModelNames(spec); !names.empty()) sweep_json["model_names"] = names;
     const absl::Time now = TruncateToMicros(deps_.now());

@@ -43,6 +43,7 @@ json SweepJson(const store::SweepInfo& info) {
   SweepToProto(info, &s);
   return {{"id", s.id()},
           {"name", s.name()},
+          {"run_tag", s.run_tag()},
           {"priority", s.priority()},
           {"created_at", s.created_at()},
           {"state", info.state},

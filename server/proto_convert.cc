@@ -1,5 +1,7 @@
 #include "server/proto_convert.h"
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "rpc/proto_convert.h"
 
@@ -11,6 +13,13 @@ void SweepToProto(const store::SweepInfo& sweep, v1::Sweep* out) {
   out->set_name(sweep.name);
   out->set_priority(sweep.priority);
   out->set_created_at(absl::ToUnixSeconds(sweep.created_at));
+  // The stored sweep JSON holds the run tag only when the sweep has one.
+  if (sweep.spec_json.find("\"run_tag\"") != std::string::npos) {
+    const nlohmann::json spec = nlohmann::json::parse(sweep.spec_json, nullptr, false);
+    if (spec.is_object() && spec.contains("run_tag") && spec["run_tag"].is_string()) {
+      out->set_run_tag(spec["run_tag"].get<std::string>());
+    }
+  }
   auto count = [&](JobState s) -> int64_t {
     auto it = sweep.jobs_by_state.find(s);
     return it == sweep.jobs_by_state.end() ? 0 : it->second;

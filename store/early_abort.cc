@@ -1,7 +1,7 @@
 // Early abort in the store: reads the jobs of one artifact with their perplexities, their
-// baselines' and the rules of every sweep that asks for them, asks common/early_abort.h PlanEarlyAbort what to do, and
-// does it: SKIP a pending job (with its reason and the worker-seconds it saves), or release its
-// hold (not_before = now).
+// baselines' and the rules of every sweep that asks for them, asks common/early_abort.h
+// PlanEarlyAbort what to do, and does it: SKIP a pending job (with its reason and the
+// worker-seconds it saves), or release its hold (not_before = now).
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>

@@ -111,6 +111,27 @@ TEST_CASE("submit says how many jobs were new, reused from stored results, or sk
   CHECK(bitsweep::cli::SubmitLine(r) == "sweep 3 \"demo\": 12 jobs (already submitted)");
 }
 
+TEST_CASE("a sweep with a run_tag is named with it in status and submit lines", "[cli]") {
+  bitsweep::v1::ListSweepsResponse sweeps;
+  auto* a = sweeps.add_sweeps();
+  a->set_id(7);
+  a->set_name("demo");
+  auto* b = sweeps.add_sweeps();
+  b->set_id(8);
+  b->set_name("demo");
+  b->set_run_tag("torch-2.6");
+  const std::vector<std::string> lines = SweepLines(sweeps);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].rfind("sweep 7 demo ", 0) == 0);
+  CHECK(lines[1].rfind("sweep 8 demo run=torch-2.6 [", 0) == 0);
+  CHECK(Columns(lines, "[")[0] == Columns(lines, "[")[1]);
+  bitsweep::v1::SubmitSweepResponse r;
+  *r.mutable_sweep() = *b;
+  r.set_replayed(true);
+  CHECK(bitsweep::cli::SubmitLine(r) ==
+        "sweep 8 \"demo run=torch-2.6\": 0 jobs (already submitted)");
+}
+
 TEST_CASE("A refused call for want of a token says which flag or variable gives it", "[cli]") {
   const bitsweep::Status refused =
       absl::UnauthenticatedError("missing 'authorization: Bearer <token>' metadata");

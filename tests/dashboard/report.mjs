@@ -157,6 +157,8 @@ try {
   // own (every one completed by the v-b worker), not A's.
   const bModel = await cmp.page.locator(`section.sweep[data-sweep="${expected.b.sweep}"] table.paper td.model`).first().textContent();
   check(bModel === 'Qwen3-0.6B run=v-b', `compare: sweep B's table names its run tag (${bModel})`);
+  const bHeading = await cmp.page.locator(`section.sweep[data-sweep="${expected.b.sweep}"] h2`).first().textContent();
+  check(bHeading.endsWith('paper-b run=v-b'), `compare: sweep B's heading names its run tag (${bHeading})`);
   const bIds = await cmp.page.locator(`table.compare td[data-side="b"][data-job-id]`).evaluateAll((tds) => tds.map((td) => td.dataset.jobId));
   const aIds = new Set(await cmp.page.locator(`table.compare td[data-side="a"][data-job-id]`).evaluateAll((tds) => tds.map((td) => td.dataset.jobId)));
   check(bIds.length >= 6 && bIds.every((id) => !aIds.has(id)), `compare: no job of B is one of A's (${bIds})`);
@@ -164,6 +166,23 @@ try {
   check(expected.code_versions.every((v, i) => versions[i] && versions[i].includes(v)),
         `compare: each sweep's appendix names its code version (${versions.length})`);
   check(cmp.requests() === 0, 'compare: nothing is loaded from the network');
+  // The results table (render.js, the dashboard's) groups rows by model and run tag, as the CLI
+  // does: a tagged rerun names the model again with its tag, and its deltas are to its own FP.
+  const grouped = await cmp.page.evaluate(() => {
+    const column = { name: 'wikitext2 ppl', task: 'wikitext2', metric: 'ppl', lower_is_better: true, settings: {} };
+    const row = (tag, baseline, value) => Object.assign({
+      model: '/m/a', model_name: 'a', method: baseline ? 'fp' : 'rtn', wbits: baseline ? 16 : 4, abits: 0,
+      group: 128, label: baseline ? 'FP (baseline)' : 'rtn w4 g128', series: 'rtn g128', baseline, recipe: {},
+      cells: { 'wikitext2 ppl': { value, stderr: 0, n: 1, job_id: 1, delta: null } } }, tag ? { run_tag: tag } : {});
+    const table = { columns: [column], rows: [row('', true, 10), row('', false, 12), row('v2', true, 20), row('v2', false, 21)] };
+    const box = window.BitsweepRender.resultsTable(table);
+    return Array.from(box.querySelectorAll('tbody tr')).map((tr) => {
+      const delta = tr.querySelector('.delta');
+      return [tr.querySelector('td.model').textContent, delta ? delta.textContent : ''];
+    });
+  });
+  check(JSON.stringify(grouped) === JSON.stringify([['a', ''], ['', '+2.000'], ['a run=v2', ''], ['', '+1.000']]),
+        `results table: a tagged rerun is a model group with its own baseline (${JSON.stringify(grouped)})`);
   // A recipe run under two calibrations in one sweep is labelled with them ("... seed=8"): such
   // a row matches the other sweep's row of the same model, method, bits, group and options when
   // that is unique on both sides, and not when it is ambiguous.

@@ -128,6 +128,13 @@ TEST_CASE("a submitted sweep becomes its expanded jobs and lists the skipped com
     const std::string tagged = std::string("run_tag: v2\n") + kOverlappingYaml;
     auto second = Submit(r, "req-tag-1", tagged);
     CHECK(second.sweep().total() == 3);  // fp, rtn w3, rtn w4: all new, the baseline too
+    CHECK(second.sweep().run_tag() == "v2");
+    CHECK(resp.sweep().run_tag().empty());
+    v1::GetSweepRequest get;
+    get.set_sweep_id(second.sweep().id());
+    v1::Sweep got;
+    REQUIRE_RPC_OK(r.client->GetSweep(Ctx().get(), get, &got));
+    CHECK(got.run_tag() == "v2");
     CHECK(TotalJobsInStore(r) == 6);
     v1::ListJobsRequest list_tagged;
     list_tagged.set_sweep_id(second.sweep().id());

@@ -182,7 +182,10 @@ grpc::Status WorkerGatewayService::Heartbeat(grpc::ServerContext* context,
                                             deps_.lease_ttl, request->session()));
     const double progress =
         std::isfinite(request->progress()) ? std::clamp(request->progress(), 0.0, 1.0) : 0.0;
-    deps_.board->SetProgress(request->job_id(), JobProgress{progress, request->phase()});
+    JobProgress reported;
+    reported.progress = progress;
+    reported.phase = request->phase();
+    deps_.board->SetProgress(request->job_id(), reported);
     response->set_cancel_requested(reply.cancel_requested);
     return absl::OkStatus();
   });

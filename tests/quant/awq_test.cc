@@ -296,7 +296,8 @@ TEST_CASE(
     CHECK(q.codes.min().item<int>() >= 0);
     CHECK(q.codes.max().item<int>() <= 7);
     CHECK(at::equal(FindLinearIn(t->m->layer(0), n)->weight(), q.Dequantize()));
-    const LinearReport& rep = Report(r, "model.layers.0." + n);
+    const std::string name = "model.layers.0." + n;
+    const LinearReport& rep = Report(r, name);
     CHECK(rep.calib_tokens == 3 * 24);
     REQUIRE(rep.stats.count("ratio") == 1);  // every group searched (scale_v_to_o)
     CHECK(rep.stats.at("ratio") >= 0);
@@ -395,7 +396,8 @@ TEST_CASE(
   o.clip = false;
   o.n_grid = n_grid;
   const QuantizeResult r = Run(*t, Grid(bits, gs), o);
-  const LinearReport& rep = Report(r, "model.layers.0.mlp.gate_proj");
+  const std::string gate = "model.layers.0.mlp.gate_proj";
+  const LinearReport& rep = Report(r, gate);
   REQUIRE(rep.stats.count("ratio") == 1);
   const int k_impl = static_cast<int>(std::lround(rep.stats.at("ratio") * n_grid));
 
@@ -487,7 +489,8 @@ TEST_CASE("AWQ runs through a MoE layer, experts with few routed tokens keep s =
   for (int64_t e = 0; e < n_experts; ++e) {
     const std::string down = "mlp.experts." + std::to_string(e) + ".down_proj";
     INFO(down << " with " << count[e] << " tokens");
-    const LinearReport& rep = Report(r, "model.layers.0." + down);
+    const std::string name = "model.layers.0." + down;
+    const LinearReport& rep = Report(r, name);
     CHECK(rep.calib_tokens == count[e]);
     if (count[e] < t->job.min_expert_tokens) {
       ++skipped;

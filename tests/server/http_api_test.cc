@@ -298,7 +298,7 @@ TEST_CASE(
   CHECK(second["next_page_token"] == "");
 
   // A sweep's jobs and its results, two per page: every job once, in id order.
-  for (const std::string listing :
+  for (const std::string& listing :
        {"/api/sweeps/" + std::to_string(sweep) + "?page_size=2",
         "/api/results?sweep=" + std::to_string(sweep) + "&page_size=2"}) {
     std::vector<int64_t> ids;

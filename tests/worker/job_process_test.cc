@@ -246,7 +246,9 @@ TEST_CASE("a job naming a model, task or calibration file outside the roots fail
     spec.eval.task = task;
     WriteFile(dir + "/job.json", JobSpecToJson(spec));
     std::filesystem::remove(dir + "/job.json.result");
-    ChildOptions child{dir + "/artifacts", dir + "/data"};
+    ChildOptions child;
+    child.artifact_root = dir + "/artifacts";
+    child.data_dir = dir + "/data";
     child.roots = roots;
     const int rc = RunJobChild(dir + "/job.json", dir + "/job.json.result",
                                dir + "/job.json.progress", child);

@@ -35,6 +35,13 @@ JobSpec Spec(const std::string& model, const std::string& method, const std::str
   return *n;
 }
 
+// The child's options with artifacts under `dir` and no data folder.
+bitsweep::worker::ChildOptions ArtifactsIn(const std::string& dir) {
+  bitsweep::worker::ChildOptions options;
+  options.artifact_root = dir + "/artifacts";
+  return options;
+}
+
 }  // namespace
 
 TEST_CASE("A job quantizes its artifact once, reuses it, and evaluates the quantized model",
@@ -44,7 +51,8 @@ TEST_CASE("A job quantizes its artifact once, reuses it, and evaluates the quant
   WriteFile(dir + "/facts.jsonl",
             "{\"context\": \"one and one\", \"choices\": [\"two\", \"three\"], \"gold\": 0}\n"
             "{\"context\": \"sky\", \"choices\": [\"blue\", \"green\", \"loud\"], \"gold\": 0}\n");
-  bitsweep::worker::RunnerConfig config{dir + "/artifacts", ""};
+  bitsweep::worker::RunnerConfig config;
+  config.artifact_root = dir + "/artifacts";
 
   const JobSpec fp = Spec(dir + "/model", "fp", dir + "/facts.jsonl");
   auto base = bitsweep::worker::RunJob(fp, config, nullptr);
@@ -96,7 +104,7 @@ TEST_CASE("A job child reports bad specs as non-retryable errors naming the prob
   const std::string dir = bitsweep::testing::ScratchDir("job_child");
   WriteFile(dir + "/spec.json", "{\"model\": 3}");
   const int code = bitsweep::worker::RunJobChild(dir + "/spec.json", dir + "/result.json",
-                                                 dir + "/progress", {dir + "/artifacts", ""});
+                                                 dir + "/progress", ArtifactsIn(dir));
   CHECK(code == 2);
   auto r = nlohmann::json::parse(std::ifstream(dir + "/result.json"));
   CHECK_THAT(r["error"].get<std::string>(), Catch::Contains("model"));
@@ -108,7 +116,7 @@ TEST_CASE("A job child reports bad specs as non-retryable errors naming the prob
   REQUIRE(n.ok());
   WriteFile(dir + "/spec2.json", bitsweep::JobSpecToJson(*n));
   const int code2 = bitsweep::worker::RunJobChild(dir + "/spec2.json", dir + "/result2.json",
-                                                  dir + "/progress", {dir + "/artifacts", ""});
+                                                  dir + "/progress", ArtifactsIn(dir));
   CHECK(code2 != 0);
   auto r2 = nlohmann::json::parse(std::ifstream(dir + "/result2.json"));
   CHECK_THAT(r2["error"].get<std::string>(), Catch::Contains("no-such-model"));
@@ -123,7 +131,7 @@ TEST_CASE("A job whose model cannot fit its memory offer even layer-streamed fai
             "{\"context\": \"sky\", \"choices\": [\"blue\", \"green\"], \"gold\": 0}\n");
   WriteFile(dir + "/spec.json",
             bitsweep::JobSpecToJson(Spec(dir + "/model", "fp", dir + "/facts.jsonl")));
-  bitsweep::worker::ChildOptions options{dir + "/artifacts", ""};
+  bitsweep::worker::ChildOptions options = ArtifactsIn(dir);
   options.max_memory_bytes = 64 << 10;  // 64 KiB: not one layer of the tiny model
   const int code = bitsweep::worker::RunJobChild(dir + "/spec.json", dir + "/result.json",
                                                  dir + "/progress", options);

@@ -3,6 +3,7 @@
 #include "store/job_store.h"
 
 #include "store/internal/pg_job_store.h"
+#include "store/internal/sql.h"
 #include "store/migrations.h"
 #include "store/pg_status.h"
 
@@ -107,7 +108,7 @@ StatusOr<std::string> PgJobStore::ClusterId() {
   RETURN_IF_ERROR(Transact(
       "ClusterId",
       [&](pqxx::transaction_base& tx) -> Status {
-        id = tx.exec1("SELECT id FROM cluster")[0].as<std::string>();
+        id = Exec1(tx, "SELECT id FROM cluster")[0].as<std::string>();
         return absl::OkStatus();
       },
       Mode::kOneStatement));

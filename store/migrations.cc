@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 #include <set>
 
+#include "store/internal/sql.h"
 #include "store/pg_status.h"
 
 namespace bitsweep::store {
@@ -42,17 +43,17 @@ StatusOr<int> Migrate(const std::string& conninfo, int up_to) {
       if (m.version > up_to) break;
       current = std::string("migration ") + m.name;
       pqxx::work tx(conn);
-      tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
+      internal::Exec(tx, "SELECT pg_advisory_xact_lock($1)", kMigrationLockKey);
       // Inside the lock: concurrent CREATE TABLE IF NOT EXISTS would race on pg_type.
       tx.exec(
           "CREATE TABLE IF NOT EXISTS schema_version ("
           " version integer PRIMARY KEY, name text NOT NULL,"
           " applied_at timestamptz NOT NULL DEFAULT now())");
       pqxx::result done =
-          tx.exec_params("SELECT 1 FROM schema_version WHERE version = $1", m.version);
+          internal::Exec(tx, "SELECT 1 FROM schema_version WHERE version = $1", m.version);
       if (done.empty()) {
         tx.exec(m.sql);
-        tx.exec_params("INSERT INTO schema_version (version, name) VALUES ($1, $2)", m.version,
+        internal::Exec(tx, "INSERT INTO schema_version (version, name) VALUES ($1, $2)", m.version,
                        std::string(m.name));
       }
       tx.commit();

@@ -53,7 +53,12 @@ pqxx::result Exec(pqxx::transaction_base& tx, const std::string& sql, Args&&... 
   char name[32];
   std::snprintf(name, sizeof(name), "bitsweep_%016zx", std::hash<std::string>{}(sql));
   tx.conn().prepare(name, sql);
+#if PQXX_VERSION_MAJOR > 7 || (PQXX_VERSION_MAJOR == 7 && PQXX_VERSION_MINOR >= 10)
+  // libpqxx 7.10 (Debian 13) deprecates exec_prepared for this form; 6.4 (Debian 12) lacks it.
+  return tx.exec(pqxx::prepped{name}, pqxx::params{std::forward<Args>(args)...});
+#else
   return tx.exec_prepared(name, std::forward<Args>(args)...);
+#endif
 }
 // Exec that expects exactly one row (pqxx::unexpected_rows otherwise).
 template <typename... Args>

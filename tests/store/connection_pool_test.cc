@@ -15,7 +15,7 @@ namespace {
 int WaitingForLocks(const std::string& conninfo) {
   pqxx::connection c(conninfo);
   pqxx::nontransaction tx(c);
-  return tx.exec1("SELECT count(*) FROM pg_locks WHERE NOT granted")[0].as<int>();
+  return tx.exec("SELECT count(*) FROM pg_locks WHERE NOT granted").at(0)[0].as<int>();
 }
 
 TEST_CASE("after a PostgreSQL restart the first call succeeds however many pooled connections "

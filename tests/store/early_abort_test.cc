@@ -299,9 +299,9 @@ TEST_CASE("a decision lost after a result landed is made by the reaper's next ti
   {
     pqxx::connection conn(conninfo);
     pqxx::work tx(conn);
-    tx.exec_params("UPDATE jobs SET state = 'PENDING', last_error = '', finished_at = NULL, "
-                   "saved_seconds = 0 WHERE id = $1",
-                   ids.at("q1|piqa"));
+    tx.exec("UPDATE jobs SET state = 'PENDING', last_error = '', finished_at = NULL, "
+            "saved_seconds = 0 WHERE id = " +
+            std::to_string(ids.at("q1|piqa")));
     tx.commit();
   }
   REQUIRE(Get(store, ids, "q1|piqa").state == JobState::kPending);

@@ -19,7 +19,7 @@ namespace {
 int Ping(const std::string& conninfo) {
   pqxx::connection c(conninfo);
   pqxx::work tx(c);
-  return tx.exec1("SELECT 41 + 1")[0].as<int>();
+  return tx.exec("SELECT 41 + 1").at(0)[0].as<int>();
 }
 
 TEST_CASE("LocalPostgres serves loopback connections and keeps its port across Restart",
@@ -93,7 +93,7 @@ TEST_CASE(
   pqxx::connection c(conninfo);
   {
     pqxx::work tx(c);
-    CHECK(tx.exec1("SELECT count(*) FROM schema_version")[0].as<int>() == *version);
+    CHECK(tx.exec("SELECT count(*) FROM schema_version").at(0)[0].as<int>() == *version);
   }
   pqxx::work tx(c);
   CHECK_THROWS_WITH(tx.exec("CREATE TABLE t (x int)"),

@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
   std::string preset = "8b", steps = "make,eval,rtn,gptq", dir = "build/bench-scale";
   std::string data_dir = "../shared/data", max_memory, bitsweep_bin;
   int64_t layers = 0;
+  bool keep_outputs = false;
   app.add_option("--preset", preset)->check(CLI::IsMember({"8b", "30b-a3b-slice"}));
   app.add_option("--layers", layers, "Decoder layers (0: the preset's)");
   app.add_option("--steps", steps);
@@ -123,6 +124,9 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir);
   app.add_option("--max-memory", max_memory, "Passed to bitsweep eval");
   app.add_option("--bitsweep", bitsweep_bin, "The bitsweep binary (default: build/cli/bitsweep)");
+  app.add_flag("--keep-outputs", keep_outputs,
+               "Keep each quantize step's output folder (by default removed once measured: the "
+               "8B shape's is 21 GB beside the 16 GB checkpoint)");
   CLI11_PARSE(app, argc, argv);
   if (bitsweep_bin.empty()) {
     bitsweep_bin = (fs::read_symlink("/proc/self/exe").parent_path() / "../cli/bitsweep").string();
@@ -140,6 +144,7 @@ int main(int argc, char** argv) {
   struct Step {
     std::string name;
     std::vector<std::string> argv;
+    std::string output = "";  // a quantize step's folder, removed after it unless --keep-outputs
   };
   std::vector<Step> plan;
   auto want = [&](const std::string& s) { return ("," + steps + ",").find("," + s + ",") != std::string::npos; };
@@ -168,7 +173,7 @@ int main(int argc, char** argv) {
         a.push_back(x);
       }
     }
-    plan.push_back({std::string(method) + " w4 g128", a});
+    plan.push_back({std::string(method) + " w4 g128", a, dir + "/" + preset + "-" + method});
   }
 
   std::printf("bench_scale: %s, %lld layers, checkpoint %s\n", preset.c_str(),
@@ -178,7 +183,9 @@ int main(int argc, char** argv) {
   double rtn_per_layer = 0;
   for (const Step& s : plan) {
     const std::string log = dir + "/" + s.name.substr(0, s.name.find(' ')) + ".log";
+    if (!s.output.empty()) fs::remove_all(s.output);  // a failed earlier run's, taking disk
     const Peak p = RunSampled(s.argv, log);
+    if (!s.output.empty() && !keep_outputs) fs::remove_all(s.output);
     const int64_t ckpt = fs::exists(model) ? FolderBytes(model) : 0;
     const double per_layer = p.seconds / static_cast<double>(layers);
     if (s.name.rfind("rtn", 0) == 0) rtn_per_layer = per_layer;

@@ -211,6 +211,24 @@ class ClientEndToEnd(unittest.TestCase):
         frame = self.client.results(self.sweep_id)
         self.assertEqual(sorted(frame["job_id"]), sorted(r["job_id"] for r in rows))
 
+    def test_2b_describe_and_logs_equal_the_cli(self):
+        job_id = self.client.jobs(self.sweep_id)[0]["id"]
+        code, out, err = cli("describe", "job", str(job_id), "-o", "json",
+                             "--coordinator", self.address)
+        self.assertEqual(code, 0, err)
+        described = self.client.describe(job_id)
+        self.assertEqual(described, json.loads(out))
+        self.assertEqual(described["events"][-1]["to_state"], "SUCCEEDED")
+        code, out, err = cli("logs", str(job_id), "--coordinator", self.address)
+        text = self.client.logs(job_id)
+        if code == 0:
+            self.assertEqual(out, text if text.endswith("\n") else text + "\n")
+        else:  # the job process printed nothing: both say there is no output
+            self.assertIsNone(text)
+        with self.assertRaises(BitsweepError) as missing:
+            self.client.describe(10**9)
+        self.assertEqual(missing.exception.code, grpc.StatusCode.NOT_FOUND)
+
     def test_3_resubmission_is_idempotent_and_paths_resolve(self):
         again = self.client.submit_detailed("name: something else\n", request_id=self.request_id)
         self.assertTrue(again.replayed)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import grpc
+from google.protobuf import json_format
 
 from bitsweep_client._stubs import coordinator_pb2, coordinator_pb2_grpc, types_pb2
 from bitsweep_client.errors import BitsweepError
@@ -48,6 +49,8 @@ class Sweep:
     # Jobs the sweep's early_abort rule skipped, and the worker-seconds that is estimated to save.
     skipped: int = 0
     saved_worker_seconds: float = 0.0
+    # The sweep's run_tag ("" when it has none): its jobs share work only with the same tag.
+    run_tag: str = ""
 
     @property
     def done(self) -> int:
@@ -64,11 +67,13 @@ class Sweep:
         return cls(id=m.id, name=m.name, priority=m.priority, created_at=m.created_at,
                    pending=m.pending, leased=m.leased, succeeded=m.succeeded, failed=m.failed,
                    canceled=m.canceled, total=m.total, finished=m.finished,
-                   skipped=m.skipped, saved_worker_seconds=m.saved_worker_seconds)
+                   skipped=m.skipped, saved_worker_seconds=m.saved_worker_seconds,
+                   run_tag=m.run_tag)
 
     def __str__(self) -> str:
         state = "finished" if self.finished else "running"
-        return (f"sweep {self.id} {self.name}: {state}, {self.done}/{self.total} done "
+        name = f"{self.name} run={self.run_tag}" if self.run_tag else self.name
+        return (f"sweep {self.id} {name}: {state}, {self.done}/{self.total} done "
                 f"({self.succeeded} succeeded, {self.failed} failed, {self.canceled} canceled, "
                 f"{self.leased} running, {self.pending} pending)")
 
@@ -317,6 +322,22 @@ class Client:
         j = self._call(self._stub.CancelJob, coordinator_pb2.CancelJobRequest(job_id=job_id))
         return {"id": j.id, "job_key": j.job_key, "state": _job_state_name(j.state),
                 "error": j.error}
+
+    def describe(self, job_id: int) -> Dict[str, Any]:
+        """Everything stored about one job, as `bitsweep describe job JOB_ID -o json` prints it:
+        the JobDescription message as a dict with the proto's field names (job, sweep_id,
+        artifact_key, requirements, tp, events, metrics, provenance_json; 64-bit integers as
+        strings, as protobuf's JSON writes them)."""
+        d = self._call(self._stub.DescribeJob, coordinator_pb2.DescribeJobRequest(job_id=job_id))
+        return json_format.MessageToDict(d, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+    def logs(self, job_id: int) -> Optional[str]:
+        """The end of the job process's output of the job's latest attempt that reported one
+        (at most the last 64 KiB), as `bitsweep logs JOB_ID` prints it; None when none is stored
+        (no attempt has ended yet, or the job process printed nothing)."""
+        log = self._call(self._stub.GetJobLog, coordinator_pb2.GetJobLogRequest(job_id=job_id))
+        return log.text if log.stored else None
 
     # Results -----------------------------------------------------------------------------------
 

@@ -109,14 +109,11 @@
                            `of diverged models, saving ~${duration(s.saved_worker_seconds)} of worker time.` });
   }
 
-  // The sweep's name, with " run=TAG" for a sweep with a run_tag (cli/output.h SweepName).
-  function sweepName(s) { return s.run_tag ? `${s.name} run=${s.run_tag}` : s.name; }
-
   function sweepRow(s) {
     const st = sweepStatus(s);
     return el('tr', { 'data-sweep-id': String(s.id) }, [
       el('td', {}, el('a', { href: '#/sweep/' + s.id, text: String(s.id) })),
-      el('td', {}, el('a', { href: '#/sweep/' + s.id, text: sweepName(s) })),
+      el('td', {}, el('a', { href: '#/sweep/' + s.id, text: R.sweepName(s) })),
       el('td', {}, el('span', { class: 'badge sweep-status ' + st, text: st })),
       el('td', {}, progressBar(s)),
       el('td', { class: 'num', text: `${done(s)}/${s.total}` }),
@@ -189,7 +186,7 @@
     const st = sweepStatus(s);
     let top = document.getElementById('sweep-top');
     const freshTop = el('section', { id: 'sweep-top' }, [
-      el('h2', {}, [`Sweep ${s.id}: ${sweepName(s)} `, el('span', { class: 'badge sweep-status ' + st, id: 'sweep-status', text: st })]),
+      el('h2', {}, [`Sweep ${s.id}: ${R.sweepName(s)} `, el('span', { class: 'badge sweep-status ' + st, id: 'sweep-status', text: st })]),
       el('table', {}, [sweepHead(), el('tbody', {}, sweepRow(s))]),
     ]);
     const saved = earlyAbort(s);

@@ -78,6 +78,9 @@
     return (row.model_name || row.model) + (row.run_tag ? ' run=' + row.run_tag : '');
   }
 
+  // A sweep's name, with " run=TAG" for a sweep with a run_tag (cli/output.h SweepName).
+  function sweepName(s) { return s.run_tag ? `${s.name} run=${s.run_tag}` : s.name; }
+
   function baselineByModel(table) {
     const base = {};
     for (const r of table.rows) if (r.baseline) base[groupOf(r)] = r;
@@ -405,6 +408,6 @@
     }
   }
 
-  window.BitsweepRender = { el, groupOf, modelTitle, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
+  window.BitsweepRender = { el, groupOf, modelTitle, sweepName, fixed, formatValue, formatDelta, columnTitle, badness, resultsTable, plots,
                             renderResults, tableCsv, visibleRows };
 })();

@@ -21,9 +21,6 @@
     }).map(({ c }) => ({ column: c, title: titles.get(c.task) || c.name }));
   }
 
-  // "paper-b run=v2" for a sweep with a run_tag (cli/output.h SweepName).
-  function sweepName(s) { return s.run_tag ? `${s.name} run=${s.run_tag}` : s.name; }
-
   function hasValue(cell) {
     return cell && !cell.skipped && !cell.failed && cell.value !== null && cell.value !== undefined;
   }
@@ -224,13 +221,13 @@
   }
 
   function sweepSummary(s) {
-    return `Sweep ${s.id} (${sweepName(s)}): ${s.total} jobs, ${s.succeeded} succeeded, ${s.failed} failed, ` +
+    return `Sweep ${s.id} (${R.sweepName(s)}): ${s.total} jobs, ${s.succeeded} succeeded, ${s.failed} failed, ` +
            `${s.skipped} skipped, ${s.canceled} canceled` + (s.pending ? `, ${s.pending} not finished` : '') + '.';
   }
 
   function sweepSection(sweep, paperTasks, heading) {
     const sec = el('section', { class: 'sweep', id: 'sweep-' + sweep.id, 'data-sweep': String(sweep.id) });
-    if (heading) sec.appendChild(el('h2', { text: `Sweep ${sweep.id}: ${sweepName(sweep)}` }));
+    if (heading) sec.appendChild(el('h2', { text: `Sweep ${sweep.id}: ${R.sweepName(sweep)}` }));
     sec.appendChild(el('p', { class: 'summary', text: sweepSummary(sweep) }));
     sec.appendChild(el('h3', { text: 'Results' }));
     if (sweep.table.rows.length === 0) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,36 @@ JobSpec Spec(const QuantConfig& q) {
   INFO(n.status().ToString());
   REQUIRE(n.ok());
   return *n;
+}
+
+// The sweep `yaml` expanded on the shipped 4-layer demo model (its config.json read).
+std::vector<JobSpec> ExpandOnDemo(const std::string& yaml) {
+  auto spec = ParseSweepYaml(yaml, "t.yaml");
+  INFO(spec.status().ToString());
+  REQUIRE(spec.ok());
+  ExpandOptions o;
+  o.model_root = testing::SourceDir();
+  auto e = ExpandSweep(*spec, o);
+  INFO(e.status().ToString());
+  REQUIRE(e.ok());
+  return e->jobs;
+}
+
+// One wikitext2 ppl result per job, 6.0 for the first and one more for each next, with the
+// provenance `provenance(job)`.
+std::vector<ResultInput> PplInputs(const std::vector<JobSpec>& jobs,
+                                   const std::function<std::string(const JobSpec&)>& provenance) {
+  std::vector<ResultInput> in;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    ResultInput r;
+    r.job_id = static_cast<int64_t>(i + 1);
+    r.spec_json = JobSpecToJson(jobs[i]);
+    r.metric = "ppl";
+    r.value = 6.0 + static_cast<double>(i);
+    r.provenance_json = provenance(jobs[i]);
+    in.push_back(r);
+  }
+  return in;
 }
 
 }  // namespace
@@ -217,19 +248,12 @@ TEST_CASE("A sweep's method overrides and sensitivity block expand on the demo m
       "  - {method: rtn, wbits: 3, group: 64,\n"
       "     overrides: [{layers: \"0-1\", wbits: 4}, {linear: down_proj, wbits: 4}]}\n"
       "sensitivity: {method: rtn, wbits: 2, group: 64, unit: layer}\n";
-  auto spec = ParseSweepYaml(yaml, "t.yaml");
-  INFO(spec.status().ToString());
-  REQUIRE(spec.ok());
-  ExpandOptions o;
-  o.model_root = testing::SourceDir();
-  auto e = ExpandSweep(*spec, o);
-  INFO(e.status().ToString());
-  REQUIRE(e.ok());
+  const std::vector<JobSpec> jobs = ExpandOnDemo(yaml);
   // FP baseline, the mixed recipe, and one job per decoder layer of the 4-layer demo model.
-  REQUIRE(e->jobs.size() == 6);
-  CHECK(DescribeQuant(e->jobs[1].quant) == "rtn w3 g64 down_proj:w4g64 L0-1:w4g64");
+  REQUIRE(jobs.size() == 6);
+  CHECK(DescribeQuant(jobs[1].quant) == "rtn w3 g64 down_proj:w4g64 L0-1:w4g64");
   for (int l = 0; l < 4; ++l) {
-    const QuantConfig& q = e->jobs[2 + l].quant;
+    const QuantConfig& q = jobs[2 + l].quant;
     CHECK(OverridesText(q.overrides) == "fp L" + std::to_string(l) + ":w2g64");
     for (int k = 0; k < 4; ++k) {
       CHECK(ResolveLinearPrecision(q, k, "mlp.up_proj").keep_fp() == (k != l));
@@ -241,15 +265,9 @@ TEST_CASE("A linear-type sensitivity sweep has one job per linear type") {
   const std::string yaml =
       "name: s\nmodels: [models/demo]\ntasks: [wikitext2]\nbaseline: false\n"
       "sensitivity: {method: rtn, wbits: 2, unit: linear_type}\n";
-  auto spec = ParseSweepYaml(yaml, "t.yaml");
-  REQUIRE(spec.ok());
-  ExpandOptions o;
-  o.model_root = testing::SourceDir();
-  auto e = ExpandSweep(*spec, o);
-  INFO(e.status().ToString());
-  REQUIRE(e.ok());
-  REQUIRE(e->jobs.size() == 7);
-  CHECK(OverridesText(e->jobs[0].quant.overrides) == "fp q_proj:w2g128");
+  const std::vector<JobSpec> jobs = ExpandOnDemo(yaml);
+  REQUIRE(jobs.size() == 7);
+  CHECK(OverridesText(jobs[0].quant.overrides) == "fp q_proj:w2g128");
 }
 
 TEST_CASE("Sweep override errors carry the file position and the field") {
@@ -273,24 +291,12 @@ TEST_CASE("Results rows of a sensitivity sweep carry their unit, the average bit
   const std::string yaml =
       "name: s\nmodels: [models/demo]\ntasks: [wikitext2]\n"
       "sensitivity: {method: rtn, wbits: 2, unit: layer}\n";
-  auto spec = ParseSweepYaml(yaml, "t.yaml");
-  REQUIRE(spec.ok());
-  ExpandOptions o;
-  o.model_root = testing::SourceDir();
-  auto e = ExpandSweep(*spec, o);
-  REQUIRE(e.ok());
-  REQUIRE(e->jobs.size() == 5);
-  std::vector<ResultInput> in;
-  for (size_t i = 0; i < e->jobs.size(); ++i) {
-    ResultInput r;
-    r.job_id = static_cast<int64_t>(i + 1);
-    r.spec_json = JobSpecToJson(e->jobs[i]);
-    r.metric = "ppl";
-    r.value = 6.0 + static_cast<double>(i);
-    r.provenance_json = i == 0 ? "{}" : "{\"avg_wbits\": 12.5}";
-    in.push_back(r);
-  }
-  const ResultsTable t = PivotResults(in);
+  const std::vector<JobSpec> jobs = ExpandOnDemo(yaml);
+  REQUIRE(jobs.size() == 5);
+  REQUIRE(jobs[0].quant.method == "fp");
+  const ResultsTable t = PivotResults(PplInputs(jobs, [](const JobSpec& j) {
+    return j.quant.method == "fp" ? "{}" : "{\"avg_wbits\": 12.5}";
+  }));
   REQUIRE(t.rows.size() == 5);
   CHECK(t.rows[0].baseline);
   CHECK(t.rows[0].overrides.empty());
@@ -310,28 +316,14 @@ TEST_CASE("Results rows of a sensitivity sweep carry their unit, the average bit
 
 TEST_CASE("Text, csv, markdown and latex results add an avg wbits column only when a row is mixed",
           "[results]") {
-  auto spec = ParseSweepYaml(
+  const std::vector<JobSpec> jobs = ExpandOnDemo(
       "name: m\nmodels: [models/demo]\ntasks: [wikitext2]\n"
       "methods:\n  - {method: rtn, wbits: 4, group: 64}\n"
-      "  - {method: rtn, wbits: 3, group: 64, overrides: [{layers: \"0\", wbits: 4}]}\n",
-      "t.yaml");
-  REQUIRE(spec.ok());
-  ExpandOptions o;
-  o.model_root = testing::SourceDir();
-  auto e = ExpandSweep(*spec, o);
-  REQUIRE(e.ok());
-  REQUIRE(e->jobs.size() == 3);  // FP, rtn w4, the mixed recipe
-  std::vector<ResultInput> in;
-  for (size_t i = 0; i < e->jobs.size(); ++i) {
-    ResultInput r;
-    r.job_id = static_cast<int64_t>(i + 1);
-    r.spec_json = JobSpecToJson(e->jobs[i]);
-    r.metric = "ppl";
-    r.value = 6.0 + static_cast<double>(i);
-    const bool mixed = !e->jobs[i].quant.overrides.empty();
-    r.provenance_json = mixed ? "{\"avg_wbits\": 3.25}" : "{}";
-    in.push_back(r);
-  }
+      "  - {method: rtn, wbits: 3, group: 64, overrides: [{layers: \"0\", wbits: 4}]}\n");
+  REQUIRE(jobs.size() == 3);  // FP, rtn w4, the mixed recipe
+  std::vector<ResultInput> in = PplInputs(jobs, [](const JobSpec& j) {
+    return j.quant.overrides.empty() ? "{}" : "{\"avg_wbits\": 3.25}";
+  });
   auto lines = [](const std::string& text) {
     std::vector<std::string> out;
     size_t start = 0;

@@ -188,16 +188,22 @@ int64_t Submit(pb::Coordinator::Stub& client, const std::string& id, const std::
   return response.sweep().id();
 }
 
-// What the report must show of a sweep: every stored headline result by row label and column
-// name (as QueryResults returns it), the skipped and failed jobs, and the best quantized value
-// per column.
-json Expected(pb::Coordinator::Stub& client, int64_t sweep_id) {
+// Every stored result of the sweep, in one page (these sweeps are small).
+pb::QueryResultsResponse StoredResults(pb::Coordinator::Stub& client, int64_t sweep_id) {
   pb::QueryResultsRequest query;
   query.set_sweep_id(sweep_id);
   query.set_page_size(1000);
   pb::QueryResultsResponse results;
   REQUIRE_RPC_OK(client.QueryResults(Ctx().get(), query, &results));
   REQUIRE(results.next_page_token().empty());
+  return results;
+}
+
+// What the report must show of a sweep: every stored headline result by row label and column
+// name (as QueryResults returns it), the skipped and failed jobs, and the best quantized value
+// per column.
+json Expected(pb::Coordinator::Stub& client, int64_t sweep_id) {
+  const pb::QueryResultsResponse results = StoredResults(client, sweep_id);
   json cells = json::array();
   json skipped = json::array();
   std::map<std::string, double> best;
@@ -238,11 +244,7 @@ json Expected(pb::Coordinator::Stub& client, int64_t sweep_id) {
 // The sensitivity bars the report must draw: each unit's stored wikitext2 perplexity minus the
 // FP baseline's, by unit, from QueryResults.
 json ExpectedSensitivity(pb::Coordinator::Stub& client, int64_t sweep_id) {
-  pb::QueryResultsRequest query;
-  query.set_sweep_id(sweep_id);
-  query.set_page_size(1000);
-  pb::QueryResultsResponse results;
-  REQUIRE_RPC_OK(client.QueryResults(Ctx().get(), query, &results));
+  const pb::QueryResultsResponse results = StoredResults(client, sweep_id);
   double fp = 0;
   std::map<std::string, double> ppl;
   for (const auto& job : results.jobs()) {

@@ -62,6 +62,12 @@ std::map<std::string, LeasedJob> LeaseAll(JobStore& store, int64_t worker, absl:
   }
 }
 
+// Completes the leased job `key` with `results` at `now`.
+void Finish(JobStore& store, std::map<std::string, LeasedJob>& leased, const std::string& key,
+            const std::vector<JobResultRow>& results, absl::Time now) {
+  REQUIRE_OK(store.Complete(leased.at(key).job_id, leased.at(key).epoch, results, now));
+}
+
 JobInfo Get(JobStore& store, const std::map<std::string, int64_t>& ids, const std::string& key) {
   auto j = store.GetJob(ids.at(key));
   REQUIRE_OK(j);
@@ -92,11 +98,9 @@ TEST_CASE("an artifact whose ppl exceeds ratio x FP has its other jobs skipped, 
   CHECK(leased.count("q1|piqa") == 0);
   CHECK(leased.count("q2|piqa") == 0);
   const absl::Time t = kT0 + absl::Seconds(10);
-  REQUIRE_OK(store->Complete(leased["fp|piqa"].job_id, leased["fp|piqa"].epoch, Acc(0.7), t));
-  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                             Ppl(6.3), t));
-  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                             Ppl(965.3), t));
+  Finish(*store, leased, "fp|piqa", Acc(0.7), t);
+  Finish(*store, leased, "fp|wikitext2", Ppl(6.3), t);
+  Finish(*store, leased, "q1|wikitext2", Ppl(965.3), t);
   const JobInfo skipped = Get(*store, ids, "q1|piqa");
   CHECK(skipped.state == JobState::kSkipped);
   CHECK(skipped.last_error ==
@@ -104,8 +108,7 @@ TEST_CASE("an artifact whose ppl exceeds ratio x FP has its other jobs skipped, 
         "(early_abort: {ppl_ratio: 3, on: wikitext2, hold_seconds: 60})");
   // q2 is still held until its ppl arrives; under the ratio it releases q2|piqa at once.
   CHECK(Get(*store, ids, "q2|piqa").not_before == kT0 + kHold);
-  REQUIRE_OK(store->Complete(leased["q2|wikitext2"].job_id, leased["q2|wikitext2"].epoch,
-                             Ppl(7.0), t));
+  Finish(*store, leased, "q2|wikitext2", Ppl(7.0), t);
   const JobInfo released = Get(*store, ids, "q2|piqa");
   CHECK(released.state == JobState::kPending);
   CHECK(released.not_before == t);
@@ -146,15 +149,12 @@ TEST_CASE("a baseline arriving after the quantized ppl decides its artifacts", "
   const int64_t w = Worker(*store, "w");
   auto leased = LeaseAll(*store, w, kT0);
   const absl::Time t = kT0 + absl::Seconds(5);
-  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                             Ppl(965.3), t));
-  REQUIRE_OK(store->Complete(leased["q2|wikitext2"].job_id, leased["q2|wikitext2"].epoch,
-                             Ppl(7.0), t));
+  Finish(*store, leased, "q1|wikitext2", Ppl(965.3), t);
+  Finish(*store, leased, "q2|wikitext2", Ppl(7.0), t);
   // No baseline yet: both stay held.
   CHECK(Get(*store, ids, "q1|piqa").state == JobState::kPending);
   CHECK(Get(*store, ids, "q2|piqa").not_before == kT0 + kHold);
-  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                             Ppl(6.3), t + absl::Seconds(1)));
+  Finish(*store, leased, "fp|wikitext2", Ppl(6.3), t + absl::Seconds(1));
   CHECK(Get(*store, ids, "q1|piqa").state == JobState::kSkipped);
   CHECK(Get(*store, ids, "q2|piqa").state == JobState::kPending);
   CHECK(Get(*store, ids, "q2|piqa").not_before == t + absl::Seconds(1));
@@ -193,10 +193,8 @@ TEST_CASE("a new sweep with a looser rule or none revives skipped jobs, the same
   const int64_t w = Worker(*store, "w");
   auto leased = LeaseAll(*store, w, kT0);
   const absl::Time t = kT0 + absl::Seconds(5);
-  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                             Ppl(6.3), t));
-  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                             Ppl(965.3), t));
+  Finish(*store, leased, "fp|wikitext2", Ppl(6.3), t);
+  Finish(*store, leased, "q1|wikitext2", Ppl(965.3), t);
   REQUIRE(Get(*store, ids, "q1|piqa").state == JobState::kSkipped);
 
   // The same rule again: revived, then skipped again at once.
@@ -230,10 +228,8 @@ TEST_CASE("a sweep without a rule skips nothing and holds nothing", "[pg]") {
   const int64_t w = Worker(*store, "w");
   auto leased = LeaseAll(*store, w, kT0);
   CHECK(leased.size() == 6);
-  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                             Ppl(6.3), kT0));
-  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                             Ppl(965.3), kT0));
+  Finish(*store, leased, "fp|wikitext2", Ppl(6.3), kT0);
+  Finish(*store, leased, "q1|wikitext2", Ppl(965.3), kT0);
   CHECK(Get(*store, ids, "q1|piqa").state == JobState::kLeased);
 }
 
@@ -264,16 +260,13 @@ TEST_CASE("a job shared by two sweeps with rules is skipped only when both rules
   auto leased = LeaseAll(*store, w, kT0);
   REQUIRE(leased.size() == 4);  // both rules hold the piqa jobs
   const absl::Time t = kT0 + absl::Seconds(2);
-  REQUIRE_OK(store->Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                             Ppl(6.3), t));
+  Finish(*store, leased, "fp|wikitext2", Ppl(6.3), t);
   // 100: over x3, under x100: the second sweep wants q1|piqa, so it runs.
-  REQUIRE_OK(store->Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                             Ppl(100.0), t));
+  Finish(*store, leased, "q1|wikitext2", Ppl(100.0), t);
   CHECK(Get(*store, ids, "q1|piqa").state == JobState::kPending);
   CHECK(Get(*store, ids, "q1|piqa").not_before == t);
   // 965.3 exceeds both: skipped, named by the x100 rule.
-  REQUIRE_OK(store->Complete(leased["q2|wikitext2"].job_id, leased["q2|wikitext2"].epoch,
-                             Ppl(965.3), t));
+  Finish(*store, leased, "q2|wikitext2", Ppl(965.3), t);
   const JobInfo skipped = Get(*store, ids, "q2|piqa");
   CHECK(skipped.state == JobState::kSkipped);
   CHECK_THAT(skipped.last_error, Catch::StartsWith("early abort: wikitext2 ppl 965.3 > 100 x FP"));
@@ -289,10 +282,8 @@ TEST_CASE("a decision lost after a result landed is made by the reaper's next ti
   const auto ids = Ids(store, *sweep);
   auto leased = LeaseAll(store, Worker(store, "w"), kT0);
   const absl::Time t = kT0 + absl::Seconds(5);
-  REQUIRE_OK(store.Complete(leased["fp|wikitext2"].job_id, leased["fp|wikitext2"].epoch,
-                            Ppl(6.3), t));
-  REQUIRE_OK(store.Complete(leased["q1|wikitext2"].job_id, leased["q1|wikitext2"].epoch,
-                            Ppl(965.3), t));
+  Finish(store, leased, "fp|wikitext2", Ppl(6.3), t);
+  Finish(store, leased, "q1|wikitext2", Ppl(965.3), t);
   REQUIRE(Get(store, ids, "q1|piqa").state == JobState::kSkipped);
   // What an outage between Complete's two transactions leaves: the result stored, the job
   // still held as the submission held it.
